@@ -1,0 +1,103 @@
+"""The ``lead-scoring`` command: schema migrations and the one-command demo."""
+
+import argparse
+import os
+import sys
+
+from lead_scoring_assets.db.database import Database, data_dir, default_database_url, redact
+
+DEMO_AS_OF = "2026-11-24T00:00:00Z"
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    database = Database(args.url or default_database_url())
+    database.upgrade(args.revision)
+    print(f"{redact(str(database.url))} is at revision {database.current_revision()}")
+    database.dispose()
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    database = Database(args.url or default_database_url())
+    print(database.current_revision() or "no schema")
+    database.dispose()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Schema, demo data and a full rescoring, run as Dagster jobs on a local instance."""
+    import dagster as dg
+
+    from lead_scoring_assets.definitions import defs
+
+    os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
+    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    database = Database(default_database_url())
+    database.upgrade()
+    database.dispose()
+    definitions = defs()
+    with dg.DagsterInstance.get() as instance:
+        for job_name, run_config in (
+            ("demo_data_job", {"ops": {"generate_demo_data_op": {"config": {
+                "contacts": args.contacts, "seed": args.seed, "as_of": args.as_of,
+                "replace_existing": True}}}}),
+            ("full_rescore_job", {"ops": {"lead_scores": {"config": {"as_of": args.as_of}}}}),
+        ):
+            result = definitions.resolve_job_def(job_name).execute_in_process(
+                run_config=run_config, instance=instance
+            )
+            if not result.success:
+                print(f"{job_name} failed (run {result.run_id})", file=sys.stderr)
+                return 1
+            print(f"{job_name} succeeded (run {result.run_id})")
+    _print_summary(Database(default_database_url()))
+    print(f"\nOpen the Dagster UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+          ".venv/bin/dagster dev  (then http://127.0.0.1:3000)")
+    return 0
+
+
+def _print_summary(database: Database) -> None:
+    tiers = database.read_frame(
+        "SELECT quality_tier, count(*) AS contacts, round(avg(total_score), 1) AS mean_score "
+        "FROM lead_scores GROUP BY quality_tier ORDER BY min(total_score) DESC"
+    )
+    malformed = database.read_frame(
+        "SELECT reason, count(*) AS rows FROM malformed_validations GROUP BY reason ORDER BY reason"
+    )
+    print(f"\nlead_scores on {redact(str(database.url))}:")
+    print(tiers.to_string(index=False))
+    print("\nmalformed validation rows kept in malformed_validations:")
+    print(malformed.to_string(index=False))
+    database.dispose()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lead-scoring", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="schema migrations").add_subparsers(
+        dest="db_command", required=True
+    )
+    upgrade = db.add_parser("upgrade", help="create or upgrade the schema")
+    upgrade.add_argument("--revision", default="head")
+    current = db.add_parser("current", help="print the schema revision")
+    for sub, handler in ((upgrade, _db_upgrade), (current, _db_current)):
+        sub.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
+                                       "or the embedded SQLite file)")
+        sub.set_defaults(handler=handler)
+
+    demo = commands.add_parser("demo", help="demo data + full rescoring on the embedded default")
+    demo.add_argument("--contacts", type=int, default=50_000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--as-of", default=DEMO_AS_OF)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""One database, SQLite or PostgreSQL, chosen by a SQLAlchemy URL.
+
+Frames go in and out through ``read_frame`` and ``append_frame``; on PostgreSQL they take
+the Arrow fast path (ADBC: COPY in binary), on SQLite plain DB-API calls.
+"""
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import adbc_driver_postgresql.dbapi as adbc
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+from lead_scoring_assets.db.tables import CONTACT_COLUMNS, VALIDATION_COLUMNS
+
+DATABASE_URL_ENV = "LEAD_SCORING_DATABASE_URL"
+DATA_DIR_ENV = "LEAD_SCORING_DATA_DIR"
+MIGRATIONS = Path(__file__).parent / "migrations"
+_FIRST_ID = -(2**63)
+_PARAM = re.compile(r"(?<!:):(\w+)")
+_PG_ARROW_TYPES = {
+    "bigint": pa.int64(),
+    "integer": pa.int32(),
+    "smallint": pa.int16(),
+    "double precision": pa.float64(),
+    "boolean": pa.bool_(),
+    "text": pa.string(),
+    "character varying": pa.string(),
+    "json": pa.string(),
+    "timestamp with time zone": pa.timestamp("us", "UTC"),
+}
+
+
+def data_dir() -> Path:
+    """The git-ignored folder of the embedded default (``./data`` unless configured)."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data")).resolve()
+
+
+def default_database_url() -> str:
+    """``LEAD_SCORING_DATABASE_URL``, or the embedded SQLite file in the data folder."""
+    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir() / 'lead_scoring.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for logs and metadata."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+class Database:
+    """The operational database behind the lead-scoring pipeline."""
+
+    def __init__(self, url: str):
+        self.url = sa.make_url(url)
+        if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # schema
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or upgrade the schema with the project's Alembic migrations."""
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    # frames in and out
+
+    @contextmanager
+    def adbc_connection(self) -> Iterator[adbc.Connection]:
+        """A raw ADBC connection to the PostgreSQL database (commit is the caller's)."""
+        uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = adbc.connect(uri)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def read_frame(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        """Run a query with ``:name`` parameters and return its rows as a DataFrame."""
+        params = params or {}
+        if self.dialect == "postgresql":
+            names: list[str] = []
+
+            def number(match: re.Match) -> str:
+                names.append(match.group(1))
+                return f"${len(names)}"
+
+            adbc_sql = _PARAM.sub(number, sql)
+            with self.adbc_connection() as connection, connection.cursor() as cursor:
+                cursor.execute(adbc_sql, parameters=tuple(params[n] for n in names) or None)
+                table = cursor.fetch_arrow_table()
+            return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        with self.engine.connect() as connection:
+            return pd.read_sql(sa.text(sql), connection, params=params)
+
+    def append_frame(self, table: str, frame: pd.DataFrame, connection=None) -> None:
+        """Append the rows of ``frame`` (columns named as the table's) to ``table``.
+
+        ``connection`` is an open ADBC connection (PostgreSQL) or SQLAlchemy connection
+        (SQLite) whose transaction the caller owns; without one, the rows are committed.
+        """
+        if frame.empty:
+            return
+        if self.dialect == "postgresql":
+            if connection is None:
+                with self.adbc_connection() as own:
+                    self._adbc_append(own, table, frame)
+                    own.commit()
+            else:
+                self._adbc_append(connection, table, frame)
+            return
+        columns = list(frame.columns)
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        rows = list(_sqlite_rows(frame))
+        if connection is None:
+            with self.engine.begin() as own:
+                own.exec_driver_sql(sql, rows)
+        else:
+            connection.exec_driver_sql(sql, rows)
+
+    def _adbc_append(self, connection: adbc.Connection, table: str, frame: pd.DataFrame) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = $1 "
+                "ORDER BY ordinal_position",
+                parameters=(table,),
+            )
+            types = {name: _PG_ARROW_TYPES[kind] for name, kind in cursor.fetchall()}
+            arrow = pa.Table.from_pandas(frame[list(types)], preserve_index=False)
+            arrow = arrow.cast(pa.schema([(name, types[name]) for name in types]))
+            cursor.adbc_ingest(table, arrow, mode="append")
+
+    def replace_rows(self, table: str, frame: pd.DataFrame) -> None:
+        """Replace every row of a small ``table`` with ``frame`` in one transaction."""
+        columns = list(frame.columns)
+        with self.engine.begin() as connection:
+            connection.execute(sa.text(f"DELETE FROM {table}"))
+            connection.execute(
+                sa.text(
+                    f"INSERT INTO {table} ({', '.join(columns)}) "
+                    f"VALUES ({', '.join(':' + c for c in columns)})"
+                ),
+                frame.astype(object).where(frame.notna(), None).to_dict("records"),
+            )
+
+    def count(self, table: str) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+    # the scoring inputs, chunk by chunk
+
+    def iter_scoring_inputs(
+        self, chunk_size: int
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """(contacts, validations) by ascending contact id, ``chunk_size`` contacts at a time.
+
+        Each chunk carries every validation row whose ``contact_id`` falls in its id range;
+        the last chunk also carries rows beyond the highest id or with no ``contact_id``,
+        so every validation row is seen once.
+        """
+        after = _FIRST_ID
+        while True:
+            contacts = self.read_frame(
+                f"SELECT {', '.join(CONTACT_COLUMNS)} FROM contacts "
+                "WHERE id > :after ORDER BY id LIMIT :limit",
+                {"after": after, "limit": chunk_size},
+            )
+            validations_sql = f"SELECT {', '.join(VALIDATION_COLUMNS)} FROM platform_validations "
+            if len(contacts) == chunk_size:
+                upto = int(contacts["id"].iloc[-1])
+                validations = self.read_frame(
+                    validations_sql + "WHERE contact_id > :after AND contact_id <= :upto",
+                    {"after": after, "upto": upto},
+                )
+                yield contacts, validations
+                after = upto
+                continue
+            validations = self.read_frame(
+                validations_sql + "WHERE contact_id > :after OR contact_id IS NULL",
+                {"after": after},
+            )
+            yield contacts, validations
+            return
+
+
+def _sqlite_rows(frame: pd.DataFrame) -> Iterator[tuple]:
+    """Rows as DB-API tuples: UTC timestamps as SQLAlchemy stores them, NULL for NA."""
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+            column.dtype
+        ):
+            stamps = pd.to_datetime(column, utc=True)
+            column = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        values = column.astype(object).where(column.notna(), None)
+        columns.append(values.map(_plain).tolist())
+    return zip(*columns)
+
+
+def _plain(value):
+    """numpy scalars as Python values for the DB-API."""
+    return value.item() if hasattr(value, "item") else value
+

@@ -1,0 +1,18 @@
+"""Alembic environment: runs the project's migrations on the connection it is given."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() as conn:
+        _run(conn)

@@ -1,0 +1,181 @@
+"""Write a full rescoring aside, then swap it in at once.
+
+Readers see the previous ``lead_scores`` until the swap commits; a failed or killed run
+leaves only staging tables behind, which the next run drops.
+"""
+
+import re
+
+import pandas as pd
+import sqlalchemy as sa
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
+
+SCORES = "lead_scores"
+MALFORMED = "malformed_validations"
+STAGED = {SCORES: "lead_scores_next", MALFORMED: "malformed_validations_next"}
+LAST_VALIDATION = "contact_last_validation_next"
+_FULL_RESCORE_LOCK = 7_301_265_001
+
+
+class ScoreSwap:
+    """Stage scores, malformed rows and ``last_platform_validation`` changes; swap on success.
+
+    Use as a context manager: leaving the block normally commits the swap; an exception
+    drops the staging tables and leaves every live table as it was.
+    """
+
+    def __init__(self, database: Database):
+        self.db = database
+        self._adbc = None
+        self._lock = None
+
+    def __enter__(self) -> "ScoreSwap":
+        if self.db.dialect == "postgresql":
+            self._lock = self.db.engine.connect()
+            got = self._lock.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FULL_RESCORE_LOCK}
+            ).scalar()
+            if not got:
+                self._lock.close()
+                raise RuntimeError("another full rescoring is running on this database")
+        with self.db.engine.begin() as connection:
+            self._drop_staging(connection)
+            for live, staged in STAGED.items():
+                connection.execute(sa.text(self._create_like(connection, live, staged)))
+            connection.execute(
+                sa.text(
+                    f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
+                    f"last_platform_validation {self._timestamp_type})"
+                )
+            )
+        if self.db.dialect == "postgresql":
+            self._adbc = self.db.adbc_connection()
+            self._connection = self._adbc.__enter__()
+        else:
+            self._connection = None
+        return self
+
+    def add(
+        self,
+        scores: pd.DataFrame,
+        malformed: pd.DataFrame,
+        last_validation_changes: pd.DataFrame,
+        detected_at: pd.Timestamp,
+    ) -> None:
+        """Stage one chunk: its score rows, malformed rows and changed last validations."""
+        self.db.append_frame(STAGED[SCORES], scores, self._connection)
+        kept = malformed[list(VALIDATION_COLUMNS)].rename(columns={"id": "validation_id"})
+        kept = kept.assign(reason=malformed["reason"], detected_at=detected_at)
+        self.db.append_frame(STAGED[MALFORMED], kept, self._connection)
+        self.db.append_frame(LAST_VALIDATION, last_validation_changes, self._connection)
+        if self._connection is not None:
+            self._connection.commit()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._adbc is not None:
+                self._adbc.__exit__(None, None, None)
+            if exc_type is None:
+                self._swap()
+            else:
+                with self.db.engine.begin() as connection:
+                    self._drop_staging(connection)
+        finally:
+            if self._lock is not None:
+                self._lock.rollback()
+                self._lock.close()
+
+    @property
+    def _timestamp_type(self) -> str:
+        return "TIMESTAMP WITH TIME ZONE" if self.db.dialect == "postgresql" else "DATETIME"
+
+    def _create_like(self, connection, live: str, staged: str) -> str:
+        if self.db.dialect == "postgresql":
+            return f"CREATE TABLE {staged} (LIKE {live} INCLUDING DEFAULTS)"
+        ddl = connection.execute(
+            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
+            {"name": live},
+        ).scalar_one()
+        return re.sub(rf"^CREATE TABLE \"?{live}\"?", f"CREATE TABLE {staged}", ddl)
+
+    @staticmethod
+    def _drop_staging(connection) -> None:
+        for table in (*STAGED.values(), LAST_VALIDATION):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+    def _swap(self) -> None:
+        if self.db.dialect == "postgresql":
+            self._swap_postgresql()
+        else:
+            self._swap_sqlite()
+
+    def _swap_sqlite(self) -> None:
+        with self.db.engine.begin() as connection:
+            for live, staged in STAGED.items():
+                connection.execute(sa.text(f"DELETE FROM {live}"))
+                connection.execute(sa.text(f"INSERT INTO {live} SELECT * FROM {staged}"))
+            self._update_last_validation(connection)
+            self._drop_staging(connection)
+
+    def _swap_postgresql(self) -> None:
+        """Give the staged scores the live table's indexes, then drop and rename in one
+        transaction; the other tables are small and copied."""
+        staged = STAGED[SCORES]
+        with self.db.engine.begin() as connection:
+            renames = _copy_indexes(connection, SCORES, staged)
+            connection.execute(sa.text(f"ANALYZE {staged}"))
+        with self.db.engine.begin() as connection:
+            connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+            connection.execute(sa.text(f"LOCK TABLE {SCORES} IN ACCESS EXCLUSIVE MODE"))
+            connection.execute(sa.text(f"DROP TABLE {SCORES}"))
+            connection.execute(sa.text(f"ALTER TABLE {staged} RENAME TO {SCORES}"))
+            for statement in renames:
+                connection.execute(sa.text(statement))
+            connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
+            connection.execute(sa.text(f"INSERT INTO {MALFORMED} SELECT * FROM {STAGED[MALFORMED]}"))
+            self._update_last_validation(connection)
+            self._drop_staging(connection)
+
+    @staticmethod
+    def _update_last_validation(connection) -> None:
+        connection.execute(
+            sa.text(
+                f"UPDATE contacts SET last_platform_validation = n.last_platform_validation "
+                f"FROM {LAST_VALIDATION} AS n WHERE contacts.id = n.contact_id"
+            )
+        )
+
+
+def _copy_indexes(connection, live: str, staged: str) -> list[str]:
+    """Build ``live``'s indexes and constraints on ``staged`` under temporary names; return
+    the statements that give them their live names once ``staged`` is renamed."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT ic.relname, pg_get_indexdef(ic.oid), con.conname, "
+            "pg_get_constraintdef(con.oid) "
+            "FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid "
+            "LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid "
+            "AND con.conrelid = x.indrelid "
+            "WHERE x.indrelid = CAST(:table AS regclass)"
+        ),
+        {"table": live},
+    ).all()
+    renames = []
+    for index_name, index_def, constraint_name, constraint_def in rows:
+        if constraint_name is not None:
+            temporary = f"{constraint_name}_next"
+            connection.execute(
+                sa.text(f'ALTER TABLE {staged} ADD CONSTRAINT "{temporary}" {constraint_def}')
+            )
+            renames.append(
+                f'ALTER TABLE {live} RENAME CONSTRAINT "{temporary}" TO "{constraint_name}"'
+            )
+            continue
+        temporary = f"{index_name}_next"
+        statement = index_def.replace(f"INDEX {index_name} ON", f'INDEX "{temporary}" ON', 1)
+        statement = re.sub(rf" ON ((?:\S+\.)?){live} USING", rf" ON \g<1>{staged} USING", statement)
+        connection.execute(sa.text(statement))
+        renames.append(f'ALTER INDEX "{temporary}" RENAME TO "{index_name}"')
+    return renames

@@ -1,0 +1,15 @@
+"""Names of the operational tables' columns, as SCORING_SPEC.md §1 and §8 give them."""
+
+from lead_scoring_assets.scoring.config import PLATFORMS, PROFILE_FIELDS
+
+CONTACT_COLUMNS = ("id", "phone_e164", *PROFILE_FIELDS, "created_at", "last_platform_validation")
+VALIDATION_COLUMNS = (
+    "id", "contact_id", "platform", "is_valid", "is_business", "is_premium",
+    "confidence_score", "validation_method", "response_time_ms", "validated_at",
+)
+SCORE_COLUMNS = (
+    "contact_id", "phone_e164", *(f"{p}_score" for p in PLATFORMS), "total_score",
+    "quality_tier", "confidence_level", "platform_count", "business_account_count",
+    "premium_account_count", "score_breakdown", "calculation_method", "calculation_version",
+    "last_calculated_at",
+)

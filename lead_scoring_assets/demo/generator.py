@@ -1,0 +1,320 @@
+"""Synthetic but realistic Mexican contacts and platform validations, deterministic per seed.
+
+Names and streets come from ``Faker('es_MX')`` (drawn once into pools, then combined with
+numpy so a million contacts take seconds); states are weighted by population (INEGI, Censo
+2020); LADAs and municipalities come from the phonenumbers geocoder; every edge case of
+SCORING_SPEC.md appears at a known small rate.
+"""
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from faker import Faker
+
+from lead_scoring_assets.geography.ladas import build_lada_reference, geocoder_descriptions
+from lead_scoring_assets.geography.states import STATE_CAPITALS, clean_place
+from lead_scoring_assets.scoring.config import PLATFORMS
+from lead_scoring_assets.scoring.engine import utc_timestamp
+
+STATE_POPULATION_2020: dict[str, tuple[str, int]] = {
+    "AGUASCALIENTES": ("Aguascalientes", 1_425_607),
+    "BAJA CALIFORNIA": ("Baja California", 3_769_020),
+    "BAJA CALIFORNIA SUR": ("Baja California Sur", 798_447),
+    "CAMPECHE": ("Campeche", 928_363),
+    "CHIAPAS": ("Chiapas", 5_543_828),
+    "CHIHUAHUA": ("Chihuahua", 3_741_869),
+    "CIUDAD DE MEXICO": ("Ciudad de México", 9_209_944),
+    "COAHUILA": ("Coahuila", 3_146_771),
+    "COLIMA": ("Colima", 731_391),
+    "DURANGO": ("Durango", 1_832_650),
+    "GUANAJUATO": ("Guanajuato", 6_166_934),
+    "GUERRERO": ("Guerrero", 3_540_685),
+    "HIDALGO": ("Hidalgo", 3_082_841),
+    "JALISCO": ("Jalisco", 8_348_151),
+    "MEXICO": ("México", 16_992_418),
+    "MICHOACAN": ("Michoacán", 4_748_846),
+    "MORELOS": ("Morelos", 1_971_520),
+    "NAYARIT": ("Nayarit", 1_235_456),
+    "NUEVO LEON": ("Nuevo León", 5_784_442),
+    "OAXACA": ("Oaxaca", 4_132_148),
+    "PUEBLA": ("Puebla", 6_583_278),
+    "QUERETARO": ("Querétaro", 2_368_467),
+    "QUINTANA ROO": ("Quintana Roo", 1_857_985),
+    "SAN LUIS POTOSI": ("San Luis Potosí", 2_822_255),
+    "SINALOA": ("Sinaloa", 3_026_943),
+    "SONORA": ("Sonora", 2_944_840),
+    "TABASCO": ("Tabasco", 2_402_598),
+    "TAMAULIPAS": ("Tamaulipas", 3_527_735),
+    "TLAXCALA": ("Tlaxcala", 1_342_977),
+    "VERACRUZ": ("Veracruz", 8_062_579),
+    "YUCATAN": ("Yucatán", 2_320_898),
+    "ZACATECAS": ("Zacatecas", 1_622_138),
+}
+STATE_VARIANTS: dict[str, tuple[str, ...]] = {
+    "CIUDAD DE MEXICO": ("CDMX", "Distrito Federal", "Cd. de México", "CIUDAD DE MEXICO"),
+    "MEXICO": ("Estado de México", "Edo. Méx.", "EDOMEX", "Mexico"),
+    "NUEVO LEON": ("NL", "Nuevo Leon", "N.L."),
+    "JALISCO": ("Jal.", "JALISCO", " jalisco "),
+    "VERACRUZ": ("Veracruz de Ignacio de la Llave", "Ver."),
+    "COAHUILA": ("Coahuila de Zaragoza", "Coah."),
+    "MICHOACAN": ("Michoacán de Ocampo", "Michoacan"),
+    "QUINTANA ROO": ("Q. Roo", "QROO"),
+    "BAJA CALIFORNIA SUR": ("BCS",),
+    "YUCATAN": ("Yucatan", "YUC"),
+}
+OPERATORS = {"Telcel": 0.62, "AT&T": 0.15, "Movistar": 0.12, "Bait": 0.06, "Unefon": 0.03,
+             "Virgin Mobile": 0.02}
+# share of contacts with an account, business share and premium/verified share per platform
+PLATFORM_PRESENCE = {"whatsapp": 0.88, "instagram": 0.45, "facebook": 0.70, "google": 0.60,
+                     "apple": 0.22}
+PLATFORM_BUSINESS = {"whatsapp": 0.12, "instagram": 0.08, "facebook": 0.07, "google": 0.04,
+                     "apple": 0.01}
+PLATFORM_PREMIUM = {"whatsapp": 0.03, "instagram": 0.05, "facebook": 0.03, "google": 0.02,
+                    "apple": 0.06}
+VALIDATION_METHODS = np.array(["api_lookup", "web_check", "sms_probe"])
+MALFORMED_KINDS = np.array(
+    ["unknown_platform", "confidence_null", "confidence_out_of_range", "is_valid_null",
+     "validated_at_null", "unknown_contact"]
+)
+
+
+@dataclass(frozen=True)
+class DemoRates:
+    """Rates of the edge cases the generator plants."""
+
+    no_validations: float = 0.08
+    blank_field: float = 0.03
+    whitespace_field: float = 0.01
+    state_variant: float = 0.15
+    lada_other_state: float = 0.07
+    lada_unknown: float = 0.02
+    created_at_null: float = 0.02
+    current_invalid: float = 0.07
+    extra_rows: tuple[float, float] = (0.30, 0.10)
+    tie: float = 0.02
+    malformed: float = 0.005
+    stale_last_validation: float = 0.05
+
+
+def _faker_pools(seed: int) -> dict[str, np.ndarray]:
+    fake = Faker("es_MX")
+    fake.seed_instance(seed)
+    return {
+        "first": np.array([fake.first_name() for _ in range(2000)]),
+        "last": np.array([fake.last_name() for _ in range(2000)]),
+        "street": np.array([fake.street_name() for _ in range(3000)]),
+    }
+
+
+@functools.cache
+def _places() -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray],
+                       np.ndarray]:
+    """States (canonical), population weights, LADAs and municipalities by state, and
+    three-digit codes missing from the reference."""
+    reference = build_lada_reference()
+    states = list(STATE_POPULATION_2020)
+    weights = np.array([STATE_POPULATION_2020[s][1] for s in states], dtype=float)
+    ladas = {s: reference.loc[reference.state_name == s, "lada"].to_numpy() for s in states}
+    towns: dict[str, set[str]] = {s: set() for s in states}
+    for capital, state in STATE_CAPITALS.items():
+        towns[state].add(capital.title())
+    towns["CIUDAD DE MEXICO"].add("Ciudad de México")
+    lada_state = dict(zip(reference.lada, reference.state_name))
+    for lada, description in geocoder_descriptions().items():
+        if "," in description and lada in lada_state:
+            for town in description.rsplit(",", 1)[0].split("/"):
+                towns[lada_state[lada]].add(town.strip())
+    municipalities = {s: np.array(sorted(towns[s], key=clean_place)) for s in states}
+    unknown = np.array([f"{n:03d}" for n in range(100, 1000) if f"{n:03d}" not in lada_state])
+    return states, weights / weights.sum(), ladas, municipalities, unknown
+
+
+def _pick(rng: np.random.Generator, options: dict[str, float], size: int) -> np.ndarray:
+    names = np.array(list(options))
+    probabilities = np.array(list(options.values()))
+    return names[rng.choice(len(names), size=size, p=probabilities / probabilities.sum())]
+
+
+def _blank_some(rng: np.random.Generator, values: np.ndarray, rates: DemoRates) -> np.ndarray:
+    values = values.astype(object)
+    draw = rng.random(len(values))
+    values[draw < rates.blank_field] = None
+    values[(draw >= rates.blank_field) & (draw < rates.blank_field + rates.whitespace_field)] = "  "
+    return values
+
+
+def generate_contacts(
+    rng: np.random.Generator, first_id: int, size: int, as_of: pd.Timestamp,
+    pools: dict[str, np.ndarray], rates: DemoRates = DemoRates(),
+) -> pd.DataFrame:
+    """``size`` contacts with ids from ``first_id`` (``last_platform_validation`` unset)."""
+    states, weights, ladas, municipalities, unknown_ladas = _places()
+    state_idx = rng.choice(len(states), size=size, p=weights)
+    canonical = np.array(states)[state_idx]
+    display = np.array([STATE_POPULATION_2020[s][0] for s in states])[state_idx].astype(object)
+    variant = rng.random(size) < rates.state_variant
+    for i in np.flatnonzero(variant):
+        options = STATE_VARIANTS.get(canonical[i], (canonical[i].title(), canonical[i]))
+        display[i] = options[rng.integers(len(options))]
+
+    lada_draw = rng.random(size)
+    lada_state = np.where(
+        lada_draw < rates.lada_other_state, np.array(states)[rng.integers(len(states), size=size)],
+        canonical,
+    )
+    lada = np.array([ladas[s][rng.integers(len(ladas[s]))] for s in lada_state], dtype=object)
+    unknown = lada_draw > 1 - rates.lada_unknown
+    lada[unknown] = unknown_ladas[rng.integers(len(unknown_ladas), size=int(unknown.sum()))]
+    town = np.array(
+        [municipalities[s][rng.integers(len(municipalities[s]))] for s in canonical], dtype=object
+    )
+    subscriber = rng.integers(0, 10**8, size=size)
+    phone = [
+        f"+52{code}{number:0{10 - len(code)}d}"[: 3 + 10]
+        for code, number in zip(lada, subscriber)
+    ]
+    first, last = pools["first"], pools["last"]
+    full_name = (
+        pd.Series(first[rng.integers(len(first), size=size)]) + " "
+        + pd.Series(last[rng.integers(len(last), size=size)]) + " "
+        + pd.Series(last[rng.integers(len(last), size=size)])
+    ).to_numpy(dtype=object)
+    street = pools["street"][rng.integers(len(pools["street"]), size=size)]
+    address = (
+        pd.Series(street) + " " + pd.Series(rng.integers(1, 3000, size=size)).astype(str)
+        + ", C.P. " + pd.Series(rng.integers(1000, 99999, size=size)).map("{:05d}".format)
+    ).to_numpy(dtype=object)
+    age_days = rng.gamma(2.0, 300.0, size=size)
+    created_at = pd.Series(as_of - pd.to_timedelta(np.round(age_days * 86400), unit="s"))
+    created_at[rng.random(size) < rates.created_at_null] = pd.NaT
+    return pd.DataFrame(
+        {
+            "id": np.arange(first_id, first_id + size, dtype="int64"),
+            "phone_e164": phone,
+            "full_name": _blank_some(rng, full_name, rates),
+            "address": _blank_some(rng, address, rates),
+            "state_name": _blank_some(rng, display, rates),
+            "municipality": _blank_some(rng, town, rates),
+            "lada": _blank_some(rng, lada, rates),
+            "operator": _blank_some(rng, _pick(rng, OPERATORS, size), rates),
+            "created_at": created_at.dt.as_unit("us"),
+            "last_platform_validation": pd.Series(pd.NaT, index=range(size),
+                                                  dtype="datetime64[us, UTC]"),
+        }
+    )
+
+
+def generate_validations(
+    rng: np.random.Generator, contacts: pd.DataFrame, first_id: int, as_of: pd.Timestamp,
+    rates: DemoRates = DemoRates(),
+) -> pd.DataFrame:
+    """Validation history for ``contacts``: one to three rows per platform account."""
+    ids = contacts["id"].to_numpy()
+    checked = rng.random(len(ids)) >= rates.no_validations
+    frames = []
+    for code, platform in enumerate(PLATFORMS):
+        has = checked & (rng.random(len(ids)) < PLATFORM_PRESENCE[platform])
+        owner = ids[has]
+        rows = 1 + (rng.random(len(owner)) < rates.extra_rows[0]) + (
+            rng.random(len(owner)) < rates.extra_rows[1])
+        contact_id = np.repeat(owner, rows)
+        order = np.concatenate([np.arange(r) for r in rows]) if len(rows) else np.array([], int)
+        latest_age = rng.exponential(12.0, size=len(owner))
+        age = np.repeat(latest_age, rows) + order * rng.uniform(20, 120, size=len(order))
+        tie = (order > 0) & (rng.random(len(order)) < rates.tie)
+        age[tie] = np.roll(age, 1)[tie]
+        is_current = order == 0
+        valid = np.where(is_current, rng.random(len(order)) >= rates.current_invalid,
+                         rng.random(len(order)) < 0.8)
+        confidence = np.round(np.clip(rng.beta(8, 2, size=len(order)), 0, 1), 3)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "contact_id": contact_id,
+                    "platform": platform,
+                    "is_valid": valid,
+                    "is_business": np.repeat(rng.random(len(owner)) < PLATFORM_BUSINESS[platform],
+                                             rows),
+                    "is_premium": np.repeat(rng.random(len(owner)) < PLATFORM_PREMIUM[platform],
+                                            rows),
+                    "confidence_score": confidence,
+                    "validation_method": VALIDATION_METHODS[rng.integers(3, size=len(order))],
+                    "response_time_ms": np.round(rng.lognormal(5.5, 0.6, size=len(order))),
+                    "validated_at": as_of - pd.to_timedelta(np.round(age * 86400), unit="s"),
+                    "_order": order,
+                }
+            )
+        )
+    validations = pd.concat(frames, ignore_index=True)
+    validations = validations.sort_values(["contact_id", "_order"], kind="stable",
+                                          ascending=[True, False], ignore_index=True)
+    validations = validations.drop(columns="_order")
+    validations = validations.astype({"is_valid": "boolean", "is_business": "boolean",
+                                      "is_premium": "boolean", "confidence_score": "float64",
+                                      "response_time_ms": "Int32", "contact_id": "Int64",
+                                      "platform": "object"})
+    validations["validated_at"] = validations["validated_at"].dt.as_unit("us")
+    _plant_malformed(rng, validations, int(ids.max()) if len(ids) else 0, rates)
+    validations.insert(0, "id", np.arange(first_id, first_id + len(validations), dtype="int64"))
+    return validations
+
+
+def _plant_malformed(rng, validations: pd.DataFrame, max_contact_id: int, rates) -> None:
+    hit = np.flatnonzero(rng.random(len(validations)) < rates.malformed)
+    kinds = MALFORMED_KINDS[rng.integers(len(MALFORMED_KINDS), size=len(hit))]
+    for kind in MALFORMED_KINDS:
+        rows = validations.index[hit[kinds == kind]]
+        if kind == "unknown_platform":
+            validations.loc[rows, "platform"] = rng.choice(["tiktok", "WhatsApp", "telegram"],
+                                                           size=len(rows))
+        elif kind == "confidence_null":
+            validations.loc[rows, "confidence_score"] = np.nan
+        elif kind == "confidence_out_of_range":
+            validations.loc[rows, "confidence_score"] = rng.choice([1.5, -0.2, 12.0],
+                                                                   size=len(rows))
+        elif kind == "is_valid_null":
+            validations.loc[rows, "is_valid"] = pd.NA
+        elif kind == "validated_at_null":
+            validations.loc[rows, "validated_at"] = pd.NaT
+        else:
+            validations.loc[rows, "contact_id"] = max_contact_id + 10**9 + rows
+
+
+def set_last_platform_validation(
+    rng: np.random.Generator, contacts: pd.DataFrame, validations: pd.DataFrame,
+    rates: DemoRates = DemoRates(),
+) -> None:
+    """Fill the platform's denormalised ``last_platform_validation``, a few left stale."""
+    latest = validations.groupby("contact_id")["validated_at"].max()
+    values = contacts["id"].map(latest).astype("datetime64[us, UTC]")
+    stale = rng.random(len(values)) < rates.stale_last_validation
+    values[stale] = pd.NaT
+    contacts["last_platform_validation"] = values
+
+
+@dataclass(frozen=True)
+class DemoBatch:
+    contacts: pd.DataFrame
+    validations: pd.DataFrame
+
+
+def generate_demo_data(
+    n_contacts: int, seed: int, as_of, batch_size: int = 100_000, first_contact_id: int = 1,
+    first_validation_id: int = 1, rates: DemoRates = DemoRates(),
+) -> Iterator[DemoBatch]:
+    """Demo data in batches of ``batch_size`` contacts; the same seed gives the same rows."""
+    as_of = utc_timestamp(as_of)
+    pools = _faker_pools(seed)
+    next_validation_id = first_validation_id
+    for index, start in enumerate(range(0, n_contacts, batch_size)):
+        rng = np.random.default_rng([seed, index])
+        size = min(batch_size, n_contacts - start)
+        contacts = generate_contacts(rng, first_contact_id + start, size, as_of, pools, rates)
+        validations = generate_validations(rng, contacts, next_validation_id, as_of, rates)
+        set_last_platform_validation(rng, contacts, validations, rates)
+        next_validation_id += len(validations)
+        yield DemoBatch(contacts, validations)
+

@@ -1,0 +1,320 @@
+"""The vectorised advanced_v1 scorer: contacts + validations + LADA reference -> lead scores.
+
+Every step is a whole-column operation on one chunk of contacts; there is no per-contact
+Python loop. The numbered comments point at the sections of SCORING_SPEC.md.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lead_scoring_assets.db.tables import SCORE_COLUMNS
+from lead_scoring_assets.geography.states import normalize_state_series
+from lead_scoring_assets.scoring.config import (
+    DEFAULT_CONFIG,
+    PLATFORMS,
+    PROFILE_FIELDS,
+    QUALITY_FACTORS,
+    ScoringConfig,
+)
+
+MALFORMED_REASONS = (
+    "unknown_contact",
+    "unknown_platform",
+    "missing_is_valid",
+    "missing_validated_at",
+    "missing_confidence_score",
+    "confidence_score_out_of_range",
+)
+_DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class LadaReference:
+    """The LADA reference prepared for look-ups: known LADAs and (lada, canonical state) pairs."""
+
+    ladas: frozenset[str]
+    pairs: frozenset[str]
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "LadaReference":
+        ladas = frame["lada"].astype("str").str.strip()
+        states = normalize_state_series(frame["state_name"].astype("str"))
+        keep = ladas.notna() & (ladas != "") & states.notna()
+        return cls(
+            ladas=frozenset(ladas[keep]),
+            pairs=frozenset((ladas[keep] + "|" + states[keep]).tolist()),
+        )
+
+
+@dataclass
+class ScoredChunk:
+    """The scorer's output for one chunk of contacts."""
+
+    scores: pd.DataFrame
+    malformed: pd.DataFrame
+    last_validated_at: pd.Series
+
+
+def utc_timestamp(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    """``value`` as a timezone-aware UTC timestamp (naive values are read as UTC)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _utc_micros(values: pd.Series) -> np.ndarray:
+    """Timestamps as microseconds since the epoch, float64 (NaN for NULL)."""
+    stamps = pd.to_datetime(values, utc=True, format="ISO8601").dt.as_unit("us")
+    micros = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view("int64")
+    return np.where(stamps.isna().to_numpy(), np.nan, micros.astype("float64"))
+
+
+def _days_between(start_us: np.ndarray, end_us: int) -> np.ndarray:
+    """Whole days from each start to ``end``, rounded down, never below 0 (NaN stays NaN)."""
+    return np.maximum(np.floor((end_us - start_us) / _DAY_US), 0.0)
+
+
+def _nonblank(values: pd.Series) -> np.ndarray:
+    text = values.astype("str")
+    return (text.notna() & (text.str.strip().str.len() > 0)).to_numpy(dtype=bool)
+
+
+def _as_bool(values: pd.Series) -> pd.Series:
+    return values.astype("boolean")
+
+
+def _floor_plus(values: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    return np.floor(values + config.epsilon)
+
+
+def _round_half_even_exact(values: np.ndarray, decimals: int) -> np.ndarray:
+    """``round(x, decimals)`` exactly as Python rounds floats, vectorised.
+
+    numpy rounds ``x * 10**d``, which can differ from Python's correctly rounded result
+    near a tie; those few values are rounded again one by one.
+    """
+    rounded = np.round(values, decimals)
+    scaled = values * 10.0**decimals
+    near_tie = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
+    for i in np.flatnonzero(near_tie):
+        rounded[i] = round(float(values[i]), decimals)
+    return rounded
+
+
+def classify_malformed(validations: pd.DataFrame, contact_ids: np.ndarray) -> pd.Series:
+    """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed; NA if it is not."""
+    confidence = pd.to_numeric(validations["confidence_score"], errors="coerce").astype("float64")
+    checks = (
+        ~validations["contact_id"].isin(contact_ids).to_numpy(dtype=bool),
+        ~validations["platform"].isin(PLATFORMS).to_numpy(dtype=bool),
+        validations["is_valid"].isna().to_numpy(),
+        pd.to_datetime(validations["validated_at"], utc=True, format="ISO8601").isna().to_numpy(),
+        np.isnan(confidence.to_numpy()),
+        ((confidence < 0) | (confidence > 1)).to_numpy(dtype=bool),
+    )
+    reason = np.select(checks, MALFORMED_REASONS, default="")
+    return pd.Series(reason, index=validations.index, dtype="str").replace("", pd.NA)
+
+
+def score_chunk(
+    contacts: pd.DataFrame,
+    validations: pd.DataFrame,
+    ladas: LadaReference,
+    as_of: datetime | str | pd.Timestamp,
+    config: ScoringConfig = DEFAULT_CONFIG,
+) -> ScoredChunk:
+    """Score every contact of ``contacts`` from its ``validations`` (SCORING_SPEC.md §2–§8).
+
+    ``validations`` may hold rows of contacts outside the chunk and any malformed rows:
+    those are returned in ``malformed`` with their reason and never scored.
+    """
+    as_of_ts = utc_timestamp(as_of)
+    as_of_us = int(as_of_ts.value // 1000)
+    contacts = contacts.sort_values("id", ignore_index=True)
+    contact_ids = contacts["id"].to_numpy(dtype="int64")
+    n_contacts = len(contacts)
+
+    # §2 malformed rows, then the current row per (contact, platform)
+    reason = classify_malformed(validations, contact_ids)
+    malformed = validations.loc[reason.notna()].assign(reason=reason[reason.notna()])
+    good = validations.loc[reason.isna()]
+    good_time = _utc_micros(good["validated_at"])
+    good = pd.DataFrame(
+        {
+            "pos": np.searchsorted(contact_ids, good["contact_id"].to_numpy(dtype="int64")),
+            "platform": pd.Categorical(good["platform"], categories=PLATFORMS).codes,
+            "time": good_time,
+            "id": good["id"].to_numpy(dtype="int64"),
+            "is_valid": _as_bool(good["is_valid"]).to_numpy(dtype=bool, na_value=False),
+            "is_business": _as_bool(good["is_business"]).to_numpy(dtype=bool, na_value=False),
+            "is_premium": _as_bool(good["is_premium"]).to_numpy(dtype=bool, na_value=False),
+            "confidence": pd.to_numeric(good["confidence_score"]).to_numpy(dtype="float64"),
+        }
+    )
+    current = good.sort_values(["pos", "platform", "time", "id"]).drop_duplicates(
+        ["pos", "platform"], keep="last"
+    )
+    pos = current["pos"].to_numpy()
+    n_current = np.bincount(pos, minlength=n_contacts)
+    confidence_sum = np.bincount(pos, weights=current["confidence"].to_numpy(), minlength=n_contacts)
+    last_us = np.full(n_contacts, np.nan)
+    np.fmax.at(last_us, pos, current["time"].to_numpy())
+
+    # §3 platform points from the valid current rows
+    valid = current[current["is_valid"]]
+    raw = (
+        config.base_points
+        + config.business_points * valid["is_business"].to_numpy(dtype="int64")
+        + config.premium_points * valid["is_premium"].to_numpy(dtype="int64")
+    )
+    platform_points = np.minimum(
+        config.platform_cap, _floor_plus(raw * valid["confidence"].to_numpy(), config)
+    )
+    points = np.zeros((n_contacts, len(PLATFORMS)))
+    points[valid["pos"].to_numpy(), valid["platform"].to_numpy()] = platform_points
+    business_count = np.bincount(
+        valid["pos"], weights=valid["is_business"].to_numpy(dtype=float), minlength=n_contacts
+    ).astype("int64")
+    premium_count = np.bincount(
+        valid["pos"], weights=valid["is_premium"].to_numpy(dtype=float), minlength=n_contacts
+    ).astype("int64")
+
+    # §4 quality factors: value (NaN when absent)
+    lada = contacts["lada"].astype("str").str.strip()
+    geo_present = (
+        _nonblank(contacts["state_name"])
+        & _nonblank(contacts["municipality"])
+        & _nonblank(contacts["lada"])
+        & lada.isin(ladas.ladas).to_numpy(dtype=bool)
+    )
+    pair = lada + "|" + normalize_state_series(contacts["state_name"].astype("str"))
+    geo_match = pair.isin(ladas.pairs).to_numpy(dtype=bool)
+    factors = {
+        "geographic_consistency": np.where(
+            geo_present, np.where(geo_match, 1.0, config.geo_mismatch_value), np.nan
+        ),
+        "account_age": np.minimum(
+            1.0,
+            _days_between(_utc_micros(contacts["created_at"]), as_of_us)
+            / config.account_age_full_days,
+        ),
+        "profile_completeness": np.sum(
+            [_nonblank(contacts[f]) for f in PROFILE_FIELDS], axis=0
+        ) / len(PROFILE_FIELDS),
+        "validation_recency": np.maximum(
+            config.recency_floor,
+            1.0 - _days_between(last_us, as_of_us) / config.recency_window_days,
+        ),
+    }
+
+    # §5 quality multiplier and adjusted platform scores
+    cost = np.zeros(n_contacts)
+    for name in QUALITY_FACTORS:
+        value = factors[name]
+        cost = cost + np.where(np.isnan(value), 0.0, config.quality_weights[name] * (1.0 - value))
+    multiplier = 1.0 - cost
+    adjusted = np.where(points > 0, _floor_plus(points * multiplier[:, None], config), 0.0)
+    adjusted = adjusted.astype("int64")
+    active = adjusted > 0
+    platform_count = active.sum(axis=1)
+
+    # §6 combination bonus
+    count_bonus = np.zeros(n_contacts, dtype="int64")
+    for threshold, bonus in sorted(config.count_bonus.items()):
+        count_bonus = np.where(platform_count >= threshold, bonus, count_bonus)
+    synergy = np.zeros(n_contacts, dtype="int64")
+    for first, second, bonus in config.synergy_pairs:
+        both = active[:, PLATFORMS.index(first)] & active[:, PLATFORMS.index(second)]
+        synergy = synergy + np.where(both, bonus, 0)
+    business_bonus = np.zeros(n_contacts, dtype="int64")
+    for threshold, bonus in sorted(config.business_bonus.items()):
+        business_bonus = np.where(business_count >= threshold, bonus, business_bonus)
+    premium_bonus = np.zeros(n_contacts, dtype="int64")
+    for threshold, bonus in sorted(config.premium_bonus.items()):
+        premium_bonus = np.where(premium_count >= threshold, bonus, premium_bonus)
+    bonus_total = np.minimum(
+        config.bonus_cap, count_bonus + synergy + business_bonus + premium_bonus
+    )
+
+    # §7 total, tier, confidence
+    total = np.minimum(config.total_cap, adjusted.sum(axis=1) + bonus_total)
+    tier = np.full(n_contacts, config.tiers[-1][0], dtype=object)
+    for name, minimum in reversed(config.tiers):
+        tier = np.where(total >= minimum, name, tier)
+    factor_matrix = np.column_stack([factors[f] for f in QUALITY_FACTORS])
+    quality_mean = np.nansum(factor_matrix, axis=1) / np.sum(~np.isnan(factor_matrix), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        validation_mean = confidence_sum / n_current
+    confidence = np.minimum(
+        1.0,
+        config.confidence_validation_weight * validation_mean
+        + config.confidence_quality_weight * quality_mean
+        + np.minimum(config.confidence_count_cap, config.confidence_per_validation * n_current),
+    )
+    confidence = np.where(n_current > 0, confidence, 0.0)
+    confidence = _round_half_even_exact(confidence, config.confidence_decimals)
+
+    breakdown = _breakdown_json(
+        points, factors, multiplier, adjusted,
+        {"platform_count": count_bonus, "synergy": synergy, "business": business_bonus,
+         "premium": premium_bonus, "total": bonus_total},
+        total, as_of_ts,
+    )
+
+    # §8 one row per contact
+    scores = pd.DataFrame({"contact_id": contact_ids, "phone_e164": contacts["phone_e164"]})
+    for i, platform in enumerate(PLATFORMS):
+        scores[f"{platform}_score"] = adjusted[:, i].astype("int32")
+    scores["total_score"] = total.astype("int32")
+    scores["quality_tier"] = pd.array(tier, dtype="str")
+    scores["confidence_level"] = confidence
+    scores["platform_count"] = platform_count.astype("int32")
+    scores["business_account_count"] = business_count.astype("int32")
+    scores["premium_account_count"] = premium_count.astype("int32")
+    scores["score_breakdown"] = pd.array(breakdown, dtype="str")
+    scores["calculation_method"] = config.calculation_method
+    scores["calculation_version"] = config.calculation_version
+    scores["last_calculated_at"] = as_of_ts
+    scores = scores[list(SCORE_COLUMNS)]
+    last_validated = pd.Series(
+        pd.to_datetime(last_us, unit="us", utc=True), index=contact_ids, name="last_validated_at"
+    )
+    return ScoredChunk(scores=scores, malformed=malformed, last_validated_at=last_validated)
+
+
+def _text(values: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(values), pa.string())
+
+
+def _breakdown_json(
+    points: np.ndarray,
+    factors: dict[str, np.ndarray],
+    multiplier: np.ndarray,
+    adjusted: np.ndarray,
+    bonus: dict[str, np.ndarray],
+    total: np.ndarray,
+    as_of: pd.Timestamp,
+) -> pa.Array:
+    """The per-contact ``score_breakdown`` JSON, built column-wise with Arrow string kernels."""
+    parts: list = [f'{{"as_of":"{as_of.isoformat()}","points_before_quality":{{']
+    for i, platform in enumerate(PLATFORMS):
+        parts += [f'{"," if i else ""}"{platform}":', _text(points[:, i].astype("int64"))]
+    parts.append('},"quality_factors":{')
+    parts += ['"profile_completeness":', _text(factors["profile_completeness"])]
+    for name in ("geographic_consistency", "account_age", "validation_recency"):
+        value = factors[name]
+        present = pa.array(~np.isnan(value))
+        entry = pc.binary_join_element_wise(f',"{name}":', _text(np.nan_to_num(value)), "")
+        parts.append(pc.if_else(present, entry, ""))
+    parts += ['},"quality_multiplier":', _text(multiplier), ',"adjusted_scores":{']
+    for i, platform in enumerate(PLATFORMS):
+        parts += [f'{"," if i else ""}"{platform}":', _text(adjusted[:, i])]
+    parts.append('},"bonus":{')
+    for i, (name, values) in enumerate(bonus.items()):
+        parts += [f'{"," if i else ""}"{name}":', _text(values)]
+    parts += ['},"total_score":', _text(total), "}"]
+    return pc.binary_join_element_wise(*parts, "")
