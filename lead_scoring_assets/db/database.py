@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from lead_scoring_assets.db.tables import CONTACT_COLUMNS, VALIDATION_COLUMNS
+from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
 
 DATABASE_URL_ENV = "LEAD_SCORING_DATABASE_URL"
 DATA_DIR_ENV = "LEAD_SCORING_DATA_DIR"
@@ -190,7 +190,9 @@ class Database:
                 "WHERE id > :after ORDER BY id LIMIT :limit",
                 {"after": after, "limit": chunk_size},
             )
-            validations_sql = f"SELECT {', '.join(VALIDATION_COLUMNS)} FROM platform_validations "
+            validations_sql = (
+                f"SELECT {', '.join(SCORING_VALIDATION_COLUMNS)} FROM platform_validations "
+            )
             if len(contacts) == chunk_size:
                 upto = int(contacts["id"].iloc[-1])
                 validations = self.read_frame(

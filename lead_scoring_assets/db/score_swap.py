@@ -14,7 +14,8 @@ from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
 
 SCORES = "lead_scores"
 MALFORMED = "malformed_validations"
-STAGED = {SCORES: "lead_scores_next", MALFORMED: "malformed_validations_next"}
+STAGED_SCORES = "lead_scores_next"
+MALFORMED_IDS = "malformed_validation_ids_next"
 LAST_VALIDATION = "contact_last_validation_next"
 _FULL_RESCORE_LOCK = 7_301_265_001
 
@@ -42,14 +43,16 @@ class ScoreSwap:
                 raise RuntimeError("another full rescoring is running on this database")
         with self.db.engine.begin() as connection:
             self._drop_staging(connection)
-            for live, staged in STAGED.items():
-                connection.execute(sa.text(self._create_like(connection, live, staged)))
-            connection.execute(
-                sa.text(
-                    f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
-                    f"last_platform_validation {self._timestamp_type})"
-                )
-            )
+            connection.execute(sa.text(self._create_like(connection, SCORES, STAGED_SCORES)))
+            timestamp = self._timestamp_type
+            connection.execute(sa.text(
+                f"CREATE TABLE {MALFORMED_IDS} (validation_id BIGINT PRIMARY KEY, "
+                f"reason VARCHAR(64) NOT NULL, detected_at {timestamp} NOT NULL)"
+            ))
+            connection.execute(sa.text(
+                f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
+                f"last_platform_validation {timestamp})"
+            ))
         if self.db.dialect == "postgresql":
             self._adbc = self.db.adbc_connection()
             self._connection = self._adbc.__enter__()
@@ -65,10 +68,10 @@ class ScoreSwap:
         detected_at: pd.Timestamp,
     ) -> None:
         """Stage one chunk: its score rows, malformed rows and changed last validations."""
-        self.db.append_frame(STAGED[SCORES], scores, self._connection)
-        kept = malformed[list(VALIDATION_COLUMNS)].rename(columns={"id": "validation_id"})
-        kept = kept.assign(reason=malformed["reason"], detected_at=detected_at)
-        self.db.append_frame(STAGED[MALFORMED], kept, self._connection)
+        self.db.append_frame(STAGED_SCORES, scores, self._connection)
+        kept = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
+                             "detected_at": detected_at})
+        self.db.append_frame(MALFORMED_IDS, kept, self._connection)
         self.db.append_frame(LAST_VALIDATION, last_validation_changes, self._connection)
         if self._connection is not None:
             self._connection.commit()
@@ -92,6 +95,7 @@ class ScoreSwap:
         return "TIMESTAMP WITH TIME ZONE" if self.db.dialect == "postgresql" else "DATETIME"
 
     def _create_like(self, connection, live: str, staged: str) -> str:
+        """DDL of an empty table shaped as ``live`` (without its indexes)."""
         if self.db.dialect == "postgresql":
             return f"CREATE TABLE {staged} (LIKE {live} INCLUDING DEFAULTS)"
         ddl = connection.execute(
@@ -102,7 +106,7 @@ class ScoreSwap:
 
     @staticmethod
     def _drop_staging(connection) -> None:
-        for table in (*STAGED.values(), LAST_VALIDATION):
+        for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
     def _swap(self) -> None:
@@ -113,16 +117,16 @@ class ScoreSwap:
 
     def _swap_sqlite(self) -> None:
         with self.db.engine.begin() as connection:
-            for live, staged in STAGED.items():
-                connection.execute(sa.text(f"DELETE FROM {live}"))
-                connection.execute(sa.text(f"INSERT INTO {live} SELECT * FROM {staged}"))
+            connection.execute(sa.text(f"DELETE FROM {SCORES}"))
+            connection.execute(sa.text(f"INSERT INTO {SCORES} SELECT * FROM {STAGED_SCORES}"))
+            self._replace_malformed(connection)
             self._update_last_validation(connection)
             self._drop_staging(connection)
 
     def _swap_postgresql(self) -> None:
         """Give the staged scores the live table's indexes, then drop and rename in one
         transaction; the other tables are small and copied."""
-        staged = STAGED[SCORES]
+        staged = STAGED_SCORES
         with self.db.engine.begin() as connection:
             renames = _copy_indexes(connection, SCORES, staged)
             connection.execute(sa.text(f"ANALYZE {staged}"))
@@ -133,10 +137,21 @@ class ScoreSwap:
             connection.execute(sa.text(f"ALTER TABLE {staged} RENAME TO {SCORES}"))
             for statement in renames:
                 connection.execute(sa.text(statement))
-            connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
-            connection.execute(sa.text(f"INSERT INTO {MALFORMED} SELECT * FROM {STAGED[MALFORMED]}"))
+            self._replace_malformed(connection)
             self._update_last_validation(connection)
             self._drop_staging(connection)
+
+    @staticmethod
+    def _replace_malformed(connection) -> None:
+        """Keep a copy of each malformed validation row, with its reason."""
+        columns = ", ".join(VALIDATION_COLUMNS[1:])
+        connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
+        connection.execute(sa.text(
+            f"INSERT INTO {MALFORMED} (validation_id, {columns}, reason, detected_at) "
+            f"SELECT v.id, {', '.join('v.' + c for c in VALIDATION_COLUMNS[1:])}, "
+            f"n.reason, n.detected_at FROM {MALFORMED_IDS} AS n "
+            f"JOIN platform_validations AS v ON v.id = n.validation_id"
+        ))
 
     @staticmethod
     def _update_last_validation(connection) -> None:

@@ -7,6 +7,10 @@ VALIDATION_COLUMNS = (
     "id", "contact_id", "platform", "is_valid", "is_business", "is_premium",
     "confidence_score", "validation_method", "response_time_ms", "validated_at",
 )
+SCORING_VALIDATION_COLUMNS = tuple(
+    c for c in VALIDATION_COLUMNS if c not in ("validation_method", "response_time_ms")
+)
+"""What the scorer reads of a validation row."""
 SCORE_COLUMNS = (
     "contact_id", "phone_e164", *(f"{p}_score" for p in PLATFORMS), "total_score",
     "quality_tier", "confidence_level", "platform_count", "business_account_count",

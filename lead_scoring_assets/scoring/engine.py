@@ -105,18 +105,57 @@ def _round_half_even_exact(values: np.ndarray, decimals: int) -> np.ndarray:
     return rounded
 
 
-def classify_malformed(validations: pd.DataFrame, contact_ids: np.ndarray) -> pd.Series:
-    """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed; NA if it is not."""
-    confidence = pd.to_numeric(validations["confidence_score"], errors="coerce").astype("float64")
-    checks = (
-        ~validations["contact_id"].isin(contact_ids).to_numpy(dtype=bool),
-        ~validations["platform"].isin(PLATFORMS).to_numpy(dtype=bool),
-        validations["is_valid"].isna().to_numpy(),
-        pd.to_datetime(validations["validated_at"], utc=True, format="ISO8601").isna().to_numpy(),
-        np.isnan(confidence.to_numpy()),
-        ((confidence < 0) | (confidence > 1)).to_numpy(dtype=bool),
+def _validation_arrays(validations: pd.DataFrame, contact_ids: np.ndarray) -> dict:
+    """Each validation row's fields as numpy arrays, parsed once (NaN / -1 where missing)."""
+    contact_na = validations["contact_id"].isna().to_numpy()
+    contact = validations["contact_id"].fillna(0).to_numpy(dtype="int64")
+    pos = np.searchsorted(contact_ids, contact)
+    known = np.zeros(len(contact), dtype=bool)
+    if len(contact_ids):
+        known = ~contact_na & (contact_ids[np.minimum(pos, len(contact_ids) - 1)] == contact)
+    platform = pc.index_in(
+        pa.array(validations["platform"], type=pa.string(), from_pandas=True),
+        value_set=pa.array(PLATFORMS),
     )
-    reason = np.select(checks, MALFORMED_REASONS, default="")
+    flags = {
+        name: _as_bool(validations[name]).to_numpy(dtype=bool, na_value=False)
+        for name in ("is_valid", "is_business", "is_premium")
+    }
+    return {
+        "pos": pos,
+        "known_contact": known,
+        "platform": pc.fill_null(platform, -1).to_numpy(),
+        "is_valid_missing": validations["is_valid"].isna().to_numpy(),
+        "time": _utc_micros(validations["validated_at"]),
+        "confidence": pd.to_numeric(validations["confidence_score"], errors="coerce")
+        .astype("float64")
+        .to_numpy(),
+        "id": validations["id"].to_numpy(dtype="int64"),
+        **flags,
+    }
+
+
+def _reasons(arrays: dict) -> np.ndarray:
+    confidence = arrays["confidence"]
+    with np.errstate(invalid="ignore"):
+        out_of_range = (confidence < 0) | (confidence > 1)
+    checks = (
+        ~arrays["known_contact"],
+        arrays["platform"] < 0,
+        arrays["is_valid_missing"],
+        np.isnan(arrays["time"]),
+        np.isnan(confidence),
+        out_of_range,
+    )
+    return np.select(checks, MALFORMED_REASONS, default="")
+
+
+def classify_malformed(validations: pd.DataFrame, contact_ids: np.ndarray) -> pd.Series:
+    """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed; NA if it is not.
+
+    ``contact_ids`` must be sorted.
+    """
+    reason = _reasons(_validation_arrays(validations, np.asarray(contact_ids, dtype="int64")))
     return pd.Series(reason, index=validations.index, dtype="str").replace("", pd.NA)
 
 
@@ -139,25 +178,18 @@ def score_chunk(
     n_contacts = len(contacts)
 
     # §2 malformed rows, then the current row per (contact, platform)
-    reason = classify_malformed(validations, contact_ids)
-    malformed = validations.loc[reason.notna()].assign(reason=reason[reason.notna()])
-    good = validations.loc[reason.isna()]
-    good_time = _utc_micros(good["validated_at"])
-    good = pd.DataFrame(
-        {
-            "pos": np.searchsorted(contact_ids, good["contact_id"].to_numpy(dtype="int64")),
-            "platform": pd.Categorical(good["platform"], categories=PLATFORMS).codes,
-            "time": good_time,
-            "id": good["id"].to_numpy(dtype="int64"),
-            "is_valid": _as_bool(good["is_valid"]).to_numpy(dtype=bool, na_value=False),
-            "is_business": _as_bool(good["is_business"]).to_numpy(dtype=bool, na_value=False),
-            "is_premium": _as_bool(good["is_premium"]).to_numpy(dtype=bool, na_value=False),
-            "confidence": pd.to_numeric(good["confidence_score"]).to_numpy(dtype="float64"),
-        }
-    )
-    current = good.sort_values(["pos", "platform", "time", "id"]).drop_duplicates(
-        ["pos", "platform"], keep="last"
-    )
+    arrays = _validation_arrays(validations, contact_ids)
+    reason = _reasons(arrays)
+    is_malformed = reason != ""
+    malformed = validations.loc[is_malformed].assign(reason=reason[is_malformed])
+    good = {name: values[~is_malformed] for name, values in arrays.items()}
+    slot = good["pos"] * len(PLATFORMS) + good["platform"]
+    order = np.lexsort((good["id"], good["time"], slot))
+    is_last = np.ones(len(order), dtype=bool)
+    is_last[:-1] = slot[order][1:] != slot[order][:-1]
+    current = pd.DataFrame({name: good[name][order[is_last]] for name in
+                            ("pos", "platform", "time", "is_valid", "is_business", "is_premium",
+                             "confidence")})
     pos = current["pos"].to_numpy()
     n_current = np.bincount(pos, minlength=n_contacts)
     confidence_sum = np.bincount(pos, weights=current["confidence"].to_numpy(), minlength=n_contacts)

@@ -17,7 +17,7 @@ class LeadScoresConfig(dg.Config):
         description="ISO-8601 time the scores are computed at (UTC if no offset); "
         "default: the run's start.",
     )
-    chunk_size: int = Field(default=200_000, gt=0, description="Contacts scored per chunk.")
+    chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
 
 
 def run_start(context: dg.AssetExecutionContext) -> datetime:

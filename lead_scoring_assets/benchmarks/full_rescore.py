@@ -1,0 +1,128 @@
+"""Benchmark: demo data load and full rescoring of N contacts on PostgreSQL.
+
+    python -m lead_scoring_assets.benchmarks.full_rescore --contacts 1000000
+
+Creates (or recreates) a scratch database, loads N demo contacts, then times in the same run:
+the baseline (raw COPY of the scoring inputs out and of the score rows back in) and the full
+rescoring end to end in a fresh process (contacts/s, peak RSS, read / score / write split).
+"""
+
+import argparse
+import io
+import multiprocessing
+import resource
+import statistics
+import time
+
+import psycopg
+import sqlalchemy as sa
+
+from lead_scoring_assets.db.database import Database, redact
+from lead_scoring_assets.db.tables import CONTACT_COLUMNS, VALIDATION_COLUMNS
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.geography.ladas import build_lada_reference
+
+AS_OF = "2026-11-24T00:00:00Z"
+
+
+def recreate_database(url: sa.URL) -> None:
+    admin = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{url.database}"')
+
+
+def copy_baseline(url: sa.URL) -> dict[str, float]:
+    """Seconds to COPY the scoring inputs out and the score rows back in, nothing else."""
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        for sql in (
+            f"COPY contacts ({', '.join(CONTACT_COLUMNS)}) TO STDOUT",
+            f"COPY platform_validations ({', '.join(VALIDATION_COLUMNS)}) TO STDOUT",
+        ):
+            with conn.cursor().copy(sql) as copy:
+                for _ in copy:
+                    pass
+        read = time.perf_counter() - started
+        buffer = io.BytesIO()
+        with conn.cursor().copy("COPY lead_scores TO STDOUT") as copy:
+            for block in copy:
+                buffer.write(block)
+        conn.execute("CREATE TEMP TABLE copy_in (LIKE lead_scores)")
+        started = time.perf_counter()
+        with conn.cursor().copy("COPY copy_in FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
+        conn.commit()
+        write = time.perf_counter() - started
+    return {"read": read, "write": write, "total": read + write}
+
+
+def _rescore_child(url: str, chunk_size: int, queue) -> None:
+    from lead_scoring_assets.scoring.full_rescore import rescore_all
+
+    database = Database(url)
+    report = rescore_all(database, AS_OF, chunk_size=chunk_size)
+    database.dispose()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put({"contacts": report.contacts_scored, "read": report.seconds_read,
+               "score": report.seconds_score, "write": report.seconds_write,
+               "swap": report.seconds_swap,
+               "total": report.seconds_total, "peak_rss_mb": peak_mb,
+               "malformed": sum(report.malformed_by_reason.values())})
+
+
+def rescore_in_fresh_process(url: str, chunk_size: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_rescore_child, args=(url, chunk_size, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench")
+    parser.add_argument("--chunk-size", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
+    args = parser.parse_args()
+    url = sa.make_url(args.url)
+    print(f"database {redact(args.url)}, {args.contacts:,} contacts, chunk {args.chunk_size:,}")
+
+    database = Database(args.url)
+    if not args.reuse:
+        recreate_database(url)
+        database = Database(args.url)
+        database.upgrade()
+        database.replace_rows("ladas_reference", build_lada_reference())
+        started = time.perf_counter()
+        loaded = load_demo_data(database, args.contacts, seed=1, as_of=AS_OF)
+        seconds = time.perf_counter() - started
+        print(f"demo data: {loaded.contacts:,} contacts + {loaded.validations:,} validations "
+              f"in {seconds:.1f} s ({loaded.contacts / seconds:,.0f} contacts/s)")
+
+    runs = []
+    for attempt in range(1, args.repeat + 1):
+        run = rescore_in_fresh_process(args.url, args.chunk_size)
+        runs.append(run)
+        print(f"rescore #{attempt}: {run['total']:.2f} s ({run['contacts'] / run['total']:,.0f} "
+              f"contacts/s); stages (overlapping) read {run['read']:.2f} / score "
+              f"{run['score']:.2f} / write {run['write']:.2f} s, then index + swap "
+              f"{run['swap']:.2f} s; peak RSS {run['peak_rss_mb']:,.0f} MB, "
+              f"{run['malformed']:,} malformed rows")
+    baseline = copy_baseline(url)
+    median = statistics.median(run["total"] for run in runs)
+    print(f"baseline raw COPY: out {baseline['read']:.2f} s + in {baseline['write']:.2f} s = "
+          f"{baseline['total']:.2f} s")
+    print(f"full rescoring median {median:.2f} s = {median / baseline['total']:.2f}x the raw "
+          f"COPY baseline; {runs[0]['contacts'] / median:,.0f} contacts/s; peak RSS "
+          f"{max(r['peak_rss_mb'] for r in runs):,.0f} MB")
+    database.dispose()
+
+
+if __name__ == "__main__":
+    main()
