@@ -22,6 +22,8 @@ from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_CO
 DATABASE_URL_ENV = "LEAD_SCORING_DATABASE_URL"
 DATA_DIR_ENV = "LEAD_SCORING_DATA_DIR"
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "lead_scoring_alembic_version"
+"""Our own Alembic version table: the database may be shared with Dagster's storage."""
 _FIRST_ID = -(2**63)
 _PARAM = re.compile(r"(?<!:):(\w+)")
 _PG_ARROW_TYPES = {
@@ -60,6 +62,8 @@ class Database:
         if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(self.url)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
     @property
     def dialect(self) -> str:
@@ -72,17 +76,24 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         """Create or upgrade the schema with the project's Alembic migrations."""
+        self._migrate(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Undo migrations down to ``revision`` (``base``: an empty database)."""
+        self._migrate(command.downgrade, revision)
+
+    def _migrate(self, step, revision: str) -> None:
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            step(config, revision)
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
-            if not sa.inspect(connection).has_table("alembic_version"):
+            if not sa.inspect(connection).has_table(VERSION_TABLE):
                 return None
-            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
     # frames in and out
 
@@ -208,6 +219,14 @@ class Database:
             )
             yield contacts, validations
             return
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets the scorer read while it writes its staging tables; waits instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 def _sqlite_rows(frame: pd.DataFrame) -> Iterator[tuple]:

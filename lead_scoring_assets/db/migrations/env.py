@@ -3,9 +3,15 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from lead_scoring_assets.db.database import VERSION_TABLE
+
 
 def _run(connection) -> None:
-    context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection,
+        version_table=VERSION_TABLE,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
     with context.begin_transaction():
         context.run_migrations()
 

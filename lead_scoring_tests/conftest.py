@@ -1,0 +1,82 @@
+"""Shared fixtures: a SQLite file per test and a fresh PostgreSQL database per test.
+
+PostgreSQL comes from ``LEAD_SCORING_TEST_POSTGRES_URL`` (default: the local server, user
+postgres). Without a server those tests are skipped with the reason, unless
+``LEAD_SCORING_REQUIRE_POSTGRES=1`` (as in CI), where a missing server is an error.
+"""
+
+import os
+import uuid
+
+import pandas as pd
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.geography.ladas import build_lada_reference
+
+POSTGRES_URL = os.environ.get(
+    "LEAD_SCORING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("LEAD_SCORING_REQUIRE_POSTGRES") == "1"
+AS_OF = pd.Timestamp("2026-11-24T00:00:00Z")
+
+
+def _admin_dsn() -> str:
+    return sa.make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        with psycopg.connect(_admin_dsn(), connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.OperationalError as error:
+        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {error}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message + " (LEAD_SCORING_REQUIRE_POSTGRES=1)")
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """URL of a new, empty database, dropped after the test."""
+    name = f"lead_scoring_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield sa.make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(_admin_dsn(), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'lead_scoring.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+@pytest.fixture
+def database(database_url: str) -> Database:
+    """An upgraded, empty database with the LADA reference loaded."""
+    db = Database(database_url)
+    db.upgrade()
+    db.replace_rows("ladas_reference", build_lada_reference())
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def demo_database(database: Database) -> Database:
+    """The upgraded database with 3,000 demo contacts (seed 11)."""
+    load_demo_data(database, 3_000, seed=11, as_of=AS_OF, batch_size=1_000)
+    return database

@@ -1,0 +1,106 @@
+"""The Dagster definitions: they load, and the assets and jobs run against real databases."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.defs.assets.ladas_reference import ladas_reference
+from lead_scoring_assets.defs.assets.lead_scores import LeadScoresConfig, lead_scores
+from lead_scoring_assets.defs.demo_data import DemoDataConfig, demo_data_job
+from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.definitions import defs
+
+from .conftest import AS_OF
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_load():
+    definitions = defs()
+    keys = {key.to_user_string() for key in definitions.resolve_asset_graph().get_all_asset_keys()}
+    assert {"contacts", "platform_validations", "ladas_reference", "lead_scores"} <= keys
+    assert definitions.resolve_job_def("full_rescore_job") is not None
+    assert definitions.resolve_job_def("demo_data_job") is not None
+    assert isinstance(definitions.resources["database"], DatabaseResource)
+
+
+def _run_demo_job(url: str, contacts: int = 2_000, instance=None) -> None:
+    result = demo_data_job.execute_in_process(
+        run_config=dg.RunConfig({"generate_demo_data_op": DemoDataConfig(contacts=contacts,
+                                                                          seed=3)}),
+        resources={"database": DatabaseResource(url=url)},
+        instance=instance,
+    )
+    assert result.success
+
+
+def test_materialize_lead_scores(database_url):
+    Database(database_url).upgrade()
+    _run_demo_job(database_url)
+    result = dg.materialize(
+        [ladas_reference, lead_scores],
+        resources={"database": DatabaseResource(url=database_url)},
+        run_config=dg.RunConfig({"lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("lead_scores")[0].metadata
+    assert metadata["dagster/row_count"].value == 2_000
+    assert sum(metadata["tier_counts"].value.values()) == 2_000
+    assert sum(metadata["malformed_rows_by_reason"].value.values()) > 0
+    assert metadata["as_of"].value == AS_OF.isoformat()
+    stored = Database(database_url).read_frame("SELECT last_calculated_at FROM lead_scores")
+    assert (pd.to_datetime(stored["last_calculated_at"], utc=True, format="ISO8601")
+            == AS_OF).all()
+    ladas = result.asset_materializations_for_node("ladas_reference")[0].metadata
+    assert ladas["states"].value == 32
+
+
+def test_as_of_defaults_to_the_run_start(sqlite_url):
+    Database(sqlite_url).upgrade()
+    _run_demo_job(sqlite_url, contacts=50)
+    before = pd.Timestamp.now(tz="UTC").floor("s")
+    result = dg.materialize(
+        [ladas_reference, lead_scores], resources={"database": DatabaseResource(url=sqlite_url)}
+    )
+    as_of = pd.Timestamp(result.asset_materializations_for_node("lead_scores")[0]
+                         .metadata["as_of"].value)
+    assert before - pd.Timedelta(seconds=5) <= as_of <= pd.Timestamp.now(tz="UTC")
+
+
+def test_missing_schema_fails_clearly(sqlite_url):
+    with pytest.raises(RuntimeError, match="lead-scoring db upgrade"):
+        dg.materialize([lead_scores], resources={"database": DatabaseResource(url=sqlite_url)})
+
+
+def test_demo_job_refuses_to_overwrite_contacts(sqlite_url):
+    Database(sqlite_url).upgrade()
+    _run_demo_job(sqlite_url, contacts=10)
+    with pytest.raises(RuntimeError, match="replace_existing"):
+        _run_demo_job(sqlite_url, contacts=10)
+
+
+def test_production_instance_from_dagster_yaml(postgres_url, tmp_path, monkeypatch):
+    """The repository's dagster.yaml, on the real PostgreSQL server, runs the main job."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url.replace("+psycopg", "+psycopg2"))
+    Database(postgres_url).upgrade()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        _run_demo_job(postgres_url, contacts=300, instance=instance)
+        job = defs().resolve_job_def("full_rescore_job")
+        result = job.execute_in_process(
+            instance=instance,
+            resources={"database": DatabaseResource(url=postgres_url)},
+            run_config={"ops": {"lead_scores": {"config": {"as_of": AS_OF.isoformat()}}}},
+        )
+        assert result.success
+        assert instance.get_run_by_id(result.run_id).is_success
+        records = instance.fetch_materializations(dg.AssetKey("lead_scores"), limit=1).records
+        assert records[0].asset_materialization.metadata["dagster/row_count"].value == 300
