@@ -104,3 +104,19 @@ def test_production_instance_from_dagster_yaml(postgres_url, tmp_path, monkeypat
         assert instance.get_run_by_id(result.run_id).is_success
         records = instance.fetch_materializations(dg.AssetKey("lead_scores"), limit=1).records
         assert records[0].asset_materialization.metadata["dagster/row_count"].value == 300
+
+
+def test_dagster_cli_validates_the_code_location(tmp_path):
+    """`dagster definitions validate` on the workspace, with the embedded default instance."""
+    import os
+    import subprocess
+    import sys
+
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(REPOSITORY / "workspace.yaml")],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=120,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "All code locations passed validation" in result.stderr + result.stdout

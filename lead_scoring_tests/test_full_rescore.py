@@ -158,3 +158,21 @@ def test_concurrent_full_rescore_is_refused(demo_database):
     with ScoreSwap(demo_database):
         with pytest.raises(RuntimeError, match="another full rescoring"):
             rescore_all(demo_database, AS_OF)
+
+
+def test_validation_rows_outside_every_contact_range_are_reported(demo_database):
+    rows = demo_database.read_frame(
+        f"SELECT {', '.join(VALIDATION_COLUMNS)} FROM platform_validations "
+        "WHERE is_valid IS NOT NULL ORDER BY id LIMIT 3"
+    )
+    top = int(demo_database.read_frame("SELECT max(id) AS m FROM platform_validations")["m"][0])
+    rows["id"] = [top + 1, top + 2, top + 3]
+    rows["contact_id"] = pd.array([-5, None, 10**12], dtype="Int64")
+    demo_database.append_frame("platform_validations", rows)
+    rescore_all(demo_database, AS_OF, chunk_size=400)
+    kept = demo_database.read_frame(
+        "SELECT validation_id, reason FROM malformed_validations WHERE validation_id > :top",
+        {"top": top},
+    )
+    assert sorted(kept["validation_id"]) == [top + 1, top + 2, top + 3]
+    assert set(kept["reason"]) == {"unknown_contact"}
