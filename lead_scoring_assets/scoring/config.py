@@ -83,18 +83,5 @@ class ScoringConfig:
     confidence_count_cap: float = 0.2
     confidence_decimals: int = 4
 
-    def tier_for(self, total_score: int) -> str:
-        """Quality tier of one total score."""
-        for name, minimum in self.tiers:
-            if total_score >= minimum:
-                return name
-        raise ValueError(f"total score {total_score} is below every tier")
-
-    @staticmethod
-    def threshold_points(table: Mapping[int, int], count: int) -> int:
-        """Points of the highest threshold ``count`` reaches in a {threshold: points} table."""
-        reached = [points for threshold, points in table.items() if count >= threshold]
-        return max(reached, default=0)
-
 
 DEFAULT_CONFIG = ScoringConfig()

@@ -105,6 +105,14 @@ def _round_half_even_exact(values: np.ndarray, decimals: int) -> np.ndarray:
     return rounded
 
 
+def _threshold_points(counts: np.ndarray, table) -> np.ndarray:
+    """Points of the highest threshold each count reaches, from a {threshold: points} table."""
+    points = np.zeros(len(counts), dtype="int64")
+    for threshold, value in sorted(table.items()):
+        points = np.where(counts >= threshold, value, points)
+    return points
+
+
 def _validation_arrays(validations: pd.DataFrame, contact_ids: np.ndarray) -> dict:
     """Each validation row's fields as numpy arrays, parsed once (NaN / -1 where missing)."""
     contact_na = validations["contact_id"].isna().to_numpy()
@@ -255,19 +263,13 @@ def score_chunk(
     platform_count = active.sum(axis=1)
 
     # §6 combination bonus
-    count_bonus = np.zeros(n_contacts, dtype="int64")
-    for threshold, bonus in sorted(config.count_bonus.items()):
-        count_bonus = np.where(platform_count >= threshold, bonus, count_bonus)
+    count_bonus = _threshold_points(platform_count, config.count_bonus)
     synergy = np.zeros(n_contacts, dtype="int64")
     for first, second, bonus in config.synergy_pairs:
         both = active[:, PLATFORMS.index(first)] & active[:, PLATFORMS.index(second)]
         synergy = synergy + np.where(both, bonus, 0)
-    business_bonus = np.zeros(n_contacts, dtype="int64")
-    for threshold, bonus in sorted(config.business_bonus.items()):
-        business_bonus = np.where(business_count >= threshold, bonus, business_bonus)
-    premium_bonus = np.zeros(n_contacts, dtype="int64")
-    for threshold, bonus in sorted(config.premium_bonus.items()):
-        premium_bonus = np.where(premium_count >= threshold, bonus, premium_bonus)
+    business_bonus = _threshold_points(business_count, config.business_bonus)
+    premium_bonus = _threshold_points(premium_count, config.premium_bonus)
     bonus_total = np.minimum(
         config.bonus_cap, count_bonus + synergy + business_bonus + premium_bonus
     )
