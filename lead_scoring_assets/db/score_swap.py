@@ -10,6 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.scoring_queue import SCORING_LOCK
 from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
 
 SCORES = "lead_scores"
@@ -17,6 +18,7 @@ MALFORMED = "malformed_validations"
 STAGED_SCORES = "lead_scores_next"
 MALFORMED_IDS = "malformed_validation_ids_next"
 LAST_VALIDATION = "contact_last_validation_next"
+QUEUE_SNAPSHOT = "scoring_queue_snapshot_next"
 _FULL_RESCORE_LOCK = 7_301_265_001
 
 
@@ -24,7 +26,10 @@ class ScoreSwap:
     """Stage scores, malformed rows and ``last_platform_validation`` changes; swap on success.
 
     Use as a context manager: leaving the block normally commits the swap; an exception
-    drops the staging tables and leaves every live table as it was.
+    drops the staging tables and leaves every live table as it was. On PostgreSQL the run
+    holds the scoring lock exclusively from start to swap, so no incremental run writes
+    scores the swap would overwrite; queue entries present at the start (at the version
+    then) are covered by this run and removed at the swap.
     """
 
     def __init__(self, database: Database):
@@ -41,6 +46,10 @@ class ScoreSwap:
             if not got:
                 self._lock.close()
                 raise RuntimeError("another full rescoring is running on this database")
+            self._lock.execute(sa.text("SET LOCAL lock_timeout = '10min'"))
+            self._lock.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCORING_LOCK}
+            )
         with self.db.engine.begin() as connection:
             self._drop_staging(connection)
             connection.execute(sa.text(self._create_like(connection, SCORES, STAGED_SCORES)))
@@ -52,6 +61,9 @@ class ScoreSwap:
             connection.execute(sa.text(
                 f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
                 f"last_platform_validation {timestamp})"
+            ))
+            connection.execute(sa.text(
+                f"CREATE TABLE {QUEUE_SNAPSHOT} AS SELECT contact_id, version FROM scoring_queue"
             ))
         if self.db.dialect == "postgresql":
             self._adbc = self.db.adbc_connection()
@@ -106,7 +118,7 @@ class ScoreSwap:
 
     @staticmethod
     def _drop_staging(connection) -> None:
-        for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION):
+        for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION, QUEUE_SNAPSHOT):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
     def _swap(self) -> None:
@@ -121,6 +133,7 @@ class ScoreSwap:
             connection.execute(sa.text(f"INSERT INTO {SCORES} SELECT * FROM {STAGED_SCORES}"))
             self._replace_malformed(connection)
             self._update_last_validation(connection)
+            self._settle_queue(connection)
             self._drop_staging(connection)
 
     def _swap_postgresql(self) -> None:
@@ -139,7 +152,16 @@ class ScoreSwap:
                 connection.execute(sa.text(statement))
             self._replace_malformed(connection)
             self._update_last_validation(connection)
+            self._settle_queue(connection)
             self._drop_staging(connection)
+
+    @staticmethod
+    def _settle_queue(connection) -> None:
+        """Remove the queue entries this run covered: present at its start, not changed since."""
+        connection.execute(sa.text(
+            f"DELETE FROM scoring_queue WHERE EXISTS (SELECT 1 FROM {QUEUE_SNAPSHOT} s "
+            "WHERE s.contact_id = scoring_queue.contact_id AND s.version = scoring_queue.version)"
+        ))
 
     @staticmethod
     def _replace_malformed(connection) -> None:
