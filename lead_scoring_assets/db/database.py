@@ -25,6 +25,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "lead_scoring_alembic_version"
 """Our own Alembic version table: the database may be shared with Dagster's storage."""
 _FIRST_ID = -(2**63)
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 _PARAM = re.compile(r"(?<!:):(\w+)")
 _PG_ARROW_TYPES = {
     "bigint": pa.int64(),
@@ -179,6 +180,16 @@ class Database:
                 frame.astype(object).where(frame.notna(), None).to_dict("records"),
             )
 
+    def bind_timestamp(self, value) -> object:
+        """A timestamp as a bound parameter: UTC text as SQLAlchemy stores it on SQLite."""
+        if value is None or pd.isna(value):
+            return None
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        if self.dialect == "sqlite":
+            return stamp.tz_localize(None).strftime(SQLITE_TIMESTAMP)
+        return stamp.to_pydatetime()
+
     def count(self, table: str) -> int:
         with self.engine.connect() as connection:
             return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
@@ -238,7 +249,7 @@ def _sqlite_rows(frame: pd.DataFrame) -> Iterator[tuple]:
             column.dtype
         ):
             stamps = pd.to_datetime(column, utc=True)
-            column = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            column = stamps.dt.tz_localize(None).dt.strftime(SQLITE_TIMESTAMP)
         values = column.astype(object).where(column.notna(), None)
         columns.append(values.map(_plain).tolist())
     return zip(*columns)

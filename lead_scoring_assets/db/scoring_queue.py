@@ -117,7 +117,7 @@ class ScoringQueue:
             connection.execute(sa.text(
                 "DELETE FROM lead_scores WHERE contact_id IN (SELECT contact_id FROM settled_batch)"
                 " AND contact_id NOT IN (SELECT id FROM contacts)"))
-            _upsert_scores(connection, scores)
+            _upsert_scores(connection, scores, self.db.bind_timestamp)
             connection.execute(sa.text(
                 "DELETE FROM malformed_validations WHERE contact_id IN "
                 "(SELECT contact_id FROM settled_batch)"))
@@ -140,13 +140,13 @@ class ScoringQueue:
                         ":detected_at FROM settled_malformed m "
                         "JOIN platform_validations v ON v.id = m.validation_id"
                     ),
-                    {"detected_at": detected_at.to_pydatetime()},
+                    {"detected_at": self.db.bind_timestamp(detected_at)},
                 )
             if not last_validation.empty:
                 connection.execute(
                     sa.text("UPDATE contacts SET last_platform_validation = :last WHERE id = :id"),
                     [
-                        {"id": int(i), "last": None if pd.isna(t) else t.to_pydatetime()}
+                        {"id": int(i), "last": self.db.bind_timestamp(t)}
                         for i, t in zip(last_validation["contact_id"],
                                         last_validation["last_platform_validation"])
                     ],
@@ -200,12 +200,12 @@ def _insert_rows(connection, table: str, frame: pd.DataFrame) -> None:
     )
 
 
-def _upsert_scores(connection, scores: pd.DataFrame) -> None:
+def _upsert_scores(connection, scores: pd.DataFrame, bind_timestamp) -> None:
     if scores.empty:
         return
     updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
     frame = scores[list(SCORE_COLUMNS)].assign(
-        last_calculated_at=scores["last_calculated_at"].map(lambda t: t.to_pydatetime())
+        last_calculated_at=scores["last_calculated_at"].map(bind_timestamp)
     )
     connection.execute(
         sa.text(

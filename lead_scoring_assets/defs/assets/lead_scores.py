@@ -1,12 +1,12 @@
 """The ``lead_scores`` asset: the full advanced_v1 rescoring of every contact."""
 
-from datetime import datetime, timezone
-
 import dagster as dg
 from pydantic import Field
 
 from lead_scoring_assets.db.database import redact
 from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
+from lead_scoring_assets.defs.run_start import run_start
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
@@ -18,12 +18,6 @@ class LeadScoresConfig(dg.Config):
         "default: the run's start.",
     )
     chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
-
-
-def run_start(context: dg.AssetExecutionContext) -> datetime:
-    record = context.instance.get_run_record_by_id(context.run_id)
-    started = record.start_time if record is not None else None
-    return datetime.fromtimestamp(started, timezone.utc) if started else datetime.now(timezone.utc)
 
 
 @dg.asset(
@@ -40,12 +34,13 @@ def lead_scores(
     failed run leaves the previous scores intact. Malformed validation rows are kept in
     ``malformed_validations`` with their reason."""
     as_of = config.as_of or run_start(context)
-    db = database.open()
-    try:
-        context.log.info(f"full rescoring at as_of={as_of} on {redact(str(db.url))}")
-        report = rescore_all(db, as_of, chunk_size=config.chunk_size)
-    finally:
-        db.dispose()
+    with retry_on_transient_database_errors(context):
+        db = database.open()
+        try:
+            context.log.info(f"full rescoring at as_of={as_of} on {redact(str(db.url))}")
+            report = rescore_all(db, as_of, chunk_size=config.chunk_size)
+        finally:
+            db.dispose()
     if report.malformed_by_reason:
         context.log.warning(
             f"{sum(report.malformed_by_reason.values())} malformed validation rows kept in "
