@@ -1,0 +1,100 @@
+"""The sensor and the schedule, evaluated against a real Dagster instance."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.definitions import defs
+from lead_scoring_assets.defs.incremental_scoring import incremental_scoring_job
+from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.defs.schedules import build_daily_full_rescore_schedule
+from lead_scoring_assets.defs.sensors import build_scoring_queue_sensor
+from lead_scoring_assets.scoring.full_rescore import rescore_all
+
+from .conftest import AS_OF
+
+
+def _tick(sensor, instance, database_url, cursor=None):
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor,
+        resources={"database": DatabaseResource(url=database_url)},
+    ) as context:
+        return sensor(context), context.cursor
+
+
+def _insert_validation(database: Database, contact_id: int, validation_id: int) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+                    "is_business, is_premium, confidence_score, validated_at) VALUES "
+                    "(:id, :contact, 'apple', :yes, :no, :no, 1.0, :at)"),
+            {"id": validation_id, "contact": contact_id, "yes": True, "no": False,
+             "at": database.bind_timestamp(AS_OF)},
+        )
+
+
+def test_definitions_schedule_sensor_and_jobs():
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("scoring_queue_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+    schedule = definitions.resolve_schedule_def("daily_full_rescore_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == (
+        "0 3 * * *", "America/Mexico_City")
+    assert schedule.job_name == "full_rescore_job"
+    assert definitions.resolve_job_def("incremental_scoring_job") is not None
+
+
+def test_schedule_scores_as_of_its_scheduled_time():
+    schedule = build_daily_full_rescore_schedule(hour=4, timezone="America/Mexico_City")
+    scheduled = datetime(2026, 11, 25, 4, 0, tzinfo=ZoneInfo("America/Mexico_City"))
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=scheduled)
+        request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.run_config["ops"]["lead_scores"]["config"]["as_of"] == (
+        "2026-11-25T10:00:00+00:00")
+
+
+def test_sensor_skips_an_empty_queue_and_requests_runs_with_keys(demo_database, database_url):
+    sensor = build_scoring_queue_sensor(interval_seconds=30, batch_size=1_000, max_runs=2)
+    with dg.instance_for_test() as instance:
+        result, cursor = _tick(sensor, instance, database_url)
+        requests = list(result)
+        assert len(requests) == 2
+        assert [r.run_key for r in requests] == ["scoring-queue-1", "scoring-queue-2"]
+        assert requests[0].run_config["ops"]["score_queued_contacts"]["config"][
+            "batch_size"] == 1_000
+        assert cursor == "2"
+        rescore_all(demo_database, AS_OF)
+        result, _ = _tick(sensor, instance, database_url, cursor=cursor)
+        assert isinstance(result, dg.SkipReason) and "queue empty" in result.skip_message
+
+
+def test_insert_then_sensor_tick_then_run_updates_the_score(demo_database, database_url):
+    rescore_all(demo_database, AS_OF)
+    contact_id = int(demo_database.read_frame(
+        "SELECT contact_id FROM lead_scores WHERE apple_score = 0 ORDER BY contact_id LIMIT 1"
+    )["contact_id"][0])
+    _insert_validation(demo_database, contact_id, 10**8)
+    sensor = build_scoring_queue_sensor()
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(sensor, instance, database_url)
+        (request,) = list(result)
+        run = incremental_scoring_job.execute_in_process(
+            run_config=request.run_config, instance=instance, tags=request.tags,
+            resources={"database": DatabaseResource(url=database_url)},
+        )
+        assert run.success
+        event = run.asset_materializations_for_node("score_queued_contacts")[0]
+        assert event.metadata["mode"].value == "incremental"
+        assert event.metadata["scored"].value == 1
+    row = demo_database.read_frame(
+        "SELECT apple_score, last_calculated_at FROM lead_scores WHERE contact_id = :id",
+        {"id": contact_id})
+    assert row["apple_score"][0] > 0
+    assert pd.to_datetime(row["last_calculated_at"][0], utc=True) > AS_OF
+    assert demo_database.count("scoring_queue") == 0
