@@ -147,12 +147,28 @@ class Database:
             f"INSERT INTO {table} ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
-        rows = list(_sqlite_rows(frame))
+        rows = list(_python_rows(frame, "sqlite"))
         if connection is None:
             with self.engine.begin() as own:
                 own.exec_driver_sql(sql, rows)
         else:
             connection.exec_driver_sql(sql, rows)
+
+    def insert_rows(self, connection: sa.Connection, table: str, frame: pd.DataFrame) -> None:
+        """Insert the rows of ``frame`` within the caller's SQLAlchemy transaction: COPY on
+        PostgreSQL, one prepared statement on SQLite."""
+        if frame.empty:
+            return
+        columns = ", ".join(frame.columns)
+        rows = _python_rows(frame, self.dialect)
+        if self.dialect == "postgresql":
+            cursor = connection.connection.driver_connection.cursor()
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" for _ in frame.columns)
+        connection.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(rows))
 
     def _adbc_append(self, connection: adbc.Connection, table: str, frame: pd.DataFrame) -> None:
         with connection.cursor() as cursor:
@@ -240,8 +256,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_rows(frame: pd.DataFrame) -> Iterator[tuple]:
-    """Rows as DB-API tuples: UTC timestamps as SQLAlchemy stores them, NULL for NA."""
+def _python_rows(frame: pd.DataFrame, dialect: str) -> Iterator[tuple]:
+    """Rows as DB-API tuples of plain Python values, NULL for NA; timestamps in UTC, as text
+    in SQLAlchemy's format on SQLite."""
     columns = []
     for name in frame.columns:
         column = frame[name]
@@ -249,13 +266,18 @@ def _sqlite_rows(frame: pd.DataFrame) -> Iterator[tuple]:
             column.dtype
         ):
             stamps = pd.to_datetime(column, utc=True)
-            column = stamps.dt.tz_localize(None).dt.strftime(SQLITE_TIMESTAMP)
+            column = (stamps.dt.tz_localize(None).dt.strftime(SQLITE_TIMESTAMP)
+                      if dialect == "sqlite" else stamps)
         values = column.astype(object).where(column.notna(), None)
-        columns.append(values.map(_plain).tolist())
+        columns.append([_plain(value) for value in values.tolist()])
     return zip(*columns)
 
 
 def _plain(value):
-    """numpy scalars as Python values for the DB-API."""
+    """numpy scalars and pandas timestamps as Python values for the DB-API."""
+    if value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
     return value.item() if hasattr(value, "item") else value
 

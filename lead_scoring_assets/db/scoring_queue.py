@@ -109,48 +109,51 @@ class ScoringQueue:
         remove the claimed entries still at their claimed version (the rest are released).
         Returns how many entries were removed."""
         with self.db.engine.begin() as connection:
+            self._fill_temporary(connection, "settled_batch",
+                                 "contact_id BIGINT PRIMARY KEY, version BIGINT NOT NULL",
+                                 claimed[["contact_id", "version"]])
             connection.execute(sa.text(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS settled_batch "
-                "(contact_id BIGINT PRIMARY KEY, version BIGINT NOT NULL)"))
-            connection.execute(sa.text("DELETE FROM settled_batch"))
-            _insert_rows(connection, "settled_batch", claimed[["contact_id", "version"]])
-            connection.execute(sa.text(
-                "DELETE FROM lead_scores WHERE contact_id IN (SELECT contact_id FROM settled_batch)"
-                " AND contact_id NOT IN (SELECT id FROM contacts)"))
-            _upsert_scores(connection, scores, self.db.bind_timestamp)
+                "DELETE FROM lead_scores WHERE contact_id IN (SELECT s.contact_id FROM "
+                "settled_batch s WHERE NOT EXISTS (SELECT 1 FROM contacts c "
+                "WHERE c.id = s.contact_id))"))
+            if not scores.empty:
+                self._fill_temporary(connection, "settled_scores", None,
+                                     scores[list(SCORE_COLUMNS)])
+                updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
+                connection.execute(sa.text(
+                    f"INSERT INTO lead_scores ({', '.join(SCORE_COLUMNS)}) SELECT "
+                    f"{', '.join(SCORE_COLUMNS)} FROM settled_scores WHERE true "
+                    f"ON CONFLICT (contact_id) DO UPDATE SET {updates}"))
             connection.execute(sa.text(
                 "DELETE FROM malformed_validations WHERE contact_id IN "
                 "(SELECT contact_id FROM settled_batch)"))
             if not malformed.empty:
-                columns = ", ".join(VALIDATION_COLUMNS[1:])
-                ids = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"]})
+                columns = VALIDATION_COLUMNS[1:]
+                self._fill_temporary(
+                    connection, "settled_malformed",
+                    "validation_id BIGINT PRIMARY KEY, reason VARCHAR(64)",
+                    pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"]}))
                 connection.execute(sa.text(
-                    "CREATE TEMPORARY TABLE IF NOT EXISTS settled_malformed "
-                    "(validation_id BIGINT PRIMARY KEY, reason VARCHAR(64))"))
-                connection.execute(sa.text("DELETE FROM settled_malformed"))
-                _insert_rows(connection, "settled_malformed", ids)
-                connection.execute(sa.text(
-                    f"DELETE FROM malformed_validations WHERE validation_id IN "
+                    "DELETE FROM malformed_validations WHERE validation_id IN "
                     "(SELECT validation_id FROM settled_malformed)"))
                 connection.execute(
                     sa.text(
-                        f"INSERT INTO malformed_validations (validation_id, {columns}, reason, "
-                        f"detected_at) SELECT v.id, "
-                        f"{', '.join('v.' + c for c in VALIDATION_COLUMNS[1:])}, m.reason, "
-                        ":detected_at FROM settled_malformed m "
-                        "JOIN platform_validations v ON v.id = m.validation_id"
+                        f"INSERT INTO malformed_validations (validation_id, {', '.join(columns)}, "
+                        f"reason, detected_at) SELECT v.id, "
+                        f"{', '.join('v.' + c for c in columns)}, m.reason, :detected_at "
+                        "FROM settled_malformed m JOIN platform_validations v "
+                        "ON v.id = m.validation_id"
                     ),
                     {"detected_at": self.db.bind_timestamp(detected_at)},
                 )
             if not last_validation.empty:
-                connection.execute(
-                    sa.text("UPDATE contacts SET last_platform_validation = :last WHERE id = :id"),
-                    [
-                        {"id": int(i), "last": self.db.bind_timestamp(t)}
-                        for i, t in zip(last_validation["contact_id"],
-                                        last_validation["last_platform_validation"])
-                    ],
-                )
+                self._fill_temporary(
+                    connection, "settled_last_validation",
+                    f"contact_id BIGINT PRIMARY KEY, last_platform_validation {self._timestamp}",
+                    last_validation[["contact_id", "last_platform_validation"]])
+                connection.execute(sa.text(
+                    "UPDATE contacts SET last_platform_validation = n.last_platform_validation "
+                    "FROM settled_last_validation AS n WHERE contacts.id = n.contact_id"))
             removed = connection.execute(sa.text(
                 "DELETE FROM scoring_queue WHERE leased_by = :owner AND EXISTS (SELECT 1 FROM "
                 "settled_batch s WHERE s.contact_id = scoring_queue.contact_id "
@@ -159,6 +162,25 @@ class ScoringQueue:
                 "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL "
                 "WHERE leased_by = :owner"), {"owner": owner})
         return removed
+
+    @property
+    def _timestamp(self) -> str:
+        return "TIMESTAMP WITH TIME ZONE" if self.db.dialect == "postgresql" else "DATETIME"
+
+    def _fill_temporary(self, connection, table: str, columns: str | None,
+                        frame: pd.DataFrame) -> None:
+        """An empty temporary ``table`` (``columns`` DDL, or shaped as lead_scores), filled
+        with ``frame``; it lives as long as the connection."""
+        if columns is None:
+            shape = ("(LIKE lead_scores)" if self.db.dialect == "postgresql"
+                     else "AS SELECT * FROM lead_scores WHERE 0")
+            connection.execute(sa.text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} {shape}"))
+        else:
+            connection.execute(sa.text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns})"))
+        connection.execute(sa.text(f"DELETE FROM {table}"))
+        self.db.insert_rows(connection, table, frame)
+        if self.db.dialect == "postgresql":
+            connection.execute(sa.text(f"ANALYZE {table}"))
 
     def fail(self, owner: str, errors: dict[int, str]) -> int:
         """Record failures: ``attempts`` + 1 and the error; an entry at ``MAX_ATTEMPTS`` moves
@@ -183,35 +205,3 @@ class ScoringQueue:
             return connection.execute(
                 sa.text("DELETE FROM scoring_queue WHERE attempts >= :max"), {"max": MAX_ATTEMPTS}
             ).rowcount
-
-
-def _insert_rows(connection, table: str, frame: pd.DataFrame) -> None:
-    if frame.empty:
-        return
-    columns = list(frame.columns)
-    connection.execute(
-        sa.text(f"INSERT INTO {table} ({', '.join(columns)}) "
-                f"VALUES ({', '.join(':' + c for c in columns)})"),
-        [
-            {c: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
-             for c, v in zip(columns, row)}
-            for row in frame.itertuples(index=False)
-        ],
-    )
-
-
-def _upsert_scores(connection, scores: pd.DataFrame, bind_timestamp) -> None:
-    if scores.empty:
-        return
-    updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
-    frame = scores[list(SCORE_COLUMNS)].assign(
-        last_calculated_at=scores["last_calculated_at"].map(bind_timestamp)
-    )
-    connection.execute(
-        sa.text(
-            f"INSERT INTO lead_scores ({', '.join(SCORE_COLUMNS)}) "
-            f"VALUES ({', '.join(':' + c for c in SCORE_COLUMNS)}) "
-            f"ON CONFLICT (contact_id) DO UPDATE SET {updates}"
-        ),
-        frame.astype(object).where(frame.notna(), None).to_dict("records"),
-    )
