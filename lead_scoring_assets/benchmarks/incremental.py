@@ -13,6 +13,7 @@ one by one and measures how long each takes to show in ``lead_scores``.
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,6 +133,7 @@ def latency(url: str, inserts: int, spacing: float) -> None:
             process.terminate()
         for process in processes:
             process.wait(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
     ordered = sorted(latencies)
     p95 = ordered[max(0, int(round(0.95 * len(ordered))) - 1)] if ordered else float("nan")
     print(f"{len(latencies)} of {inserts} inserts scored, {len(pending)} not within 180 s")
