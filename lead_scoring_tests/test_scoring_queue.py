@@ -108,9 +108,8 @@ def test_contact_enqueued_again_while_in_flight_is_scored_by_a_later_run(demo_da
     claimed = queue.claim("run-a", 10, lease_seconds=60)
     contacts, validations = queue.read_batch("run-a")
     _add_validation(demo_database, 5, 10**8 + 1, platform="apple")
-    result = incremental._score_isolating_failures(
-        contacts, validations, incremental.read_lada_reference(demo_database), LATER,
-        incremental.DEFAULT_CONFIG)[0][0]
+    result = incremental.score_chunk(
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
     removed = queue.complete("run-a", claimed, result.scores, result.malformed,
                              pd.DataFrame(), LATER)
     assert removed == 0
@@ -146,6 +145,7 @@ def test_failing_contact_is_retried_then_dead_lettered(demo_database, monkeypatc
     monkeypatch.setattr(incremental, "score_chunk", fails_for_31)
     first = score_queued(demo_database, LATER, owner="run-1")
     assert (first.scored, list(first.failed)) == (2, [31])
+    assert first.batch_error == "ValueError: cannot score contact 31"
     assert _queue(demo_database).loc[31].attempts == 1
     for attempt in (2, 3):
         report = score_queued(demo_database, LATER, owner=f"run-{attempt}")

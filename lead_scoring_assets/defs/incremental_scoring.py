@@ -35,6 +35,9 @@ def score_queued_contacts(
     if report.skipped_reason:
         context.log.info(f"nothing scored: {report.skipped_reason}")
         return
+    if report.batch_error:
+        context.log.warning(f"the batch failed as a whole, scored contact by contact: "
+                            f"{report.batch_error}")
     if report.failed:
         context.log.warning(
             f"{len(report.failed)} contacts failed ({report.dead_lettered} moved to "
@@ -50,6 +53,7 @@ def score_queued_contacts(
                 "scored": report.scored,
                 "queue_entries_removed": report.removed,
                 "failed": len(report.failed),
+                "batch_error": report.batch_error or "",
                 "dead_lettered": report.dead_lettered,
                 "duration_seconds": round(report.seconds_total, 3),
             },

@@ -22,6 +22,7 @@ class IncrementalReport:
     scored: int = 0
     removed: int = 0
     failed: dict[int, str] = field(default_factory=dict)
+    batch_error: str | None = None
     dead_lettered: int = 0
     skipped_reason: str | None = None
     seconds_total: float = 0.0
@@ -29,7 +30,7 @@ class IncrementalReport:
 
 @contextmanager
 def shared_scoring_lock(database: Database):
-    """Hold the scoring lock shared (PostgreSQL): yields False while a full rescoring swaps."""
+    """Hold the scoring lock shared (PostgreSQL): yields False while a full rescoring runs."""
     if database.dialect != "postgresql":
         yield True
         return
@@ -46,13 +47,14 @@ def shared_scoring_lock(database: Database):
 def _score_isolating_failures(
     contacts: pd.DataFrame, validations: pd.DataFrame, ladas: LadaReference, as_of,
     config: ScoringConfig,
-) -> tuple[list[ScoredChunk], dict[int, str]]:
-    """Score the batch at once; if that fails, contact by contact, so that only the contacts
-    that fail are held back."""
+) -> tuple[list[ScoredChunk], dict[int, str], str | None]:
+    """Score the batch at once; if that raises, contact by contact, so that only the contacts
+    that fail are held back. Returns the scored chunks, each failing contact's error and the
+    batch's error (None if the batch scored at once)."""
     try:
-        return [score_chunk(contacts, validations, ladas, as_of, config)], {}
-    except Exception:  # noqa: BLE001 - isolated below, each error is recorded per contact
-        pass
+        return [score_chunk(contacts, validations, ladas, as_of, config)], {}, None
+    except Exception as error:  # noqa: BLE001 - reported, then isolated contact by contact
+        batch_error = f"{type(error).__name__}: {error}"
     scored, errors = [], {}
     for contact_id in contacts["id"]:
         one = contacts[contacts["id"] == contact_id]
@@ -61,7 +63,11 @@ def _score_isolating_failures(
                                       ladas, as_of, config))
         except Exception as error:  # noqa: BLE001 - recorded in scoring_queue / dead letters
             errors[int(contact_id)] = f"{type(error).__name__}: {error}"
-    return scored, errors
+    return scored, errors, batch_error
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def score_queued(
@@ -83,7 +89,7 @@ def score_queued(
     queue = ScoringQueue(database)
     with shared_scoring_lock(database) as allowed:
         if not allowed:
-            report.skipped_reason = "a full rescoring is swapping its scores in"
+            report.skipped_reason = "a full rescoring is running; the queue waits for it"
             return report
         claimed = queue.claim(owner, batch_size, lease_seconds)
         report.claimed = len(claimed)
@@ -92,23 +98,15 @@ def score_queued(
             return report
         contacts, validations = queue.read_batch(owner)
         ladas = read_lada_reference(database)
-        chunks, report.failed = _score_isolating_failures(
+        chunks, report.failed, report.batch_error = _score_isolating_failures(
             contacts, validations, ladas, report.as_of, config)
-        ok = claimed[~claimed["contact_id"].isin(list(report.failed))]
-        scores = pd.concat([c.scores for c in chunks], ignore_index=True) if chunks else None
-        malformed = pd.concat([c.malformed for c in chunks], ignore_index=True) if chunks else None
-        last = (
-            pd.concat([last_validation_changes(contacts, c.last_validated_at) for c in chunks],
-                      ignore_index=True) if chunks else pd.DataFrame()
-        )
+        scores = _concat([c.scores for c in chunks])
+        malformed = _concat([c.malformed for c in chunks])
+        last = _concat([last_validation_changes(contacts, c.last_validated_at) for c in chunks])
         if report.failed:
             report.dead_lettered = queue.fail(owner, report.failed)
-        report.removed = queue.complete(
-            owner, ok,
-            scores if scores is not None else pd.DataFrame(),
-            malformed if malformed is not None else pd.DataFrame(),
-            last, report.as_of,
-        )
-        report.scored = 0 if scores is None else len(scores)
+        succeeded = claimed[~claimed["contact_id"].isin(list(report.failed))]
+        report.removed = queue.complete(owner, succeeded, scores, malformed, last, report.as_of)
+        report.scored = len(scores)
     report.seconds_total = time.perf_counter() - started
     return report
