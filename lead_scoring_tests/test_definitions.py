@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.definitions import defs
 from lead_scoring_assets.defs.assets.ladas_reference import ladas_reference
 from lead_scoring_assets.defs.assets.lead_scores import LeadScoresConfig, lead_scores
 from lead_scoring_assets.defs.demo_data import DemoDataConfig, demo_data_job
 from lead_scoring_assets.defs.resources import DatabaseResource
-from lead_scoring_assets.definitions import defs
 
 from .conftest import AS_OF
 

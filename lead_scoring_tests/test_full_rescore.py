@@ -155,9 +155,8 @@ def test_killed_run_leaves_previous_scores_intact(demo_database, database_url):
 def test_concurrent_full_rescore_is_refused(demo_database):
     from lead_scoring_assets.db.score_swap import ScoreSwap
 
-    with ScoreSwap(demo_database):
-        with pytest.raises(RuntimeError, match="another full rescoring"):
-            rescore_all(demo_database, AS_OF)
+    with ScoreSwap(demo_database), pytest.raises(RuntimeError, match="another full rescoring"):
+        rescore_all(demo_database, AS_OF)
 
 
 def test_validation_rows_outside_every_contact_range_are_reported(demo_database):

@@ -135,7 +135,7 @@ def latency(url: str, inserts: int, spacing: float) -> None:
             process.wait(timeout=60)
         shutil.rmtree(home, ignore_errors=True)
     ordered = sorted(latencies)
-    p95 = ordered[max(0, int(round(0.95 * len(ordered))) - 1)] if ordered else float("nan")
+    p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)] if ordered else float("nan")
     print(f"{len(latencies)} of {inserts} inserts scored, {len(pending)} not within 180 s")
     print(f"insert -> updated score: p50 {statistics.median(ordered):.1f} s, p95 {p95:.1f} s, "
           f"max {ordered[-1]:.1f} s (sensor interval "

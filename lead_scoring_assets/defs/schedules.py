@@ -23,7 +23,7 @@ def build_daily_full_rescore_schedule(
         description=f"Full rescoring every day at {hour:02d}:00 {timezone}, as of that time.",
     )
     def daily_full_rescore_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        as_of = context.scheduled_execution_time.astimezone(datetime.timezone.utc).isoformat()
+        as_of = context.scheduled_execution_time.astimezone(datetime.UTC).isoformat()
         return dg.RunRequest(run_config={"ops": {"lead_scores": {"config": {"as_of": as_of}}}})
 
     return daily_full_rescore_schedule

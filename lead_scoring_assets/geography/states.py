@@ -80,7 +80,7 @@ def normalize_state(name: str | None) -> str | None:
     32 federal entities mapped to their canonical name. A name that is no known alias is
     returned cleaned but otherwise unchanged.
     """
-    if name is None or (isinstance(name, float) and name != name):
+    if name is None or (isinstance(name, float) and pd.isna(name)):
         return None
     cleaned = _clean(str(name))
     if not cleaned:

@@ -3,9 +3,9 @@
 Changing any value means a new ``calculation_version`` (see SCORING_SPEC.md).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 PLATFORMS: tuple[str, ...] = ("whatsapp", "instagram", "facebook", "google", "apple")
 QUALITY_FACTORS: tuple[str, ...] = (

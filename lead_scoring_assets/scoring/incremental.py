@@ -11,7 +11,12 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.scoring_queue import SCORING_LOCK, ScoringQueue
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
-from lead_scoring_assets.scoring.engine import LadaReference, ScoredChunk, score_chunk, utc_timestamp
+from lead_scoring_assets.scoring.engine import (
+    LadaReference,
+    ScoredChunk,
+    score_chunk,
+    utc_timestamp,
+)
 from lead_scoring_assets.scoring.full_rescore import last_validation_changes, read_lada_reference
 
 
