@@ -70,6 +70,11 @@ class Database:
     def dialect(self) -> str:
         return self.url.get_backend_name()
 
+    @property
+    def timestamp_ddl(self) -> str:
+        """The column type of a UTC timestamp in DDL this code writes itself."""
+        return "TIMESTAMP WITH TIME ZONE" if self.dialect == "postgresql" else "DATETIME"
+
     def dispose(self) -> None:
         self.engine.dispose()
 

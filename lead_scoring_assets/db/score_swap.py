@@ -38,22 +38,42 @@ class ScoreSwap:
         self._lock = None
 
     def __enter__(self) -> "ScoreSwap":
+        try:
+            self._take_locks()
+            self._create_staging()
+        except BaseException:
+            self._release_locks()
+            raise
         if self.db.dialect == "postgresql":
-            self._lock = self.db.engine.connect()
-            got = self._lock.execute(
-                sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FULL_RESCORE_LOCK}
-            ).scalar()
-            if not got:
-                self._lock.close()
-                raise RuntimeError("another full rescoring is running on this database")
-            self._lock.execute(sa.text("SET LOCAL lock_timeout = '10min'"))
-            self._lock.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCORING_LOCK}
-            )
+            self._adbc = self.db.adbc_connection()
+            self._connection = self._adbc.__enter__()
+        else:
+            self._connection = None
+        return self
+
+    def _take_locks(self) -> None:
+        if self.db.dialect != "postgresql":
+            return
+        self._lock = self.db.engine.connect()
+        got = self._lock.execute(
+            sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FULL_RESCORE_LOCK}
+        ).scalar()
+        if not got:
+            raise RuntimeError("another full rescoring is running on this database")
+        self._lock.execute(sa.text("SET LOCAL lock_timeout = '10min'"))
+        self._lock.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCORING_LOCK})
+
+    def _release_locks(self) -> None:
+        if self._lock is not None:
+            self._lock.rollback()
+            self._lock.close()
+            self._lock = None
+
+    def _create_staging(self) -> None:
         with self.db.engine.begin() as connection:
             self._drop_staging(connection)
             connection.execute(sa.text(self._create_like(connection, SCORES, STAGED_SCORES)))
-            timestamp = self._timestamp_type
+            timestamp = self.db.timestamp_ddl
             connection.execute(sa.text(
                 f"CREATE TABLE {MALFORMED_IDS} (validation_id BIGINT PRIMARY KEY, "
                 f"reason VARCHAR(64) NOT NULL, detected_at {timestamp} NOT NULL)"
@@ -65,12 +85,6 @@ class ScoreSwap:
             connection.execute(sa.text(
                 f"CREATE TABLE {QUEUE_SNAPSHOT} AS SELECT contact_id, version FROM scoring_queue"
             ))
-        if self.db.dialect == "postgresql":
-            self._adbc = self.db.adbc_connection()
-            self._connection = self._adbc.__enter__()
-        else:
-            self._connection = None
-        return self
 
     def add(
         self,
@@ -98,13 +112,7 @@ class ScoreSwap:
                 with self.db.engine.begin() as connection:
                     self._drop_staging(connection)
         finally:
-            if self._lock is not None:
-                self._lock.rollback()
-                self._lock.close()
-
-    @property
-    def _timestamp_type(self) -> str:
-        return "TIMESTAMP WITH TIME ZONE" if self.db.dialect == "postgresql" else "DATETIME"
+            self._release_locks()
 
     def _create_like(self, connection, live: str, staged: str) -> str:
         """DDL of an empty table shaped as ``live`` (without its indexes)."""

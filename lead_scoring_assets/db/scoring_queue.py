@@ -149,7 +149,7 @@ class ScoringQueue:
             if not last_validation.empty:
                 self._fill_temporary(
                     connection, "settled_last_validation",
-                    f"contact_id BIGINT PRIMARY KEY, last_platform_validation {self._timestamp}",
+                    f"contact_id BIGINT PRIMARY KEY, last_platform_validation {self.db.timestamp_ddl}",
                     last_validation[["contact_id", "last_platform_validation"]])
                 connection.execute(sa.text(
                     "UPDATE contacts SET last_platform_validation = n.last_platform_validation "
@@ -162,10 +162,6 @@ class ScoringQueue:
                 "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL "
                 "WHERE leased_by = :owner"), {"owner": owner})
         return removed
-
-    @property
-    def _timestamp(self) -> str:
-        return "TIMESTAMP WITH TIME ZONE" if self.db.dialect == "postgresql" else "DATETIME"
 
     def _fill_temporary(self, connection, table: str, columns: str | None,
                         frame: pd.DataFrame) -> None:
