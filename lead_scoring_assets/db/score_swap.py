@@ -83,7 +83,11 @@ class ScoreSwap:
                 f"last_platform_validation {timestamp})"
             ))
             connection.execute(sa.text(
-                f"CREATE TABLE {QUEUE_SNAPSHOT} AS SELECT contact_id, version FROM scoring_queue"
+                f"CREATE TABLE {QUEUE_SNAPSHOT} (contact_id BIGINT PRIMARY KEY, "
+                "version BIGINT NOT NULL)"
+            ))
+            connection.execute(sa.text(
+                f"INSERT INTO {QUEUE_SNAPSHOT} SELECT contact_id, version FROM scoring_queue"
             ))
 
     def add(
