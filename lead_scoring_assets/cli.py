@@ -1,4 +1,4 @@
-"""The ``lead-scoring`` command: schema migrations and the one-command demo."""
+"""The ``lead-scoring`` command: schema migrations, the one-command demo, score cards."""
 
 import argparse
 import os
@@ -56,6 +56,30 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    """Print a contact's score card (stored, or recomputed with --recompute)."""
+    from lead_scoring_assets.scoring.explain import explain_contact
+    from lead_scoring_assets.scoring.score_card import stored_score
+
+    database = Database(args.url or default_database_url())
+    try:
+        stored = stored_score(database, args.contact)
+        print(stored.render())
+        if args.recompute:
+            again = explain_contact(database, int(stored.score["contact_id"]))
+            same = again.breakdown == stored.breakdown
+            print(f"\nrecomputed from the current rows at the same as_of: "
+                  f"{'identical' if same else 'DIFFERENT'}")
+            if not same:
+                print(again.render())
+    except LookupError as error:
+        print(f"lead-scoring explain: {error}", file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
+    return 0
+
+
 def _print_summary(database: Database) -> None:
     tiers = database.read_frame(
         "SELECT quality_tier, count(*) AS contacts, round(avg(total_score), 1) AS mean_score "
@@ -85,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
                                        "or the embedded SQLite file)")
         sub.set_defaults(handler=handler)
+
+    explain = commands.add_parser("explain", help="print a contact's score card")
+    explain.add_argument("contact", help="contact id or phone number (+52…, or 10 digits)")
+    explain.add_argument("--recompute", action="store_true",
+                         help="also recompute it from the current rows and compare")
+    explain.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
+                                       "or the embedded SQLite file)")
+    explain.set_defaults(handler=_explain)
 
     demo = commands.add_parser("demo", help="demo data + full rescoring on the embedded default")
     demo.add_argument("--contacts", type=int, default=50_000)

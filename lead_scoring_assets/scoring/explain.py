@@ -7,9 +7,10 @@ import pandas as pd
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
-from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import score_chunk
 from lead_scoring_assets.scoring.full_rescore import read_lada_reference
+from lead_scoring_assets.scoring.score_card import render_score_card
 
 
 @dataclass(frozen=True)
@@ -21,23 +22,8 @@ class Explanation:
     breakdown: dict
 
     def render(self, config: ScoringConfig = DEFAULT_CONFIG) -> str:
-        """A plain-text account of how the total came about."""
-        b = self.breakdown
-        lines = [
-            f"contact {self.contact_id}: {self.score['total_score']}/100 "
-            f"{self.score['quality_tier']}, confidence {self.score['confidence_level']}",
-            f"as of {b['as_of']}; quality multiplier {b['quality_multiplier']:.4f}",
-        ]
-        for platform in PLATFORMS:
-            lines.append(
-                f"  {platform:<9} {b['adjusted_scores'][platform]:>3} of "
-                f"{config.display_weights[platform]} (before quality "
-                f"{b['points_before_quality'][platform]})"
-            )
-        lines.append("  factors: " + ", ".join(
-            f"{name} {value:.3f}" for name, value in b["quality_factors"].items()))
-        lines.append("  bonus: " + ", ".join(f"{k} {v}" for k, v in b["bonus"].items()))
-        return "\n".join(lines)
+        """The score card of the recomputed score."""
+        return render_score_card(self.score, self.breakdown, config)
 
 
 def explain_contact(

@@ -1,0 +1,99 @@
+"""The score card: one contact's stored score laid out for the people who run campaigns."""
+
+import json
+from dataclasses import dataclass
+
+import phonenumbers
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
+
+BAR_WIDTH = 20
+
+
+def mask_phone(phone: str | None) -> str:
+    """A phone number with all but its last four digits hidden: personal data."""
+    if not phone:
+        return "(no phone)"
+    return f"{phone[:3]}{'*' * max(0, len(phone) - 7)}{phone[-4:]}"
+
+
+def _bar(value: int, maximum: int) -> str:
+    filled = round(BAR_WIDTH * min(value, maximum) / maximum) if maximum else 0
+    return "#" * filled + "." * (BAR_WIDTH - filled)
+
+
+def render_score_card(
+    score: dict, breakdown: dict, config: ScoringConfig = DEFAULT_CONFIG
+) -> str:
+    """Total and tier, each platform against its display weight, the quality factors, each
+    bonus part, confidence and the time of the calculation."""
+    lines = [
+        f"contact {score['contact_id']}  {mask_phone(score.get('phone_e164'))}",
+        f"score {score['total_score']}/100  {score['quality_tier']}  "
+        f"confidence {float(score['confidence_level']):.4f}",
+        "",
+        "platforms (adjusted score / display weight; before quality in brackets):",
+    ]
+    for platform in PLATFORMS:
+        weight = config.display_weights[platform]
+        value = breakdown["adjusted_scores"][platform]
+        lines.append(f"  {platform:<9} {_bar(value, weight)} {value:>2}/{weight:<2} "
+                     f"({breakdown['points_before_quality'][platform]})")
+    lines.append(f"quality multiplier {breakdown['quality_multiplier']:.4f}:")
+    for name, value in breakdown["quality_factors"].items():
+        lines.append(f"  {name:<23} {value:.3f}")
+    lines.append("bonus:")
+    for name, value in breakdown["bonus"].items():
+        lines.append(f"  {name:<23} {value:>2}")
+    lines.append(f"as of {breakdown['as_of']} ({score['calculation_method']} "
+                 f"{score['calculation_version']}), calculated {score['last_calculated_at']}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    score: dict
+    breakdown: dict
+
+    def render(self) -> str:
+        return render_score_card(self.score, self.breakdown)
+
+
+def _find(database: Database, condition: str, value) -> int | None:
+    found = database.read_frame(f"SELECT id FROM contacts WHERE {condition}", {"value": value})
+    return None if found.empty else int(found["id"].iloc[0])
+
+
+def _contact_id(database: Database, key: str) -> int:
+    """The contact a contact id or a phone number (any Mexican format) names."""
+    key = key.strip()
+    if key.isdigit() and len(key) < 10:
+        found = _find(database, "id = :value", int(key))
+    else:
+        try:
+            parsed = phonenumbers.parse(key, "MX")
+            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            found = _find(database, "phone_e164 = :value", e164)
+        except phonenumbers.NumberParseException:
+            found = None
+        if found is None and key.isdigit():
+            found = _find(database, "id = :value", int(key))
+    if found is None:
+        raise LookupError(f"no contact matches {mask_phone(key) if len(key) >= 10 else key}")
+    return found
+
+
+def stored_score(database: Database, key: str) -> StoredScore:
+    """The stored score of the contact named by ``key``; ``LookupError`` says clearly when the
+    contact is unknown or has not been scored yet."""
+    contact_id = _contact_id(database, key)
+    rows = database.read_frame(
+        "SELECT * FROM lead_scores WHERE contact_id = :id", {"id": contact_id}
+    )
+    if rows.empty:
+        raise LookupError(f"contact {contact_id} exists but has not been scored yet "
+                          "(run full_rescore_job, or wait for the scoring queue)")
+    score = rows.iloc[0].to_dict()
+    breakdown = score["score_breakdown"]
+    return StoredScore(score, json.loads(breakdown) if isinstance(breakdown, str) else breakdown)

@@ -1,0 +1,60 @@
+"""The score card and `lead-scoring explain`."""
+
+import pytest
+import sqlalchemy as sa
+
+from lead_scoring_assets.cli import main
+from lead_scoring_assets.scoring.full_rescore import rescore_all
+from lead_scoring_assets.scoring.score_card import mask_phone, stored_score
+
+from .conftest import AS_OF
+
+
+@pytest.fixture
+def scored(demo_database):
+    rescore_all(demo_database, AS_OF)
+    row = demo_database.read_frame(
+        "SELECT contact_id, phone_e164, total_score, quality_tier FROM lead_scores "
+        "WHERE platform_count >= 2 ORDER BY total_score DESC LIMIT 1").iloc[0]
+    return demo_database, row
+
+
+def test_score_card_shows_every_part_and_hides_the_phone(scored):
+    database, row = scored
+    card = stored_score(database, str(row.contact_id)).render()
+    assert f"score {row.total_score}/100  {row.quality_tier}" in card
+    for text in ("whatsapp", "/25", "apple", "/15", "#", "profile_completeness",
+                 "quality multiplier", "synergy", "platform_count", "confidence",
+                 "as of 2026-11-24T00:00:00+00:00", "advanced_v1"):
+        assert text in card
+    assert row.phone_e164 not in card
+    assert mask_phone(row.phone_e164) in card
+
+
+def test_lookup_by_phone_in_any_mexican_format(scored):
+    database, row = scored
+    national = row.phone_e164[3:]
+    spaced = f"{national[:3]} {national[3:6]} {national[6:]}"
+    for key in (row.phone_e164, national, spaced):
+        assert stored_score(database, key).score["contact_id"] == row.contact_id
+
+
+def test_unknown_and_unscored_contacts_say_so(scored):
+    database, row = scored
+    with pytest.raises(LookupError, match="no contact matches"):
+        stored_score(database, "123456")
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM lead_scores WHERE contact_id = :id"),
+                           {"id": int(row.contact_id)})
+    with pytest.raises(LookupError, match="has not been scored yet"):
+        stored_score(database, str(row.contact_id))
+
+
+def test_cli_explain(scored, database_url, capsys):
+    database, row = scored
+    assert main(["explain", str(row.contact_id), "--recompute", "--url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert f"{row.total_score}/100" in out
+    assert "recomputed from the current rows at the same as_of: identical" in out
+    assert main(["explain", "+52 1 999 000 0000", "--url", database_url]) == 1
+    assert "no contact matches" in capsys.readouterr().err
