@@ -110,7 +110,7 @@ def test_contact_enqueued_again_while_in_flight_is_scored_by_a_later_run(demo_da
     _add_validation(demo_database, 5, 10**8 + 1, platform="apple")
     result = incremental.score_chunk(
         contacts, validations, incremental.read_lada_reference(demo_database), LATER)
-    removed = queue.complete("run-a", claimed, result.scores, result.malformed,
+    removed, _ = queue.complete("run-a", claimed, result.scores, result.malformed,
                              pd.DataFrame(), LATER)
     assert removed == 0
     assert queue.depth().claimable == 1

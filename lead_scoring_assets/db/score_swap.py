@@ -10,6 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.score_history import record_changes
 from lead_scoring_assets.db.scoring_queue import SCORING_LOCK
 from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
 
@@ -32,8 +33,11 @@ class ScoreSwap:
     then) are covered by this run and removed at the swap.
     """
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, run_id: str | None = None, as_of=None):
         self.db = database
+        self.run_id = run_id
+        self.as_of = as_of
+        self.history_rows = 0
         self._adbc = None
         self._lock = None
 
@@ -141,6 +145,7 @@ class ScoreSwap:
 
     def _swap_sqlite(self) -> None:
         with self.db.engine.begin() as connection:
+            self._record_history(connection)
             connection.execute(sa.text(f"DELETE FROM {SCORES}"))
             connection.execute(sa.text(f"INSERT INTO {SCORES} SELECT * FROM {STAGED_SCORES}"))
             self._replace_malformed(connection)
@@ -156,6 +161,7 @@ class ScoreSwap:
             renames = _copy_indexes(connection, SCORES, staged)
             connection.execute(sa.text(f"ANALYZE {staged}"))
         with self.db.engine.begin() as connection:
+            self._record_history(connection)
             connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
             connection.execute(sa.text(f"LOCK TABLE {SCORES} IN ACCESS EXCLUSIVE MODE"))
             connection.execute(sa.text(f"DROP TABLE {SCORES}"))
@@ -166,6 +172,12 @@ class ScoreSwap:
             self._update_last_validation(connection)
             self._settle_queue(connection)
             self._drop_staging(connection)
+
+    def _record_history(self, connection) -> None:
+        """History rows for every changed score, before the old scores go."""
+        self.history_rows = record_changes(
+            connection, STAGED_SCORES, self.run_id, self.db.bind_timestamp(self.as_of)
+        )
 
     @staticmethod
     def _settle_queue(connection) -> None:

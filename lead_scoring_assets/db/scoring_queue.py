@@ -11,6 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.score_history import record_changes
 from lead_scoring_assets.db.tables import (
     CONTACT_COLUMNS,
     SCORE_COLUMNS,
@@ -103,11 +104,12 @@ class ScoringQueue:
         malformed: pd.DataFrame,
         last_validation: pd.DataFrame,
         detected_at: pd.Timestamp,
-    ) -> int:
-        """In one transaction: upsert the scores, delete the scores of claimed contacts that no
+    ) -> tuple[int, int]:
+        """In one transaction: record score history, upsert the scores, delete the scores of claimed contacts that no
         longer exist, replace their malformed rows, update ``last_platform_validation``, and
         remove the claimed entries still at their claimed version (the rest are released).
-        Returns how many entries were removed."""
+        Returns how many entries were removed and how many history rows were written."""
+        history_rows = 0
         with self.db.engine.begin() as connection:
             self._fill_temporary(connection, "settled_batch",
                                  "contact_id BIGINT PRIMARY KEY, version BIGINT NOT NULL",
@@ -119,6 +121,8 @@ class ScoringQueue:
             if not scores.empty:
                 self._fill_temporary(connection, "settled_scores", None,
                                      scores[list(SCORE_COLUMNS)])
+                history_rows = record_changes(connection, "settled_scores", owner,
+                                              self.db.bind_timestamp(detected_at))
                 updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
                 connection.execute(sa.text(
                     f"INSERT INTO lead_scores ({', '.join(SCORE_COLUMNS)}) SELECT "
@@ -161,7 +165,7 @@ class ScoringQueue:
             connection.execute(sa.text(
                 "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL "
                 "WHERE leased_by = :owner"), {"owner": owner})
-        return removed
+        return removed, history_rows
 
     def _fill_temporary(self, connection, table: str, columns: str | None,
                         frame: pd.DataFrame) -> None:

@@ -52,6 +52,7 @@ def score_queued_contacts(
                 "claimed": report.claimed,
                 "scored": report.scored,
                 "queue_entries_removed": report.removed,
+                "score_changes_recorded": report.history_rows,
                 "failed": len(report.failed),
                 "batch_error": report.batch_error or "",
                 "dead_lettered": report.dead_lettered,

@@ -28,6 +28,7 @@ class RescoreReport:
     tier_counts: Counter = field(default_factory=Counter)
     malformed_by_reason: Counter = field(default_factory=Counter)
     last_validation_updates: int = 0
+    history_rows: int = 0
     seconds_read: float = 0.0
     seconds_score: float = 0.0
     seconds_write: float = 0.0
@@ -67,8 +68,10 @@ def rescore_all(
     as_of: datetime | str | pd.Timestamp,
     chunk_size: int = 100_000,
     config: ScoringConfig = DEFAULT_CONFIG,
+    run_id: str | None = None,
 ) -> RescoreReport:
-    """Score every contact for ``as_of`` in chunks of ``chunk_size`` and swap the result in.
+    """Score every contact for ``as_of`` in chunks of ``chunk_size`` and swap the result in;
+    ``run_id`` is written with the score history rows.
 
     One thread reads the next chunk and another writes the previous one while this one is
     scored; the database drivers release the GIL while they wait.
@@ -77,7 +80,8 @@ def rescore_all(
     report = RescoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
     inputs = database.iter_scoring_inputs(chunk_size)
-    with ScoreSwap(database) as swap:
+    swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of)
+    with swap:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rescore-io") as io:
             next_read: Future = io.submit(_timed, next, inputs, None)
             pending_write: Future | None = None
@@ -108,5 +112,6 @@ def rescore_all(
                 report.seconds_write += pending_write.result()[1]
         swap_started = time.perf_counter()
     report.seconds_swap = time.perf_counter() - swap_started
+    report.history_rows = swap.history_rows
     report.seconds_total = time.perf_counter() - started
     return report

@@ -26,6 +26,7 @@ class IncrementalReport:
     claimed: int = 0
     scored: int = 0
     removed: int = 0
+    history_rows: int = 0
     failed: dict[int, str] = field(default_factory=dict)
     batch_error: str | None = None
     dead_lettered: int = 0
@@ -111,7 +112,8 @@ def score_queued(
         if report.failed:
             report.dead_lettered = queue.fail(owner, report.failed)
         succeeded = claimed[~claimed["contact_id"].isin(list(report.failed))]
-        report.removed = queue.complete(owner, succeeded, scores, malformed, last, report.as_of)
+        report.removed, report.history_rows = queue.complete(
+            owner, succeeded, scores, malformed, last, report.as_of)
         report.scored = len(scores)
     report.seconds_total = time.perf_counter() - started
     return report

@@ -38,7 +38,8 @@ def lead_scores(
         db = database.open()
         try:
             context.log.info(f"full rescoring at as_of={as_of} on {redact(str(db.url))}")
-            report = rescore_all(db, as_of, chunk_size=config.chunk_size)
+            report = rescore_all(db, as_of, chunk_size=config.chunk_size,
+                                 run_id=context.run_id)
         finally:
             db.dispose()
     if report.malformed_by_reason:
@@ -57,6 +58,7 @@ def lead_scores(
             ),
             "malformed_rows_by_reason": dg.MetadataValue.json(dict(report.malformed_by_reason)),
             "last_platform_validation_updates": report.last_validation_updates,
+            "score_changes_recorded": report.history_rows,
             "seconds_read": round(report.seconds_read, 2),
             "seconds_score": round(report.seconds_score, 2),
             "seconds_write": round(report.seconds_write, 2),
