@@ -32,7 +32,7 @@ def test_downgrade_and_upgrade_again(database_url):
     database.downgrade("base")
     assert "contacts" not in sa.inspect(database.engine).get_table_names()
     database.upgrade()
-    assert database.current_revision() == "0003"
+    assert database.current_revision() == "0004"
     database.dispose()
 
 
@@ -62,6 +62,6 @@ def test_platform_tables_accept_explicit_ids_and_malformed_rows(database_url):
 
 def test_cli_db_upgrade(sqlite_url, capsys):
     assert main(["db", "upgrade", "--url", sqlite_url]) == 0
-    assert "revision 0003" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
     assert main(["db", "current", "--url", sqlite_url]) == 0
-    assert capsys.readouterr().out.strip() == "0003"
+    assert capsys.readouterr().out.strip() == "0004"
