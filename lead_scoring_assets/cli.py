@@ -80,6 +80,16 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _screenshots(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lead_scoring_assets.screenshots import take_screenshots
+
+    for path in take_screenshots(Path(args.out), contacts=args.contacts):
+        print(f"saved {path}")
+    return 0
+
+
 def _print_summary(database: Database) -> None:
     tiers = database.read_frame(
         "SELECT quality_tier, count(*) AS contacts, round(avg(total_score), 1) AS mean_score "
@@ -117,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
                                        "or the embedded SQLite file)")
     explain.set_defaults(handler=_explain)
+
+    screens = commands.add_parser("screenshots", help="screenshots of the Dagster UI on demo "
+                                  "data (needs Debian's chromium)")
+    screens.add_argument("--out", default="docs/screenshots")
+    screens.add_argument("--contacts", type=int, default=20_000)
+    screens.set_defaults(handler=_screenshots)
 
     demo = commands.add_parser("demo", help="demo data + full rescoring on the embedded default")
     demo.add_argument("--contacts", type=int, default=50_000)
