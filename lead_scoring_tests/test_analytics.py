@@ -62,8 +62,8 @@ def test_figures_on_hand_made_data(database):
     assert success.loc["apple", "success_rate"] == 0.5
     assert success.loc["google", "validations"] == 0
     states = figures.by_state.set_index("state")
-    assert states.loc["JALISCO"].tolist() == [2, 2, 87.5]
-    assert states.loc["CIUDAD DE MEXICO"].tolist() == [2, 0, 42.5]
+    assert states.loc["JALISCO"].tolist() == [2, 2, 87.5, 0.6]
+    assert states.loc["CIUDAD DE MEXICO"].tolist() == [2, 0, 42.5, 0.0]
     assert states.loc["(blank)", "contacts"] == 1
 
 

@@ -9,12 +9,18 @@ from lead_scoring_assets.geography.states import normalize_state_series
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
 SCORE_BUCKETS = ((0, 20), (21, 40), (41, 60), (61, 80), (81, 100))
+WELL_FORMED = (
+    "v.platform IN ('whatsapp', 'instagram', 'facebook', 'google', 'apple') "
+    "AND v.is_valid IS NOT NULL AND v.validated_at IS NOT NULL "
+    "AND v.confidence_score BETWEEN 0 AND 1"
+)
 
 
 @dataclass
 class Figures:
     """``validated_contacts``: at least one active platform; ``multi_platform_contacts``: two
-    or more. Platform success rate: valid share of the well-formed validation rows."""
+    or more. Success rate: valid share of the well-formed validation rows, per platform and
+    per state."""
 
     contacts: int
     premium_leads: int
@@ -49,10 +55,8 @@ def compute_figures(database: Database) -> Figures:
     tier_counts = dict(zip(tiers["quality_tier"], tiers["n"].astype(int)))
     success = database.read_frame(
         "SELECT platform, count(*) AS validations, "
-        "sum(CASE WHEN is_valid THEN 1 ELSE 0 END) AS valid FROM platform_validations "
-        "WHERE platform IN ('whatsapp', 'instagram', 'facebook', 'google', 'apple') "
-        "AND is_valid IS NOT NULL AND validated_at IS NOT NULL "
-        "AND confidence_score BETWEEN 0 AND 1 GROUP BY platform"
+        "sum(CASE WHEN is_valid THEN 1 ELSE 0 END) AS valid FROM platform_validations v "
+        f"WHERE {WELL_FORMED} GROUP BY platform"
     ).set_index("platform").reindex(list(PLATFORMS), fill_value=0)
     success["success_rate"] = (success["valid"] / success["validations"].where(
         success["validations"] > 0)).fillna(0.0).round(4)
@@ -61,9 +65,19 @@ def compute_figures(database: Database) -> Figures:
         "sum(CASE WHEN s.quality_tier IN ('PREMIUM', 'HIGH') THEN 1 ELSE 0 END) AS top_leads "
         "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id GROUP BY c.state_name"
     )
-    states["state"] = normalize_state_series(states["state_name"].astype("str")).fillna("(blank)")
+    state_validations = database.read_frame(
+        "SELECT c.state_name, count(*) AS validations, "
+        "sum(CASE WHEN v.is_valid THEN 1 ELSE 0 END) AS valid FROM platform_validations v "
+        f"JOIN contacts c ON c.id = v.contact_id WHERE {WELL_FORMED} GROUP BY c.state_name"
+    )
+    for frame in (states, state_validations):
+        frame["state"] = normalize_state_series(frame["state_name"].astype("str")).fillna(
+            "(blank)")
     by_state = states.groupby("state")[["contacts", "score_sum", "top_leads"]].sum()
     by_state["average_score"] = (by_state["score_sum"] / by_state["contacts"]).round(2)
+    rates = state_validations.groupby("state")[["validations", "valid"]].sum()
+    by_state["validation_success_rate"] = (rates["valid"] / rates["validations"]).reindex(
+        by_state.index).fillna(0.0).round(4)
     by_state = by_state.drop(columns="score_sum").sort_values("contacts", ascending=False)
     return Figures(
         contacts=int(totals["contacts"]),
