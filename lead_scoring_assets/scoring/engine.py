@@ -52,12 +52,36 @@ class LadaReference:
 
 
 @dataclass
+class ScoreParts:
+    """Per-contact intermediate values of the score, in ``contact_ids`` order (for features).
+
+    ``valid``: a valid current row per platform (columns in ``PLATFORMS`` order);
+    ``factors``: each quality factor, NaN when absent; ``account_age_days`` and
+    ``recency_days``: whole days, NaN when unknown; ``current_rows``: current well-formed rows,
+    valid or not; ``confidence_sum``: their confidence scores summed.
+    """
+
+    contact_ids: np.ndarray
+    valid: np.ndarray
+    adjusted: np.ndarray
+    platform_count: np.ndarray
+    business_count: np.ndarray
+    premium_count: np.ndarray
+    current_rows: np.ndarray
+    confidence_sum: np.ndarray
+    factors: dict[str, np.ndarray]
+    account_age_days: np.ndarray
+    recency_days: np.ndarray
+
+
+@dataclass
 class ScoredChunk:
     """The scorer's output for one chunk of contacts."""
 
     scores: pd.DataFrame
     malformed: pd.DataFrame
     last_validated_at: pd.Series
+    parts: ScoreParts
 
 
 def utc_timestamp(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
@@ -216,6 +240,8 @@ def score_chunk(
     )
     points = np.zeros((n_contacts, len(PLATFORMS)))
     points[valid["pos"].to_numpy(), valid["platform"].to_numpy()] = platform_points
+    has_valid = np.zeros((n_contacts, len(PLATFORMS)), dtype=bool)
+    has_valid[valid["pos"].to_numpy(), valid["platform"].to_numpy()] = True
     business_count = np.bincount(
         valid["pos"], weights=valid["is_business"].to_numpy(dtype=float), minlength=n_contacts
     ).astype("int64")
@@ -233,21 +259,18 @@ def score_chunk(
     )
     pair = lada + "|" + normalize_state_series(contacts["state_name"].astype("str"))
     geo_match = pair.isin(ladas.pairs).to_numpy(dtype=bool)
+    age_days = _days_between(_utc_micros(contacts["created_at"]), as_of_us)
+    recency_days = _days_between(last_us, as_of_us)
     factors = {
         "geographic_consistency": np.where(
             geo_present, np.where(geo_match, 1.0, config.geo_mismatch_value), np.nan
         ),
-        "account_age": np.minimum(
-            1.0,
-            _days_between(_utc_micros(contacts["created_at"]), as_of_us)
-            / config.account_age_full_days,
-        ),
+        "account_age": np.minimum(1.0, age_days / config.account_age_full_days),
         "profile_completeness": np.sum(
             [_nonblank(contacts[f]) for f in PROFILE_FIELDS], axis=0
         ) / len(PROFILE_FIELDS),
         "validation_recency": np.maximum(
-            config.recency_floor,
-            1.0 - _days_between(last_us, as_of_us) / config.recency_window_days,
+            config.recency_floor, 1.0 - recency_days / config.recency_window_days
         ),
     }
 
@@ -317,7 +340,14 @@ def score_chunk(
     last_validated = pd.Series(
         pd.to_datetime(last_us, unit="us", utc=True), index=contact_ids, name="last_validated_at"
     )
-    return ScoredChunk(scores=scores, malformed=malformed, last_validated_at=last_validated)
+    parts = ScoreParts(
+        contact_ids=contact_ids, valid=has_valid, adjusted=adjusted,
+        platform_count=platform_count, business_count=business_count,
+        premium_count=premium_count, current_rows=n_current, confidence_sum=confidence_sum,
+        factors=factors, account_age_days=age_days, recency_days=recency_days,
+    )
+    return ScoredChunk(scores=scores, malformed=malformed, last_validated_at=last_validated,
+                       parts=parts)
 
 
 def _text(values: np.ndarray) -> pa.Array:
