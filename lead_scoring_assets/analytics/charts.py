@@ -6,7 +6,7 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def bar_chart_markdown(values: dict[str, float], title: str, color: str = "#3b6ea8") -> str:

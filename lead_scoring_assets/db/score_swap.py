@@ -4,7 +4,7 @@ Readers see the previous ``lead_scores`` until the swap commits; a failed or kil
 leaves only staging tables behind, which the next run drops.
 """
 
-import re
+from typing import Self
 
 import pandas as pd
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_history import record_changes
 from lead_scoring_assets.db.scoring_queue import SCORING_LOCK
+from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
 
 SCORES = "lead_scores"
@@ -40,8 +41,9 @@ class ScoreSwap:
         self.history_rows = 0
         self._adbc = None
         self._lock = None
+        self._scores = StagedTable(database, SCORES, exclusive=False)
 
-    def __enter__(self) -> "ScoreSwap":
+    def __enter__(self) -> Self:
         try:
             self._take_locks()
             self._create_staging()
@@ -76,7 +78,7 @@ class ScoreSwap:
     def _create_staging(self) -> None:
         with self.db.engine.begin() as connection:
             self._drop_staging(connection)
-            connection.execute(sa.text(self._create_like(connection, SCORES, STAGED_SCORES)))
+            self._scores.create(connection)
             timestamp = self.db.timestamp_ddl
             connection.execute(sa.text(
                 f"CREATE TABLE {MALFORMED_IDS} (validation_id BIGINT PRIMARY KEY, "
@@ -122,56 +124,20 @@ class ScoreSwap:
         finally:
             self._release_locks()
 
-    def _create_like(self, connection, live: str, staged: str) -> str:
-        """DDL of an empty table shaped as ``live`` (without its indexes)."""
-        if self.db.dialect == "postgresql":
-            return f"CREATE TABLE {staged} (LIKE {live} INCLUDING DEFAULTS)"
-        ddl = connection.execute(
-            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
-            {"name": live},
-        ).scalar_one()
-        return re.sub(rf"^CREATE TABLE \"?{live}\"?", f"CREATE TABLE {staged}", ddl)
-
     @staticmethod
     def _drop_staging(connection) -> None:
         for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION, QUEUE_SNAPSHOT):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
     def _swap(self) -> None:
-        if self.db.dialect == "postgresql":
-            self._swap_postgresql()
-        else:
-            self._swap_sqlite()
+        self._scores.swap(before=self._record_history, after=self._settle)
 
-    def _swap_sqlite(self) -> None:
-        with self.db.engine.begin() as connection:
-            self._record_history(connection)
-            connection.execute(sa.text(f"DELETE FROM {SCORES}"))
-            connection.execute(sa.text(f"INSERT INTO {SCORES} SELECT * FROM {STAGED_SCORES}"))
-            self._replace_malformed(connection)
-            self._update_last_validation(connection)
-            self._settle_queue(connection)
-            self._drop_staging(connection)
-
-    def _swap_postgresql(self) -> None:
-        """Give the staged scores the live table's indexes, then drop and rename in one
-        transaction; the other tables are small and copied."""
-        staged = STAGED_SCORES
-        with self.db.engine.begin() as connection:
-            renames = _copy_indexes(connection, SCORES, staged)
-            connection.execute(sa.text(f"ANALYZE {staged}"))
-        with self.db.engine.begin() as connection:
-            self._record_history(connection)
-            connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-            connection.execute(sa.text(f"LOCK TABLE {SCORES} IN ACCESS EXCLUSIVE MODE"))
-            connection.execute(sa.text(f"DROP TABLE {SCORES}"))
-            connection.execute(sa.text(f"ALTER TABLE {staged} RENAME TO {SCORES}"))
-            for statement in renames:
-                connection.execute(sa.text(statement))
-            self._replace_malformed(connection)
-            self._update_last_validation(connection)
-            self._settle_queue(connection)
-            self._drop_staging(connection)
+    def _settle(self, connection) -> None:
+        """Everything else the run staged, in the swap's transaction."""
+        self._replace_malformed(connection)
+        self._update_last_validation(connection)
+        self._settle_queue(connection)
+        self._drop_staging(connection)
 
     def _record_history(self, connection) -> None:
         """History rows for every changed score, before the old scores go."""
@@ -208,35 +174,3 @@ class ScoreSwap:
             )
         )
 
-
-def _copy_indexes(connection, live: str, staged: str) -> list[str]:
-    """Build ``live``'s indexes and constraints on ``staged`` under temporary names; return
-    the statements that give them their live names once ``staged`` is renamed."""
-    rows = connection.execute(
-        sa.text(
-            "SELECT ic.relname, pg_get_indexdef(ic.oid), con.conname, "
-            "pg_get_constraintdef(con.oid) "
-            "FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid "
-            "LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid "
-            "AND con.conrelid = x.indrelid "
-            "WHERE x.indrelid = CAST(:table AS regclass)"
-        ),
-        {"table": live},
-    ).all()
-    renames = []
-    for index_name, index_def, constraint_name, constraint_def in rows:
-        if constraint_name is not None:
-            temporary = f"{constraint_name}_next"
-            connection.execute(
-                sa.text(f'ALTER TABLE {staged} ADD CONSTRAINT "{temporary}" {constraint_def}')
-            )
-            renames.append(
-                f'ALTER TABLE {live} RENAME CONSTRAINT "{temporary}" TO "{constraint_name}"'
-            )
-            continue
-        temporary = f"{index_name}_next"
-        statement = index_def.replace(f"INDEX {index_name} ON", f'INDEX "{temporary}" ON', 1)
-        statement = re.sub(rf" ON ((?:\S+\.)?){live} USING", rf" ON \g<1>{staged} USING", statement)
-        connection.execute(sa.text(statement))
-        renames.append(f'ALTER INDEX "{temporary}" RENAME TO "{index_name}"')
-    return renames

@@ -2,13 +2,13 @@
 
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.overlapped import run_overlapped
 from lead_scoring_assets.db.score_swap import ScoreSwap
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
@@ -57,12 +57,6 @@ def last_validation_changes(contacts: pd.DataFrame, latest: pd.Series) -> pd.Dat
     )
 
 
-def _timed(function, *args):
-    started = time.perf_counter()
-    result = function(*args)
-    return result, time.perf_counter() - started
-
-
 def rescore_all(
     database: Database,
     as_of: datetime | str | pd.Timestamp,
@@ -70,47 +64,31 @@ def rescore_all(
     config: ScoringConfig = DEFAULT_CONFIG,
     run_id: str | None = None,
 ) -> RescoreReport:
-    """Score every contact for ``as_of`` in chunks of ``chunk_size`` and swap the result in;
-    ``run_id`` is written with the score history rows.
-
-    One thread reads the next chunk and another writes the previous one while this one is
-    scored; the database drivers release the GIL while they wait.
-    """
+    """Score every contact for ``as_of`` in chunks of ``chunk_size`` (I/O overlapped) and
+    swap the result in; ``run_id`` is written with the score history rows."""
     started = time.perf_counter()
     report = RescoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
-    inputs = database.iter_scoring_inputs(chunk_size)
     swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of)
+
+    def score(chunk_inputs):
+        contacts, validations = chunk_inputs
+        scored = score_chunk(contacts, validations, ladas, report.as_of, config)
+        changes = last_validation_changes(contacts, scored.last_validated_at)
+        report.contacts_scored += len(scored.scores)
+        report.score_sum += int(scored.scores["total_score"].sum())
+        report.tier_counts.update(scored.scores["quality_tier"].value_counts().to_dict())
+        report.malformed_by_reason.update(scored.malformed["reason"].value_counts().to_dict())
+        report.last_validation_updates += len(changes)
+        return scored.scores, scored.malformed, changes, report.as_of
+
     with swap:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rescore-io") as io:
-            next_read: Future = io.submit(_timed, next, inputs, None)
-            pending_write: Future | None = None
-            while True:
-                chunk_inputs, seconds = next_read.result()
-                report.seconds_read += seconds
-                if chunk_inputs is None:
-                    break
-                next_read = io.submit(_timed, next, inputs, None)
-                contacts, validations = chunk_inputs
-                tick = time.perf_counter()
-                scored = score_chunk(contacts, validations, ladas, report.as_of, config)
-                changes = last_validation_changes(contacts, scored.last_validated_at)
-                report.seconds_score += time.perf_counter() - tick
-                if pending_write is not None:
-                    report.seconds_write += pending_write.result()[1]
-                pending_write = io.submit(
-                    _timed, swap.add, scored.scores, scored.malformed, changes, report.as_of
-                )
-                report.contacts_scored += len(scored.scores)
-                report.score_sum += int(scored.scores["total_score"].sum())
-                report.tier_counts.update(scored.scores["quality_tier"].value_counts().to_dict())
-                report.malformed_by_reason.update(
-                    scored.malformed["reason"].value_counts().to_dict()
-                )
-                report.last_validation_updates += len(changes)
-            if pending_write is not None:
-                report.seconds_write += pending_write.result()[1]
+        stages = run_overlapped(
+            database.iter_scoring_inputs(chunk_size), score, lambda staged: swap.add(*staged)
+        )
         swap_started = time.perf_counter()
+    report.seconds_read, report.seconds_score, report.seconds_write = (
+        stages.read, stages.compute, stages.write)
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
     report.seconds_total = time.perf_counter() - started

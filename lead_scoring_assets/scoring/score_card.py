@@ -30,8 +30,8 @@ def render_score_card(
     bonus part, confidence and the time of the calculation."""
     lines = [
         f"contact {score['contact_id']}  {mask_phone(score.get('phone_e164'))}",
-        f"score {score['total_score']}/100  {score['quality_tier']}  "
-        f"confidence {float(score['confidence_level']):.4f}",
+        (f"score {score['total_score']}/100  {score['quality_tier']}  "
+        f"confidence {float(score['confidence_level']):.4f}"),
         "",
         "platforms (adjusted score / display weight; before quality in brackets):",
     ]
