@@ -5,7 +5,13 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.cli import main
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORE_COLUMNS, VALIDATION_COLUMNS
+from lead_scoring_assets.db.tables import (
+    CONTACT_COLUMNS,
+    ML_SCORE_COLUMNS,
+    SCORE_COLUMNS,
+    VALIDATION_COLUMNS,
+)
+from lead_scoring_assets.ml.features import FEATURE_COLUMNS
 
 
 def test_upgrade_creates_the_spec_tables(database_url):
@@ -19,6 +25,9 @@ def test_upgrade_creates_the_spec_tables(database_url):
     assert columns["ladas_reference"] == ["lada", "state_name"]
     assert columns["lead_scores"] == list(SCORE_COLUMNS)
     assert "reason" in columns["malformed_validations"]
+    assert columns["contact_features"] == [
+        "contact_id", *FEATURE_COLUMNS, "feature_set_version", "as_of"]
+    assert columns["ml_lead_scores"] == list(ML_SCORE_COLUMNS)
     assert any(
         ix["column_names"][:2] == ["contact_id", "platform"]
         for ix in inspector.get_indexes("platform_validations")
@@ -32,7 +41,7 @@ def test_downgrade_and_upgrade_again(database_url):
     database.downgrade("base")
     assert "contacts" not in sa.inspect(database.engine).get_table_names()
     database.upgrade()
-    assert database.current_revision() == "0004"
+    assert database.current_revision() == "0005"
     database.dispose()
 
 
@@ -62,6 +71,6 @@ def test_platform_tables_accept_explicit_ids_and_malformed_rows(database_url):
 
 def test_cli_db_upgrade(sqlite_url, capsys):
     assert main(["db", "upgrade", "--url", sqlite_url]) == 0
-    assert "revision 0004" in capsys.readouterr().out
+    assert "revision 0005" in capsys.readouterr().out
     assert main(["db", "current", "--url", sqlite_url]) == 0
-    assert capsys.readouterr().out.strip() == "0004"
+    assert capsys.readouterr().out.strip() == "0005"

@@ -17,3 +17,7 @@ SCORE_COLUMNS = (
     "premium_account_count", "score_breakdown", "calculation_method", "calculation_version",
     "last_calculated_at",
 )
+ML_SCORE_COLUMNS = (
+    "contact_id", "predicted_score", "predicted_tier", "confidence", "model_version", "method",
+    "calculated_at",
+)

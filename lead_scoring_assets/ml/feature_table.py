@@ -1,0 +1,67 @@
+"""The ``contact_features`` table: every contact's features for one ``as_of``, built in
+chunks and swapped in at once."""
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
+from lead_scoring_assets.db.staged_table import StagedTable
+from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION, contact_features
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
+from lead_scoring_assets.scoring.engine import score_chunk, utc_timestamp
+from lead_scoring_assets.scoring.full_rescore import read_lada_reference
+
+FEATURES = "contact_features"
+
+
+@dataclass
+class FeatureReport:
+    """What a features build wrote, and the mean of each feature (to compare runs)."""
+
+    as_of: pd.Timestamp
+    contacts: int = 0
+    feature_sums: dict[str, float] = field(default_factory=dict)
+    stages: StageSeconds = field(default_factory=StageSeconds)
+    seconds_total: float = 0.0
+
+    @property
+    def feature_means(self) -> dict[str, float]:
+        return {name: (total / self.contacts if self.contacts else 0.0)
+                for name, total in self.feature_sums.items()}
+
+
+def latest_scores_as_of(database: Database) -> pd.Timestamp | None:
+    """The ``as_of`` of the current ``lead_scores`` (their latest ``last_calculated_at``)."""
+    value = database.read_frame("SELECT max(last_calculated_at) AS as_of FROM lead_scores")[
+        "as_of"].iloc[0]
+    return None if value is None or pd.isna(value) else utc_timestamp(value)
+
+
+def build_contact_features(
+    database: Database, as_of: datetime | str | pd.Timestamp, chunk_size: int = 100_000
+) -> FeatureReport:
+    """Compute ``features_v1`` for every contact at ``as_of`` and swap them into
+    ``contact_features``; a failure leaves the previous features in place."""
+    started = time.perf_counter()
+    report = FeatureReport(as_of=utc_timestamp(as_of))
+    ladas = read_lada_reference(database)
+
+    def features(chunk_inputs) -> pd.DataFrame:
+        contacts, validations = chunk_inputs
+        parts = score_chunk(contacts, validations, ladas, report.as_of, DEFAULT_CONFIG).parts
+        frame = contact_features(parts)
+        report.contacts += len(frame)
+        for name, total in frame[list(FEATURE_COLUMNS)].sum().items():
+            report.feature_sums[name] = report.feature_sums.get(name, 0.0) + float(total)
+        return frame.assign(feature_set_version=FEATURE_SET_VERSION, as_of=report.as_of)
+
+    with StagedTable(database, FEATURES) as staged:
+        report.stages = run_overlapped(
+            database.iter_scoring_inputs(chunk_size), features, staged.append
+        )
+    report.seconds_total = time.perf_counter() - started
+    return report

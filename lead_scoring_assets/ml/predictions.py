@@ -1,0 +1,167 @@
+"""``ml_lead_scores``: every contact scored by the champion model, or by the rule-based score.
+
+A contact with current features gets the champion's prediction, clipped to 0–100, with a
+confidence from the spread of the forest's trees: ``max(0.5, 1 − std / 50)``. Models without
+trees use their holdout RMSE in the predicted tier as the spread. Without a usable champion, or for a contact
+without features, the rule-based score stands in with confidence 0.7 and ``method``
+``rule_based_fallback``.
+"""
+
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
+from lead_scoring_assets.db.staged_table import StagedTable
+from lead_scoring_assets.db.tables import ML_SCORE_COLUMNS
+from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
+from lead_scoring_assets.ml.training import clip_scores, tier_of
+
+ML_SCORES = "ml_lead_scores"
+FALLBACK_METHOD = "rule_based_fallback"
+FALLBACK_CONFIDENCE = 0.7
+MINIMUM_CONFIDENCE = 0.5
+SPREAD_SCALE = 50.0
+_FIRST_ID = -(2**63)
+
+
+@dataclass(frozen=True)
+class ChampionModel:
+    """The registered model that scores contacts, and what its predictions are tagged with."""
+
+    model: Pipeline
+    version: str
+    candidate: str
+    rmse_by_tier: dict[str, float]
+
+    @property
+    def method(self) -> str:
+        return f"ml_{self.candidate}"
+
+
+@dataclass
+class PredictionReport:
+    contacts: int = 0
+    by_method: Counter = field(default_factory=Counter)
+    contacts_without_any_score: int = 0
+    confidence_sum: float = 0.0
+    stages: StageSeconds = field(default_factory=StageSeconds)
+    seconds_total: float = 0.0
+
+    @property
+    def mean_confidence(self) -> float:
+        return self.confidence_sum / self.contacts if self.contacts else 0.0
+
+
+def predict_with_spread(
+    model: Pipeline, features: pd.DataFrame, rmse_by_tier: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and their per-contact spread: the standard deviation of the trees'
+    predictions for a forest; for any other model, its holdout RMSE in the predicted tier
+    (``SPREAD_SCALE`` when unknown, which gives the minimum confidence)."""
+    estimator = model.steps[-1][1]
+    trees = getattr(estimator, "estimators_", None)
+    if trees is None:
+        predictions = model.predict(features)
+        tiers = tier_of(clip_scores(predictions))
+        return predictions, np.array([rmse_by_tier.get(t, SPREAD_SCALE) for t in tiers])
+    x = features
+    for _, step in model.steps[:-1]:
+        x = step.transform(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        per_tree = np.stack(list(pool.map(lambda tree: tree.predict(x, check_input=False), trees)))
+    return per_tree.mean(axis=0), per_tree.std(axis=0)
+
+
+def confidence_from_spread(std: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - std / SPREAD_SCALE, MINIMUM_CONFIDENCE, 1.0)
+
+
+def _read_chunks(database: Database, chunk_size: int):
+    """Every contact by id, with its features (if current) and its rule-based score."""
+    features = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
+    after = _FIRST_ID
+    while True:
+        chunk = database.read_frame(
+            f"SELECT c.id AS contact_id, f.feature_set_version, f.as_of, {features}, "
+            "s.total_score, s.quality_tier, s.last_calculated_at FROM contacts AS c "
+            "LEFT JOIN contact_features AS f ON f.contact_id = c.id "
+            "LEFT JOIN lead_scores AS s ON s.contact_id = c.id "
+            "WHERE c.id > :after ORDER BY c.id LIMIT :limit",
+            {"after": after, "limit": chunk_size},
+        )
+        if chunk.empty:
+            return
+        yield chunk
+        after = int(chunk["contact_id"].iloc[-1])
+
+
+def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) -> pd.DataFrame:
+    """``ml_lead_scores`` rows for one chunk; contacts with neither features nor a rule-based
+    score are left out."""
+    use_model = (chunk["feature_set_version"] == FEATURE_SET_VERSION).fillna(False).to_numpy(bool)
+    if champion is None:
+        use_model[:] = False
+    fallback = ~use_model & chunk["total_score"].notna().to_numpy()
+    parts = []
+    if use_model.any():
+        rows = chunk[use_model]
+        predictions, spread = predict_with_spread(
+            champion.model, rows[list(FEATURE_COLUMNS)].astype("float64"), champion.rmse_by_tier)
+        predicted = np.round(clip_scores(predictions), 2)
+        parts.append(pd.DataFrame({
+            "contact_id": rows["contact_id"].to_numpy(),
+            "predicted_score": predicted,
+            "predicted_tier": tier_of(predicted),
+            "confidence": np.round(confidence_from_spread(spread), 4),
+            "model_version": champion.version,
+            "method": champion.method,
+            "calculated_at": pd.to_datetime(rows["as_of"], utc=True, format="ISO8601").to_numpy(),
+        }))
+    if fallback.any():
+        rows = chunk[fallback]
+        parts.append(pd.DataFrame({
+            "contact_id": rows["contact_id"].to_numpy(),
+            "predicted_score": rows["total_score"].astype("float64").to_numpy(),
+            "predicted_tier": rows["quality_tier"].to_numpy(),
+            "confidence": FALLBACK_CONFIDENCE,
+            "model_version": None,
+            "method": FALLBACK_METHOD,
+            "calculated_at": pd.to_datetime(
+                rows["last_calculated_at"], utc=True, format="ISO8601").to_numpy(),
+        }))
+    if not parts:
+        return pd.DataFrame(columns=list(ML_SCORE_COLUMNS))
+    frame = pd.concat(parts, ignore_index=True)
+    frame["calculated_at"] = pd.to_datetime(frame["calculated_at"], utc=True)
+    return frame.sort_values("contact_id", ignore_index=True)[list(ML_SCORE_COLUMNS)]
+
+
+def write_ml_scores(
+    database: Database, champion: ChampionModel | None, chunk_size: int = 100_000
+) -> PredictionReport:
+    """Score every contact and swap the rows into ``ml_lead_scores``; a failure leaves the
+    previous rows in place."""
+    started = time.perf_counter()
+    report = PredictionReport()
+
+    def score(chunk: pd.DataFrame) -> pd.DataFrame:
+        frame = score_chunk_with_model(chunk, champion)
+        report.contacts += len(frame)
+        report.contacts_without_any_score += len(chunk) - len(frame)
+        report.by_method.update(frame["method"].value_counts().to_dict())
+        report.confidence_sum += float(frame["confidence"].sum())
+        return frame
+
+    with StagedTable(database, ML_SCORES) as staged:
+        report.stages = run_overlapped(_read_chunks(database, chunk_size), score, staged.append)
+    report.seconds_total = time.perf_counter() - started
+    return report
