@@ -25,10 +25,12 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Schema, demo data and a full rescoring, run as Dagster jobs on a local instance."""
+    """Schema, demo data, a full rescoring and a retraining, run as Dagster jobs on a local
+    instance with a local MLflow store."""
     import dagster as dg
 
     from lead_scoring_assets.definitions import defs
+    from lead_scoring_assets.ml.tracking import default_tracking_uri
 
     os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
@@ -42,6 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
                 "contacts": args.contacts, "seed": args.seed, "as_of": args.as_of,
                 "replace_existing": True}}}}),
             ("full_rescore_job", {"ops": {"lead_scores": {"config": {"as_of": args.as_of}}}}),
+            ("nightly_retrain_job", {}),
         ):
             result = definitions.resolve_job_def(job_name).execute_in_process(
                 run_config=run_config, instance=instance
@@ -53,6 +56,8 @@ def _demo(args: argparse.Namespace) -> int:
     _print_summary(Database(default_database_url()))
     print(f"\nOpen the Dagster UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
           ".venv/bin/dagster dev  (then http://127.0.0.1:3000)")
+    print(f"Compare the models: .venv/bin/mlflow ui --backend-store-uri {default_tracking_uri()} "
+          "--port 5000  (then http://127.0.0.1:5000)")
     return 0
 
 
@@ -102,6 +107,13 @@ def _print_summary(database: Database) -> None:
     print(tiers.to_string(index=False))
     print("\nmalformed validation rows kept in malformed_validations:")
     print(malformed.to_string(index=False))
+    ml = database.read_frame(
+        "SELECT method, model_version, count(*) AS contacts, "
+        "round(avg(predicted_score), 2) AS mean_predicted, round(avg(confidence), 4) AS "
+        "mean_confidence FROM ml_lead_scores GROUP BY method, model_version"
+    )
+    print("\nml_lead_scores (champion model, or the rule-based fallback):")
+    print(ml.to_string(index=False))
     database.dispose()
 
 

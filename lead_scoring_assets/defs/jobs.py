@@ -9,3 +9,11 @@ full_rescore_job = dg.define_asset_job(
     "the analytics; the blocking checks run with it.",
     tags={"lead_scoring/writes": "lead_scores"},
 )
+
+nightly_retrain_job = dg.define_asset_job(
+    "nightly_retrain_job",
+    selection=["contact_features", "lead_scoring_model", "ml_lead_scores"],
+    description="Rebuild the contact features, train and compare the candidates in MLflow "
+    "(the champion alias moves only to a better model) and rescore every contact with the "
+    "champion; the blocking checks run with it.",
+)

@@ -1,10 +1,11 @@
-"""Resources: the operational database, by SQLAlchemy URL."""
+"""Resources: the operational database (by SQLAlchemy URL) and MLflow (by tracking URI)."""
 
 import os
 
 import dagster as dg
 
 from lead_scoring_assets.db.database import DATABASE_URL_ENV, Database, default_database_url
+from lead_scoring_assets.ml.tracking import TRACKING_URI_ENV, MlflowTarget, default_tracking_uri
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -23,7 +24,28 @@ class DatabaseResource(dg.ConfigurableResource):
         return database
 
 
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking store, which is also the model registry."""
+
+    tracking_uri: str
+    experiment_name: str = "lead_scoring"
+    registered_model_name: str = "lead_scoring"
+    artifact_location: str | None = None
+
+    def target(self) -> MlflowTarget:
+        return MlflowTarget(
+            tracking_uri=self.tracking_uri, experiment_name=self.experiment_name,
+            registered_model_name=self.registered_model_name,
+            artifact_location=self.artifact_location,
+        )
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     url = dg.EnvVar(DATABASE_URL_ENV) if os.environ.get(DATABASE_URL_ENV) else default_database_url()
-    return dg.Definitions(resources={"database": DatabaseResource(url=url)})
+    tracking_uri = (dg.EnvVar(TRACKING_URI_ENV) if os.environ.get(TRACKING_URI_ENV)
+                    else default_tracking_uri())
+    return dg.Definitions(resources={
+        "database": DatabaseResource(url=url),
+        "mlflow": MlflowResource(tracking_uri=tracking_uri),
+    })

@@ -1,7 +1,8 @@
-"""``daily_full_rescore_schedule``: rescore everyone daily (recency and age change daily).
+"""``daily_full_rescore_schedule`` rescores everyone daily (recency and age change daily);
+``nightly_retrain_schedule`` retrains the models and rescores with the champion.
 
-The hour and time zone are read when the definitions load: ``LEAD_SCORING_FULL_RESCORE_HOUR``
-(3) and ``LEAD_SCORING_TIMEZONE`` (America/Mexico_City).
+Hours and time zone are read when the definitions load: ``LEAD_SCORING_FULL_RESCORE_HOUR``
+(3), ``LEAD_SCORING_RETRAIN_HOUR`` (2) and ``LEAD_SCORING_TIMEZONE`` (America/Mexico_City).
 """
 
 import datetime
@@ -9,7 +10,7 @@ import os
 
 import dagster as dg
 
-from lead_scoring_assets.defs.jobs import full_rescore_job
+from lead_scoring_assets.defs.jobs import full_rescore_job, nightly_retrain_job
 
 
 def build_daily_full_rescore_schedule(
@@ -29,9 +30,26 @@ def build_daily_full_rescore_schedule(
     return daily_full_rescore_schedule
 
 
+def build_nightly_retrain_schedule(
+    hour: int = 2, timezone: str = "America/Mexico_City"
+) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="nightly_retrain_schedule",
+        job=nightly_retrain_job,
+        cron_schedule=f"0 {hour} * * *",
+        execution_timezone=timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Retrain and rescore with the champion every day at {hour:02d}:00 "
+        f"{timezone}, on features as of the current lead_scores.",
+    )
+
+
 @dg.definitions
 def schedules() -> dg.Definitions:
-    return dg.Definitions(schedules=[build_daily_full_rescore_schedule(
-        hour=int(os.environ.get("LEAD_SCORING_FULL_RESCORE_HOUR", "3")),
-        timezone=os.environ.get("LEAD_SCORING_TIMEZONE", "America/Mexico_City"),
-    )])
+    timezone = os.environ.get("LEAD_SCORING_TIMEZONE", "America/Mexico_City")
+    return dg.Definitions(schedules=[
+        build_daily_full_rescore_schedule(
+            hour=int(os.environ.get("LEAD_SCORING_FULL_RESCORE_HOUR", "3")), timezone=timezone),
+        build_nightly_retrain_schedule(
+            hour=int(os.environ.get("LEAD_SCORING_RETRAIN_HOUR", "2")), timezone=timezone),
+    ])

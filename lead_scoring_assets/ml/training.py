@@ -26,6 +26,7 @@ TARGET = "total_score"
 MINIMUM_SAMPLES = 100
 TEST_FRACTION = 0.2
 IMPORTANCE_ROWS = 5_000
+TIER_ROUNDING = 0.5
 _HASH_MULTIPLIER = 2_654_435_761
 _HASH_MODULUS = 4_294_967_311
 
@@ -90,11 +91,12 @@ class TrainedCandidate:
 
 
 def tier_of(scores: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """The quality tier of each score (predicted scores are rounded to a whole point)."""
-    points = np.round(np.asarray(scores, dtype=float))
-    tier = np.full(len(points), config.tiers[-1][0], dtype=object)
+    """The quality tier of each score, a predicted score rounded half up to a whole point
+    (so a tier holds the scores from its minimum − ``TIER_ROUNDING``)."""
+    scores = np.asarray(scores, dtype=float)
+    tier = np.full(len(scores), config.tiers[-1][0], dtype=object)
     for name, minimum in reversed(config.tiers):
-        tier = np.where(points >= minimum, name, tier)
+        tier = np.where(scores >= minimum - TIER_ROUNDING, name, tier)
     return tier
 
 

@@ -11,14 +11,17 @@ from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, Scorin
 MINIMUM_LADAS = 350
 
 
-def _tier_case(config: ScoringConfig) -> str:
+def tier_case(config: ScoringConfig, column: str = "total_score", rounding: float = 0.0) -> str:
+    """SQL for the tier of ``column`` (bound with ``tier_params``); a score within
+    ``rounding`` below a tier's minimum belongs to it."""
     branches = " ".join(
-        f"WHEN total_score >= :tier_{i} THEN :tier_name_{i}" for i in range(len(config.tiers))
+        f"WHEN {column} >= :tier_{i} - {rounding} THEN :tier_name_{i}"
+        for i in range(len(config.tiers))
     )
     return f"CASE {branches} END"
 
 
-def _tier_params(config: ScoringConfig) -> dict:
+def tier_params(config: ScoringConfig) -> dict:
     params = {}
     for i, (name, minimum) in enumerate(config.tiers):
         params[f"tier_{i}"] = minimum
@@ -47,13 +50,13 @@ def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG)
                 "coalesce(sum(CASE WHEN total_score < 0 OR total_score > :total_cap THEN 1 "
                 "ELSE 0 END), 0), "
                 f"coalesce(sum(CASE WHEN {platform_rule} THEN 1 ELSE 0 END), 0), "
-                f"coalesce(sum(CASE WHEN quality_tier <> {_tier_case(config)} THEN 1 "
+                f"coalesce(sum(CASE WHEN quality_tier <> {tier_case(config)} THEN 1 "
                 "ELSE 0 END), 0), "
                 "coalesce(sum(CASE WHEN confidence_level < 0 OR confidence_level > 1 "
                 "OR confidence_level IS NULL THEN 1 ELSE 0 END), 0) "
                 "FROM lead_scores"
             ),
-            {"total_cap": config.total_cap, "cap": config.platform_cap, **_tier_params(config)},
+            {"total_cap": config.total_cap, "cap": config.platform_cap, **tier_params(config)},
         ).one()
         coverage = connection.execute(sa.text(
             "SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "

@@ -1,0 +1,57 @@
+"""The ``ml_lead_scores`` asset: every contact scored by the champion model."""
+
+import dagster as dg
+from pydantic import Field
+
+from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
+from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
+from lead_scoring_assets.ml.predictions import FALLBACK_METHOD, write_ml_scores
+from lead_scoring_assets.ml.tracking import load_champion
+
+
+class MlLeadScoresConfig(dg.Config):
+    chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
+
+
+@dg.asset(
+    deps=["lead_scoring_model", "contact_features", "lead_scores"],
+    group_name="ml",
+    kinds={"scikitlearn", "sql"},
+    owners=["team:data"],
+)
+def ml_lead_scores(
+    context: dg.AssetExecutionContext,
+    config: MlLeadScoresConfig,
+    database: DatabaseResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """The ``champion`` model's predicted score (0–100), its tier and a confidence from the
+    spread of the trees, per contact. Without a usable champion, or for a contact without
+    features, the rule-based score stands in with confidence 0.7 (``rule_based_fallback``)."""
+    target = mlflow.target()
+    champion, reason = load_champion(target.activate(), target)
+    if champion is None:
+        context.log.warning(f"no usable champion model ({reason}): every contact gets the "
+                            "rule-based score with confidence 0.7")
+    with retry_on_transient_database_errors(context):
+        db = database.open()
+        try:
+            report = write_ml_scores(db, champion, chunk_size=config.chunk_size)
+        finally:
+            db.dispose()
+    if champion is not None and report.by_method.get(FALLBACK_METHOD):
+        context.log.warning(f"{report.by_method[FALLBACK_METHOD]} contacts have no current "
+                            "features and got the rule-based score: rematerialise "
+                            "contact_features")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": report.contacts,
+        "model": reason,
+        "model_version": champion.version if champion else "none",
+        "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
+        "contacts_without_any_score": report.contacts_without_any_score,
+        "mean_confidence": round(report.mean_confidence, 4),
+        "seconds_read": round(report.stages.read, 2),
+        "seconds_predict": round(report.stages.compute, 2),
+        "seconds_write": round(report.stages.write, 2),
+        "duration_seconds": round(report.seconds_total, 2),
+    })
