@@ -8,12 +8,14 @@ postgres). Without a server those tests are skipped with the reason, unless
 import os
 import uuid
 
+import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.definitions import defs
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 
@@ -80,3 +82,12 @@ def demo_database(database: Database) -> Database:
     """The upgraded database with 3,000 demo contacts (seed 11)."""
     load_demo_data(database, 3_000, seed=11, as_of=AS_OF, batch_size=1_000)
     return database
+
+
+@pytest.fixture
+def definitions() -> dg.Definitions:
+    """The code location's definitions, loaded with a live instance as Dagster's tools do
+    (loading reads the instance's definitions state; without a live one it can hit an
+    instance a previous test closed)."""
+    with dg.instance_for_test():
+        yield defs()

@@ -8,10 +8,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.definitions import defs
 from lead_scoring_assets.defs.incremental_scoring import incremental_scoring_job
 from lead_scoring_assets.defs.resources import DatabaseResource
-from lead_scoring_assets.defs.schedules import build_daily_full_rescore_schedule
+from lead_scoring_assets.defs.schedules import (
+    build_daily_full_rescore_schedule,
+    build_nightly_retrain_schedule,
+    schedules_from_environment,
+)
 from lead_scoring_assets.defs.sensors import build_scoring_queue_sensor
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
@@ -37,8 +40,7 @@ def _insert_validation(database: Database, contact_id: int, validation_id: int) 
         )
 
 
-def test_definitions_schedule_sensor_and_jobs():
-    definitions = defs()
+def test_definitions_schedule_sensor_and_jobs(definitions):
     sensor = definitions.resolve_sensor_def("scoring_queue_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds == 30
@@ -47,13 +49,40 @@ def test_definitions_schedule_sensor_and_jobs():
         "0 3 * * *", "America/Mexico_City")
     assert schedule.job_name == "full_rescore_job"
     assert definitions.resolve_job_def("incremental_scoring_job") is not None
+    retrain = definitions.resolve_schedule_def("nightly_retrain_schedule")
+    assert (retrain.cron_schedule, retrain.execution_timezone, retrain.job_name) == (
+        "0 2 * * *", "America/Mexico_City", "nightly_retrain_job")
+    assert retrain.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = definitions.resolve_job_def("nightly_retrain_job")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "contact_features", "lead_scoring_model", "ml_lead_scores"}
+
+
+def test_schedule_hours_and_time_zone_are_configurable(monkeypatch):
+    monkeypatch.setenv("LEAD_SCORING_RETRAIN_HOUR", "1")
+    monkeypatch.setenv("LEAD_SCORING_TIMEZONE", "America/Tijuana")
+    daily, retrain = schedules_from_environment()
+    assert (retrain.name, retrain.cron_schedule, retrain.execution_timezone) == (
+        "nightly_retrain_schedule", "0 1 * * *", "America/Tijuana")
+    assert (daily.name, daily.cron_schedule, daily.execution_timezone) == (
+        "daily_full_rescore_schedule", "0 3 * * *", "America/Tijuana")
+
+
+def test_nightly_retrain_schedule_requests_a_run_of_its_job():
+    schedule = build_nightly_retrain_schedule(hour=1, timezone="America/Tijuana")
+    scheduled = datetime(2026, 11, 25, 1, 0, tzinfo=ZoneInfo("America/Tijuana"))
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=scheduled) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert schedule.job_name == "nightly_retrain_job"
+    assert request.tags["lead_scoring/scheduled_for"] == "2026-11-25T01:00:00-08:00"
 
 
 def test_schedule_scores_as_of_its_scheduled_time():
     schedule = build_daily_full_rescore_schedule(hour=4, timezone="America/Mexico_City")
     scheduled = datetime(2026, 11, 25, 4, 0, tzinfo=ZoneInfo("America/Mexico_City"))
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=scheduled)
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=scheduled) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
     assert request.run_config["ops"]["lead_scores"]["config"]["as_of"] == (
         "2026-11-25T10:00:00+00:00")

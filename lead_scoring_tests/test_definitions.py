@@ -12,20 +12,32 @@ from lead_scoring_assets.definitions import defs
 from lead_scoring_assets.defs.assets.ladas_reference import ladas_reference
 from lead_scoring_assets.defs.assets.lead_scores import LeadScoresConfig, lead_scores
 from lead_scoring_assets.defs.demo_data import DemoDataConfig, demo_data_job
-from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 
 from .conftest import AS_OF
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def test_definitions_load():
-    definitions = defs()
+def test_definitions_load(definitions):
     keys = {key.to_user_string() for key in definitions.resolve_asset_graph().get_all_asset_keys()}
     assert {"contacts", "platform_validations", "ladas_reference", "lead_scores"} <= keys
     assert definitions.resolve_job_def("full_rescore_job") is not None
     assert definitions.resolve_job_def("demo_data_job") is not None
     assert isinstance(definitions.resources["database"], DatabaseResource)
+    assert isinstance(definitions.resources["mlflow"], MlflowResource)
+
+
+def test_ml_lineage(definitions):
+    graph = definitions.resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {key.to_user_string() for key in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert {"contacts", "platform_validations"} <= parents("contact_features")
+    assert parents("lead_scoring_model") == {"contact_features", "lead_scores"}
+    assert "lead_scoring_model" in parents("ml_lead_scores")
+    assert {"contacts", "platform_validations"} <= parents("lead_scores")
 
 
 def _run_demo_job(url: str, contacts: int = 2_000, instance=None) -> None:

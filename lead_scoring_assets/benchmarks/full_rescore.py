@@ -10,13 +10,13 @@ rescoring end to end in a fresh process (contacts/s, peak RSS, read / score / wr
 import argparse
 import io
 import multiprocessing
-import resource
 import statistics
 import time
 
 import psycopg
 import sqlalchemy as sa
 
+from lead_scoring_assets.benchmarks.memory import peak_rss_mb
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, VALIDATION_COLUMNS
 from lead_scoring_assets.demo.loader import load_demo_data
@@ -32,24 +32,29 @@ def recreate_database(url: sa.URL) -> None:
         conn.execute(f'CREATE DATABASE "{url.database}"')
 
 
-def copy_baseline(url: sa.URL) -> dict[str, float]:
-    """Seconds to COPY the scoring inputs out and the score rows back in, nothing else."""
+SCORING_INPUTS = (
+    f"COPY contacts ({', '.join(CONTACT_COLUMNS)}) TO STDOUT",
+    f"COPY platform_validations ({', '.join(VALIDATION_COLUMNS)}) TO STDOUT",
+)
+
+
+def copy_baseline(
+    url: sa.URL, table: str = "lead_scores", sources: tuple[str, ...] = SCORING_INPUTS
+) -> dict[str, float]:
+    """Seconds to COPY the inputs out (``sources``) and ``table``'s rows back in, nothing else."""
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
-        for sql in (
-            f"COPY contacts ({', '.join(CONTACT_COLUMNS)}) TO STDOUT",
-            f"COPY platform_validations ({', '.join(VALIDATION_COLUMNS)}) TO STDOUT",
-        ):
+        for sql in sources:
             with conn.cursor().copy(sql) as copy:
                 for _ in copy:
                     pass
         read = time.perf_counter() - started
         buffer = io.BytesIO()
-        with conn.cursor().copy("COPY lead_scores TO STDOUT") as copy:
+        with conn.cursor().copy(f"COPY {table} TO STDOUT") as copy:
             for block in copy:
                 buffer.write(block)
-        conn.execute("CREATE TEMP TABLE copy_in (LIKE lead_scores)")
+        conn.execute(f"CREATE TEMP TABLE copy_in (LIKE {table})")
         started = time.perf_counter()
         with conn.cursor().copy("COPY copy_in FROM STDIN") as copy:
             copy.write(buffer.getvalue())
@@ -64,7 +69,7 @@ def _rescore_child(url: str, chunk_size: int, queue) -> None:
     database = Database(url)
     report = rescore_all(database, AS_OF, chunk_size=chunk_size)
     database.dispose()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     queue.put({"contacts": report.contacts_scored, "read": report.seconds_read,
                "score": report.seconds_score, "write": report.seconds_write,
                "swap": report.seconds_swap,

@@ -33,8 +33,7 @@ def build_daily_full_rescore_schedule(
 def build_nightly_retrain_schedule(
     hour: int = 2, timezone: str = "America/Mexico_City"
 ) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name="nightly_retrain_schedule",
+    @dg.schedule(
         job=nightly_retrain_job,
         cron_schedule=f"0 {hour} * * *",
         execution_timezone=timezone,
@@ -42,14 +41,23 @@ def build_nightly_retrain_schedule(
         description=f"Retrain and rescore with the champion every day at {hour:02d}:00 "
         f"{timezone}, on features as of the current lead_scores.",
     )
+    def nightly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(tags={"lead_scoring/scheduled_for":
+                                   context.scheduled_execution_time.isoformat()})
+
+    return nightly_retrain_schedule
 
 
-@dg.definitions
-def schedules() -> dg.Definitions:
+def schedules_from_environment() -> list[dg.ScheduleDefinition]:
     timezone = os.environ.get("LEAD_SCORING_TIMEZONE", "America/Mexico_City")
-    return dg.Definitions(schedules=[
+    return [
         build_daily_full_rescore_schedule(
             hour=int(os.environ.get("LEAD_SCORING_FULL_RESCORE_HOUR", "3")), timezone=timezone),
         build_nightly_retrain_schedule(
             hour=int(os.environ.get("LEAD_SCORING_RETRAIN_HOUR", "2")), timezone=timezone),
-    ])
+    ]
+
+
+@dg.definitions
+def schedules() -> dg.Definitions:
+    return dg.Definitions(schedules=schedules_from_environment())

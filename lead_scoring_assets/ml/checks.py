@@ -86,17 +86,17 @@ class MlScoreViolations:
 
 def ml_score_violations(database: Database) -> MlScoreViolations:
     tier = tier_case(DEFAULT_CONFIG, "predicted_score", TIER_ROUNDING)
-    fallback = "method = :fallback"
+    model_confidence = "method <> :fallback AND (confidence < :minimum OR confidence > 1)"
+    fallback_row = ("method = :fallback AND (confidence <> :fallback_confidence "
+                    "OR model_version IS NOT NULL)")
     with database.engine.connect() as connection:
         rules = connection.execute(
             sa.text(
                 "SELECT "
                 f"{_count_rows('predicted_score < 0 OR predicted_score > :total_cap')}, "
                 f"{_count_rows(f'predicted_tier <> {tier}')}, "
-                f"{_count_rows(f'NOT ({fallback}) AND (confidence < :minimum OR confidence > 1)')}, "
-                + _count_rows(f"{fallback} AND (confidence <> :fallback_confidence "
-                              "OR model_version IS NOT NULL)")
-                + " FROM ml_lead_scores"
+                f"{_count_rows(model_confidence)}, {_count_rows(fallback_row)} "
+                "FROM ml_lead_scores"
             ),
             {"total_cap": DEFAULT_CONFIG.total_cap, "fallback": FALLBACK_METHOD,
              "minimum": MINIMUM_CONFIDENCE, "fallback_confidence": FALLBACK_CONFIDENCE,

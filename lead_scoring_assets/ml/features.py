@@ -47,7 +47,7 @@ def contact_features(parts: ScoreParts) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = parts.confidence_sum / parts.current_rows
     frame = pd.DataFrame({"contact_id": parts.contact_ids})
-    for i, platform in enumerate(PLATFORMS):
+    for platform in PLATFORMS:
         frame[f"has_{platform}"] = valid[platform].astype("int8")
     for i, platform in enumerate(PLATFORMS):
         frame[f"{platform}_score"] = parts.adjusted[:, i].astype("int16")

@@ -2,9 +2,9 @@
 
 A contact with current features gets the champion's prediction, clipped to 0–100, with a
 confidence from the spread of the forest's trees: ``max(0.5, 1 − std / 50)``. Models without
-trees use their holdout RMSE in the predicted tier as the spread. Without a usable champion, or for a contact
-without features, the rule-based score stands in with confidence 0.7 and ``method``
-``rule_based_fallback``.
+trees use their holdout RMSE in the predicted tier as the spread. Without a usable champion,
+or for a contact without features, the rule-based score stands in with confidence 0.7 and
+``method`` ``rule_based_fallback``.
 """
 
 import os
@@ -104,12 +104,16 @@ def _read_chunks(database: Database, chunk_size: int):
         after = int(chunk["contact_id"].iloc[-1])
 
 
+def _utc(stamps: pd.Series) -> pd.api.extensions.ExtensionArray:
+    """Timestamps (or SQLite's text) as a UTC datetime array, without a per-value loop."""
+    return pd.to_datetime(stamps, utc=True, format="ISO8601").array
+
+
 def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) -> pd.DataFrame:
     """``ml_lead_scores`` rows for one chunk; contacts with neither features nor a rule-based
     score are left out."""
-    use_model = (chunk["feature_set_version"] == FEATURE_SET_VERSION).fillna(False).to_numpy(bool)
-    if champion is None:
-        use_model[:] = False
+    use_model = (np.zeros(len(chunk), dtype=bool) if champion is None else
+                 (chunk["feature_set_version"] == FEATURE_SET_VERSION).fillna(False).to_numpy(bool))
     fallback = ~use_model & chunk["total_score"].notna().to_numpy()
     parts = []
     if use_model.any():
@@ -124,7 +128,7 @@ def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) 
             "confidence": np.round(confidence_from_spread(spread), 4),
             "model_version": champion.version,
             "method": champion.method,
-            "calculated_at": pd.to_datetime(rows["as_of"], utc=True, format="ISO8601").to_numpy(),
+            "calculated_at": _utc(rows["as_of"]),
         }))
     if fallback.any():
         rows = chunk[fallback]
@@ -135,13 +139,11 @@ def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) 
             "confidence": FALLBACK_CONFIDENCE,
             "model_version": None,
             "method": FALLBACK_METHOD,
-            "calculated_at": pd.to_datetime(
-                rows["last_calculated_at"], utc=True, format="ISO8601").to_numpy(),
+            "calculated_at": _utc(rows["last_calculated_at"]),
         }))
     if not parts:
         return pd.DataFrame(columns=list(ML_SCORE_COLUMNS))
     frame = pd.concat(parts, ignore_index=True)
-    frame["calculated_at"] = pd.to_datetime(frame["calculated_at"], utc=True)
     return frame.sort_values("contact_id", ignore_index=True)[list(ML_SCORE_COLUMNS)]
 
 

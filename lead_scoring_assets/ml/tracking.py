@@ -190,11 +190,11 @@ def register_best(
     if champion is None:
         decision.reason = "no champion yet"
     elif champion.tags.get("feature_set_version") != FEATURE_SET_VERSION:
-        decision.champion_version = champion.version
+        decision.champion_version = str(champion.version)
         decision.reason = (f"champion v{champion.version} uses feature set "
                            f"{champion.tags.get('feature_set_version')}, not {FEATURE_SET_VERSION}")
     else:
-        decision.champion_version = champion.version
+        decision.champion_version = str(champion.version)
         try:
             current = load_model(f"models:/{name}@{CHAMPION}")
             decision.champion_metrics = evaluate(

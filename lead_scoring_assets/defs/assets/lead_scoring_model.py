@@ -9,7 +9,11 @@ from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.ml.features import FEATURE_SET_VERSION
 from lead_scoring_assets.ml.retraining import retrain
-from lead_scoring_assets.ml.training import CANDIDATES, DEFAULT_CANDIDATES
+from lead_scoring_assets.ml.training import (
+    CANDIDATES,
+    DEFAULT_CANDIDATES,
+    NotEnoughTrainingData,
+)
 
 
 class LeadScoringModelConfig(dg.Config):
@@ -48,6 +52,8 @@ def lead_scoring_model(
         try:
             report = retrain(db, target, config.candidates, config.sample_size, config.seed,
                              dagster_run_id=context.run_id)
+        except NotEnoughTrainingData as error:
+            raise dg.Failure(description=str(error)) from error
         finally:
             db.dispose()
     data, decision = report.data, report.decision

@@ -1,0 +1,135 @@
+"""Benchmark: contact features, training and predictions at N contacts on PostgreSQL.
+
+    python -m lead_scoring_assets.benchmarks.ml --contacts 1000000
+
+Loads N demo contacts into a scratch database and rescores them (unless ``--reuse``), then
+times each stage in a fresh process: ``contact_features``, the retraining on a sample
+(every default candidate, logged to a scratch MLflow store) and ``ml_lead_scores`` with the
+champion. Each stage is compared with a raw COPY baseline measured in the same run: its
+inputs out and its output rows back in, nothing else.
+"""
+
+import argparse
+import multiprocessing
+import tempfile
+import time
+
+import sqlalchemy as sa
+
+from lead_scoring_assets.benchmarks.full_rescore import (
+    AS_OF,
+    SCORING_INPUTS,
+    copy_baseline,
+    recreate_database,
+)
+from lead_scoring_assets.benchmarks.memory import peak_rss_mb
+from lead_scoring_assets.db.database import Database, redact
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.geography.ladas import build_lada_reference
+from lead_scoring_assets.ml.features import FEATURE_COLUMNS
+
+
+def _stage_child(stage: str, url: str, tracking_uri: str, sample_size: int, queue) -> None:
+    from lead_scoring_assets.ml.feature_table import build_contact_features
+    from lead_scoring_assets.ml.predictions import write_ml_scores
+    from lead_scoring_assets.ml.retraining import retrain
+    from lead_scoring_assets.ml.tracking import MlflowTarget, load_champion
+    from lead_scoring_assets.ml.training import DEFAULT_CANDIDATES
+
+    database = Database(url)
+    target = MlflowTarget(tracking_uri)
+    started = time.perf_counter()
+    if stage == "features":
+        report = build_contact_features(database, AS_OF)
+        result = {"rows": report.contacts, "read": report.stages.read,
+                  "compute": report.stages.compute, "write": report.stages.write}
+    elif stage == "training":
+        report = retrain(database, target, DEFAULT_CANDIDATES, sample_size)
+        result = {"rows": len(report.data.x_train) + len(report.data.x_test),
+                  "load": report.seconds_load, "best": report.best.candidate.name,
+                  "fits": {c.candidate.name: (c.candidate.seconds_fit,
+                                              c.candidate.evaluation.rmse,
+                                              c.candidate.evaluation.tier_accuracy)
+                           for c in report.logged}}
+    else:
+        champion, reason = load_champion(target.activate(), target)
+        report = write_ml_scores(database, champion)
+        result = {"rows": report.contacts, "model": reason, "read": report.stages.read,
+                  "compute": report.stages.compute, "write": report.stages.write,
+                  "methods": dict(report.by_method)}
+    result["total"] = time.perf_counter() - started
+    result["peak_rss_mb"] = peak_rss_mb()
+    database.dispose()
+    queue.put(result)
+
+
+def run_stage(stage: str, url: str, tracking_uri: str, sample_size: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_stage_child,
+                              args=(stage, url, tracking_uri, sample_size, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench")
+    parser.add_argument("--sample-size", type=int, default=200_000)
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
+    args = parser.parse_args()
+    url = sa.make_url(args.url)
+    print(f"database {redact(args.url)}, {args.contacts:,} contacts, sample {args.sample_size:,}")
+    if not args.reuse:
+        from lead_scoring_assets.scoring.full_rescore import rescore_all
+
+        recreate_database(url)
+        database = Database(args.url)
+        database.upgrade()
+        database.replace_rows("ladas_reference", build_lada_reference())
+        started = time.perf_counter()
+        load_demo_data(database, args.contacts, seed=1, as_of=AS_OF)
+        rescore_all(database, AS_OF)
+        database.dispose()
+        print(f"demo data + lead_scores in {time.perf_counter() - started:.1f} s")
+    else:
+        database = Database(args.url)
+        database.upgrade()
+        database.dispose()
+
+    with tempfile.TemporaryDirectory() as folder:
+        tracking_uri = f"sqlite:///{folder}/mlflow.db"
+        features = run_stage("features", args.url, tracking_uri, args.sample_size)
+        features_baseline = copy_baseline(url, "contact_features", SCORING_INPUTS)
+        training = run_stage("training", args.url, tracking_uri, args.sample_size)
+        predictions = run_stage("predictions", args.url, tracking_uri, args.sample_size)
+        predictions_baseline = copy_baseline(url, "ml_lead_scores", (
+            f"COPY contact_features ({', '.join(('contact_id', *FEATURE_COLUMNS))}) TO STDOUT",
+            "COPY lead_scores (contact_id, total_score, quality_tier) TO STDOUT",
+        ))
+
+    print(f"contact_features: {features['rows']:,} contacts in {features['total']:.2f} s "
+          f"({features['rows'] / features['total']:,.0f}/s); stages (overlapping) read "
+          f"{features['read']:.2f} / compute {features['compute']:.2f} / write "
+          f"{features['write']:.2f} s; peak RSS {features['peak_rss_mb']:,.0f} MB")
+    print(f"  baseline raw COPY inputs out + features in: {features_baseline['total']:.2f} s "
+          f"-> {features['total'] / features_baseline['total']:.2f}x")
+    fits = ", ".join(f"{name} fit {s:.1f} s (RMSE {rmse:.3f}, tier accuracy {acc:.4f})"
+                     for name, (s, rmse, acc) in training["fits"].items())
+    print(f"training on {training['rows']:,} sampled contacts: {training['total']:.2f} s "
+          f"(sample read {training['load']:.2f} s; {fits}); best {training['best']}; "
+          f"peak RSS {training['peak_rss_mb']:,.0f} MB")
+    print(f"ml_lead_scores: {predictions['rows']:,} contacts in {predictions['total']:.2f} s "
+          f"({predictions['rows'] / predictions['total']:,.0f}/s) with {predictions['model']}; "
+          f"stages read {predictions['read']:.2f} / predict {predictions['compute']:.2f} / "
+          f"write {predictions['write']:.2f} s; peak RSS {predictions['peak_rss_mb']:,.0f} MB")
+    print(f"  baseline raw COPY features + scores out, ML scores in: "
+          f"{predictions_baseline['total']:.2f} s -> "
+          f"{predictions['total'] / predictions_baseline['total']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
