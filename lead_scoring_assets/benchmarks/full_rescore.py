@@ -9,14 +9,13 @@ rescoring end to end in a fresh process (contacts/s, peak RSS, read / score / wr
 
 import argparse
 import io
-import multiprocessing
 import statistics
 import time
 
 import psycopg
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.memory import peak_rss_mb
+from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, VALIDATION_COLUMNS
 from lead_scoring_assets.demo.loader import load_demo_data
@@ -63,28 +62,17 @@ def copy_baseline(
     return {"read": read, "write": write, "total": read + write}
 
 
-def _rescore_child(url: str, chunk_size: int, queue) -> None:
+def timed_rescore(url: str, chunk_size: int) -> dict:
+    """One full rescoring of the database, with its timings."""
     from lead_scoring_assets.scoring.full_rescore import rescore_all
 
     database = Database(url)
     report = rescore_all(database, AS_OF, chunk_size=chunk_size)
     database.dispose()
-    peak_mb = peak_rss_mb()
-    queue.put({"contacts": report.contacts_scored, "read": report.seconds_read,
-               "score": report.seconds_score, "write": report.seconds_write,
-               "swap": report.seconds_swap,
-               "total": report.seconds_total, "peak_rss_mb": peak_mb,
-               "malformed": sum(report.malformed_by_reason.values())})
-
-
-def rescore_in_fresh_process(url: str, chunk_size: int) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_rescore_child, args=(url, chunk_size, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return {"contacts": report.contacts_scored, "read": report.seconds_read,
+            "score": report.seconds_score, "write": report.seconds_write,
+            "swap": report.seconds_swap, "total": report.seconds_total,
+            "malformed": sum(report.malformed_by_reason.values())}
 
 
 def main() -> None:
@@ -112,7 +100,7 @@ def main() -> None:
 
     runs = []
     for attempt in range(1, args.repeat + 1):
-        run = rescore_in_fresh_process(args.url, args.chunk_size)
+        run = run_in_fresh_process(timed_rescore, args.url, args.chunk_size)
         runs.append(run)
         print(f"rescore #{attempt}: {run['total']:.2f} s ({run['contacts'] / run['total']:,.0f} "
               f"contacts/s); stages (overlapping) read {run['read']:.2f} / score "

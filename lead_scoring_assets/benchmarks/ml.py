@@ -10,26 +10,26 @@ inputs out and its output rows back in, nothing else.
 """
 
 import argparse
-import multiprocessing
 import tempfile
 import time
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
 from lead_scoring_assets.benchmarks.full_rescore import (
     AS_OF,
     SCORING_INPUTS,
     copy_baseline,
     recreate_database,
 )
-from lead_scoring_assets.benchmarks.memory import peak_rss_mb
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS
 
 
-def _stage_child(stage: str, url: str, tracking_uri: str, sample_size: int, queue) -> None:
+def timed_stage(stage: str, url: str, tracking_uri: str, sample_size: int) -> dict:
+    """One ML stage on the database, with its timings."""
     from lead_scoring_assets.ml.feature_table import build_contact_features
     from lead_scoring_assets.ml.predictions import write_ml_scores
     from lead_scoring_assets.ml.retraining import retrain
@@ -58,20 +58,12 @@ def _stage_child(stage: str, url: str, tracking_uri: str, sample_size: int, queu
                   "compute": report.stages.compute, "write": report.stages.write,
                   "methods": dict(report.by_method)}
     result["total"] = time.perf_counter() - started
-    result["peak_rss_mb"] = peak_rss_mb()
     database.dispose()
-    queue.put(result)
+    return result
 
 
 def run_stage(stage: str, url: str, tracking_uri: str, sample_size: int) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_stage_child,
-                              args=(stage, url, tracking_uri, sample_size, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return run_in_fresh_process(timed_stage, stage, url, tracking_uri, sample_size)
 
 
 def main() -> None:

@@ -4,8 +4,6 @@ Readers see the previous ``lead_scores`` until the swap commits; a failed or kil
 leaves only staging tables behind, which the next run drops.
 """
 
-from typing import Self
-
 import pandas as pd
 import sqlalchemy as sa
 
@@ -24,7 +22,7 @@ QUEUE_SNAPSHOT = "scoring_queue_snapshot_next"
 _FULL_RESCORE_LOCK = 7_301_265_001
 
 
-class ScoreSwap:
+class ScoreSwap(StagedTable):
     """Stage scores, malformed rows and ``last_platform_validation`` changes; swap on success.
 
     Use as a context manager: leaving the block normally commits the swap; an exception
@@ -35,29 +33,12 @@ class ScoreSwap:
     """
 
     def __init__(self, database: Database, run_id: str | None = None, as_of=None):
-        self.db = database
+        super().__init__(database, SCORES)
         self.run_id = run_id
         self.as_of = as_of
         self.history_rows = 0
-        self._adbc = None
-        self._lock = None
-        self._scores = StagedTable(database, SCORES, exclusive=False)
 
-    def __enter__(self) -> Self:
-        try:
-            self._take_locks()
-            self._create_staging()
-        except BaseException:
-            self._release_locks()
-            raise
-        if self.db.dialect == "postgresql":
-            self._adbc = self.db.adbc_connection()
-            self._connection = self._adbc.__enter__()
-        else:
-            self._connection = None
-        return self
-
-    def _take_locks(self) -> None:
+    def _take_lock(self) -> None:
         if self.db.dialect != "postgresql":
             return
         self._lock = self.db.engine.connect()
@@ -69,32 +50,32 @@ class ScoreSwap:
         self._lock.execute(sa.text("SET LOCAL lock_timeout = '10min'"))
         self._lock.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCORING_LOCK})
 
-    def _release_locks(self) -> None:
+    def _release_lock(self) -> None:
         if self._lock is not None:
             self._lock.rollback()
             self._lock.close()
             self._lock = None
 
-    def _create_staging(self) -> None:
-        with self.db.engine.begin() as connection:
-            self._drop_staging(connection)
-            self._scores.create(connection)
-            timestamp = self.db.timestamp_ddl
-            connection.execute(sa.text(
-                f"CREATE TABLE {MALFORMED_IDS} (validation_id BIGINT PRIMARY KEY, "
-                f"reason VARCHAR(64) NOT NULL, detected_at {timestamp} NOT NULL)"
-            ))
-            connection.execute(sa.text(
-                f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
-                f"last_platform_validation {timestamp})"
-            ))
-            connection.execute(sa.text(
-                f"CREATE TABLE {QUEUE_SNAPSHOT} (contact_id BIGINT PRIMARY KEY, "
-                "version BIGINT NOT NULL)"
-            ))
-            connection.execute(sa.text(
-                f"INSERT INTO {QUEUE_SNAPSHOT} SELECT contact_id, version FROM scoring_queue"
-            ))
+    def create(self, connection) -> None:
+        """The staged scores plus the tables of malformed rows, last validations and the
+        queue snapshot."""
+        super().create(connection)
+        timestamp = self.db.timestamp_ddl
+        connection.execute(sa.text(
+            f"CREATE TABLE {MALFORMED_IDS} (validation_id BIGINT PRIMARY KEY, "
+            f"reason VARCHAR(64) NOT NULL, detected_at {timestamp} NOT NULL)"
+        ))
+        connection.execute(sa.text(
+            f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
+            f"last_platform_validation {timestamp})"
+        ))
+        connection.execute(sa.text(
+            f"CREATE TABLE {QUEUE_SNAPSHOT} (contact_id BIGINT PRIMARY KEY, "
+            "version BIGINT NOT NULL)"
+        ))
+        connection.execute(sa.text(
+            f"INSERT INTO {QUEUE_SNAPSHOT} SELECT contact_id, version FROM scoring_queue"
+        ))
 
     def add(
         self,
@@ -112,34 +93,18 @@ class ScoreSwap:
         if self._connection is not None:
             self._connection.commit()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if self._adbc is not None:
-                self._adbc.__exit__(None, None, None)
-            if exc_type is None:
-                self._swap()
-            else:
-                with self.db.engine.begin() as connection:
-                    self._drop_staging(connection)
-        finally:
-            self._release_locks()
-
-    @staticmethod
-    def _drop_staging(connection) -> None:
+    def drop(self, connection) -> None:
         for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION, QUEUE_SNAPSHOT):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
-    def _swap(self) -> None:
-        self._scores.swap(before=self._record_history, after=self._settle)
-
-    def _settle(self, connection) -> None:
+    def after_swap(self, connection) -> None:
         """Everything else the run staged, in the swap's transaction."""
         self._replace_malformed(connection)
         self._update_last_validation(connection)
         self._settle_queue(connection)
-        self._drop_staging(connection)
+        self.drop(connection)
 
-    def _record_history(self, connection) -> None:
+    def before_swap(self, connection) -> None:
         """History rows for every changed score, before the old scores go."""
         self.history_rows = record_changes(
             connection, STAGED_SCORES, self.run_id, self.db.bind_timestamp(self.as_of)

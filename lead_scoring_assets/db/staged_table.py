@@ -5,7 +5,6 @@ staging table behind, which the next run drops.
 """
 
 import re
-from collections.abc import Callable
 from typing import Self
 
 import pandas as pd
@@ -13,30 +12,27 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 
-SwapHook = Callable[[sa.Connection], None]
-
 
 class StagedTable:
     """The next contents of ``table``, written to ``<table>_next`` and swapped in.
 
     As a context manager (``with StagedTable(db, "t") as staged: staged.append(frame)``):
-    leaving normally swaps, an exception drops the staging table. ``exclusive`` takes a
-    PostgreSQL advisory lock for the whole build, so two runs never write the same staging
-    table. ``ScoreSwap`` drives the lower-level ``create`` / ``swap`` / ``drop`` itself.
+    leaving normally swaps, an exception drops the staging table. On PostgreSQL an advisory
+    lock is held for the whole build, so two runs never write the same staging table. Subclasses (``ScoreSwap``) stage more tables by extending ``create`` and ``drop``,
+    the swap hooks and the locking.
     """
 
-    def __init__(self, database: Database, table: str, exclusive: bool = True):
+    def __init__(self, database: Database, table: str):
         self.db = database
         self.table = table
         self.staged = f"{table}_next"
-        self.exclusive = exclusive
         self._lock: sa.Connection | None = None
         self._adbc = None
         self._connection = None
 
     def __enter__(self) -> Self:
-        self._take_lock()
         try:
+            self._take_lock()
             with self.db.engine.begin() as connection:
                 self.drop(connection)
                 self.create(connection)
@@ -67,7 +63,7 @@ class StagedTable:
             self._release_lock()
 
     def _take_lock(self) -> None:
-        if not self.exclusive or self.db.dialect != "postgresql":
+        if self.db.dialect != "postgresql":
             return
         self._lock = self.db.engine.connect()
         got = self._lock.execute(
@@ -75,7 +71,6 @@ class StagedTable:
             {"key": f"lead_scoring:{self.table}"},
         ).scalar()
         if not got:
-            self._release_lock()
             raise RuntimeError(f"another run is rebuilding {self.table} on this database")
 
     def _release_lock(self) -> None:
@@ -99,33 +94,34 @@ class StagedTable:
     def drop(self, connection: sa.Connection) -> None:
         connection.execute(sa.text(f"DROP TABLE IF EXISTS {self.staged}"))
 
-    def swap(self, before: SwapHook | None = None, after: SwapHook | None = None) -> None:
-        """Make the staged rows the live ones in one transaction; ``before`` runs in it while
-        both tables exist, ``after`` once the live table holds the new rows."""
+    def before_swap(self, connection: sa.Connection) -> None:
+        """Runs in the swap's transaction while both tables exist (a hook for subclasses)."""
+
+    def after_swap(self, connection: sa.Connection) -> None:
+        """Runs in the swap's transaction once the live table holds the new rows."""
+
+    def swap(self) -> None:
+        """Make the staged rows the live ones in one transaction."""
         if self.db.dialect == "postgresql":
             with self.db.engine.begin() as connection:
                 renames = _copy_indexes(connection, self.table, self.staged)
                 connection.execute(sa.text(f"ANALYZE {self.staged}"))
             with self.db.engine.begin() as connection:
-                if before is not None:
-                    before(connection)
+                self.before_swap(connection)
                 connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
                 connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
                 connection.execute(sa.text(f"DROP TABLE {self.table}"))
                 connection.execute(sa.text(f"ALTER TABLE {self.staged} RENAME TO {self.table}"))
                 for statement in renames:
                     connection.execute(sa.text(statement))
-                if after is not None:
-                    after(connection)
+                self.after_swap(connection)
             return
         with self.db.engine.begin() as connection:
-            if before is not None:
-                before(connection)
+            self.before_swap(connection)
             connection.execute(sa.text(f"DELETE FROM {self.table}"))
             connection.execute(sa.text(f"INSERT INTO {self.table} SELECT * FROM {self.staged}"))
-            self.drop(connection)
-            if after is not None:
-                after(connection)
+            connection.execute(sa.text(f"DROP TABLE {self.staged}"))
+            self.after_swap(connection)
 
 
 def _copy_indexes(connection, live: str, staged: str) -> list[str]:

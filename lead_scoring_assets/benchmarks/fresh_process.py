@@ -1,0 +1,34 @@
+"""Benchmark stages in fresh processes, and their peak resident memory."""
+
+import multiprocessing
+import resource
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM`` on Linux, which (unlike ``ru_maxrss``) does
+    not carry over the parent's peak into a spawned child."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(function, args, queue) -> None:
+    result = function(*args)
+    result["peak_rss_mb"] = peak_rss_mb()
+    queue.put(result)
+
+
+def run_in_fresh_process(function, *args) -> dict:
+    """``function(*args)`` (a module-level function returning a dict) in a spawned process,
+    with the process's peak RSS added as ``peak_rss_mb``."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(function, args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
