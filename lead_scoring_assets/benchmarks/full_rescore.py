@@ -37,6 +37,20 @@ SCORING_INPUTS = (
 )
 
 
+def load_fresh_database(url: sa.URL, contacts: int) -> None:
+    """Drop and recreate the database, migrate it and load ``contacts`` demo contacts."""
+    recreate_database(url)
+    database = Database(url.render_as_string(hide_password=False))
+    database.upgrade()
+    database.replace_rows("ladas_reference", build_lada_reference())
+    started = time.perf_counter()
+    loaded = load_demo_data(database, contacts, seed=1, as_of=AS_OF)
+    seconds = time.perf_counter() - started
+    database.dispose()
+    print(f"demo data: {loaded.contacts:,} contacts + {loaded.validations:,} validations "
+          f"in {seconds:.1f} s ({loaded.contacts / seconds:,.0f} contacts/s)")
+
+
 def copy_baseline(
     url: sa.URL, table: str = "lead_scores", sources: tuple[str, ...] = SCORING_INPUTS
 ) -> dict[str, float]:
@@ -86,17 +100,8 @@ def main() -> None:
     url = sa.make_url(args.url)
     print(f"database {redact(args.url)}, {args.contacts:,} contacts, chunk {args.chunk_size:,}")
 
-    database = Database(args.url)
     if not args.reuse:
-        recreate_database(url)
-        database = Database(args.url)
-        database.upgrade()
-        database.replace_rows("ladas_reference", build_lada_reference())
-        started = time.perf_counter()
-        loaded = load_demo_data(database, args.contacts, seed=1, as_of=AS_OF)
-        seconds = time.perf_counter() - started
-        print(f"demo data: {loaded.contacts:,} contacts + {loaded.validations:,} validations "
-              f"in {seconds:.1f} s ({loaded.contacts / seconds:,.0f} contacts/s)")
+        load_fresh_database(url, args.contacts)
 
     runs = []
     for attempt in range(1, args.repeat + 1):
@@ -114,7 +119,6 @@ def main() -> None:
     print(f"full rescoring median {median:.2f} s = {median / baseline['total']:.2f}x the raw "
           f"COPY baseline; {runs[0]['contacts'] / median:,.0f} contacts/s; peak RSS "
           f"{max(r['peak_rss_mb'] for r in runs):,.0f} MB")
-    database.dispose()
 
 
 if __name__ == "__main__":
