@@ -56,5 +56,14 @@ def test_cli_explain(scored, database_url, capsys):
     out = capsys.readouterr().out
     assert f"{row.total_score}/100" in out
     assert "recomputed from the current rows at the same as_of: identical" in out
+    assert "ML score: none yet (run nightly_retrain_job)" in out
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO ml_lead_scores VALUES (:id, 57.31, 'MEDIUM', 0.9876, '3', "
+            "'ml_random_forest', :at)"), {"id": int(row.contact_id),
+                                          "at": database.bind_timestamp(AS_OF)})
+    assert main(["explain", str(row.contact_id), "--url", database_url]) == 0
+    assert ("ML score 57.31/100  MEDIUM  confidence 0.9876  (ml_random_forest, model v3, "
+            "as of 2026-11-24") in capsys.readouterr().out
     assert main(["explain", "+52 1 999 000 0000", "--url", database_url]) == 1
     assert "no contact matches" in capsys.readouterr().err

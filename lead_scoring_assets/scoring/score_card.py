@@ -84,6 +84,20 @@ def _contact_id(database: Database, key: str) -> int:
     return found
 
 
+def ml_score_summary(database: Database, contact_id: int) -> str:
+    """One line on the contact's row of ``ml_lead_scores``, or why there is none."""
+    rows = database.read_frame(
+        "SELECT predicted_score, predicted_tier, confidence, model_version, method, "
+        "calculated_at FROM ml_lead_scores WHERE contact_id = :id", {"id": contact_id})
+    if rows.empty:
+        return "ML score: none yet (run nightly_retrain_job)"
+    row = rows.iloc[0]
+    model = "" if row["model_version"] is None else f", model v{row['model_version']}"
+    return (f"ML score {float(row['predicted_score']):.2f}/100  {row['predicted_tier']}  "
+            f"confidence {float(row['confidence']):.4f}  ({row['method']}{model}, "
+            f"as of {row['calculated_at']})")
+
+
 def stored_score(database: Database, key: str) -> StoredScore:
     """The stored score of the contact named by ``key``; ``LookupError`` says clearly when the
     contact is unknown or has not been scored yet."""
