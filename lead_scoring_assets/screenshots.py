@@ -2,11 +2,13 @@
 
     lead-scoring screenshots [--out docs/screenshots]
 
-Runs the demo in a scratch data folder, starts ``dagster-webserver`` on it, and saves PNGs of
-the ``lead_scoring_analytics`` asset and of the ``lead_scores`` checks. Needs Debian's
-``chromium`` (``apt-get install chromium``).
+Runs the demo in a scratch data folder, starts ``dagster-webserver`` and the MLflow UI on it,
+and saves PNGs of the analytics asset, the ``lead_scores`` checks, the lineage, the ML assets,
+and the MLflow run comparison and registry. Needs Debian's ``chromium``
+(``apt-get install chromium``).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,13 +16,18 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 PORT = 3333
+MLFLOW_PORT = 5055
 PAGES = {
     "analytics_asset.png": "/assets/lead_scoring_analytics",
     "lead_scores_checks.png": "/assets/lead_scores?view=checks",
     "lineage.png": "/asset-groups",
+    "ml_lineage.png": "/locations/lead_scoring_assets.definitions/asset-groups/ml/lineage",
+    "lead_scoring_model_asset.png": "/assets/lead_scoring_model",
+    "ml_lead_scores_asset.png": "/assets/ml_lead_scores",
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -55,22 +62,58 @@ def take_screenshots(out: Path, contacts: int = 20_000) -> list[Path]:
     repository = Path(__file__).resolve().parents[1]
     subprocess.run([str(binaries / "lead-scoring"), "demo", "--contacts", str(contacts)],
                    env=env, check=True, stdout=subprocess.DEVNULL)
-    server = subprocess.Popen(
-        [str(binaries / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(PORT), "-w",
-         str(repository / "workspace.yaml")],
-        env=env, cwd=repository, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out.mkdir(parents=True, exist_ok=True)
-    saved = []
+    shoot = _Shooter(chromium, scratch / "chrome", out)
     try:
-        _wait_for(f"http://127.0.0.1:{PORT}/server_info")
-        for name, page in PAGES.items():
-            target = out / name
-            subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch / 'chrome'}",
-                            f"--screenshot={target}", f"http://127.0.0.1:{PORT}{page}"],
-                           check=True, capture_output=True, timeout=120)
-            saved.append(target)
+        with _serving([str(binaries / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(PORT),
+                       "-w", str(repository / "workspace.yaml")], env, repository,
+                      f"http://127.0.0.1:{PORT}/server_info"):
+            for name, page in PAGES.items():
+                shoot(name, f"http://127.0.0.1:{PORT}{page}")
+        with _serving([str(binaries / "mlflow"), "ui", "--backend-store-uri",
+                       f"sqlite:///{scratch / 'mlflow.db'}", "--host", "127.0.0.1",
+                       "--port", str(MLFLOW_PORT)], env, scratch,
+                      f"http://127.0.0.1:{MLFLOW_PORT}/health"):
+            for name, page in _mlflow_pages(f"sqlite:///{scratch / 'mlflow.db'}").items():
+                shoot(name, f"http://127.0.0.1:{MLFLOW_PORT}/{page}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return shoot.saved
+
+
+class _Shooter:
+    def __init__(self, chromium: str, profile: Path, out: Path):
+        self.chromium, self.profile, self.out = chromium, profile, out
+        self.saved: list[Path] = []
+
+    def __call__(self, name: str, url: str) -> None:
+        target = self.out / name
+        subprocess.run([self.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}",
+                        f"--screenshot={target}", url],
+                       check=True, capture_output=True, timeout=120)
+        self.saved.append(target)
+
+
+@contextmanager
+def _serving(command: list[str], env: dict, cwd: Path, health_url: str):
+    server = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(health_url)
+        yield
     finally:
         server.terminate()
         server.wait(timeout=30)
-        shutil.rmtree(scratch, ignore_errors=True)
-    return saved
+
+
+def _mlflow_pages(tracking_uri: str) -> dict[str, str]:
+    """The experiment's runs compared side by side, and the registered model."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri, tracking_uri)
+    experiment = client.get_experiment_by_name("lead_scoring")
+    runs = [r.info.run_id for r in client.search_runs([experiment.experiment_id])]
+    compare = (f"#/compare-runs?runs={json.dumps(runs)}"
+               f"&experiments={json.dumps([experiment.experiment_id])}")
+    return {"mlflow_compare_runs.png": compare.replace(" ", ""),
+            "mlflow_registered_model.png": "#/models/lead_scoring"}

@@ -66,15 +66,16 @@ def lead_scoring_model(
     rows = [
         f"| {c.candidate.name} | {c.candidate.evaluation.rmse:.4f} | "
         f"{c.candidate.evaluation.mae:.4f} | {c.candidate.evaluation.r2:.5f} | "
-        f"{c.candidate.evaluation.tier_accuracy:.4f} | {c.candidate.seconds_fit:.1f} | "
-        f"{c.run_id} |"
+        f"{c.candidate.evaluation.tier_accuracy:.4f} | {c.candidate.seconds_fit:.1f} |"
         for c in report.logged
     ]
     table = "\n".join([
-        "| candidate | RMSE | MAE | R² | tier accuracy | fit s | MLflow run |",
-        "|---|---|---|---|---|---|---|", *rows])
+        "| candidate | RMSE | MAE | R² | tier accuracy | fit s |",
+        "|---|---|---|---|---|---|", *rows])
     return dg.MaterializeResult(metadata={
         "candidates": dg.MetadataValue.md(table),
+        "mlflow_run_ids": dg.MetadataValue.json(
+            {c.candidate.name: c.run_id for c in report.logged}),
         "best_candidate": report.best.candidate.name,
         "registered_model": target.registered_model_name,
         "registered_version": decision.version,
