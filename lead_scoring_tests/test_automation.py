@@ -54,6 +54,7 @@ def test_definitions_schedule_sensor_and_jobs(definitions):
         "0 2 * * *", "America/Mexico_City", "nightly_retrain_job")
     assert retrain.default_status == dg.DefaultScheduleStatus.RUNNING
     job = definitions.resolve_job_def("nightly_retrain_job")
+    assert job.tags["lead_scoring/writes"] == "ml"
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
         "contact_features", "lead_scoring_model", "ml_lead_scores"}
 

@@ -16,4 +16,5 @@ nightly_retrain_job = dg.define_asset_job(
     description="Rebuild the contact features, train and compare the candidates in MLflow "
     "(the champion alias moves only to a better model) and rescore every contact with the "
     "champion; the blocking checks run with it.",
+    tags={"lead_scoring/writes": "ml"},
 )
