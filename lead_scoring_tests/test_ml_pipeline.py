@@ -176,6 +176,12 @@ def test_predictions_use_the_champion_loaded_by_alias(ml_home, trained):
     assert scores["confidence"].nunique() > 1
     metadata = _metadata(trained.scoring, "ml_lead_scores")
     assert metadata["model_version"] == str(champion.version)
+    rule = database.read_frame("SELECT total_score, quality_tier FROM lead_scores "
+                               "ORDER BY contact_id")
+    assert metadata["mean_absolute_difference_from_rule"] == pytest.approx(
+        (scores["predicted_score"] - rule["total_score"]).abs().mean(), abs=1e-4)
+    assert metadata["tier_agreement_with_rule"] == pytest.approx(
+        (scores["predicted_tier"] == rule["quality_tier"]).mean(), abs=1e-4)
     check = ml_lead_scores_are_consistent(database=DatabaseResource(url=ml_home.url))
     assert check.passed, check.description
 

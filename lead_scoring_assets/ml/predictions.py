@@ -48,16 +48,43 @@ class ChampionModel:
 
 @dataclass
 class PredictionReport:
+    """What a scoring run wrote; the comparison with the rule-based score covers the contacts
+    the model scored that also have one."""
+
     contacts: int = 0
     by_method: Counter = field(default_factory=Counter)
     contacts_without_any_score: int = 0
     confidence_sum: float = 0.0
+    compared: int = 0
+    absolute_difference_sum: float = 0.0
+    same_tier: int = 0
     stages: StageSeconds = field(default_factory=StageSeconds)
     seconds_total: float = 0.0
 
     @property
     def mean_confidence(self) -> float:
         return self.confidence_sum / self.contacts if self.contacts else 0.0
+
+    @property
+    def mean_absolute_difference_from_rule(self) -> float | None:
+        return self.absolute_difference_sum / self.compared if self.compared else None
+
+    @property
+    def tier_agreement_with_rule(self) -> float | None:
+        return self.same_tier / self.compared if self.compared else None
+
+    def add(self, chunk: pd.DataFrame, frame: pd.DataFrame) -> None:
+        self.contacts += len(frame)
+        self.contacts_without_any_score += len(chunk) - len(frame)
+        self.by_method.update(frame["method"].value_counts().to_dict())
+        self.confidence_sum += float(frame["confidence"].sum())
+        rule = chunk.set_index("contact_id")[["total_score", "quality_tier"]]
+        modelled = frame[frame["method"] != FALLBACK_METHOD].join(rule, on="contact_id")
+        modelled = modelled[modelled["total_score"].notna()]
+        self.compared += len(modelled)
+        self.absolute_difference_sum += float(
+            (modelled["predicted_score"] - modelled["total_score"].astype(float)).abs().sum())
+        self.same_tier += int((modelled["predicted_tier"] == modelled["quality_tier"]).sum())
 
 
 def predict_with_spread(
@@ -157,10 +184,7 @@ def write_ml_scores(
 
     def score(chunk: pd.DataFrame) -> pd.DataFrame:
         frame = score_chunk_with_model(chunk, champion)
-        report.contacts += len(frame)
-        report.contacts_without_any_score += len(chunk) - len(frame)
-        report.by_method.update(frame["method"].value_counts().to_dict())
-        report.confidence_sum += float(frame["confidence"].sum())
+        report.add(chunk, frame)
         return frame
 
     with StagedTable(database, ML_SCORES) as staged:

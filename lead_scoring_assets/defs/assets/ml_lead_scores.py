@@ -9,6 +9,11 @@ from lead_scoring_assets.ml.predictions import FALLBACK_METHOD, write_ml_scores
 from lead_scoring_assets.ml.tracking import load_champion
 
 
+def _rounded(value: float | None) -> dg.MetadataValue:
+    return dg.MetadataValue.text("n/a") if value is None else dg.MetadataValue.float(
+        round(value, 4))
+
+
 class MlLeadScoresConfig(dg.Config):
     chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
 
@@ -50,6 +55,9 @@ def ml_lead_scores(
         "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
         "contacts_without_any_score": report.contacts_without_any_score,
         "mean_confidence": round(report.mean_confidence, 4),
+        "mean_absolute_difference_from_rule": _rounded(
+            report.mean_absolute_difference_from_rule),
+        "tier_agreement_with_rule": _rounded(report.tier_agreement_with_rule),
         "seconds_read": round(report.stages.read, 2),
         "seconds_predict": round(report.stages.compute, 2),
         "seconds_write": round(report.stages.write, 2),
