@@ -118,7 +118,7 @@ def test_each_candidate_is_an_mlflow_run_with_metrics_and_model(ml_home, trained
     assert (forest.data.params["model.n_estimators"], forest.data.params["model.max_depth"],
             forest.data.params["model.min_samples_split"],
             forest.data.params["model.min_samples_leaf"]) == ("100", "10", "5", "2")
-    model = mlflow.models.get_model_info(f"models:/lead_scoring/{3}")
+    model = mlflow.models.get_model_info("models:/lead_scoring/3")
     assert model.signature.inputs.input_names() == list(FEATURE_COLUMNS)
     example = mlflow.models.Model.load(model.model_uri).load_input_example(
         mlflow.artifacts.download_artifacts(model.model_uri))

@@ -17,12 +17,12 @@ def test_tracking_uri_defaults_to_sqlite_in_the_data_folder(monkeypatch, tmp_pat
 def test_artifacts_go_beside_a_sqlite_store_or_to_the_data_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("LEAD_SCORING_DATA_DIR", str(tmp_path / "data"))
     sqlite = MlflowTarget(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
-    assert sqlite._artifact_location() == (tmp_path / "store" / "mlartifacts").as_uri()
+    assert sqlite.artifact_root() == (tmp_path / "store" / "mlartifacts").as_uri()
     postgres = MlflowTarget("postgresql+psycopg://mlflow@db:5432/mlflow")
-    assert postgres._artifact_location() == (tmp_path / "data" / "mlartifacts").as_uri()
-    assert MlflowTarget("http://mlflow.internal:5000")._artifact_location() is None
+    assert postgres.artifact_root() == (tmp_path / "data" / "mlartifacts").as_uri()
+    assert MlflowTarget("http://mlflow.internal:5000").artifact_root() is None
     explicit = MlflowTarget("http://mlflow.internal:5000", artifact_location="s3://bucket/ml")
-    assert explicit._artifact_location() == "s3://bucket/ml"
+    assert explicit.artifact_root() == "s3://bucket/ml"
 
 
 def test_resource_builds_the_target_and_creates_the_experiment(tmp_path):

@@ -69,11 +69,12 @@ class MlflowTarget:
         mlflow.set_registry_uri(self.tracking_uri)
         client = MlflowClient(self.tracking_uri, self.tracking_uri)
         if client.get_experiment_by_name(self.experiment_name) is None:
-            client.create_experiment(self.experiment_name, self._artifact_location())
+            client.create_experiment(self.experiment_name, self.artifact_root())
         mlflow.set_experiment(self.experiment_name)
         return client
 
-    def _artifact_location(self) -> str | None:
+    def artifact_root(self) -> str | None:
+        """Where a new experiment keeps its artifacts (None: the tracking server decides)."""
         if self.artifact_location:
             return self.artifact_location
         scheme = urlparse(self.tracking_uri).scheme
