@@ -22,7 +22,7 @@ from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.db.tables import ML_SCORE_COLUMNS
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
-from lead_scoring_assets.ml.training import clip_scores, tier_of
+from lead_scoring_assets.ml.training import clip_scores, predicted_tier
 
 ML_SCORES = "ml_lead_scores"
 FALLBACK_METHOD = "rule_based_fallback"
@@ -97,7 +97,7 @@ def predict_with_spread(
     trees = getattr(estimator, "estimators_", None)
     if trees is None:
         predictions = model.predict(features)
-        tiers = tier_of(clip_scores(predictions))
+        tiers = predicted_tier(clip_scores(predictions))
         return predictions, np.array([rmse_by_tier.get(t, SPREAD_SCALE) for t in tiers])
     x = features
     for _, step in model.steps[:-1]:
@@ -151,7 +151,7 @@ def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) 
         parts.append(pd.DataFrame({
             "contact_id": rows["contact_id"].to_numpy(),
             "predicted_score": predicted,
-            "predicted_tier": tier_of(predicted),
+            "predicted_tier": predicted_tier(predicted),
             "confidence": np.round(confidence_from_spread(spread), 4),
             "model_version": champion.version,
             "method": champion.method,

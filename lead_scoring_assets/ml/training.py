@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
+from lead_scoring_assets.scoring.engine import tier_of
 
 TARGET = "total_score"
 MINIMUM_SAMPLES = 100
@@ -90,14 +91,9 @@ class TrainedCandidate:
     seconds_fit: float
 
 
-def tier_of(scores: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """The quality tier of each score, a predicted score rounded half up to a whole point
-    (so a tier holds the scores from its minimum − ``TIER_ROUNDING``)."""
-    scores = np.asarray(scores, dtype=float)
-    tier = np.full(len(scores), config.tiers[-1][0], dtype=object)
-    for name, minimum in reversed(config.tiers):
-        tier = np.where(scores >= minimum - TIER_ROUNDING, name, tier)
-    return tier
+def predicted_tier(scores: np.ndarray) -> np.ndarray:
+    """The quality tier of each predicted score rounded half up to a whole point."""
+    return tier_of(scores, rounding=TIER_ROUNDING)
 
 
 def clip_scores(predictions: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -153,7 +149,8 @@ def evaluate(predictions: np.ndarray, actual: pd.Series) -> Evaluation:
         rmse=float(np.sqrt(mse)),
         mae=float(mean_absolute_error(actual, predicted)),
         r2=float(r2_score(actual, predicted)),
-        tier_accuracy=float(np.mean(tier_of(predicted) == tier_of(actual.to_numpy()))),
+        tier_accuracy=float(np.mean(predicted_tier(predicted)
+                                   == predicted_tier(actual.to_numpy()))),
     )
 
 
@@ -162,7 +159,7 @@ def rmse_by_tier(predictions: np.ndarray, actual: pd.Series) -> dict[str, float]
     the expected error of a prediction in that tier, for models without a tree spread."""
     predicted = clip_scores(predictions)
     squared = (predicted - actual.to_numpy()) ** 2
-    tiers = tier_of(predicted)
+    tiers = predicted_tier(predicted)
     overall = float(np.sqrt(squared.mean()))
     return {name: float(np.sqrt(squared[tiers == name].mean())) if (tiers == name).any()
             else overall for name, _ in DEFAULT_CONFIG.tiers}

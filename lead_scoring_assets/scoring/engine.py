@@ -191,6 +191,17 @@ def classify_malformed(validations: pd.DataFrame, contact_ids: np.ndarray) -> pd
     return pd.Series(reason, index=validations.index, dtype="str").replace("", pd.NA)
 
 
+def tier_of(scores: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG,
+            rounding: float = 0.0) -> np.ndarray:
+    """The quality tier of each score; a score within ``rounding`` below a tier's minimum
+    belongs to it (0.5 reads a fractional score rounded half up to a whole point)."""
+    scores = np.asarray(scores, dtype=float)
+    tier = np.full(len(scores), config.tiers[-1][0], dtype=object)
+    for name, minimum in reversed(config.tiers):
+        tier = np.where(scores >= minimum - rounding, name, tier)
+    return tier
+
+
 def score_chunk(
     contacts: pd.DataFrame,
     validations: pd.DataFrame,
@@ -299,9 +310,7 @@ def score_chunk(
 
     # §7 total, tier, confidence
     total = np.minimum(config.total_cap, adjusted.sum(axis=1) + bonus_total)
-    tier = np.full(n_contacts, config.tiers[-1][0], dtype=object)
-    for name, minimum in reversed(config.tiers):
-        tier = np.where(total >= minimum, name, tier)
+    tier = tier_of(total, config)
     factor_matrix = np.column_stack([factors[f] for f in QUALITY_FACTORS])
     quality_mean = np.nansum(factor_matrix, axis=1) / np.sum(~np.isnan(factor_matrix), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
