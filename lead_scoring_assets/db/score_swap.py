@@ -10,8 +10,13 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_history import record_changes
 from lead_scoring_assets.db.scoring_queue import SCORING_LOCK
+from lead_scoring_assets.db.settle import (
+    copy_malformed_rows,
+    last_validation_columns,
+    malformed_ids_columns,
+    update_last_validation,
+)
 from lead_scoring_assets.db.staged_table import StagedTable
-from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
 
 SCORES = "lead_scores"
 MALFORMED = "malformed_validations"
@@ -60,15 +65,10 @@ class ScoreSwap(StagedTable):
         """The staged scores plus the tables of malformed rows, last validations and the
         queue snapshot."""
         super().create(connection)
-        timestamp = self.db.timestamp_ddl
         connection.execute(sa.text(
-            f"CREATE TABLE {MALFORMED_IDS} (validation_id BIGINT PRIMARY KEY, "
-            f"reason VARCHAR(64) NOT NULL, detected_at {timestamp} NOT NULL)"
-        ))
+            f"CREATE TABLE {MALFORMED_IDS} ({malformed_ids_columns(self.db)})"))
         connection.execute(sa.text(
-            f"CREATE TABLE {LAST_VALIDATION} (contact_id BIGINT PRIMARY KEY, "
-            f"last_platform_validation {timestamp})"
-        ))
+            f"CREATE TABLE {LAST_VALIDATION} ({last_validation_columns(self.db)})"))
         connection.execute(sa.text(
             f"CREATE TABLE {QUEUE_SNAPSHOT} (contact_id BIGINT PRIMARY KEY, "
             "version BIGINT NOT NULL)"
@@ -99,8 +99,9 @@ class ScoreSwap(StagedTable):
 
     def after_swap(self, connection) -> None:
         """Everything else the run staged, in the swap's transaction."""
-        self._replace_malformed(connection)
-        self._update_last_validation(connection)
+        connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
+        copy_malformed_rows(connection, MALFORMED_IDS)
+        update_last_validation(connection, LAST_VALIDATION)
         self._settle_queue(connection)
         self.drop(connection)
 
@@ -117,25 +118,3 @@ class ScoreSwap(StagedTable):
             f"DELETE FROM scoring_queue WHERE EXISTS (SELECT 1 FROM {QUEUE_SNAPSHOT} s "
             "WHERE s.contact_id = scoring_queue.contact_id AND s.version = scoring_queue.version)"
         ))
-
-    @staticmethod
-    def _replace_malformed(connection) -> None:
-        """Keep a copy of each malformed validation row, with its reason."""
-        columns = ", ".join(VALIDATION_COLUMNS[1:])
-        connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
-        connection.execute(sa.text(
-            f"INSERT INTO {MALFORMED} (validation_id, {columns}, reason, detected_at) "
-            f"SELECT v.id, {', '.join('v.' + c for c in VALIDATION_COLUMNS[1:])}, "
-            f"n.reason, n.detected_at FROM {MALFORMED_IDS} AS n "
-            f"JOIN platform_validations AS v ON v.id = n.validation_id"
-        ))
-
-    @staticmethod
-    def _update_last_validation(connection) -> None:
-        connection.execute(
-            sa.text(
-                f"UPDATE contacts SET last_platform_validation = n.last_platform_validation "
-                f"FROM {LAST_VALIDATION} AS n WHERE contacts.id = n.contact_id"
-            )
-        )
-

@@ -12,11 +12,16 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_history import record_changes
+from lead_scoring_assets.db.settle import (
+    copy_malformed_rows,
+    last_validation_columns,
+    malformed_ids_columns,
+    update_last_validation,
+)
 from lead_scoring_assets.db.tables import (
     CONTACT_COLUMNS,
     SCORE_COLUMNS,
     SCORING_VALIDATION_COLUMNS,
-    VALIDATION_COLUMNS,
 )
 
 MAX_ATTEMPTS = 3
@@ -132,32 +137,19 @@ class ScoringQueue:
                 "DELETE FROM malformed_validations WHERE contact_id IN "
                 "(SELECT contact_id FROM settled_batch)"))
             if not malformed.empty:
-                columns = VALIDATION_COLUMNS[1:]
                 self._fill_temporary(
-                    connection, "settled_malformed",
-                    "validation_id BIGINT PRIMARY KEY, reason VARCHAR(64)",
-                    pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"]}))
+                    connection, "settled_malformed", malformed_ids_columns(self.db),
+                    pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
+                                  "detected_at": detected_at}))
                 connection.execute(sa.text(
                     "DELETE FROM malformed_validations WHERE validation_id IN "
                     "(SELECT validation_id FROM settled_malformed)"))
-                connection.execute(
-                    sa.text(
-                        f"INSERT INTO malformed_validations (validation_id, {', '.join(columns)}, "
-                        f"reason, detected_at) SELECT v.id, "
-                        f"{', '.join('v.' + c for c in columns)}, m.reason, :detected_at "
-                        "FROM settled_malformed m JOIN platform_validations v "
-                        "ON v.id = m.validation_id"
-                    ),
-                    {"detected_at": self.db.bind_timestamp(detected_at)},
-                )
+                copy_malformed_rows(connection, "settled_malformed")
             if not last_validation.empty:
                 self._fill_temporary(
-                    connection, "settled_last_validation",
-                    f"contact_id BIGINT PRIMARY KEY, last_platform_validation {self.db.timestamp_ddl}",
+                    connection, "settled_last_validation", last_validation_columns(self.db),
                     last_validation[["contact_id", "last_platform_validation"]])
-                connection.execute(sa.text(
-                    "UPDATE contacts SET last_platform_validation = n.last_platform_validation "
-                    "FROM settled_last_validation AS n WHERE contacts.id = n.contact_id"))
+                update_last_validation(connection, "settled_last_validation")
             removed = connection.execute(sa.text(
                 "DELETE FROM scoring_queue WHERE leased_by = :owner AND EXISTS (SELECT 1 FROM "
                 "settled_batch s WHERE s.contact_id = scoring_queue.contact_id "
