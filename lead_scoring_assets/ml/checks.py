@@ -12,7 +12,12 @@ from lead_scoring_assets.ml.predictions import (
     MINIMUM_CONFIDENCE,
 )
 from lead_scoring_assets.ml.training import TIER_ROUNDING
-from lead_scoring_assets.scoring.checks import tier_case, tier_params
+from lead_scoring_assets.scoring.checks import (
+    contact_coverage,
+    count_rows,
+    tier_case,
+    tier_params,
+)
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
 FLAGS = (
@@ -21,19 +26,6 @@ FLAGS = (
 )
 COUNTS = ("platform_count", "business_account_count", "premium_account_count",
           "validation_count")
-
-
-def _count_rows(condition: str) -> str:
-    return f"coalesce(sum(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
-
-
-def _coverage(connection, table: str) -> tuple[int, int]:
-    return connection.execute(sa.text(
-        f"SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id)), "
-        f"(SELECT count(*) FROM {table} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id))"
-    )).one()
 
 
 @dataclass(frozen=True)
@@ -61,14 +53,14 @@ def feature_violations(database: Database) -> FeatureViolations:
     with database.engine.connect() as connection:
         rules = connection.execute(
             sa.text(
-                f"SELECT {_count_rows(flags)}, {_count_rows(scores)}, {_count_rows(counts)}, "
-                f"{_count_rows(ratios)}, {_count_rows(days)}, "
-                f"{_count_rows('feature_set_version <> :version')} FROM contact_features"
+                f"SELECT {count_rows(flags)}, {count_rows(scores)}, {count_rows(counts)}, "
+                f"{count_rows(ratios)}, {count_rows(days)}, "
+                f"{count_rows('feature_set_version <> :version')} FROM contact_features"
             ),
             {"cap": DEFAULT_CONFIG.platform_cap, "platforms": len(PLATFORMS),
              "geo_mismatch": DEFAULT_CONFIG.geo_mismatch_value, "version": FEATURE_SET_VERSION},
         ).one()
-        coverage = _coverage(connection, "contact_features")
+        coverage = contact_coverage(connection, "contact_features")
     return FeatureViolations(*(int(v) for v in (*rules, *coverage)))
 
 
@@ -93,14 +85,14 @@ def ml_score_violations(database: Database) -> MlScoreViolations:
         rules = connection.execute(
             sa.text(
                 "SELECT "
-                f"{_count_rows('predicted_score < 0 OR predicted_score > :total_cap')}, "
-                f"{_count_rows(f'predicted_tier <> {tier}')}, "
-                f"{_count_rows(model_confidence)}, {_count_rows(fallback_row)} "
+                f"{count_rows('predicted_score < 0 OR predicted_score > :total_cap')}, "
+                f"{count_rows(f'predicted_tier <> {tier}')}, "
+                f"{count_rows(model_confidence)}, {count_rows(fallback_row)} "
                 "FROM ml_lead_scores"
             ),
             {"total_cap": DEFAULT_CONFIG.total_cap, "fallback": FALLBACK_METHOD,
              "minimum": MINIMUM_CONFIDENCE, "fallback_confidence": FALLBACK_CONFIDENCE,
              **tier_params(DEFAULT_CONFIG)},
         ).one()
-        coverage = _coverage(connection, "ml_lead_scores")
+        coverage = contact_coverage(connection, "ml_lead_scores")
     return MlScoreViolations(*(int(v) for v in (*rules, *coverage)))

@@ -29,6 +29,21 @@ def tier_params(config: ScoringConfig) -> dict:
     return params
 
 
+def count_rows(condition: str) -> str:
+    """SQL counting the rows where ``condition`` holds (0 on an empty table)."""
+    return f"coalesce(sum(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
+
+
+def contact_coverage(connection, table: str) -> tuple[int, int]:
+    """Contacts without a row in the per-contact ``table``, and its rows without a contact."""
+    return connection.execute(sa.text(
+        f"SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id)), "
+        f"(SELECT count(*) FROM {table} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id))"
+    )).one()
+
+
 @dataclass(frozen=True)
 class ScoreViolations:
     """Rows of ``lead_scores`` breaking each rule (all zero when the table is sound)."""
@@ -43,27 +58,18 @@ class ScoreViolations:
 
 def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG) -> ScoreViolations:
     platform_rule = " OR ".join(f"{p}_score < 0 OR {p}_score > :cap" for p in PLATFORMS)
+    confidence_rule = "confidence_level < 0 OR confidence_level > 1 OR confidence_level IS NULL"
     with database.engine.connect() as connection:
         rules = connection.execute(
             sa.text(
-                "SELECT "
-                "coalesce(sum(CASE WHEN total_score < 0 OR total_score > :total_cap THEN 1 "
-                "ELSE 0 END), 0), "
-                f"coalesce(sum(CASE WHEN {platform_rule} THEN 1 ELSE 0 END), 0), "
-                f"coalesce(sum(CASE WHEN quality_tier <> {tier_case(config)} THEN 1 "
-                "ELSE 0 END), 0), "
-                "coalesce(sum(CASE WHEN confidence_level < 0 OR confidence_level > 1 "
-                "OR confidence_level IS NULL THEN 1 ELSE 0 END), 0) "
-                "FROM lead_scores"
+                f"SELECT {count_rows('total_score < 0 OR total_score > :total_cap')}, "
+                f"{count_rows(platform_rule)}, "
+                f"{count_rows(f'quality_tier <> {tier_case(config)}')}, "
+                f"{count_rows(confidence_rule)} FROM lead_scores"
             ),
             {"total_cap": config.total_cap, "cap": config.platform_cap, **tier_params(config)},
         ).one()
-        coverage = connection.execute(sa.text(
-            "SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
-            "(SELECT 1 FROM lead_scores s WHERE s.contact_id = c.id)), "
-            "(SELECT count(*) FROM lead_scores s WHERE NOT EXISTS "
-            "(SELECT 1 FROM contacts c WHERE c.id = s.contact_id))"
-        )).one()
+        coverage = contact_coverage(connection, "lead_scores")
     return ScoreViolations(*(int(v) for v in (*rules, *coverage)))
 
 
