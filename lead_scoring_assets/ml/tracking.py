@@ -184,24 +184,19 @@ def register_best(
     }).version
     decision = RegistryDecision(version=str(version), alias=CHAMPION, reason="",
                                 candidate_metrics=evaluation.as_dict())
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        champion = None
+    champion, model, problem = _resolve_champion(client, name)
     if champion is None:
         decision.reason = "no champion yet"
-    elif champion.tags.get("feature_set_version") != FEATURE_SET_VERSION:
-        decision.champion_version = str(champion.version)
-        decision.reason = (f"champion v{champion.version} uses feature set "
-                           f"{champion.tags.get('feature_set_version')}, not {FEATURE_SET_VERSION}")
     else:
         decision.champion_version = str(champion.version)
-        try:
-            current = load_model(f"models:/{name}@{CHAMPION}")
-            decision.champion_metrics = evaluate(
-                current.predict(data.x_test), data.y_test).as_dict()
-        except Exception as error:  # noqa: BLE001 - an unloadable champion must be replaced
-            decision.reason = f"champion v{champion.version} failed to load: {error}"
+        if model is not None:
+            try:
+                decision.champion_metrics = evaluate(
+                    model.predict(data.x_test), data.y_test).as_dict()
+            except Exception as error:  # noqa: BLE001 - a champion that cannot predict is replaced
+                problem = f"v{champion.version} failed to predict: {error}"
+        if problem:
+            decision.reason = f"the champion is unusable: {problem}"
         else:
             ours, theirs = evaluation.rmse, decision.champion_metrics[SELECTION_METRIC]
             if ours < theirs:
@@ -214,22 +209,32 @@ def register_best(
     return decision
 
 
-def load_champion(client: MlflowClient, target: MlflowTarget) -> tuple[ChampionModel | None, str]:
-    """The model under the ``champion`` alias, or None and the reason it can't be used."""
-    name = target.registered_model_name
+def _resolve_champion(client: MlflowClient, name: str):
+    """(version, model, problem) of the ``champion`` alias: version None when there is none;
+    model None, with the problem, when it cannot be used."""
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as error:
-        return None, f"no {CHAMPION} alias on registered model {name!r} ({error.error_code})"
+        return None, None, f"no {CHAMPION} alias on registered model {name!r} ({error.error_code})"
     if version.tags.get("feature_set_version") != FEATURE_SET_VERSION:
-        return None, (f"{name} v{version.version} was trained on feature set "
-                      f"{version.tags.get('feature_set_version')}, not {FEATURE_SET_VERSION}")
+        return version, None, (f"{name} v{version.version} was trained on feature set "
+                               f"{version.tags.get('feature_set_version')}, not "
+                               f"{FEATURE_SET_VERSION}")
     try:
         model = load_model(f"models:/{name}@{CHAMPION}")
-    except Exception as error:  # noqa: BLE001 - reported; the rule-based score stands in
-        return None, f"{name} v{version.version} failed to load: {type(error).__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 - reported to the caller, which falls back
+        return version, None, (f"{name} v{version.version} failed to load: "
+                               f"{type(error).__name__}: {error}")
+    return version, model, ""
+
+
+def load_champion(client: MlflowClient, target: MlflowTarget) -> tuple[ChampionModel | None, str]:
+    """The model under the ``champion`` alias, or None and the reason it can't be used."""
+    version, model, problem = _resolve_champion(client, target.registered_model_name)
+    if model is None:
+        return None, problem
     return ChampionModel(
         model=model, version=str(version.version),
         candidate=version.tags.get("candidate", "model"),
         rmse_by_tier=json.loads(version.tags.get("holdout_rmse_by_tier", "{}")),
-    ), f"{name} v{version.version} ({version.tags.get('candidate')})"
+    ), f"{target.registered_model_name} v{version.version} ({version.tags.get('candidate')})"
