@@ -10,7 +10,7 @@ from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
 SCORE_BUCKETS = ((0, 20), (21, 40), (41, 60), (61, 80), (81, 100))
 WELL_FORMED = (
-    "v.platform IN ('whatsapp', 'instagram', 'facebook', 'google', 'apple') "
+    f"v.platform IN ({', '.join(repr(p) for p in PLATFORMS)}) "
     "AND v.is_valid IS NOT NULL AND v.validated_at IS NOT NULL "
     "AND v.confidence_score BETWEEN 0 AND 1"
 )

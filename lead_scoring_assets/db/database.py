@@ -24,7 +24,8 @@ DATA_DIR_ENV = "LEAD_SCORING_DATA_DIR"
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "lead_scoring_alembic_version"
 """Our own Alembic version table: the database may be shared with Dagster's storage."""
-_FIRST_ID = -(2**63)
+FIRST_ID = -(2**63)
+"""Below every contact id: where a keyset walk over ids starts."""
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 _PARAM = re.compile(r"(?<!:):(\w+)")
 _PG_ARROW_TYPES = {
@@ -226,7 +227,7 @@ class Database:
         the last chunk also carries rows beyond the highest id or with no ``contact_id``,
         so every validation row is seen once.
         """
-        after = _FIRST_ID
+        after = FIRST_ID
         while True:
             contacts = self.read_frame(
                 f"SELECT {', '.join(CONTACT_COLUMNS)} FROM contacts "

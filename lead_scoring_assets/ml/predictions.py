@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.database import FIRST_ID, Database
 from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.db.tables import ML_SCORE_COLUMNS
@@ -29,7 +29,6 @@ FALLBACK_METHOD = "rule_based_fallback"
 FALLBACK_CONFIDENCE = 0.7
 MINIMUM_CONFIDENCE = 0.5
 SPREAD_SCALE = 50.0
-_FIRST_ID = -(2**63)
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def confidence_from_spread(std: np.ndarray) -> np.ndarray:
 def _read_chunks(database: Database, chunk_size: int):
     """Every contact by id, with its features (if current) and its rule-based score."""
     features = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
-    after = _FIRST_ID
+    after = FIRST_ID
     while True:
         chunk = database.read_frame(
             f"SELECT c.id AS contact_id, f.feature_set_version, f.as_of, {features}, "
