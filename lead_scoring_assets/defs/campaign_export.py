@@ -27,11 +27,8 @@ def export_campaign_segment(
     segment = Segment(min_tier=config.min_tier, min_score=config.min_score,
                       min_confidence=config.min_confidence, states=tuple(config.states),
                       limit=config.limit)
-    db = database.open()
-    try:
+    with database.open() as db:
         count = export_segment(db, segment, config.output_path, config.format)
-    finally:
-        db.dispose()
     context.log.info(f"{count} contacts written to {config.output_path}")
     return dg.Output(count, metadata={"contacts": count, "path": config.output_path,
                                       "format": config.format,

@@ -30,11 +30,8 @@ def ml_lead_scores_are_consistent(database: DatabaseResource) -> dg.AssetCheckRe
 
 
 def _violations_result(database: DatabaseResource, count_violations) -> dg.AssetCheckResult:
-    db = database.open()
-    try:
+    with database.open() as db:
         counts = vars(count_violations(db))
-    finally:
-        db.dispose()
     return dg.AssetCheckResult(
         passed=not any(counts.values()),
         metadata={name: dg.MetadataValue.int(count) for name, count in counts.items()},
@@ -45,11 +42,8 @@ def _violations_result(database: DatabaseResource, count_violations) -> dg.Asset
 @dg.asset_check(asset="ladas_reference", blocking=True)
 def ladas_reference_covers_mexico(database: DatabaseResource) -> dg.AssetCheckResult:
     """All 32 states present, and at least ``MINIMUM_LADAS`` LADAs."""
-    db = database.open()
-    try:
+    with database.open() as db:
         coverage = lada_coverage(db)
-    finally:
-        db.dispose()
     return dg.AssetCheckResult(
         passed=not coverage.missing_states and coverage.ladas >= MINIMUM_LADAS,
         metadata={"ladas": coverage.ladas, "minimum_ladas": MINIMUM_LADAS,

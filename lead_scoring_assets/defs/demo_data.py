@@ -26,13 +26,10 @@ def generate_demo_data_op(
 ) -> None:
     """Generate and load the demo contacts and validations."""
     started = time.perf_counter()
-    db = database.open()
-    try:
+    with database.open() as db:
         report = load_demo_data(
             db, config.contacts, config.seed, config.as_of, config.replace_existing
         )
-    finally:
-        db.dispose()
     seconds = round(time.perf_counter() - started, 2)
     context.log.info(f"loaded {report.contacts} contacts, {report.validations} validations in {seconds}s")
     context.log_event(

@@ -26,12 +26,9 @@ def score_queued_contacts(
     """Claim a batch of the queue, score it with the advanced_v1 engine, upsert the scores."""
     as_of = config.as_of or run_start(context)
     with retry_on_transient_database_errors(context):
-        db = database.open()
-        try:
+        with database.open() as db:
             report = score_queued(db, as_of, owner=context.run_id, batch_size=config.batch_size,
                                   lease_seconds=config.lease_seconds)
-        finally:
-            db.dispose()
     if report.skipped_reason:
         context.log.info(f"nothing scored: {report.skipped_reason}")
         return

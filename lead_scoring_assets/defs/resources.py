@@ -1,6 +1,8 @@
 """Resources: the operational database (by SQLAlchemy URL) and MLflow (by tracking URI)."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -13,15 +15,19 @@ class DatabaseResource(dg.ConfigurableResource):
 
     url: str
 
-    def open(self) -> Database:
-        """A ``Database`` on this URL that fails clearly if the schema is missing."""
+    @contextmanager
+    def open(self) -> Iterator[Database]:
+        """A ``Database`` on this URL, disposed on leaving; fails clearly if the schema is
+        missing."""
         database = Database(self.url)
-        if database.current_revision() is None:
+        try:
+            if database.current_revision() is None:
+                raise RuntimeError(
+                    "the database has no lead-scoring schema: run `lead-scoring db upgrade` first"
+                )
+            yield database
+        finally:
             database.dispose()
-            raise RuntimeError(
-                "the database has no lead-scoring schema: run `lead-scoring db upgrade` first"
-            )
-        return database
 
 
 class MlflowResource(dg.ConfigurableResource):

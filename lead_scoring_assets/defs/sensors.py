@@ -33,11 +33,8 @@ def build_scoring_queue_sensor(
         f"{batch_size} claimable queue entries, at most {max_runs} in flight.",
     )
     def scoring_queue_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
-        db = database.open()
-        try:
+        with database.open() as db:
             depth = ScoringQueue(db).depth()
-        finally:
-            db.dispose()
         if depth.claimable == 0:
             return dg.SkipReason(
                 f"queue empty ({depth.leased} leased, {depth.dead_letters} dead letters)"

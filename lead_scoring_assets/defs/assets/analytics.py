@@ -26,13 +26,10 @@ def lead_scoring_analytics(
     """Premium leads, average score, validated and multi-platform contacts, score and tier
     distributions, validation success per platform and per state, with charts; each run's
     figures are appended to ``lead_scoring_analytics_history``."""
-    db = database.open()
-    try:
+    with database.open() as db:
         figures = compute_figures(db)
         previous = previous_tier_distribution(db)
         append_figures(db, figures, context.run_id, datetime.now(UTC))
-    finally:
-        db.dispose()
     drift = {}
     if previous:
         total = sum(previous.values()) or 1

@@ -33,8 +33,7 @@ def contact_features(
     """One row of features_v1 per contact (24 numeric features, no phone number or name),
     computed in chunks from the scorer's own intermediates and swapped in at once."""
     with retry_on_transient_database_errors(context):
-        db = database.open()
-        try:
+        with database.open() as db:
             as_of, source = config.as_of, "config"
             if as_of is None:
                 as_of, source = latest_scores_as_of(db), "lead_scores"
@@ -42,8 +41,6 @@ def contact_features(
                 as_of, source = run_start(context), "run start"
             context.log.info(f"contact features at as_of={as_of} ({source})")
             report = build_contact_features(db, as_of, chunk_size=config.chunk_size)
-        finally:
-            db.dispose()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": report.as_of.isoformat(),

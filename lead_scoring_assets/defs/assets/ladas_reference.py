@@ -11,11 +11,8 @@ def ladas_reference(database: DatabaseResource) -> dg.MaterializeResult:
     """(lada, state_name) pairs from the phonenumbers geocoder for +52, one row per state of a
     multi-state LADA; LADAs whose description names no state are left out."""
     frame = build_lada_reference()
-    db = database.open()
-    try:
+    with database.open() as db:
         db.replace_rows("ladas_reference", frame)
-    finally:
-        db.dispose()
     per_lada = frame.groupby("lada").size()
     return dg.MaterializeResult(
         metadata={

@@ -35,13 +35,10 @@ def lead_scores(
     ``malformed_validations`` with their reason."""
     as_of = config.as_of or run_start(context)
     with retry_on_transient_database_errors(context):
-        db = database.open()
-        try:
+        with database.open() as db:
             context.log.info(f"full rescoring at as_of={as_of} on {redact(str(db.url))}")
             report = rescore_all(db, as_of, chunk_size=config.chunk_size,
                                  run_id=context.run_id)
-        finally:
-            db.dispose()
     if report.malformed_by_reason:
         context.log.warning(
             f"{sum(report.malformed_by_reason.values())} malformed validation rows kept in "

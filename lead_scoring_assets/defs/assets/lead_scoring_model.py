@@ -48,14 +48,12 @@ def lead_scoring_model(
         raise dg.Failure(f"unknown candidates {unknown}; known: {sorted(CANDIDATES)}")
     target = mlflow.target()
     with retry_on_transient_database_errors(context):
-        db = database.open()
-        try:
-            report = retrain(db, target, config.candidates, config.sample_size, config.seed,
-                             dagster_run_id=context.run_id)
-        except NotEnoughTrainingData as error:
-            raise dg.Failure(description=str(error)) from error
-        finally:
-            db.dispose()
+        with database.open() as db:
+            try:
+                report = retrain(db, target, config.candidates, config.sample_size, config.seed,
+                                 dagster_run_id=context.run_id)
+            except NotEnoughTrainingData as error:
+                raise dg.Failure(description=str(error)) from error
     data, decision = report.data, report.decision
     if data.score_as_of_mismatches:
         context.log.warning(

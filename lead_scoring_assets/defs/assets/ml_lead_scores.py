@@ -39,11 +39,8 @@ def ml_lead_scores(
         context.log.warning(f"no usable champion model ({reason}): every contact gets the "
                             "rule-based score with confidence 0.7")
     with retry_on_transient_database_errors(context):
-        db = database.open()
-        try:
+        with database.open() as db:
             report = write_ml_scores(db, champion, chunk_size=config.chunk_size)
-        finally:
-            db.dispose()
     if champion is not None and report.by_method.get(FALLBACK_METHOD):
         context.log.warning(f"{report.by_method[FALLBACK_METHOD]} contacts have no current "
                             "features and got the rule-based score: rematerialise "
