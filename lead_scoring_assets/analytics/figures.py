@@ -32,6 +32,11 @@ class Figures:
     platform_success: pd.DataFrame
     by_state: pd.DataFrame
 
+    def success_rates(self) -> dict[str, float]:
+        """Each platform's validation success rate."""
+        return dict(zip(self.platform_success["platform"], self.platform_success["success_rate"],
+                        strict=True))
+
     def tier_shares(self) -> dict[str, float]:
         return {t: (n / self.contacts if self.contacts else 0.0)
                 for t, n in self.tier_distribution.items()}

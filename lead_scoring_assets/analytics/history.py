@@ -35,7 +35,6 @@ def append_figures(database: Database, figures: Figures, run_id: str | None, com
                 "multi": figures.multi_platform_contacts,
                 "tiers": json.dumps(figures.tier_distribution),
                 "scores": json.dumps(figures.score_distribution),
-                "platforms": json.dumps(dict(zip(figures.platform_success["platform"],
-                                                 figures.platform_success["success_rate"]))),
+                "platforms": json.dumps(figures.success_rates()),
             },
         )

@@ -41,9 +41,7 @@ def lead_scoring_analytics(
     charts = "\n\n".join([
         bar_chart_markdown(figures.score_distribution, "Score distribution"),
         bar_chart_markdown(figures.tier_distribution, "Tier distribution", "#6a9f58"),
-        bar_chart_markdown(dict(zip(figures.platform_success["platform"],
-                                    figures.platform_success["success_rate"])),
-                           "Validation success rate", "#c07a2c"),
+        bar_chart_markdown(figures.success_rates(), "Validation success rate", "#c07a2c"),
     ])
     return dg.MaterializeResult(metadata={
         "contacts": figures.contacts,
