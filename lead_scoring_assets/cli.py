@@ -43,7 +43,8 @@ def _demo(args: argparse.Namespace) -> int:
             ("demo_data_job", {"ops": {"generate_demo_data_op": {"config": {
                 "contacts": args.contacts, "seed": args.seed, "as_of": args.as_of,
                 "replace_existing": True}}}}),
-            ("full_rescore_job", {"ops": {"lead_scores": {"config": {"as_of": args.as_of}}}}),
+            ("full_rescore_job",
+             {"ops": {"staged_lead_scores": {"config": {"as_of": args.as_of}}}}),
             ("nightly_retrain_job", {}),
         ):
             result = definitions.resolve_job_def(job_name).execute_in_process(

@@ -5,7 +5,7 @@ vectorised engine; only the state normalisation function is shared, as the spec 
 """
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from lead_scoring_assets.geography.states import normalize_state
 
@@ -26,7 +26,7 @@ def days(a: datetime, b: datetime) -> int:
     return max(0, math.floor((b - a).total_seconds() / 86400))
 
 
-def malformed_reason(row: dict, contact_ids: set) -> str | None:
+def malformed_reason(row: dict, contact_ids: set, as_of: datetime) -> str | None:
     confidence = row.get("confidence_score")
     if row.get("contact_id") is None or row["contact_id"] not in contact_ids:
         return "unknown_contact"
@@ -40,6 +40,8 @@ def malformed_reason(row: dict, contact_ids: set) -> str | None:
         return "missing_confidence_score"
     if confidence < 0 or confidence > 1:
         return "confidence_score_out_of_range"
+    if row["validated_at"] > as_of + timedelta(hours=24):
+        return "validated_in_future"
     return None
 
 
@@ -52,7 +54,9 @@ def tier(total: int) -> str:
 
 
 def reference_score(contact: dict, rows: list[dict], lada_pairs: set, as_of: datetime) -> dict:
-    """The §8 fields of one contact; ``rows`` are its non-malformed validation rows."""
+    """The §8 fields of one contact; ``rows`` are its non-malformed validation rows (§2 v1.1:
+    those dated after ``as_of`` take no part)."""
+    rows = [r for r in rows if r["validated_at"] <= as_of]
     current: dict[str, dict] = {}
     for row in rows:
         best = current.get(row["platform"])
@@ -115,6 +119,7 @@ def reference_score(contact: dict, rows: list[dict], lada_pairs: set, as_of: dat
         "platform_count": len(active),
         "business_account_count": b,
         "premium_account_count": q,
+        "last_validated_at": max((r["validated_at"] for r in rows), default=None),
         "points": points,
         "factors": factors,
         "bonus": {"platform_count": count_bonus, "synergy": synergy, "business": business,

@@ -72,8 +72,8 @@ def test_edge_cases_are_present(demo):
     assert (~contacts["lada"].isin(build_lada_reference()["lada"]) & contacts["lada"].notna()
             & (contacts["lada"] != "  ")).any()
     assert (~contacts["id"].isin(validations["contact_id"])).mean() > 0.05
-    reasons = classify_malformed(validations, contacts["id"].to_numpy()).value_counts()
-    assert len(reasons) == 6 and reasons.sum() / len(validations) < 0.01
+    reasons = classify_malformed(validations, contacts["id"].to_numpy(), AS_OF).value_counts()
+    assert len(reasons) == 7 and reasons.sum() / len(validations) < 0.01
     per_slot = validations.groupby(["contact_id", "platform"])
     assert (per_slot.size() > 1).mean() > 0.2
     assert per_slot["validated_at"].apply(lambda s: s.duplicated().any()).any()

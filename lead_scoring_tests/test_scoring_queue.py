@@ -110,9 +110,9 @@ def test_contact_enqueued_again_while_in_flight_is_scored_by_a_later_run(demo_da
     _add_validation(demo_database, 5, 10**8 + 1, platform="apple")
     result = incremental.score_chunk(
         contacts, validations, incremental.read_lada_reference(demo_database), LATER)
-    removed, _ = queue.complete("run-a", claimed, result.scores, result.malformed,
-                             pd.DataFrame(), LATER)
-    assert removed == 0
+    settlement = queue.complete("run-a", claimed, result.scores, result.malformed,
+                                pd.DataFrame(), LATER)
+    assert (settlement.removed, settlement.scored) == (0, 0)
     assert queue.depth().claimable == 1
     report = score_queued(demo_database, LATER, owner="run-b")
     assert report.removed == 1

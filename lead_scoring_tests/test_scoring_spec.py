@@ -89,6 +89,7 @@ def test_worked_example_of_the_spec():
                                   "total": 5}
     assert breakdown["as_of"] == AS_OF.isoformat()
     assert row.calculation_method == "advanced_v1"
+    assert row.calculation_version == "advanced_v1.1"
 
 
 def test_contact_without_validations():
@@ -143,6 +144,33 @@ def test_malformed_rows_are_reported_and_never_score(fields, reason):
     assert result.malformed["id"].tolist() == [bad["id"]]
     row = result.scores.iloc[0]
     assert (row.total_score, row.confidence_level) == (0, 0.0)
+
+
+def test_row_dated_far_in_the_future_is_malformed_and_hides_nothing():
+    row_2099 = validation("whatsapp", valid=False, days_ago=None,
+                          validated_at=pd.Timestamp("2099-01-01T00:00:00Z"))
+    result = score([contact()], [validation("whatsapp", confidence=1.0, days_ago=2), row_2099])
+    assert result.malformed["reason"].tolist() == ["validated_in_future"]
+    assert result.scores.iloc[0].whatsapp_score > 0
+    assert result.last_validated_at.iloc[0] == AS_OF - 2 * DAY
+    assert result.rows_after_as_of == 0
+
+
+@pytest.mark.parametrize("hours_after", [1, 24])
+def test_row_dated_after_as_of_takes_no_part_and_is_counted(hours_after):
+    later = validation("whatsapp", valid=False, confidence=0.1, days_ago=None,
+                       validated_at=AS_OF + timedelta(hours=hours_after))
+    with_later = score([contact()], [validation("whatsapp", confidence=1.0, days_ago=2), later])
+    without = score([contact()], [validation("whatsapp", confidence=1.0, days_ago=2)])
+    assert with_later.malformed.empty
+    assert with_later.rows_after_as_of == 1
+    pd.testing.assert_frame_equal(with_later.scores, without.scores)
+    assert with_later.last_validated_at.iloc[0] == AS_OF - 2 * DAY
+
+
+def test_row_dated_exactly_at_as_of_takes_part():
+    row = one([contact()], [validation("google", confidence=1.0, days_ago=0)])
+    assert row.google_score > 0
 
 
 def test_malformed_newer_row_does_not_hide_older_valid_row():
@@ -226,7 +254,9 @@ moments = st.one_of(
     st.none(),
     st.sampled_from([AS_OF - DAY, AS_OF - 3 * DAY, AS_OF - 45 * DAY]),
     st.integers(0, 90 * 24).map(lambda h: AS_OF - timedelta(hours=h)),
-    st.just(AS_OF + DAY),
+    st.sampled_from([AS_OF, AS_OF + DAY, AS_OF + timedelta(hours=1),
+                     AS_OF + DAY + timedelta(microseconds=1), AS_OF + 40 * DAY,
+                     pd.Timestamp("2099-01-01T00:00:00Z")]),
 )
 
 
@@ -261,7 +291,7 @@ def test_engine_matches_the_plain_reading_of_the_spec(batch):
     contacts, rows = batch
     result = score(contacts, rows)
     contact_ids = {c["id"] for c in contacts}
-    reasons = {r["id"]: malformed_reason(r, contact_ids) for r in rows}
+    reasons = {r["id"]: malformed_reason(r, contact_ids, AS_OF) for r in rows}
     assert dict(zip(result.malformed["id"], result.malformed["reason"])) == {
         i: r for i, r in reasons.items() if r is not None}
     scores = result.scores.set_index("contact_id")
@@ -276,3 +306,7 @@ def test_engine_matches_the_plain_reading_of_the_spec(batch):
         assert breakdown["points_before_quality"] == expected["points"]
         assert breakdown["quality_factors"] == pytest.approx(expected["factors"], abs=0)
         assert breakdown["bonus"] == expected["bonus"]
+        last = result.last_validated_at.loc[c["id"]]
+        assert (None if pd.isna(last) else last) == expected["last_validated_at"]
+    after = [r for r in rows if reasons[r["id"]] is None and r["validated_at"] > AS_OF]
+    assert result.rows_after_as_of == len(after)

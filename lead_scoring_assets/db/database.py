@@ -115,7 +115,10 @@ class Database:
             connection.close()
 
     def read_frame(self, sql: str, params: dict | None = None) -> pd.DataFrame:
-        """Run a query with ``:name`` parameters and return its rows as a DataFrame."""
+        """Run a query with ``:name`` parameters and return its rows as a DataFrame.
+
+        Integer columns stay integers when they hold NULLs (nullable ``Int64``, never float64,
+        which cannot hold ids above 2**53 exactly)."""
         params = params or {}
         if self.dialect == "postgresql":
             names: list[str] = []
@@ -128,9 +131,9 @@ class Database:
             with self.adbc_connection() as connection, connection.cursor() as cursor:
                 cursor.execute(adbc_sql, parameters=tuple(params[n] for n in names) or None)
                 table = cursor.fetch_arrow_table()
-            return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+            return _arrow_frame(table)
         with self.engine.connect() as connection:
-            return pd.read_sql(sa.text(sql), connection, params=params)
+            return _sqlite_frame(connection.execute(sa.text(sql), params))
 
     def append_frame(self, table: str, frame: pd.DataFrame, connection=None) -> None:
         """Append the rows of ``frame`` (columns named as the table's) to ``table``.
@@ -252,6 +255,32 @@ class Database:
             )
             yield contacts, validations
             return
+
+
+def _arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a DataFrame: booleans nullable, integer columns with NULLs ``Int64``."""
+    frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+    for field in table.schema:
+        if pa.types.is_integer(field.type) and table.column(field.name).null_count:
+            frame[field.name] = pd.array(table.column(field.name).to_pylist(), dtype="Int64")
+    return frame
+
+
+def _sqlite_frame(result: sa.CursorResult) -> pd.DataFrame:
+    """A SQLite result as a DataFrame, inferred as ``pd.read_sql`` does, except that a column
+    of integers with NULLs is ``Int64`` instead of float64."""
+    names = list(result.keys())
+    rows = result.fetchall()
+    columns = {}
+    for i, name in enumerate(names):
+        values = [row[i] for row in rows]
+        present = [v for v in values if v is not None]
+        exact = present and len(present) < len(values) and all(type(v) is int for v in present)
+        columns[name] = pd.array(values, dtype="Int64") if exact else values
+    if not rows:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+    return pd.DataFrame.from_records(rows, columns=names, coerce_float=True).assign(
+        **{name: column for name, column in columns.items() if not isinstance(column, list)})
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

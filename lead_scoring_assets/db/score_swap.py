@@ -1,7 +1,7 @@
-"""Write a full rescoring aside, then swap it in at once.
+"""Stage a full rescoring aside, audit it, then swap it in at once.
 
-Readers see the previous ``lead_scores`` until the swap commits; a failed or killed run
-leaves only staging tables behind, which the next run drops.
+Readers see the previous ``lead_scores`` until the swap commits; a failed, killed or refused
+run leaves only staging tables behind, which the next run drops.
 """
 
 import pandas as pd
@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_history import record_changes
-from lead_scoring_assets.db.scoring_queue import SCORING_LOCK
 from lead_scoring_assets.db.settle import (
     copy_malformed_rows,
     last_validation_columns,
@@ -17,6 +16,7 @@ from lead_scoring_assets.db.settle import (
     update_last_validation,
 )
 from lead_scoring_assets.db.staged_table import StagedTable
+from lead_scoring_assets.db.writer_lock import WriterLock
 
 SCORES = "lead_scores"
 MALFORMED = "malformed_validations"
@@ -24,42 +24,48 @@ STAGED_SCORES = "lead_scores_next"
 MALFORMED_IDS = "malformed_validation_ids_next"
 LAST_VALIDATION = "contact_last_validation_next"
 QUEUE_SNAPSHOT = "scoring_queue_snapshot_next"
-_FULL_RESCORE_LOCK = 7_301_265_001
+FULL_RESCORE_LEASE_SECONDS = 900
+"""How long a full rescoring's lock outlives its last sign of life (a staged chunk, the end of
+staging): long enough for the audit and the publish step."""
+INCREMENTAL_WAIT_SECONDS = 600
+"""How long a full rescoring waits for running incremental runs to settle."""
+
+
+def scoring_lock(database: Database, holder: str, lease_seconds: float) -> WriterLock:
+    """The lock every writer of ``lead_scores`` takes: full rescorings exclusively,
+    incremental runs shared."""
+    return WriterLock(database, SCORES, holder, lease_seconds)
 
 
 class ScoreSwap(StagedTable):
-    """Stage scores, malformed rows and ``last_platform_validation`` changes; swap on success.
+    """Stage scores, malformed rows and ``last_platform_validation`` changes; publish them
+    together once audited.
 
-    Use as a context manager: leaving the block normally commits the swap; an exception
-    drops the staging tables and leaves every live table as it was. On PostgreSQL the run
-    holds the scoring lock exclusively from start to swap, so no incremental run writes
-    scores the swap would overwrite; queue entries present at the start (at the version
-    then) are covered by this run and removed at the swap.
+    ``with swap.stage(): swap.add(...)`` builds the staged tables under the scoring lock held
+    exclusively (incremental runs wait), and keeps the lock for the publish step; ``publish()``
+    (possibly another process of the same run) checks that the run still holds its lease and
+    swaps everything in one transaction; ``discard()`` drops the staged rows and releases the
+    lock. Queue entries present at the start (at the version then) are covered by this run and
+    removed at the swap.
     """
 
-    def __init__(self, database: Database, run_id: str | None = None, as_of=None):
-        super().__init__(database, SCORES)
-        self.run_id = run_id
-        self.as_of = as_of
+    def __init__(self, database: Database, run_id: str | None = None, as_of=None,
+                 lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+                 wait_seconds: float = INCREMENTAL_WAIT_SECONDS):
+        super().__init__(database, SCORES, run_id=run_id, as_of=as_of)
+        self.lock = scoring_lock(database, self.run_id, lease_seconds)
+        self.wait_seconds = wait_seconds
         self.history_rows = 0
 
     def _take_lock(self) -> None:
-        if self.db.dialect != "postgresql":
-            return
-        self._lock = self.db.engine.connect()
-        got = self._lock.execute(
-            sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FULL_RESCORE_LOCK}
-        ).scalar()
-        if not got:
-            raise RuntimeError("another full rescoring is running on this database")
-        self._lock.execute(sa.text("SET LOCAL lock_timeout = '10min'"))
-        self._lock.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCORING_LOCK})
+        self.lock.acquire_exclusive(wait_seconds=self.wait_seconds)
 
-    def _release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.rollback()
-            self._lock.close()
-            self._lock = None
+    def _release_lock(self, failed: bool) -> None:
+        """A failed build releases the lock; a staged one keeps it (renewed) for its publish."""
+        if failed:
+            self.lock.release()
+        else:
+            self.lock.renew()
 
     def create(self, connection) -> None:
         """The staged scores plus the tables of malformed rows, last validations and the
@@ -84,7 +90,8 @@ class ScoreSwap(StagedTable):
         last_validation_changes: pd.DataFrame,
         detected_at: pd.Timestamp,
     ) -> None:
-        """Stage one chunk: its score rows, malformed rows and changed last validations."""
+        """Stage one chunk: its score rows, malformed rows and changed last validations; the
+        lock's lease is renewed."""
         self.db.append_frame(STAGED_SCORES, scores, self._connection)
         kept = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
                              "detected_at": detected_at})
@@ -92,24 +99,34 @@ class ScoreSwap(StagedTable):
         self.db.append_frame(LAST_VALIDATION, last_validation_changes, self._connection)
         if self._connection is not None:
             self._connection.commit()
+        self.lock.renew()
 
     def drop(self, connection) -> None:
         for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION, QUEUE_SNAPSHOT):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
+    def discard(self) -> None:
+        """Drop the staged rows (a failed build or audit) and release the scoring lock."""
+        super().discard()
+        self.lock.release()
+
+    def before_swap(self, connection) -> None:
+        """Fencing first (this run still holds its lease), then history rows for every changed
+        score, before the old scores go."""
+        self.lock.verify(connection)
+        self.staged_build(connection)
+        self.history_rows = record_changes(connection, STAGED_SCORES, self.run_id,
+                                           self.db.bind_timestamp(self.as_of))
+
     def after_swap(self, connection) -> None:
-        """Everything else the run staged, in the swap's transaction."""
+        """Everything else the run staged, in the swap's transaction; the lock is released
+        when it commits."""
         connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
         copy_malformed_rows(connection, MALFORMED_IDS)
         update_last_validation(connection, LAST_VALIDATION)
         self._settle_queue(connection)
         self.drop(connection)
-
-    def before_swap(self, connection) -> None:
-        """History rows for every changed score, before the old scores go."""
-        self.history_rows = record_changes(
-            connection, STAGED_SCORES, self.run_id, self.db.bind_timestamp(self.as_of)
-        )
+        self.lock.release(connection)
 
     @staticmethod
     def _settle_queue(connection) -> None:

@@ -1,8 +1,10 @@
 """The scoring queue: claim a batch of dirty contacts, then settle it in one transaction.
 
 A claim is a lease: ``leased_by`` names the run, ``leased_until`` when the claim lapses, so
-the entries of a crashed run become claimable again. An entry is removed only if its
-``version`` is still the one claimed: a contact enqueued again meanwhile stays queued.
+the entries of a crashed run become claimable again. Every claim counts an attempt, so a batch
+that kills its worker is dead-lettered after ``MAX_ATTEMPTS`` claims. Settling is fenced: a
+run writes only the contacts whose entries it still holds (its lease unexpired, at the version
+it claimed) and never replaces a score computed at a later ``as_of``.
 """
 
 from dataclasses import dataclass
@@ -25,8 +27,13 @@ from lead_scoring_assets.db.tables import (
 )
 
 MAX_ATTEMPTS = 3
-SCORING_LOCK = 7_301_265_002
-"""Advisory lock: incremental runs hold it shared, a full rescoring's swap exclusive."""
+CLAIM_ORDER = (
+    "CASE WHEN leased_by = :owner THEN 0 WHEN leased_until IS NOT NULL THEN 1 ELSE 2 END, "
+    "priority DESC, updated_at, contact_id"
+)
+"""The one claim order, the same on both dialects: a retry's own entries, then entries whose
+lease expired, then by priority (highest first), then oldest first."""
+LOST_WORKER_ERROR = f"claimed {MAX_ATTEMPTS} times without settling (the run's worker died)"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,19 @@ class QueueDepth:
     claimable: int
     leased: int
     dead_letters: int
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling a batch did: scores written, entries removed, history rows written, and
+    contacts left alone because the run no longer held their entry or a later score was
+    stored."""
+
+    scored: int
+    removed: int
+    history_rows: int
+    skipped_lost_lease: int
+    skipped_newer_score: int
 
 
 def _now(dialect: str) -> str:
@@ -66,19 +86,24 @@ class ScoringQueue:
         return QueueDepth(*row)
 
     def claim(self, owner: str, batch_size: int, lease_seconds: int) -> pd.DataFrame:
-        """Lease up to ``batch_size`` entries, highest priority and oldest first; returns their
-        ``contact_id``, ``version`` and ``attempts``. Entries already leased by ``owner`` (a
-        retry of the same run) are taken back first."""
+        """Lease up to ``batch_size`` entries in ``CLAIM_ORDER``, counting an attempt each;
+        returns their ``contact_id``, ``version`` and ``attempts``. Claimable entries already
+        claimed ``MAX_ATTEMPTS`` times move to ``scoring_dead_letters`` first."""
         skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgresql" else ""
+        claimable = (f"(leased_until IS NULL OR leased_until < {self.now} "
+                     "OR leased_by = :owner)")
         with self.db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "UPDATE scoring_queue SET last_error = :error "
+                f"WHERE attempts >= :max AND {claimable}"),
+                {"error": LOST_WORKER_ERROR, "max": MAX_ATTEMPTS, "owner": owner})
+            self._dead_letter(connection, f"attempts >= :max AND {claimable}", {"owner": owner})
             rows = connection.execute(
                 sa.text(
-                    f"UPDATE scoring_queue SET leased_by = :owner, "
+                    f"UPDATE scoring_queue SET leased_by = :owner, attempts = attempts + 1, "
                     f"leased_until = {_lease_end(self.db.dialect)}, last_attempt_at = {self.now} "
                     "WHERE contact_id IN (SELECT contact_id FROM scoring_queue "
-                    f"WHERE leased_until IS NULL OR leased_until < {self.now} "
-                    "OR leased_by = :owner "
-                    "ORDER BY (leased_by = :owner) DESC, priority DESC, updated_at, contact_id "
+                    f"WHERE {claimable} ORDER BY {CLAIM_ORDER} "
                     f"LIMIT :batch_size{skip_locked}) "
                     "RETURNING contact_id, version, attempts"
                 ),
@@ -109,30 +134,56 @@ class ScoringQueue:
         malformed: pd.DataFrame,
         last_validation: pd.DataFrame,
         detected_at: pd.Timestamp,
-    ) -> tuple[int, int]:
-        """In one transaction: record score history, upsert the scores, delete the scores of claimed contacts that no
-        longer exist, replace their malformed rows, update ``last_platform_validation``, and
-        remove the claimed entries still at their claimed version (the rest are released).
-        Returns how many entries were removed and how many history rows were written."""
-        history_rows = 0
+        lock=None,
+    ) -> Settlement:
+        """Settle a batch in one transaction, fenced.
+
+        First ``lock`` (the run's ``WriterLock``) is verified and the claimed entries are
+        locked; a contact is settled only if ``owner`` still holds its entry (lease unexpired,
+        version as claimed) and no score computed at a later ``as_of`` is stored. For those:
+        score history, the upserted scores, removal of the scores of contacts that no longer
+        exist, their malformed rows, ``last_platform_validation``, and their queue entries.
+        The others stay queued (released, attempts reset) for a later run."""
         with self.db.engine.begin() as connection:
+            if lock is not None:
+                lock.verify(connection)
             self._fill_temporary(connection, "settled_batch",
                                  "contact_id BIGINT PRIMARY KEY, version BIGINT NOT NULL",
                                  claimed[["contact_id", "version"]])
-            connection.execute(sa.text(
-                "DELETE FROM lead_scores WHERE contact_id IN (SELECT s.contact_id FROM "
-                "settled_batch s WHERE NOT EXISTS (SELECT 1 FROM contacts c "
-                "WHERE c.id = s.contact_id))"))
+            if self.db.dialect == "postgresql":
+                connection.execute(sa.text(
+                    "SELECT 1 FROM scoring_queue WHERE contact_id IN "
+                    "(SELECT contact_id FROM settled_batch) FOR UPDATE")).all()
+            lost = connection.execute(sa.text(
+                "DELETE FROM settled_batch WHERE NOT EXISTS (SELECT 1 FROM scoring_queue q "
+                "WHERE q.contact_id = settled_batch.contact_id AND q.version = "
+                f"settled_batch.version AND q.leased_by = :owner AND q.leased_until >= {self.now})"
+            ), {"owner": owner}).rowcount
+            newer = history_rows = written = 0
             if not scores.empty:
                 self._fill_temporary(connection, "settled_scores", None,
                                      scores[list(SCORE_COLUMNS)])
+                newer = connection.execute(sa.text(
+                    "DELETE FROM settled_batch WHERE contact_id IN (SELECT s.contact_id FROM "
+                    "settled_scores s JOIN lead_scores o ON o.contact_id = s.contact_id "
+                    "WHERE o.last_calculated_at > s.last_calculated_at)")).rowcount
+                connection.execute(sa.text(
+                    "DELETE FROM settled_scores WHERE contact_id NOT IN "
+                    "(SELECT contact_id FROM settled_batch)"))
+                written = connection.execute(
+                    sa.text("SELECT count(*) FROM settled_scores")).scalar_one()
                 history_rows = record_changes(connection, "settled_scores", owner,
                                               self.db.bind_timestamp(detected_at))
                 updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
                 connection.execute(sa.text(
                     f"INSERT INTO lead_scores ({', '.join(SCORE_COLUMNS)}) SELECT "
                     f"{', '.join(SCORE_COLUMNS)} FROM settled_scores WHERE true "
-                    f"ON CONFLICT (contact_id) DO UPDATE SET {updates}"))
+                    f"ON CONFLICT (contact_id) DO UPDATE SET {updates} "
+                    "WHERE lead_scores.last_calculated_at <= excluded.last_calculated_at"))
+            connection.execute(sa.text(
+                "DELETE FROM lead_scores WHERE contact_id IN (SELECT s.contact_id FROM "
+                "settled_batch s WHERE NOT EXISTS (SELECT 1 FROM contacts c "
+                "WHERE c.id = s.contact_id))"))
             connection.execute(sa.text(
                 "DELETE FROM malformed_validations WHERE contact_id IN "
                 "(SELECT contact_id FROM settled_batch)"))
@@ -142,6 +193,9 @@ class ScoringQueue:
                     pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
                                   "detected_at": detected_at}))
                 connection.execute(sa.text(
+                    "DELETE FROM settled_malformed WHERE validation_id NOT IN (SELECT v.id FROM "
+                    "platform_validations v JOIN settled_batch s ON s.contact_id = v.contact_id)"))
+                connection.execute(sa.text(
                     "DELETE FROM malformed_validations WHERE validation_id IN "
                     "(SELECT validation_id FROM settled_malformed)"))
                 copy_malformed_rows(connection, "settled_malformed")
@@ -149,15 +203,18 @@ class ScoringQueue:
                 self._fill_temporary(
                     connection, "settled_last_validation", last_validation_columns(self.db),
                     last_validation[["contact_id", "last_platform_validation"]])
+                connection.execute(sa.text(
+                    "DELETE FROM settled_last_validation WHERE contact_id NOT IN "
+                    "(SELECT contact_id FROM settled_batch)"))
                 update_last_validation(connection, "settled_last_validation")
             removed = connection.execute(sa.text(
                 "DELETE FROM scoring_queue WHERE leased_by = :owner AND EXISTS (SELECT 1 FROM "
                 "settled_batch s WHERE s.contact_id = scoring_queue.contact_id "
                 "AND s.version = scoring_queue.version)"), {"owner": owner}).rowcount
             connection.execute(sa.text(
-                "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL "
+                "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL, attempts = 0 "
                 "WHERE leased_by = :owner"), {"owner": owner})
-        return removed, history_rows
+        return Settlement(written, removed, history_rows, lost, newer)
 
     def _fill_temporary(self, connection, table: str, columns: str | None,
                         frame: pd.DataFrame) -> None:
@@ -175,25 +232,35 @@ class ScoringQueue:
             connection.execute(sa.text(f"ANALYZE {table}"))
 
     def fail(self, owner: str, errors: dict[int, str]) -> int:
-        """Record failures: ``attempts`` + 1 and the error; an entry at ``MAX_ATTEMPTS`` moves
-        to ``scoring_dead_letters``. Returns how many moved."""
+        """Record failures of entries ``owner`` still holds: the error, lease released; an
+        entry claimed ``MAX_ATTEMPTS`` times moves to ``scoring_dead_letters``. Returns how
+        many moved."""
         with self.db.engine.begin() as connection:
+            held = []
             for contact_id, error in errors.items():
-                connection.execute(sa.text(
-                    "UPDATE scoring_queue SET attempts = attempts + 1, last_error = :error, "
-                    "leased_by = NULL, leased_until = NULL WHERE contact_id = :id "
-                    "AND leased_by = :owner"),
-                    {"error": error[:2000], "id": contact_id, "owner": owner})
-            connection.execute(
-                sa.text(
-                    "INSERT INTO scoring_dead_letters (contact_id, attempts, last_error, "
-                    f"first_enqueued_at, failed_at) SELECT contact_id, attempts, last_error, "
-                    f"created_at, {self.now} FROM scoring_queue WHERE attempts >= :max "
-                    "ON CONFLICT (contact_id) DO UPDATE SET attempts = excluded.attempts, "
-                    "last_error = excluded.last_error, failed_at = excluded.failed_at"
-                ),
-                {"max": MAX_ATTEMPTS},
-            )
-            return connection.execute(
-                sa.text("DELETE FROM scoring_queue WHERE attempts >= :max"), {"max": MAX_ATTEMPTS}
-            ).rowcount
+                held += connection.execute(sa.text(
+                    "UPDATE scoring_queue SET last_error = :error, leased_by = NULL, "
+                    "leased_until = NULL WHERE contact_id = :id AND leased_by = :owner "
+                    "RETURNING contact_id"),
+                    {"error": error[:2000], "id": contact_id, "owner": owner}).scalars().all()
+            if not held:
+                return 0
+            failed = ", ".join(str(int(i)) for i in held)
+            return self._dead_letter(connection, f"attempts >= :max AND contact_id IN ({failed})")
+
+    def _dead_letter(self, connection, condition: str, params: dict | None = None) -> int:
+        """Move the entries matching ``condition`` to ``scoring_dead_letters``."""
+        params = {"max": MAX_ATTEMPTS, **(params or {})}
+        connection.execute(
+            sa.text(
+                "INSERT INTO scoring_dead_letters (contact_id, attempts, last_error, "
+                f"first_enqueued_at, failed_at) SELECT contact_id, attempts, "
+                f"coalesce(last_error, ''), created_at, {self.now} FROM scoring_queue "
+                f"WHERE {condition} ON CONFLICT (contact_id) DO UPDATE SET "
+                "attempts = excluded.attempts, last_error = excluded.last_error, "
+                "failed_at = excluded.failed_at"
+            ),
+            params,
+        )
+        return connection.execute(
+            sa.text(f"DELETE FROM scoring_queue WHERE {condition}"), params).rowcount

@@ -1,10 +1,16 @@
-"""Build a table's next contents aside (``<table>_next``), then swap them in at once.
+"""Build a table's next contents aside (``<table>_next``), audit them, then publish at once.
 
-Readers see the previous rows until the swap commits; a failed or killed run leaves only the
-staging table behind, which the next run drops.
+Write, audit, publish: ``stage()`` builds the staged rows and records which run built them in
+``staged_builds``; the audit reads the staged table; ``publish(run_id)`` swaps it in only for
+the run that built it. Readers see the previous rows until the swap commits; a failed, killed
+or refused run leaves only the staging table behind, which the next run drops.
 """
 
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Self
 
 import pandas as pd
@@ -13,36 +19,64 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.database import Database
 
 
-class StagedTable:
-    """The next contents of ``table``, written to ``<table>_next`` and swapped in.
+class StagedBuildMissing(RuntimeError):
+    """No staged rows of this run wait to be published."""
 
-    As a context manager (``with StagedTable(db, "t") as staged: staged.append(frame)``):
-    leaving normally swaps, an exception drops the staging table. On PostgreSQL an advisory
-    lock is held for the whole build, so two runs never write the same staging table. Subclasses (``ScoreSwap``) stage more tables by extending ``create`` and ``drop``,
-    the swap hooks and the locking.
+
+class StagedTable:
+    """The next contents of ``table``, written to ``<table>_next`` by run ``run_id``.
+
+    Two steps: ``with staged.stage(): staged.append(frame)``, then ``staged.publish()``.
+    As a context manager it does both at once (leaving normally publishes, an exception drops
+    the staging table). While staging on PostgreSQL an advisory lock keeps two runs from
+    writing the same staging table. Subclasses (``ScoreSwap``) stage more tables by extending
+    ``create`` and ``drop``, the swap hooks and the locking.
     """
 
-    def __init__(self, database: Database, table: str):
+    def __init__(self, database: Database, table: str, run_id: str | None = None,
+                 as_of=None):
         self.db = database
         self.table = table
         self.staged = f"{table}_next"
+        self.run_id = run_id or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
+        self.as_of = as_of
+        self.seconds = 0.0
         self._lock: sa.Connection | None = None
         self._adbc = None
         self._connection = None
 
-    def __enter__(self) -> Self:
+    @contextmanager
+    def stage(self) -> Iterator[Self]:
+        """Create the staging tables; on success record the build, on an exception drop them."""
+        self._take_lock()
         try:
-            self._take_lock()
             with self.db.engine.begin() as connection:
                 self.drop(connection)
                 self.create(connection)
             if self.db.dialect == "postgresql":
                 self._adbc = self.db.adbc_connection()
                 self._connection = self._adbc.__enter__()
+            try:
+                yield self
+            finally:
+                if self._adbc is not None:
+                    self._adbc.__exit__(None, None, None)
+                    self._adbc = self._connection = None
+            self._record_build()
         except BaseException:
-            self._release_lock()
+            self.discard()
+            self._release_lock(failed=True)
             raise
-        return self
+        self._release_lock(failed=False)
+
+    def __enter__(self) -> Self:
+        self._staging = self.stage()
+        return self._staging.__enter__()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._staging.__exit__(exc_type, exc, tb)
+        if exc_type is None:
+            self.publish()
 
     def append(self, frame: pd.DataFrame) -> None:
         """Stage one chunk of rows (committed to the staging table, not yet visible)."""
@@ -50,17 +84,33 @@ class StagedTable:
         if self._connection is not None:
             self._connection.commit()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if self._adbc is not None:
-                self._adbc.__exit__(None, None, None)
-            if exc_type is None:
-                self.swap()
-            else:
-                with self.db.engine.begin() as connection:
-                    self.drop(connection)
-        finally:
-            self._release_lock()
+    def _record_build(self) -> None:
+        with self.db.engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
+                               {"table": self.table})
+            connection.execute(
+                sa.text("INSERT INTO staged_builds (table_name, run_id, as_of, staged_at) "
+                        "VALUES (:table, :run_id, :as_of, :now)"),
+                {"table": self.table, "run_id": self.run_id,
+                 "as_of": self.db.bind_timestamp(self.as_of),
+                 "now": self.db.bind_timestamp(datetime.now(UTC))},
+            )
+
+    def staged_build(self, connection: sa.Connection) -> sa.Row:
+        """The ``staged_builds`` row of this run's staged rows; raises if there is none."""
+        row = connection.execute(
+            sa.text("SELECT run_id, as_of FROM staged_builds WHERE table_name = :table"),
+            {"table": self.table},
+        ).one_or_none()
+        if row is None or row.run_id != self.run_id:
+            owner = "no run" if row is None else f"run {row.run_id}"
+            raise StagedBuildMissing(
+                f"{self.staged} holds the rows of {owner}, not of run {self.run_id}: "
+                "nothing to publish")
+        if row.as_of is not None:
+            stamp = pd.Timestamp(row.as_of)
+            self.as_of = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        return row
 
     def _take_lock(self) -> None:
         if self.db.dialect != "postgresql":
@@ -71,9 +121,11 @@ class StagedTable:
             {"key": f"lead_scoring:{self.table}"},
         ).scalar()
         if not got:
+            self._release_lock(failed=True)
             raise RuntimeError(f"another run is rebuilding {self.table} on this database")
 
-    def _release_lock(self) -> None:
+    def _release_lock(self, failed: bool) -> None:
+        """Release the staging lock; ``failed``: the staged rows were discarded."""
         if self._lock is not None:
             self._lock.rollback()
             self._lock.close()
@@ -94,19 +146,34 @@ class StagedTable:
     def drop(self, connection: sa.Connection) -> None:
         connection.execute(sa.text(f"DROP TABLE IF EXISTS {self.staged}"))
 
+    def discard(self) -> None:
+        """Drop the staged rows and their build record; the live table stays as it is."""
+        with self.db.engine.begin() as connection:
+            self.drop(connection)
+            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table "
+                                       "AND run_id = :run_id"),
+                               {"table": self.table, "run_id": self.run_id})
+
     def before_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction while both tables exist (a hook for subclasses)."""
 
     def after_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction once the live table holds the new rows."""
 
-    def swap(self) -> None:
-        """Make the staged rows the live ones in one transaction."""
+    def publish(self) -> None:
+        """Make this run's staged rows the live ones in one transaction."""
+        started = time.perf_counter()
+        self._swap()
+        self.seconds = time.perf_counter() - started
+
+    def _swap(self) -> None:
         if self.db.dialect == "postgresql":
             with self.db.engine.begin() as connection:
+                self.staged_build(connection)
                 renames = _copy_indexes(connection, self.table, self.staged)
                 connection.execute(sa.text(f"ANALYZE {self.staged}"))
             with self.db.engine.begin() as connection:
+                self.staged_build(connection)
                 self.before_swap(connection)
                 connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
                 connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
@@ -114,14 +181,20 @@ class StagedTable:
                 connection.execute(sa.text(f"ALTER TABLE {self.staged} RENAME TO {self.table}"))
                 for statement in renames:
                     connection.execute(sa.text(statement))
-                self.after_swap(connection)
+                self._published(connection)
             return
         with self.db.engine.begin() as connection:
+            self.staged_build(connection)
             self.before_swap(connection)
             connection.execute(sa.text(f"DELETE FROM {self.table}"))
             connection.execute(sa.text(f"INSERT INTO {self.table} SELECT * FROM {self.staged}"))
             connection.execute(sa.text(f"DROP TABLE {self.staged}"))
-            self.after_swap(connection)
+            self._published(connection)
+
+    def _published(self, connection: sa.Connection) -> None:
+        self.after_swap(connection)
+        connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
+                           {"table": self.table})
 
 
 def _copy_indexes(connection, live: str, staged: str) -> list[str]:

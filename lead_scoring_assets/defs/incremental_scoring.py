@@ -35,6 +35,11 @@ def score_queued_contacts(
     if report.batch_error:
         context.log.warning(f"the batch failed as a whole, scored contact by contact: "
                             f"{report.batch_error}")
+    skipped = report.skipped_lost_lease + report.skipped_newer_score
+    if skipped:
+        context.log.warning(
+            f"{skipped} contacts left for a later run: {report.skipped_lost_lease} whose lease "
+            f"this run lost, {report.skipped_newer_score} with a score of a later as_of stored")
     if report.failed:
         context.log.warning(
             f"{len(report.failed)} contacts failed ({report.dead_lettered} moved to "
@@ -49,6 +54,9 @@ def score_queued_contacts(
                 "claimed": report.claimed,
                 "scored": report.scored,
                 "queue_entries_removed": report.removed,
+                "skipped_lost_lease": report.skipped_lost_lease,
+                "skipped_newer_score": report.skipped_newer_score,
+                "validation_rows_after_as_of": report.rows_after_as_of,
                 "score_changes_recorded": report.history_rows,
                 "failed": len(report.failed),
                 "batch_error": report.batch_error or "",
@@ -60,7 +68,8 @@ def score_queued_contacts(
 
 
 @dg.job(
-    description="Score the contacts of scoring_queue (launched by scoring_queue_sensor).",
+    description="Score the contacts of scoring_queue (launched by scoring_queue_sensor); "
+    "skips while a full rescoring holds the scoring lock.",
     tags={"lead_scoring/writes": "incremental"},
 )
 def incremental_scoring_job() -> None:

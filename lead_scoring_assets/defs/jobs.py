@@ -4,9 +4,10 @@ import dagster as dg
 
 full_rescore_job = dg.define_asset_job(
     "full_rescore_job",
-    selection=["ladas_reference", "lead_scores", "lead_scoring_analytics"],
-    description="Rebuild the LADA reference, rescore every contact (advanced_v1) and refresh "
-    "the analytics; the blocking checks run with it.",
+    selection=["staged_ladas_reference", "ladas_reference", "staged_lead_scores", "lead_scores",
+               "lead_scoring_analytics"],
+    description="Rebuild the LADA reference and rescore every contact (advanced_v1), each "
+    "staged, audited by its blocking check and only then published; refresh the analytics.",
     tags={"lead_scoring/writes": "lead_scores"},
 )
 

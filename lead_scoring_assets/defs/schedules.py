@@ -25,7 +25,8 @@ def build_daily_full_rescore_schedule(
     )
     def daily_full_rescore_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         as_of = context.scheduled_execution_time.astimezone(datetime.UTC).isoformat()
-        return dg.RunRequest(run_config={"ops": {"lead_scores": {"config": {"as_of": as_of}}}})
+        return dg.RunRequest(
+            run_config={"ops": {"staged_lead_scores": {"config": {"as_of": as_of}}}})
 
     return daily_full_rescore_schedule
 

@@ -1,5 +1,8 @@
 """``scoring_queue_sensor``: launch incremental scoring when contacts wait in the queue.
 
+Run keys are unique per tick (never derived from the cursor, which a user may reset: a key
+that collides with an earlier run is skipped by Dagster, and scoring would silently stop).
+
 Interval, batch size and how many runs may be in flight are read when the definitions load:
 ``LEAD_SCORING_QUEUE_INTERVAL_SECONDS`` (30), ``LEAD_SCORING_QUEUE_BATCH_SIZE`` (50000),
 ``LEAD_SCORING_QUEUE_MAX_RUNS`` (2).
@@ -7,6 +10,7 @@ Interval, batch size and how many runs may be in flight are read when the defini
 
 import math
 import os
+import uuid
 
 import dagster as dg
 
@@ -44,11 +48,10 @@ def build_scoring_queue_sensor(
         runs = min(max_runs - in_flight, math.ceil(depth.claimable / batch_size))
         if runs <= 0:
             return dg.SkipReason(f"{depth.claimable} waiting, {in_flight} runs already in flight")
-        launched = int(context.cursor or 0)
-        context.update_cursor(str(launched + runs))
+        tick = uuid.uuid4().hex[:16]
         return [
             dg.RunRequest(
-                run_key=f"scoring-queue-{launched + i + 1}",
+                run_key=f"scoring-queue-{tick}-{i + 1}",
                 run_config=dg.RunConfig(
                     {"score_queued_contacts": IncrementalScoringConfig(batch_size=batch_size)}
                 ),

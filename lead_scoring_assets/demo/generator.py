@@ -77,7 +77,7 @@ PLATFORM_PREMIUM = {"whatsapp": 0.03, "instagram": 0.05, "facebook": 0.03, "goog
 VALIDATION_METHODS = np.array(["api_lookup", "web_check", "sms_probe"])
 MALFORMED_KINDS = np.array(
     ["unknown_platform", "confidence_null", "confidence_out_of_range", "is_valid_null",
-     "validated_at_null", "unknown_contact"]
+     "validated_at_null", "unknown_contact", "validated_in_future"]
 )
 
 
@@ -279,6 +279,9 @@ def _plant_malformed(rng, validations: pd.DataFrame, max_contact_id: int, rates)
             validations.loc[rows, "is_valid"] = pd.NA
         elif kind == "validated_at_null":
             validations.loc[rows, "validated_at"] = pd.NaT
+        elif kind == "validated_in_future":
+            years = pd.to_timedelta(rng.integers(1, 75, size=len(rows)) * 365, unit="D")
+            validations.loc[rows, "validated_at"] += years
         else:
             validations.loc[rows, "contact_id"] = max_contact_id + 10**9 + rows
 

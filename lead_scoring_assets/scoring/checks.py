@@ -1,10 +1,11 @@
-"""Correctness rules of stored scores and of the LADA reference, counted in SQL."""
+"""Correctness rules of staged or stored scores and of the LADA reference, counted in SQL."""
 
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.score_swap import QUEUE_SNAPSHOT, STAGED_SCORES
 from lead_scoring_assets.geography.states import CANONICAL_STATES
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
 
@@ -34,13 +35,23 @@ def count_rows(condition: str) -> str:
     return f"coalesce(sum(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
 
 
-def contact_coverage(connection, table: str) -> tuple[int, int]:
-    """Contacts without a row in the per-contact ``table``, and its rows without a contact."""
+def contact_coverage(connection, table: str, queue_snapshot: str | None = None
+                     ) -> tuple[int, int]:
+    """Contacts without a row in the per-contact ``table``, and its rows without a contact.
+
+    With ``queue_snapshot`` (the queue as a run found it at its start), contacts queued since
+    (inserted, deleted or changed while the run read) are left out: they are the queue's work.
+    """
+    since = ""
+    if queue_snapshot is not None:
+        since = (" AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id} "
+                 f"AND NOT EXISTS (SELECT 1 FROM {queue_snapshot} s "
+                 "WHERE s.contact_id = q.contact_id AND s.version = q.version))")
     return connection.execute(sa.text(
         f"SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id)), "
+        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id){since.format(id='c.id')}), "
         f"(SELECT count(*) FROM {table} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id))"
+        f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id){since.format(id='t.contact_id')})"
     )).one()
 
 
@@ -55,8 +66,33 @@ class ScoreViolations:
     contacts_without_score: int
     scores_without_contact: int
 
+    @property
+    def failed(self) -> bool:
+        return any(vars(self).values())
 
-def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG) -> ScoreViolations:
+    def describe(self) -> str:
+        return ", ".join(f"{n}: {c}" for n, c in vars(self).items() if c) or "all rules hold"
+
+
+class AuditFailed(RuntimeError):
+    """The staged scores break a rule: nothing was published."""
+
+    def __init__(self, violations: ScoreViolations):
+        super().__init__(f"the staged scores were not published: {violations.describe()}")
+        self.violations = violations
+
+
+def staged_score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG
+                            ) -> ScoreViolations:
+    """The rules on the staged full rescoring; coverage counts only the contacts it read."""
+    return score_violations(database, config, STAGED_SCORES, QUEUE_SNAPSHOT)
+
+
+def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG,
+                     table: str = "lead_scores", queue_snapshot: str | None = None
+                     ) -> ScoreViolations:
+    """Rows of the scores ``table`` breaking each rule (see ``contact_coverage`` for
+    ``queue_snapshot``)."""
     platform_rule = " OR ".join(f"{p}_score < 0 OR {p}_score > :cap" for p in PLATFORMS)
     confidence_rule = "confidence_level < 0 OR confidence_level > 1 OR confidence_level IS NULL"
     with database.engine.connect() as connection:
@@ -65,11 +101,11 @@ def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG)
                 f"SELECT {count_rows('total_score < 0 OR total_score > :total_cap')}, "
                 f"{count_rows(platform_rule)}, "
                 f"{count_rows(f'quality_tier <> {tier_case(config)}')}, "
-                f"{count_rows(confidence_rule)} FROM lead_scores"
+                f"{count_rows(confidence_rule)} FROM {table}"
             ),
             {"total_cap": config.total_cap, "cap": config.platform_cap, **tier_params(config)},
         ).one()
-        coverage = contact_coverage(connection, "lead_scores")
+        coverage = contact_coverage(connection, table, queue_snapshot)
     return ScoreViolations(*(int(v) for v in (*rules, *coverage)))
 
 
@@ -79,7 +115,7 @@ class LadaCoverage:
     missing_states: tuple[str, ...]
 
 
-def lada_coverage(database: Database) -> LadaCoverage:
-    frame = database.read_frame("SELECT DISTINCT lada, state_name FROM ladas_reference")
+def lada_coverage(database: Database, table: str = "ladas_reference") -> LadaCoverage:
+    frame = database.read_frame(f"SELECT DISTINCT lada, state_name FROM {table}")
     missing = tuple(sorted(set(CANONICAL_STATES) - set(frame["state_name"])))
     return LadaCoverage(ladas=int(frame["lada"].nunique()), missing_states=missing)

@@ -33,8 +33,10 @@ class ScoringConfig:
     """Every number of the rule-based score, as in SCORING_SPEC.md."""
 
     calculation_method: str = "advanced_v1"
-    calculation_version: str = "advanced_v1.0"
+    calculation_version: str = "advanced_v1.1"
     epsilon: float = 1e-9
+    future_tolerance_hours: int = 24
+    """A row dated more than this after ``as_of`` is malformed (``validated_in_future``)."""
 
     base_points: int = 15
     business_points: int = 3

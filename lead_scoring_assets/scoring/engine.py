@@ -29,6 +29,7 @@ MALFORMED_REASONS = (
     "missing_validated_at",
     "missing_confidence_score",
     "confidence_score_out_of_range",
+    "validated_in_future",
 )
 _DAY_US = 86_400_000_000
 
@@ -82,6 +83,8 @@ class ScoredChunk:
     malformed: pd.DataFrame
     last_validated_at: pd.Series
     parts: ScoreParts
+    rows_after_as_of: int = 0
+    """Well-formed rows dated after ``as_of``: they take no part (SCORING_SPEC.md §2 v1.1)."""
 
 
 def utc_timestamp(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
@@ -167,10 +170,13 @@ def _validation_arrays(validations: pd.DataFrame, contact_ids: np.ndarray) -> di
     }
 
 
-def _reasons(arrays: dict) -> np.ndarray:
+def _reasons(arrays: dict, future_us: int) -> np.ndarray:
+    """The first malformed reason of each row ("" if well formed); a row dated after
+    ``future_us`` (microseconds since the epoch) is ``validated_in_future``."""
     confidence = arrays["confidence"]
     with np.errstate(invalid="ignore"):
         out_of_range = (confidence < 0) | (confidence > 1)
+        in_future = arrays["time"] > future_us
     checks = (
         ~arrays["known_contact"],
         arrays["platform"] < 0,
@@ -178,16 +184,23 @@ def _reasons(arrays: dict) -> np.ndarray:
         np.isnan(arrays["time"]),
         np.isnan(confidence),
         out_of_range,
+        in_future,
     )
     return np.select(checks, MALFORMED_REASONS, default="")
 
 
-def classify_malformed(validations: pd.DataFrame, contact_ids: np.ndarray) -> pd.Series:
-    """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed; NA if it is not.
+def _micros(stamp: pd.Timestamp) -> int:
+    return int(stamp.value // 1000)
 
-    ``contact_ids`` must be sorted.
-    """
-    reason = _reasons(_validation_arrays(validations, np.asarray(contact_ids, dtype="int64")))
+
+def classify_malformed(
+    validations: pd.DataFrame, contact_ids: np.ndarray, as_of, config: ScoringConfig = DEFAULT_CONFIG
+) -> pd.Series:
+    """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed at ``as_of``; NA
+    if it is not. ``contact_ids`` must be sorted."""
+    future = utc_timestamp(as_of) + pd.Timedelta(hours=config.future_tolerance_hours)
+    arrays = _validation_arrays(validations, np.asarray(contact_ids, dtype="int64"))
+    reason = _reasons(arrays, _micros(future))
     return pd.Series(reason, index=validations.index, dtype="str").replace("", pd.NA)
 
 
@@ -215,17 +228,20 @@ def score_chunk(
     those are returned in ``malformed`` with their reason and never scored.
     """
     as_of_ts = utc_timestamp(as_of)
-    as_of_us = int(as_of_ts.value // 1000)
+    as_of_us = _micros(as_of_ts)
     contacts = contacts.sort_values("id", ignore_index=True)
     contact_ids = contacts["id"].to_numpy(dtype="int64")
     n_contacts = len(contacts)
 
-    # §2 malformed rows, then the current row per (contact, platform)
+    # §2 malformed rows, rows after as_of, then the current row per (contact, platform)
     arrays = _validation_arrays(validations, contact_ids)
-    reason = _reasons(arrays)
+    future_us = _micros(as_of_ts + pd.Timedelta(hours=config.future_tolerance_hours))
+    reason = _reasons(arrays, future_us)
     is_malformed = reason != ""
     malformed = validations.loc[is_malformed].assign(reason=reason[is_malformed])
-    good = {name: values[~is_malformed] for name, values in arrays.items()}
+    after_as_of = ~is_malformed & (arrays["time"] > as_of_us)
+    takes_part = ~is_malformed & ~after_as_of
+    good = {name: values[takes_part] for name, values in arrays.items()}
     slot = good["pos"] * len(PLATFORMS) + good["platform"]
     order = np.lexsort((good["id"], good["time"], slot))
     is_last = np.ones(len(order), dtype=bool)
@@ -356,7 +372,7 @@ def score_chunk(
         factors=factors, account_age_days=age_days, recency_days=recency_days,
     )
     return ScoredChunk(scores=scores, malformed=malformed, last_validated_at=last_validated,
-                       parts=parts)
+                       parts=parts, rows_after_as_of=int(after_as_of.sum()))
 
 
 def _text(values: np.ndarray) -> pa.Array:

@@ -1,4 +1,5 @@
-"""Full rescoring: every contact of the database scored for one ``as_of``, swapped in at once."""
+"""Full rescoring: every contact of the database scored for one ``as_of``, staged, audited,
+then published at once (write, audit, publish)."""
 
 import time
 from collections import Counter
@@ -9,7 +10,8 @@ import pandas as pd
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.overlapped import run_overlapped
-from lead_scoring_assets.db.score_swap import ScoreSwap
+from lead_scoring_assets.db.score_swap import FULL_RESCORE_LEASE_SECONDS, ScoreSwap
+from lead_scoring_assets.scoring.checks import AuditFailed, staged_score_violations
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
 
@@ -28,10 +30,12 @@ class RescoreReport:
     tier_counts: Counter = field(default_factory=Counter)
     malformed_by_reason: Counter = field(default_factory=Counter)
     last_validation_updates: int = 0
+    rows_after_as_of: int = 0
     history_rows: int = 0
     seconds_read: float = 0.0
     seconds_score: float = 0.0
     seconds_write: float = 0.0
+    seconds_audit: float = 0.0
     seconds_swap: float = 0.0
     seconds_total: float = 0.0
 
@@ -57,19 +61,21 @@ def last_validation_changes(contacts: pd.DataFrame, latest: pd.Series) -> pd.Dat
     )
 
 
-def rescore_all(
+def stage_rescore(
     database: Database,
     as_of: datetime | str | pd.Timestamp,
     chunk_size: int = 100_000,
     config: ScoringConfig = DEFAULT_CONFIG,
     run_id: str | None = None,
+    lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
 ) -> RescoreReport:
-    """Score every contact for ``as_of`` in chunks of ``chunk_size`` (I/O overlapped) and
-    swap the result in; ``run_id`` is written with the score history rows."""
+    """Score every contact for ``as_of`` in chunks of ``chunk_size`` (I/O overlapped) into the
+    staging tables of run ``run_id``, under the scoring lock, which stays held for the
+    publish. Nothing live changes."""
     started = time.perf_counter()
     report = RescoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
-    swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of)
+    swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of, lease_seconds=lease_seconds)
 
     def score(chunk_inputs):
         contacts, validations = chunk_inputs
@@ -80,15 +86,53 @@ def rescore_all(
         report.tier_counts.update(scored.scores["quality_tier"].value_counts().to_dict())
         report.malformed_by_reason.update(scored.malformed["reason"].value_counts().to_dict())
         report.last_validation_updates += len(changes)
+        report.rows_after_as_of += scored.rows_after_as_of
         return scored.scores, scored.malformed, changes, report.as_of
 
-    with swap:
+    with swap.stage():
         stages = run_overlapped(
             database.iter_scoring_inputs(chunk_size), score, lambda staged: swap.add(*staged)
         )
-        swap_started = time.perf_counter()
     report.seconds_read, report.seconds_score, report.seconds_write = (
         stages.read, stages.compute, stages.write)
+    report.seconds_total = time.perf_counter() - started
+    return report
+
+
+def publish_rescore(database: Database, run_id: str | None) -> ScoreSwap:
+    """Swap in the audited rows staged by run ``run_id`` (fenced: refused if the run no longer
+    holds the scoring lock, or if the staged rows are another run's)."""
+    swap = ScoreSwap(database, run_id=run_id)
+    swap.publish()
+    return swap
+
+
+def discard_rescore(database: Database, run_id: str | None) -> None:
+    """Drop the rows staged by run ``run_id`` and release its scoring lock."""
+    ScoreSwap(database, run_id=run_id).discard()
+
+
+def rescore_all(
+    database: Database,
+    as_of: datetime | str | pd.Timestamp,
+    chunk_size: int = 100_000,
+    config: ScoringConfig = DEFAULT_CONFIG,
+    run_id: str | None = None,
+    lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+) -> RescoreReport:
+    """Stage, audit and publish in one call (the Dagster job does it in three steps). A failed
+    audit discards the staged rows and raises ``AuditFailed`` with each rule's count."""
+    started = time.perf_counter()
+    swap = ScoreSwap(database, run_id=run_id)
+    report = stage_rescore(database, as_of, chunk_size, config, swap.run_id, lease_seconds)
+    audit_started = time.perf_counter()
+    violations = staged_score_violations(database, config)
+    report.seconds_audit = time.perf_counter() - audit_started
+    if violations.failed:
+        swap.discard()
+        raise AuditFailed(violations)
+    swap_started = time.perf_counter()
+    swap.publish()
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
     report.seconds_total = time.perf_counter() - started

@@ -1,15 +1,15 @@
 """Incremental scoring: score the contacts waiting in ``scoring_queue`` with the full engine."""
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.db.scoring_queue import SCORING_LOCK, ScoringQueue
+from lead_scoring_assets.db.score_swap import scoring_lock
+from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import (
     LadaReference,
@@ -27,6 +27,9 @@ class IncrementalReport:
     scored: int = 0
     removed: int = 0
     history_rows: int = 0
+    skipped_lost_lease: int = 0
+    skipped_newer_score: int = 0
+    rows_after_as_of: int = 0
     failed: dict[int, str] = field(default_factory=dict)
     batch_error: str | None = None
     dead_lettered: int = 0
@@ -34,41 +37,46 @@ class IncrementalReport:
     seconds_total: float = 0.0
 
 
-@contextmanager
-def shared_scoring_lock(database: Database):
-    """Hold the scoring lock shared (PostgreSQL): yields False while a full rescoring runs."""
-    if database.dialect != "postgresql":
-        yield True
-        return
-    with database.engine.connect() as connection:
-        got = connection.execute(
-            sa.text("SELECT pg_try_advisory_xact_lock_shared(:key)"), {"key": SCORING_LOCK}
-        ).scalar()
-        try:
-            yield bool(got)
-        finally:
-            connection.rollback()
+def describe_error(error: BaseException) -> str:
+    """What is kept of a scoring error: its class and message."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _score_isolating_failures(
     contacts: pd.DataFrame, validations: pd.DataFrame, ladas: LadaReference, as_of,
     config: ScoringConfig,
 ) -> tuple[list[ScoredChunk], dict[int, str], str | None]:
-    """Score the batch at once; if that raises, contact by contact, so that only the contacts
-    that fail are held back. Returns the scored chunks, each failing contact's error and the
-    batch's error (None if the batch scored at once)."""
+    """Score the batch at once; if that raises, split it in halves until the failing contacts
+    are alone, so only they are held back (a few bad contacts cost a few times the batch, not
+    one engine call per contact). Returns the scored chunks, each failing contact's error and
+    the batch's error (None if the batch scored at once)."""
     try:
         return [score_chunk(contacts, validations, ladas, as_of, config)], {}, None
-    except Exception as error:  # noqa: BLE001 - reported, then isolated contact by contact
-        batch_error = f"{type(error).__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 - reported, then isolated by halving
+        batch_error = describe_error(error)
+    rows_by_contact = validations.groupby("contact_id", dropna=True).indices
     scored, errors = [], {}
-    for contact_id in contacts["id"]:
-        one = contacts[contacts["id"] == contact_id]
+
+    def rows_of(part: pd.DataFrame) -> pd.DataFrame:
+        positions = [rows_by_contact[i] for i in part["id"].tolist() if i in rows_by_contact]
+        return validations.iloc[np.concatenate(positions) if positions else []]
+
+    def attempt(part: pd.DataFrame) -> None:
         try:
-            scored.append(score_chunk(one, validations[validations["contact_id"] == contact_id],
-                                      ladas, as_of, config))
+            scored.append(score_chunk(part, rows_of(part), ladas, as_of, config))
         except Exception as error:  # noqa: BLE001 - recorded in scoring_queue / dead letters
-            errors[int(contact_id)] = f"{type(error).__name__}: {error}"
+            if len(part) == 1:
+                errors[int(part["id"].iloc[0])] = describe_error(error)
+                return
+            middle = len(part) // 2
+            attempt(part.iloc[:middle])
+            attempt(part.iloc[middle:])
+
+    attempt(contacts)
+    known = set(contacts["id"].tolist())
+    orphans = validations[~validations["contact_id"].isin(known)]
+    if not orphans.empty:
+        scored.append(score_chunk(contacts.iloc[:0], orphans, ladas, as_of, config))
     return scored, errors, batch_error
 
 
@@ -86,17 +94,20 @@ def score_queued(
 ) -> IncrementalReport:
     """Claim one batch of the queue as ``owner`` (the run id), score it and settle it.
 
-    Scores, malformed rows and ``last_platform_validation`` of the batch are written and its
-    entries removed in one transaction; until then the previous scores stand and the entries
-    stay leased, claimable again once the lease lapses.
+    The run holds the scoring lock shared (it skips while a full rescoring holds it) and its
+    entries as a lease of ``lease_seconds``; the settlement is fenced by both, so a run that
+    outlived its lease writes nothing a later run stored. Scores, malformed rows and
+    ``last_platform_validation`` of the batch are written and its entries removed in one
+    transaction; until then the previous scores stand.
     """
     started = time.perf_counter()
     report = IncrementalReport(as_of=utc_timestamp(as_of))
     queue = ScoringQueue(database)
-    with shared_scoring_lock(database) as allowed:
-        if not allowed:
-            report.skipped_reason = "a full rescoring is running; the queue waits for it"
-            return report
+    lock = scoring_lock(database, owner, lease_seconds)
+    if not lock.acquire_shared():
+        report.skipped_reason = "a full rescoring is running; the queue waits for it"
+        return report
+    try:
         claimed = queue.claim(owner, batch_size, lease_seconds)
         report.claimed = len(claimed)
         if claimed.empty:
@@ -109,11 +120,17 @@ def score_queued(
         scores = _concat([c.scores for c in chunks])
         malformed = _concat([c.malformed for c in chunks])
         last = _concat([last_validation_changes(contacts, c.last_validated_at) for c in chunks])
+        report.rows_after_as_of = sum(c.rows_after_as_of for c in chunks)
         if report.failed:
             report.dead_lettered = queue.fail(owner, report.failed)
         succeeded = claimed[~claimed["contact_id"].isin(list(report.failed))]
-        report.removed, report.history_rows = queue.complete(
-            owner, succeeded, scores, malformed, last, report.as_of)
-        report.scored = len(scores)
+        settlement = queue.complete(owner, succeeded, scores, malformed, last, report.as_of,
+                                    lock=lock)
+        report.scored, report.removed = settlement.scored, settlement.removed
+        report.history_rows = settlement.history_rows
+        report.skipped_lost_lease = settlement.skipped_lost_lease
+        report.skipped_newer_score = settlement.skipped_newer_score
+    finally:
+        lock.release()
     report.seconds_total = time.perf_counter() - started
     return report

@@ -1,4 +1,6 @@
-"""The ``lead_scores`` asset: the full advanced_v1 rescoring of every contact."""
+"""Write, audit, publish of ``lead_scores``: ``staged_lead_scores`` scores every contact into
+staging tables, the blocking check ``staged_lead_scores_pass_audit`` reads them, and only then
+``lead_scores`` swaps them in."""
 
 import dagster as dg
 from pydantic import Field
@@ -8,14 +10,14 @@ from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.defs.run_start import run_start
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
-from lead_scoring_assets.scoring.full_rescore import rescore_all
+from lead_scoring_assets.scoring.full_rescore import publish_rescore, stage_rescore
 
 
 class LeadScoresConfig(dg.Config):
     as_of: str | None = Field(
         default=None,
         description="ISO-8601 time the scores are computed at (UTC if no offset); "
-        "default: the run's start.",
+        "default: the run's start. Validation rows dated later take no part.",
     )
     chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
 
@@ -27,22 +29,22 @@ class LeadScoresConfig(dg.Config):
     owners=["team:data"],
     tags={"calculation_method": DEFAULT_CONFIG.calculation_method},
 )
-def lead_scores(
+def staged_lead_scores(
     context: dg.AssetExecutionContext, config: LeadScoresConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    """One advanced_v1 score per contact (SCORING_SPEC.md), written aside and swapped in, so a
-    failed run leaves the previous scores intact. Malformed validation rows are kept in
-    ``malformed_validations`` with their reason."""
+    """One advanced_v1 score per contact (SCORING_SPEC.md), written to staging tables under
+    the scoring lock (incremental runs wait); nothing live changes until the audit passes and
+    ``lead_scores`` publishes them."""
     as_of = config.as_of or run_start(context)
     with retry_on_transient_database_errors(context):
         with database.open() as db:
             context.log.info(f"full rescoring at as_of={as_of} on {redact(str(db.url))}")
-            report = rescore_all(db, as_of, chunk_size=config.chunk_size,
-                                 run_id=context.run_id)
+            report = stage_rescore(db, as_of, chunk_size=config.chunk_size,
+                                   run_id=context.run_id)
     if report.malformed_by_reason:
         context.log.warning(
-            f"{sum(report.malformed_by_reason.values())} malformed validation rows kept in "
-            f"malformed_validations: {dict(report.malformed_by_reason)}"
+            f"{sum(report.malformed_by_reason.values())} malformed validation rows found "
+            f"(kept in malformed_validations when published): {dict(report.malformed_by_reason)}"
         )
     return dg.MaterializeResult(
         metadata={
@@ -54,11 +56,37 @@ def lead_scores(
                 {tier: report.tier_counts.get(tier, 0) for tier, _ in DEFAULT_CONFIG.tiers}
             ),
             "malformed_rows_by_reason": dg.MetadataValue.json(dict(report.malformed_by_reason)),
+            "validation_rows_after_as_of": report.rows_after_as_of,
             "last_platform_validation_updates": report.last_validation_updates,
-            "score_changes_recorded": report.history_rows,
             "seconds_read": round(report.seconds_read, 2),
             "seconds_score": round(report.seconds_score, 2),
             "seconds_write": round(report.seconds_write, 2),
             "duration_seconds": round(report.seconds_total, 2),
+        }
+    )
+
+
+@dg.asset(
+    deps=["staged_lead_scores"],
+    group_name="scoring",
+    kinds={"sql"},
+    owners=["team:data"],
+    tags={"calculation_method": DEFAULT_CONFIG.calculation_method},
+)
+def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
+                ) -> dg.MaterializeResult:
+    """The published scores: this run's audited staged scores, malformed rows, history rows
+    and ``last_platform_validation`` updates swapped in in one transaction, only if the run
+    still holds the scoring lock."""
+    with retry_on_transient_database_errors(context):
+        with database.open() as db:
+            swap = publish_rescore(db, context.run_id)
+            contacts = db.count("lead_scores")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": contacts,
+            "as_of": swap.as_of.isoformat() if swap.as_of is not None else "",
+            "score_changes_recorded": swap.history_rows,
+            "swap_seconds": round(swap.seconds, 2),
         }
     )
