@@ -9,14 +9,22 @@ import pytest
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.definitions import defs
-from lead_scoring_assets.defs.assets.ladas_reference import ladas_reference
-from lead_scoring_assets.defs.assets.lead_scores import LeadScoresConfig, lead_scores
+from lead_scoring_assets.defs.assets.ladas_reference import (
+    ladas_reference,
+    staged_ladas_reference,
+)
+from lead_scoring_assets.defs.assets.lead_scores import (
+    LeadScoresConfig,
+    lead_scores,
+    staged_lead_scores,
+)
 from lead_scoring_assets.defs.demo_data import DemoDataConfig, demo_data_job
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 
 from .conftest import AS_OF
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+SCORING = [staged_ladas_reference, ladas_reference, staged_lead_scores, lead_scores]
 
 
 def test_definitions_load(definitions):
@@ -37,7 +45,9 @@ def test_ml_lineage(definitions):
     assert {"contacts", "platform_validations"} <= parents("contact_features")
     assert parents("lead_scoring_model") == {"contact_features", "lead_scores"}
     assert "lead_scoring_model" in parents("ml_lead_scores")
-    assert {"contacts", "platform_validations"} <= parents("lead_scores")
+    assert {"contacts", "platform_validations"} <= parents("staged_lead_scores")
+    assert parents("lead_scores") == {"staged_lead_scores"}
+    assert parents("ladas_reference") == {"staged_ladas_reference"}
 
 
 def _run_demo_job(url: str, contacts: int = 2_000, instance=None) -> None:
@@ -54,20 +64,24 @@ def test_materialize_lead_scores(database_url):
     Database(database_url).upgrade()
     _run_demo_job(database_url)
     result = dg.materialize(
-        [ladas_reference, lead_scores],
+        SCORING,
         resources={"database": DatabaseResource(url=database_url)},
-        run_config=dg.RunConfig({"lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
+        run_config=dg.RunConfig(
+            {"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
     )
     assert result.success
-    metadata = result.asset_materializations_for_node("lead_scores")[0].metadata
-    assert metadata["dagster/row_count"].value == 2_000
+    published = result.asset_materializations_for_node("lead_scores")[0].metadata
+    assert published["dagster/row_count"].value == 2_000
+    assert published["as_of"].value == AS_OF.isoformat()
+    assert published["score_changes_recorded"].value == 2_000
+    metadata = result.asset_materializations_for_node("staged_lead_scores")[0].metadata
     assert sum(metadata["tier_counts"].value.values()) == 2_000
     assert sum(metadata["malformed_rows_by_reason"].value.values()) > 0
     assert metadata["as_of"].value == AS_OF.isoformat()
     stored = Database(database_url).read_frame("SELECT last_calculated_at FROM lead_scores")
     assert (pd.to_datetime(stored["last_calculated_at"], utc=True, format="ISO8601")
             == AS_OF).all()
-    ladas = result.asset_materializations_for_node("ladas_reference")[0].metadata
+    ladas = result.asset_materializations_for_node("staged_ladas_reference")[0].metadata
     assert ladas["states"].value == 32
 
 
@@ -75,17 +89,16 @@ def test_as_of_defaults_to_the_run_start(sqlite_url):
     Database(sqlite_url).upgrade()
     _run_demo_job(sqlite_url, contacts=50)
     before = pd.Timestamp.now(tz="UTC").floor("s")
-    result = dg.materialize(
-        [ladas_reference, lead_scores], resources={"database": DatabaseResource(url=sqlite_url)}
-    )
-    as_of = pd.Timestamp(result.asset_materializations_for_node("lead_scores")[0]
+    result = dg.materialize(SCORING, resources={"database": DatabaseResource(url=sqlite_url)})
+    as_of = pd.Timestamp(result.asset_materializations_for_node("staged_lead_scores")[0]
                          .metadata["as_of"].value)
     assert before - pd.Timedelta(seconds=5) <= as_of <= pd.Timestamp.now(tz="UTC")
 
 
 def test_missing_schema_fails_clearly(sqlite_url):
     with pytest.raises(RuntimeError, match="lead-scoring db upgrade"):
-        dg.materialize([lead_scores], resources={"database": DatabaseResource(url=sqlite_url)})
+        dg.materialize([staged_lead_scores],
+                       resources={"database": DatabaseResource(url=sqlite_url)})
 
 
 def test_demo_job_refuses_to_overwrite_contacts(sqlite_url):
@@ -110,7 +123,7 @@ def test_production_instance_from_dagster_yaml(postgres_url, tmp_path, monkeypat
         result = job.execute_in_process(
             instance=instance,
             resources={"database": DatabaseResource(url=postgres_url)},
-            run_config={"ops": {"lead_scores": {"config": {"as_of": AS_OF.isoformat()}}}},
+            run_config={"ops": {"staged_lead_scores": {"config": {"as_of": AS_OF.isoformat()}}}},
         )
         assert result.success
         assert instance.get_run_by_id(result.run_id).is_success

@@ -177,3 +177,61 @@ def test_validation_rows_outside_every_contact_range_are_reported(demo_database)
     )
     assert sorted(kept["validation_id"]) == [top + 1, top + 2, top + 3]
     assert set(kept["reason"]) == {"unknown_contact"}
+
+
+def _insert_validation(database: Database, id: int, contact_id, validated_at, valid=True,
+                       platform="whatsapp") -> None:
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, is_business, "
+            "is_premium, confidence_score, validated_at) VALUES (:id, :contact, :platform, "
+            ":valid, :no, :no, 0.9, :at)"),
+            {"id": id, "contact": contact_id, "platform": platform, "valid": valid, "no": False,
+             "at": database.bind_timestamp(validated_at)})
+
+
+def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_database):
+    rescore_all(demo_database, AS_OF)
+    that_day = _scores(demo_database)
+    _insert_validation(demo_database, 10**8, 11, AS_OF + pd.Timedelta(hours=2), valid=False)
+    _insert_validation(demo_database, 10**8 + 1, 12, pd.Timestamp("2099-01-01T00:00:00Z"),
+                       valid=False)
+    for i in range(20):
+        _insert_validation(demo_database, 10**8 + 10 + i, 100 + i,
+                           AS_OF + pd.Timedelta(days=3), platform="apple")
+    report = rescore_all(demo_database, AS_OF)
+    assert report.rows_after_as_of == 1
+    assert report.malformed_by_reason["validated_in_future"] >= 21
+    pd.testing.assert_frame_equal(that_day, _scores(demo_database))
+    latest = demo_database.read_frame("SELECT max(last_platform_validation) AS m FROM contacts")
+    assert pd.Timestamp(latest["m"][0]).tz_localize(None) <= AS_OF.tz_localize(None)
+    kept = demo_database.read_frame(
+        "SELECT reason FROM malformed_validations WHERE validation_id = :id", {"id": 10**8 + 1})
+    assert kept["reason"].tolist() == ["validated_in_future"]
+    later = rescore_all(demo_database, AS_OF + pd.Timedelta(days=4))
+    assert later.rows_after_as_of == 0
+    assert not _scores(demo_database).equals(that_day)
+    rescore_all(demo_database, AS_OF)
+    pd.testing.assert_frame_equal(that_day, _scores(demo_database))
+
+
+def test_ids_above_two_to_the_53_stay_exact_next_to_a_null_contact_id(database):
+    huge = [2**60 + 1, 2**60 + 2, 2**60 + 3]
+    with database.engine.begin() as connection:
+        for contact_id in huge:
+            connection.execute(sa.text(
+                "INSERT INTO contacts (id, phone_e164, full_name) VALUES (:id, :phone, 'X')"),
+                {"id": contact_id, "phone": f"+52331000000{contact_id % 10}"})
+    for i, contact_id in enumerate(huge):
+        _insert_validation(database, 10 + i, contact_id, AS_OF - pd.Timedelta(days=1),
+                           platform=("whatsapp", "apple", "google")[i])
+    _insert_validation(database, 99, None, AS_OF - pd.Timedelta(days=1))
+    report = rescore_all(database, AS_OF, chunk_size=2)
+    assert report.malformed_by_reason == {"unknown_contact": 1}
+    scores = _scores(database).set_index("contact_id")
+    assert list(scores.index) == huge
+    per_contact = [scores.loc[c, f"{p}_score"] for c, p in zip(huge, ("whatsapp", "apple",
+                                                                      "google"))]
+    assert per_contact[0] > 0 and per_contact == [per_contact[0]] * 3
+    contacts = database.read_frame("SELECT id FROM contacts ORDER BY id")
+    assert contacts["id"].tolist() == huge

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
-from lead_scoring_assets.db.scoring_queue import ScoringQueue
+from lead_scoring_assets.db.scoring_queue import LOST_WORKER_ERROR, ScoringQueue
 from lead_scoring_assets.db.tables import SCORE_COLUMNS
-from lead_scoring_assets.scoring import incremental
+from lead_scoring_assets.scoring import full_rescore, incremental
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 from lead_scoring_assets.scoring.incremental import score_queued
 
@@ -196,30 +196,36 @@ def test_concurrent_runs_neither_lose_nor_double_score(demo_database, database_u
     pd.testing.assert_frame_equal(incremental_rows, _scores(demo_database, queued))
 
 
-def _claim_and_hang(url: str) -> None:
+def _claim_and_hang(url: str, owner: str = "doomed-run", lease_seconds: int = 2) -> None:
     def hang(*args, **kwargs):
         time.sleep(600)
 
     incremental.score_chunk = hang
-    score_queued(Database(url), LATER, owner="doomed-run", lease_seconds=2)
+    score_queued(Database(url), LATER, owner=owner, lease_seconds=lease_seconds)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def _kill_once_claimed(database: Database, database_url: str, owner: str, leased: int,
+                       lease_seconds: int = 2) -> None:
+    """Run ``_claim_and_hang`` in a real second process and SIGKILL it once it holds
+    ``leased`` entries."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=_claim_and_hang, args=(database_url, owner, lease_seconds))
+    process.start()
+    queue = ScoringQueue(database)
+    deadline = time.monotonic() + 60
+    while queue.depth().leased < leased and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.join()
+    assert queue.depth().leased == leased, "the worker never claimed its batch"
+
+
 def test_run_killed_mid_batch_loses_nothing(demo_database, database_url):
     rescore_all(demo_database, AS_OF)
     for i in range(5):
         _add_validation(demo_database, 40 + i, 10**8 + i)
     before = _scores(demo_database, range(40, 45))
-    process = multiprocessing.get_context("spawn").Process(target=_claim_and_hang,
-                                                           args=(database_url,))
-    process.start()
-    queue = ScoringQueue(demo_database)
-    deadline = time.monotonic() + 60
-    while queue.depth().leased < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.kill()
-    process.join()
-    assert queue.depth().leased == 5
+    _kill_once_claimed(demo_database, database_url, "doomed-run", leased=5)
     pd.testing.assert_frame_equal(before, _scores(demo_database, range(40, 45)))
     time.sleep(2.1)
     report = score_queued(demo_database, LATER, owner="next-run")
@@ -227,7 +233,6 @@ def test_run_killed_mid_batch_loses_nothing(demo_database, database_url):
     assert (_scores(demo_database, range(40, 45))["instagram_score"] > 0).all()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_incremental_runs_wait_while_a_full_rescoring_runs(demo_database):
     rescore_all(demo_database, AS_OF)
     _add_validation(demo_database, 3, 10**8)
@@ -242,3 +247,125 @@ def test_full_rescoring_settles_the_queue_entries_it_covered(demo_database):
     assert demo_database.count("scoring_queue") >= demo_database.count("contacts")
     rescore_all(demo_database, AS_OF)
     assert demo_database.count("scoring_queue") == 0
+
+
+def test_a_batch_that_kills_its_worker_three_times_is_dead_lettered(demo_database, database_url):
+    rescore_all(demo_database, AS_OF)
+    for i in range(3):
+        _add_validation(demo_database, 50 + i, 10**8 + i)
+    for attempt in range(3):
+        _kill_once_claimed(demo_database, database_url, f"killed-{attempt}", leased=3,
+                           lease_seconds=1)
+        time.sleep(1.1)
+    assert _queue(demo_database)["attempts"].tolist() == [3, 3, 3]
+    report = score_queued(demo_database, LATER, owner="survivor")
+    assert report.claimed == 0
+    assert demo_database.count("scoring_queue") == 0
+    dead = demo_database.read_frame(
+        "SELECT contact_id, attempts, last_error FROM scoring_dead_letters ORDER BY contact_id")
+    assert dead["contact_id"].tolist() == [50, 51, 52]
+    assert set(dead["attempts"]) == {3}
+    assert set(dead["last_error"]) == {LOST_WORKER_ERROR}
+
+
+def test_a_run_settling_after_its_lease_expired_changes_nothing_a_later_run_stored(
+        demo_database):
+    rescore_all(demo_database, AS_OF)
+    _add_validation(demo_database, 60, 10**8)
+    _add_validation(demo_database, 61, 10**8 + 1, platform="apple")
+    queue = ScoringQueue(demo_database)
+    late = queue.claim("late-run", 10, lease_seconds=1)
+    contacts, validations = queue.read_batch("late-run")
+    late_result = incremental.score_chunk(
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
+    time.sleep(1.2)
+    later = score_queued(demo_database, LATER + pd.Timedelta(hours=1), owner="later-run")
+    assert later.removed == 2
+    stored = _scores(demo_database, [60, 61])
+    history = demo_database.count("lead_score_history")
+    settlement = queue.complete("late-run", late, late_result.scores, late_result.malformed,
+                                pd.DataFrame(), LATER)
+    assert (settlement.scored, settlement.removed, settlement.skipped_lost_lease) == (0, 0, 2)
+    pd.testing.assert_frame_equal(stored, _scores(demo_database, [60, 61]))
+    assert demo_database.count("lead_score_history") == history
+    assert demo_database.count("scoring_queue") == 0
+
+
+def test_a_score_of_a_later_as_of_is_never_replaced(demo_database):
+    rescore_all(demo_database, AS_OF)
+    _add_validation(demo_database, 62, 10**8)
+    newer = LATER + pd.Timedelta(days=1)
+    _execute(demo_database, "UPDATE lead_scores SET last_calculated_at = :at, total_score = 1, "
+                            "quality_tier = 'POOR' WHERE contact_id = 62",
+             {"at": demo_database.bind_timestamp(newer)})
+    stored = _scores(demo_database, [62])
+    report = score_queued(demo_database, LATER, owner="older-run")
+    assert (report.scored, report.skipped_newer_score, report.removed) == (0, 1, 0)
+    pd.testing.assert_frame_equal(stored, _scores(demo_database, [62]))
+    assert _queue(demo_database).loc[62].attempts == 0
+    assert score_queued(demo_database, newer + pd.Timedelta(hours=1), owner="newer").scored == 1
+
+
+def test_claim_order_is_the_same_on_both_dialects(database):
+    _execute(database, "INSERT INTO contacts (id, phone_e164) VALUES (1, '+523300000001'), "
+                       "(2, '+523300000002'), (3, '+523300000003'), (4, '+523300000004')")
+    _execute(database, "DELETE FROM scoring_queue")
+    base = pd.Timestamp("2026-11-20T00:00:00Z")
+    for contact_id, priority, minutes, leased in (
+            (1, 5, 10, False), (2, 10, 20, False), (3, 3, 30, True), (4, 5, 0, False)):
+        _execute(database,
+                 "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+                 "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)",
+                 {"id": contact_id, "priority": priority,
+                  "at": database.bind_timestamp(base + pd.Timedelta(minutes=minutes)),
+                  "by": "crashed" if leased else None,
+                  "until": database.bind_timestamp(base) if leased else None})
+    queue = ScoringQueue(database)
+    order = [int(queue.claim(f"run-{i}", 1, 60)["contact_id"].iloc[0]) for i in range(4)]
+    assert order == [3, 2, 4, 1]
+
+
+def test_isolating_one_bad_contact_costs_a_few_times_the_batch(demo_database, monkeypatch):
+    contacts = demo_database.read_frame("SELECT * FROM contacts ORDER BY id LIMIT 1000")
+    validations = demo_database.read_frame(
+        "SELECT * FROM platform_validations WHERE contact_id <= :top",
+        {"top": int(contacts["id"].max())})
+    real = incremental.score_chunk
+    rows_scored = []
+
+    def one_bad_contact(part, *args, **kwargs):
+        rows_scored.append(len(part))
+        if 500 in set(part["id"]):
+            raise ValueError("contact 500 cannot be scored")
+        return real(part, *args, **kwargs)
+
+    monkeypatch.setattr(incremental, "score_chunk", one_bad_contact)
+    chunks, errors, batch_error = incremental._score_isolating_failures(
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER,
+        incremental.DEFAULT_CONFIG)
+    assert list(errors) == [500] and batch_error
+    assert sum(len(c.scores) for c in chunks) == 999
+    assert sum(rows_scored) <= 4 * len(contacts)
+    assert len(rows_scored) <= 2 * 10 + 3
+
+
+def test_full_and_incremental_runs_interleaved_lose_nothing(demo_database, monkeypatch):
+    """An incremental run tried between two chunks of a full rescoring (its own connections)
+    skips; the contact changed meanwhile stays queued and is scored afterwards."""
+    rescore_all(demo_database, AS_OF)
+    real = full_rescore.score_chunk
+    during = {}
+
+    def incremental_meanwhile(*args, **kwargs):
+        if not during:
+            _add_validation(demo_database, 2_000, 10**8, platform="apple")
+            during["report"] = score_queued(demo_database, LATER, owner="incremental")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(full_rescore, "score_chunk", incremental_meanwhile)
+    rescore_all(demo_database, AS_OF, chunk_size=500)
+    assert during["report"].skipped_reason and during["report"].claimed == 0
+    assert list(_queue(demo_database).index) == [2_000]
+    monkeypatch.setattr(full_rescore, "score_chunk", real)
+    assert score_queued(demo_database, LATER, owner="after").scored == 1
+    assert _scores(demo_database, [2_000])["apple_score"].iloc[0] > 0

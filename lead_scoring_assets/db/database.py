@@ -16,6 +16,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
 
@@ -49,6 +50,17 @@ def data_dir() -> Path:
 def default_database_url() -> str:
     """``LEAD_SCORING_DATABASE_URL``, or the embedded SQLite file in the data folder."""
     return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir() / 'lead_scoring.db'}"
+
+
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration of the project."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def redact(url: str) -> str:
@@ -90,8 +102,7 @@ class Database:
         self._migrate(command.downgrade, revision)
 
     def _migrate(self, step, revision: str) -> None:
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config = _alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             step(config, revision)
