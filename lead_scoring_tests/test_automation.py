@@ -135,7 +135,7 @@ def test_run_keys_never_collide_after_the_cursor_is_reset(demo_database, databas
     sensor must still request runs with new keys."""
     sensor = build_scoring_queue_sensor(interval_seconds=30, batch_size=1_000, max_runs=2)
     with dg.instance_for_test() as instance:
-        result, cursor = _tick(sensor, instance, database_url)
+        result, _ = _tick(sensor, instance, database_url)
         launched = set()
         for request in result:
             run = incremental_scoring_job.execute_in_process(

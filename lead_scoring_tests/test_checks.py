@@ -1,6 +1,7 @@
 """Write, audit, publish: the blocking audits read the staged rows, and a failed audit
 publishes nothing."""
 
+import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -22,8 +23,6 @@ from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.scoring import full_rescore
 from lead_scoring_assets.scoring.checks import staged_score_violations
 from lead_scoring_assets.scoring.full_rescore import rescore_all, stage_rescore
-
-import dagster as dg
 
 from .conftest import AS_OF
 

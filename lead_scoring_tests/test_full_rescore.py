@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
-from lead_scoring_assets.db.writer_lock import LockBusy
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORE_COLUMNS, VALIDATION_COLUMNS
+from lead_scoring_assets.db.writer_lock import LockBusy
 from lead_scoring_assets.scoring import full_rescore
 from lead_scoring_assets.scoring.engine import score_chunk
 from lead_scoring_assets.scoring.explain import explain_contact

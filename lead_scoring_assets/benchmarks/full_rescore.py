@@ -4,7 +4,8 @@
 
 Creates (or recreates) a scratch database, loads N demo contacts, then times in the same run:
 the baseline (raw COPY of the scoring inputs out and of the score rows back in) and the full
-rescoring end to end in a fresh process (contacts/s, peak RSS, read / score / write split).
+rescoring end to end in a fresh process (contacts/s, peak RSS, read / score / write split, the
+audit of the staged scores, the publish).
 """
 
 import argparse
@@ -85,6 +86,7 @@ def timed_rescore(url: str, chunk_size: int) -> dict:
     database.dispose()
     return {"contacts": report.contacts_scored, "read": report.seconds_read,
             "score": report.seconds_score, "write": report.seconds_write,
+            "audit": report.seconds_audit,
             "swap": report.seconds_swap, "total": report.seconds_total,
             "malformed": sum(report.malformed_by_reason.values())}
 
@@ -109,8 +111,8 @@ def main() -> None:
         runs.append(run)
         print(f"rescore #{attempt}: {run['total']:.2f} s ({run['contacts'] / run['total']:,.0f} "
               f"contacts/s); stages (overlapping) read {run['read']:.2f} / score "
-              f"{run['score']:.2f} / write {run['write']:.2f} s, then index + swap "
-              f"{run['swap']:.2f} s; peak RSS {run['peak_rss_mb']:,.0f} MB, "
+              f"{run['score']:.2f} / write {run['write']:.2f} s, then audit "
+              f"{run['audit']:.2f} s, index + swap {run['swap']:.2f} s; peak RSS {run['peak_rss_mb']:,.0f} MB, "
               f"{run['malformed']:,} malformed rows")
     baseline = copy_baseline(url)
     median = statistics.median(run["total"] for run in runs)
