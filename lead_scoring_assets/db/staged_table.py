@@ -19,6 +19,10 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.database import Database
 
 
+NEXT = "_next"
+"""Suffix of the staged table and of its indexes until the publish."""
+
+
 class StagedBuildMissing(RuntimeError):
     """No staged rows of this run wait to be published."""
 
@@ -37,7 +41,7 @@ class StagedTable:
                  as_of=None):
         self.db = database
         self.table = table
-        self.staged = f"{table}_next"
+        self.staged = f"{table}{NEXT}"
         self.run_id = run_id or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
         self.as_of = as_of
         self.seconds = 0.0
@@ -62,6 +66,7 @@ class StagedTable:
                 if self._adbc is not None:
                     self._adbc.__exit__(None, None, None)
                     self._adbc = self._connection = None
+            self._index_staged()
             self._record_build()
         except BaseException:
             self.discard()
@@ -83,6 +88,15 @@ class StagedTable:
         self.db.append_frame(self.staged, frame, self._connection)
         if self._connection is not None:
             self._connection.commit()
+
+    def _index_staged(self) -> None:
+        """PostgreSQL: build the live table's indexes on the staged one (under temporary
+        names) and analyse it, so the audit reads it by index and the publish only renames."""
+        if self.db.dialect != "postgresql":
+            return
+        with self.db.engine.begin() as connection:
+            _copy_indexes(connection, self.table, self.staged)
+            connection.execute(sa.text(f"ANALYZE {self.staged}"))
 
     def _record_build(self) -> None:
         with self.db.engine.begin() as connection:
@@ -170,10 +184,7 @@ class StagedTable:
         if self.db.dialect == "postgresql":
             with self.db.engine.begin() as connection:
                 self.staged_build(connection)
-                renames = _copy_indexes(connection, self.table, self.staged)
-                connection.execute(sa.text(f"ANALYZE {self.staged}"))
-            with self.db.engine.begin() as connection:
-                self.staged_build(connection)
+                renames = _index_renames(connection, self.table, self.staged)
                 self.before_swap(connection)
                 connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
                 connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
@@ -197,9 +208,8 @@ class StagedTable:
                            {"table": self.table})
 
 
-def _copy_indexes(connection, live: str, staged: str) -> list[str]:
-    """Build ``live``'s indexes and constraints on ``staged`` under temporary names; return
-    the statements that give them their live names once ``staged`` is renamed."""
+def _copy_indexes(connection, live: str, staged: str) -> None:
+    """Build ``live``'s indexes and constraints on ``staged`` under their names + ``_next``."""
     rows = connection.execute(
         sa.text(
             "SELECT ic.relname, pg_get_indexdef(ic.oid), con.conname, "
@@ -211,20 +221,35 @@ def _copy_indexes(connection, live: str, staged: str) -> list[str]:
         ),
         {"table": live},
     ).all()
-    renames = []
     for index_name, index_def, constraint_name, constraint_def in rows:
         if constraint_name is not None:
-            temporary = f"{constraint_name}_next"
-            connection.execute(
-                sa.text(f'ALTER TABLE {staged} ADD CONSTRAINT "{temporary}" {constraint_def}')
-            )
-            renames.append(
-                f'ALTER TABLE {live} RENAME CONSTRAINT "{temporary}" TO "{constraint_name}"'
-            )
+            connection.execute(sa.text(
+                f'ALTER TABLE {staged} ADD CONSTRAINT "{constraint_name}{NEXT}" {constraint_def}'))
             continue
-        temporary = f"{index_name}_next"
-        statement = index_def.replace(f"INDEX {index_name} ON", f'INDEX "{temporary}" ON', 1)
+        statement = index_def.replace(f"INDEX {index_name} ON",
+                                      f'INDEX "{index_name}{NEXT}" ON', 1)
         statement = re.sub(rf" ON ((?:\S+\.)?){live} USING", rf" ON \g<1>{staged} USING", statement)
         connection.execute(sa.text(statement))
-        renames.append(f'ALTER INDEX "{temporary}" RENAME TO "{index_name}"')
+
+
+def _index_renames(connection, live: str, staged: str) -> list[str]:
+    """The statements that give ``staged``'s ``_next`` indexes and constraints their live
+    names once ``staged`` is renamed to ``live``."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT ic.relname, con.conname FROM pg_index x "
+            "JOIN pg_class ic ON ic.oid = x.indexrelid "
+            "LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid "
+            "AND con.conrelid = x.indrelid WHERE x.indrelid = CAST(:table AS regclass)"
+        ),
+        {"table": staged},
+    ).all()
+    renames = []
+    for index_name, constraint_name in rows:
+        if constraint_name is not None:
+            renames.append(f'ALTER TABLE {live} RENAME CONSTRAINT "{constraint_name}" TO '
+                           f'"{constraint_name.removesuffix(NEXT)}"')
+        else:
+            renames.append(f'ALTER INDEX "{index_name}" RENAME TO '
+                           f'"{index_name.removesuffix(NEXT)}"')
     return renames

@@ -194,7 +194,8 @@ def _micros(stamp: pd.Timestamp) -> int:
 
 
 def classify_malformed(
-    validations: pd.DataFrame, contact_ids: np.ndarray, as_of, config: ScoringConfig = DEFAULT_CONFIG
+    validations: pd.DataFrame, contact_ids: np.ndarray, as_of,
+    config: ScoringConfig = DEFAULT_CONFIG,
 ) -> pd.Series:
     """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed at ``as_of``; NA
     if it is not. ``contact_ids`` must be sorted."""
