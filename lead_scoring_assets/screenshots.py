@@ -23,7 +23,7 @@ PORT = 3333
 MLFLOW_PORT = 5055
 PAGES = {
     "analytics_asset.png": "/assets/lead_scoring_analytics",
-    "lead_scores_checks.png": "/assets/lead_scores?view=checks",
+    "lead_scores_checks.png": "/assets/staged_lead_scores?view=checks",
     "lineage.png": "/asset-groups",
     "ml_lineage.png": "/locations/lead_scoring_assets.definitions/asset-groups/ml/lineage",
     "lead_scoring_model_asset.png": "/assets/lead_scoring_model",
