@@ -9,6 +9,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.errors import describe_error
 from lead_scoring_assets.db.scoring_queue import SCORING_LOCK, ScoringQueue
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import (
@@ -60,7 +61,7 @@ def _score_isolating_failures(
     try:
         return [score_chunk(contacts, validations, ladas, as_of, config)], {}, None
     except Exception as error:  # noqa: BLE001 - reported, then isolated contact by contact
-        batch_error = f"{type(error).__name__}: {error}"
+        batch_error = describe_error(error)
     scored, errors = [], {}
     for contact_id in contacts["id"]:
         one = contacts[contacts["id"] == contact_id]
@@ -68,7 +69,7 @@ def _score_isolating_failures(
             scored.append(score_chunk(one, validations[validations["contact_id"] == contact_id],
                                       ladas, as_of, config))
         except Exception as error:  # noqa: BLE001 - recorded in scoring_queue / dead letters
-            errors[int(contact_id)] = f"{type(error).__name__}: {error}"
+            errors[int(contact_id)] = describe_error(error)
     return scored, errors, batch_error
 
 
