@@ -20,6 +20,8 @@ from lead_scoring_assets.db.errors import DatabaseError, describe_error
 from lead_scoring_assets.defs.assets.lead_scores import LeadScoresConfig, lead_scores
 from lead_scoring_assets.defs.incremental_scoring import incremental_scoring_job
 from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.defs import retries
+from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.demo.generator import generate_demo_data
 from lead_scoring_assets.demo_definitions import DemoDataConfig, demo_data_job
 from lead_scoring_assets.scoring import incremental
@@ -161,3 +163,34 @@ def test_sanitised_errors_keep_class_sqlstate_and_identifiers(database):
     assert ("23505" in described) if database.dialect == "postgresql" else (
         "SQLITE_CONSTRAINT" in described)
     assert issubclass(DatabaseError, Exception)
+
+
+def test_retry_warning_describes_the_error_without_its_values(postgres_server, monkeypatch,
+                                                              caplog, capfd):
+    """A real transient error whose message names a phone (a database named after one) is
+    retried with a warning that keeps its class, and the run's events chain nothing."""
+    url = sa.make_url(postgres_server).set(database="list_+526671234567").render_as_string(
+        hide_password=False)
+    with pytest.raises(Exception) as raw:
+        Database(url).current_revision()
+    assert phone_leaks([str(raw.value)], ["+526671234567"]) == {"6671234567"}
+
+    @dg.op
+    def open_the_list(context: dg.OpExecutionContext, database: DatabaseResource) -> None:
+        with retry_on_transient_database_errors(context), database.open():
+            pass
+
+    @dg.job
+    def list_job() -> None:
+        open_the_list()
+
+    monkeypatch.setattr(retries, "MAX_RETRIES", 0)
+    with dg.instance_for_test() as instance:
+        result = list_job.execute_in_process(resources={"database": DatabaseResource(url=url)},
+                                             instance=instance, raise_on_error=False)
+        events = [dg.serialize_value(e) for e in instance.all_logs(result.run_id)]
+    assert not result.success
+    captured = capfd.readouterr()
+    logged = events + [caplog.text, captured.err, captured.out]
+    assert any("transient database error, retry in 2s: OperationalError" in t for t in logged)
+    assert phone_leaks(logged, ["+526671234567"]) == set()
