@@ -172,6 +172,23 @@ def test_a_failed_export_leaves_no_file(scored, folder):
     assert list(folder.iterdir()) == []
 
 
+def test_snapshot_sees_one_state_of_the_database(scored, database_url):
+    """Every query in ``Database.snapshot()`` sees the database as of its first read, however
+    much another connection commits meanwhile; on PostgreSQL it is REPEATABLE READ, read-only."""
+    writer = Database(database_url)
+    with scored.snapshot() as connection:
+        before = connection.execute(sa.text("SELECT count(*) FROM lead_scores")).scalar()
+        _execute(writer, "DELETE FROM lead_scores WHERE contact_id <= 10")
+        after = connection.execute(sa.text("SELECT count(*) FROM lead_scores")).scalar()
+        if scored.dialect == "postgresql":
+            settings = connection.execute(sa.text(
+                "SELECT current_setting('transaction_isolation'), "
+                "current_setting('transaction_read_only')")).one()
+            assert tuple(settings) == ("repeatable read", "on")
+    writer.dispose()
+    assert before == after == scored.count("lead_scores") + 10
+
+
 def test_export_reads_one_snapshot_while_scores_change(scored, folder, database_url):
     """A second connection moves exported contacts down and waiting contacts up between the
     reader's fetches: the file still holds each contact once, exactly the segment as it was
