@@ -12,9 +12,9 @@ from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.definitions import defs
 from lead_scoring_assets.defs.assets.ladas_reference import ladas_reference
 from lead_scoring_assets.defs.assets.lead_scores import LeadScoresConfig, lead_scores
+from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.demo_definitions import DemoDataConfig, demo_data_job
 from lead_scoring_assets.demo_definitions import defs as demo_defs
-from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 
 from .conftest import AS_OF
 
