@@ -154,8 +154,10 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
 
 def test_sanitised_errors_keep_class_sqlstate_and_identifiers(database):
     with pytest.raises(sa.exc.IntegrityError) as raw, database.engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO contacts (id, phone_e164) VALUES "
-                                   "(1, '+526671234567'), (1, '+526671234568')"))
+        connection.execute(sa.text("INSERT INTO contacts (id, phone_e164) VALUES (:id, :phone)"),
+                           [{"id": 1, "phone": "+526671234567"},
+                            {"id": 1, "phone": "+526671234568"}])
+    assert "parameters hidden" in str(raw.value) and "667123456" not in str(raw.value)
     described = describe_error(raw.value)
     assert "6671234567" not in described and "parameters" not in described
     assert described.startswith("IntegrityError [")
