@@ -29,7 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
     instance with a local MLflow store."""
     import dagster as dg
 
-    from lead_scoring_assets.definitions import defs
+    from lead_scoring_assets.demo_definitions import defs
     from lead_scoring_assets.ml.tracking import default_tracking_uri
 
     os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))

@@ -28,11 +28,11 @@ def _load(database) -> None:
                 "INSERT INTO contacts (id, phone_e164, state_name) VALUES (:id, :phone, :state)"),
                 {"id": contact_id, "phone": f"+5233000000{contact_id:02d}", "state": state})
             connection.execute(sa.text(
-                "INSERT INTO lead_scores (contact_id, phone_e164, whatsapp_score, "
+                "INSERT INTO lead_scores (contact_id, whatsapp_score, "
                 "instagram_score, facebook_score, google_score, apple_score, total_score, "
                 "quality_tier, confidence_level, platform_count, business_account_count, "
                 "premium_account_count, score_breakdown, calculation_method, "
-                "calculation_version, last_calculated_at) VALUES (:id, 'x', 0, 0, 0, 0, 0, "
+                "calculation_version, last_calculated_at) VALUES (:id, 0, 0, 0, 0, 0, "
                 ":total, :tier, 0.5, :platforms, 0, 0, '{}', 'advanced_v1', 'v', :at)"),
                 {"id": contact_id, "total": total, "tier": tier, "platforms": platforms,
                  "at": database.bind_timestamp(AS_OF)})

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.staged_table import StagedBuildMissing, StagedTable
+from lead_scoring_assets.db.writer_lock import LockLost
 from lead_scoring_assets.defs.assets.ladas_reference import (
     ladas_reference,
     staged_ladas_reference,
@@ -22,7 +24,12 @@ from lead_scoring_assets.defs.checks import (
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.scoring import full_rescore
 from lead_scoring_assets.scoring.checks import staged_score_violations
-from lead_scoring_assets.scoring.full_rescore import rescore_all, stage_rescore
+from lead_scoring_assets.scoring.full_rescore import (
+    discard_rescore,
+    publish_rescore,
+    rescore_all,
+    stage_rescore,
+)
 
 from .conftest import AS_OF
 
@@ -157,3 +164,20 @@ def test_failed_lada_audit_keeps_the_live_reference(demo_database, database_url,
         "missing_states"].value == ["COLIMA"]
     assert not result.asset_materializations_for_node("ladas_reference")
     pd.testing.assert_frame_equal(before, _live(demo_database)["ladas_reference"])
+
+
+def test_only_the_run_that_staged_may_publish_or_discard(demo_database):
+    rescore_all(demo_database, AS_OF)
+    before = _live(demo_database)["lead_scores"]
+    stage_rescore(demo_database, AS_OF + pd.Timedelta(days=1), run_id="stager")
+    with pytest.raises(StagedBuildMissing, match="rows of run stager"):
+        publish_rescore(demo_database, "intruder")
+    with pytest.raises(LockLost):
+        discard_rescore(demo_database, "intruder")
+    with pytest.raises(StagedBuildMissing):
+        StagedTable(demo_database, "ladas_reference", run_id="intruder").publish()
+    pd.testing.assert_frame_equal(before, _live(demo_database)["lead_scores"])
+    assert demo_database.count("lead_scores_next") == len(before)
+    publish_rescore(demo_database, "stager")
+    assert demo_database.count("writer_locks") == 0
+    assert not _live(demo_database)["lead_scores"].equals(before)

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.definitions import defs
@@ -18,8 +19,9 @@ from lead_scoring_assets.defs.assets.lead_scores import (
     lead_scores,
     staged_lead_scores,
 )
-from lead_scoring_assets.defs.demo_data import DemoDataConfig, demo_data_job
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
+from lead_scoring_assets.demo_definitions import DemoDataConfig, demo_data_job
+from lead_scoring_assets.demo_definitions import defs as demo_defs
 
 from .conftest import AS_OF
 
@@ -31,9 +33,17 @@ def test_definitions_load(definitions):
     keys = {key.to_user_string() for key in definitions.resolve_asset_graph().get_all_asset_keys()}
     assert {"contacts", "platform_validations", "ladas_reference", "lead_scores"} <= keys
     assert definitions.resolve_job_def("full_rescore_job") is not None
-    assert definitions.resolve_job_def("demo_data_job") is not None
+    assert "demo_data_job" not in {job.name for job in definitions.resolve_all_job_defs()}
     assert isinstance(definitions.resources["database"], DatabaseResource)
     assert isinstance(definitions.resources["mlflow"], MlflowResource)
+
+
+def test_demo_definitions_add_only_the_demo_job(definitions):
+    with dg.instance_for_test():
+        demo = demo_defs()
+    production = {job.name for job in definitions.resolve_all_job_defs()}
+    assert {job.name for job in demo.resolve_all_job_defs()} == production | {"demo_data_job"}
+    assert isinstance(demo.resources["database"], DatabaseResource)
 
 
 def test_ml_lineage(definitions):
@@ -50,10 +60,10 @@ def test_ml_lineage(definitions):
     assert parents("ladas_reference") == {"staged_ladas_reference"}
 
 
-def _run_demo_job(url: str, contacts: int = 2_000, instance=None) -> None:
+def _run_demo_job(url: str, contacts: int = 2_000, instance=None, replace: bool = False) -> None:
     result = demo_data_job.execute_in_process(
-        run_config=dg.RunConfig({"generate_demo_data_op": DemoDataConfig(contacts=contacts,
-                                                                          seed=3)}),
+        run_config=dg.RunConfig({"generate_demo_data_op": DemoDataConfig(
+            contacts=contacts, seed=3, replace_existing=replace)}),
         resources={"database": DatabaseResource(url=url)},
         instance=instance,
     )
@@ -106,6 +116,22 @@ def test_demo_job_refuses_to_overwrite_contacts(sqlite_url):
     _run_demo_job(sqlite_url, contacts=10)
     with pytest.raises(RuntimeError, match="replace_existing"):
         _run_demo_job(sqlite_url, contacts=10)
+    _run_demo_job(sqlite_url, contacts=12, replace=True)
+    assert Database(sqlite_url).count("contacts") == 12
+
+
+def test_demo_job_never_empties_the_platforms_tables(database_url):
+    """`replace_existing: true` on a database whose contacts the demo did not load (the
+    production case) fails clearly and deletes nothing."""
+    database = Database(database_url)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO contacts (id, phone_e164) VALUES "
+                                   "(7, '+523312345678')"))
+    with pytest.raises(RuntimeError, match="demo loader did not write"):
+        _run_demo_job(database_url, contacts=10, replace=True)
+    assert database.read_frame("SELECT id FROM contacts")["id"].tolist() == [7]
+    database.dispose()
 
 
 def test_production_instance_from_dagster_yaml(postgres_url, tmp_path, monkeypatch):

@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import phonenumbers
 import pytest
+import sqlalchemy as sa
 
 from lead_scoring_assets.demo.generator import generate_demo_data
+from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.scoring.config import PLATFORMS
@@ -87,3 +89,31 @@ def test_platform_rates_are_plausible(demo):
     assert 0.75 < owners["whatsapp"] < 0.9
     confidence = validations["confidence_score"].dropna()
     assert 0.7 < confidence[(confidence >= 0) & (confidence <= 1)].mean() < 0.9
+
+
+def test_loader_marks_its_database_and_replaces_only_its_own_rows(database):
+    load_demo_data(database, 200, seed=1, as_of=AS_OF)
+    marker = database.read_frame("SELECT seed, contacts FROM demo_data_marker")
+    assert marker.values.tolist() == [[1, 200]]
+    report = load_demo_data(database, 150, seed=2, as_of=AS_OF, replace_existing=True)
+    assert report.contacts == database.count("contacts") == 150
+    assert database.read_frame("SELECT seed FROM demo_data_marker")["seed"].tolist() == [2]
+
+
+@pytest.mark.parametrize("table", ["contacts", "platform_validations"])
+def test_loader_refuses_to_delete_the_platforms_rows(database, table):
+    """Rows the loader did not write (no marker) are never deleted, even when told to."""
+    with database.engine.begin() as connection:
+        if table == "contacts":
+            connection.execute(sa.text(
+                "INSERT INTO contacts (id, phone_e164, full_name) VALUES "
+                "(1, '+523312345678', 'Cliente Real'), (2, '+523312345679', 'Otra Persona')"))
+        else:
+            connection.execute(sa.text(
+                "INSERT INTO platform_validations (id, contact_id, platform) "
+                "VALUES (1, 1, 'whatsapp')"))
+    before = database.count(table)
+    with pytest.raises(RuntimeError, match="demo loader did not write"):
+        load_demo_data(database, 100, seed=1, as_of=AS_OF, replace_existing=True)
+    assert database.count(table) == before
+    assert database.count("demo_data_marker") == 0

@@ -12,6 +12,9 @@ from lead_scoring_assets.db.tables import (
     VALIDATION_COLUMNS,
 )
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS
+from lead_scoring_assets.scoring.full_rescore import rescore_all
+
+from .conftest import AS_OF
 
 
 def test_upgrade_creates_the_spec_tables(database_url):
@@ -76,3 +79,24 @@ def test_cli_db_upgrade(sqlite_url, capsys):
     assert f"revision {head_revision()}" in capsys.readouterr().out
     assert main(["db", "current", "--url", sqlite_url]) == 0
     assert capsys.readouterr().out.strip() == head_revision()
+
+
+def test_0007_moves_the_phone_to_contacts_and_back(demo_database):
+    """Scores survive the migration both ways; downgraded, lead_scores holds the contacts'
+    phones again."""
+    rescore_all(demo_database, AS_OF)
+    scores = demo_database.read_frame(
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id")
+    demo_database.downgrade("0006")
+    phones = demo_database.read_frame(
+        "SELECT s.phone_e164 AS kept, c.phone_e164 AS phone FROM lead_scores s "
+        "JOIN contacts c ON c.id = s.contact_id")
+    assert len(phones) == len(scores) and (phones["kept"] == phones["phone"]).all()
+    assert "demo_data_marker" not in sa.inspect(demo_database.engine).get_table_names()
+    demo_database.upgrade()
+    columns = [c["name"] for c in sa.inspect(demo_database.engine).get_columns("lead_scores")]
+    assert columns == list(SCORE_COLUMNS)
+    assert {ix["name"] for ix in sa.inspect(demo_database.engine).get_indexes("lead_scores")} >= {
+        "ix_lead_scores_total_score", "ix_lead_scores_quality_tier"}
+    pd.testing.assert_frame_equal(scores, demo_database.read_frame(
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"))

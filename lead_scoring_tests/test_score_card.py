@@ -14,8 +14,9 @@ from .conftest import AS_OF
 def scored(demo_database):
     rescore_all(demo_database, AS_OF)
     row = demo_database.read_frame(
-        "SELECT contact_id, phone_e164, total_score, quality_tier FROM lead_scores "
-        "WHERE platform_count >= 2 ORDER BY total_score DESC LIMIT 1").iloc[0]
+        "SELECT s.contact_id, c.phone_e164, s.total_score, s.quality_tier FROM lead_scores s "
+        "JOIN contacts c ON c.id = s.contact_id WHERE s.platform_count >= 2 "
+        "ORDER BY s.total_score DESC LIMIT 1").iloc[0]
     return demo_database, row
 
 

@@ -68,6 +68,9 @@ def test_triggers_enqueue_once_per_contact_and_raise_priority(database):
     _execute(database, "UPDATE contacts SET state_name = 'Jalisco' WHERE id = 2")
     assert _queue(database).loc[2].priority == 3
     _execute(database, "DELETE FROM scoring_queue")
+    _execute(database, "UPDATE contacts SET phone_e164 = '+523300000009' WHERE id = 1")
+    assert list(_queue(database).index) == [1]
+    _execute(database, "DELETE FROM scoring_queue")
     _execute(database, "DELETE FROM platform_validations WHERE id = 11")
     _add_validation(database, None, 12)
     assert list(_queue(database).index) == [1]

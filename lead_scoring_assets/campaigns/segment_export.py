@@ -1,19 +1,38 @@
-"""Campaign segments: the targeted contacts, best first, written to CSV or Parquet."""
+"""Campaign segments: the targeted contacts, best first, streamed to CSV or Parquet.
 
+A segment is read in one snapshot (scores changing meanwhile never duplicate or drop a
+contact), one row per phone number, and written batch by batch (memory bounded by the batch
+size) to a temporary file in the export folder, renamed when complete.
+"""
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
 
-from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.geography.states import normalize_state, normalize_state_series
+from lead_scoring_assets.db.database import Database, data_dir
+from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
-EXPORT_COLUMNS = (
-    "contact_id", "phone_e164", "full_name", "state_name", "municipality", "total_score",
-    "quality_tier", "confidence_level", *(f"{p}_score" for p in PLATFORMS),
-)
-PAGE = 100_000
+EXPORT_DIR_ENV = "LEAD_SCORING_EXPORT_DIR"
+BATCH_SIZE = 50_000
+CONTACT_FIELDS = ("phone_e164", "full_name", "state_name", "municipality")
+EXPORT_SCHEMA = pa.schema([
+    ("contact_id", pa.int64()), ("phone_e164", pa.string()), ("full_name", pa.string()),
+    ("state_name", pa.string()), ("municipality", pa.string()), ("total_score", pa.int32()),
+    ("quality_tier", pa.string()), ("confidence_level", pa.float64()),
+    *((f"{p}_score", pa.int32()) for p in PLATFORMS),
+])
+EXPORT_COLUMNS = tuple(EXPORT_SCHEMA.names)
+FORMATS = ("csv", "parquet")
 
 
 @dataclass(frozen=True)
@@ -34,47 +53,173 @@ class Segment:
         return max(tier_floor, self.min_score or 0)
 
 
-def select_segment(database: Database, segment: Segment, page_size: int = PAGE) -> pd.DataFrame:
-    """The contacts of ``segment`` ordered by score, confidence, then contact id, read
-    ``page_size`` rows at a time until the limit is reached."""
-    wanted_states = {normalize_state(s) for s in segment.states}
-    columns = ", ".join(
-        f"c.{c}" if c in ("full_name", "state_name", "municipality") else f"s.{c}"
-        for c in EXPORT_COLUMNS
+class UnsafeExportPath(ValueError):
+    """An ``output_path`` that is not a file name inside the export folder."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was written: the file (relative to the export folder), rows, SHA-256, size, and
+    how many contacts were left out because another contact had the same phone number."""
+
+    file: str
+    path: Path
+    rows: int
+    sha256: str
+    bytes: int
+    duplicates_dropped: int
+
+
+def export_dir() -> Path:
+    """``LEAD_SCORING_EXPORT_DIR``, or ``exports`` in the data folder."""
+    return Path(os.environ.get(EXPORT_DIR_ENV) or data_dir() / "exports")
+
+
+def _segment_query(segment: Segment, states: list[str] | None) -> tuple[sa.TextClause, dict]:
+    """The segment, one row per phone number (best score, then latest ``created_at``, then
+    highest contact id), best first; ``phone_contacts`` counts the contacts of each phone."""
+    columns = ", ".join(f"c.{c}" if c in CONTACT_FIELDS else f"s.{c}" for c in EXPORT_COLUMNS)
+    where = "s.total_score >= :min_total AND s.confidence_level >= :min_confidence"
+    params: dict = {"min_total": segment.min_total(), "min_confidence": segment.min_confidence}
+    if states is not None:
+        where += " AND c.state_name IN :states"
+        params["states"] = states
+    limit = ""
+    if segment.limit is not None:
+        limit = " LIMIT :limit"
+        params["limit"] = segment.limit
+    sql = (
+        f"SELECT {', '.join(EXPORT_COLUMNS)}, phone_contacts FROM (SELECT {columns}, "
+        "row_number() OVER (PARTITION BY c.phone_e164 ORDER BY s.total_score DESC, "
+        "c.created_at DESC NULLS LAST, s.contact_id DESC) AS phone_rank, "
+        "count(*) OVER (PARTITION BY c.phone_e164) AS phone_contacts "
+        f"FROM lead_scores s JOIN contacts c ON c.id = s.contact_id WHERE {where}) ranked "
+        "WHERE phone_rank = 1 "
+        f"ORDER BY total_score DESC, confidence_level DESC, contact_id{limit}"
     )
-    pages, kept, offset = [], 0, 0
-    while True:
-        page = database.read_frame(
-            f"SELECT {columns} FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
-            "WHERE s.total_score >= :min_total AND s.confidence_level >= :min_confidence "
-            "ORDER BY s.total_score DESC, s.confidence_level DESC, s.contact_id "
-            "LIMIT :page OFFSET :offset",
-            {"min_total": segment.min_total(), "min_confidence": segment.min_confidence,
-             "page": page_size, "offset": offset},
-        )
-        fetched = len(page)
-        offset += fetched
-        if wanted_states:
-            page = page[normalize_state_series(page["state_name"].astype("str"))
-                        .isin(wanted_states).to_numpy()]
-        pages.append(page)
-        kept += len(page)
-        if fetched < page_size or (segment.limit is not None and kept >= segment.limit):
-            break
-    selected = pd.concat([p for p in pages if len(p)] or pages[:1], ignore_index=True)
-    return selected if segment.limit is None else selected.head(segment.limit)
+    query = sa.text(sql)
+    if states is not None:
+        query = query.bindparams(sa.bindparam("states", expanding=True))
+    return query, params
 
 
-def export_segment(database: Database, segment: Segment, path: str | Path,
-                   file_format: str = "csv") -> int:
-    """Write the segment to ``path`` as ``csv`` or ``parquet``; returns how many contacts."""
-    if file_format not in ("csv", "parquet"):
-        raise ValueError(f"format must be csv or parquet, not {file_format!r}")
-    frame = select_segment(database, segment)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+class SegmentReader:
+    """Iterates over a segment as Arrow record batches of at most ``batch_size`` rows, from one
+    snapshot of the database (``Database.snapshot``) through a server-side cursor on
+    PostgreSQL. ``after_batch(rows_so_far)`` runs after each batch is fetched.
+    ``duplicates_dropped`` counts, once iterated, the contacts left out because another
+    contact with the same phone number was kept."""
+
+    def __init__(self, database: Database, segment: Segment, batch_size: int = BATCH_SIZE,
+                 after_batch: Callable[[int], None] | None = None):
+        segment.min_total()
+        self.database = database
+        self.segment = segment
+        self.batch_size = batch_size
+        self.after_batch = after_batch
+        self.rows = 0
+        self.duplicates_dropped = 0
+
+    def _states(self, connection: sa.Connection) -> list[str] | None:
+        """The stored spellings of the wanted states (state names are normalised in Python, so
+        the filter is the list of raw values that normalise to one of them)."""
+        if not self.segment.states:
+            return None
+        wanted = {normalize_state(s) for s in self.segment.states}
+        stored = connection.execute(sa.text(
+            "SELECT DISTINCT state_name FROM contacts WHERE state_name IS NOT NULL")).scalars()
+        return [name for name in stored if normalize_state(name) in wanted]
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        with self.database.snapshot() as connection:
+            states = self._states(connection)
+            if states == []:
+                return
+            query, params = _segment_query(self.segment, states)
+            result = connection.execution_options(
+                stream_results=True, yield_per=self.batch_size).execute(query, params)
+            for rows in result.partitions(self.batch_size):
+                columns = list(zip(*rows))
+                self.duplicates_dropped += sum(columns[-1]) - len(rows)
+                self.rows += len(rows)
+                batch = pa.RecordBatch.from_arrays(
+                    [pa.array(values, type=column.type)
+                     for values, column in zip(columns, EXPORT_SCHEMA)],
+                    schema=EXPORT_SCHEMA)
+                if self.after_batch is not None:
+                    self.after_batch(self.rows)
+                yield batch
+
+
+def select_segment(database: Database, segment: Segment,
+                   batch_size: int = BATCH_SIZE) -> pd.DataFrame:
+    """The whole segment as a DataFrame (for small segments; exports stream instead)."""
+    batches = list(SegmentReader(database, segment, batch_size))
+    return pa.Table.from_batches(batches, schema=EXPORT_SCHEMA).to_pandas()
+
+
+def export_path(output_path: str, folder: Path | None = None) -> Path:
+    """``output_path`` inside the export folder; ``UnsafeExportPath`` if it is absolute, has
+    ``..``, or resolves outside the folder (a symlink)."""
+    root = (folder or export_dir()).resolve()
+    relative = Path(output_path)
+    if not output_path or relative.is_absolute() or ".." in relative.parts or (
+            relative.name in ("", ".")):
+        raise UnsafeExportPath(
+            f"output_path must be a file name relative to the export folder {root} "
+            f"(set {EXPORT_DIR_ENV} to move it), without '..': got {output_path!r}")
+    target = root / relative
+    if target.is_symlink() or not target.resolve().is_relative_to(root):
+        raise UnsafeExportPath(
+            f"output_path {output_path!r} resolves outside the export folder {root} "
+            "(through a symbolic link): refused")
+    return target
+
+
+def _write(reader: SegmentReader, sink: pa.NativeFile, file_format: str) -> None:
     if file_format == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    return len(frame)
+        with pacsv.CSVWriter(sink, EXPORT_SCHEMA) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+        return
+    with pq.ParquetWriter(sink, EXPORT_SCHEMA) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+
+
+def export_segment(
+    database: Database, segment: Segment, output_path: str, file_format: str = "csv",
+    *, overwrite: bool = False, folder: Path | None = None, batch_size: int = BATCH_SIZE,
+    after_batch: Callable[[int], None] | None = None,
+) -> ExportReport:
+    """Stream the segment to ``output_path`` (relative to the export folder) as ``csv`` or
+    ``parquet``: written to a temporary file (mode 0600) in the same folder, synced, then
+    renamed; an existing file is kept unless ``overwrite``."""
+    if file_format not in FORMATS:
+        raise ValueError(f"format must be csv or parquet, not {file_format!r}")
+    target = export_path(output_path, folder)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{output_path!r} already exists in the export folder; "
+                              "set overwrite to replace it")
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    reader = SegmentReader(database, segment, batch_size, after_batch)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                         dir=target.parent)
+    os.close(handle)
+    try:
+        with pa.OSFile(temporary, "wb") as sink:
+            _write(reader, sink, file_format)
+        with open(temporary, "rb") as written:
+            digest = hashlib.file_digest(written, "sha256").hexdigest()
+            os.fsync(written.fileno())
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            os.link(temporary, target)
+            os.unlink(temporary)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return ExportReport(file=output_path, path=target, rows=reader.rows, sha256=digest,
+                        bytes=target.stat().st_size,
+                        duplicates_dropped=reader.duplicates_dropped)

@@ -75,7 +75,7 @@ class Database:
         self.url = sa.make_url(url)
         if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(self.url)
+        self.engine = sa.create_engine(self.url, hide_parameters=True)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -225,6 +225,23 @@ class Database:
         if self.dialect == "sqlite":
             return stamp.tz_localize(None).strftime(SQLITE_TIMESTAMP)
         return stamp.to_pydatetime()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sa.Connection]:
+        """A connection whose every query sees one consistent snapshot, rolled back on
+        leaving: a ``REPEATABLE READ READ ONLY`` transaction on PostgreSQL, one read
+        transaction on SQLite (WAL: writers commit meanwhile, this reader does not see them).
+        """
+        with self.engine.connect() as connection:
+            if self.dialect == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ",
+                                             postgresql_readonly=True)
+            else:
+                connection.exec_driver_sql("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.rollback()
 
     def count(self, table: str) -> int:
         with self.engine.connect() as connection:

@@ -61,11 +61,18 @@ class ScoreSwap(StagedTable):
         self.lock.acquire_exclusive(wait_seconds=self.wait_seconds)
 
     def _release_lock(self, failed: bool) -> None:
-        """A failed build releases the lock; a staged one keeps it (renewed) for its publish."""
-        if failed:
-            self.lock.release()
-        else:
+        """A staged build keeps the lock (renewed) for its publish; a failed one released it
+        when it was abandoned."""
+        if not failed:
             self.lock.renew()
+
+    def _abandon(self) -> None:
+        """A build that failed half-way: drop its tables and release the lock, but only while
+        this run still holds it (after a lost lease the tables may be another run's)."""
+        with self.db.engine.begin() as connection:
+            if self.lock.holds(connection):
+                self.drop(connection)
+                self.lock.release(connection)
 
     def create(self, connection) -> None:
         """The staged scores plus the tables of malformed rows, last validations and the
@@ -106,9 +113,13 @@ class ScoreSwap(StagedTable):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
     def discard(self) -> None:
-        """Drop the staged rows (a failed build or audit) and release the scoring lock."""
-        super().discard()
-        self.lock.release()
+        """Drop this run's staged rows (a failed audit or publish) and release the scoring
+        lock; refused (``LockLost``) once the run no longer holds it."""
+        with self.db.engine.begin() as connection:
+            self.lock.verify(connection)
+            self.staged_build(connection)
+            self._drop_build(connection)
+            self.lock.release(connection)
 
     def before_swap(self, connection) -> None:
         """Fencing first (this run still holds its lease), then history rows for every changed
@@ -125,7 +136,6 @@ class ScoreSwap(StagedTable):
         copy_malformed_rows(connection, MALFORMED_IDS)
         update_last_validation(connection, LAST_VALIDATION)
         self._settle_queue(connection)
-        self.drop(connection)
         self.lock.release(connection)
 
     @staticmethod

@@ -69,7 +69,7 @@ class StagedTable:
             self._index_staged()
             self._record_build()
         except BaseException:
-            self.discard()
+            self._abandon()
             self._release_lock(failed=True)
             raise
         self._release_lock(failed=False)
@@ -160,13 +160,22 @@ class StagedTable:
     def drop(self, connection: sa.Connection) -> None:
         connection.execute(sa.text(f"DROP TABLE IF EXISTS {self.staged}"))
 
-    def discard(self) -> None:
-        """Drop the staged rows and their build record; the live table stays as it is."""
+    def _abandon(self) -> None:
+        """A build that failed half-way, under this run's staging lock: drop its tables."""
         with self.db.engine.begin() as connection:
             self.drop(connection)
-            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table "
-                                       "AND run_id = :run_id"),
-                               {"table": self.table, "run_id": self.run_id})
+
+    def discard(self) -> None:
+        """Drop this run's staged rows and their build record (a failed audit or publish);
+        the live table stays as it is. Rows staged by another run are never touched."""
+        with self.db.engine.begin() as connection:
+            self.staged_build(connection)
+            self._drop_build(connection)
+
+    def _drop_build(self, connection: sa.Connection) -> None:
+        self.drop(connection)
+        connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
+                           {"table": self.table})
 
     def before_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction while both tables exist (a hook for subclasses)."""
@@ -204,8 +213,7 @@ class StagedTable:
 
     def _published(self, connection: sa.Connection) -> None:
         self.after_swap(connection)
-        connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
-                           {"table": self.table})
+        self._drop_build(connection)
 
 
 def _copy_indexes(connection, live: str, staged: str) -> None:

@@ -12,7 +12,7 @@ SCORING_VALIDATION_COLUMNS = tuple(
 )
 """What the scorer reads of a validation row."""
 SCORE_COLUMNS = (
-    "contact_id", "phone_e164", *(f"{p}_score" for p in PLATFORMS), "total_score",
+    "contact_id", *(f"{p}_score" for p in PLATFORMS), "total_score",
     "quality_tier", "confidence_level", "platform_count", "business_account_count",
     "premium_account_count", "score_breakdown", "calculation_method", "calculation_version",
     "last_calculated_at",

@@ -106,15 +106,18 @@ class WriterLock:
         if not renewed:
             raise LockLost(f"the lease on {self.resource} ended before it was renewed")
 
-    def verify(self, connection: sa.Connection) -> None:
-        """In the caller's publishing transaction: fail unless the lease is still held, and
-        keep it (row lock on PostgreSQL, the write lock on SQLite) until that commits."""
-        held = connection.execute(
+    def holds(self, connection: sa.Connection) -> bool:
+        """In the caller's transaction: whether the lease is still held; if so it stays held
+        (row lock on PostgreSQL, the write lock on SQLite) until that transaction ends."""
+        return bool(connection.execute(
             sa.text("UPDATE writer_locks SET expires_at = expires_at WHERE resource = :resource "
                     "AND holder = :holder AND expires_at >= :now"),
             {"resource": self.resource, "holder": self.holder, "now": self._stamp()},
-        ).rowcount
-        if not held:
+        ).rowcount)
+
+    def verify(self, connection: sa.Connection) -> None:
+        """``holds``, or ``LockLost``: for the transaction that publishes."""
+        if not self.holds(connection):
             raise LockLost(f"the lease on {self.resource} ended: nothing is published")
 
     def release(self, connection: sa.Connection | None = None) -> None:

@@ -5,7 +5,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from lead_scoring_assets.campaigns.segment_export import Segment, export_segment
+from lead_scoring_assets.campaigns.segment_export import (
+    EXPORT_DIR_ENV,
+    Segment,
+    export_segment,
+)
 from lead_scoring_assets.defs.resources import DatabaseResource
 
 
@@ -15,24 +19,36 @@ class CampaignExportConfig(dg.Config):
     min_confidence: float = Field(default=0.0, ge=0, le=1)
     states: list[str] = Field(default_factory=list, description="Any spelling: 'CDMX', 'Jal.'.")
     limit: int | None = Field(default=None, gt=0)
-    output_path: str = Field(description="File to write (its folder is created).")
+    output_path: str = Field(
+        description=f"File name relative to the export folder (${EXPORT_DIR_ENV}, default "
+        "data/exports); '..', absolute paths and symbolic links out of it are refused.")
     format: Literal["csv", "parquet"] = "csv"
+    overwrite: bool = Field(default=False, description="Replace an existing file of that name.")
 
 
 @dg.op
 def export_campaign_segment(
     context: dg.OpExecutionContext, config: CampaignExportConfig, database: DatabaseResource
 ) -> dg.Output[int]:
-    """Select the segment from lead_scores and write it, ordered by score."""
+    """Stream the segment from one snapshot of lead_scores and contacts, one row per phone
+    number, best first, into the export folder."""
     segment = Segment(min_tier=config.min_tier, min_score=config.min_score,
                       min_confidence=config.min_confidence, states=tuple(config.states),
                       limit=config.limit)
     with database.open() as db:
-        count = export_segment(db, segment, config.output_path, config.format)
-    context.log.info(f"{count} contacts written to {config.output_path}")
-    return dg.Output(count, metadata={"contacts": count, "path": config.output_path,
-                                      "format": config.format,
-                                      "minimum_total_score": segment.min_total()})
+        report = export_segment(db, segment, config.output_path, config.format,
+                                overwrite=config.overwrite)
+    context.log.info(f"{report.rows} contacts written to {report.file} "
+                     f"({report.duplicates_dropped} duplicate phone numbers left out)")
+    return dg.Output(report.rows, metadata={
+        "file": report.file,
+        "dagster/row_count": report.rows,
+        "sha256": report.sha256,
+        "bytes": report.bytes,
+        "duplicate_phones_dropped": report.duplicates_dropped,
+        "format": config.format,
+        "minimum_total_score": segment.min_total(),
+    })
 
 
 @dg.job(description="Export the targeted contacts of a campaign segment, best first.")

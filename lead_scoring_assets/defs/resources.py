@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from lead_scoring_assets.db.database import DATABASE_URL_ENV, Database, default_database_url
+from lead_scoring_assets.db.errors import database_errors_sanitized
 from lead_scoring_assets.ml.tracking import TRACKING_URI_ENV, MlflowTarget, default_tracking_uri
 
 
@@ -18,14 +19,15 @@ class DatabaseResource(dg.ConfigurableResource):
     @contextmanager
     def open(self) -> Iterator[Database]:
         """A ``Database`` on this URL, disposed on leaving; fails clearly if the schema is
-        missing."""
+        missing. Database errors leave as ``DatabaseError``: class, SQLSTATE and a short
+        message, never the statement's parameters or the rows they failed on."""
         database = Database(self.url)
         try:
-            if database.current_revision() is None:
-                raise RuntimeError(
-                    "the database has no lead-scoring schema: run `lead-scoring db upgrade` first"
-                )
-            yield database
+            with database_errors_sanitized():
+                if database.current_revision() is None:
+                    raise RuntimeError("the database has no lead-scoring schema: run "
+                                       "`lead-scoring db upgrade` first")
+                yield database
         finally:
             database.dispose()
 

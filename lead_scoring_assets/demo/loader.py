@@ -1,11 +1,18 @@
-"""Load generated demo data into the operational database."""
+"""Load generated demo data into the operational database.
+
+The loader marks the database it fills (one row in ``demo_data_marker``) and deletes rows
+only from a database that carries its mark: the platform's own contacts are never touched.
+"""
 
 from dataclasses import dataclass
 
+import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.demo.generator import generate_demo_data
+
+MARKER_TABLE = "demo_data_marker"
 
 
 @dataclass
@@ -21,7 +28,8 @@ def load_demo_data(
     """Write ``n_contacts`` demo contacts and their validations.
 
     Refuses to touch a database that already has contacts unless ``replace_existing``, in
-    which case contacts and validations are emptied first.
+    which case contacts and validations are emptied first; and refuses to empty any table of
+    a database the loader did not fill (no row in ``demo_data_marker``).
     """
     existing = database.count("contacts")
     if existing and not replace_existing:
@@ -29,6 +37,22 @@ def load_demo_data(
             f"contacts already holds {existing} rows; set replace_existing to overwrite them"
         )
     with database.engine.begin() as connection:
+        marked = connection.execute(sa.text(f"SELECT count(*) FROM {MARKER_TABLE}")).scalar()
+        validations = connection.execute(
+            sa.text("SELECT count(*) FROM platform_validations")).scalar()
+        if not marked and (existing or validations):
+            raise RuntimeError(
+                f"refusing to delete {existing} contacts and {validations} validation rows that "
+                f"the demo loader did not write (no row in {MARKER_TABLE}): this looks like "
+                "the platform's data. Load the demo into its own empty database "
+                "(LEAD_SCORING_DATABASE_URL)."
+            )
+        connection.execute(sa.text(f"DELETE FROM {MARKER_TABLE}"))
+        connection.execute(
+            sa.text(f"INSERT INTO {MARKER_TABLE} (id, seed, contacts, loaded_at) "
+                    "VALUES (1, :seed, :contacts, :now)"),
+            {"seed": seed, "contacts": n_contacts,
+             "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC"))})
         for table in ("platform_validations", "contacts"):
             connection.execute(sa.text(f"DELETE FROM {table}"))
     report = DemoLoadReport()

@@ -349,7 +349,7 @@ def score_chunk(
     )
 
     # §8 one row per contact
-    scores = pd.DataFrame({"contact_id": contact_ids, "phone_e164": contacts["phone_e164"]})
+    scores = pd.DataFrame({"contact_id": contact_ids})
     for i, platform in enumerate(PLATFORMS):
         scores[f"{platform}_score"] = adjusted[:, i].astype("int32")
     scores["total_score"] = total.astype("int32")

@@ -50,5 +50,5 @@ def explain_contact(
         {"id": contact_id},
     )
     scored = score_chunk(contacts, validations, read_lada_reference(database), as_of, config)
-    row = scored.scores.iloc[0].to_dict()
+    row = {**scored.scores.iloc[0].to_dict(), "phone_e164": contacts["phone_e164"].iloc[0]}
     return Explanation(contact_id, row, json.loads(row["score_breakdown"]))

@@ -9,8 +9,11 @@ from datetime import datetime
 import pandas as pd
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.errors import TRANSIENT_ERRORS
 from lead_scoring_assets.db.overlapped import run_overlapped
 from lead_scoring_assets.db.score_swap import FULL_RESCORE_LEASE_SECONDS, ScoreSwap
+from lead_scoring_assets.db.staged_table import StagedBuildMissing
+from lead_scoring_assets.db.writer_lock import LockLost
 from lead_scoring_assets.scoring.checks import AuditFailed, staged_score_violations
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
@@ -99,11 +102,24 @@ def stage_rescore(
     return report
 
 
-def publish_rescore(database: Database, run_id: str | None) -> ScoreSwap:
+def publish_rescore(database: Database, run_id: str | None, retry_follows: bool = False
+                    ) -> ScoreSwap:
     """Swap in the audited rows staged by run ``run_id`` (fenced: refused if the run no longer
-    holds the scoring lock, or if the staged rows are another run's)."""
+    holds the scoring lock, or if the staged rows are another run's). If the swap fails, the
+    staged rows are discarded and the lock released, unless the error is transient and
+    ``retry_follows``: then both are kept for the retry (the lease still bounds the wait)."""
     swap = ScoreSwap(database, run_id=run_id)
-    swap.publish()
+    try:
+        swap.publish()
+    except (LockLost, StagedBuildMissing):
+        raise
+    except TRANSIENT_ERRORS:
+        if not retry_follows:
+            swap.discard()
+        raise
+    except Exception:
+        swap.discard()
+        raise
     return swap
 
 
@@ -132,7 +148,7 @@ def rescore_all(
         swap.discard()
         raise AuditFailed(violations)
     swap_started = time.perf_counter()
-    swap.publish()
+    swap = publish_rescore(database, swap.run_id)
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
     report.seconds_total = time.perf_counter() - started

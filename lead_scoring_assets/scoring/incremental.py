@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.errors import describe_error
 from lead_scoring_assets.db.score_swap import scoring_lock
 from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
@@ -35,11 +36,6 @@ class IncrementalReport:
     dead_lettered: int = 0
     skipped_reason: str | None = None
     seconds_total: float = 0.0
-
-
-def describe_error(error: BaseException) -> str:
-    """What is kept of a scoring error: its class and message."""
-    return f"{type(error).__name__}: {error}"
 
 
 def _score_isolating_failures(

@@ -103,7 +103,8 @@ def stored_score(database: Database, key: str) -> StoredScore:
     contact is unknown or has not been scored yet."""
     contact_id = _contact_id(database, key)
     rows = database.read_frame(
-        "SELECT * FROM lead_scores WHERE contact_id = :id", {"id": contact_id}
+        "SELECT s.*, c.phone_e164 FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+        "WHERE s.contact_id = :id", {"id": contact_id}
     )
     if rows.empty:
         raise LookupError(f"contact {contact_id} exists but has not been scored yet "

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from lead_scoring_assets.db.database import redact
 from lead_scoring_assets.defs.resources import DatabaseResource
-from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
+from lead_scoring_assets.defs.retries import MAX_RETRIES, retry_on_transient_database_errors
 from lead_scoring_assets.defs.run_start import run_start
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
 from lead_scoring_assets.scoring.full_rescore import publish_rescore, stage_rescore
@@ -77,10 +77,12 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
                 ) -> dg.MaterializeResult:
     """The published scores: this run's audited staged scores, malformed rows, history rows
     and ``last_platform_validation`` updates swapped in in one transaction, only if the run
-    still holds the scoring lock."""
+    still holds the scoring lock. A failed publish discards the staged rows and releases the
+    lock (after the last retry, for a transient error)."""
     with retry_on_transient_database_errors(context):
         with database.open() as db:
-            swap = publish_rescore(db, context.run_id)
+            swap = publish_rescore(db, context.run_id,
+                                   retry_follows=context.retry_number + 1 < MAX_RETRIES)
             contacts = db.count("lead_scores")
     return dg.MaterializeResult(
         metadata={

@@ -6,12 +6,13 @@ contacts = dg.AssetSpec(
     "contacts",
     group_name="platform",
     kinds={"sql"},
-    description="Phone contacts of the SMS platform (written by the platform, or by demo_data_job).",
+    description="Phone contacts of the SMS platform, written by the platform (`lead-scoring "
+    "demo` fills a demo database of its own).",
 )
 platform_validations = dg.AssetSpec(
     "platform_validations",
     group_name="platform",
     kinds={"sql"},
     description="Per-platform account validations of each contact, written by the external "
-    "validation process (or by demo_data_job).",
+    "validation process (`lead-scoring demo` fills a demo database of its own).",
 )

@@ -1,10 +1,16 @@
-"""``demo_data_job``: fill the platform tables with synthetic Mexican contacts."""
+"""The demo's definitions: the production code location plus ``demo_data_job``.
+
+``demo_data_job`` fills the platform tables with synthetic Mexican contacts. It lives outside
+``defs/``, so the production code location (``lead_scoring_assets.definitions``) never
+defines it; ``lead-scoring demo`` and the tests load these definitions instead.
+"""
 
 import time
 
 import dagster as dg
 from pydantic import Field
 
+from lead_scoring_assets.definitions import defs as production_defs
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.demo.loader import load_demo_data
 
@@ -16,7 +22,8 @@ class DemoDataConfig(dg.Config):
         default="2026-11-24T00:00:00Z", description="ISO-8601 time the data is generated around."
     )
     replace_existing: bool = Field(
-        default=False, description="Empty contacts and platform_validations first."
+        default=False, description="Empty contacts and platform_validations first (only in a "
+        "database the demo loader filled: one holding its demo_data_marker row)."
     )
 
 
@@ -46,3 +53,8 @@ def generate_demo_data_op(
 @dg.job(description="Fill contacts and platform_validations with synthetic Mexican demo data.")
 def demo_data_job() -> None:
     generate_demo_data_op()
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(production_defs(), dg.Definitions(jobs=[demo_data_job]))

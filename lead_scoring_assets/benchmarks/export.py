@@ -1,0 +1,95 @@
+"""Benchmark: the campaign export of N contacts on PostgreSQL, time and peak RSS.
+
+    python -m lead_scoring_assets.benchmarks.export --contacts 1000000
+
+Creates the scratch database ``lead_scoring_bench_export``, loads N demo contacts and
+rescores them, then exports growing segments (a quarter, half and all of the contacts as CSV,
+all as Parquet), each in a fresh process so its peak RSS is its own, against the baseline
+measured in the same run: PostgreSQL writing the same query as CSV itself (``COPY … TO
+STDOUT``, read and discarded). The database is dropped at the end unless ``--keep``.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
+from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
+from lead_scoring_assets.benchmarks.full_rescore import (
+    load_fresh_database,
+    timed_rescore,
+)
+from lead_scoring_assets.db.database import Database, redact
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_export"
+
+
+def timed_export(url: str, folder: str, name: str, file_format: str, limit: int | None) -> dict:
+    """One export of the best ``limit`` contacts (all if None), with its timing."""
+    from lead_scoring_assets.campaigns.segment_export import Segment, export_segment
+
+    database = Database(url)
+    started = time.perf_counter()
+    report = export_segment(database, Segment(limit=limit), name, file_format,
+                            folder=Path(folder))
+    seconds = time.perf_counter() - started
+    database.dispose()
+    return {"rows": report.rows, "seconds": seconds, "bytes": report.bytes,
+            "duplicates": report.duplicates_dropped}
+
+
+def copy_baseline(url: sa.URL) -> float:
+    """Seconds for PostgreSQL to run the export's query and send it as CSV (discarded)."""
+    from lead_scoring_assets.campaigns.segment_export import Segment, _segment_query
+
+    query, _ = _segment_query(Segment(), None)
+    sql = query.text.replace(":min_total", "0").replace(":min_confidence", "0")
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as connection:
+        started = time.perf_counter()
+        with connection.cursor().copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for _ in copy:
+                pass
+        return time.perf_counter() - started
+
+
+def drop_database(url: sa.URL) -> None:
+    admin = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    args = parser.parse_args()
+    url = sa.make_url(args.url)
+    print(f"database {redact(args.url)}, {args.contacts:,} contacts")
+    try:
+        load_fresh_database(url, args.contacts)
+        rescored = run_in_fresh_process(timed_rescore, args.url, 100_000)
+        print(f"rescored {rescored['contacts']:,} contacts in {rescored['total']:.1f} s")
+        with tempfile.TemporaryDirectory() as folder:
+            for fraction, file_format in ((4, "csv"), (2, "csv"), (1, "csv"), (1, "parquet")):
+                limit = args.contacts // fraction
+                run = run_in_fresh_process(timed_export, args.url, folder,
+                                           f"top_{limit}.{file_format}", file_format, limit)
+                print(f"export {file_format:<7} {run['rows']:>9,} rows: {run['seconds']:6.2f} s "
+                      f"({run['rows'] / run['seconds']:,.0f} rows/s, "
+                      f"{run['seconds'] / run['rows'] * 1e6:.2f} µs/row), "
+                      f"{run['bytes'] / 1e6:,.0f} MB, peak RSS {run['peak_rss_mb']:,.0f} MB, "
+                      f"{run['duplicates']:,} duplicate phones dropped")
+        baseline = copy_baseline(url)
+        print(f"baseline: the same query as CSV by PostgreSQL (COPY TO STDOUT) {baseline:.2f} s")
+    finally:
+        if not args.keep:
+            drop_database(url)
+
+
+if __name__ == "__main__":
+    main()
