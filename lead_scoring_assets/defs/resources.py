@@ -37,12 +37,15 @@ class MlflowResource(dg.ConfigurableResource):
     experiment_name: str = "lead_scoring"
     registered_model_name: str = "lead_scoring"
     artifact_location: str | None = None
+    champion_load_attempts: int = 4
+    champion_retry_seconds: float = 2.0
 
     def target(self) -> MlflowTarget:
         return MlflowTarget(
             tracking_uri=self.tracking_uri, experiment_name=self.experiment_name,
             registered_model_name=self.registered_model_name,
             artifact_location=self.artifact_location,
+            load_attempts=self.champion_load_attempts, retry_seconds=self.champion_retry_seconds,
         )
 
 
