@@ -21,8 +21,8 @@ import pandas as pd
 import sklearn
 import skops
 import skops.io
-from matplotlib.figure import Figure
 import sqlalchemy.exc
+from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.entities.model_registry import ModelVersion
