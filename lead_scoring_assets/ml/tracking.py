@@ -1,9 +1,12 @@
 """MLflow: one run per candidate, the registered model ``lead_scoring`` and its aliases.
 
 The registry's ``champion`` alias names the model that scores contacts; a new best candidate
-takes it only when it beats the champion on the same holdout (lower RMSE), otherwise it
-becomes the ``challenger``. Models are stored in the skops format and loaded back with this
-module's own allow-list of types, never one read from the model.
+takes it only on evidence: it beats the champion on the same holdout (lower RMSE), or there
+is no champion, or the champion is provably unusable. Otherwise, and when the champion could
+not be reached after bounded retries, it becomes the ``challenger``. Models are stored in the
+skops format and loaded back with this module's own allow-list of types, never one read from
+the model. A ``champion_monitoring`` run keeps the champion's metrics and the feature drift
+as one series per metric.
 """
 
 import hashlib
