@@ -365,7 +365,9 @@ def test_drift_check_fails_on_a_shifted_population_and_metrics_form_a_series(hom
         first = _train(home, instance)
         first_check = first.get_asset_check_evaluations()[0]
         _shift_population(home.database, later)
-        shifted = _train(home, instance)
+        shifted = dg.materialize([lead_scoring_model, ml_lead_scores], resources=home.resources,
+                                 instance=instance,
+                                 run_config=dg.RunConfig({"lead_scoring_model": LINEAR}))
         warned = _train(home, instance, LeadScoringModelConfig(
             candidates=["linear_baseline"], drift_warn_psi=0.0001, drift_fail_psi=100))
         plotted = instance.fetch_materializations(dg.AssetKey("lead_scoring_model"), limit=10)
@@ -373,6 +375,7 @@ def test_drift_check_fails_on_a_shifted_population_and_metrics_form_a_series(hom
     [check] = shifted.get_asset_check_evaluations()
     assert check.check_name == FEATURE_DRIFT_CHECK
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert shifted.success and shifted.asset_materializations_for_node("ml_lead_scores")
     psi_table = check.metadata["psi"].value
     assert all(f"| {name} |" in psi_table for name in FEATURE_COLUMNS)
     assert check.metadata["worst_feature"].value in {
