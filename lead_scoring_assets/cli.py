@@ -25,8 +25,8 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Schema, demo data, a full rescoring and a retraining, run as Dagster jobs on a local
-    instance with a local MLflow store."""
+    """Schema, demo data, then the nightly run (full rescoring and retraining), run as Dagster
+    jobs on a local instance with a local MLflow store."""
     import dagster as dg
 
     from lead_scoring_assets.demo_definitions import defs
@@ -43,9 +43,8 @@ def _demo(args: argparse.Namespace) -> int:
             ("demo_data_job", {"ops": {"generate_demo_data_op": {"config": {
                 "contacts": args.contacts, "seed": args.seed, "as_of": args.as_of,
                 "replace_existing": True}}}}),
-            ("full_rescore_job",
+            ("nightly_retrain_job",
              {"ops": {"staged_lead_scores": {"config": {"as_of": args.as_of}}}}),
-            ("nightly_retrain_job", {}),
         ):
             result = definitions.resolve_job_def(job_name).execute_in_process(
                 run_config=run_config, instance=instance

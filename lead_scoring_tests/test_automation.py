@@ -5,13 +5,13 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.incremental_scoring import incremental_scoring_job
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.schedules import (
-    build_daily_full_rescore_schedule,
     build_nightly_retrain_schedule,
     schedules_from_environment,
 )
@@ -44,49 +44,46 @@ def test_definitions_schedule_sensor_and_jobs(definitions):
     sensor = definitions.resolve_sensor_def("scoring_queue_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds == 30
-    schedule = definitions.resolve_schedule_def("daily_full_rescore_schedule")
-    assert (schedule.cron_schedule, schedule.execution_timezone) == (
-        "0 3 * * *", "America/Mexico_City")
-    assert schedule.job_name == "full_rescore_job"
     assert definitions.resolve_job_def("incremental_scoring_job") is not None
-    retrain = definitions.resolve_schedule_def("nightly_retrain_schedule")
-    assert (retrain.cron_schedule, retrain.execution_timezone, retrain.job_name) == (
-        "0 2 * * *", "America/Mexico_City", "nightly_retrain_job")
-    assert retrain.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert definitions.resolve_job_def("full_rescore_job") is not None
+    [schedule] = definitions.schedules
+    assert (schedule.name, schedule.cron_schedule, schedule.execution_timezone,
+            schedule.job_name) == ("nightly_retrain_schedule", "0 3 * * *",
+                                   "America/Mexico_City", "nightly_retrain_job")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     job = definitions.resolve_job_def("nightly_retrain_job")
-    assert job.tags["lead_scoring/writes"] == "ml"
-    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
-        "contact_features", "lead_scoring_model", "ml_lead_scores"}
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} >= {
+        "ladas_reference", "lead_scores", "lead_scoring_analytics", "contact_features",
+        "lead_scoring_model", "ml_lead_scores"}
 
 
-def test_schedule_hours_and_time_zone_are_configurable(monkeypatch):
-    monkeypatch.setenv("LEAD_SCORING_RETRAIN_HOUR", "1")
+def test_schedule_hour_and_time_zone_are_configurable(monkeypatch):
+    monkeypatch.setenv("LEAD_SCORING_NIGHTLY_HOUR", "1")
     monkeypatch.setenv("LEAD_SCORING_TIMEZONE", "America/Tijuana")
-    daily, retrain = schedules_from_environment()
-    assert (retrain.name, retrain.cron_schedule, retrain.execution_timezone) == (
+    [nightly] = schedules_from_environment()
+    assert (nightly.name, nightly.cron_schedule, nightly.execution_timezone) == (
         "nightly_retrain_schedule", "0 1 * * *", "America/Tijuana")
-    assert (daily.name, daily.cron_schedule, daily.execution_timezone) == (
-        "daily_full_rescore_schedule", "0 3 * * *", "America/Tijuana")
 
 
-def test_nightly_retrain_schedule_requests_a_run_of_its_job():
-    schedule = build_nightly_retrain_schedule(hour=1, timezone="America/Tijuana")
-    scheduled = datetime(2026, 11, 25, 1, 0, tzinfo=ZoneInfo("America/Tijuana"))
+@pytest.mark.parametrize("retired", ["LEAD_SCORING_FULL_RESCORE_HOUR",
+                                     "LEAD_SCORING_RETRAIN_HOUR"])
+def test_the_retired_hour_variables_fail_clearly(monkeypatch, retired):
+    monkeypatch.setenv(retired, "2")
+    with pytest.raises(ValueError, match=f"{retired} no longer apply: .* set "
+                       "LEAD_SCORING_NIGHTLY_HOUR instead"):
+        schedules_from_environment()
+
+
+def test_nightly_schedule_rescores_as_of_its_scheduled_time():
+    schedule = build_nightly_retrain_schedule(hour=4, timezone="America/Mexico_City")
+    scheduled = datetime(2026, 11, 25, 4, 0, tzinfo=ZoneInfo("America/Mexico_City"))
     with dg.instance_for_test() as instance, dg.build_schedule_context(
             instance=instance, scheduled_execution_time=scheduled) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert schedule.job_name == "nightly_retrain_job"
-    assert request.tags["lead_scoring/scheduled_for"] == "2026-11-25T01:00:00-08:00"
-
-
-def test_schedule_scores_as_of_its_scheduled_time():
-    schedule = build_daily_full_rescore_schedule(hour=4, timezone="America/Mexico_City")
-    scheduled = datetime(2026, 11, 25, 4, 0, tzinfo=ZoneInfo("America/Mexico_City"))
-    with dg.instance_for_test() as instance, dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=scheduled) as context:
-        request = schedule.evaluate_tick(context).run_requests[0]
     assert request.run_config["ops"]["staged_lead_scores"]["config"]["as_of"] == (
         "2026-11-25T10:00:00+00:00")
+    assert request.tags["lead_scoring/scheduled_for"] == "2026-11-25T04:00:00-06:00"
 
 
 def test_sensor_skips_an_empty_queue_and_requests_runs_with_keys(demo_database, database_url):

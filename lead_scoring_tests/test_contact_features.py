@@ -6,10 +6,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from lead_scoring_assets.defs.assets.contact_features import (
-    ContactFeaturesConfig,
-    contact_features,
-)
+from lead_scoring_assets.defs.assets.contact_features import contact_features
 from lead_scoring_assets.defs.checks import contact_features_are_valid
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.ml import feature_table
@@ -63,23 +60,26 @@ def test_failed_build_leaves_the_previous_features(demo_database, monkeypatch):
     assert "contact_features_next" not in sa.inspect(demo_database.engine).get_table_names()
 
 
-def test_asset_uses_the_as_of_of_the_lead_scores(demo_database, database_url):
+def test_asset_uses_the_as_of_of_the_published_rescoring(demo_database, database_url):
     scores_as_of = AS_OF - pd.Timedelta(days=3)
     rescore_all(demo_database, scores_as_of)
+    with demo_database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE lead_scores SET last_calculated_at = :later "
+                                   "WHERE contact_id <= 10"),
+                           {"later": demo_database.bind_timestamp(AS_OF)})
     resources = {"database": DatabaseResource(url=database_url)}
     result = dg.materialize([contact_features], resources=resources)
     metadata = result.asset_materializations_for_node("contact_features")[0].metadata
     assert metadata["as_of"].value == scores_as_of.isoformat()
-    assert metadata["as_of_source"].value == "lead_scores"
     assert metadata["dagster/row_count"].value == 3_000
     check = contact_features_are_valid(database=DatabaseResource(url=database_url))
     assert check.passed, check.description
 
-    result = dg.materialize([contact_features], resources=resources, run_config=dg.RunConfig(
-        {"contact_features": ContactFeaturesConfig(as_of=AS_OF.isoformat())}))
-    metadata = result.asset_materializations_for_node("contact_features")[0].metadata
-    assert (metadata["as_of"].value, metadata["as_of_source"].value) == (
-        AS_OF.isoformat(), "config")
+
+def test_asset_fails_clearly_without_lead_scores(demo_database, database_url):
+    with pytest.raises(dg.Failure, match="lead_scores is empty"):
+        dg.materialize([contact_features],
+                       resources={"database": DatabaseResource(url=database_url)})
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from lead_scoring_assets.ml.predictions import (
     confidence_from_spread,
     predict_with_spread,
 )
+from lead_scoring_assets.ml.split import in_holdout
 from lead_scoring_assets.ml.tracking import load_model
 from lead_scoring_assets.ml.training import (
     DEFAULT_CANDIDATES,
@@ -107,11 +108,12 @@ def test_each_candidate_is_an_mlflow_run_with_metrics_and_model(ml_home, trained
         assert 0 < run.data.metrics["tier_accuracy"] <= 1
         params = run.data.params
         assert int(params["training_rows"]) + int(params["holdout_rows"]) == 3_000
-        assert int(params["holdout_rows"]) == 600
+        assert int(params["holdout_rows"]) == int(in_holdout(np.arange(1, 3_001)).sum())
         assert (params["as_of"], params["feature_set_version"]) == (
             AS_OF.isoformat(), FEATURE_SET_VERSION)
         artifacts = {a.path for a in trained.client.list_artifacts(run.info.run_id)}
-        assert {"feature_importances.json", "feature_importances.png"} <= artifacts
+        assert {"feature_importances.json", "feature_importances.png",
+                "training_distribution.json"} <= artifacts
         importances = mlflow.load_table("feature_importances.json", run_ids=[run.info.run_id])
         assert sorted(importances["feature"]) == sorted(FEATURE_COLUMNS)
     [forest] = [r for r in runs if r.info.run_name == "random_forest"]
@@ -276,7 +278,8 @@ def test_too_few_contacts_fail_clearly(tmp_path):
     url = f"sqlite:///{tmp_path / 'small.db'}"
     _scored_database(url, 60)
     with pytest.raises(dg.Failure, match="only 60 contacts have both features and a "
-                       "rule-based score; training needs at least 100"):
+                       "rule-based score of 2026-11-24T00:00:00\\+00:00; training needs at "
+                       "least 100"):
         dg.materialize([lead_scoring_model],
                        resources=_resources(url, f"sqlite:///{tmp_path / 'mlflow.db'}"))
 

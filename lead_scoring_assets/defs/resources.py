@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from pydantic import Field
 
 from lead_scoring_assets.db.database import DATABASE_URL_ENV, Database, default_database_url
 from lead_scoring_assets.db.errors import database_errors_sanitized
@@ -39,12 +40,18 @@ class MlflowResource(dg.ConfigurableResource):
     experiment_name: str = "lead_scoring"
     registered_model_name: str = "lead_scoring"
     artifact_location: str | None = None
+    champion_load_attempts: int = Field(
+        default=4, ge=1, description="Attempts to look up and load the champion before it "
+        "counts as unavailable (transient errors only).")
+    champion_retry_seconds: float = Field(
+        default=2.0, ge=0, description="Wait before the second attempt, doubled each time.")
 
     def target(self) -> MlflowTarget:
         return MlflowTarget(
             tracking_uri=self.tracking_uri, experiment_name=self.experiment_name,
             registered_model_name=self.registered_model_name,
             artifact_location=self.artifact_location,
+            load_attempts=self.champion_load_attempts, retry_seconds=self.champion_retry_seconds,
         )
 
 

@@ -34,11 +34,33 @@ class FeatureReport:
                 for name, total in self.feature_sums.items()}
 
 
-def latest_scores_as_of(database: Database) -> pd.Timestamp | None:
-    """The ``as_of`` of the current ``lead_scores`` (their latest ``last_calculated_at``)."""
-    value = database.read_frame("SELECT max(last_calculated_at) AS as_of FROM lead_scores")[
+class AsOfMismatch(ValueError):
+    """The features do not describe the moment of the published ``lead_scores``."""
+
+
+def published_scores_as_of(database: Database) -> pd.Timestamp | None:
+    """The ``as_of`` of the last published full rescoring: the earliest ``last_calculated_at``
+    of ``lead_scores``. The full rescoring writes every row with its ``as_of`` and incremental
+    runs only move single rows forward, so unlike the latest, the earliest does not move
+    during the day."""
+    value = database.read_frame("SELECT min(last_calculated_at) AS as_of FROM lead_scores")[
         "as_of"].iloc[0]
     return None if value is None or pd.isna(value) else utc_timestamp(value)
+
+
+def require_features_as_of(database: Database) -> pd.Timestamp:
+    """The one ``as_of`` that ``contact_features`` and the published ``lead_scores`` share;
+    ``AsOfMismatch`` (with both moments) when they differ."""
+    scores_as_of = published_scores_as_of(database)
+    stamps = database.read_frame(f"SELECT DISTINCT as_of FROM {FEATURES}")["as_of"]
+    features_as_of = sorted({utc_timestamp(v) for v in stamps})
+    if scores_as_of is None or features_as_of != [scores_as_of]:
+        raise AsOfMismatch(
+            f"contact_features describe {[t.isoformat() for t in features_as_of]}, the "
+            f"published lead_scores {scores_as_of.isoformat() if scores_as_of else 'nothing'}: "
+            "materialise contact_features after lead_scores (nightly_retrain_job does both)"
+        )
+    return scores_as_of
 
 
 def build_contact_features(

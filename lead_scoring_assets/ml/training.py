@@ -14,22 +14,20 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.ml.feature_table import require_features_as_of
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
+from lead_scoring_assets.ml.split import in_holdout, salt_of, stable_hash_sql
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import tier_of
 
 TARGET = "total_score"
 MINIMUM_SAMPLES = 100
-TEST_FRACTION = 0.2
 IMPORTANCE_ROWS = 5_000
 TIER_ROUNDING = 0.5
-_HASH_MULTIPLIER = 2_654_435_761
-_HASH_MODULUS = 4_294_967_311
 
 
 def _pipeline(model) -> Pipeline:
@@ -55,15 +53,18 @@ class NotEnoughTrainingData(ValueError):
 
 @dataclass
 class TrainingData:
-    """The reproducible sample, split 80/20, and what it was drawn from."""
+    """The reproducible sample split into training and holdout by contact (frames indexed by
+    ``contact_id``), and the one ``as_of`` of its features and labels."""
 
     x_train: pd.DataFrame
     x_test: pd.DataFrame
     y_train: pd.Series
     y_test: pd.Series
-    features_as_of: pd.Timestamp
+    as_of: pd.Timestamp
     contacts_available: int
-    score_as_of_mismatches: int
+    labels_rescored_since: int
+    """Sampled contacts left out because an incremental run rescored them after ``as_of``:
+    their label describes another moment than their features."""
 
 
 @dataclass
@@ -101,25 +102,33 @@ def clip_scores(predictions: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG)
 
 
 def load_training_data(database: Database, sample_size: int, seed: int = 42) -> TrainingData:
-    """A reproducible sample of up to ``sample_size`` contacts with features and a score,
-    split 80/20; the same data and seed give the same sample and split.
+    """A reproducible sample of up to ``sample_size`` contacts with features and a label of
+    one ``as_of`` (the published rescoring's), split into training and holdout by
+    ``split.in_holdout``: a contact is on the same side in every retraining.
 
-    Contacts are ordered by a multiplicative hash of their id and the seed, so the sample is
-    drawn in the database without reading every row.
+    Contacts are ordered by a hash of their id salted by ``seed``, so the sample is drawn in
+    the database without reading every row. Features of another ``as_of`` than the published
+    ``lead_scores`` raise ``AsOfMismatch``.
     """
+    as_of = require_features_as_of(database)
     features = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     sample = database.read_frame(
-        f"SELECT f.contact_id, {features}, f.feature_set_version, f.as_of, "
+        f"SELECT f.contact_id, {features}, f.feature_set_version, "
         "s.total_score, s.last_calculated_at "
         "FROM contact_features AS f JOIN lead_scores AS s ON s.contact_id = f.contact_id "
-        "ORDER BY (f.contact_id * :multiplier + :seed) % :modulus, f.contact_id LIMIT :limit",
-        {"multiplier": _HASH_MULTIPLIER, "seed": seed, "modulus": _HASH_MODULUS,
-         "limit": sample_size},
+        f"ORDER BY {stable_hash_sql('f.contact_id', salt_of(seed))}, f.contact_id "
+        "LIMIT :limit",
+        {"limit": sample_size},
     )
+    labelled_then = pd.to_datetime(sample["last_calculated_at"], utc=True,
+                                   format="ISO8601") == as_of
+    rescored_since = int((~labelled_then).sum())
+    sample = sample[labelled_then.to_numpy()]
     if len(sample) < MINIMUM_SAMPLES:
         raise NotEnoughTrainingData(
-            f"only {len(sample)} contacts have both features and a rule-based score; training "
-            f"needs at least {MINIMUM_SAMPLES} (materialise lead_scores and contact_features)"
+            f"only {len(sample)} contacts have both features and a rule-based score of "
+            f"{as_of.isoformat()}; training needs at least {MINIMUM_SAMPLES} (materialise "
+            "lead_scores and contact_features)"
         )
     versions = set(sample["feature_set_version"])
     if versions != {FEATURE_SET_VERSION}:
@@ -127,17 +136,14 @@ def load_training_data(database: Database, sample_size: int, seed: int = 42) -> 
             f"contact_features holds feature sets {sorted(versions)}, this code trains on "
             f"{FEATURE_SET_VERSION}: rematerialise contact_features"
         )
-    features_as_of = pd.to_datetime(sample["as_of"], utc=True, format="ISO8601")
-    scores_as_of = pd.to_datetime(sample["last_calculated_at"], utc=True, format="ISO8601")
-    available = database.count("contact_features")
+    sample = sample.set_index("contact_id")
     x = sample[list(FEATURE_COLUMNS)].astype("float64")
     y = sample[TARGET].astype("float64")
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, random_state=seed)
+    holdout = in_holdout(sample.index.to_numpy())
     return TrainingData(
-        x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test,
-        features_as_of=features_as_of.max(), contacts_available=available,
-        score_as_of_mismatches=int((features_as_of != scores_as_of).sum()),
+        x_train=x[~holdout], x_test=x[holdout], y_train=y[~holdout], y_test=y[holdout],
+        as_of=as_of, contacts_available=database.count("contact_features"),
+        labels_rescored_since=rescored_since,
     )
 
 

@@ -5,23 +5,16 @@ from pydantic import Field
 
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
-from lead_scoring_assets.defs.run_start import run_start
-from lead_scoring_assets.ml.feature_table import build_contact_features, latest_scores_as_of
+from lead_scoring_assets.ml.feature_table import build_contact_features, published_scores_as_of
 from lead_scoring_assets.ml.features import FEATURE_SET_VERSION
 
 
 class ContactFeaturesConfig(dg.Config):
-    as_of: str | None = Field(
-        default=None,
-        description="ISO-8601 time the features describe; default: the as_of of the current "
-        "lead_scores (so features and training labels describe one moment), else the run's "
-        "start.",
-    )
     chunk_size: int = Field(default=100_000, gt=0, description="Contacts held per chunk.")
 
 
 @dg.asset(
-    deps=["contacts", "platform_validations", "ladas_reference"],
+    deps=["contacts", "platform_validations", "ladas_reference", "lead_scores"],
     group_name="ml",
     kinds={"pandas", "sql"},
     owners=["team:data"],
@@ -31,20 +24,19 @@ def contact_features(
     context: dg.AssetExecutionContext, config: ContactFeaturesConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
     """One row of features_v1 per contact (24 numeric features, no phone number or name),
-    computed in chunks from the scorer's own intermediates and swapped in at once."""
+    computed in chunks from the scorer's own intermediates and swapped in at once, at the
+    ``as_of`` of the published full rescoring, so features and labels describe one moment."""
     with retry_on_transient_database_errors(context):
         with database.open() as db:
-            as_of, source = config.as_of, "config"
+            as_of = published_scores_as_of(db)
             if as_of is None:
-                as_of, source = latest_scores_as_of(db), "lead_scores"
-            if as_of is None:
-                as_of, source = run_start(context), "run start"
-            context.log.info(f"contact features at as_of={as_of} ({source})")
+                raise dg.Failure("lead_scores is empty: features take the as_of of the "
+                                 "published full rescoring, materialise lead_scores first")
+            context.log.info(f"contact features at as_of={as_of.isoformat()} (lead_scores)")
             report = build_contact_features(db, as_of, chunk_size=config.chunk_size)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": report.as_of.isoformat(),
-        "as_of_source": source,
         "feature_set_version": FEATURE_SET_VERSION,
         "feature_means": dg.MetadataValue.json(
             {name: round(mean, 4) for name, mean in report.feature_means.items()}),

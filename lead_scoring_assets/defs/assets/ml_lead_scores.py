@@ -5,8 +5,9 @@ from pydantic import Field
 
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
+from lead_scoring_assets.ml.feature_table import AsOfMismatch, require_features_as_of
 from lead_scoring_assets.ml.predictions import FALLBACK_METHOD, write_ml_scores
-from lead_scoring_assets.ml.tracking import load_champion
+from lead_scoring_assets.ml.tracking import ChampionUnavailable, load_champion
 
 
 def _rounded(value: float | None) -> dg.MetadataValue:
@@ -31,15 +32,24 @@ def ml_lead_scores(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """The ``champion`` model's predicted score (0–100), its tier and a confidence from the
-    spread of the trees, per contact. Without a usable champion, or for a contact without
-    features, the rule-based score stands in with confidence 0.7 (``rule_based_fallback``)."""
+    spread of the trees, per contact, at the ``as_of`` of the features and the published
+    ``lead_scores`` (which must agree). Without a usable champion, or for a contact without
+    features, the rule-based score stands in with confidence 0.7 (``rule_based_fallback``).
+    A champion that cannot be reached fails the run and leaves the previous rows."""
     target = mlflow.target()
-    champion, reason = load_champion(target.activate(), target)
+    try:
+        champion, reason = load_champion(target.activate(), target)
+    except ChampionUnavailable as error:
+        raise dg.Failure(description=f"{error}; the previous ml_lead_scores stand") from error
     if champion is None:
         context.log.warning(f"no usable champion model ({reason}): every contact gets the "
                             "rule-based score with confidence 0.7")
     with retry_on_transient_database_errors(context):
         with database.open() as db:
+            try:
+                as_of = require_features_as_of(db)
+            except AsOfMismatch as error:
+                raise dg.Failure(description=str(error)) from error
             report = write_ml_scores(db, champion, chunk_size=config.chunk_size)
     if champion is not None and report.by_method.get(FALLBACK_METHOD):
         context.log.warning(f"{report.by_method[FALLBACK_METHOD]} contacts have no current "
@@ -47,6 +57,7 @@ def ml_lead_scores(
                             "contact_features")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
+        "as_of": as_of.isoformat(),
         "model": reason,
         "model_version": champion.version if champion else "none",
         "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
