@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.defs.assets.contact_features import contact_features
-from lead_scoring_assets.defs.checks import contact_features_are_valid
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.ml import feature_table
+from lead_scoring_assets.ml.checks import feature_violations
 from lead_scoring_assets.ml.feature_table import build_contact_features
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from lead_scoring_assets.ml.features import contact_features as features_of
@@ -72,8 +72,8 @@ def test_asset_uses_the_as_of_of_the_published_rescoring(demo_database, database
     metadata = result.asset_materializations_for_node("contact_features")[0].metadata
     assert metadata["as_of"].value == scores_as_of.isoformat()
     assert metadata["dagster/row_count"].value == 3_000
-    check = contact_features_are_valid(database=DatabaseResource(url=database_url))
-    assert check.passed, check.description
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "contact_features_are_valid" and check.passed
 
 
 def test_asset_fails_clearly_without_lead_scores(demo_database, database_url):
@@ -99,10 +99,34 @@ def test_asset_fails_clearly_without_lead_scores(demo_database, database_url):
         ("DELETE FROM contact_features WHERE contact_id = 1", "contacts_without_features"),
     ],
 )
-def test_check_fails_on_each_breakage(demo_database, database_url, breakage, rule):
+def test_audit_fails_on_each_breakage(demo_database, breakage, rule):
     build_contact_features(demo_database, AS_OF)
+    assert not feature_violations(demo_database).failed
     with demo_database.engine.begin() as connection:
         connection.execute(sa.text(breakage))
-    result = contact_features_are_valid(database=DatabaseResource(url=database_url))
-    assert not result.passed
-    assert result.metadata[rule].value == 1
+    violations = feature_violations(demo_database)
+    assert violations.failed and getattr(violations, rule) == 1
+
+
+def test_planted_violation_in_the_staged_features_publishes_nothing(
+        demo_database, database_url, monkeypatch):
+    rescore_all(demo_database, AS_OF)
+    resources = {"database": DatabaseResource(url=database_url)}
+    assert dg.materialize([contact_features], resources=resources).success
+    before = demo_database.read_frame("SELECT * FROM contact_features ORDER BY contact_id")
+    real = feature_table.contact_features
+
+    def planting(parts):
+        frame = real(parts)
+        frame.loc[frame.index[0], "has_apple"] = 2
+        return frame
+
+    monkeypatch.setattr(feature_table, "contact_features", planting)
+    result = dg.materialize([contact_features], resources=resources, raise_on_error=False)
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["flag_not_binary"].value == 1
+    assert not result.asset_materializations_for_node("contact_features")
+    pd.testing.assert_frame_equal(before, demo_database.read_frame(
+        "SELECT * FROM contact_features ORDER BY contact_id"))
+    assert "contact_features_next" not in sa.inspect(demo_database.engine).get_table_names()

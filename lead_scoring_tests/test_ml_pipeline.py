@@ -20,10 +20,10 @@ from lead_scoring_assets.defs.assets.lead_scoring_model import (
     lead_scoring_model,
 )
 from lead_scoring_assets.defs.assets.ml_lead_scores import ml_lead_scores
-from lead_scoring_assets.defs.checks import ml_lead_scores_are_consistent
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
+from lead_scoring_assets.ml.checks import ml_score_violations
 from lead_scoring_assets.ml.feature_table import build_contact_features
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from lead_scoring_assets.ml.predictions import (
@@ -184,8 +184,9 @@ def test_predictions_use_the_champion_loaded_by_alias(ml_home, trained):
         (scores["predicted_score"] - rule["total_score"]).abs().mean(), abs=1e-4)
     assert metadata["tier_agreement_with_rule"] == pytest.approx(
         (scores["predicted_tier"] == rule["quality_tier"]).mean(), abs=1e-4)
-    check = ml_lead_scores_are_consistent(database=DatabaseResource(url=ml_home.url))
-    assert check.passed, check.description
+    audits = {e.check_name: e for e in trained.scoring.get_asset_check_evaluations()}
+    assert audits["ml_lead_scores_are_consistent"].passed
+    assert not ml_score_violations(database).failed
 
 
 def test_forest_confidence_is_the_spread_of_its_trees(ml_home):

@@ -16,8 +16,8 @@ from typing import Self
 import pandas as pd
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.audit import AuditFailed
 from lead_scoring_assets.db.database import Database
-
 
 NEXT = "_next"
 """Suffix of the staged table and of its indexes until the publish."""
@@ -31,19 +31,21 @@ class StagedTable:
     """The next contents of ``table``, written to ``<table>_next`` by run ``run_id``.
 
     Two steps: ``with staged.stage(): staged.append(frame)``, then ``staged.publish()``.
-    As a context manager it does both at once (leaving normally publishes, an exception drops
-    the staging table). While staging on PostgreSQL an advisory lock keeps two runs from
+    As a context manager it does both at once, with ``audit`` in between (leaving normally
+    audits and publishes, an exception drops the staging table). While staging on PostgreSQL an advisory lock keeps two runs from
     writing the same staging table. Subclasses (``ScoreSwap``) stage more tables by extending
     ``create`` and ``drop``, the swap hooks and the locking.
     """
 
     def __init__(self, database: Database, table: str, run_id: str | None = None,
-                 as_of=None):
+                 as_of=None, audit=None):
         self.db = database
         self.table = table
         self.staged = f"{table}{NEXT}"
         self.run_id = run_id or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
         self.as_of = as_of
+        self.audit = audit
+        self.violations = None
         self.seconds = 0.0
         self._lock: sa.Connection | None = None
         self._adbc = None
@@ -81,7 +83,18 @@ class StagedTable:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._staging.__exit__(exc_type, exc, tb)
         if exc_type is None:
-            self.publish()
+            self.audit_then_publish()
+
+    def audit_then_publish(self) -> None:
+        """Run ``audit(database, staged_table)`` (rule counts with ``failed`` and
+        ``describe``) on the staged rows; publish them only if every rule holds, else discard
+        them and raise ``AuditFailed``."""
+        if self.audit is not None:
+            self.violations = self.audit(self.db, self.staged)
+            if self.violations.failed:
+                self.discard()
+                raise AuditFailed(self.violations, self.table)
+        self.publish()
 
     def append(self, frame: pd.DataFrame) -> None:
         """Stage one chunk of rows (committed to the staging table, not yet visible)."""

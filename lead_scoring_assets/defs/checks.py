@@ -1,13 +1,13 @@
-"""Blocking asset checks. The audits of the full rescoring and of the LADA reference read the
-staged rows, before anything is published: a failed audit discards them (and releases the
-scoring lock), so the publishing step never runs. The ML checks guard ``contact_features`` and
-``ml_lead_scores``."""
+"""Blocking audits of staged rows, before anything is published. The full rescoring's and the
+LADA reference's are checks of their staged assets: a failed audit discards the staged rows
+(and releases the scoring lock), so the publishing step never runs. ``contact_features`` and
+``ml_lead_scores`` audit their staged rows inside their own step (``audit_result``)."""
 
 import dagster as dg
 
+from lead_scoring_assets.db.audit import Violations
 from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.defs.resources import DatabaseResource
-from lead_scoring_assets.ml.checks import feature_violations, ml_score_violations
 from lead_scoring_assets.scoring.checks import (
     MINIMUM_LADAS,
     lada_coverage,
@@ -28,7 +28,7 @@ def staged_lead_scores_pass_audit(
         violations = staged_score_violations(db)
         if violations.failed:
             discard_rescore(db, context.run.run_id)
-    return _result(vars(violations), violations.describe())
+    return audit_result(violations)
 
 
 @dg.asset_check(asset="staged_ladas_reference", blocking=True)
@@ -50,28 +50,14 @@ def staged_ladas_reference_covers_mexico(
     )
 
 
-@dg.asset_check(asset="contact_features", blocking=True)
-def contact_features_are_valid(database: DatabaseResource) -> dg.AssetCheckResult:
-    """Flags 0/1, platform scores within their cap, counts 0–5, ratios in [0, 1], geography
-    0.3/0.5/1.0, days in range, the current feature set, and one row per contact."""
-    with database.open() as db:
-        counts = vars(feature_violations(db))
-    return _result(counts)
-
-
-@dg.asset_check(asset="ml_lead_scores", blocking=True)
-def ml_lead_scores_are_consistent(database: DatabaseResource) -> dg.AssetCheckResult:
-    """Predicted scores in 0–100 with their tier, model confidence in [0.5, 1], fallback rows
-    at confidence 0.7 without a model version, and one row per contact."""
-    with database.open() as db:
-        counts = vars(ml_score_violations(db))
-    return _result(counts)
-
-
-def _result(counts: dict[str, int], description: str | None = None) -> dg.AssetCheckResult:
+def audit_result(violations: Violations, check_name: str | None = None
+                 ) -> dg.AssetCheckResult:
+    """An audit's rule counts as a check result (for the checks an asset runs on its staged
+    rows before publishing them)."""
+    counts = vars(violations)
     return dg.AssetCheckResult(
-        passed=not any(counts.values()),
+        check_name=check_name,
+        passed=not violations.failed,
         metadata={name: dg.MetadataValue.int(count) for name, count in counts.items()},
-        description=description or ", ".join(f"{n}: {c}" for n, c in counts.items() if c)
-        or "all rules hold",
+        description=violations.describe(),
     )

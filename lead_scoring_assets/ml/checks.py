@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.audit import Violations
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.ml.features import FEATURE_SET_VERSION
 from lead_scoring_assets.ml.predictions import (
@@ -29,7 +30,7 @@ COUNTS = ("platform_count", "business_account_count", "premium_account_count",
 
 
 @dataclass(frozen=True)
-class FeatureViolations:
+class FeatureViolations(Violations):
     """Rows of ``contact_features`` breaking each rule (all zero when the table is sound)."""
 
     flag_not_binary: int
@@ -42,7 +43,9 @@ class FeatureViolations:
     features_without_contact: int
 
 
-def feature_violations(database: Database) -> FeatureViolations:
+def feature_violations(database: Database, table: str = "contact_features"
+                       ) -> FeatureViolations:
+    """The rules on the features ``table`` (the live one, or the staged one before publish)."""
     flags = " OR ".join(f"{f} NOT IN (0, 1)" for f in FLAGS)
     scores = " OR ".join(f"{p}_score < 0 OR {p}_score > :cap" for p in PLATFORMS)
     counts = " OR ".join(f"{c} < 0 OR {c} > :platforms" for c in COUNTS)
@@ -55,17 +58,17 @@ def feature_violations(database: Database) -> FeatureViolations:
             sa.text(
                 f"SELECT {count_rows(flags)}, {count_rows(scores)}, {count_rows(counts)}, "
                 f"{count_rows(ratios)}, {count_rows(days)}, "
-                f"{count_rows('feature_set_version <> :version')} FROM contact_features"
+                f"{count_rows('feature_set_version <> :version')} FROM {table}"
             ),
             {"cap": DEFAULT_CONFIG.platform_cap, "platforms": len(PLATFORMS),
              "geo_mismatch": DEFAULT_CONFIG.geo_mismatch_value, "version": FEATURE_SET_VERSION},
         ).one()
-        coverage = contact_coverage(connection, "contact_features")
+        coverage = contact_coverage(connection, table)
     return FeatureViolations(*(int(v) for v in (*rules, *coverage)))
 
 
 @dataclass(frozen=True)
-class MlScoreViolations:
+class MlScoreViolations(Violations):
     """Rows of ``ml_lead_scores`` breaking each rule (all zero when the table is sound)."""
 
     score_out_of_range: int
@@ -76,7 +79,9 @@ class MlScoreViolations:
     ml_scores_without_contact: int
 
 
-def ml_score_violations(database: Database) -> MlScoreViolations:
+def ml_score_violations(database: Database, table: str = "ml_lead_scores"
+                        ) -> MlScoreViolations:
+    """The rules on the ML scores ``table`` (the live one, or the staged one before publish)."""
     tier = tier_case(DEFAULT_CONFIG, "predicted_score", TIER_ROUNDING)
     model_confidence = "method <> :fallback AND (confidence < :minimum OR confidence > 1)"
     fallback_row = ("method = :fallback AND (confidence <> :fallback_confidence "
@@ -88,11 +93,11 @@ def ml_score_violations(database: Database) -> MlScoreViolations:
                 f"{count_rows('predicted_score < 0 OR predicted_score > :total_cap')}, "
                 f"{count_rows(f'predicted_tier <> {tier}')}, "
                 f"{count_rows(model_confidence)}, {count_rows(fallback_row)} "
-                "FROM ml_lead_scores"
+                f"FROM {table}"
             ),
             {"total_cap": DEFAULT_CONFIG.total_cap, "fallback": FALLBACK_METHOD,
              "minimum": MINIMUM_CONFIDENCE, "fallback_confidence": FALLBACK_CONFIDENCE,
              **tier_params(DEFAULT_CONFIG)},
         ).one()
-        coverage = contact_coverage(connection, "ml_lead_scores")
+        coverage = contact_coverage(connection, table)
     return MlScoreViolations(*(int(v) for v in (*rules, *coverage)))

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from lead_scoring_assets.db.audit import Violations
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
@@ -27,6 +28,7 @@ class FeatureReport:
     feature_sums: dict[str, float] = field(default_factory=dict)
     stages: StageSeconds = field(default_factory=StageSeconds)
     seconds_total: float = 0.0
+    violations: Violations | None = None
 
     @property
     def feature_means(self) -> dict[str, float]:
@@ -64,10 +66,12 @@ def require_features_as_of(database: Database) -> pd.Timestamp:
 
 
 def build_contact_features(
-    database: Database, as_of: datetime | str | pd.Timestamp, chunk_size: int = 100_000
+    database: Database, as_of: datetime | str | pd.Timestamp, chunk_size: int = 100_000,
+    audit=None,
 ) -> FeatureReport:
-    """Compute ``features_v1`` for every contact at ``as_of`` and swap them into
-    ``contact_features``; a failure leaves the previous features in place."""
+    """Compute ``features_v1`` for every contact at ``as_of``, stage them, run ``audit`` on
+    the staged rows (see ``StagedTable.audit_then_publish``) and swap them into
+    ``contact_features``; a failure or a failed audit leaves the previous features in place."""
     started = time.perf_counter()
     report = FeatureReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
@@ -81,9 +85,13 @@ def build_contact_features(
             report.feature_sums[name] = report.feature_sums.get(name, 0.0) + float(total)
         return frame.assign(feature_set_version=FEATURE_SET_VERSION, as_of=report.as_of)
 
-    with StagedTable(database, FEATURES) as staged:
-        report.stages = run_overlapped(
-            database.iter_scoring_inputs(chunk_size), features, staged.append
-        )
+    staged = StagedTable(database, FEATURES, as_of=report.as_of, audit=audit)
+    try:
+        with staged:
+            report.stages = run_overlapped(
+                database.iter_scoring_inputs(chunk_size), features, staged.append
+            )
+    finally:
+        report.violations = staged.violations
     report.seconds_total = time.perf_counter() - started
     return report

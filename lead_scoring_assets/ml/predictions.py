@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from lead_scoring_assets.db.audit import Violations
 from lead_scoring_assets.db.database import FIRST_ID, Database
 from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
@@ -59,6 +60,7 @@ class PredictionReport:
     same_tier: int = 0
     stages: StageSeconds = field(default_factory=StageSeconds)
     seconds_total: float = 0.0
+    violations: Violations | None = None
 
     @property
     def mean_confidence(self) -> float:
@@ -174,10 +176,11 @@ def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) 
 
 
 def write_ml_scores(
-    database: Database, champion: ChampionModel | None, chunk_size: int = 100_000
+    database: Database, champion: ChampionModel | None, chunk_size: int = 100_000, audit=None
 ) -> PredictionReport:
-    """Score every contact and swap the rows into ``ml_lead_scores``; a failure leaves the
-    previous rows in place."""
+    """Score every contact, stage the rows, run ``audit`` on them (see
+    ``StagedTable.audit_then_publish``) and swap them into ``ml_lead_scores``; a failure or a
+    failed audit leaves the previous rows in place."""
     started = time.perf_counter()
     report = PredictionReport()
 
@@ -186,7 +189,12 @@ def write_ml_scores(
         report.add(chunk, frame)
         return frame
 
-    with StagedTable(database, ML_SCORES) as staged:
-        report.stages = run_overlapped(_read_chunks(database, chunk_size), score, staged.append)
+    staged = StagedTable(database, ML_SCORES, audit=audit)
+    try:
+        with staged:
+            report.stages = run_overlapped(_read_chunks(database, chunk_size), score,
+                                           staged.append)
+    finally:
+        report.violations = staged.violations
     report.seconds_total = time.perf_counter() - started
     return report

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.audit import Violations
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import QUEUE_SNAPSHOT, STAGED_SCORES
 from lead_scoring_assets.geography.states import CANONICAL_STATES
@@ -56,7 +57,7 @@ def contact_coverage(connection, table: str, queue_snapshot: str | None = None
 
 
 @dataclass(frozen=True)
-class ScoreViolations:
+class ScoreViolations(Violations):
     """Rows of ``lead_scores`` breaking each rule (all zero when the table is sound)."""
 
     total_out_of_range: int
@@ -66,20 +67,6 @@ class ScoreViolations:
     contacts_without_score: int
     scores_without_contact: int
 
-    @property
-    def failed(self) -> bool:
-        return any(vars(self).values())
-
-    def describe(self) -> str:
-        return ", ".join(f"{n}: {c}" for n, c in vars(self).items() if c) or "all rules hold"
-
-
-class AuditFailed(RuntimeError):
-    """The staged scores break a rule: nothing was published."""
-
-    def __init__(self, violations: ScoreViolations):
-        super().__init__(f"the staged scores were not published: {violations.describe()}")
-        self.violations = violations
 
 
 def staged_score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG

@@ -8,13 +8,14 @@ from datetime import datetime
 
 import pandas as pd
 
+from lead_scoring_assets.db.audit import AuditFailed
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.errors import TRANSIENT_ERRORS
 from lead_scoring_assets.db.overlapped import run_overlapped
 from lead_scoring_assets.db.score_swap import FULL_RESCORE_LEASE_SECONDS, ScoreSwap
 from lead_scoring_assets.db.staged_table import StagedBuildMissing
 from lead_scoring_assets.db.writer_lock import LockLost
-from lead_scoring_assets.scoring.checks import AuditFailed, staged_score_violations
+from lead_scoring_assets.scoring.checks import staged_score_violations
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
 

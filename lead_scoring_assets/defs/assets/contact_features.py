@@ -3,10 +3,15 @@
 import dagster as dg
 from pydantic import Field
 
+from lead_scoring_assets.db.audit import AuditFailed
+from lead_scoring_assets.defs.checks import audit_result
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
+from lead_scoring_assets.ml.checks import feature_violations
 from lead_scoring_assets.ml.feature_table import build_contact_features, published_scores_as_of
 from lead_scoring_assets.ml.features import FEATURE_SET_VERSION
+
+AUDIT = "contact_features_are_valid"
 
 
 class ContactFeaturesConfig(dg.Config):
@@ -19,13 +24,20 @@ class ContactFeaturesConfig(dg.Config):
     kinds={"pandas", "sql"},
     owners=["team:data"],
     tags={"feature_set_version": FEATURE_SET_VERSION},
+    check_specs=[dg.AssetCheckSpec(
+        AUDIT, asset="contact_features", blocking=True,
+        description="On the staged features, before they are published: flags 0/1, platform "
+        "scores within their cap, counts 0–5, ratios in [0, 1], geography 0.3/0.5/1.0, days "
+        "in range, the current feature set, one row per contact.")],
 )
 def contact_features(
     context: dg.AssetExecutionContext, config: ContactFeaturesConfig, database: DatabaseResource
-) -> dg.MaterializeResult:
+):
     """One row of features_v1 per contact (24 numeric features, no phone number or name),
-    computed in chunks from the scorer's own intermediates and swapped in at once, at the
-    ``as_of`` of the published full rescoring, so features and labels describe one moment."""
+    computed in chunks from the scorer's own intermediates, audited while staged and swapped
+    in at once, at the ``as_of`` of the published full rescoring, so features and labels
+    describe one moment."""
+    failed = None
     with retry_on_transient_database_errors(context):
         with database.open() as db:
             as_of = published_scores_as_of(db)
@@ -33,8 +45,16 @@ def contact_features(
                 raise dg.Failure("lead_scores is empty: features take the as_of of the "
                                  "published full rescoring, materialise lead_scores first")
             context.log.info(f"contact features at as_of={as_of.isoformat()} (lead_scores)")
-            report = build_contact_features(db, as_of, chunk_size=config.chunk_size)
-    return dg.MaterializeResult(metadata={
+            try:
+                report = build_contact_features(db, as_of, chunk_size=config.chunk_size,
+                                                audit=feature_violations)
+            except AuditFailed as error:
+                failed = error
+    if failed is not None:
+        yield audit_result(failed.violations, AUDIT)
+        raise dg.Failure(description=f"{failed}; the previous contact_features stand")
+    yield audit_result(report.violations, AUDIT)
+    yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": report.as_of.isoformat(),
         "feature_set_version": FEATURE_SET_VERSION,

@@ -3,8 +3,11 @@
 import dagster as dg
 from pydantic import Field
 
+from lead_scoring_assets.db.audit import AuditFailed
+from lead_scoring_assets.defs.checks import audit_result
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
+from lead_scoring_assets.ml.checks import ml_score_violations
 from lead_scoring_assets.ml.feature_table import AsOfMismatch, require_features_as_of
 from lead_scoring_assets.ml.predictions import FALLBACK_METHOD, write_ml_scores
 from lead_scoring_assets.ml.tracking import ChampionUnavailable, load_champion
@@ -13,6 +16,9 @@ from lead_scoring_assets.ml.tracking import ChampionUnavailable, load_champion
 def _rounded(value: float | None) -> dg.MetadataValue:
     return dg.MetadataValue.text("n/a") if value is None else dg.MetadataValue.float(
         round(value, 4))
+
+
+AUDIT = "ml_lead_scores_are_consistent"
 
 
 class MlLeadScoresConfig(dg.Config):
@@ -24,13 +30,18 @@ class MlLeadScoresConfig(dg.Config):
     group_name="ml",
     kinds={"scikitlearn", "sql"},
     owners=["team:data"],
+    check_specs=[dg.AssetCheckSpec(
+        AUDIT, asset="ml_lead_scores", blocking=True,
+        description="On the staged ML scores, before they are published: predicted scores in "
+        "0–100 with their tier, model confidence in [0.5, 1], fallback rows at confidence 0.7 "
+        "without a model version, one row per contact.")],
 )
 def ml_lead_scores(
     context: dg.AssetExecutionContext,
     config: MlLeadScoresConfig,
     database: DatabaseResource,
     mlflow: MlflowResource,
-) -> dg.MaterializeResult:
+):
     """The ``champion`` model's predicted score (0–100), its tier and a confidence from the
     spread of the trees, per contact, at the ``as_of`` of the features and the published
     ``lead_scores`` (which must agree). Without a usable champion, or for a contact without
@@ -44,18 +55,27 @@ def ml_lead_scores(
     if champion is None:
         context.log.warning(f"no usable champion model ({reason}): every contact gets the "
                             "rule-based score with confidence 0.7")
+    failed = None
     with retry_on_transient_database_errors(context):
         with database.open() as db:
             try:
                 as_of = require_features_as_of(db)
             except AsOfMismatch as error:
                 raise dg.Failure(description=str(error)) from error
-            report = write_ml_scores(db, champion, chunk_size=config.chunk_size)
+            try:
+                report = write_ml_scores(db, champion, chunk_size=config.chunk_size,
+                                         audit=ml_score_violations)
+            except AuditFailed as error:
+                failed = error
+    if failed is not None:
+        yield audit_result(failed.violations, AUDIT)
+        raise dg.Failure(description=f"{failed}; the previous ml_lead_scores stand")
     if champion is not None and report.by_method.get(FALLBACK_METHOD):
         context.log.warning(f"{report.by_method[FALLBACK_METHOD]} contacts have no current "
                             "features and got the rule-based score: rematerialise "
                             "contact_features")
-    return dg.MaterializeResult(metadata={
+    yield audit_result(report.violations, AUDIT)
+    yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": as_of.isoformat(),
         "model": reason,
