@@ -41,7 +41,7 @@ def test_downgrade_and_upgrade_again(database_url):
     database.downgrade("base")
     assert "contacts" not in sa.inspect(database.engine).get_table_names()
     database.upgrade()
-    assert database.current_revision() == "0005"
+    assert database.current_revision() == "0008"
     database.dispose()
 
 
@@ -71,6 +71,22 @@ def test_platform_tables_accept_explicit_ids_and_malformed_rows(database_url):
 
 def test_cli_db_upgrade(sqlite_url, capsys):
     assert main(["db", "upgrade", "--url", sqlite_url]) == 0
-    assert "revision 0005" in capsys.readouterr().out
+    assert "revision 0008" in capsys.readouterr().out
     assert main(["db", "current", "--url", sqlite_url]) == 0
-    assert capsys.readouterr().out.strip() == "0005"
+    assert capsys.readouterr().out.strip() == "0008"
+
+
+def test_0008_adds_and_removes_the_per_state_analytics_column(database_url):
+    database = Database(database_url)
+    database.upgrade()
+
+    def columns() -> list[str]:
+        inspector = sa.inspect(database.engine)
+        return [c["name"] for c in inspector.get_columns("lead_scoring_analytics_history")]
+
+    assert columns()[-1] == "by_state"
+    database.downgrade("0005")
+    assert "by_state" not in columns()
+    database.upgrade()
+    assert columns()[-1] == "by_state"
+    database.dispose()

@@ -1,0 +1,283 @@
+"""What the API reads and writes, through ``Database``'s pooled SQLAlchemy engine.
+
+One short query per request part (no pandas, no per-request connection set-up): the API answers
+one contact or one page at a time. Phone numbers always come from ``contacts``.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import phonenumbers
+import sqlalchemy as sa
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
+
+SCORE_FIELDS = (
+    *(f"{p}_score" for p in PLATFORMS), "total_score", "quality_tier", "confidence_level",
+    "platform_count", "business_account_count", "premium_account_count", "calculation_method",
+    "calculation_version", "last_calculated_at",
+)
+PROFILE_FIELDS = ("state_name", "municipality", "lada", "operator")
+HISTORY_LIMIT = 10
+TREND_WINDOW = timedelta(days=30)
+ANALYTICS_HISTORY_LIMIT = 90
+STATE_CACHE_SECONDS = 300
+RESCORE_PRIORITY = 10
+TIER_RANGES = {
+    name: (low, (DEFAULT_CONFIG.tiers[i - 1][1] - 1) if i else DEFAULT_CONFIG.total_cap)
+    for i, (name, low) in enumerate(DEFAULT_CONFIG.tiers)
+}
+"""Each tier's score range, so a tier filter walks the ``total_score`` index."""
+
+
+class NotFound(LookupError):
+    """The contact, or its score, is not there; the message says which."""
+
+
+class BadPhone(ValueError):
+    """The text is no Mexican phone number (the message never repeats it)."""
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """``+52 *** *** 4567``: the country code and last four digits, personal data hidden."""
+    if not phone:
+        return None
+    return f"{phone[:3]} *** *** {phone[-4:]}"
+
+
+def normalize_phone(text: str) -> str:
+    """Any Mexican format (``667 123 4567``, ``+52 1 667…``, ``(667) 123-4567``) as E.164."""
+    try:
+        parsed = phonenumbers.parse(text, "MX")
+    except phonenumbers.NumberParseException:
+        raise BadPhone("not a phone number") from None
+    if parsed.country_code != 52 or not phonenumbers.is_possible_number(parsed):
+        raise BadPhone("not a Mexican phone number (10 digits, optionally +52)")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _utc(value) -> datetime | None:
+    """A timestamp as an aware UTC datetime (SQLite hands back naive UTC text or datetimes)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def trend(history: list[dict], last_calculated_at: datetime | None) -> str:
+    """``improving``, ``declining`` or ``steady``: the total now against the total before the
+    changes of the last 30 days up to the latest calculation (a first score alone is steady)."""
+    if not history or last_calculated_at is None:
+        return "steady"
+    since = last_calculated_at - TREND_WINDOW
+    recent = [h for h in history if h["changed_at"] >= since]
+    if not recent:
+        return "steady"
+    before = recent[-1]["old_total_score"]
+    delta = history[0]["new_total_score"] - (
+        recent[-1]["new_total_score"] if before is None else before)
+    return "improving" if delta > 0 else "declining" if delta < 0 else "steady"
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    last_key: tuple[int, int] | None
+    """(total_score, contact_id) of the last row when another page may follow."""
+
+
+class ScoreReader:
+    """The API's reads (score cards, pages, analytics) and its one write (the rescore queue)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self.engine = database.engine
+        tables = set(sa.inspect(self.engine).get_table_names())
+        self.has_conversion_scores = "conversion_scores" in tables
+        self._states: dict[str, list[str]] = {}
+        self._states_read_at = float("-inf")
+
+    def contact_id_for_phone(self, text: str) -> int:
+        e164 = normalize_phone(text)
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.text("SELECT id FROM contacts WHERE phone_e164 = :phone ORDER BY id LIMIT 1"),
+                {"phone": e164},
+            ).scalar()
+        if found is None:
+            raise NotFound("no contact has this phone number")
+        return int(found)
+
+    def score_card(self, contact_id: int) -> dict:
+        """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
+        last changes and trend."""
+        columns = ", ".join(
+            [*(f"s.{c}" for c in SCORE_FIELDS), "s.score_breakdown", "c.phone_e164",
+             *(f"c.{c}" for c in PROFILE_FIELDS), "s.contact_id AS scored"])
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.text(f"SELECT c.id, {columns} FROM contacts c "
+                        "LEFT JOIN lead_scores s ON s.contact_id = c.id WHERE c.id = :id"),
+                {"id": contact_id},
+            ).mappings().first()
+            if row is None:
+                raise NotFound(f"no contact with id {contact_id}")
+            if row["scored"] is None:
+                raise NotFound(f"contact {contact_id} exists but has not been scored yet")
+            history = [
+                {**h, "changed_at": _utc(h["changed_at"])}
+                for h in connection.execute(
+                    sa.text("SELECT changed_at, old_total_score, new_total_score, "
+                            "old_quality_tier, new_quality_tier, calculation_version "
+                            "FROM lead_score_history WHERE contact_id = :id "
+                            "ORDER BY changed_at DESC, id DESC LIMIT :limit"),
+                    {"id": contact_id, "limit": HISTORY_LIMIT},
+                ).mappings()
+            ]
+            ml = connection.execute(
+                sa.text("SELECT predicted_score, predicted_tier, confidence, model_version, "
+                        "method, calculated_at FROM ml_lead_scores WHERE contact_id = :id"),
+                {"id": contact_id},
+            ).mappings().first()
+            conversion = None
+            if self.has_conversion_scores:
+                conversion = connection.execute(
+                    sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
+                    {"id": contact_id},
+                ).mappings().first()
+        card = {c: row[c] for c in SCORE_FIELDS}
+        card["last_calculated_at"] = _utc(row["last_calculated_at"])
+        card["confidence_level"] = float(row["confidence_level"])
+        card.update(
+            contact_id=int(row["id"]), phone=mask_phone(row["phone_e164"]),
+            profile={c: row[c] for c in PROFILE_FIELDS},
+            display_weights=dict(DEFAULT_CONFIG.display_weights),
+            score_breakdown=_json(row["score_breakdown"]),
+            ml_score=None if ml is None else {**ml, "calculated_at": _utc(ml["calculated_at"])},
+            conversion_score=None if conversion is None else {
+                k: v for k, v in conversion.items() if k != "contact_id"},
+            history=history,
+            trend=trend(history, card["last_calculated_at"]),
+        )
+        return card
+
+    def _state_spellings(self, state: str) -> list[str]:
+        """The raw ``contacts.state_name`` values that normalise to ``state`` (the distinct
+        spellings are read at most every five minutes)."""
+        if time.monotonic() - self._states_read_at > STATE_CACHE_SECONDS:
+            with self.engine.connect() as connection:
+                names = connection.execute(
+                    sa.text("SELECT DISTINCT state_name FROM contacts "
+                            "WHERE state_name IS NOT NULL")).scalars().all()
+            spellings: dict[str, list[str]] = {}
+            for name in names:
+                spellings.setdefault(normalize_state(name) or "", []).append(name)
+            self._states, self._states_read_at = spellings, time.monotonic()
+        return self._states.get(normalize_state(state) or "", [])
+
+    def page(self, tier: str | None, state: str | None, min_score: int | None,
+             after: tuple[int, int] | None, limit: int) -> Page:
+        """Scored contacts best first (score down, then id up), ``limit`` after the key
+        ``after``; a keyset walk on the ``total_score`` index, never OFFSET."""
+        where, params = [], {"limit": limit + 1}
+        low, high = TIER_RANGES[tier] if tier else (0, DEFAULT_CONFIG.total_cap)
+        if min_score is not None:
+            low = max(low, min_score)
+        where.append("s.total_score BETWEEN :low AND :high")
+        params.update(low=low, high=high)
+        if tier:
+            where.append("s.quality_tier = :tier")
+            params["tier"] = tier
+        if after is not None:
+            where.append("(s.total_score < :after_score OR "
+                         "(s.total_score = :after_score AND s.contact_id > :after_id))")
+            params.update(after_score=after[0], after_id=after[1])
+        if state:
+            spellings = self._state_spellings(state)
+            if not spellings:
+                return Page([], None)
+            where.append("c.state_name IN :states")
+            params["states"] = spellings
+        sql = sa.text(
+            "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, s.quality_tier, "
+            "s.confidence_level, s.platform_count, s.last_calculated_at FROM lead_scores s "
+            f"JOIN contacts c ON c.id = s.contact_id WHERE {' AND '.join(where)} "
+            "ORDER BY s.total_score DESC, s.contact_id LIMIT :limit"
+        )
+        if state:
+            sql = sql.bindparams(sa.bindparam("states", expanding=True))
+        with self.engine.connect() as connection:
+            rows = connection.execute(sql, params).mappings().all()
+        items = [
+            {"contact_id": int(r["contact_id"]), "phone": mask_phone(r["phone_e164"]),
+             "state_name": r["state_name"], "total_score": int(r["total_score"]),
+             "quality_tier": r["quality_tier"],
+             "confidence_level": float(r["confidence_level"]),
+             "platform_count": int(r["platform_count"]),
+             "last_calculated_at": _utc(r["last_calculated_at"])}
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        last = (items[-1]["total_score"], items[-1]["contact_id"]) if more else None
+        return Page(items, last)
+
+    def analytics(self) -> dict | None:
+        """The latest analytics run's figures and the history of the headline numbers, read
+        from ``lead_scoring_analytics_history`` only; None before the first run."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT id, run_id, computed_at, contacts, premium_leads, "
+                        "average_score, validated_contacts, multi_platform_contacts, "
+                        "tier_distribution, score_distribution, platform_success, by_state "
+                        "FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT :limit"),
+                {"limit": ANALYTICS_HISTORY_LIMIT},
+            ).mappings().all()
+        if not rows:
+            return None
+        runs = [
+            {**r, "computed_at": _utc(r["computed_at"]),
+             "average_score": float(r["average_score"]),
+             **{k: _json(r[k]) for k in ("tier_distribution", "score_distribution",
+                                          "platform_success", "by_state")}}
+            for r in rows
+        ]
+        latest = dict(runs[0])
+        latest.pop("id")
+        history = [
+            {k: r[k] for k in ("computed_at", "contacts", "premium_leads", "average_score",
+                               "validated_contacts", "multi_platform_contacts",
+                               "tier_distribution")}
+            for r in reversed(runs)
+        ]
+        return {"latest": latest, "history": history}
+
+    def enqueue(self, contact_id: int) -> dict:
+        """Queue the contact at top priority, as the triggers do (one row per contact; a queued
+        contact gets priority 10, ``updated_at`` bumped and ``version`` incremented, so a run
+        in flight leaves it queued for the next)."""
+        now = self.database.bind_timestamp(datetime.now(UTC))
+        with self.engine.begin() as connection:
+            if connection.execute(sa.text("SELECT 1 FROM contacts WHERE id = :id"),
+                                  {"id": contact_id}).first() is None:
+                raise NotFound(f"no contact with id {contact_id}")
+            entry = connection.execute(
+                sa.text(
+                    "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at) "
+                    "VALUES (:id, :priority, :now, :now) ON CONFLICT (contact_id) DO UPDATE SET "
+                    "priority = :priority, updated_at = :now, "
+                    "version = scoring_queue.version + 1 "
+                    "RETURNING contact_id, priority, version, created_at, updated_at"
+                ),
+                {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},
+            ).mappings().one()
+        return {**entry, "created_at": _utc(entry["created_at"]),
+                "updated_at": _utc(entry["updated_at"])}
