@@ -125,7 +125,7 @@ def test_bad_input_gets_4xx_with_a_message_never_the_phone(scored, client):
         return detail
 
     assert error("/contacts/99999999", 404) == "no contact with id 99999999"
-    assert "not a phone number" in error("/lookup", 400, phone="hello")
+    assert "not a phone number" in error("/lookup", 400, phone="12345678901234567890")
     assert "not a Mexican" in error("/lookup", 400, phone="+1 212 555 0101")
     assert "not a Mexican" in error("/lookup", 400, phone="667 12")
     assert "no contact has this phone number" == error("/lookup", 404, phone="999 000 0000")
@@ -133,9 +133,12 @@ def test_bad_input_gets_4xx_with_a_message_never_the_phone(scored, client):
                                        headers=READ).text
     assert "query.limit" in error("/contacts", 422, limit=0)
     assert "query.tier" in error("/contacts", 422, tier="GOLD")
+    assert "unknown query parameter(s): teir" in error("/contacts", 422, teir="HIGH")
+    assert "query.cursor" in error("/contacts", 422, cursor="")
     assert "path.contact_id" in error("/contacts/abc", 422)
     assert "path.contact_id" in error(f"/contacts/{2**63}", 422)
     assert "query.phone" in error("/lookup", 422)
+    assert "query.phone" in error("/lookup", 422, phone="hello")
     with_phone = error("/lookup", 422, phone="5" * 41)
     assert "5" * 41 not in with_phone
     assert client.get("/api/v1/nothing-here", headers=READ).json() == {"detail": "Not Found"}

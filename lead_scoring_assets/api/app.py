@@ -9,6 +9,7 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -23,6 +24,9 @@ from lead_scoring_assets.api.routes import router
 from lead_scoring_assets.db.database import Database, default_database_url
 
 HERE = Path(__file__).parent
+CONNECTIONS = 16
+"""Per server process: request threads and pooled database connections, one each, so a
+request never waits for a connection to be opened."""
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +45,9 @@ def _validation_message(error: RequestValidationError) -> str:
 
 def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
                cursor_secret: str | None = None) -> FastAPI:
-    database = Database(database_url or default_database_url())
+    url = database_url or default_database_url()
+    pool = {"pool_size": CONNECTIONS, "max_overflow": 0} if url.startswith("postgresql") else {}
+    database = Database(url, **pool)
     secret = cursor_secret or os.environ.get(CURSOR_SECRET_ENV)
     if not secret:
         raise ValueError(f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
@@ -49,6 +55,7 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        anyio.to_thread.current_default_thread_limiter().total_tokens = CONNECTIONS
         yield
         database.dispose()
 

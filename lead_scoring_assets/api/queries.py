@@ -22,6 +22,8 @@ SCORE_FIELDS = (
     "calculation_version", "last_calculated_at",
 )
 PROFILE_FIELDS = ("state_name", "municipality", "lada", "operator")
+ML_FIELDS = ("predicted_score", "predicted_tier", "confidence", "model_version", "method",
+             "calculated_at")
 HISTORY_LIMIT = 10
 TREND_WINDOW = timedelta(days=30)
 ANALYTICS_HISTORY_LIMIT = 90
@@ -105,32 +107,34 @@ class ScoreReader:
         self.has_conversion_scores = "conversion_scores" in tables
         self._states: dict[str, list[str]] = {}
         self._states_read_at = float("-inf")
+        self._analytics: tuple[int, dict] | None = None
 
-    def contact_id_for_phone(self, text: str) -> int:
-        e164 = normalize_phone(text)
-        with self.engine.connect() as connection:
-            found = connection.execute(
-                sa.text("SELECT id FROM contacts WHERE phone_e164 = :phone ORDER BY id LIMIT 1"),
-                {"phone": e164},
-            ).scalar()
-        if found is None:
-            raise NotFound("no contact has this phone number")
-        return int(found)
+    def score_card_by_phone(self, text: str) -> dict:
+        """The score card of the contact with this phone (the lowest id if several share it)."""
+        return self._score_card("c.phone_e164 = :key", normalize_phone(text),
+                                "no contact has this phone number")
 
     def score_card(self, contact_id: int) -> dict:
         """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
         last changes and trend."""
+        return self._score_card("c.id = :key", contact_id, f"no contact with id {contact_id}")
+
+    def _score_card(self, condition: str, key, unknown: str) -> dict:
         columns = ", ".join(
             [*(f"s.{c}" for c in SCORE_FIELDS), "s.score_breakdown", "c.phone_e164",
-             *(f"c.{c}" for c in PROFILE_FIELDS), "s.contact_id AS scored"])
+             *(f"c.{c}" for c in PROFILE_FIELDS), "s.contact_id AS scored",
+             *(f"m.{c} AS ml_{c}" for c in ML_FIELDS)])
         with self.engine.connect() as connection:
             row = connection.execute(
                 sa.text(f"SELECT c.id, {columns} FROM contacts c "
-                        "LEFT JOIN lead_scores s ON s.contact_id = c.id WHERE c.id = :id"),
-                {"id": contact_id},
+                        "LEFT JOIN lead_scores s ON s.contact_id = c.id "
+                        "LEFT JOIN ml_lead_scores m ON m.contact_id = c.id "
+                        f"WHERE {condition} ORDER BY c.id LIMIT 1"),
+                {"key": key},
             ).mappings().first()
             if row is None:
-                raise NotFound(f"no contact with id {contact_id}")
+                raise NotFound(unknown)
+            contact_id = int(row["id"])
             if row["scored"] is None:
                 raise NotFound(f"contact {contact_id} exists but has not been scored yet")
             history = [
@@ -143,26 +147,25 @@ class ScoreReader:
                     {"id": contact_id, "limit": HISTORY_LIMIT},
                 ).mappings()
             ]
-            ml = connection.execute(
-                sa.text("SELECT predicted_score, predicted_tier, confidence, model_version, "
-                        "method, calculated_at FROM ml_lead_scores WHERE contact_id = :id"),
-                {"id": contact_id},
-            ).mappings().first()
             conversion = None
             if self.has_conversion_scores:
                 conversion = connection.execute(
                     sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
                     {"id": contact_id},
                 ).mappings().first()
+        ml = None
+        if row["ml_method"] is not None:
+            ml = {c: row[f"ml_{c}"] for c in ML_FIELDS}
+            ml["calculated_at"] = _utc(ml["calculated_at"])
         card = {c: row[c] for c in SCORE_FIELDS}
         card["last_calculated_at"] = _utc(row["last_calculated_at"])
         card["confidence_level"] = float(row["confidence_level"])
         card.update(
-            contact_id=int(row["id"]), phone=mask_phone(row["phone_e164"]),
+            contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
             profile={c: row[c] for c in PROFILE_FIELDS},
             display_weights=dict(DEFAULT_CONFIG.display_weights),
             score_breakdown=_json(row["score_breakdown"]),
-            ml_score=None if ml is None else {**ml, "calculated_at": _utc(ml["calculated_at"])},
+            ml_score=ml,
             conversion_score=None if conversion is None else {
                 k: v for k, v in conversion.items() if k != "contact_id"},
             history=history,
@@ -232,33 +235,39 @@ class ScoreReader:
 
     def analytics(self) -> dict | None:
         """The latest analytics run's figures and the history of the headline numbers, read
-        from ``lead_scoring_analytics_history`` only; None before the first run."""
+        from ``lead_scoring_analytics_history`` only (kept until a newer run is appended);
+        None before the first run."""
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.text("SELECT id, run_id, computed_at, contacts, premium_leads, "
-                        "average_score, validated_contacts, multi_platform_contacts, "
-                        "tier_distribution, score_distribution, platform_success, by_state "
+            newest = connection.execute(
+                sa.text("SELECT max(id) FROM lead_scoring_analytics_history")).scalar()
+            if newest is None:
+                return None
+            if self._analytics is not None and self._analytics[0] == newest:
+                return self._analytics[1]
+            latest = connection.execute(
+                sa.text("SELECT run_id, computed_at, contacts, premium_leads, average_score, "
+                        "validated_contacts, multi_platform_contacts, tier_distribution, "
+                        "score_distribution, platform_success, by_state "
+                        "FROM lead_scoring_analytics_history WHERE id = :id"), {"id": newest},
+            ).mappings().one()
+            history = connection.execute(
+                sa.text("SELECT computed_at, contacts, premium_leads, average_score, "
+                        "validated_contacts, multi_platform_contacts, tier_distribution "
                         "FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT :limit"),
                 {"limit": ANALYTICS_HISTORY_LIMIT},
             ).mappings().all()
-        if not rows:
-            return None
-        runs = [
-            {**r, "computed_at": _utc(r["computed_at"]),
-             "average_score": float(r["average_score"]),
-             **{k: _json(r[k]) for k in ("tier_distribution", "score_distribution",
-                                          "platform_success", "by_state")}}
-            for r in rows
-        ]
-        latest = dict(runs[0])
-        latest.pop("id")
-        history = [
-            {k: r[k] for k in ("computed_at", "contacts", "premium_leads", "average_score",
-                               "validated_contacts", "multi_platform_contacts",
-                               "tier_distribution")}
-            for r in reversed(runs)
-        ]
-        return {"latest": latest, "history": history}
+        figures = {
+            "latest": {**latest, "computed_at": _utc(latest["computed_at"]),
+                       "average_score": float(latest["average_score"]),
+                       **{k: _json(latest[k]) for k in ("tier_distribution",
+                          "score_distribution", "platform_success", "by_state")}},
+            "history": [{**h, "computed_at": _utc(h["computed_at"]),
+                         "average_score": float(h["average_score"]),
+                         "tier_distribution": _json(h["tier_distribution"])}
+                        for h in reversed(history)],
+        }
+        self._analytics = (newest, figures)
+        return figures
 
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued

@@ -33,13 +33,22 @@ def _admin(role: Annotated[str, Depends(_role)]) -> None:
         raise HTTPException(403, "this key may read but not rescore; use an admin key")
 
 
+def _known_parameters(request: Request) -> None:
+    """A misspelt filter (``teir=HIGH``) is an error, not silently a list of everyone."""
+    known = {p.alias for p in request.scope["route"].dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(known)) or 'none'}")
+
+
 def _reader(request: Request) -> ScoreReader:
     return request.app.state.reader
 
 
 Reader = Annotated[ScoreReader, Depends(_reader)]
 router = APIRouter(prefix="/api/v1/lead-scoring", tags=["lead scoring"],
-                   dependencies=[Depends(_role)], responses=ERRORS)
+                   dependencies=[Depends(_role), Depends(_known_parameters)], responses=ERRORS)
 
 
 @router.get("/contacts/{contact_id}", response_model=ScoreCard)
@@ -51,11 +60,11 @@ def contact_score_card(contact_id: ContactId, reader: Reader) -> dict:
 @router.get("/lookup", response_model=ScoreCard)
 def lookup_by_phone(
     reader: Reader,
-    phone: Annotated[str, Query(min_length=1, max_length=40,
+    phone: Annotated[str, Query(min_length=1, max_length=40, pattern=r"^[0-9+() .\-]+$",
                                 description="any Mexican format: +52…, 10 digits, spaces")],
 ) -> dict:
     """The score card of the contact with this phone number."""
-    return reader.score_card(reader.contact_id_for_phone(phone))
+    return reader.score_card_by_phone(phone)
 
 
 @router.get("/contacts", response_model=ContactPage)
@@ -63,9 +72,10 @@ def list_contacts(
     request: Request,
     reader: Reader,
     tier: Tier | None = None,
-    state: Annotated[str | None, Query(max_length=60, description="any spelling")] = None,
+    state: Annotated[str | None, Query(min_length=1, max_length=60,
+                                       description="any spelling")] = None,
     min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=200,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200,
                                         description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict:
