@@ -41,7 +41,7 @@ def _best_multi_platform(database) -> dict:
     return _rows(database,
                  "SELECT s.*, c.phone_e164 AS phone FROM lead_scores s JOIN contacts c "
                  "ON c.id = s.contact_id WHERE s.platform_count >= 2 "
-                 "ORDER BY s.total_score DESC, s.contact_id LIMIT 1")[0]
+                 "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1")[0]
 
 
 def _all_phones(database) -> list[str]:
@@ -173,7 +173,7 @@ def _walk(client, limit: int, **filters) -> list[dict]:
 def test_keyset_pages_walk_every_contact_best_first(scored, client):
     expected = _rows(scored, "SELECT s.contact_id, s.total_score, c.phone_e164 FROM lead_scores "
                              "s JOIN contacts c ON c.id = s.contact_id "
-                             "ORDER BY s.total_score DESC, s.contact_id")
+                             "ORDER BY s.total_score DESC, s.contact_id DESC")
     items = _walk(client, 200)
     assert [i["contact_id"] for i in items] == [r["contact_id"] for r in expected]
     assert [i["phone"] for i in items[:50]] == [mask_phone(r["phone_e164"]) for r in expected[:50]]
@@ -215,7 +215,7 @@ def test_paging_stays_stable_while_scores_change(scored, client):
                           headers=READ).json()
         seen += page["items"]
         cursor = page["next_cursor"]
-    keys = [(-i["total_score"], i["contact_id"]) for i in seen]
+    keys = [(-i["total_score"], -i["contact_id"]) for i in seen]
     assert keys[100:] == sorted(keys[100:]) and keys[:100] == sorted(keys[:100])
     unchanged = _rows(scored, "SELECT contact_id FROM lead_scores WHERE contact_id NOT IN "
                               f"({', '.join(str(i) for i in movers + fallers)})")

@@ -76,17 +76,23 @@ def test_cli_db_upgrade(sqlite_url, capsys):
     assert capsys.readouterr().out.strip() == "0008"
 
 
-def test_0008_adds_and_removes_the_per_state_analytics_column(database_url):
+def test_0008_per_state_analytics_column_and_rank_index(database_url):
     database = Database(database_url)
     database.upgrade()
 
-    def columns() -> list[str]:
+    def schema() -> tuple[list[str], dict[str, list[str]]]:
         inspector = sa.inspect(database.engine)
-        return [c["name"] for c in inspector.get_columns("lead_scoring_analytics_history")]
+        columns = [c["name"] for c in inspector.get_columns("lead_scoring_analytics_history")]
+        return columns, {ix["name"]: ix["column_names"]
+                         for ix in inspector.get_indexes("lead_scores")}
 
-    assert columns()[-1] == "by_state"
+    columns, indexes = schema()
+    assert columns[-1] == "by_state"
+    assert indexes["ix_lead_scores_rank"] == ["total_score", "contact_id"]
+    assert "ix_lead_scores_total_score" not in indexes
     database.downgrade("0005")
-    assert "by_state" not in columns()
+    columns, indexes = schema()
+    assert "by_state" not in columns and indexes["ix_lead_scores_total_score"] == ["total_score"]
     database.upgrade()
-    assert columns()[-1] == "by_state"
+    assert schema()[1]["ix_lead_scores_rank"] == ["total_score", "contact_id"]
     database.dispose()

@@ -33,7 +33,9 @@ TIER_RANGES = {
     name: (low, (DEFAULT_CONFIG.tiers[i - 1][1] - 1) if i else DEFAULT_CONFIG.total_cap)
     for i, (name, low) in enumerate(DEFAULT_CONFIG.tiers)
 }
-"""Each tier's score range, so a tier filter walks the ``total_score`` index."""
+"""Each tier's score range: a tier filter is its range (a tier is a function of the total,
+SCORING_SPEC §7, which the blocking check on ``lead_scores`` holds), so it walks the rank
+index; a ``quality_tier`` predicate would lead the planner to the tier index and a sort."""
 
 
 class NotFound(LookupError):
@@ -189,20 +191,17 @@ class ScoreReader:
 
     def page(self, tier: str | None, state: str | None, min_score: int | None,
              after: tuple[int, int] | None, limit: int) -> Page:
-        """Scored contacts best first (score down, then id up), ``limit`` after the key
-        ``after``; a keyset walk on the ``total_score`` index, never OFFSET."""
+        """Scored contacts best first (score, then contact id, both descending), ``limit``
+        after the key ``after``: a keyset walk down the ``(total_score, contact_id)`` index,
+        never OFFSET."""
         where, params = [], {"limit": limit + 1}
         low, high = TIER_RANGES[tier] if tier else (0, DEFAULT_CONFIG.total_cap)
         if min_score is not None:
             low = max(low, min_score)
         where.append("s.total_score BETWEEN :low AND :high")
         params.update(low=low, high=high)
-        if tier:
-            where.append("s.quality_tier = :tier")
-            params["tier"] = tier
         if after is not None:
-            where.append("(s.total_score < :after_score OR "
-                         "(s.total_score = :after_score AND s.contact_id > :after_id))")
+            where.append("(s.total_score, s.contact_id) < (:after_score, :after_id)")
             params.update(after_score=after[0], after_id=after[1])
         if state:
             spellings = self._state_spellings(state)
@@ -214,7 +213,7 @@ class ScoreReader:
             "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, s.quality_tier, "
             "s.confidence_level, s.platform_count, s.last_calculated_at FROM lead_scores s "
             f"JOIN contacts c ON c.id = s.contact_id WHERE {' AND '.join(where)} "
-            "ORDER BY s.total_score DESC, s.contact_id LIMIT :limit"
+            "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT :limit"
         )
         if state:
             sql = sql.bindparams(sa.bindparam("states", expanding=True))

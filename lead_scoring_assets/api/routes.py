@@ -79,7 +79,8 @@ def list_contacts(
                                         description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict:
-    """Scored contacts best first (score, then contact id), a keyset page at a time."""
+    """Scored contacts best first (score, then contact id, both descending), a keyset page
+    at a time."""
     after = request.app.state.cursors.decode(cursor) if cursor else None
     page = reader.page(tier.value if tier else None, state, min_score, after, limit)
     return {"items": page.rows,
