@@ -41,7 +41,12 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-def server(demo_database):
+def server_log(tmp_path) -> Path:
+    return tmp_path / "server.log"
+
+
+@pytest.fixture
+def server(demo_database, server_log):
     prepare(demo_database)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -49,8 +54,10 @@ def server(demo_database):
     env = {**os.environ,
            "LEAD_SCORING_DATABASE_URL": demo_database.url.render_as_string(hide_password=False),
            "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY}
+    log = server_log.open("w")
     process = subprocess.Popen([sys.executable, "-m", "lead_scoring_assets.cli", "serve",
-                                "--port", str(port), "--log-level", "warning"], env=env)
+                                "--port", str(port)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -64,6 +71,7 @@ def server(demo_database):
     yield base
     process.terminate()
     process.wait(timeout=30)
+    log.close()
 
 
 def _row(database, sql: str, params: dict | None = None) -> dict:
@@ -72,7 +80,7 @@ def _row(database, sql: str, params: dict | None = None) -> dict:
 
 
 def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
-        chromium, server, demo_database, database_url, tmp_path):
+        chromium, server, server_log, demo_database, database_url, tmp_path):
     shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     save = database_url.startswith("sqlite")
@@ -146,3 +154,6 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         expect(page.locator("h2").first).to_have_text("Tier distribution")
         browser.close()
     assert all(url.startswith(server) for url in requested), "a request left the server"
+    log = server_log.read_text()
+    assert "GET /api/v1/lead-scoring/lookup?phone=[hidden] HTTP/1.1\" 200" in log
+    assert national[-7:] not in log

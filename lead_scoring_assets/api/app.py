@@ -6,6 +6,7 @@ secret); ``lead-scoring serve`` runs it with uvicorn.
 
 import logging
 import os
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -28,6 +29,24 @@ CONNECTIONS = 16
 """Per server process: request threads and pooled database connections, one each, so a
 request never waits for a connection to be opened."""
 log = logging.getLogger(__name__)
+
+
+class HidePhones(logging.Filter):
+    """Access-log lines without the phone numbers of ``/lookup?phone=…`` requests."""
+
+    PHONE = re.compile(r"(phone=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PHONE.sub(r"\1[hidden]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def hide_phones_in_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, HidePhones) for f in access.filters):
+        access.addFilter(HidePhones())
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -59,6 +78,7 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
         yield
         database.dispose()
 
+    hide_phones_in_access_log()
     app = FastAPI(
         title="Lead scoring API",
         version="1",
