@@ -59,6 +59,8 @@ def _demo(args: argparse.Namespace) -> int:
           ".venv/bin/dagster dev  (then http://127.0.0.1:3000)")
     print(f"Compare the models: .venv/bin/mlflow ui --backend-store-uri {default_tracking_uri()} "
           "--port 5000  (then http://127.0.0.1:5000)")
+    print("Open the dashboard: LEAD_SCORING_ADMIN_KEYS=choose-a-key .venv/bin/lead-scoring serve  "
+          "(then http://127.0.0.1:8000/, and type that key)")
     return 0
 
 

@@ -8,12 +8,20 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from lead_scoring_assets.api.app import create_app
+from lead_scoring_assets.api.auth import ApiKeys
 from lead_scoring_assets.api.cursor import CursorSigner
+from lead_scoring_assets.api.grants import api_grants
 from lead_scoring_assets.api.queries import mask_phone, trend
 from lead_scoring_assets.cli import main
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.scoring.full_rescore import rescore_all
 
-from .api_data import ADMIN_KEY, CURSOR_SECRET, READ_KEY, app_for, prepare
+from .api_data import ADMIN_KEY, CURSOR_SECRET, LATER, READ_KEY, app_for, prepare
+from .conftest import AS_OF
 
 API = "/api/v1/lead-scoring"
 READ = {"X-API-Key": READ_KEY}
@@ -347,6 +355,7 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
             external = set(re.findall(r"https?://[^\s\"'`)]+|(?:src|href)=\"//[^\"]*",
                                       page.text)) - {"http://www.w3.org/2000/svg"}
             assert external == set(), asset
+    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {f"{API}/contacts/{{contact_id}}", f"{API}/lookup",
                                     f"{API}/contacts", f"{API}/analytics",
@@ -363,3 +372,54 @@ def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):
 def test_cursor_round_trip():
     signer = CursorSigner(CURSOR_SECRET)
     assert signer.decode(signer.encode(87, 123456)) == (87, 123456)
+
+
+@pytest.mark.postgres
+def test_the_documented_grants_suffice_and_survive_a_full_rescoring(postgres_url):
+    """A read-only role plus the queue upsert serves every endpoint, also after a full
+    rescoring swapped in a new lead_scores table, and cannot write the scores."""
+    owner = Database(postgres_url)
+    owner.upgrade()
+    owner.replace_rows("ladas_reference", build_lada_reference())
+    load_demo_data(owner, 500, seed=3, as_of=AS_OF)
+    prepare(owner)
+    role = f"api_{owner.url.database[-12:]}"
+    with owner.engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        for statement in api_grants(f'"{role}"', "CURRENT_USER", f'"{owner.url.database}"'):
+            connection.execute(sa.text(statement))
+    as_role = owner.url.set(username=role).render_as_string(hide_password=False)
+    try:
+        contact = int(_best_multi_platform(owner)["contact_id"])
+        rescore_all(owner, LATER + timedelta(days=1), run_id="run-3")  # swaps lead_scores
+        app = create_app(as_role, keys=ApiKeys((READ_KEY,), (ADMIN_KEY,)),
+                         cursor_secret=CURSOR_SECRET)
+        with TestClient(app) as api:
+            assert api.get(f"{API}/contacts/{contact}", headers=READ).status_code == 200
+            assert api.get(f"{API}/contacts", headers=READ).status_code == 200
+            assert api.get(f"{API}/analytics", headers=READ).status_code == 200
+            for _ in range(2):
+                assert api.post(f"{API}/contacts/{contact}/rescore",
+                                headers=ADMIN).status_code == 202
+        reader = sa.create_engine(as_role)
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), \
+                reader.begin() as connection:
+            connection.execute(sa.text("UPDATE lead_scores SET total_score = 100"))
+        reader.dispose()
+    finally:
+        with owner.engine.begin() as connection:
+            connection.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            connection.execute(sa.text(f'DROP ROLE "{role}"'))
+        owner.dispose()
+
+
+def test_a_database_error_never_carries_the_looked_up_phone(scored):
+    phone = _best_multi_platform(scored)["phone"]
+    with scored.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE ml_lead_scores"))
+    reader = app_for(scored).state.reader
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        reader.score_card_by_phone(phone)
+    assert "ml_lead_scores" in str(raised.value)
+    assert phone not in str(raised.value) and phone[3:] not in str(raised.value)
+    reader.engine.dispose()

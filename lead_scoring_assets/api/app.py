@@ -64,13 +64,15 @@ def _validation_message(error: RequestValidationError) -> str:
 
 def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
                cursor_secret: str | None = None) -> FastAPI:
-    url = database_url or default_database_url()
-    pool = {"pool_size": CONNECTIONS, "max_overflow": 0} if url.startswith("postgresql") else {}
-    database = Database(url, **pool)
     secret = cursor_secret or os.environ.get(CURSOR_SECRET_ENV)
     if not secret:
         raise ValueError(f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
                          "one per start when it is unset)")
+    url = database_url or default_database_url()
+    pool = {"pool_size": CONNECTIONS, "max_overflow": 0} if url.startswith("postgresql") else {}
+    # hide_parameters: a database error (logged by the server) never carries a looked-up phone;
+    # AUTOCOMMIT: each statement stands alone, no BEGIN and ROLLBACK round trips per request
+    database = Database(url, hide_parameters=True, isolation_level="AUTOCOMMIT", **pool)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -86,6 +88,8 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
                     "campaigns; one write: queue a contact for rescoring. Phone numbers are "
                     "always masked. Send an API key in the X-API-Key header.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN
+        redoc_url=None,
     )
     app.state.keys = keys or ApiKeys.from_env()
     app.state.reader = ScoreReader(database)

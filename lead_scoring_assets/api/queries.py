@@ -271,21 +271,20 @@ class ScoreReader:
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued
         contact gets priority 10, ``updated_at`` bumped and ``version`` incremented, so a run
-        in flight leaves it queued for the next)."""
+        in flight leaves it queued for the next). One statement: nothing for an unknown id."""
         now = self.database.bind_timestamp(datetime.now(UTC))
-        with self.engine.begin() as connection:
-            if connection.execute(sa.text("SELECT 1 FROM contacts WHERE id = :id"),
-                                  {"id": contact_id}).first() is None:
-                raise NotFound(f"no contact with id {contact_id}")
+        with self.engine.connect() as connection:
             entry = connection.execute(
                 sa.text(
                     "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at) "
-                    "VALUES (:id, :priority, :now, :now) ON CONFLICT (contact_id) DO UPDATE SET "
-                    "priority = :priority, updated_at = :now, "
-                    "version = scoring_queue.version + 1 "
+                    "SELECT id, :priority, :now, :now FROM contacts WHERE id = :id "
+                    "ON CONFLICT (contact_id) DO UPDATE SET priority = :priority, "
+                    "updated_at = :now, version = scoring_queue.version + 1 "
                     "RETURNING contact_id, priority, version, created_at, updated_at"
                 ),
                 {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},
-            ).mappings().one()
+            ).mappings().first()
+        if entry is None:
+            raise NotFound(f"no contact with id {contact_id}")
         return {**entry, "created_at": _utc(entry["created_at"]),
                 "updated_at": _utc(entry["updated_at"])}
