@@ -21,7 +21,7 @@ SCORE_FIELDS = (
     "platform_count", "business_account_count", "premium_account_count", "calculation_method",
     "calculation_version", "last_calculated_at",
 )
-PROFILE_FIELDS = ("state_name", "municipality", "lada", "operator")
+CARD_PROFILE_FIELDS = ("state_name", "municipality", "lada", "operator")
 ML_FIELDS = ("predicted_score", "predicted_tier", "confidence", "model_version", "method",
              "calculated_at")
 HISTORY_LIMIT = 10
@@ -124,7 +124,7 @@ class ScoreReader:
     def _score_card(self, condition: str, key, unknown: str) -> dict:
         columns = ", ".join(
             [*(f"s.{c}" for c in SCORE_FIELDS), "s.score_breakdown", "c.phone_e164",
-             *(f"c.{c}" for c in PROFILE_FIELDS), "s.contact_id AS scored",
+             *(f"c.{c}" for c in CARD_PROFILE_FIELDS), "s.contact_id AS scored",
              *(f"m.{c} AS ml_{c}" for c in ML_FIELDS)])
         with self.engine.connect() as connection:
             row = connection.execute(
@@ -164,7 +164,7 @@ class ScoreReader:
         card["confidence_level"] = float(row["confidence_level"])
         card.update(
             contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
-            profile={c: row[c] for c in PROFILE_FIELDS},
+            profile={c: row[c] for c in CARD_PROFILE_FIELDS},
             display_weights=dict(DEFAULT_CONFIG.display_weights),
             score_breakdown=_json(row["score_breakdown"]),
             ml_score=ml,
