@@ -1,4 +1,5 @@
-"""The ``lead-scoring`` command: schema migrations, the one-command demo, score cards."""
+"""The ``lead-scoring`` command: schema migrations, the one-command demo, score cards, the
+API server."""
 
 import argparse
 import os
@@ -58,6 +59,8 @@ def _demo(args: argparse.Namespace) -> int:
           ".venv/bin/dagster dev  (then http://127.0.0.1:3000)")
     print(f"Compare the models: .venv/bin/mlflow ui --backend-store-uri {default_tracking_uri()} "
           "--port 5000  (then http://127.0.0.1:5000)")
+    print("Open the dashboard: LEAD_SCORING_ADMIN_KEYS=choose-a-key .venv/bin/lead-scoring serve  "
+          "(then http://127.0.0.1:8000/, and type that key)")
     return 0
 
 
@@ -93,6 +96,31 @@ def _screenshots(args: argparse.Namespace) -> int:
 
     for path in take_screenshots(Path(args.out), contacts=args.contacts):
         print(f"saved {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """The API and dashboard with uvicorn; keys and the cursor secret from the environment."""
+    import secrets
+
+    import uvicorn
+
+    from lead_scoring_assets.api.auth import ApiKeys
+    from lead_scoring_assets.api.cursor import CURSOR_SECRET_ENV
+    from lead_scoring_assets.db.database import DATABASE_URL_ENV
+
+    try:
+        ApiKeys.from_env()
+    except ValueError as error:
+        print(f"lead-scoring serve: {error}", file=sys.stderr)
+        return 1
+    if args.url:
+        os.environ[DATABASE_URL_ENV] = args.url
+    os.environ.setdefault(CURSOR_SECRET_ENV, secrets.token_hex(32))
+    print(f"serving {redact(default_database_url())} on http://{args.host}:{args.port}/ "
+          f"({args.workers} worker{'s' if args.workers > 1 else ''})")
+    uvicorn.run("lead_scoring_assets.api.app:create_app", factory=True, host=args.host,
+                port=args.port, workers=args.workers, log_level=args.log_level)
     return 0
 
 
@@ -146,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     screens.add_argument("--out", default="docs/screenshots")
     screens.add_argument("--contacts", type=int, default=20_000)
     screens.set_defaults(handler=_screenshots)
+
+    serve = commands.add_parser("serve", help="the scoring API and dashboard (needs "
+                                "LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
+                                     "or the embedded SQLite file)")
+    serve.set_defaults(handler=_serve)
 
     demo = commands.add_parser("demo", help="demo data + full rescoring on the embedded default")
     demo.add_argument("--contacts", type=int, default=50_000)

@@ -97,6 +97,28 @@ def test_0007_moves_the_phone_to_contacts_and_back(demo_database):
     columns = [c["name"] for c in sa.inspect(demo_database.engine).get_columns("lead_scores")]
     assert columns == list(SCORE_COLUMNS)
     assert {ix["name"] for ix in sa.inspect(demo_database.engine).get_indexes("lead_scores")} >= {
-        "ix_lead_scores_total_score", "ix_lead_scores_quality_tier"}
+        "ix_lead_scores_rank", "ix_lead_scores_quality_tier"}
     pd.testing.assert_frame_equal(scores, demo_database.read_frame(
         f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"))
+
+
+def test_0008_per_state_analytics_column_and_rank_index(database_url):
+    database = Database(database_url)
+    database.upgrade()
+
+    def schema() -> tuple[list[str], dict[str, list[str]]]:
+        inspector = sa.inspect(database.engine)
+        columns = [c["name"] for c in inspector.get_columns("lead_scoring_analytics_history")]
+        return columns, {ix["name"]: ix["column_names"]
+                         for ix in inspector.get_indexes("lead_scores")}
+
+    columns, indexes = schema()
+    assert columns[-1] == "by_state"
+    assert indexes["ix_lead_scores_rank"] == ["total_score", "contact_id"]
+    assert "ix_lead_scores_total_score" not in indexes
+    database.downgrade("0007")
+    columns, indexes = schema()
+    assert "by_state" not in columns and indexes["ix_lead_scores_total_score"] == ["total_score"]
+    database.upgrade()
+    assert schema()[1]["ix_lead_scores_rank"] == ["total_score", "contact_id"]
+    database.dispose()

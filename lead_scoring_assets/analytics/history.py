@@ -24,9 +24,9 @@ def append_figures(database: Database, figures: Figures, run_id: str | None, com
             sa.text(
                 "INSERT INTO lead_scoring_analytics_history (run_id, computed_at, contacts, "
                 "premium_leads, average_score, validated_contacts, multi_platform_contacts, "
-                "tier_distribution, score_distribution, platform_success) VALUES (:run_id, "
+                "tier_distribution, score_distribution, platform_success, by_state) VALUES (:run_id, "
                 ":computed_at, :contacts, :premium, :average, :validated, :multi, :tiers, "
-                ":scores, :platforms)"
+                ":scores, :platforms, :by_state)"
             ),
             {
                 "run_id": run_id, "computed_at": database.bind_timestamp(computed_at),
@@ -36,5 +36,6 @@ def append_figures(database: Database, figures: Figures, run_id: str | None, com
                 "tiers": json.dumps(figures.tier_distribution),
                 "scores": json.dumps(figures.score_distribution),
                 "platforms": json.dumps(figures.success_rates()),
+                "by_state": figures.by_state.to_json(orient="records"),
             },
         )

@@ -71,11 +71,12 @@ def redact(url: str) -> str:
 class Database:
     """The operational database behind the lead-scoring pipeline."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, **engine_options):
+        """``engine_options`` go to ``sqlalchemy.create_engine`` (e.g. a server's pool size)."""
         self.url = sa.make_url(url)
         if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(self.url, hide_parameters=True)
+        self.engine = sa.create_engine(self.url, **{"hide_parameters": True, **engine_options})
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 

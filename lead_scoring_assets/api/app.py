@@ -1,0 +1,135 @@
+"""The FastAPI application: the JSON API, the dashboard pages and their static files.
+
+``create_app()`` reads its settings from the environment (database URL, API keys, cursor
+secret); ``lead-scoring serve`` runs it with uvicorn.
+"""
+
+import logging
+import os
+import re
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from lead_scoring_assets.api.auth import ApiKeys
+from lead_scoring_assets.api.cursor import CURSOR_SECRET_ENV, BadCursor, CursorSigner
+from lead_scoring_assets.api.i18n import labels_for
+from lead_scoring_assets.api.queries import BadPhone, NotFound, ScoreReader
+from lead_scoring_assets.api.routes import router
+from lead_scoring_assets.db.database import Database, default_database_url
+
+HERE = Path(__file__).parent
+CONNECTIONS = 16
+"""Per server process: request threads and pooled database connections, one each, so a
+request never waits for a connection to be opened."""
+log = logging.getLogger(__name__)
+
+
+class HidePhones(logging.Filter):
+    """Access-log lines without the phone numbers of ``/lookup?phone=…`` requests."""
+
+    PHONE = re.compile(r"(phone=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PHONE.sub(r"\1[hidden]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def hide_phones_in_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, HidePhones) for f in access.filters):
+        access.addFilter(HidePhones())
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    """Which parameter is wrong and why, without echoing the value (it may be a phone)."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
+               cursor_secret: str | None = None) -> FastAPI:
+    secret = cursor_secret or os.environ.get(CURSOR_SECRET_ENV)
+    if not secret:
+        raise ValueError(f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
+                         "one per start when it is unset)")
+    url = database_url or default_database_url()
+    pool = {"pool_size": CONNECTIONS, "max_overflow": 0} if url.startswith("postgresql") else {}
+    # hide_parameters: a database error (logged by the server) never carries a looked-up phone;
+    # AUTOCOMMIT: each statement stands alone, no BEGIN and ROLLBACK round trips per request
+    database = Database(url, hide_parameters=True, isolation_level="AUTOCOMMIT", **pool)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        anyio.to_thread.current_default_thread_limiter().total_tokens = CONNECTIONS
+        yield
+        database.dispose()
+
+    hide_phones_in_access_log()
+    app = FastAPI(
+        title="Lead scoring API",
+        version="1",
+        description="Read-only scores, score cards and analytics for the people who run "
+                    "campaigns; one write: queue a contact for rescoring. Phone numbers are "
+                    "always masked. Send an API key in the X-API-Key header.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN
+        redoc_url=None,
+    )
+    app.state.keys = keys or ApiKeys.from_env()
+    app.state.reader = ScoreReader(database)
+    app.state.cursors = CursorSigner(secret)
+    app.include_router(router)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, error: NotFound) -> JSONResponse:
+        return _error(404, str(error))
+
+    @app.exception_handler(BadPhone)
+    async def bad_phone(_request: Request, error: BadPhone) -> JSONResponse:
+        return _error(400, str(error))
+
+    @app.exception_handler(BadCursor)
+    async def bad_cursor(_request: Request, error: BadCursor) -> JSONResponse:
+        return _error(400, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(error))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        route = request.scope.get("route")
+        log.error("%s on %s %s", type(error).__name__, request.method,
+                  getattr(route, "path", "(no route)"))
+        return _error(500, "internal server error; the server log names the error")
+
+    templates = Jinja2Templates(directory=HERE / "templates")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def page(name: str):
+        async def render(request: Request, lang: str = "es") -> HTMLResponse:
+            labels = labels_for(lang)
+            return templates.TemplateResponse(
+                request, f"{name}.html", {"page": name, "t": labels, "lang": labels["lang"]})
+        return render
+
+    for path, name in (("/", "contacts"), ("/card", "card"), ("/analytics", "analytics")):
+        app.add_api_route(path, page(name), methods=["GET"], response_class=HTMLResponse,
+                          include_in_schema=False)
+    return app

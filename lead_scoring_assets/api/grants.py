@@ -1,0 +1,23 @@
+"""PostgreSQL grants for the API's database role: read the tables it serves, upsert the queue.
+
+``lead_scores`` (and the other swapped tables) are replaced by new tables at each full
+rescoring, so a grant on today's table would vanish; default privileges of the role that
+runs the pipeline grant SELECT on every table it creates from then on.
+"""
+
+READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
+               "lead_scoring_analytics_history")
+
+
+def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
+    """The statements, for quoted role and database names."""
+    return [
+        f"GRANT CONNECT ON DATABASE {database} TO {api_role}",
+        f"GRANT USAGE ON SCHEMA public TO {api_role}",
+        f"GRANT SELECT ON {', '.join(READ_TABLES)} TO {api_role}",
+        (f"ALTER DEFAULT PRIVILEGES FOR ROLE {pipeline_role} IN SCHEMA public "
+         f"GRANT SELECT ON TABLES TO {api_role}"),
+        (f"GRANT SELECT (contact_id, priority, version, created_at, updated_at), "
+         f"INSERT (contact_id, priority, created_at, updated_at), "
+         f"UPDATE (priority, updated_at, version) ON scoring_queue TO {api_role}"),
+    ]

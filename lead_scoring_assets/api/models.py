@@ -1,0 +1,117 @@
+"""The API's response bodies, as its OpenAPI schema shows them."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
+
+Tier = StrEnum("Tier", [(name, name) for name, _ in DEFAULT_CONFIG.tiers])
+
+
+class Error(BaseModel):
+    detail: str
+
+
+class HistoryEntry(BaseModel):
+    changed_at: datetime
+    old_total_score: int | None
+    new_total_score: int
+    old_quality_tier: str | None
+    new_quality_tier: str
+    calculation_version: str
+
+
+class MlScore(BaseModel):
+    predicted_score: float
+    predicted_tier: str
+    confidence: float
+    model_version: str | None
+    method: str
+    calculated_at: datetime | None
+
+
+class ScoreCard(BaseModel):
+    """The stored score (columns named as in ``lead_scores``), the contact's profile with its
+    phone masked, the breakdown, the ML and conversion scores where they exist, the last
+    changes (newest first) and the trend over the last 30 days."""
+
+    contact_id: int
+    phone: str | None
+    profile: dict[str, str | None]
+    whatsapp_score: int
+    instagram_score: int
+    facebook_score: int
+    google_score: int
+    apple_score: int
+    total_score: int
+    quality_tier: str
+    confidence_level: float
+    platform_count: int
+    business_account_count: int
+    premium_account_count: int
+    calculation_method: str
+    calculation_version: str
+    last_calculated_at: datetime
+    display_weights: dict[str, int]
+    score_breakdown: dict[str, Any]
+    ml_score: MlScore | None
+    conversion_score: dict[str, Any] | None
+    history: list[HistoryEntry]
+    trend: Literal["improving", "steady", "declining"]
+
+
+class ContactSummary(BaseModel):
+    contact_id: int
+    phone: str | None
+    state_name: str | None
+    total_score: int
+    quality_tier: str
+    confidence_level: float
+    platform_count: int
+    last_calculated_at: datetime
+
+
+class ContactPage(BaseModel):
+    items: list[ContactSummary]
+    next_cursor: str | None
+
+
+class AnalyticsRun(BaseModel):
+    run_id: str | None
+    computed_at: datetime
+    contacts: int
+    premium_leads: int
+    average_score: float
+    validated_contacts: int
+    multi_platform_contacts: int
+    tier_distribution: dict[str, int]
+    score_distribution: dict[str, int]
+    platform_success: dict[str, float]
+    by_state: list[dict[str, Any]] | None
+
+
+class AnalyticsPoint(BaseModel):
+    computed_at: datetime
+    contacts: int
+    premium_leads: int
+    average_score: float
+    validated_contacts: int
+    multi_platform_contacts: int
+    tier_distribution: dict[str, int]
+
+
+class Analytics(BaseModel):
+    latest: AnalyticsRun
+    history: list[AnalyticsPoint]
+    """Oldest first, up to the last 90 runs."""
+
+
+class QueueEntry(BaseModel):
+    contact_id: int
+    priority: int
+    version: int
+    created_at: datetime
+    updated_at: datetime

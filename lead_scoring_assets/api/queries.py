@@ -1,0 +1,290 @@
+"""What the API reads and writes, through ``Database``'s pooled SQLAlchemy engine.
+
+One short query per request part (no pandas, no per-request connection set-up): the API answers
+one contact or one page at a time. Phone numbers always come from ``contacts``.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import phonenumbers
+import sqlalchemy as sa
+
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
+
+SCORE_FIELDS = (
+    *(f"{p}_score" for p in PLATFORMS), "total_score", "quality_tier", "confidence_level",
+    "platform_count", "business_account_count", "premium_account_count", "calculation_method",
+    "calculation_version", "last_calculated_at",
+)
+CARD_PROFILE_FIELDS = ("state_name", "municipality", "lada", "operator")
+ML_FIELDS = ("predicted_score", "predicted_tier", "confidence", "model_version", "method",
+             "calculated_at")
+HISTORY_LIMIT = 10
+TREND_WINDOW = timedelta(days=30)
+ANALYTICS_HISTORY_LIMIT = 90
+STATE_CACHE_SECONDS = 300
+RESCORE_PRIORITY = 10
+TIER_RANGES = {
+    name: (low, (DEFAULT_CONFIG.tiers[i - 1][1] - 1) if i else DEFAULT_CONFIG.total_cap)
+    for i, (name, low) in enumerate(DEFAULT_CONFIG.tiers)
+}
+"""Each tier's score range: a tier filter is its range (a tier is a function of the total,
+SCORING_SPEC §7, which the blocking check on ``lead_scores`` holds), so it walks the rank
+index; a ``quality_tier`` predicate would lead the planner to the tier index and a sort."""
+
+
+class NotFound(LookupError):
+    """The contact, or its score, is not there; the message says which."""
+
+
+class BadPhone(ValueError):
+    """The text is no Mexican phone number (the message never repeats it)."""
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """``+52 *** *** 4567``: the country code and last four digits, personal data hidden."""
+    if not phone:
+        return None
+    return f"{phone[:3]} *** *** {phone[-4:]}"
+
+
+def normalize_phone(text: str) -> str:
+    """Any Mexican format (``667 123 4567``, ``+52 1 667…``, ``(667) 123-4567``) as E.164."""
+    try:
+        parsed = phonenumbers.parse(text, "MX")
+    except phonenumbers.NumberParseException:
+        raise BadPhone("not a phone number") from None
+    if parsed.country_code != 52 or not phonenumbers.is_possible_number(parsed):
+        raise BadPhone("not a Mexican phone number (10 digits, optionally +52)")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _utc(value) -> datetime | None:
+    """A timestamp as an aware UTC datetime (SQLite hands back naive UTC text or datetimes)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def trend(history: list[dict], last_calculated_at: datetime | None) -> str:
+    """``improving``, ``declining`` or ``steady``: the total now against the total before the
+    changes of the last 30 days up to the latest calculation (a first score alone is steady)."""
+    if not history or last_calculated_at is None:
+        return "steady"
+    since = last_calculated_at - TREND_WINDOW
+    recent = [h for h in history if h["changed_at"] >= since]
+    if not recent:
+        return "steady"
+    before = recent[-1]["old_total_score"]
+    delta = history[0]["new_total_score"] - (
+        recent[-1]["new_total_score"] if before is None else before)
+    return "improving" if delta > 0 else "declining" if delta < 0 else "steady"
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    last_key: tuple[int, int] | None
+    """(total_score, contact_id) of the last row when another page may follow."""
+
+
+class ScoreReader:
+    """The API's reads (score cards, pages, analytics) and its one write (the rescore queue)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self.engine = database.engine
+        tables = set(sa.inspect(self.engine).get_table_names())
+        self.has_conversion_scores = "conversion_scores" in tables
+        self._states: dict[str, list[str]] = {}
+        self._states_read_at = float("-inf")
+        self._analytics: tuple[int, dict] | None = None
+
+    def score_card_by_phone(self, text: str) -> dict:
+        """The score card of the contact with this phone (the lowest id if several share it)."""
+        return self._score_card("c.phone_e164 = :key", normalize_phone(text),
+                                "no contact has this phone number")
+
+    def score_card(self, contact_id: int) -> dict:
+        """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
+        last changes and trend."""
+        return self._score_card("c.id = :key", contact_id, f"no contact with id {contact_id}")
+
+    def _score_card(self, condition: str, key, unknown: str) -> dict:
+        columns = ", ".join(
+            [*(f"s.{c}" for c in SCORE_FIELDS), "s.score_breakdown", "c.phone_e164",
+             *(f"c.{c}" for c in CARD_PROFILE_FIELDS), "s.contact_id AS scored",
+             *(f"m.{c} AS ml_{c}" for c in ML_FIELDS)])
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.text(f"SELECT c.id, {columns} FROM contacts c "
+                        "LEFT JOIN lead_scores s ON s.contact_id = c.id "
+                        "LEFT JOIN ml_lead_scores m ON m.contact_id = c.id "
+                        f"WHERE {condition} ORDER BY c.id LIMIT 1"),
+                {"key": key},
+            ).mappings().first()
+            if row is None:
+                raise NotFound(unknown)
+            contact_id = int(row["id"])
+            if row["scored"] is None:
+                raise NotFound(f"contact {contact_id} exists but has not been scored yet")
+            history = [
+                {**h, "changed_at": _utc(h["changed_at"])}
+                for h in connection.execute(
+                    sa.text("SELECT changed_at, old_total_score, new_total_score, "
+                            "old_quality_tier, new_quality_tier, calculation_version "
+                            "FROM lead_score_history WHERE contact_id = :id "
+                            "ORDER BY changed_at DESC, id DESC LIMIT :limit"),
+                    {"id": contact_id, "limit": HISTORY_LIMIT},
+                ).mappings()
+            ]
+            conversion = None
+            if self.has_conversion_scores:
+                conversion = connection.execute(
+                    sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
+                    {"id": contact_id},
+                ).mappings().first()
+        ml = None
+        if row["ml_method"] is not None:
+            ml = {c: row[f"ml_{c}"] for c in ML_FIELDS}
+            ml["calculated_at"] = _utc(ml["calculated_at"])
+        card = {c: row[c] for c in SCORE_FIELDS}
+        card["last_calculated_at"] = _utc(row["last_calculated_at"])
+        card["confidence_level"] = float(row["confidence_level"])
+        card.update(
+            contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
+            profile={c: row[c] for c in CARD_PROFILE_FIELDS},
+            display_weights=dict(DEFAULT_CONFIG.display_weights),
+            score_breakdown=_json(row["score_breakdown"]),
+            ml_score=ml,
+            conversion_score=None if conversion is None else {
+                k: v for k, v in conversion.items() if k != "contact_id"},
+            history=history,
+            trend=trend(history, card["last_calculated_at"]),
+        )
+        return card
+
+    def _state_spellings(self, state: str) -> list[str]:
+        """The raw ``contacts.state_name`` values that normalise to ``state`` (the distinct
+        spellings are read at most every five minutes)."""
+        if time.monotonic() - self._states_read_at > STATE_CACHE_SECONDS:
+            with self.engine.connect() as connection:
+                names = connection.execute(
+                    sa.text("SELECT DISTINCT state_name FROM contacts "
+                            "WHERE state_name IS NOT NULL")).scalars().all()
+            spellings: dict[str, list[str]] = {}
+            for name in names:
+                spellings.setdefault(normalize_state(name) or "", []).append(name)
+            self._states, self._states_read_at = spellings, time.monotonic()
+        return self._states.get(normalize_state(state) or "", [])
+
+    def page(self, tier: str | None, state: str | None, min_score: int | None,
+             after: tuple[int, int] | None, limit: int) -> Page:
+        """Scored contacts best first (score, then contact id, both descending), ``limit``
+        after the key ``after``: a keyset walk down the ``(total_score, contact_id)`` index,
+        never OFFSET."""
+        where, params = [], {"limit": limit + 1}
+        low, high = TIER_RANGES[tier] if tier else (0, DEFAULT_CONFIG.total_cap)
+        if min_score is not None:
+            low = max(low, min_score)
+        where.append("s.total_score BETWEEN :low AND :high")
+        params.update(low=low, high=high)
+        if after is not None:
+            where.append("(s.total_score, s.contact_id) < (:after_score, :after_id)")
+            params.update(after_score=after[0], after_id=after[1])
+        if state:
+            spellings = self._state_spellings(state)
+            if not spellings:
+                return Page([], None)
+            where.append("c.state_name IN :states")
+            params["states"] = spellings
+        sql = sa.text(
+            "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, s.quality_tier, "
+            "s.confidence_level, s.platform_count, s.last_calculated_at FROM lead_scores s "
+            f"JOIN contacts c ON c.id = s.contact_id WHERE {' AND '.join(where)} "
+            "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT :limit"
+        )
+        if state:
+            sql = sql.bindparams(sa.bindparam("states", expanding=True))
+        with self.engine.connect() as connection:
+            rows = connection.execute(sql, params).mappings().all()
+        items = [
+            {"contact_id": int(r["contact_id"]), "phone": mask_phone(r["phone_e164"]),
+             "state_name": r["state_name"], "total_score": int(r["total_score"]),
+             "quality_tier": r["quality_tier"],
+             "confidence_level": float(r["confidence_level"]),
+             "platform_count": int(r["platform_count"]),
+             "last_calculated_at": _utc(r["last_calculated_at"])}
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        last = (items[-1]["total_score"], items[-1]["contact_id"]) if more else None
+        return Page(items, last)
+
+    def analytics(self) -> dict | None:
+        """The latest analytics run's figures and the history of the headline numbers, read
+        from ``lead_scoring_analytics_history`` only (kept until a newer run is appended);
+        None before the first run."""
+        with self.engine.connect() as connection:
+            newest = connection.execute(
+                sa.text("SELECT max(id) FROM lead_scoring_analytics_history")).scalar()
+            if newest is None:
+                return None
+            if self._analytics is not None and self._analytics[0] == newest:
+                return self._analytics[1]
+            latest = connection.execute(
+                sa.text("SELECT run_id, computed_at, contacts, premium_leads, average_score, "
+                        "validated_contacts, multi_platform_contacts, tier_distribution, "
+                        "score_distribution, platform_success, by_state "
+                        "FROM lead_scoring_analytics_history WHERE id = :id"), {"id": newest},
+            ).mappings().one()
+            history = connection.execute(
+                sa.text("SELECT computed_at, contacts, premium_leads, average_score, "
+                        "validated_contacts, multi_platform_contacts, tier_distribution "
+                        "FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT :limit"),
+                {"limit": ANALYTICS_HISTORY_LIMIT},
+            ).mappings().all()
+        figures = {
+            "latest": {**latest, "computed_at": _utc(latest["computed_at"]),
+                       "average_score": float(latest["average_score"]),
+                       **{k: _json(latest[k]) for k in ("tier_distribution",
+                          "score_distribution", "platform_success", "by_state")}},
+            "history": [{**h, "computed_at": _utc(h["computed_at"]),
+                         "average_score": float(h["average_score"]),
+                         "tier_distribution": _json(h["tier_distribution"])}
+                        for h in reversed(history)],
+        }
+        self._analytics = (newest, figures)
+        return figures
+
+    def enqueue(self, contact_id: int) -> dict:
+        """Queue the contact at top priority, as the triggers do (one row per contact; a queued
+        contact gets priority 10, ``updated_at`` bumped and ``version`` incremented, so a run
+        in flight leaves it queued for the next). One statement: nothing for an unknown id."""
+        now = self.database.bind_timestamp(datetime.now(UTC))
+        with self.engine.connect() as connection:
+            entry = connection.execute(
+                sa.text(
+                    "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at) "
+                    "SELECT id, :priority, :now, :now FROM contacts WHERE id = :id "
+                    "ON CONFLICT (contact_id) DO UPDATE SET priority = :priority, "
+                    "updated_at = :now, version = scoring_queue.version + 1 "
+                    "RETURNING contact_id, priority, version, created_at, updated_at"
+                ),
+                {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},
+            ).mappings().first()
+        if entry is None:
+            raise NotFound(f"no contact with id {contact_id}")
+        return {**entry, "created_at": _utc(entry["created_at"]),
+                "updated_at": _utc(entry["updated_at"])}

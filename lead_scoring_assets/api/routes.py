@@ -1,0 +1,104 @@
+"""The read-only JSON API under ``/api/v1/lead-scoring`` (plus the rescore queue)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
+from fastapi.security import APIKeyHeader
+
+from lead_scoring_assets.api.models import (
+    Analytics,
+    ContactPage,
+    Error,
+    QueueEntry,
+    ScoreCard,
+    Tier,
+)
+from lead_scoring_assets.api.queries import NotFound, ScoreReader
+
+ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
+ERRORS = {code: {"model": Error} for code in (400, 401, 404, 422)}
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                           description="A key of LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS")
+
+
+def _role(request: Request, key: Annotated[str | None, Security(_key_header)]) -> str:
+    role = request.app.state.keys.role(key)
+    if role is None:
+        raise HTTPException(401, "missing or invalid API key (header X-API-Key)")
+    return role
+
+
+def _admin(role: Annotated[str, Depends(_role)]) -> None:
+    if role != "admin":
+        raise HTTPException(403, "this key may read but not rescore; use an admin key")
+
+
+def _known_parameters(request: Request) -> None:
+    """A misspelt filter (``teir=HIGH``) is an error, not silently a list of everyone."""
+    known = {p.alias for p in request.scope["route"].dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(known)) or 'none'}")
+
+
+def _reader(request: Request) -> ScoreReader:
+    return request.app.state.reader
+
+
+Reader = Annotated[ScoreReader, Depends(_reader)]
+router = APIRouter(prefix="/api/v1/lead-scoring", tags=["lead scoring"],
+                   dependencies=[Depends(_role), Depends(_known_parameters)], responses=ERRORS)
+
+
+@router.get("/contacts/{contact_id}", response_model=ScoreCard)
+def contact_score_card(contact_id: ContactId, reader: Reader) -> dict:
+    """A contact's score card."""
+    return reader.score_card(contact_id)
+
+
+@router.get("/lookup", response_model=ScoreCard)
+def lookup_by_phone(
+    reader: Reader,
+    phone: Annotated[str, Query(min_length=1, max_length=40, pattern=r"^[0-9+() .\-]+$",
+                                description="any Mexican format: +52…, 10 digits, spaces")],
+) -> dict:
+    """The score card of the contact with this phone number."""
+    return reader.score_card_by_phone(phone)
+
+
+@router.get("/contacts", response_model=ContactPage)
+def list_contacts(
+    request: Request,
+    reader: Reader,
+    tier: Tier | None = None,
+    state: Annotated[str | None, Query(min_length=1, max_length=60,
+                                       description="any spelling")] = None,
+    min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200,
+                                        description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict:
+    """Scored contacts best first (score, then contact id, both descending), a keyset page
+    at a time."""
+    after = request.app.state.cursors.decode(cursor) if cursor else None
+    page = reader.page(tier.value if tier else None, state, min_score, after, limit)
+    return {"items": page.rows,
+            "next_cursor": request.app.state.cursors.encode(*page.last_key)
+            if page.last_key else None}
+
+
+@router.get("/analytics", response_model=Analytics)
+def analytics(reader: Reader) -> dict:
+    """The latest analytics run's figures and the history of its headline numbers."""
+    figures = reader.analytics()
+    if figures is None:
+        raise NotFound("no analytics run yet: materialise lead_scoring_analytics")
+    return figures
+
+
+@router.post("/contacts/{contact_id}/rescore", response_model=QueueEntry, status_code=202,
+             dependencies=[Depends(_admin)], responses={403: {"model": Error}})
+def rescore(contact_id: ContactId, reader: Reader) -> dict:
+    """Queue the contact for incremental scoring at top priority (10)."""
+    return reader.enqueue(contact_id)

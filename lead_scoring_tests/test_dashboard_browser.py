@@ -1,0 +1,159 @@
+"""The dashboard in a real browser (Playwright driving Debian's Chromium) against the real
+server (``lead-scoring serve`` in a subprocess), on both dialects: enter a key, search a phone,
+open its card, check the numbers against the database, queue it, read the analytics.
+
+Skipped with the reason where Chromium is missing (``apt-get install chromium``), failed
+instead when ``LEAD_SCORING_REQUIRE_BROWSER=1`` (CI). Screenshots go to
+``$LEAD_SCORING_SCREENSHOTS`` (the README's come from ``docs/screenshots``, on SQLite), else to
+the test's temporary folder.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect, sync_playwright
+
+from lead_scoring_assets.api.queries import mask_phone
+
+from .api_data import ADMIN_KEY, READ_KEY, prepare
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("LEAD_SCORING_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + " and LEAD_SCORING_REQUIRE_BROWSER=1")
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture
+def server_log(tmp_path) -> Path:
+    return tmp_path / "server.log"
+
+
+@pytest.fixture
+def server(demo_database, server_log):
+    prepare(demo_database)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ,
+           "LEAD_SCORING_DATABASE_URL": demo_database.url.render_as_string(hide_password=False),
+           "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY}
+    log = server_log.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "lead_scoring_assets.cli", "serve",
+                                "--port", str(port)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/openapi.json", timeout=2).close()
+            break
+        except (urllib.error.URLError, ConnectionError):
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not answer within 60 s"
+            time.sleep(0.3)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def _row(database, sql: str, params: dict | None = None) -> dict:
+    with database.engine.connect() as connection:
+        return dict(connection.execute(sa.text(sql), params or {}).mappings().first())
+
+
+def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
+        chromium, server, server_log, demo_database, database_url, tmp_path):
+    shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    save = database_url.startswith("sqlite")
+    contact = _row(demo_database,
+                   "SELECT s.*, c.phone_e164 FROM lead_scores s JOIN contacts c "
+                   "ON c.id = s.contact_id WHERE s.platform_count >= 3 "
+                   "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1")
+    phone = contact["phone_e164"]
+    requested = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda request: requested.append(request.url))
+
+        page.goto(f"{server}/")
+        page.fill("#api-key", ADMIN_KEY)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#contacts tbody tr")).to_have_count(50)
+        expect(page.locator("#contacts tbody tr").first).to_have_attribute(
+            "data-contact-id", str(contact["contact_id"]))
+        if save:
+            page.screenshot(path=shots / "dashboard_contacts.png")
+
+        national = phone[3:]
+        page.fill("#phone", f"{national[:3]} {national[3:6]} {national[6:]}")
+        page.click("#phone-search button")
+        row = page.locator(f"#contacts tbody tr[data-contact-id='{contact['contact_id']}']")
+        expect(page.locator("#contacts tbody tr")).to_have_count(1)
+        expect(row).to_contain_text(mask_phone(phone))
+        row.locator("a.open").click()
+
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        assert page.url.endswith(f"/card?id={contact['contact_id']}&lang=es")
+        expect(page.locator("#total-score")).to_have_text(str(contact["total_score"]))
+        expect(page.locator("#tier")).to_contain_text(
+            {"PREMIUM": "Premium", "HIGH": "Alto", "MEDIUM": "Medio"}[contact["quality_tier"]])
+        for platform, weight in (("whatsapp", 25), ("instagram", 20), ("facebook", 20),
+                                 ("google", 20), ("apple", 15)):
+            expect(page.locator(f".bar-row[data-platform='{platform}'] .bar-value")).to_have_text(
+                f"{contact[f'{platform}_score']}/{weight}")
+        expect(page.locator("#business-accounts")).to_have_text(
+            str(contact["business_account_count"]))
+        expect(page.locator("#bonus tr.sum")).to_contain_text("+")
+        expect(page.locator("#card-phone")).to_have_text(mask_phone(phone))
+        assert national not in page.content()
+        page.click("#calculate")
+        expect(page.locator("#calculate-result")).to_have_text(
+            "En cola para recalcular (prioridad 10)")
+        queued = _row(demo_database, "SELECT priority FROM scoring_queue WHERE contact_id = :id",
+                      {"id": contact["contact_id"]})
+        assert queued["priority"] == 10
+        if save:
+            page.screenshot(path=shots / "dashboard_score_card.png", full_page=True)
+
+        page.click("header nav a[href^='/analytics']")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        contacts = demo_database.count("contacts")
+        expect(page.locator(".tile[data-figure='contacts'] strong")).to_have_text(
+            f"{contacts:,}")
+        expect(page.locator("#tier-chart svg path")).not_to_have_count(0)
+        expect(page.locator("#score-chart svg rect")).to_have_count(5)
+        expect(page.locator("#platform-chart svg rect")).to_have_count(5)
+        expect(page.locator("#history-chart svg circle")).to_have_count(2)
+        expect(page.locator("#states tbody tr")).not_to_have_count(0)
+        if save:
+            page.screenshot(path=shots / "dashboard_analytics.png", full_page=True)
+
+        page.click("#lang-switch")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("h2").first).to_have_text("Tier distribution")
+        browser.close()
+    assert all(url.startswith(server) for url in requested), "a request left the server"
+    log = server_log.read_text()
+    assert "GET /api/v1/lead-scoring/lookup?phone=[hidden] HTTP/1.1\" 200" in log
+    assert national[-7:] not in log
