@@ -372,3 +372,26 @@ def test_full_and_incremental_runs_interleaved_lose_nothing(demo_database, monke
     monkeypatch.setattr(full_rescore, "score_chunk", real)
     assert score_queued(demo_database, LATER, owner="after").scored == 1
     assert _scores(demo_database, [2_000])["apple_score"].iloc[0] > 0
+
+
+def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_database):
+    """A row dated a little after the run's as_of (a validator's clock ahead of ours) takes no
+    part now; the contact stays queued, claimable once the row is due, and is then rescored
+    with it."""
+    rescore_all(demo_database, AS_OF)
+    now = pd.Timestamp.now(tz="UTC")
+    _execute(demo_database,
+             "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+             "is_business, is_premium, confidence_score, validated_at) VALUES "
+             "(:id, 70, 'apple', :yes, :no, :no, 0.97, :at)",
+             {"id": 10**8, "yes": True, "no": False,
+              "at": demo_database.bind_timestamp(now + pd.Timedelta(seconds=2))})
+    early = score_queued(demo_database, now, owner="early")
+    assert (early.scored, early.rows_after_as_of, early.removed) == (1, 1, 0)
+    assert _scores(demo_database, [70])["apple_score"].iloc[0] == 0
+    assert ScoringQueue(demo_database).depth().claimable == 0
+    time.sleep(2.2)
+    due = score_queued(demo_database, pd.Timestamp.now(tz="UTC"), owner="due")
+    assert (due.scored, due.removed, due.rows_after_as_of) == (1, 1, 0)
+    assert _scores(demo_database, [70])["apple_score"].iloc[0] > 0
+    assert demo_database.count("scoring_queue") == 0

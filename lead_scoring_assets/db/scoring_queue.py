@@ -135,6 +135,7 @@ class ScoringQueue:
         last_validation: pd.DataFrame,
         detected_at: pd.Timestamp,
         lock=None,
+        waiting: pd.DataFrame | None = None,
     ) -> Settlement:
         """Settle a batch in one transaction, fenced.
 
@@ -143,7 +144,10 @@ class ScoringQueue:
         version as claimed) and no score computed at a later ``as_of`` is stored. For those:
         score history, the upserted scores, removal of the scores of contacts that no longer
         exist, their malformed rows, ``last_platform_validation``, and their queue entries.
-        The others stay queued (released, attempts reset) for a later run."""
+        The others stay queued (released, attempts reset) for a later run. A contact in
+        ``waiting`` (``contact_id``, ``not_before``: rows dated after this run's ``as_of``) is
+        settled but stays queued, claimable from ``not_before`` on, so its score catches up
+        once those rows are due."""
         with self.db.engine.begin() as connection:
             if lock is not None:
                 lock.verify(connection)
@@ -207,6 +211,18 @@ class ScoringQueue:
                     "DELETE FROM settled_last_validation WHERE contact_id NOT IN "
                     "(SELECT contact_id FROM settled_batch)"))
                 update_last_validation(connection, "settled_last_validation")
+            if waiting is not None and not waiting.empty:
+                self._fill_temporary(
+                    connection, "settled_waiting",
+                    f"contact_id BIGINT PRIMARY KEY, not_before {self.db.timestamp_ddl}",
+                    waiting[["contact_id", "not_before"]])
+                connection.execute(sa.text(
+                    "UPDATE scoring_queue SET leased_by = NULL, attempts = 0, leased_until = "
+                    "(SELECT w.not_before FROM settled_waiting w "
+                    "WHERE w.contact_id = scoring_queue.contact_id) "
+                    "WHERE leased_by = :owner AND contact_id IN (SELECT s.contact_id FROM "
+                    "settled_batch s JOIN settled_waiting w ON w.contact_id = s.contact_id)"),
+                    {"owner": owner})
             removed = connection.execute(sa.text(
                 "DELETE FROM scoring_queue WHERE leased_by = :owner AND EXISTS (SELECT 1 FROM "
                 "settled_batch s WHERE s.contact_id = scoring_queue.contact_id "
