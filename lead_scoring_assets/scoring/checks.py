@@ -78,21 +78,27 @@ def staged_score_violations(database: Database, config: ScoringConfig = DEFAULT_
 def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG,
                      table: str = "lead_scores", queue_snapshot: str | None = None
                      ) -> ScoreViolations:
-    """Rows of the scores ``table`` breaking each rule (see ``contact_coverage`` for
-    ``queue_snapshot``)."""
+    """Rows of the scores ``table`` (one row per contact id) breaking each rule, in one pass
+    over it joined to ``contacts``; only if that pass finds a contact without a score or a
+    score without a contact does ``contact_coverage`` (with ``queue_snapshot``) count them
+    precisely."""
     platform_rule = " OR ".join(f"{p}_score < 0 OR {p}_score > :cap" for p in PLATFORMS)
     confidence_rule = "confidence_level < 0 OR confidence_level > 1 OR confidence_level IS NULL"
     with database.engine.connect() as connection:
-        rules = connection.execute(
+        *rules, with_contact, without_contact = connection.execute(
             sa.text(
                 f"SELECT {count_rows('total_score < 0 OR total_score > :total_cap')}, "
                 f"{count_rows(platform_rule)}, "
                 f"{count_rows(f'quality_tier <> {tier_case(config)}')}, "
-                f"{count_rows(confidence_rule)} FROM {table}"
+                f"{count_rows(confidence_rule)}, count(c.id), count(*) - count(c.id) "
+                f"FROM {table} LEFT JOIN contacts c ON c.id = {table}.contact_id"
             ),
             {"total_cap": config.total_cap, "cap": config.platform_cap, **tier_params(config)},
         ).one()
-        coverage = contact_coverage(connection, table, queue_snapshot)
+        contacts = connection.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one()
+        coverage = (0, 0)
+        if contacts != with_contact or without_contact:
+            coverage = contact_coverage(connection, table, queue_snapshot)
     return ScoreViolations(*(int(v) for v in (*rules, *coverage)))
 
 
