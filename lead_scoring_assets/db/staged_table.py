@@ -32,9 +32,10 @@ class StagedTable:
 
     Two steps: ``with staged.stage(): staged.append(frame)``, then ``staged.publish()``.
     As a context manager it does both at once, with ``audit`` in between (leaving normally
-    audits and publishes, an exception drops the staging table). While staging on PostgreSQL an advisory lock keeps two runs from
-    writing the same staging table. Subclasses (``ScoreSwap``) stage more tables by extending
-    ``create`` and ``drop``, the swap hooks and the locking.
+    audits and publishes, an exception drops the staging table). While staging on PostgreSQL
+    an advisory lock keeps two runs from writing the same staging table. Subclasses
+    (``ScoreSwap``) stage more tables by extending ``create`` and ``drop``, the swap hooks
+    and the locking.
     """
 
     def __init__(self, database: Database, table: str, run_id: str | None = None,
