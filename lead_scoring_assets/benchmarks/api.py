@@ -34,7 +34,11 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.analytics.figures import compute_figures
 from lead_scoring_assets.analytics.history import append_figures
-from lead_scoring_assets.benchmarks.full_rescore import AS_OF, load_fresh_database
+from lead_scoring_assets.benchmarks.full_rescore import (
+    AS_OF,
+    drop_database,
+    load_fresh_database,
+)
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
@@ -172,12 +176,6 @@ def database_exists(url: str) -> bool:
                             (sa.make_url(url).database,)).fetchone() is not None
 
 
-def drop_database(url: str) -> None:
-    admin = sa.make_url(url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
@@ -221,7 +219,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         if not args.reuse:
-            drop_database(args.url)
+            drop_database(sa.make_url(args.url))
     baseline = results["baseline: static file, saturated"]
     for name, r in results.items():
         print(f"{name:<33} p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  "

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
 from lead_scoring_assets.benchmarks.full_rescore import (
+    drop_database,
     load_fresh_database,
     timed_rescore,
 )
@@ -54,12 +55,6 @@ def copy_baseline(url: sa.URL) -> float:
             for _ in copy:
                 pass
         return time.perf_counter() - started
-
-
-def drop_database(url: sa.URL) -> None:
-    admin = url.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
 def main() -> None:

@@ -25,11 +25,17 @@ from lead_scoring_assets.geography.ladas import build_lada_reference
 AS_OF = "2026-11-24T00:00:00Z"
 
 
-def recreate_database(url: sa.URL) -> None:
+def drop_database(url: sa.URL, create_again: bool = False) -> None:
+    """Drop the benchmark database (and create it empty again if ``create_again``)."""
     admin = url.set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{url.database}"')
+        if create_again:
+            conn.execute(f'CREATE DATABASE "{url.database}"')
+
+
+def recreate_database(url: sa.URL) -> None:
+    drop_database(url, create_again=True)
 
 
 SCORING_INPUTS = (
