@@ -79,20 +79,6 @@ class ContactPage(BaseModel):
     next_cursor: str | None
 
 
-class AnalyticsRun(BaseModel):
-    run_id: str | None
-    computed_at: datetime
-    contacts: int
-    premium_leads: int
-    average_score: float
-    validated_contacts: int
-    multi_platform_contacts: int
-    tier_distribution: dict[str, int]
-    score_distribution: dict[str, int]
-    platform_success: dict[str, float]
-    by_state: list[dict[str, Any]] | None
-
-
 class AnalyticsPoint(BaseModel):
     computed_at: datetime
     contacts: int
@@ -101,6 +87,13 @@ class AnalyticsPoint(BaseModel):
     validated_contacts: int
     multi_platform_contacts: int
     tier_distribution: dict[str, int]
+
+
+class AnalyticsRun(AnalyticsPoint):
+    run_id: str | None
+    score_distribution: dict[str, int]
+    platform_success: dict[str, float]
+    by_state: list[dict[str, Any]] | None
 
 
 class Analytics(BaseModel):
