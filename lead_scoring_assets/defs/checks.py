@@ -1,11 +1,13 @@
 """Blocking audits of staged rows, before anything is published. The full rescoring's and the
 LADA reference's are checks of their staged assets: a failed audit discards the staged rows
 (and releases the scoring lock), so the publishing step never runs. ``contact_features`` and
-``ml_lead_scores`` audit their staged rows inside their own step (``audit_result``)."""
+``ml_lead_scores`` audit their staged rows inside their own step (``staged_audit``)."""
+
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from lead_scoring_assets.db.audit import Violations
+from lead_scoring_assets.db.audit import AuditFailed, Violations
 from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.scoring.checks import (
@@ -48,6 +50,20 @@ def staged_ladas_reference_covers_mexico(
         metadata={"ladas": coverage.ladas, "minimum_ladas": MINIMUM_LADAS,
                   "missing_states": dg.MetadataValue.json(list(coverage.missing_states))},
     )
+
+
+def staged_audit(check_name: str, table: str, run: Callable[[], object]
+                 ) -> Iterator[dg.AssetCheckResult]:
+    """For an asset that builds, audits and publishes ``table`` in its own step: call ``run``
+    (which raises ``AuditFailed`` instead of publishing), yield the audit's check result, and
+    fail the step after reporting a failed audit. Returns what ``run`` returned."""
+    try:
+        report = run()
+    except AuditFailed as failed:
+        yield audit_result(failed.violations, check_name)
+        raise dg.Failure(description=f"{failed}; the previous {table} stand") from None
+    yield audit_result(report.violations, check_name)
+    return report
 
 
 def audit_result(violations: Violations, check_name: str | None = None

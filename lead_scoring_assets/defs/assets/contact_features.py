@@ -3,8 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from lead_scoring_assets.db.audit import AuditFailed
-from lead_scoring_assets.defs.checks import audit_result
+from lead_scoring_assets.defs.checks import staged_audit
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.ml.checks import feature_violations
@@ -37,7 +36,6 @@ def contact_features(
     computed in chunks from the scorer's own intermediates, audited while staged and swapped
     in at once, at the ``as_of`` of the published full rescoring, so features and labels
     describe one moment."""
-    failed = None
     with retry_on_transient_database_errors(context):
         with database.open() as db:
             as_of = published_scores_as_of(db)
@@ -45,15 +43,9 @@ def contact_features(
                 raise dg.Failure("lead_scores is empty: features take the as_of of the "
                                  "published full rescoring, materialise lead_scores first")
             context.log.info(f"contact features at as_of={as_of.isoformat()} (lead_scores)")
-            try:
-                report = build_contact_features(db, as_of, chunk_size=config.chunk_size,
-                                                audit=feature_violations)
-            except AuditFailed as error:
-                failed = error
-    if failed is not None:
-        yield audit_result(failed.violations, AUDIT)
-        raise dg.Failure(description=f"{failed}; the previous contact_features stand")
-    yield audit_result(report.violations, AUDIT)
+            report = yield from staged_audit(AUDIT, "contact_features", lambda: (
+                build_contact_features(db, as_of, chunk_size=config.chunk_size,
+                                       audit=feature_violations)))
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": report.as_of.isoformat(),

@@ -3,8 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from lead_scoring_assets.db.audit import AuditFailed
-from lead_scoring_assets.defs.checks import audit_result
+from lead_scoring_assets.defs.checks import staged_audit
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.ml.checks import ml_score_violations
@@ -55,26 +54,18 @@ def ml_lead_scores(
     if champion is None:
         context.log.warning(f"no usable champion model ({reason}): every contact gets the "
                             "rule-based score with confidence 0.7")
-    failed = None
     with retry_on_transient_database_errors(context):
         with database.open() as db:
             try:
                 as_of = require_features_as_of(db)
             except AsOfMismatch as error:
                 raise dg.Failure(description=str(error)) from error
-            try:
-                report = write_ml_scores(db, champion, chunk_size=config.chunk_size,
-                                         audit=ml_score_violations)
-            except AuditFailed as error:
-                failed = error
-    if failed is not None:
-        yield audit_result(failed.violations, AUDIT)
-        raise dg.Failure(description=f"{failed}; the previous ml_lead_scores stand")
+            report = yield from staged_audit(AUDIT, "ml_lead_scores", lambda: write_ml_scores(
+                db, champion, chunk_size=config.chunk_size, audit=ml_score_violations))
     if champion is not None and report.by_method.get(FALLBACK_METHOD):
         context.log.warning(f"{report.by_method[FALLBACK_METHOD]} contacts have no current "
                             "features and got the rule-based score: rematerialise "
                             "contact_features")
-    yield audit_result(report.violations, AUDIT)
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": as_of.isoformat(),
