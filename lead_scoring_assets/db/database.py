@@ -300,16 +300,16 @@ def _sqlite_frame(result: sa.CursorResult) -> pd.DataFrame:
     of integers with NULLs is ``Int64`` instead of float64."""
     names = list(result.keys())
     rows = result.fetchall()
-    columns = {}
-    for i, name in enumerate(names):
-        values = [row[i] for row in rows]
-        present = [v for v in values if v is not None]
-        exact = present and len(present) < len(values) and all(type(v) is int for v in present)
-        columns[name] = pd.array(values, dtype="Int64") if exact else values
     if not rows:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in names})
-    return pd.DataFrame.from_records(rows, columns=names, coerce_float=True).assign(
-        **{name: column for name, column in columns.items() if not isinstance(column, list)})
+    frame = pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
+    for i, name in enumerate(names):
+        if frame[name].dtype != "float64" or not frame[name].isna().any():
+            continue
+        values = [row[i] for row in rows]
+        if all(type(v) is int for v in values if v is not None):
+            frame[name] = pd.array(values, dtype="Int64")
+    return frame
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
