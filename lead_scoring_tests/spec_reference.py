@@ -122,6 +122,7 @@ def reference_score(contact: dict, rows: list[dict], lada_pairs: set, as_of: dat
         "last_validated_at": max((r["validated_at"] for r in rows), default=None),
         "points": points,
         "factors": factors,
+        "multiplier": m,
         "bonus": {"platform_count": count_bonus, "synergy": synergy, "business": business,
                   "premium": premium, "total": bonus_total},
     }

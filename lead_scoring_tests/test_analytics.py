@@ -31,9 +31,11 @@ def _load(database) -> None:
                 "INSERT INTO lead_scores (contact_id, whatsapp_score, "
                 "instagram_score, facebook_score, google_score, apple_score, total_score, "
                 "quality_tier, confidence_level, platform_count, business_account_count, "
-                "premium_account_count, score_breakdown, calculation_method, "
+                "premium_account_count, whatsapp_points, instagram_points, facebook_points, "
+                "google_points, apple_points, profile_fields, calculation_method, "
                 "calculation_version, last_calculated_at) VALUES (:id, 0, 0, 0, 0, 0, "
-                ":total, :tier, 0.5, :platforms, 0, 0, '{}', 'advanced_v1', 'v', :at)"),
+                ":total, :tier, 0.5, :platforms, 0, 0, 0, 0, 0, 0, 0, 1, 'advanced_v1', 'v', "
+                ":at)"),
                 {"id": contact_id, "total": total, "tier": tier, "platforms": platforms,
                  "at": database.bind_timestamp(AS_OF)})
         rows = [("whatsapp", True, 0.9), ("whatsapp", True, 0.8), ("whatsapp", False, 0.7),

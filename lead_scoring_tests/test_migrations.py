@@ -1,5 +1,7 @@
 """The Alembic schema on both dialects: tables, columns, indexes, malformed rows accepted."""
 
+import json
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -12,6 +14,7 @@ from lead_scoring_assets.db.tables import (
     VALIDATION_COLUMNS,
 )
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS
+from lead_scoring_assets.scoring.breakdown import breakdown_of
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 from .conftest import AS_OF
@@ -122,3 +125,23 @@ def test_0008_per_state_analytics_column_and_rank_index(database_url):
     database.upgrade()
     assert schema()[1]["ix_lead_scores_rank"] == ["total_score", "contact_id"]
     database.dispose()
+
+
+def test_0010_keeps_the_breakdown_both_ways(demo_database):
+    """Downgraded, lead_scores holds the breakdown as JSON again, equal to what the typed
+    columns read back as; upgraded again, the typed columns are as they were."""
+    rescore_all(demo_database, AS_OF)
+    scores = demo_database.read_frame(
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id")
+    demo_database.downgrade("0008")
+    old = demo_database.read_frame(
+        "SELECT contact_id, score_breakdown, total_score FROM lead_scores ORDER BY contact_id")
+    assert old["contact_id"].tolist() == scores["contact_id"].tolist()
+    for row, stored in zip(scores.to_dict("records"), old["score_breakdown"]):
+        assert (json.loads(stored) if isinstance(stored, str) else stored) == breakdown_of(row)
+    assert {ix["name"] for ix in sa.inspect(demo_database.engine).get_indexes("lead_scores")} >= {
+        "ix_lead_scores_rank", "ix_lead_scores_quality_tier"}
+    demo_database.upgrade()
+    pd.testing.assert_frame_equal(scores, demo_database.read_frame(
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"),
+        check_dtype=False)

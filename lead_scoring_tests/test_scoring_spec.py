@@ -1,7 +1,6 @@
 """The vectorised engine against SCORING_SPEC.md: golden cases and a property-based comparison
 with the plain per-contact reading in ``spec_reference``."""
 
-import json
 from datetime import timedelta
 
 import pandas as pd
@@ -9,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lead_scoring_assets.scoring.breakdown import breakdown_of
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk
 
 from .conftest import AS_OF
@@ -79,7 +79,7 @@ def test_worked_example_of_the_spec():
     assert (row.whatsapp_score, row.facebook_score, row.instagram_score) == (15, 11, 0)
     assert (row.total_score, row.quality_tier, row.confidence_level) == (31, "LOW", 0.9725)
     assert (row.platform_count, row.business_account_count, row.premium_account_count) == (2, 1, 0)
-    breakdown = json.loads(row.score_breakdown)
+    breakdown = breakdown_of(row)
     assert breakdown["points_before_quality"]["whatsapp"] == 16
     assert breakdown["points_before_quality"]["facebook"] == 12
     assert breakdown["quality_factors"] == {"profile_completeness": 1, "geographic_consistency": 1,
@@ -96,14 +96,14 @@ def test_contact_without_validations():
     row = one([contact()], [])
     assert (row.total_score, row.quality_tier, row.confidence_level, row.platform_count) == (
         0, "UNKNOWN", 0.0, 0)
-    assert "validation_recency" not in json.loads(row.score_breakdown)["quality_factors"]
+    assert "validation_recency" not in breakdown_of(row)["quality_factors"]
 
 
 def test_everything_valid_business_premium_hits_both_caps():
     row = one([contact()], [validation(p, business=True, premium=True, confidence=1.0,
                                        days_ago=0) for p in PLATFORMS])
     assert [row[f"{p}_score"] for p in PLATFORMS] == [20] * 5
-    assert json.loads(row.score_breakdown)["bonus"]["total"] == 20
+    assert breakdown_of(row)["bonus"]["total"] == 20
     assert (row.total_score, row.quality_tier) == (100, "PREMIUM")
     assert (row.business_account_count, row.premium_account_count) == (5, 5)
 
@@ -200,24 +200,24 @@ def test_null_flags_count_as_false():
 )
 def test_geographic_consistency(fields, geo):
     row = one([contact(**fields)], [validation("whatsapp")])
-    assert json.loads(row.score_breakdown)["quality_factors"].get("geographic_consistency") == geo
+    assert breakdown_of(row)["quality_factors"].get("geographic_consistency") == geo
 
 
 def test_profile_completeness_counts_blank_and_whitespace_as_missing():
     row = one([contact(full_name="  ", address=None, operator="\t")], [validation("whatsapp")])
-    assert json.loads(row.score_breakdown)["quality_factors"]["profile_completeness"] == 0.5
+    assert breakdown_of(row)["quality_factors"]["profile_completeness"] == 0.5
 
 
 def test_null_created_at_has_no_age_factor_and_recency_floor_is_half():
     row = one([contact(created_at=None)], [validation("whatsapp", days_ago=200)])
-    factors = json.loads(row.score_breakdown)["quality_factors"]
+    factors = breakdown_of(row)["quality_factors"]
     assert "account_age" not in factors
     assert factors["validation_recency"] == 0.5
 
 
 def test_floor_plus_keeps_whole_products_whole():
     row = one([contact()], [validation("facebook", confidence=0.8, days_ago=0)])
-    assert json.loads(row.score_breakdown)["points_before_quality"]["facebook"] == 12
+    assert breakdown_of(row)["points_before_quality"]["facebook"] == 12
 
 
 @pytest.mark.parametrize("confidences", [[0.05], [0.6, 0.7], [0.9, 0.95, 1.0], [0.33] * 5])
@@ -302,10 +302,12 @@ def test_engine_matches_the_plain_reading_of_the_spec(batch):
         for column in NUMERIC + ["quality_tier"]:
             assert got[column] == expected[column], (column, c, good)
         assert got["confidence_level"] == expected["confidence_level"], (c, good)
-        breakdown = json.loads(got["score_breakdown"])
+        breakdown = breakdown_of(got)
         assert breakdown["points_before_quality"] == expected["points"]
         assert breakdown["quality_factors"] == pytest.approx(expected["factors"], abs=0)
         assert breakdown["bonus"] == expected["bonus"]
+        assert breakdown["quality_multiplier"] == pytest.approx(expected["multiplier"], abs=1e-12)
+        assert breakdown["adjusted_scores"] == {p: expected[f"{p}_score"] for p in PLATFORMS}
         last = result.last_validated_at.loc[c["id"]]
         assert (None if pd.isna(last) else last) == expected["last_validated_at"]
     after = [r for r in rows if reasons[r["id"]] is None and r["validated_at"] > AS_OF]

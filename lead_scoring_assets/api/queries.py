@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.scoring.breakdown import BREAKDOWN_COLUMNS, breakdown_of
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
 SCORE_FIELDS = (
@@ -123,7 +124,7 @@ class ScoreReader:
 
     def _score_card(self, condition: str, key, unknown: str) -> dict:
         columns = ", ".join(
-            [*(f"s.{c}" for c in SCORE_FIELDS), "s.score_breakdown", "c.phone_e164",
+            [*(f"s.{c}" for c in (*SCORE_FIELDS, *BREAKDOWN_COLUMNS)), "c.phone_e164",
              *(f"c.{c}" for c in CARD_PROFILE_FIELDS), "s.contact_id AS scored",
              *(f"m.{c} AS ml_{c}" for c in ML_FIELDS)])
         with self.engine.connect() as connection:
@@ -166,7 +167,7 @@ class ScoreReader:
             contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
             profile={c: row[c] for c in CARD_PROFILE_FIELDS},
             display_weights=dict(DEFAULT_CONFIG.display_weights),
-            score_breakdown=_json(row["score_breakdown"]),
+            score_breakdown=breakdown_of({**row, "contact_id": contact_id}),
             ml_score=ml,
             conversion_score=None if conversion is None else {
                 k: v for k, v in conversion.items() if k != "contact_id"},

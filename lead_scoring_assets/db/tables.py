@@ -12,11 +12,16 @@ SCORING_VALIDATION_COLUMNS = tuple(
 )
 """What the scorer reads of a validation row."""
 SCORE_COLUMNS = (
-    "contact_id", *(f"{p}_score" for p in PLATFORMS), "total_score",
-    "quality_tier", "confidence_level", "platform_count", "business_account_count",
-    "premium_account_count", "score_breakdown", "calculation_method", "calculation_version",
-    "last_calculated_at",
+    "contact_id", "last_calculated_at", "confidence_level",
+    *(f"{p}_score" for p in PLATFORMS), "total_score", "platform_count",
+    "business_account_count", "premium_account_count",
+    *(f"{p}_points" for p in PLATFORMS), "profile_fields", "account_age_days",
+    "validation_recency_days", "lada_state_match",
+    "quality_tier", "calculation_method", "calculation_version",
 )
+"""``lead_scores``: the §8 columns, with the breakdown in typed columns (``<platform>_points``
+to ``lada_state_match``, see ``scoring.breakdown``), ordered so that PostgreSQL packs each
+row without alignment padding (8-byte, 2-byte, 1-byte, then text columns)."""
 ML_SCORE_COLUMNS = (
     "contact_id", "predicted_score", "predicted_tier", "confidence", "model_version", "method",
     "calculated_at",

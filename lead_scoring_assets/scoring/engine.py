@@ -14,6 +14,13 @@ import pyarrow.compute as pc
 
 from lead_scoring_assets.db.tables import SCORE_COLUMNS
 from lead_scoring_assets.geography.states import normalize_state_series
+from lead_scoring_assets.scoring.breakdown import (
+    POINTS_COLUMNS,
+    bonus_parts,
+    factor_values,
+    quality_multiplier,
+    saturation_days,
+)
 from lead_scoring_assets.scoring.config import (
     DEFAULT_CONFIG,
     PLATFORMS,
@@ -130,14 +137,6 @@ def _round_half_even_exact(values: np.ndarray, decimals: int) -> np.ndarray:
     for i in np.flatnonzero(near_tie):
         rounded[i] = round(float(values[i]), decimals)
     return rounded
-
-
-def _threshold_points(counts: np.ndarray, table) -> np.ndarray:
-    """Points of the highest threshold each count reaches, from a {threshold: points} table."""
-    points = np.zeros(len(counts), dtype="int64")
-    for threshold, value in sorted(table.items()):
-        points = np.where(counts >= threshold, value, points)
-    return points
 
 
 def _validation_arrays(validations: pd.DataFrame, contact_ids: np.ndarray) -> dict:
@@ -287,46 +286,24 @@ def score_chunk(
     )
     pair = lada + "|" + normalize_state_series(contacts["state_name"].astype("str"))
     geo_match = pair.isin(ladas.pairs).to_numpy(dtype=bool)
+    lada_state_match = np.where(geo_present, geo_match.astype(float), np.nan)
+    profile_fields = np.sum([_nonblank(contacts[f]) for f in PROFILE_FIELDS], axis=0)
     age_days = _days_between(_utc_micros(contacts["created_at"]), as_of_us)
     recency_days = _days_between(last_us, as_of_us)
-    factors = {
-        "geographic_consistency": np.where(
-            geo_present, np.where(geo_match, 1.0, config.geo_mismatch_value), np.nan
-        ),
-        "account_age": np.minimum(1.0, age_days / config.account_age_full_days),
-        "profile_completeness": np.sum(
-            [_nonblank(contacts[f]) for f in PROFILE_FIELDS], axis=0
-        ) / len(PROFILE_FIELDS),
-        "validation_recency": np.maximum(
-            config.recency_floor, 1.0 - recency_days / config.recency_window_days
-        ),
-    }
+    factors = factor_values(profile_fields, lada_state_match, age_days, recency_days, config)
 
     # §5 quality multiplier and adjusted platform scores
-    cost = np.zeros(n_contacts)
-    for name in QUALITY_FACTORS:
-        value = factors[name]
-        cost = cost + np.where(np.isnan(value), 0.0, config.quality_weights[name] * (1.0 - value))
-    multiplier = 1.0 - cost
+    multiplier = quality_multiplier(factors, config)
     adjusted = np.where(points > 0, _floor_plus(points * multiplier[:, None], config), 0.0)
     adjusted = adjusted.astype("int64")
     active = adjusted > 0
     platform_count = active.sum(axis=1)
 
     # §6 combination bonus
-    count_bonus = _threshold_points(platform_count, config.count_bonus)
-    synergy = np.zeros(n_contacts, dtype="int64")
-    for first, second, bonus in config.synergy_pairs:
-        both = active[:, PLATFORMS.index(first)] & active[:, PLATFORMS.index(second)]
-        synergy = synergy + np.where(both, bonus, 0)
-    business_bonus = _threshold_points(business_count, config.business_bonus)
-    premium_bonus = _threshold_points(premium_count, config.premium_bonus)
-    bonus_total = np.minimum(
-        config.bonus_cap, count_bonus + synergy + business_bonus + premium_bonus
-    )
+    bonus = bonus_parts(platform_count, active, business_count, premium_count, config)
 
     # §7 total, tier, confidence
-    total = np.minimum(config.total_cap, adjusted.sum(axis=1) + bonus_total)
+    total = np.minimum(config.total_cap, adjusted.sum(axis=1) + bonus["total"])
     tier = tier_of(total, config)
     factor_matrix = np.column_stack([factors[f] for f in QUALITY_FACTORS])
     quality_mean = np.nansum(factor_matrix, axis=1) / np.sum(~np.isnan(factor_matrix), axis=1)
@@ -341,13 +318,6 @@ def score_chunk(
     confidence = np.where(n_current > 0, confidence, 0.0)
     confidence = _round_half_even_exact(confidence, config.confidence_decimals)
 
-    breakdown = _breakdown_json(
-        points, factors, multiplier, adjusted,
-        {"platform_count": count_bonus, "synergy": synergy, "business": business_bonus,
-         "premium": premium_bonus, "total": bonus_total},
-        total, as_of_ts,
-    )
-
     # §8 one row per contact
     scores = pd.DataFrame({"contact_id": contact_ids})
     for i, platform in enumerate(PLATFORMS):
@@ -358,7 +328,14 @@ def score_chunk(
     scores["platform_count"] = platform_count.astype("int32")
     scores["business_account_count"] = business_count.astype("int32")
     scores["premium_account_count"] = premium_count.astype("int32")
-    scores["score_breakdown"] = pd.array(breakdown, dtype="str")
+    for i, column in enumerate(POINTS_COLUMNS):
+        scores[column] = points[:, i].astype("int16")
+    scores["profile_fields"] = profile_fields.astype("int16")
+    scores["lada_state_match"] = pd.array(
+        np.where(np.isnan(lada_state_match), None, lada_state_match == 1.0), dtype="boolean")
+    age_cap, recency_cap = saturation_days(config)
+    scores["account_age_days"] = _stored_days(age_days, age_cap)
+    scores["validation_recency_days"] = _stored_days(recency_days, recency_cap)
     scores["calculation_method"] = config.calculation_method
     scores["calculation_version"] = config.calculation_version
     scores["last_calculated_at"] = as_of_ts
@@ -376,35 +353,7 @@ def score_chunk(
                        parts=parts, rows_after_as_of=int(after_as_of.sum()))
 
 
-def _text(values: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(values), pa.string())
-
-
-def _breakdown_json(
-    points: np.ndarray,
-    factors: dict[str, np.ndarray],
-    multiplier: np.ndarray,
-    adjusted: np.ndarray,
-    bonus: dict[str, np.ndarray],
-    total: np.ndarray,
-    as_of: pd.Timestamp,
-) -> pa.Array:
-    """The per-contact ``score_breakdown`` JSON, built column-wise with Arrow string kernels."""
-    parts: list = [f'{{"as_of":"{as_of.isoformat()}","points_before_quality":{{']
-    for i, platform in enumerate(PLATFORMS):
-        parts += [f'{"," if i else ""}"{platform}":', _text(points[:, i].astype("int64"))]
-    parts.append('},"quality_factors":{')
-    parts += ['"profile_completeness":', _text(factors["profile_completeness"])]
-    for name in ("geographic_consistency", "account_age", "validation_recency"):
-        value = factors[name]
-        present = pa.array(~np.isnan(value))
-        entry = pc.binary_join_element_wise(f',"{name}":', _text(np.nan_to_num(value)), "")
-        parts.append(pc.if_else(present, entry, ""))
-    parts += ['},"quality_multiplier":', _text(multiplier), ',"adjusted_scores":{']
-    for i, platform in enumerate(PLATFORMS):
-        parts += [f'{"," if i else ""}"{platform}":', _text(adjusted[:, i])]
-    parts.append('},"bonus":{')
-    for i, (name, values) in enumerate(bonus.items()):
-        parts += [f'{"," if i else ""}"{name}":', _text(values)]
-    parts += ['},"total_score":', _text(total), "}"]
-    return pc.binary_join_element_wise(*parts, "")
+def _stored_days(days: np.ndarray, cap: int) -> pd.array:
+    """Whole days as stored: up to ``cap``, where the factor saturates; NA when unknown."""
+    capped = np.minimum(days, cap)
+    return pd.array(np.where(np.isnan(capped), None, capped), dtype="Int16")

@@ -1,12 +1,12 @@
 """Explain one contact's score: recompute it from its rows and lay out each part."""
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
+from lead_scoring_assets.scoring.breakdown import breakdown_of
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import score_chunk
 from lead_scoring_assets.scoring.full_rescore import read_lada_reference
@@ -15,7 +15,7 @@ from lead_scoring_assets.scoring.score_card import render_score_card
 
 @dataclass(frozen=True)
 class Explanation:
-    """A contact's recomputed score row and its breakdown (the ``score_breakdown`` JSON)."""
+    """A contact's recomputed score row and its breakdown (SCORING_SPEC.md §8)."""
 
     contact_id: int
     score: dict
@@ -51,4 +51,4 @@ def explain_contact(
     )
     scored = score_chunk(contacts, validations, read_lada_reference(database), as_of, config)
     row = {**scored.scores.iloc[0].to_dict(), "phone_e164": contacts["phone_e164"].iloc[0]}
-    return Explanation(contact_id, row, json.loads(row["score_breakdown"]))
+    return Explanation(contact_id, row, breakdown_of(row, config))

@@ -1,11 +1,11 @@
 """The score card: one contact's stored score laid out for the people who run campaigns."""
 
-import json
 from dataclasses import dataclass
 
 import phonenumbers
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.scoring.breakdown import breakdown_of
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
 
 BAR_WIDTH = 20
@@ -110,5 +110,4 @@ def stored_score(database: Database, key: str) -> StoredScore:
         raise LookupError(f"contact {contact_id} exists but has not been scored yet "
                           "(run full_rescore_job, or wait for the scoring queue)")
     score = rows.iloc[0].to_dict()
-    breakdown = score["score_breakdown"]
-    return StoredScore(score, json.loads(breakdown) if isinstance(breakdown, str) else breakdown)
+    return StoredScore(score, breakdown_of(score))
