@@ -4,10 +4,10 @@
 quality (``<platform>_points``), the number of non-blank profile fields, whether the LADA
 matches the state (NULL: no geographic factor), and the whole days behind the account-age and
 recency factors (NULL: factor absent), counted up to the day the factor saturates (365 and 15
-days by default), so every row has one stored form. Everything else (factor values, multiplier, bonus parts)
-follows from those, the stored adjusted scores and counts, and the configuration of the row's
-``calculation_version``, with the same arithmetic as the scorer, so the dict is exactly the one
-the scorer computed. ``as_of`` is ``last_calculated_at``.
+days by default), so every row has one stored form. Everything else (factor values, multiplier,
+bonus parts) follows from those, the stored adjusted scores and counts, and the configuration of
+the row's ``calculation_version``, with the same arithmetic as the scorer, so the dict is
+exactly the one the scorer computed. ``as_of`` is ``last_calculated_at``.
 """
 
 import math

@@ -126,5 +126,6 @@ def downgrade() -> None:
     while batch := rows.fetchmany(10_000):
         connection.execute(insert, [
             {**{c: row[c] for c in columns if c != "score_breakdown"},
-             "score_breakdown": json.dumps(breakdown_of(row))} for row in batch])
+             "score_breakdown": json.dumps(breakdown_of(row), separators=(",", ":"))}
+            for row in batch])
     op.drop_table(OLD)
