@@ -71,7 +71,7 @@ def copy_baseline(
                     pass
         read = time.perf_counter() - started
         buffer = io.BytesIO()
-        with conn.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+        with conn.cursor().copy(f"COPY (SELECT * FROM {table}) TO STDOUT") as copy:
             for block in copy:
                 buffer.write(block)
         conn.execute(f"CREATE TEMP TABLE copy_in (LIKE {table})")
@@ -93,7 +93,8 @@ def timed_rescore(url: str, chunk_size: int) -> dict:
     return {"contacts": report.contacts_scored, "read": report.seconds_read,
             "score": report.seconds_score, "write": report.seconds_write,
             "audit": report.seconds_audit,
-            "swap": report.seconds_swap, "total": report.seconds_total,
+            "swap": report.seconds_swap, "locked": report.seconds_locked,
+            "total": report.seconds_total,
             "malformed": sum(report.malformed_by_reason.values())}
 
 
@@ -118,7 +119,8 @@ def main() -> None:
         print(f"rescore #{attempt}: {run['total']:.2f} s ({run['contacts'] / run['total']:,.0f} "
               f"contacts/s); stages (overlapping) read {run['read']:.2f} / score "
               f"{run['score']:.2f} / write {run['write']:.2f} s, then audit "
-              f"{run['audit']:.2f} s, index + swap {run['swap']:.2f} s; peak RSS {run['peak_rss_mb']:,.0f} MB, "
+              f"{run['audit']:.2f} s, publish {run['swap']:.2f} s (lead_scores locked "
+              f"{run['locked']:.2f} s); peak RSS {run['peak_rss_mb']:,.0f} MB, "
               f"{run['malformed']:,} malformed rows")
     baseline = copy_baseline(url)
     median = statistics.median(run["total"] for run in runs)

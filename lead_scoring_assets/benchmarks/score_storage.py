@@ -4,7 +4,8 @@
 
 Loads N demo contacts into a scratch database, runs the full rescoring, ``contact_features``
 and ``ml_lead_scores`` (rule fallback, no model needed), then prints each table's heap, index
-and total bytes per row (``pg_table_size``, ``pg_indexes_size``, ``pg_total_relation_size``).
+and total bytes per row (``pg_table_size``, ``pg_indexes_size``, ``pg_total_relation_size``,
+summed over its partitions).
 Then it downgrades ``lead_scores`` to its 0008 layout (JSON ``score_breakdown``) and measures
 it again: the layout before migration 0010. The database is dropped at the end.
 """
@@ -21,12 +22,14 @@ TARGET_BYTES = 200
 
 
 def bytes_per_row(database: Database, table: str) -> dict:
-    """Rows, and heap / index / total bytes per row of ``table`` (after ``VACUUM ANALYZE``)."""
+    """Rows, and heap / index / total bytes per row of ``table`` and its partitions (after
+    ``VACUUM ANALYZE``)."""
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
-        rows, heap, indexes, total = conn.execute(sa.text(
-            f"SELECT count(*), pg_table_size('{table}'), pg_indexes_size('{table}'), "
-            f"pg_total_relation_size('{table}') FROM {table}")).one()
+        rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+        heap, indexes, total = conn.execute(sa.text(
+            "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), "
+            f"sum(pg_total_relation_size(relid)) FROM pg_partition_tree('{table}')")).one()
     return {"rows": rows, "heap": heap / rows, "indexes": indexes / rows, "total": total / rows}
 
 

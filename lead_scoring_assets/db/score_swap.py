@@ -123,19 +123,20 @@ class ScoreSwap(StagedTable):
 
     def before_swap(self, connection) -> None:
         """Fencing first (this run still holds its lease), then history rows for every changed
-        score, before the old scores go."""
+        score, the malformed rows, the ``last_platform_validation`` changes and the queue
+        settlement: all in the swap's transaction, before the exclusive lock on
+        ``lead_scores``, so readers wait only for the swap itself."""
         self.lock.verify(connection)
         self.staged_build(connection)
         self.history_rows = record_changes(connection, STAGED_SCORES, self.run_id,
                                            self.db.bind_timestamp(self.as_of))
-
-    def after_swap(self, connection) -> None:
-        """Everything else the run staged, in the swap's transaction; the lock is released
-        when it commits."""
         connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
         copy_malformed_rows(connection, MALFORMED_IDS)
         update_last_validation(connection, LAST_VALIDATION)
         self._settle_queue(connection)
+
+    def after_swap(self, connection) -> None:
+        """The lock is released when the swap commits."""
         self.lock.release(connection)
 
     @staticmethod

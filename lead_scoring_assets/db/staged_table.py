@@ -4,6 +4,11 @@ Write, audit, publish: ``stage()`` builds the staged rows and records which run 
 ``staged_builds``; the audit reads the staged table; ``publish(run_id)`` swaps it in only for
 the run that built it. Readers see the previous rows until the swap commits; a failed, killed
 or refused run leaves only the staging table behind, which the next run drops.
+
+A partitioned table (PostgreSQL) is staged as a partitioned table with the same bounds, and
+published partition by partition in one transaction: each staged partition is detached from
+the staged parent, the live one detached, dropped, and the staged one attached in its place.
+The parent stays, with its grants, comments, views and row-level security.
 """
 
 import re
@@ -21,6 +26,8 @@ from lead_scoring_assets.db.database import Database
 
 NEXT = "_next"
 """Suffix of the staged table and of its indexes until the publish."""
+BOUND = "partition_bound"
+"""The check a staged partition carries of its partition's bound until it is attached."""
 
 
 class StagedBuildMissing(RuntimeError):
@@ -48,6 +55,9 @@ class StagedTable:
         self.audit = audit
         self.violations = None
         self.seconds = 0.0
+        self.seconds_locked = 0.0
+        """How long the publish held the live table's exclusive lock (PostgreSQL)."""
+        self._locked_at: float | None = None
         self._lock: sa.Connection | None = None
         self._adbc = None
         self._connection = None
@@ -110,6 +120,9 @@ class StagedTable:
             return
         with self.db.engine.begin() as connection:
             _copy_indexes(connection, self.table, self.staged)
+            for name, _, constraint in _partitions(connection, self.table):
+                connection.execute(sa.text(
+                    f"ALTER TABLE {name}{NEXT} ADD CONSTRAINT {BOUND} CHECK ({constraint})"))
             connection.execute(sa.text(f"ANALYZE {self.staged}"))
 
     def _record_build(self) -> None:
@@ -160,9 +173,20 @@ class StagedTable:
             self._lock = None
 
     def create(self, connection: sa.Connection) -> None:
-        """An empty staging table shaped as the live one (its indexes come at the swap)."""
+        """An empty staging table shaped as the live one, partitioned as it is (its indexes
+        come after the rows)."""
         if self.db.dialect == "postgresql":
             ddl = f"CREATE TABLE {self.staged} (LIKE {self.table} INCLUDING DEFAULTS)"
+            partitions = _partitions(connection, self.table)
+            if partitions:
+                key = connection.execute(sa.text(
+                    "SELECT pg_get_partkeydef(CAST(:table AS regclass))"),
+                    {"table": self.table}).scalar_one()
+                connection.execute(sa.text(f"{ddl} PARTITION BY {key}"))
+                for name, bound, _ in partitions:
+                    connection.execute(sa.text(
+                        f"CREATE TABLE {name}{NEXT} PARTITION OF {self.staged} {bound}"))
+                return
         else:
             live = connection.execute(
                 sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
@@ -192,7 +216,8 @@ class StagedTable:
                            {"table": self.table})
 
     def before_swap(self, connection: sa.Connection) -> None:
-        """Runs in the swap's transaction while both tables exist (a hook for subclasses)."""
+        """Runs in the swap's transaction while both tables exist, before the live table's
+        exclusive lock is taken (a hook for subclasses: put long work here)."""
 
     def after_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction once the live table holds the new rows."""
@@ -201,16 +226,22 @@ class StagedTable:
         """Make this run's staged rows the live ones in one transaction."""
         started = time.perf_counter()
         self._swap()
-        self.seconds = time.perf_counter() - started
+        ended = time.perf_counter()
+        self.seconds = ended - started
+        if self._locked_at is not None:
+            self.seconds_locked = ended - self._locked_at
 
     def _swap(self) -> None:
         if self.db.dialect == "postgresql":
             with self.db.engine.begin() as connection:
                 self.staged_build(connection)
+                partitions = _partitions(connection, self.table)
+                if partitions:
+                    self._swap_partitions(connection, partitions)
+                    return
                 renames = _index_renames(connection, self.table, self.staged)
                 self.before_swap(connection)
-                connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-                connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+                self._lock_live(connection)
                 connection.execute(sa.text(f"DROP TABLE {self.table}"))
                 connection.execute(sa.text(f"ALTER TABLE {self.staged} RENAME TO {self.table}"))
                 for statement in renames:
@@ -225,9 +256,40 @@ class StagedTable:
             connection.execute(sa.text(f"DROP TABLE {self.staged}"))
             self._published(connection)
 
+    def _lock_live(self, connection: sa.Connection) -> None:
+        """Take the live table's exclusive lock (held until the swap commits)."""
+        connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+        connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+        self._locked_at = time.perf_counter()
+
+    def _swap_partitions(self, connection: sa.Connection, partitions: list[sa.Row]) -> None:
+        """Each staged partition in place of the live one, under the parent; the staged
+        partitions carry a check of their bound, so attaching them reads no row."""
+        self.before_swap(connection)
+        self._lock_live(connection)
+        for name, bound, _ in partitions:
+            connection.execute(sa.text(f"ALTER TABLE {self.staged} DETACH PARTITION {name}{NEXT}"))
+            connection.execute(sa.text(f"ALTER TABLE {self.table} DETACH PARTITION {name}"))
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+            connection.execute(sa.text(f"ALTER TABLE {name}{NEXT} RENAME TO {name}"))
+            connection.execute(sa.text(f"ALTER TABLE {self.table} ATTACH PARTITION {name} {bound}"))
+            connection.execute(sa.text(f"ALTER TABLE {name} DROP CONSTRAINT {BOUND}"))
+        connection.execute(sa.text(f"DROP TABLE {self.staged}"))
+        self._published(connection)
+
     def _published(self, connection: sa.Connection) -> None:
         self.after_swap(connection)
         self._drop_build(connection)
+
+
+def _partitions(connection, table: str) -> list[sa.Row]:
+    """(name, bound, partition constraint) of each partition of ``table``, by name; none when
+    it is not partitioned."""
+    return connection.execute(sa.text(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), "
+        "pg_get_partition_constraintdef(c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:table AS regclass) "
+        "ORDER BY c.relname"), {"table": table}).all()
 
 
 def _copy_indexes(connection, live: str, staged: str) -> None:
@@ -250,7 +312,8 @@ def _copy_indexes(connection, live: str, staged: str) -> None:
             continue
         statement = index_def.replace(f"INDEX {index_name} ON",
                                       f'INDEX "{index_name}{NEXT}" ON', 1)
-        statement = re.sub(rf" ON ((?:\S+\.)?){live} USING", rf" ON \g<1>{staged} USING", statement)
+        statement = re.sub(rf" ON (?:ONLY )?((?:\S+\.)?){live} USING",
+                           rf" ON \g<1>{staged} USING", statement)
         connection.execute(sa.text(statement))
 
 

@@ -41,6 +41,8 @@ class RescoreReport:
     seconds_write: float = 0.0
     seconds_audit: float = 0.0
     seconds_swap: float = 0.0
+    seconds_locked: float = 0.0
+    """Of the swap, how long ``lead_scores`` was locked exclusively (PostgreSQL)."""
     seconds_total: float = 0.0
 
     @property
@@ -152,5 +154,6 @@ def rescore_all(
     swap = publish_rescore(database, swap.run_id)
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
+    report.seconds_locked = swap.seconds_locked
     report.seconds_total = time.perf_counter() - started
     return report

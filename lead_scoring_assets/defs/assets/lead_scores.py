@@ -90,5 +90,6 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
             "as_of": swap.as_of.isoformat() if swap.as_of is not None else "",
             "score_changes_recorded": swap.history_rows,
             "swap_seconds": round(swap.seconds, 2),
+            "locked_seconds": round(swap.seconds_locked, 2),
         }
     )

@@ -1,5 +1,10 @@
-"""Compact lead_scores: the JSON ``score_breakdown`` becomes typed columns, counts and scores
-become ``smallint``, and the columns are ordered to pack without alignment padding.
+"""Compact, partitioned score tables.
+
+``lead_scores``: the JSON ``score_breakdown`` becomes typed columns, counts and scores become
+``smallint``, and the columns are ordered to pack without alignment padding. On PostgreSQL,
+``lead_scores``, ``contact_features`` and ``ml_lead_scores`` become hash-partitioned by
+``contact_id`` into ``BUCKETS`` partitions (``<table>_p00`` …), so that a publish swaps
+partitions under a parent that stays (``db/staged_table.py``). SQLite keeps single tables.
 
 The breakdown keeps its content (SCORING_SPEC.md §8): the stored inputs are each platform's
 points before quality, the number of non-blank profile fields, whether the LADA matches the
@@ -27,6 +32,9 @@ OLD = "lead_scores_0008"
 NEW = "lead_scores_0010"
 TIMESTAMP = sa.DateTime(timezone=True)
 SMALL = sa.SmallInteger
+BUCKETS = 16
+PARTITIONED = {"contact_features": (), "ml_lead_scores": ("predicted_score",)}
+"""The other per-contact tables partitioned on PostgreSQL, with their indexed columns."""
 
 
 def _compact_columns() -> list[sa.Column]:
@@ -72,18 +80,32 @@ def _set_aside() -> None:
     op.drop_index("ix_lead_scores_rank", "lead_scores")
     op.drop_index("ix_lead_scores_quality_tier", "lead_scores")
     op.rename_table("lead_scores", OLD)
-    if op.get_bind().dialect.name == "postgresql":
+    if _postgres():
         op.execute(f"ALTER INDEX lead_scores_pkey RENAME TO {OLD}_pkey")
 
 
-def _create(columns: list[sa.Column]) -> None:
-    op.create_table("lead_scores", *columns)
+def _postgres() -> bool:
+    return op.get_bind().dialect.name == "postgresql"
+
+
+def _add_partitions(table: str) -> None:
+    for bucket in range(BUCKETS):
+        op.execute(f"CREATE TABLE {table}_p{bucket:02d} PARTITION OF {table} "
+                   f"FOR VALUES WITH (MODULUS {BUCKETS}, REMAINDER {bucket})")
+
+
+def _create(columns: list[sa.Column], partitioned: bool = False) -> None:
+    if partitioned:
+        op.create_table("lead_scores", *columns, postgresql_partition_by="HASH (contact_id)")
+        _add_partitions("lead_scores")
+    else:
+        op.create_table("lead_scores", *columns)
     op.create_index("ix_lead_scores_rank", "lead_scores", ["total_score", "contact_id"])
     op.create_index("ix_lead_scores_quality_tier", "lead_scores", ["quality_tier"])
 
 
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
+    postgres = _postgres()
 
     def field(*path: str) -> str:
         if postgres:
@@ -94,7 +116,7 @@ def upgrade() -> None:
         return f"CAST(round({expression}) AS {'smallint' if postgres else 'INTEGER'})"
 
     _set_aside()
-    _create(_compact_columns())
+    _create(_compact_columns(), partitioned=postgres)
     derived = {
         **{f"{p}_points": days(field("points_before_quality", p)) for p in PLATFORMS},
         "profile_fields": days(f"{field('quality_factors', 'profile_completeness')} * 6"),
@@ -108,12 +130,36 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO lead_scores ({', '.join(columns)}) "
                f"SELECT {', '.join(values)} FROM {OLD}")
     op.drop_table(OLD)
+    if postgres:
+        for table, indexed in PARTITIONED.items():
+            _rebuild(table, indexed, partitioned=True)
+
+
+def _rebuild(table: str, indexed: tuple[str, ...], partitioned: bool) -> None:
+    """PostgreSQL: ``table`` rebuilt with the same columns, hash-partitioned or single."""
+    aside = f"{table}_{revision}"
+    for column in indexed:
+        op.drop_index(f"ix_{table}_{column}", table)
+    op.rename_table(table, aside)
+    op.execute(f"ALTER INDEX {table}_pkey RENAME TO {aside}_pkey")
+    partition_by = " PARTITION BY HASH (contact_id)" if partitioned else ""
+    op.execute(f"CREATE TABLE {table} (LIKE {aside} INCLUDING DEFAULTS){partition_by}")
+    if partitioned:
+        _add_partitions(table)
+    op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (contact_id)")
+    for column in indexed:
+        op.create_index(f"ix_{table}_{column}", table, [column])
+    op.execute(f"INSERT INTO {table} SELECT * FROM {aside}")
+    op.drop_table(aside)
 
 
 def downgrade() -> None:
     from lead_scoring_assets.scoring.breakdown import breakdown_of
 
     connection = op.get_bind()
+    if _postgres():
+        for table, indexed in PARTITIONED.items():
+            _rebuild(table, indexed, partitioned=False)
     _set_aside()
     _create(_json_columns())
     columns = [c.name for c in _json_columns()]
