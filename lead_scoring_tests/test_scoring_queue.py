@@ -1,6 +1,7 @@
 """Queue triggers and incremental scoring on real databases (SQLite and PostgreSQL)."""
 
 import multiprocessing
+import random
 import threading
 import time
 
@@ -12,6 +13,7 @@ from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
 from lead_scoring_assets.db.scoring_queue import (
     CLAIM_GROUPS,
+    CLAIM_ORDER,
     GROUP_ORDER,
     LOST_WORKER_ERROR,
     ScoringQueue,
@@ -512,3 +514,34 @@ def test_an_emptied_queue_gives_its_files_back(database):
     assert queue.depth().claimable == 0
     _add_validation(database, 7, 10**8)
     assert queue.depth().claimable == 1 == _queue_size(database)
+
+
+def test_claiming_group_by_group_takes_exactly_the_claim_order(database):
+    """Random entries of every kind (the run's own, expired, live, waiting, never leased):
+    each claim takes the first entries of one query ordered by ``CLAIM_ORDER``."""
+    rng = random.Random(7)
+    now = pd.Timestamp.now(tz="UTC")
+    rows = []
+    for contact_id in range(1, 301):
+        kind = rng.choice(["own", "expired", "live", "waiting", "fresh", "fresh", "fresh"])
+        by = {"own": "run-a", "expired": "crashed", "live": "other"}.get(kind)
+        until = {"own": now + pd.Timedelta(minutes=5), "expired": now - pd.Timedelta(minutes=5),
+                 "live": now + pd.Timedelta(minutes=5),
+                 "waiting": now + pd.Timedelta(hours=1)}.get(kind)
+        at = database.bind_timestamp(AS_OF + pd.Timedelta(minutes=rng.randrange(20)))
+        rows.append({"id": contact_id, "priority": rng.randint(1, 10), "at": at, "by": by,
+                     "until": database.bind_timestamp(until)})
+    _execute(database, "DELETE FROM scoring_queue")
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+            "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)"), rows)
+    queue = ScoringQueue(database)
+    for owner, size in (("run-a", 25), ("run-a", 70), ("run-b", 90)):
+        expected = database.read_frame(
+            "SELECT contact_id FROM scoring_queue WHERE leased_until IS NULL OR leased_until "
+            f"< :now OR leased_by = :owner ORDER BY {CLAIM_ORDER} LIMIT :size",
+            {"now": database.bind_timestamp(pd.Timestamp.now(tz="UTC")), "owner": owner,
+             "size": size})["contact_id"].tolist()
+        claimed = queue.claim(owner, size, 600)["contact_id"].tolist()
+        assert sorted(claimed) == sorted(expected) and len(expected) == size

@@ -1,12 +1,13 @@
 """The scoring queue: claim a batch of dirty contacts, then settle it in one transaction.
 
 A claim is a lease: ``leased_by`` names the run, ``leased_until`` when the claim lapses, so
-the entries of a crashed run become claimable again. Claims and counts are served by indexes
-(migration ``0011``), so they cost the batch, not the queue: each group of the claim order
-has its own, and the number of entries is kept by triggers in ``scoring_queue_size``. Every claim counts an attempt, so a batch
+the entries of a crashed run become claimable again. Every claim counts an attempt, so a batch
 that kills its worker is dead-lettered after ``MAX_ATTEMPTS`` claims. Settling is fenced: a
 run writes only the contacts whose entries it still holds (its lease unexpired, at the version
-it claimed) and never replaces a score computed at a later ``as_of``.
+it claimed) and never replaces a score computed at a later ``as_of``. Claims and counts are
+served by indexes (migration ``0011``), so they cost the batch, not the queue: each group of
+the claim order has its own, and the number of entries is kept by triggers in
+``scoring_queue_size``.
 """
 
 from dataclasses import dataclass

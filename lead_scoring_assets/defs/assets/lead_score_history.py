@@ -35,9 +35,8 @@ def lead_score_history(context: dg.AssetExecutionContext, config: ScoreHistoryCo
     ``LEAD_SCORING_HISTORY_RETENTION_MONTHS`` (13) whole months: PostgreSQL drops the older
     monthly partitions and creates this month's and the next's; SQLite deletes the rows."""
     months = config.retention_months or retention_months_from_environment()
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            report = apply_retention(db, months, config.as_of or run_start(context))
+    with retry_on_transient_database_errors(context), database.open() as db:
+        report = apply_retention(db, months, config.as_of or run_start(context))
     if report.rows_by_month:
         context.log.info(f"history retention dropped {report.rows_dropped} rows of "
                          f"{', '.join(report.rows_by_month)}")
