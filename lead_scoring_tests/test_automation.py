@@ -15,10 +15,18 @@ from lead_scoring_assets.defs.schedules import (
     build_nightly_retrain_schedule,
     schedules_from_environment,
 )
-from lead_scoring_assets.defs.sensors import build_scoring_queue_sensor
+from lead_scoring_assets.defs.sensors import (
+    FULL_RESCORE_PERCENT_ENV,
+    build_scoring_queue_sensor,
+    full_rescore_percent_from_environment,
+)
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 from .conftest import AS_OF
+
+INCREMENTAL_ONLY = 1_000.0
+"""A share no backlog reaches (the freshly loaded queue holds every contact): only
+incremental runs."""
 
 
 def _tick(sensor, instance, database_url, cursor=None):
@@ -87,7 +95,8 @@ def test_nightly_schedule_rescores_as_of_its_scheduled_time():
 
 
 def test_sensor_skips_an_empty_queue_and_requests_runs_with_keys(demo_database, database_url):
-    sensor = build_scoring_queue_sensor(interval_seconds=30, batch_size=1_000, max_runs=2)
+    sensor = build_scoring_queue_sensor(interval_seconds=30, batch_size=1_000, max_runs=2,
+                                        full_rescore_percent=INCREMENTAL_ONLY)
     with dg.instance_for_test() as instance:
         result, cursor = _tick(sensor, instance, database_url)
         requests = list(result)
@@ -130,7 +139,8 @@ def test_insert_then_sensor_tick_then_run_updates_the_score(demo_database, datab
 def test_run_keys_never_collide_after_the_cursor_is_reset(demo_database, database_url):
     """Keys of runs already launched are skipped by Dagster: after a cursor reset in the UI the
     sensor must still request runs with new keys."""
-    sensor = build_scoring_queue_sensor(interval_seconds=30, batch_size=1_000, max_runs=2)
+    sensor = build_scoring_queue_sensor(interval_seconds=30, batch_size=1_000, max_runs=2,
+                                        full_rescore_percent=INCREMENTAL_ONLY)
     with dg.instance_for_test() as instance:
         result, _ = _tick(sensor, instance, database_url)
         launched = set()
@@ -145,3 +155,62 @@ def test_run_keys_never_collide_after_the_cursor_is_reset(demo_database, databas
             again, _ = _tick(sensor, instance, database_url, cursor=reset)
             keys = {request.run_key for request in again}
             assert keys and not keys & launched
+
+
+@pytest.mark.parametrize("full_job", ["full_rescore_job", "nightly_retrain_job"])
+def test_a_backlog_over_the_share_requests_one_full_rescoring_instead(
+        demo_database, database_url, definitions, full_job):
+    """The freshly loaded queue holds every contact: one full rescoring, not 30 incremental
+    runs; none more while it (or the nightly run) is running; once it ran, the queue is
+    empty."""
+    sensor = build_scoring_queue_sensor(batch_size=100, max_runs=2)
+    contacts = demo_database.count("contacts")
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(sensor, instance, database_url)
+        (request,) = list(result)
+        assert request.job_name == "full_rescore_job"
+        assert request.run_key.startswith("scoring-queue-full-")
+        claimable = int(request.tags["lead_scoring/queue_claimable"])
+        assert claimable >= contacts
+        assert request.tags["lead_scoring/requested_because"] == (
+            f"{claimable} contacts waiting, more than 5% of {contacts} contacts")
+        queued = instance.create_run_for_job(
+            definitions.resolve_job_def(full_job), status=dg.DagsterRunStatus.STARTED)
+        again, _ = _tick(sensor, instance, database_url)
+        assert isinstance(again, dg.SkipReason)
+        assert again.skip_message == (
+            f"{claimable} contacts waiting, more than 5% of {contacts} contacts: a full "
+            f"rescoring is already queued or running (run {queued.run_id}); it settles them")
+        instance.report_run_failed(queued)
+        run = definitions.resolve_job_def("full_rescore_job").execute_in_process(
+            instance=instance, tags=request.tags,
+            resources={"database": DatabaseResource(url=database_url)})
+        assert run.success
+        empty, _ = _tick(sensor, instance, database_url)
+        assert isinstance(empty, dg.SkipReason) and "queue empty" in empty.skip_message
+
+
+def test_a_backlog_under_the_share_gets_incremental_runs(demo_database, database_url):
+    rescore_all(demo_database, AS_OF)
+    contacts = demo_database.count("contacts")
+    for i in range(contacts // 20):
+        _insert_validation(demo_database, 1 + i, 10**8 + i)
+    at_five = build_scoring_queue_sensor(batch_size=50, max_runs=2)
+    at_four = build_scoring_queue_sensor(batch_size=50, max_runs=2, full_rescore_percent=4)
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(at_five, instance, database_url)
+        assert [r.job_name for r in result] == ["incremental_scoring_job"] * 2
+        (full,) = list(_tick(at_four, instance, database_url)[0])
+        assert full.job_name == "full_rescore_job"
+
+
+def test_the_full_rescoring_share_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(FULL_RESCORE_PERCENT_ENV, raising=False)
+    assert full_rescore_percent_from_environment() == 5
+    monkeypatch.setenv(FULL_RESCORE_PERCENT_ENV, "2.5")
+    assert full_rescore_percent_from_environment() == 2.5
+    for bad in ("0", "-1", "five", "nan"):
+        monkeypatch.setenv(FULL_RESCORE_PERCENT_ENV, bad)
+        with pytest.raises(ValueError, match=f"{FULL_RESCORE_PERCENT_ENV} must be a "
+                           "percentage of the contacts"):
+            full_rescore_percent_from_environment()

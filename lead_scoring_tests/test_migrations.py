@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.cli import main
 from lead_scoring_assets.db.database import Database, head_revision
+from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.db.tables import (
     CONTACT_COLUMNS,
     ML_SCORE_COLUMNS,
@@ -145,3 +146,45 @@ def test_0010_keeps_the_breakdown_both_ways(demo_database):
     pd.testing.assert_frame_equal(scores, demo_database.read_frame(
         f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"),
         check_dtype=False)
+
+
+def test_0011_partitions_the_history_by_month_and_counts_the_queue(demo_database):
+    """On a database with data: the history keeps its rows and ids both ways (PostgreSQL:
+    one partition per month, then a plain table again), the queue's size is counted."""
+    demo_database.downgrade("0008")
+    with demo_database.engine.begin() as connection:
+        for contact_id, at in ((1, "2025-03-31T23:59:59Z"), (2, "2026-11-01T00:00:00Z"),
+                               (1, "2026-11-24T10:00:00Z")):
+            connection.execute(sa.text(
+                "INSERT INTO lead_score_history (contact_id, old_total_score, new_total_score, "
+                "old_quality_tier, new_quality_tier, calculation_version, run_id, changed_at) "
+                "VALUES (:id, NULL, 40, NULL, 'MEDIUM', 'advanced_v1.1', 'old', :at)"),
+                {"id": contact_id, "at": demo_database.bind_timestamp(pd.Timestamp(at))})
+    history_sql = "SELECT * FROM lead_score_history ORDER BY id"
+    before = demo_database.read_frame(history_sql)
+    queued = demo_database.count("scoring_queue")
+    assert queued > 0
+
+    def kind() -> str:
+        return demo_database.read_frame(
+            "SELECT relkind FROM pg_class WHERE oid = 'lead_score_history'::regclass"
+        )["relkind"][0]
+
+    demo_database.upgrade()
+    pd.testing.assert_frame_equal(before, demo_database.read_frame(history_sql))
+    assert ScoringQueue(demo_database).depth().claimable == queued
+    if demo_database.dialect == "postgresql":
+        assert kind() == "p"
+        parts = set(demo_database.read_frame(
+            "SELECT tableoid::regclass::text AS part FROM lead_score_history")["part"])
+        assert parts == {"lead_score_history_2025_03", "lead_score_history_2026_11"}
+    rescore_all(demo_database, AS_OF, run_id="after")
+    after = demo_database.read_frame(history_sql)
+    assert after["id"].min() == before["id"].min()
+    assert (after.loc[after["run_id"] == "after", "id"] > before["id"].max()).all()
+    demo_database.downgrade("0008")
+    pd.testing.assert_frame_equal(after, demo_database.read_frame(history_sql))
+    if demo_database.dialect == "postgresql":
+        assert kind() == "r"
+    demo_database.upgrade()
+    pd.testing.assert_frame_equal(after, demo_database.read_frame(history_sql))

@@ -1,6 +1,7 @@
 """Queue triggers and incremental scoring on real databases (SQLite and PostgreSQL)."""
 
 import multiprocessing
+import random
 import threading
 import time
 
@@ -10,7 +11,13 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
-from lead_scoring_assets.db.scoring_queue import LOST_WORKER_ERROR, ScoringQueue
+from lead_scoring_assets.db.scoring_queue import (
+    CLAIM_GROUPS,
+    CLAIM_ORDER,
+    GROUP_ORDER,
+    LOST_WORKER_ERROR,
+    ScoringQueue,
+)
 from lead_scoring_assets.db.tables import SCORE_COLUMNS
 from lead_scoring_assets.scoring import full_rescore, incremental
 from lead_scoring_assets.scoring.full_rescore import rescore_all
@@ -395,3 +402,146 @@ def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_databa
     assert (due.scored, due.removed, due.rows_after_as_of) == (1, 1, 0)
     assert _scores(demo_database, [70])["apple_score"].iloc[0] > 0
     assert demo_database.count("scoring_queue") == 0
+
+
+def _queue_size(database: Database) -> int:
+    return int(database.read_frame(
+        "SELECT coalesce(sum(entries), 0) AS n FROM scoring_queue_size")["n"][0])
+
+
+def test_the_queue_size_is_counted_exactly_through_every_change(demo_database):
+    """``scoring_queue_size`` follows enqueues (new and repeated), claims, settlements, dead
+    letters and direct deletes; the depth read from it equals a full count."""
+    queue = ScoringQueue(demo_database)
+
+    def assert_exact() -> None:
+        assert _queue_size(demo_database) == demo_database.count("scoring_queue")
+        depth = queue.depth()
+        assert depth.claimable + depth.leased == demo_database.count("scoring_queue")
+
+    assert_exact()
+    rescore_all(demo_database, AS_OF)
+    assert_exact()
+    assert queue.depth().claimable == 0
+    for i in range(30):
+        _add_validation(demo_database, 1 + i % 20, 10**8 + i)
+    assert queue.depth().claimable == 20
+    assert_exact()
+    claimed = queue.claim("run-a", 5, lease_seconds=60)
+    assert queue.depth().leased == 5 and queue.depth().claimable == 15
+    contacts, validations = queue.read_batch("run-a")
+    result = incremental.score_chunk(
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
+    queue.complete("run-a", claimed, result.scores, result.malformed, pd.DataFrame(), LATER)
+    assert queue.depth().claimable == 15
+    assert_exact()
+    _execute(demo_database, "UPDATE scoring_queue SET attempts = 3, leased_by = 'gone', "
+                            "leased_until = :past WHERE contact_id IN (6, 7)",
+             {"past": demo_database.bind_timestamp(AS_OF)})
+    queue.claim("run-b", 1, lease_seconds=60)
+    assert demo_database.count("scoring_dead_letters") == 2
+    assert_exact()
+    _execute(demo_database, "DELETE FROM scoring_queue WHERE contact_id > 15")
+    assert_exact()
+    if demo_database.dialect == "postgresql":
+        _execute(demo_database, "TRUNCATE scoring_queue")
+        assert_exact()
+        _add_validation(demo_database, 3, 10**9)
+        assert queue.depth().claimable == 1
+
+
+def test_a_retry_takes_its_own_entries_first(database):
+    _execute(database, "INSERT INTO contacts (id, phone_e164) VALUES (1, '+523300000001'), "
+                       "(2, '+523300000002')")
+    _execute(database, "DELETE FROM scoring_queue")
+    _execute(database, "INSERT INTO scoring_queue (contact_id, priority, created_at, "
+                       "updated_at, leased_by, leased_until) VALUES "
+                       "(1, 10, :at, :at, NULL, NULL), (2, 1, :at, :at, 'run-r', :until)",
+             {"at": database.bind_timestamp(AS_OF),
+              "until": database.bind_timestamp(pd.Timestamp.now(tz="UTC") + pd.Timedelta(
+                  hours=1))})
+    queue = ScoringQueue(database)
+    assert queue.claim("run-r", 1, 60)["contact_id"].tolist() == [2]
+    assert queue.claim("run-r", 5, 60)["contact_id"].tolist() == [2, 1]
+
+
+def _plan(database: Database, sql: str, params: dict) -> str:
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        connection.execute(sa.text("SET LOCAL enable_sort = off"))
+        return "\n".join(connection.execute(sa.text(f"EXPLAIN {sql}"), params).scalars())
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_claim_and_depth_are_served_by_indexes_without_sorting_the_queue(database):
+    """Every step of the claim reads its group in claim order from an index; the depth counts
+    only leased entries (the rest comes from scoring_queue_size)."""
+    fresh, expired, own = (
+        f"SELECT contact_id FROM scoring_queue WHERE {group.format(now='statement_timestamp()')}"
+        f" ORDER BY {GROUP_ORDER} LIMIT 50000 FOR UPDATE SKIP LOCKED"
+        for group in reversed(CLAIM_GROUPS))
+    plan = _plan(database, fresh, {"owner": "run"})
+    assert "ix_scoring_queue_claim_order" in plan and "Sort" not in plan
+    for sql, index in ((expired, "ix_scoring_queue_lease"), (own, "ix_scoring_queue_leased_by")):
+        assert index in _plan(database, sql, {"owner": "run"})
+    leased = ("SELECT count(*) FROM scoring_queue WHERE leased_until IS NOT NULL "
+              "AND leased_until >= statement_timestamp()")
+    assert "ix_scoring_queue_lease" in _plan(database, leased, {})
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_emptied_queue_gives_its_files_back(database):
+    _execute(database, "INSERT INTO scoring_queue (contact_id, priority, created_at, "
+                       "updated_at) SELECT g, 5, now(), now() FROM generate_series(1, 100000) g")
+    queue = ScoringQueue(database)
+    full = database.read_frame("SELECT pg_total_relation_size('scoring_queue') AS b")["b"][0]
+    assert queue.reclaim(min_bytes=1) is None, "never while entries wait"
+    _execute(database, "DELETE FROM scoring_queue")
+    deleted = database.read_frame("SELECT pg_total_relation_size('scoring_queue') AS b")["b"][0]
+    assert deleted == full
+    assert queue.reclaim(min_bytes=deleted) is None, "not below the size worth it"
+    reader = database.engine.connect()
+    reader.begin()
+    reader.execute(sa.text("SELECT count(*) FROM scoring_queue")).scalar_one()
+    started = time.monotonic()
+    assert queue.reclaim(min_bytes=1) is None, "a reader holds the queue: left for later"
+    assert time.monotonic() - started < 5
+    reader.rollback()
+    reader.close()
+    freed = queue.reclaim(min_bytes=1)
+    after = database.read_frame("SELECT pg_total_relation_size('scoring_queue') AS b")["b"][0]
+    assert freed == full - after and after < full / 20
+    assert queue.depth().claimable == 0
+    _add_validation(database, 7, 10**8)
+    assert queue.depth().claimable == 1 == _queue_size(database)
+
+
+def test_claiming_group_by_group_takes_exactly_the_claim_order(database):
+    """Random entries of every kind (the run's own, expired, live, waiting, never leased):
+    each claim takes the first entries of one query ordered by ``CLAIM_ORDER``."""
+    rng = random.Random(7)
+    now = pd.Timestamp.now(tz="UTC")
+    rows = []
+    for contact_id in range(1, 301):
+        kind = rng.choice(["own", "expired", "live", "waiting", "fresh", "fresh", "fresh"])
+        by = {"own": "run-a", "expired": "crashed", "live": "other"}.get(kind)
+        until = {"own": now + pd.Timedelta(minutes=5), "expired": now - pd.Timedelta(minutes=5),
+                 "live": now + pd.Timedelta(minutes=5),
+                 "waiting": now + pd.Timedelta(hours=1)}.get(kind)
+        at = database.bind_timestamp(AS_OF + pd.Timedelta(minutes=rng.randrange(20)))
+        rows.append({"id": contact_id, "priority": rng.randint(1, 10), "at": at, "by": by,
+                     "until": database.bind_timestamp(until)})
+    _execute(database, "DELETE FROM scoring_queue")
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+            "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)"), rows)
+    queue = ScoringQueue(database)
+    for owner, size in (("run-a", 25), ("run-a", 70), ("run-b", 90)):
+        expected = database.read_frame(
+            "SELECT contact_id FROM scoring_queue WHERE leased_until IS NULL OR leased_until "
+            f"< :now OR leased_by = :owner ORDER BY {CLAIM_ORDER} LIMIT :size",
+            {"now": database.bind_timestamp(pd.Timestamp.now(tz="UTC")), "owner": owner,
+             "size": size})["contact_id"].tolist()
+        claimed = queue.claim(owner, size, 600)["contact_id"].tolist()
+        assert sorted(claimed) == sorted(expected) and len(expected) == size

@@ -1,4 +1,5 @@
-"""PostgreSQL grants for the API's database role: read the tables it serves, upsert the queue.
+"""PostgreSQL grants for the API's database role: read the tables it serves, upsert the queue
+(whose size the triggers count in ``scoring_queue_size``).
 
 ``lead_scores`` (and the other swapped tables) are replaced by new tables at each full
 rescoring, so a grant on today's table would vanish; default privileges of the role that
@@ -20,4 +21,5 @@ def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
         (f"GRANT SELECT (contact_id, priority, version, created_at, updated_at), "
          f"INSERT (contact_id, priority, created_at, updated_at), "
          f"UPDATE (priority, updated_at, version) ON scoring_queue TO {api_role}"),
+        f"GRANT INSERT ON scoring_queue_size TO {api_role}",
     ]

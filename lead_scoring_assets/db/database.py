@@ -248,6 +248,18 @@ class Database:
         with self.engine.connect() as connection:
             return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
+    def estimated_count(self, table: str) -> int:
+        """The rows of ``table``: on PostgreSQL from its statistics (``reltuples``, kept by
+        autovacuum and ANALYZE), counted only if it was never analysed; counted on SQLite."""
+        if self.dialect == "postgresql":
+            with self.engine.connect() as connection:
+                estimate = connection.execute(sa.text(
+                    "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
+                    {"table": table}).scalar()
+            if estimate is not None and estimate >= 0:
+                return int(estimate)
+        return self.count(table)
+
     # the scoring inputs, chunk by chunk
 
     def iter_scoring_inputs(

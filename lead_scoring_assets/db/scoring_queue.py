@@ -4,7 +4,10 @@ A claim is a lease: ``leased_by`` names the run, ``leased_until`` when the claim
 the entries of a crashed run become claimable again. Every claim counts an attempt, so a batch
 that kills its worker is dead-lettered after ``MAX_ATTEMPTS`` claims. Settling is fenced: a
 run writes only the contacts whose entries it still holds (its lease unexpired, at the version
-it claimed) and never replaces a score computed at a later ``as_of``.
+it claimed) and never replaces a score computed at a later ``as_of``. Claims and counts are
+served by indexes (migration ``0011``), so they cost the batch, not the queue: each group of
+the claim order has its own, and the number of entries is kept by triggers in
+``scoring_queue_size``.
 """
 
 from dataclasses import dataclass
@@ -32,7 +35,22 @@ CLAIM_ORDER = (
     "priority DESC, updated_at, contact_id"
 )
 """The one claim order, the same on both dialects: a retry's own entries, then entries whose
-lease expired, then by priority (highest first), then oldest first."""
+lease expired, then by priority (highest first), then oldest first. ``claim`` takes it group
+by group (``CLAIM_GROUPS``), each in ``GROUP_ORDER``, so an index serves every step."""
+GROUP_ORDER = "priority DESC, updated_at, contact_id"
+CLAIM_GROUPS = (
+    "leased_by = :owner",
+    "leased_until < {now} AND (leased_by IS NULL OR leased_by <> :owner)",
+    "leased_until IS NULL AND (leased_by IS NULL OR leased_by <> :owner)",
+)
+"""The groups of ``CLAIM_ORDER``: disjoint, together exactly the claimable entries. The last
+is read in ``GROUP_ORDER`` from ``ix_scoring_queue_claim_order``; the first two are the few
+leased entries (``ix_scoring_queue_leased_by``, ``ix_scoring_queue_lease``)."""
+RECLAIM_MIN_BYTES = 64 * 2**20
+"""``reclaim`` gives an empty queue's files back only above this size."""
+RECLAIM_LOCK_TIMEOUT = "500ms"
+"""How long ``reclaim`` waits for its lock (queue writers wait behind it meanwhile)."""
+LOCK_NOT_AVAILABLE = "55P03"
 LOST_WORKER_ERROR = f"claimed {MAX_ATTEMPTS} times without settling (the run's worker died)"
 
 
@@ -60,6 +78,12 @@ def _now(dialect: str) -> str:
     return "clock_timestamp()" if dialect == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
 
+def _statement_now(dialect: str) -> str:
+    """The time as of the statement's start: an index condition may compare with it (PostgreSQL
+    cannot with the volatile ``clock_timestamp()``)."""
+    return "statement_timestamp()" if dialect == "postgresql" else _now(dialect)
+
+
 def _lease_end(dialect: str) -> str:
     if dialect == "postgresql":
         return "clock_timestamp() + make_interval(secs => :lease_seconds)"
@@ -72,44 +96,87 @@ class ScoringQueue:
     def __init__(self, database: Database):
         self.db = database
         self.now = _now(database.dialect)
+        self.statement_now = _statement_now(database.dialect)
 
     def depth(self) -> QueueDepth:
-        """Cheap counts for the sensor: claimable entries, leased entries, dead letters."""
-        with self.db.engine.connect() as connection:
-            row = connection.execute(sa.text(
-                "SELECT "
-                f"(SELECT count(*) FROM scoring_queue WHERE leased_until IS NULL "
-                f"OR leased_until < {self.now}), "
-                f"(SELECT count(*) FROM scoring_queue WHERE leased_until >= {self.now}), "
+        """Exact counts, cheap at any depth: claimable entries (all entries, from
+        ``scoring_queue_size``, less the leased ones), leased entries (leases not yet run out
+        and entries waiting for their ``not_before``, from ``ix_scoring_queue_lease``), dead
+        letters. On PostgreSQL the counts appended since the last call are folded into one
+        row first."""
+        with self.db.engine.begin() as connection:
+            if self.db.dialect == "postgresql":
+                connection.execute(sa.text(
+                    "WITH folded AS (DELETE FROM scoring_queue_size RETURNING entries) "
+                    "INSERT INTO scoring_queue_size (entries) "
+                    "SELECT coalesce(sum(entries), 0) FROM folded"))
+            entries, leased, dead = connection.execute(sa.text(
+                "SELECT (SELECT coalesce(sum(entries), 0) FROM scoring_queue_size), "
+                "(SELECT count(*) FROM scoring_queue WHERE leased_until IS NOT NULL "
+                f"AND leased_until >= {self.statement_now}), "
                 "(SELECT count(*) FROM scoring_dead_letters)"
             )).one()
-        return QueueDepth(*row)
+        return QueueDepth(int(entries) - leased, leased, dead)
 
     def claim(self, owner: str, batch_size: int, lease_seconds: int) -> pd.DataFrame:
         """Lease up to ``batch_size`` entries in ``CLAIM_ORDER``, counting an attempt each;
         returns their ``contact_id``, ``version`` and ``attempts``. Claimable entries already
-        claimed ``MAX_ATTEMPTS`` times move to ``scoring_dead_letters`` first."""
+        claimed ``MAX_ATTEMPTS`` times move to ``scoring_dead_letters`` first: those are
+        leased ones (a released entry has its attempts reset, or is dead-lettered by
+        ``fail``)."""
         skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgresql" else ""
-        claimable = (f"(leased_until IS NULL OR leased_until < {self.now} "
-                     "OR leased_by = :owner)")
+        params = {"owner": owner, "lease_seconds": lease_seconds}
+        worn_out = f"attempts >= :max AND ({' OR '.join(CLAIM_GROUPS[:2])})".format(
+            now=self.statement_now)
+        claimed = []
         with self.db.engine.begin() as connection:
             connection.execute(sa.text(
-                "UPDATE scoring_queue SET last_error = :error "
-                f"WHERE attempts >= :max AND {claimable}"),
+                f"UPDATE scoring_queue SET last_error = :error WHERE {worn_out}"),
                 {"error": LOST_WORKER_ERROR, "max": MAX_ATTEMPTS, "owner": owner})
-            self._dead_letter(connection, f"attempts >= :max AND {claimable}", {"owner": owner})
-            rows = connection.execute(
-                sa.text(
+            self._dead_letter(connection, worn_out, {"owner": owner})
+            for group in CLAIM_GROUPS:
+                wanted = batch_size - len(claimed)
+                if wanted <= 0:
+                    break
+                claimed += connection.execute(sa.text(
                     f"UPDATE scoring_queue SET leased_by = :owner, attempts = attempts + 1, "
                     f"leased_until = {_lease_end(self.db.dialect)}, last_attempt_at = {self.now} "
                     "WHERE contact_id IN (SELECT contact_id FROM scoring_queue "
-                    f"WHERE {claimable} ORDER BY {CLAIM_ORDER} "
-                    f"LIMIT :batch_size{skip_locked}) "
-                    "RETURNING contact_id, version, attempts"
-                ),
-                {"owner": owner, "batch_size": batch_size, "lease_seconds": lease_seconds},
-            ).all()
-        return pd.DataFrame(rows, columns=["contact_id", "version", "attempts"])
+                    f"WHERE {group.format(now=self.statement_now)} ORDER BY {GROUP_ORDER} "
+                    f"LIMIT :wanted{skip_locked}) "
+                    "RETURNING contact_id, version, attempts"),
+                    {**params, "wanted": wanted}).all()
+        return pd.DataFrame(claimed, columns=["contact_id", "version", "attempts"])
+
+    def reclaim(self, min_bytes: int = RECLAIM_MIN_BYTES) -> int | None:
+        """Give back the files of an emptied queue (PostgreSQL): a queue that held millions of
+        entries keeps its table and index pages after they are deleted. If it is empty and
+        its files take more than ``min_bytes``, it is truncated under an exclusive lock (taken
+        within ``RECLAIM_LOCK_TIMEOUT``, else left for the next time); returns the bytes
+        given back, None if nothing was done.
+
+        ``TRUNCATE`` is not MVCC-safe: a repeatable-read transaction that began before it and
+        reads the queue only afterwards sees it empty (none of this project's does)."""
+        if self.db.dialect != "postgresql":
+            return None
+        size = "SELECT pg_total_relation_size('scoring_queue')"
+        empty = "SELECT coalesce(sum(entries), 0) = 0 FROM scoring_queue_size"
+        with self.db.engine.connect() as connection, connection.begin() as transaction:
+            before = connection.execute(sa.text(size)).scalar_one()
+            if before <= min_bytes or not connection.execute(sa.text(empty)).scalar_one():
+                return None
+            connection.execute(sa.text(f"SET LOCAL lock_timeout = '{RECLAIM_LOCK_TIMEOUT}'"))
+            try:
+                connection.execute(sa.text("LOCK TABLE scoring_queue IN ACCESS EXCLUSIVE MODE"))
+            except sa.exc.OperationalError as error:
+                if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                transaction.rollback()
+                return None
+            if not connection.execute(sa.text(empty)).scalar_one():
+                return None
+            connection.execute(sa.text("TRUNCATE scoring_queue"))
+            return before - connection.execute(sa.text(size)).scalar_one()
 
     def read_batch(self, owner: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The claimed contacts and every validation row that names them."""
@@ -144,7 +211,8 @@ class ScoringQueue:
         version as claimed) and no score computed at a later ``as_of`` is stored. For those:
         score history, the upserted scores, removal of the scores of contacts that no longer
         exist, their malformed rows, ``last_platform_validation``, and their queue entries.
-        The others stay queued (released, attempts reset) for a later run. A contact in
+        The others stay queued (released, attempts reset) for a later run; an emptied queue's
+        files are given back (``reclaim``). A contact in
         ``waiting`` (``contact_id``, ``not_before``: rows dated after this run's ``as_of``) is
         settled but stays queued, claimable from ``not_before`` on, so its score catches up
         once those rows are due."""
@@ -230,6 +298,8 @@ class ScoringQueue:
             connection.execute(sa.text(
                 "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL, attempts = 0 "
                 "WHERE leased_by = :owner"), {"owner": owner})
+        if removed:
+            self.reclaim()
         return Settlement(written, removed, history_rows, lost, newer)
 
     def _fill_temporary(self, connection, table: str, columns: str | None,

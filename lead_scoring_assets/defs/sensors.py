@@ -3,9 +3,15 @@
 Run keys are unique per tick (never derived from the cursor, which a user may reset: a key
 that collides with an earlier run is skipped by Dagster, and scoring would silently stop).
 
-Interval, batch size and how many runs may be in flight are read when the definitions load:
-``LEAD_SCORING_QUEUE_INTERVAL_SECONDS`` (30), ``LEAD_SCORING_QUEUE_BATCH_SIZE`` (50000),
-``LEAD_SCORING_QUEUE_MAX_RUNS`` (2).
+When the claimable backlog exceeds a share of all contacts, one full rescoring is cheaper than
+the hundreds of incremental runs it would take: the sensor then requests one
+``full_rescore_job`` run instead (never while a full rescoring, or the nightly run that
+includes one, is queued or running), and says so in the tick.
+
+Interval, batch size, how many runs may be in flight and the share are read when the
+definitions load: ``LEAD_SCORING_QUEUE_INTERVAL_SECONDS`` (30),
+``LEAD_SCORING_QUEUE_BATCH_SIZE`` (50000), ``LEAD_SCORING_QUEUE_MAX_RUNS`` (2),
+``LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT`` (5).
 """
 
 import math
@@ -20,38 +26,77 @@ from lead_scoring_assets.defs.incremental_scoring import (
     IncrementalScoringConfig,
     incremental_scoring_job,
 )
+from lead_scoring_assets.defs.jobs import full_rescore_job, nightly_retrain_job
 from lead_scoring_assets.defs.resources import DatabaseResource
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+FULL_RESCORE_PERCENT_ENV = "LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT"
+FULL_RESCORING_JOBS = (full_rescore_job.name, nightly_retrain_job.name)
+
+
+def full_rescore_percent_from_environment() -> float:
+    """``LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT`` (default 5), more than 0 (above 100: never,
+    unless the queue holds more entries than there are contacts)."""
+    raw = os.environ.get(FULL_RESCORE_PERCENT_ENV, "5")
+    try:
+        percent = float(raw)
+    except ValueError:
+        percent = math.nan
+    if not percent > 0:
+        raise ValueError(f"{FULL_RESCORE_PERCENT_ENV} must be a percentage of the contacts, "
+                         f"more than 0 (got {raw!r})")
+    return percent
+
+
+def _in_flight(context: dg.SensorEvaluationContext, job_names) -> list[str]:
+    return [run_id for name in job_names for run_id in context.instance.get_run_ids(
+        dg.RunsFilter(job_name=name, statuses=IN_FLIGHT))]
 
 
 def build_scoring_queue_sensor(
-    interval_seconds: int = 30, batch_size: int = DEFAULT_BATCH_SIZE, max_runs: int = 2
+    interval_seconds: int = 30, batch_size: int = DEFAULT_BATCH_SIZE, max_runs: int = 2,
+    full_rescore_percent: float = 5.0,
 ) -> dg.SensorDefinition:
     @dg.sensor(
-        job=incremental_scoring_job,
+        jobs=[incremental_scoring_job, full_rescore_job],
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Every {interval_seconds}s: one incremental_scoring_job run per "
-        f"{batch_size} claimable queue entries, at most {max_runs} in flight.",
+        f"{batch_size} claimable queue entries, at most {max_runs} in flight; one "
+        f"full_rescore_job run instead when more than {full_rescore_percent:g}% of the "
+        "contacts wait.",
     )
     def scoring_queue_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
         with database.open() as db:
             depth = ScoringQueue(db).depth()
-        if depth.claimable == 0:
-            return dg.SkipReason(
-                f"queue empty ({depth.leased} leased, {depth.dead_letters} dead letters)"
-            )
-        in_flight = len(context.instance.get_run_ids(
-            dg.RunsFilter(job_name=incremental_scoring_job.name, statuses=IN_FLIGHT)))
+            if depth.claimable == 0:
+                return dg.SkipReason(
+                    f"queue empty ({depth.leased} leased, {depth.dead_letters} dead letters)"
+                )
+            contacts = db.estimated_count("contacts")
+        tick = uuid.uuid4().hex[:16]
+        if depth.claimable > contacts * full_rescore_percent / 100:
+            backlog = (f"{depth.claimable} contacts waiting, more than {full_rescore_percent:g}% "
+                       f"of {contacts} contacts")
+            running = _in_flight(context, FULL_RESCORING_JOBS)
+            if running:
+                return dg.SkipReason(f"{backlog}: a full rescoring is already queued or "
+                                     f"running (run {running[0]}); it settles them")
+            context.log.info(f"{backlog}: requesting one full rescoring instead of "
+                             f"{math.ceil(depth.claimable / batch_size)} incremental runs")
+            return [dg.RunRequest(
+                run_key=f"scoring-queue-full-{tick}", job_name=full_rescore_job.name,
+                tags={"lead_scoring/queue_claimable": str(depth.claimable),
+                      "lead_scoring/requested_because": backlog})]
+        in_flight = len(_in_flight(context, [incremental_scoring_job.name]))
         runs = min(max_runs - in_flight, math.ceil(depth.claimable / batch_size))
         if runs <= 0:
             return dg.SkipReason(f"{depth.claimable} waiting, {in_flight} runs already in flight")
-        tick = uuid.uuid4().hex[:16]
         return [
             dg.RunRequest(
                 run_key=f"scoring-queue-{tick}-{i + 1}",
+                job_name=incremental_scoring_job.name,
                 run_config=dg.RunConfig(
                     {"score_queued_contacts": IncrementalScoringConfig(batch_size=batch_size)}
                 ),
@@ -69,4 +114,5 @@ def sensors() -> dg.Definitions:
         interval_seconds=int(os.environ.get("LEAD_SCORING_QUEUE_INTERVAL_SECONDS", "30")),
         batch_size=int(os.environ.get("LEAD_SCORING_QUEUE_BATCH_SIZE", str(DEFAULT_BATCH_SIZE))),
         max_runs=int(os.environ.get("LEAD_SCORING_QUEUE_MAX_RUNS", "2")),
+        full_rescore_percent=full_rescore_percent_from_environment(),
     )])

@@ -13,6 +13,7 @@ from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.errors import TRANSIENT_ERRORS
 from lead_scoring_assets.db.overlapped import run_overlapped
 from lead_scoring_assets.db.score_swap import FULL_RESCORE_LEASE_SECONDS, ScoreSwap
+from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.db.staged_table import StagedBuildMissing
 from lead_scoring_assets.db.writer_lock import LockLost
 from lead_scoring_assets.scoring.checks import staged_score_violations
@@ -108,7 +109,8 @@ def stage_rescore(
 def publish_rescore(database: Database, run_id: str | None, retry_follows: bool = False
                     ) -> ScoreSwap:
     """Swap in the audited rows staged by run ``run_id`` (fenced: refused if the run no longer
-    holds the scoring lock, or if the staged rows are another run's). If the swap fails, the
+    holds the scoring lock, or if the staged rows are another run's), then give back the
+    files of the queue it emptied. If the swap fails, the
     staged rows are discarded and the lock released, unless the error is transient and
     ``retry_follows``: then both are kept for the retry (the lease still bounds the wait)."""
     swap = ScoreSwap(database, run_id=run_id)
@@ -123,6 +125,7 @@ def publish_rescore(database: Database, run_id: str | None, retry_follows: bool 
     except Exception:
         swap.discard()
         raise
+    ScoringQueue(database).reclaim()
     return swap
 
 
