@@ -1,0 +1,56 @@
+"""The benchmark machinery: fresh processes, and the full-scale load in arrival order."""
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
+from lead_scoring_assets.benchmarks.full_scale import (
+    load_in_arrival_order,
+    rewritten_bytes,
+    row_groups,
+)
+from lead_scoring_assets.db.database import Database
+
+
+def failing_step() -> dict:
+    raise ValueError("the step broke")
+
+
+def test_a_failing_step_raises_instead_of_waiting_forever():
+    with pytest.raises(RuntimeError, match="failing_step failed"):
+        run_in_fresh_process(failing_step)
+
+
+def test_row_groups_cut_between_rows_only():
+    stream = [b"1\ta\n2\tb", b"\n3\tc\n4", b"\td\n5\te\n"]
+    assert list(row_groups(stream, 2)) == [(2, b"1\ta\n2\tb\n"), (2, b"3\tc\n4\td\n"),
+                                           (1, b"5\te\n")]
+    assert list(row_groups([b"1\n2\n"], 2)) == [(2, b"1\n2\n")]
+
+
+def test_rewritten_bytes_count_new_files_and_growth():
+    assert rewritten_bytes({1: 100, 2: 50}, {2: 80, 3: 40}) == 30 + 40
+
+
+def test_validations_load_in_arrival_order(postgres_url):
+    loaded = load_in_arrival_order(postgres_url, 3_000, batch_size=1_000, rows_per_commit=2_500)
+    database = Database(postgres_url)
+    rows = database.read_frame("SELECT id, contact_id, validated_at, ctid::text AS ctid "
+                               "FROM platform_validations")
+    queued = database.count("scoring_queue")
+    database.dispose()
+    assert loaded["contacts"] == 3_000 and len(rows) == loaded["validations"] > 9_000
+    assert sorted(rows["id"]) == list(range(1, len(rows) + 1))
+    by_id = rows.sort_values("id")
+    stamps = by_id["validated_at"].dropna()
+    assert stamps.is_monotonic_increasing
+    undated = by_id["validated_at"].isna().to_numpy()
+    assert undated.any() and not undated[: len(stamps)].any()
+    assert not by_id["contact_id"].dropna().is_monotonic_increasing
+    block_order = by_id["ctid"].map(lambda t: tuple(int(x) for x in t.strip("()").split(",")))
+    assert block_order.is_monotonic_increasing
+    assert queued == len(set(range(1, 3_001)) | set(rows["contact_id"].dropna()))
+    with psycopg.connect(sa.make_url(postgres_url).set(drivername="postgresql")
+                         .render_as_string(hide_password=False)) as connection:
+        assert connection.execute("SELECT to_regclass('full_scale_arrivals')").fetchone() == (None,)
