@@ -59,7 +59,8 @@ SETTINGS = ("server_version", "shared_buffers", "effective_cache_size", "work_me
             "synchronous_commit", "max_parallel_workers_per_gather", "max_worker_processes",
             "random_page_cost", "autovacuum")
 LOAD_SORT_WORK_MEM = "256MB"
-"""Session ``work_mem`` of the one query that sorts the validation rows into arrival order."""
+"""Session ``work_mem`` of the query that sorts the validation rows into arrival order, and
+``maintenance_work_mem`` of the index builds after it."""
 TARGETS = {"rescore_rate": 106_000, "rescore_vs_copy": 2.0, "nightly_seconds_at_full": 1200,
            "peak_rss_mb": 2048, "bytes_per_contact": 200, "wal_vs_rewritten": 2.0,
            "first_vs_warm": 2.0, "cost_vs_compare": 1.2}
@@ -78,8 +79,10 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
     Contacts go in as generated (ascending ids, as they are created); the validation rows go
     to an unlogged staging table, then PostgreSQL sorts them by ``validated_at`` (rows without
     one last) and they are copied into ``platform_validations`` with new ids in that order,
-    ``rows_per_commit`` rows per transaction. The enqueue triggers fire as on any load: every
-    contact is queued, and the first full rescoring settles the queue.
+    ``rows_per_commit`` rows per transaction, its indexes built afterwards (inserting rows in
+    random contact order into them costs an hour at 10M). Every contact is queued, as after
+    any load (the contacts' insert trigger; the validations' one is off during the copy, it
+    would only queue the same contacts again), and the first full rescoring settles the queue.
     """
     recreate_database(sa.make_url(url))
     database = Database(url)
@@ -102,8 +105,18 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
                   f"validation rows ({time.perf_counter() - started:.0f} s)", flush=True)
     loaded["seconds_generate"] = time.perf_counter() - started
     started = time.perf_counter()
+    with database.engine.begin() as connection:
+        rebuild = _drop_indexes(connection, "platform_validations")
+        connection.execute(sa.text("ALTER TABLE platform_validations DISABLE TRIGGER USER"))
     _copy_in_arrival_order(url, loaded["validations"], rows_per_commit)
     loaded["seconds_sort_copy"] = time.perf_counter() - started
+    started = time.perf_counter()
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(f"SET maintenance_work_mem = '{LOAD_SORT_WORK_MEM}'"))
+        for statement in rebuild:
+            connection.execute(sa.text(statement))
+        connection.execute(sa.text("ALTER TABLE platform_validations ENABLE TRIGGER USER"))
+    loaded["seconds_index"] = time.perf_counter() - started
     started = time.perf_counter()
     with database.engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE {ARRIVALS}"))
@@ -112,6 +125,26 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
     loaded["seconds_analyze"] = time.perf_counter() - started
     database.dispose()
     return loaded
+
+
+def _drop_indexes(connection: sa.Connection, table: str) -> list[str]:
+    """Drop the indexes and unique constraints of ``table``; return the statements that
+    recreate them."""
+    constraints = connection.execute(sa.text(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = "
+        "CAST(:table AS regclass) AND contype IN ('p', 'u')"), {"table": table}).all()
+    indexes = connection.execute(sa.text(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND "
+        "tablename = :table"), {"table": table}).all()
+    owned = {name for name, _ in constraints}
+    for name, _ in constraints:
+        connection.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+    for name, _ in indexes:
+        if name not in owned:
+            connection.execute(sa.text(f'DROP INDEX "{name}"'))
+    return [*(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+              for name, definition in constraints),
+            *(definition for name, definition in indexes if name not in owned)]
 
 
 def _copy_in_arrival_order(url: str, total: int, rows_per_commit: int) -> None:
@@ -271,29 +304,36 @@ def measure(server: Server, step: str, function, *args) -> dict:
     return result
 
 
-def run_steps(url: str, contacts: int, sample_size: int, incremental: int, export: int,
-              chunk_size: int) -> tuple[list[dict], dict]:
+def run_steps(url: str, results: dict, options: argparse.Namespace, save) -> None:
+    """Every step in turn into ``results``, calling ``save()`` after each (a run cut short
+    still leaves its figures); the raw COPY baseline right after the warm rescoring."""
     server = Server(url)
-    steps = [measure(server, "rescore_first", timed_rescore, url, chunk_size),
-             measure(server, "rescore_warm", timed_rescore, url, chunk_size),
-             measure(server, "analytics", timed_analytics, url)]
+    steps = results["steps"]
+
+    def step(name: str, function, *args) -> None:
+        steps.append(measure(server, name, function, *args))
+        save()
+
+    step("rescore_first", timed_rescore, url, options.chunk_size)
+    step("rescore_warm", timed_rescore, url, options.chunk_size)
+    print("raw COPY baseline ...", flush=True)
+    results["copy_baseline"] = copy_baseline(sa.make_url(url))
+    step("analytics", timed_analytics, url)
     with tempfile.TemporaryDirectory() as folder:
         tracking = f"sqlite:///{folder}/mlflow.db"
-        for step, stage in (("contact_features", "features"), ("retraining", "training"),
+        for name, stage in (("contact_features", "features"), ("retraining", "training"),
                             ("ml_lead_scores", "predictions")):
-            steps.append(measure(server, step, timed_stage, stage, url, tracking, sample_size))
+            step(name, timed_stage, stage, url, tracking, options.sample_size)
         database = Database(url)
-        dirty_random_contacts(database, incremental, seed=1)
+        dirty_random_contacts(database, options.incremental, seed=1)
         database.dispose()
-        steps.append(measure(server, "incremental", timed_incremental, url, incremental))
-        steps.append(measure(server, "export", timed_export, url, folder,
-                             f"top_{export}.csv", "csv", export))
-    print("raw COPY baseline ...", flush=True)
-    baseline = copy_baseline(sa.make_url(url))
-    context = {"tables": server.table_sizes(), "settings": server.settings(),
-               "copy_baseline": baseline, "database_size": server.database_size()}
+        step("incremental", timed_incremental, url, options.incremental)
+        export = min(options.export, results["contacts"])
+        step("export", timed_export, url, folder, f"top_{export}.csv", "csv", export)
+    print("table sizes ...", flush=True)
+    results["tables"] = server.table_sizes()
+    results["database_size"] = server.database_size()
     server.close()
-    return steps, context
 
 
 # the report
@@ -303,36 +343,44 @@ def _rows(step: dict) -> int:
 
 
 def evaluate(results: dict, compare: dict | None) -> list[dict]:
-    """Each target of issue 13 at this size: the figure, the bound, met or missed."""
+    """Each target of issue 13 at this size that the figures so far allow: the figure, the
+    bound, met or missed."""
     steps = {s["step"]: s for s in results["steps"]}
     contacts = results["contacts"]
-    warm, first = steps["rescore_warm"], steps["rescore_first"]
-    copy = results["copy_baseline"]["total"]
-    nightly = sum(steps[s]["seconds"] for s in NIGHTLY)
-    checks = [
-        ("warm full rescoring, contacts/s", contacts / warm["seconds"], "≥",
-         TARGETS["rescore_rate"]),
-        ("warm full rescoring / raw COPY baseline", warm["seconds"] / copy, "≤",
-         TARGETS["rescore_vs_copy"]),
-        (f"nightly ({', '.join(NIGHTLY)}) scaled to {FULL_SIZE:,} contacts, s",
-         nightly * FULL_SIZE / contacts, "≤", TARGETS["nightly_seconds_at_full"]),
-        ("largest peak RSS of a step, MB", max(s["peak_rss_mb"] for s in steps.values()), "≤",
-         TARGETS["peak_rss_mb"]),
-        ("largest project table, bytes per contact",
-         max(t["bytes"] / contacts for t in results["tables"]
-             if t["table"] not in PLATFORM_TABLES), "≤", TARGETS["bytes_per_contact"]),
-        ("WAL of the warm rescoring / bytes it rewrote",
-         warm["wal_bytes"] / max(warm["rewritten_bytes"], 1), "≤", TARGETS["wal_vs_rewritten"]),
-        ("first rescoring / warm rescoring", first["seconds"] / warm["seconds"], "≤",
-         TARGETS["first_vs_warm"]),
-    ]
+    checks = []
+    warm, first = steps.get("rescore_warm"), steps.get("rescore_first")
+    if warm:
+        checks += [("warm full rescoring, contacts/s", contacts / warm["seconds"], "≥",
+                    TARGETS["rescore_rate"]),
+                   ("WAL of the warm rescoring / bytes it rewrote",
+                    warm["wal_bytes"] / max(warm["rewritten_bytes"], 1), "≤",
+                    TARGETS["wal_vs_rewritten"]),
+                   ("first rescoring / warm rescoring", first["seconds"] / warm["seconds"], "≤",
+                    TARGETS["first_vs_warm"])]
+    if warm and "copy_baseline" in results:
+        checks.append(("warm full rescoring / raw COPY baseline",
+                       warm["seconds"] / results["copy_baseline"]["total"], "≤",
+                       TARGETS["rescore_vs_copy"]))
+    if all(name in steps for name in NIGHTLY):
+        nightly = sum(steps[name]["seconds"] for name in NIGHTLY)
+        checks.append((f"nightly ({', '.join(NIGHTLY)}) scaled to {FULL_SIZE:,} contacts, s",
+                       nightly * FULL_SIZE / contacts, "≤", TARGETS["nightly_seconds_at_full"]))
+    if steps:
+        checks.append(("largest peak RSS of a step, MB",
+                       max(s["peak_rss_mb"] for s in steps.values()), "≤", TARGETS["peak_rss_mb"]))
+    if "tables" in results:
+        checks.append(("largest project table, bytes per contact",
+                       max(t["bytes"] / contacts for t in results["tables"]
+                           if t["table"] not in PLATFORM_TABLES), "≤",
+                       TARGETS["bytes_per_contact"]))
     if compare:
         before = {s["step"]: s for s in compare["steps"]}
-        for name in (*NIGHTLY, "rescore_first"):
-            cost = steps[name]["seconds"] / contacts
-            then = before[name]["seconds"] / compare["contacts"]
-            checks.append((f"{name}: cost per contact / at {compare['contacts']:,}",
-                           cost / then, "≤", TARGETS["cost_vs_compare"]))
+        for name in ("rescore_first", *NIGHTLY):
+            if name in steps and name in before:
+                cost = steps[name]["seconds"] / contacts
+                then = before[name]["seconds"] / compare["contacts"]
+                checks.append((f"{name}: cost per contact / at {compare['contacts']:,}",
+                               cost / then, "≤", TARGETS["cost_vs_compare"]))
     return [{"target": name, "value": value, "bound": f"{op} {bound:,}",
              "met": value >= bound if op == "≥" else value <= bound}
             for name, value, op, bound in checks]
@@ -347,7 +395,8 @@ def markdown(results: dict) -> str:
     if results.get("load"):
         load = results["load"]
         lines += [(f"Load: generated and staged in {load['seconds_generate']:.0f} s, sorted into "
-                  f"arrival order and copied in {load['seconds_sort_copy']:.0f} s, analysed in "
+                  f"arrival order and copied in {load['seconds_sort_copy']:.0f} s, indexed in "
+                  f"{load['seconds_index']:.0f} s, analysed in "
                   f"{load['seconds_analyze']:.0f} s."), ""]
     lines += [("| step | s | contacts/s | peak RSS MB | WAL MiB | rewritten MiB | "
               "database peak +MiB |"), "|---|---:|---:|---:|---:|---:|---:|"]
@@ -358,13 +407,13 @@ def markdown(results: dict) -> str:
             f"| {step['step']} | {step['seconds']:,.1f} | {rate} | {step['peak_rss_mb']:,.0f} | "
             f"{step['wal_bytes'] / mib:,.0f} | {step['rewritten_bytes'] / mib:,.0f} | "
             f"{(step['size_peak'] - step['size_before']) / mib:,.0f} |")
-    copy = results["copy_baseline"]
+    copy = results.get("copy_baseline", {"read": 0.0, "write": 0.0, "total": 0.0})
     lines += ["", (f"Raw COPY baseline (contacts + validations out, lead_scores in): "
               f"{copy['read']:.1f} + {copy['write']:.1f} = {copy['total']:.1f} s. "
               f"Database: {results['size_before_steps'] / mib:,.0f} MiB after the load, "
-              f"{results['database_size'] / mib:,.0f} MiB at the end."), "",
+              f"{results.get('database_size', 0) / mib:,.0f} MiB at the end."), "",
               "| table | rows | MiB | bytes/row | bytes/contact |", "|---|---:|---:|---:|---:|"]
-    for table in results["tables"]:
+    for table in results.get("tables", []):
         per_row = table["bytes"] / table["rows"] if table["rows"] else 0
         lines.append(f"| {table['table']} | {table['rows']:,} | {table['bytes'] / mib:,.1f} | "
                      f"{per_row:,.0f} | {table['bytes'] / contacts:,.1f} |")
@@ -398,29 +447,31 @@ def main() -> None:
     if not args.reuse:
         load = load_in_arrival_order(args.url, args.contacts)
     server = Server(args.url)
-    size_before = server.database_size()
-    validations = int(server.value("SELECT count(*) FROM platform_validations"))
     contacts = int(server.value("SELECT count(*) FROM contacts"))
+    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": args.code,
+               "command": "python -m lead_scoring_assets.benchmarks.full_scale "
+                          f"--contacts {args.contacts}", "contacts": contacts,
+               "validations": int(server.value("SELECT count(*) FROM platform_validations")),
+               "load": load, "size_before_steps": server.database_size(),
+               "settings": server.settings(), "steps": []}
     server.close()
+    compare = json.loads(args.compare.read_text()) if args.compare else None
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = args.output / f"full_scale_{contacts}"
+
+    def save() -> str:
+        results["targets"] = evaluate(results, compare)
+        report = markdown(results)
+        stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+        stem.with_suffix(".md").write_text(report)
+        return report
+
     try:
-        steps, context = run_steps(args.url, contacts, args.sample_size, args.incremental,
-                                   min(args.export, contacts), args.chunk_size)
+        run_steps(args.url, results, args, save)
     finally:
         if args.drop:
             drop_database(sa.make_url(args.url))
-    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": args.code,
-               "command": "python -m lead_scoring_assets.benchmarks.full_scale "
-                          f"--contacts {args.contacts:,}".replace(",", ""),
-               "contacts": contacts, "validations": validations, "load": load,
-               "size_before_steps": size_before, "steps": steps, **context}
-    compare = json.loads(args.compare.read_text()) if args.compare else None
-    results["targets"] = evaluate(results, compare)
-    report = markdown(results)
-    args.output.mkdir(parents=True, exist_ok=True)
-    stem = args.output / f"full_scale_{contacts}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
-    stem.with_suffix(".md").write_text(report)
-    print("\n" + report)
+    print("\n" + save())
     print(f"results: {stem}.json, {stem}.md; database "
           f"{'dropped' if args.drop else f'{sa.make_url(args.url).database} kept (--reuse)'}")
 
