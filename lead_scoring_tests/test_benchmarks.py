@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
 from lead_scoring_assets.benchmarks.full_scale import (
+    Server,
     load_in_arrival_order,
     rewritten_bytes,
     row_groups,
@@ -68,3 +69,25 @@ def database_indexes(url: str) -> set[str]:
     database.dispose()
     assert len(triggers) and (triggers == "O").all()
     return names
+
+
+def test_table_sizes_count_indexes_and_partitions(postgres_url):
+    with psycopg.connect(sa.make_url(postgres_url).set(drivername="postgresql")
+                         .render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute("CREATE TABLE plain (id bigint PRIMARY KEY)")
+        connection.execute("CREATE TABLE split (id bigint PRIMARY KEY) PARTITION BY HASH (id)")
+        for remainder in range(2):
+            connection.execute(f"CREATE TABLE split_{remainder} PARTITION OF split FOR VALUES "
+                               f"WITH (modulus 2, remainder {remainder})")
+        connection.execute("INSERT INTO plain SELECT generate_series(1, 10000)")
+        connection.execute("INSERT INTO split SELECT generate_series(1, 10000)")
+        expected = dict(connection.execute(
+            "SELECT 'plain', pg_total_relation_size('plain') UNION ALL SELECT 'split', "
+            "pg_total_relation_size('split_0') + pg_total_relation_size('split_1')").fetchall())
+    server = Server(postgres_url)
+    sizes = {t["table"]: t for t in server.table_sizes()}
+    server.close()
+    assert set(sizes) == {"plain", "split"}
+    for name in ("plain", "split"):
+        assert sizes[name]["rows"] == 10_000
+        assert sizes[name]["bytes"] == expected[name] > 10_000 * 8
