@@ -9,12 +9,13 @@ rescoring (first after the load, then warm), the analytics, ``contact_features``
 retraining on a sample, ``ml_lead_scores``, an incremental batch and the campaign export of
 the top contacts. For every step: contacts/s, the WAL it wrote (``pg_current_wal_lsn``
 difference: cluster-wide, so other sessions' writes count too), the bytes of the relations it
-rewrote, the database's peak size during it. Then the bytes per row of every table with its
-indexes, the raw COPY baseline measured in the same run (``full_rescore.copy_baseline``:
+rewrote, the database's peak size during it, the machine's load average. Then the bytes per
+row of every table with its indexes, the raw COPY baseline measured in the same run (``full_rescore.copy_baseline``:
 the contact and validation rows the rescoring reads, COPY out, plus its ``lead_scores`` rows,
 COPY in), the targets met or missed and the server settings. Results go to
 ``full_scale_<N>.json`` and ``.md``; ``--compare`` another run's JSON (e.g. at 1M) gives each
-step's cost per contact against it. The database is kept for ``--reuse`` unless ``--drop``.
+step's cost per contact against it (``--report`` re-renders a saved JSON that way). The
+database is kept for ``--reuse`` unless ``--drop``.
 """
 
 import argparse
@@ -278,12 +279,14 @@ def measure(server: Server, step: str, function, *args) -> dict:
     the database's size before and at its peak (sampled every second)."""
     files, lsn, size = server.relation_files(), server.wal_lsn(), server.database_size()
     peak = [size]
+    loads = [os.getloadavg()[0]]
     done = threading.Event()
     sampler_server = Server(server.url)
 
     def sample() -> None:
         while not done.wait(1.0):
             peak[0] = max(peak[0], sampler_server.database_size())
+            loads.append(os.getloadavg()[0])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -296,11 +299,13 @@ def measure(server: Server, step: str, function, *args) -> dict:
         sampler_server.close()
     result["seconds"] = time.perf_counter() - started
     result.update(step=step, wal_bytes=server.wal_since(lsn), size_before=size,
+                  load_average=sum(loads) / len(loads),
                   size_peak=max(peak[0], server.database_size()),
                   rewritten_bytes=rewritten_bytes(files, server.relation_files()))
     print(f"{step}: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB, WAL "
           f"{result['wal_bytes'] / 2**20:,.0f} MiB, rewrote {result['rewritten_bytes'] / 2**20:,.0f}"
-          f" MiB, database peak +{(result['size_peak'] - size) / 2**20:,.0f} MiB", flush=True)
+          f" MiB, database peak +{(result['size_peak'] - size) / 2**20:,.0f} MiB, load average "
+          f"{result['load_average']:.1f}", flush=True)
     return result
 
 
@@ -394,19 +399,21 @@ def markdown(results: dict) -> str:
              f"`{results['command']}`"), ""]
     if results.get("load"):
         load = results["load"]
+        index = (f", indexed in {load['seconds_index']:.0f} s" if "seconds_index" in load
+                 else "")
         lines += [(f"Load: generated and staged in {load['seconds_generate']:.0f} s, sorted into "
-                  f"arrival order and copied in {load['seconds_sort_copy']:.0f} s, indexed in "
-                  f"{load['seconds_index']:.0f} s, analysed in "
-                  f"{load['seconds_analyze']:.0f} s."), ""]
+                  f"arrival order and copied in {load['seconds_sort_copy']:.0f} s{index}, "
+                  f"analysed in {load['seconds_analyze']:.0f} s."), ""]
     lines += [("| step | s | contacts/s | peak RSS MB | WAL MiB | rewritten MiB | "
-              "database peak +MiB |"), "|---|---:|---:|---:|---:|---:|---:|"]
+              "database peak +MiB | load average |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for step in results["steps"]:
         rows = _rows(step)
         rate = f"{rows / step['seconds']:,.0f}" if rows else "–"
         lines.append(
             f"| {step['step']} | {step['seconds']:,.1f} | {rate} | {step['peak_rss_mb']:,.0f} | "
             f"{step['wal_bytes'] / mib:,.0f} | {step['rewritten_bytes'] / mib:,.0f} | "
-            f"{(step['size_peak'] - step['size_before']) / mib:,.0f} |")
+            f"{(step['size_peak'] - step['size_before']) / mib:,.0f} | "
+            f"{step.get('load_average', float('nan')):.1f} |")
     copy = results.get("copy_baseline", {"read": 0.0, "write": 0.0, "total": 0.0})
     lines += ["", (f"Raw COPY baseline (contacts + validations out, lead_scores in): "
               f"{copy['read']:.1f} + {copy['write']:.1f} = {copy['total']:.1f} s. "
@@ -440,7 +447,15 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("."))
     parser.add_argument("--code", default="this checkout", help="the code measured, for the "
                         "report (e.g. a commit)")
+    parser.add_argument("--report", type=Path, help="only print the report of a saved JSON "
+                        "(with --compare: against another run)")
     args = parser.parse_args()
+    compare = json.loads(args.compare.read_text()) if args.compare else None
+    if args.report:
+        results = json.loads(args.report.read_text())
+        results["targets"] = evaluate(results, compare)
+        print(markdown(results))
+        return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     print(f"database {redact(args.url)}, {args.contacts:,} contacts", flush=True)
     load = None
@@ -455,7 +470,6 @@ def main() -> None:
                "load": load, "size_before_steps": server.database_size(),
                "settings": server.settings(), "steps": []}
     server.close()
-    compare = json.loads(args.compare.read_text()) if args.compare else None
     args.output.mkdir(parents=True, exist_ok=True)
     stem = args.output / f"full_scale_{contacts}"
 
