@@ -414,6 +414,12 @@ def markdown(results: dict) -> str:
             f"{step['wal_bytes'] / mib:,.0f} | {step['rewritten_bytes'] / mib:,.0f} | "
             f"{(step['size_peak'] - step['size_before']) / mib:,.0f} | "
             f"{step.get('load_average', float('nan')):.1f} |")
+    steps = {step["step"]: step for step in results["steps"]}
+    growth = ", ".join(f"{name} +{(steps[name]['size_peak'] - steps[name]['size_before']) / mib:,.0f}"
+                       f" MiB" for name in ("rescore_first", "rescore_warm") if name in steps)
+    if growth:
+        lines += ["", (f"Peak extra disk during the rescoring (database size; WAL and temporary "
+                  f"files not counted): {growth}.")]
     copy = results.get("copy_baseline", {"read": 0.0, "write": 0.0, "total": 0.0})
     lines += ["", (f"Raw COPY baseline (contacts + validations out, lead_scores in): "
               f"{copy['read']:.1f} + {copy['write']:.1f} = {copy['total']:.1f} s. "
