@@ -1,6 +1,7 @@
 """Benchmark stages in fresh processes, and their peak resident memory."""
 
 import multiprocessing
+import queue as queues
 import resource
 from pathlib import Path
 
@@ -24,11 +25,19 @@ def _child(function, args, queue) -> None:
 
 def run_in_fresh_process(function, *args) -> dict:
     """``function(*args)`` (a module-level function returning a dict) in a spawned process,
-    with the process's peak RSS added as ``peak_rss_mb``."""
+    with the process's peak RSS added as ``peak_rss_mb``. Raises if the process ends without a
+    result (its traceback is on stderr)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(function, args, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1 if process.is_alive() else 5)
+            break
+        except queues.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"{function.__name__} failed in its process (exit code "
+                                   f"{process.exitcode})") from None
     process.join()
     return result

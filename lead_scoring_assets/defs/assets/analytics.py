@@ -19,7 +19,7 @@ class AnalyticsConfig(dg.Config):
 
 
 @dg.asset(deps=["lead_scores"], group_name="analytics", kinds={"sql", "pandas"},
-          owners=["team:data"])
+          owners=["team:data"], pool="lead_scoring_postgres")
 def lead_scoring_analytics(
     context: dg.AssetExecutionContext, config: AnalyticsConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:

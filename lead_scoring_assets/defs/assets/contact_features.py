@@ -22,6 +22,7 @@ class ContactFeaturesConfig(dg.Config):
     group_name="ml",
     kinds={"pandas", "sql"},
     owners=["team:data"],
+    pool="lead_scoring_postgres",
     tags={"feature_set_version": FEATURE_SET_VERSION},
     check_specs=[dg.AssetCheckSpec(
         AUDIT, asset="contact_features", blocking=True,

@@ -27,6 +27,7 @@ class LeadScoresConfig(dg.Config):
     group_name="scoring",
     kinds={"pandas", "sql"},
     owners=["team:data"],
+    pool="lead_scoring_postgres",
     tags={"calculation_method": DEFAULT_CONFIG.calculation_method},
 )
 def staged_lead_scores(
@@ -71,6 +72,7 @@ def staged_lead_scores(
     group_name="scoring",
     kinds={"sql"},
     owners=["team:data"],
+    pool="lead_scoring_postgres",
     tags={"calculation_method": DEFAULT_CONFIG.calculation_method},
 )
 def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource

@@ -29,6 +29,7 @@ class MlLeadScoresConfig(dg.Config):
     group_name="ml",
     kinds={"scikitlearn", "sql"},
     owners=["team:data"],
+    pool="lead_scoring_postgres",
     check_specs=[dg.AssetCheckSpec(
         AUDIT, asset="ml_lead_scores", blocking=True,
         description="On the staged ML scores, before they are published: predicted scores in "

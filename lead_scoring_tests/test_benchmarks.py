@@ -1,0 +1,93 @@
+"""The benchmark machinery: fresh processes, and the full-scale load in arrival order."""
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
+from lead_scoring_assets.benchmarks.full_scale import (
+    Server,
+    load_in_arrival_order,
+    rewritten_bytes,
+    row_groups,
+)
+from lead_scoring_assets.db.database import Database
+
+
+def failing_step() -> dict:
+    raise ValueError("the step broke")
+
+
+def test_a_failing_step_raises_instead_of_waiting_forever():
+    with pytest.raises(RuntimeError, match="failing_step failed"):
+        run_in_fresh_process(failing_step)
+
+
+def test_row_groups_cut_between_rows_only():
+    stream = [b"1\ta\n2\tb", b"\n3\tc\n4", b"\td\n5\te\n"]
+    assert list(row_groups(stream, 2)) == [(2, b"1\ta\n2\tb\n"), (2, b"3\tc\n4\td\n"),
+                                           (1, b"5\te\n")]
+    assert list(row_groups([b"1\n2\n"], 2)) == [(2, b"1\n2\n")]
+
+
+def test_rewritten_bytes_count_new_files_and_growth():
+    assert rewritten_bytes({1: 100, 2: 50}, {2: 80, 3: 40}) == 30 + 40
+
+
+def test_validations_load_in_arrival_order(postgres_url):
+    loaded = load_in_arrival_order(postgres_url, 3_000, batch_size=1_000, rows_per_commit=2_500)
+    database = Database(postgres_url)
+    rows = database.read_frame("SELECT id, contact_id, validated_at, ctid::text AS ctid "
+                               "FROM platform_validations")
+    queued = database.count("scoring_queue")
+    database.dispose()
+    assert loaded["contacts"] == 3_000 and len(rows) == loaded["validations"] > 9_000
+    assert sorted(rows["id"]) == list(range(1, len(rows) + 1))
+    by_id = rows.sort_values("id")
+    stamps = by_id["validated_at"].dropna()
+    assert stamps.is_monotonic_increasing
+    undated = by_id["validated_at"].isna().to_numpy()
+    assert undated.any() and not undated[: len(stamps)].any()
+    assert not by_id["contact_id"].dropna().is_monotonic_increasing
+    block_order = by_id["ctid"].map(lambda t: tuple(int(x) for x in t.strip("()").split(",")))
+    assert block_order.is_monotonic_increasing
+    assert queued == 3_000
+    indexes = database_indexes(postgres_url)
+    assert {"platform_validations_pkey", "ix_platform_validations_current"} <= indexes
+    with psycopg.connect(sa.make_url(postgres_url).set(drivername="postgresql")
+                         .render_as_string(hide_password=False)) as connection:
+        assert connection.execute("SELECT to_regclass('full_scale_arrivals')").fetchone() == (None,)
+
+
+def database_indexes(url: str) -> set[str]:
+    database = Database(url)
+    names = set(database.read_frame(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'platform_validations'")["indexname"])
+    triggers = database.read_frame(
+        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'platform_validations'::regclass "
+        "AND NOT tgisinternal")["tgenabled"]
+    database.dispose()
+    assert len(triggers) and (triggers == "O").all()
+    return names
+
+
+def test_table_sizes_count_indexes_and_partitions(postgres_url):
+    with psycopg.connect(sa.make_url(postgres_url).set(drivername="postgresql")
+                         .render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute("CREATE TABLE plain (id bigint PRIMARY KEY)")
+        connection.execute("CREATE TABLE split (id bigint PRIMARY KEY) PARTITION BY HASH (id)")
+        for remainder in range(2):
+            connection.execute(f"CREATE TABLE split_{remainder} PARTITION OF split FOR VALUES "
+                               f"WITH (modulus 2, remainder {remainder})")
+        connection.execute("INSERT INTO plain SELECT generate_series(1, 10000)")
+        connection.execute("INSERT INTO split SELECT generate_series(1, 10000)")
+        expected = dict(connection.execute(
+            "SELECT 'plain', pg_total_relation_size('plain') UNION ALL SELECT 'split', "
+            "pg_total_relation_size('split_0') + pg_total_relation_size('split_1')").fetchall())
+    server = Server(postgres_url)
+    sizes = {t["table"]: t for t in server.table_sizes()}
+    server.close()
+    assert set(sizes) == {"plain", "split"}
+    for name in ("plain", "split"):
+        assert sizes[name]["rows"] == 10_000
+        assert sizes[name]["bytes"] == expected[name] > 10_000 * 8
