@@ -40,7 +40,11 @@ from lead_scoring_assets.ml.tracking import (
     USABLE,
     ChampionLookup,
 )
+from lead_scoring_assets.analytics.conversion import latest_conversion_rates
+from lead_scoring_assets.campaigns.segment_export import Segment, select_segment
+from lead_scoring_assets.ml.conversion_features import decoded_reasons
 from lead_scoring_assets.scoring.full_rescore import rescore_all
+from lead_scoring_assets.scoring.score_card import conversion_summary
 
 from .conftest import AS_OF
 
@@ -250,7 +254,43 @@ def test_training_logs_candidates_and_rule_then_scores_every_contact(home):
     assert (rows["model_version"] == "1").all()
     assert not conversion_score_violations(database).failed
     assert _metadata(scored, "conversion_scores")["model_version"] == "1"
+    best = rows.sort_values("conversion_probability").iloc[-1]
+    summary = conversion_summary(database, int(best["contact_id"]))
+    assert "decile 10 of 10" in summary and "what raises it" in summary
+    reasons = decoded_reasons(best.to_dict())
+    assert reasons["raises"][0]["effect"] == pytest.approx(best["up_effect_1"], abs=1e-4)
+    ranked = select_segment(database, Segment(rank_by="conversion_probability", min_decile=9))
+    assert len(ranked) == (rows["probability_decile"] >= 9).sum()
+    assert ranked["conversion_probability"].is_monotonic_decreasing
+    assert ranked["probability_decile"].min() == 9
+    rates = latest_conversion_rates(database)
+    latest = home.training.campaigns.iloc[-1]
+    assert rates.campaign == latest["name"]
+    assert rates.by_tier["messages"].sum() == rates.by_decile["messages"].sum() == latest[
+        "messages"]
+    assert list(rates.by_decile["probability_decile"]) == list(range(1, 11))
+    likely = select_segment(database, Segment(rank_by="conversion_probability",
+                                              min_probability=0.05))
+    assert len(likely) == (rows["conversion_probability"] >= np.float32(0.05)).sum()
     database.dispose()
+
+
+def test_too_few_outcomes_in_the_asset_succeeds_without_training(outcomes_database, tmp_path):
+    database = outcomes_database
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM campaign_outcomes WHERE contact_id > 200"))
+    resources = {"database": DatabaseResource(url=database.url.render_as_string(False)),
+                 "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([conversion_model], resources=resources, instance=instance)
+    metadata = _metadata(result, "conversion_model")
+    assert metadata["trained"] is False
+    assert metadata["delivered_messages"] == database.read_frame(
+        "SELECT count(*) AS n FROM campaign_outcomes WHERE delivered = :yes",
+        {"yes": True})["n"].iloc[0] - 0
+    assert "training needs at least 1000 and 50" in metadata["reason"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    assert client.search_registered_models() == []
 
 
 def test_conversion_scores_on_both_dialects(outcomes_database):

@@ -82,7 +82,10 @@ CANDIDATES = tuple(SHORT_NAMES)
 
 
 class NotEnoughOutcomes(ValueError):
-    """Too few delivered messages or conversions in the training window to train on."""
+    """Too few delivered messages or conversions in the training window to train on;
+    ``training`` is the training set that was found (set by ``train_conversion_model``)."""
+
+    training = None
 
 
 @dataclass
@@ -136,7 +139,7 @@ def top_share_rate(y: np.ndarray, score: np.ndarray, share: float) -> float:
     their mean rate (the expected rate if the tie were broken at random)."""
     y = np.asarray(y, dtype=float)
     score = np.asarray(score, dtype=float)
-    k = max(1, int(round(share * len(y))))
+    k = max(1, round(share * len(y)))
     cut = np.sort(score)[::-1][k - 1]
     above = score > cut
     tied = score == cut

@@ -162,3 +162,44 @@ def build_training_set(
         open_campaigns=[int(i) for i in campaigns.loc[~closed, "id"]],
         rejected=rejected_outcomes(database), attribution_days=attribution_days, as_of=as_of,
         seconds=time.perf_counter() - started)
+
+
+PLAIN_WORDS = {
+    **{f"has_{p}": f"a valid {name} account" for p, name in (
+        ("whatsapp", "WhatsApp"), ("instagram", "Instagram"), ("facebook", "Facebook"),
+        ("google", "Google"), ("apple", "Apple"))},
+    **{f"{p}_score": f"its {p.title()} score" for p in ("whatsapp", "instagram", "facebook",
+                                                         "google", "apple")},
+    "platform_count": "how many platforms it is active on",
+    "business_account_count": "its business accounts",
+    "premium_account_count": "its premium accounts",
+    "validation_count": "how many validations it has",
+    "avg_confidence_score": "the validations' confidence",
+    "profile_completeness": "how complete its profile is",
+    "geographic_consistency": "whether its LADA matches its state",
+    "account_age_days": "the age of its account",
+    "validation_recency_days": "how long ago it was last validated",
+    "has_business_accounts": "having a business account",
+    "has_premium_accounts": "having a premium account",
+    "is_multi_platform": "being on two platforms or more",
+    "meta_ecosystem_user": "WhatsApp with Facebook or Instagram",
+    "tech_ecosystem_user": "Google with Apple",
+    "state": "its state",
+    "carrier": "its carrier",
+    "lada_status": "whether its LADA is known",
+}
+
+
+def decoded_reasons(row: dict) -> dict[str, list[dict]]:
+    """The reason columns of a ``conversion_scores`` row as ``{"raises": [...], "lowers":
+    [...]}``, each ``{"feature", "words", "effect"}`` (log-odds); empty for the fallback."""
+    reasons: dict[str, list[dict]] = {"raises": [], "lowers": []}
+    for side, key in (("up", "raises"), ("down", "lowers")):
+        for i in (1, 2, 3):
+            code = row.get(f"{side}_feature_{i}")
+            if code is None or pd.isna(code):
+                continue
+            name = reason_name(code)
+            reasons[key].append({"feature": name, "words": PLAIN_WORDS[name],
+                                 "effect": round(float(row[f"{side}_effect_{i}"]), 4)})
+    return reasons

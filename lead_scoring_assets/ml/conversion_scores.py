@@ -129,7 +129,8 @@ def write_conversion_scores(database: Database, champion: ConversionChampion | N
             open_writer.close()
         values = np.concatenate(ranks) if ranks else np.array([])
         cutoffs = np.quantile(values, np.arange(1, 10) / 10) if len(values) else np.array([])
-        del values, ranks
+        ranks.clear()
+        del values
         staged = StagedTable(database, CONVERSION_SCORES, as_of=report.as_of, audit=audit)
         try:
             with staged:

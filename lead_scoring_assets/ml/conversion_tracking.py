@@ -22,6 +22,7 @@ from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.ml.conversion import (
     RULE_BASELINE,
     Evaluation,
+    NotEnoughOutcomes,
     Split,
     TrainedConversionModel,
     evaluate,
@@ -192,21 +193,21 @@ def decide(candidate: dict[str, float], rule: dict[str, float], champion: Champi
     and, when there is a usable champion, its AUC-PR on the same holdout."""
     lift, rule_lift = candidate[RULE_GATE_METRIC], rule[RULE_GATE_METRIC]
     if champion.status == UNAVAILABLE:
-        return (CHALLENGER, "champion_unavailable", "the champion could not be evaluated, no "
-                f"promotion without evidence: {problem}")
+        return (CHALLENGER, "champion_unavailable",
+                f"the champion could not be evaluated, no promotion without evidence: {problem}")
     if lift <= rule_lift:
-        return (CHALLENGER, "rule_not_beaten", f"top-decile lift {lift:.3f} ≤ the rule "
-                f"score's {rule_lift:.3f}")
+        return (CHALLENGER, "rule_not_beaten",
+                f"top-decile lift {lift:.3f} ≤ the rule score's {rule_lift:.3f}")
     if champion.status == USABLE and champion_metrics:
         ours, theirs = candidate[SELECTION_METRIC], champion_metrics[SELECTION_METRIC]
         if ours <= theirs:
-            return (CHALLENGER, "compared", f"holdout AUC-PR {ours:.4f} ≤ champion's "
-                    f"{theirs:.4f}")
-        return (CHAMPION, "compared", f"holdout AUC-PR {ours:.4f} > champion's {theirs:.4f} "
-                f"and top-decile lift {lift:.3f} > the rule's {rule_lift:.3f}")
+            return (CHALLENGER, "compared", f"holdout AUC-PR {ours:.4f} ≤ champion's {theirs:.4f}")
+        return (CHAMPION, "compared", (f"holdout AUC-PR {ours:.4f} > champion's {theirs:.4f} "
+                                       f"and top-decile lift {lift:.3f} > the rule's "
+                                       f"{rule_lift:.3f}"))
     basis = NO_CHAMPION if champion.status == NO_CHAMPION else "champion_unusable"
-    return (CHAMPION, basis, f"{'no champion yet' if basis == NO_CHAMPION else problem}; "
-            f"top-decile lift {lift:.3f} > the rule's {rule_lift:.3f}")
+    cause = "no champion yet" if basis == NO_CHAMPION else problem
+    return (CHAMPION, basis, f"{cause}; top-decile lift {lift:.3f} > the rule's {rule_lift:.3f}")
 
 
 def register_conversion_model(client: MlflowClient, target: MlflowTarget,
@@ -252,12 +253,17 @@ def train_conversion_model(
 ) -> ConversionReport:
     """Build the point-in-time training set, split it by time, fit and log every candidate
     and the rule baseline, register the best (highest holdout AUC-PR) and apply the gate.
-    ``NotEnoughOutcomes`` when the training window is too small (nothing is logged)."""
+    ``NotEnoughOutcomes`` (with the ``training`` set) when the training window is too small:
+    nothing is logged."""
     if not candidates:
         raise ValueError("no candidates to train")
     started = time.perf_counter()
     training = build_training_set(database, attribution_days, as_of)
-    split = time_split(training, holdout_campaigns)
+    try:
+        split = time_split(training, holdout_campaigns)
+    except NotEnoughOutcomes as error:
+        error.training = training
+        raise
     client = target.activate()
     champion = resolve_champion(client, target, CONVERSION_FEATURE_SET,
                                 CONVERSION_TRUSTED_TYPES)

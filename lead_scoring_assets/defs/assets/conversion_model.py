@@ -12,7 +12,6 @@ from lead_scoring_assets.ml.conversion import CANDIDATES, NotEnoughOutcomes
 from lead_scoring_assets.ml.conversion_features import (
     CONVERSION_FEATURE_SET,
     DEFAULT_ATTRIBUTION_DAYS,
-    build_training_set,
 )
 from lead_scoring_assets.ml.conversion_tracking import conversion_target, train_conversion_model
 from lead_scoring_assets.ml.feature_table import published_scores_as_of
@@ -72,24 +71,23 @@ def conversion_model(
     if unknown:
         raise dg.Failure(f"unknown candidates {unknown}; known: {list(CANDIDATES)}")
     target = conversion_target(mlflow.target())
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            as_of = published_scores_as_of(db)
-            try:
-                report = train_conversion_model(
-                    db, target, config.candidates, config.attribution_days, as_of,
-                    config.holdout_campaigns, config.seed, dagster_run_id=context.run_id)
-            except NotEnoughOutcomes as error:
-                training = build_training_set(db, config.attribution_days, as_of)
-                context.log.warning(f"no conversion model trained: {error}")
-                return dg.MaterializeResult(metadata={
-                    "trained": False, "reason": str(error),
-                    "delivered_messages": training.messages,
-                    "conversions": training.conversions,
-                    "campaigns_with_closed_window": len(training.campaigns),
-                    "campaigns_still_open": dg.MetadataValue.json(training.open_campaigns),
-                    "rejected_outcome_rows": dg.MetadataValue.json(training.rejected),
-                })
+    with retry_on_transient_database_errors(context), database.open() as db:
+        as_of = published_scores_as_of(db)
+        try:
+            report = train_conversion_model(
+                db, target, config.candidates, config.attribution_days, as_of,
+                config.holdout_campaigns, config.seed, dagster_run_id=context.run_id)
+        except NotEnoughOutcomes as error:
+            training = error.training
+            context.log.warning(f"no conversion model trained: {error}")
+            return dg.MaterializeResult(metadata={
+                "trained": False, "reason": str(error),
+                "delivered_messages": training.messages,
+                "conversions": training.conversions,
+                "campaigns_with_closed_window": len(training.campaigns),
+                "campaigns_still_open": dg.MetadataValue.json(training.open_campaigns),
+                "rejected_outcome_rows": dg.MetadataValue.json(training.rejected),
+            })
     decision, training = report.decision, report.training
     context.log.info(f"registered {target.registered_model_name} v{decision.version} as "
                      f"{decision.alias}: {decision.reason}")

@@ -62,14 +62,13 @@ def conversion_scores(
     if champion is None:
         context.log.warning(f"no conversion champion ({reason}): every contact gets the rule "
                             "score's decile (method rule_rank)")
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            as_of = utc_timestamp(config.as_of) if config.as_of else published_scores_as_of(db)
-            if as_of is None:
-                as_of = utc_timestamp(pd.Timestamp.now(tz="UTC"))
-            report = yield from staged_audit(AUDIT, CONVERSION_SCORES, lambda: (
-                write_conversion_scores(db, champion, as_of, config.chunk_size,
-                                        audit=conversion_score_violations)))
+    with retry_on_transient_database_errors(context), database.open() as db:
+        as_of = utc_timestamp(config.as_of) if config.as_of else published_scores_as_of(db)
+        if as_of is None:
+            as_of = utc_timestamp(pd.Timestamp.now(tz="UTC"))
+        report = yield from staged_audit(AUDIT, CONVERSION_SCORES, lambda: (
+            write_conversion_scores(db, champion, as_of, config.chunk_size,
+                                    audit=conversion_score_violations)))
     mean = report.mean_probability
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
