@@ -65,15 +65,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    """Print a contact's score card (stored, or recomputed with --recompute) and its ML score."""
+    """Print a contact's score card (stored, or recomputed with --recompute), its ML score and
+    its conversion probability with the top reasons."""
     from lead_scoring_assets.scoring.explain import explain_contact
-    from lead_scoring_assets.scoring.score_card import ml_score_summary, stored_score
+    from lead_scoring_assets.scoring.score_card import (
+        conversion_summary,
+        ml_score_summary,
+        stored_score,
+    )
 
     database = Database(args.url or default_database_url())
     try:
         stored = stored_score(database, args.contact)
         print(stored.render())
         print(ml_score_summary(database, int(stored.score["contact_id"])))
+        print(conversion_summary(database, int(stored.score["contact_id"])))
         if args.recompute:
             again = explain_contact(database, int(stored.score["contact_id"]))
             same = again.breakdown == stored.breakdown

@@ -31,14 +31,15 @@ class DemoDataConfig(dg.Config):
 def generate_demo_data_op(
     context: dg.OpExecutionContext, config: DemoDataConfig, database: DatabaseResource
 ) -> None:
-    """Generate and load the demo contacts and validations."""
+    """Generate and load the demo contacts, validations and campaign outcomes."""
     started = time.perf_counter()
     with database.open() as db:
         report = load_demo_data(
             db, config.contacts, config.seed, config.as_of, config.replace_existing
         )
     seconds = round(time.perf_counter() - started, 2)
-    context.log.info(f"loaded {report.contacts} contacts, {report.validations} validations in {seconds}s")
+    context.log.info(f"loaded {report.contacts} contacts, {report.validations} validations, "
+                     f"{report.outcomes} outcomes of {report.campaigns} campaigns in {seconds}s")
     context.log_event(
         dg.AssetMaterialization("contacts", metadata={"dagster/row_count": report.contacts,
                                                       "seed": config.seed, "seconds": seconds})

@@ -311,22 +311,27 @@ def test_unscored_contact_and_unexpected_errors_answer_json(scored, client):
                                           "error"}
 
 
-def test_conversion_scores_appear_where_the_table_exists(scored):
+def test_conversion_scores_appear_with_their_reasons(scored):
     contact = int(_best_multi_platform(scored)["contact_id"])
     with scored.engine.begin() as connection:
         connection.execute(sa.text(
-            "CREATE TABLE conversion_scores (contact_id BIGINT PRIMARY KEY, "
-            "conversion_probability DOUBLE PRECISION, probability_decile INTEGER, "
-            "model_version TEXT, method TEXT)"))
-        connection.execute(sa.text(
-            "INSERT INTO conversion_scores VALUES (:id, 0.0421, 9, '2', 'conversion_model')"),
-            {"id": contact})
+            "INSERT INTO conversion_scores (contact_id, conversion_probability, "
+            "probability_decile, model_version, method, calculated_at, up_feature_1, "
+            "up_effect_1, down_feature_1, down_effect_1) VALUES (:id, 0.0421, 9, '2', 'hgb', "
+            ":at, 1, 0.5, 19, -0.25)"),
+            {"id": contact, "at": scored.bind_timestamp(AS_OF)})
     with TestClient(app_for(scored)) as test_client:
         card = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
         other = test_client.get(f"{API}/contacts/{contact + 1}", headers=READ).json()
-    assert card["conversion_score"] == {"conversion_probability": 0.0421,
-                                        "probability_decile": 9, "model_version": "2",
-                                        "method": "conversion_model"}
+    conversion = card["conversion_score"]
+    assert conversion["conversion_probability"] == pytest.approx(0.0421, rel=1e-6)
+    assert (conversion["probability_decile"], conversion["model_version"],
+            conversion["method"]) == (9, "2", "hgb")
+    assert conversion["reasons"] == {
+        "raises": [{"feature": "has_whatsapp", "words": "a valid WhatsApp account",
+                    "effect": 0.5}],
+        "lowers": [{"feature": "validation_recency_days",
+                    "words": "how long ago it was last validated", "effect": -0.25}]}
     assert other["conversion_score"] is None
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.ml.conversion_features import decoded_reasons
 from lead_scoring_assets.scoring.breakdown import BREAKDOWN_COLUMNS, breakdown_of
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
@@ -169,8 +170,7 @@ class ScoreReader:
             display_weights=dict(DEFAULT_CONFIG.display_weights),
             score_breakdown=breakdown_of({**row, "contact_id": contact_id}),
             ml_score=ml,
-            conversion_score=None if conversion is None else {
-                k: v for k, v in conversion.items() if k != "contact_id"},
+            conversion_score=None if conversion is None else _conversion(conversion),
             history=history,
             trend=trend(history, card["last_calculated_at"]),
         )
@@ -289,3 +289,14 @@ class ScoreReader:
             raise NotFound(f"no contact with id {contact_id}")
         return {**entry, "created_at": _utc(entry["created_at"]),
                 "updated_at": _utc(entry["updated_at"])}
+
+
+def _conversion(row) -> dict:
+    """A ``conversion_scores`` row for the card: its reason codes decoded, when it has them."""
+    values = {k: v for k, v in row.items() if k != "contact_id" and not k.startswith(
+        ("up_", "down_"))}
+    if "calculated_at" in values:
+        values["calculated_at"] = _utc(values["calculated_at"])
+    if "up_feature_1" in row:
+        values["reasons"] = decoded_reasons(dict(row))
+    return values

@@ -25,11 +25,23 @@ from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 EXPORT_DIR_ENV = "LEAD_SCORING_EXPORT_DIR"
 BATCH_SIZE = 50_000
 CONTACT_FIELDS = ("phone_e164", "full_name", "state_name", "municipality")
+CONVERSION_FIELDS = ("conversion_probability", "probability_decile")
+RANKINGS = {
+    "total_score": "total_score DESC, confidence_level DESC",
+    "conversion_probability": "probability_decile DESC NULLS LAST, "
+    "conversion_probability DESC NULLS LAST, total_score DESC",
+}
+"""What ``rank_by`` orders by; without a conversion champion ``conversion_scores`` holds the
+rule's deciles (no probability), so the ranking falls back to the rule within a decile."""
+PHONE_RANKINGS = {"total_score": "total_score DESC",
+                  "conversion_probability": RANKINGS["conversion_probability"]}
+"""Which contact keeps a phone number shared by several (then the latest created)."""
 EXPORT_SCHEMA = pa.schema([
     ("contact_id", pa.int64()), ("phone_e164", pa.string()), ("full_name", pa.string()),
     ("state_name", pa.string()), ("municipality", pa.string()), ("total_score", pa.int32()),
     ("quality_tier", pa.string()), ("confidence_level", pa.float64()),
     *((f"{p}_score", pa.int32()) for p in PLATFORMS),
+    ("conversion_probability", pa.float64()), ("probability_decile", pa.int16()),
 ])
 EXPORT_COLUMNS = tuple(EXPORT_SCHEMA.names)
 FORMATS = ("csv", "parquet")
@@ -44,8 +56,13 @@ class Segment:
     min_confidence: float = 0.0
     states: tuple[str, ...] = field(default_factory=tuple)
     limit: int | None = None
+    rank_by: str = "total_score"
+    min_probability: float | None = None
+    min_decile: int | None = None
 
     def min_total(self) -> int:
+        if self.rank_by not in RANKINGS:
+            raise ValueError(f"unknown rank_by {self.rank_by!r}; one of {', '.join(RANKINGS)}")
         tiers = dict(DEFAULT_CONFIG.tiers)
         if self.min_tier is not None and self.min_tier.upper() not in tiers:
             raise ValueError(f"unknown tier {self.min_tier!r}; one of {', '.join(tiers)}")
@@ -78,9 +95,16 @@ def export_dir() -> Path:
 def _segment_query(segment: Segment, states: list[str] | None) -> tuple[sa.TextClause, dict]:
     """The segment, one row per phone number (best score, then latest ``created_at``, then
     highest contact id), best first; ``phone_contacts`` counts the contacts of each phone."""
-    columns = ", ".join(f"c.{c}" if c in CONTACT_FIELDS else f"s.{c}" for c in EXPORT_COLUMNS)
+    columns = ", ".join(f"c.{c}" if c in CONTACT_FIELDS else f"p.{c}" if c in CONVERSION_FIELDS
+                        else f"s.{c}" for c in EXPORT_COLUMNS)
     where = "s.total_score >= :min_total AND s.confidence_level >= :min_confidence"
     params: dict = {"min_total": segment.min_total(), "min_confidence": segment.min_confidence}
+    if segment.min_probability is not None:
+        where += " AND p.conversion_probability >= :min_probability"
+        params["min_probability"] = segment.min_probability
+    if segment.min_decile is not None:
+        where += " AND p.probability_decile >= :min_decile"
+        params["min_decile"] = segment.min_decile
     if states is not None:
         where += " AND c.state_name IN :states"
         params["states"] = states
@@ -90,12 +114,13 @@ def _segment_query(segment: Segment, states: list[str] | None) -> tuple[sa.TextC
         params["limit"] = segment.limit
     sql = (
         f"SELECT {', '.join(EXPORT_COLUMNS)}, phone_contacts FROM (SELECT {columns}, "
-        "row_number() OVER (PARTITION BY c.phone_e164 ORDER BY s.total_score DESC, "
-        "c.created_at DESC NULLS LAST, s.contact_id DESC) AS phone_rank, "
-        "count(*) OVER (PARTITION BY c.phone_e164) AS phone_contacts "
-        f"FROM lead_scores s JOIN contacts c ON c.id = s.contact_id WHERE {where}) ranked "
+        "row_number() OVER (PARTITION BY c.phone_e164 ORDER BY "
+        f"{PHONE_RANKINGS[segment.rank_by]}, c.created_at DESC NULLS LAST, s.contact_id DESC) "
+        "AS phone_rank, count(*) OVER (PARTITION BY c.phone_e164) AS phone_contacts "
+        "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+        f"LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id WHERE {where}) ranked "
         "WHERE phone_rank = 1 "
-        f"ORDER BY total_score DESC, confidence_level DESC, contact_id{limit}"
+        f"ORDER BY {RANKINGS[segment.rank_by]}, contact_id{limit}"
     )
     query = sa.text(sql)
     if states is not None:

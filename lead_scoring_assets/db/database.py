@@ -34,6 +34,7 @@ _PG_ARROW_TYPES = {
     "integer": pa.int32(),
     "smallint": pa.int16(),
     "double precision": pa.float64(),
+    "real": pa.float32(),
     "boolean": pa.bool_(),
     "text": pa.string(),
     "character varying": pa.string(),

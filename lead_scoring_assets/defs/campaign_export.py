@@ -19,6 +19,16 @@ class CampaignExportConfig(dg.Config):
     min_confidence: float = Field(default=0.0, ge=0, le=1)
     states: list[str] = Field(default_factory=list, description="Any spelling: 'CDMX', 'Jal.'.")
     limit: int | None = Field(default=None, gt=0)
+    rank_by: Literal["total_score", "conversion_probability"] = Field(
+        default="total_score", description="Best first by the rule score, or by the conversion "
+        "model's probability (decile, then probability; the rule score's decile where "
+        "conversion_scores holds the rule_rank fallback).")
+    min_probability: float | None = Field(
+        default=None, ge=0, le=1, description="Only contacts with at least this conversion "
+        "probability.")
+    min_decile: int | None = Field(default=None, ge=1, le=10,
+                                   description="Only contacts in this probability decile or "
+                                   "above (10 = most likely).")
     output_path: str = Field(
         description=f"File name relative to the export folder (${EXPORT_DIR_ENV}, default "
         "data/exports); '..', absolute paths and symbolic links out of it are refused.")
@@ -34,7 +44,8 @@ def export_campaign_segment(
     number, best first, into the export folder."""
     segment = Segment(min_tier=config.min_tier, min_score=config.min_score,
                       min_confidence=config.min_confidence, states=tuple(config.states),
-                      limit=config.limit)
+                      limit=config.limit, rank_by=config.rank_by,
+                      min_probability=config.min_probability, min_decile=config.min_decile)
     with database.open() as db:
         report = export_segment(db, segment, config.output_path, config.format,
                                 overwrite=config.overwrite)
@@ -48,6 +59,7 @@ def export_campaign_segment(
         "duplicate_phones_dropped": report.duplicates_dropped,
         "format": config.format,
         "minimum_total_score": segment.min_total(),
+        "rank_by": config.rank_by,
     })
 
 

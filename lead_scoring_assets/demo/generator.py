@@ -3,7 +3,9 @@
 Names and streets come from ``Faker('es_MX')`` (drawn once into pools, then combined with
 numpy so a million contacts take seconds); states are weighted by population (INEGI, Censo
 2020); LADAs and municipalities come from the phonenumbers geocoder; every edge case of
-SCORING_SPEC.md appears at a known small rate.
+SCORING_SPEC.md appears at a known small rate. Monthly SMS campaigns get outcomes drawn from a
+conversion propensity of the generator's own (``conversion_propensity``), not from the rule
+score.
 """
 
 import functools
@@ -15,7 +17,11 @@ import pandas as pd
 from faker import Faker
 
 from lead_scoring_assets.geography.ladas import build_lada_reference, geocoder_descriptions
-from lead_scoring_assets.geography.states import STATE_CAPITALS, clean_place
+from lead_scoring_assets.geography.states import (
+    STATE_CAPITALS,
+    clean_place,
+    normalize_state_series,
+)
 from lead_scoring_assets.scoring.config import PLATFORMS
 from lead_scoring_assets.scoring.engine import utc_timestamp
 
@@ -298,10 +304,107 @@ def set_last_platform_validation(
     contacts["last_platform_validation"] = values
 
 
+DEMO_CAMPAIGNS = 6
+CAMPAIGN_AUDIENCE = 0.35
+DELIVERY_RATE = 0.93
+CONVERSION_DELAY_DAYS = 8.0
+"""Mean days from message to conversion (exponential): a few convert after the window."""
+BAD_OUTCOME_RATE = 0.001
+NORTH = {"BAJA CALIFORNIA", "BAJA CALIFORNIA SUR", "SONORA", "CHIHUAHUA", "COAHUILA",
+         "NUEVO LEON", "TAMAULIPAS", "SINALOA", "DURANGO"}
+SOUTH = {"CHIAPAS", "OAXACA", "GUERRERO", "TABASCO", "CAMPECHE", "YUCATAN", "QUINTANA ROO",
+         "VERACRUZ"}
+CARRIER_EFFECT = {"Telcel": 0.0, "AT&T": 0.35, "Movistar": -0.25, "Bait": -0.6, "Unefon": -0.3,
+                  "Virgin Mobile": 0.15}
+PROPENSITY_INTERCEPT = -3.7
+
+
+def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
+    """``count`` monthly campaigns, the latest sent 35 days before ``as_of`` (its 30-day
+    attribution window has closed)."""
+    as_of = utc_timestamp(as_of)
+    sent = [as_of - pd.Timedelta(days=35 + 30 * k) for k in reversed(range(count))]
+    return pd.DataFrame({
+        "id": np.arange(1, count + 1, dtype="int64"),
+        "name": [f"Promo {stamp:%Y-%m}" for stamp in sent],
+        "sent_at": pd.Series(sent, dtype="datetime64[us, UTC]"),
+    })
+
+
+def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
+                          sent_at: pd.Timestamp) -> np.ndarray:
+    """Each contact's probability to convert after a campaign sent at ``sent_at``, from what
+    was true then: valid platforms (WhatsApp and Instagram matter, Facebook and Google do
+    not), business accounts, recency of the latest validation, carrier, region and account
+    age, with interactions (Instagram helps young accounts, Apple helps in the north,
+    business accounts help more on WhatsApp). Deliberately not the rule score."""
+    known = validations[validations["validated_at"].notna()
+                        & (validations["validated_at"] <= sent_at)
+                        & validations["platform"].isin(PLATFORMS)]
+    current = known.sort_values("validated_at").drop_duplicates(["contact_id", "platform"],
+                                                                keep="last")
+    valid = current[current["is_valid"].fillna(False).astype(bool)]
+    ids = contacts["id"]
+    has = {p: ids.isin(valid.loc[valid["platform"] == p, "contact_id"]).to_numpy(float)
+           for p in PLATFORMS}
+    business = ids.map(valid[valid["is_business"].fillna(False).astype(bool)]
+                       .groupby("contact_id").size()).fillna(0).to_numpy(float)
+    latest = ids.map(known.groupby("contact_id")["validated_at"].max())
+    recency = ((sent_at - latest).dt.days.to_numpy(dtype=float, na_value=np.nan))
+    recency = np.nan_to_num(recency, nan=180.0)
+    age = (sent_at - contacts["created_at"]).dt.days.to_numpy(dtype=float, na_value=np.nan)
+    age = np.nan_to_num(age, nan=365.0).clip(0)
+    state = normalize_state_series(contacts["state_name"].astype("str"))
+    north = state.isin(NORTH).to_numpy(float)
+    south = state.isin(SOUTH).to_numpy(float)
+    carrier = contacts["operator"].map(CARRIER_EFFECT).fillna(-0.2).to_numpy(float)
+    young = (age < 365).astype(float)
+    logit = (PROPENSITY_INTERCEPT + 1.0 * has["whatsapp"] + 0.3 * has["instagram"]
+             + 0.7 * has["instagram"] * young + 0.5 * has["apple"] * north
+             + 0.4 * np.minimum(business, 2) + 0.6 * has["whatsapp"] * (business > 0)
+             - 0.6 * np.minimum(recency, 120) / 120 + carrier + 0.35 * north - 0.3 * south
+             - 0.5 * (age < 60) + 0.25 * np.log1p(age / 365))
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def generate_campaign_outcomes(
+    rng: np.random.Generator, contacts: pd.DataFrame, validations: pd.DataFrame,
+    campaigns: pd.DataFrame, rates: DemoRates = DemoRates(),
+) -> pd.DataFrame:
+    """Outcome rows of ``contacts`` in each campaign: a random audience of the contacts that
+    existed then, delivered or not, converted by ``conversion_propensity``; a few bad rows
+    (unknown contact or campaign, converted without delivery) planted to be reported."""
+    frames = []
+    for campaign in campaigns.itertuples():
+        existed = contacts["created_at"].isna() | (contacts["created_at"] <= campaign.sent_at)
+        audience = contacts[existed.to_numpy() & (rng.random(len(contacts)) < CAMPAIGN_AUDIENCE)]
+        delivered = rng.random(len(audience)) < DELIVERY_RATE
+        propensity = conversion_propensity(audience, validations, campaign.sent_at)
+        converted = delivered & (rng.random(len(audience)) < propensity)
+        delay = pd.to_timedelta(np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(audience))
+                                         * 86400), unit="s")
+        converted_at = pd.Series(campaign.sent_at + delay).where(converted)
+        frames.append(pd.DataFrame({
+            "campaign_id": campaign.id, "contact_id": audience["id"].to_numpy(),
+            "delivered": delivered, "converted": converted,
+            "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
+        }))
+    outcomes = pd.concat(frames, ignore_index=True)
+    bad = np.flatnonzero(rng.random(len(outcomes)) < BAD_OUTCOME_RATE)
+    kind = rng.integers(3, size=len(bad))
+    rows = outcomes.index[bad]
+    outcomes.loc[rows[kind == 0], "contact_id"] += 10**12
+    outcomes.loc[rows[kind == 1], "campaign_id"] += 10**6
+    outcomes.loc[rows[kind == 2], ["delivered", "converted"]] = [False, True]
+    outcomes["converted_at"] = pd.to_datetime(outcomes["converted_at"], utc=True)
+    return outcomes
+
+
 @dataclass(frozen=True)
 class DemoBatch:
     contacts: pd.DataFrame
     validations: pd.DataFrame
+    outcomes: pd.DataFrame
 
 
 def generate_demo_data(
@@ -311,6 +414,7 @@ def generate_demo_data(
     """Demo data in batches of ``batch_size`` contacts; the same seed gives the same rows."""
     as_of = utc_timestamp(as_of)
     pools = _faker_pools(seed)
+    campaigns = demo_campaigns(as_of)
     next_validation_id = first_validation_id
     for index, start in enumerate(range(0, n_contacts, batch_size)):
         rng = np.random.default_rng([seed, index])
@@ -319,5 +423,6 @@ def generate_demo_data(
         validations = generate_validations(rng, contacts, next_validation_id, as_of, rates)
         set_last_platform_validation(rng, contacts, validations, rates)
         next_validation_id += len(validations)
-        yield DemoBatch(contacts, validations)
+        outcomes = generate_campaign_outcomes(rng, contacts, validations, campaigns, rates)
+        yield DemoBatch(contacts, validations, outcomes)
 

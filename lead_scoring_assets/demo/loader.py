@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.demo.generator import generate_demo_data
+from lead_scoring_assets.demo.generator import demo_campaigns, generate_demo_data
 
 MARKER_TABLE = "demo_data_marker"
 
@@ -19,13 +19,16 @@ MARKER_TABLE = "demo_data_marker"
 class DemoLoadReport:
     contacts: int = 0
     validations: int = 0
+    campaigns: int = 0
+    outcomes: int = 0
 
 
 def load_demo_data(
     database: Database, n_contacts: int, seed: int, as_of, replace_existing: bool = False,
     batch_size: int = 100_000,
 ) -> DemoLoadReport:
-    """Write ``n_contacts`` demo contacts and their validations.
+    """Write ``n_contacts`` demo contacts, their validations and the demo campaigns'
+    outcomes.
 
     Refuses to touch a database that already has contacts unless ``replace_existing``, in
     which case contacts and validations are emptied first; and refuses to empty any table of
@@ -53,16 +56,22 @@ def load_demo_data(
                     "VALUES (1, :seed, :contacts, :now)"),
             {"seed": seed, "contacts": n_contacts,
              "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC"))})
-        for table in ("platform_validations", "contacts"):
+        for table in ("campaign_outcomes", "campaigns", "platform_validations", "contacts"):
             connection.execute(sa.text(f"DELETE FROM {table}"))
     report = DemoLoadReport()
+    campaigns = demo_campaigns(as_of)
+    database.append_frame("campaigns", campaigns)
+    report.campaigns = len(campaigns)
     for batch in generate_demo_data(n_contacts, seed, as_of, batch_size=batch_size):
         database.append_frame("contacts", batch.contacts)
         database.append_frame("platform_validations", batch.validations)
         report.contacts += len(batch.contacts)
+        database.append_frame("campaign_outcomes", batch.outcomes)
         report.validations += len(batch.validations)
+        report.outcomes += len(batch.outcomes)
     if database.dialect == "postgresql":
         with database.engine.begin() as connection:
             connection.execute(sa.text("ANALYZE contacts"))
             connection.execute(sa.text("ANALYZE platform_validations"))
+            connection.execute(sa.text("ANALYZE campaign_outcomes"))
     return report

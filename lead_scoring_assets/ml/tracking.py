@@ -225,14 +225,17 @@ def model_checksum(model_uri: str) -> str:
         return hashlib.sha256((path / "model.skops").read_bytes()).hexdigest()
 
 
-def resolve_champion(client: MlflowClient, target: MlflowTarget) -> ChampionLookup:
-    """The ``champion`` alias, its model and its training distribution. A transient failure
+def resolve_champion(client: MlflowClient, target: MlflowTarget,
+                     feature_set: str = FEATURE_SET_VERSION,
+                     trusted: list[str] = TRUSTED_TYPES) -> ChampionLookup:
+    """The ``champion`` alias, its model (trained on ``feature_set``, loaded with the
+    ``trusted`` types only) and its training distribution. A transient failure
     (``TRANSIENT_ERRORS``) is retried ``target.load_attempts`` times with a doubling wait;
     if every attempt fails the champion is ``unavailable``, never ``unusable``."""
     name = target.registered_model_name
     for attempt in range(1, target.load_attempts + 1):
         try:
-            lookup = _lookup_champion(client, name)
+            lookup = _lookup_champion(client, name, feature_set, trusted)
         except TRANSIENT_ERRORS as error:
             if attempt == target.load_attempts:
                 return ChampionLookup(
@@ -246,7 +249,8 @@ def resolve_champion(client: MlflowClient, target: MlflowTarget) -> ChampionLook
     raise ValueError(f"load_attempts must be at least 1, not {target.load_attempts}")
 
 
-def _lookup_champion(client: MlflowClient, name: str) -> ChampionLookup:
+def _lookup_champion(client: MlflowClient, name: str, feature_set: str,
+                     trusted: list[str]) -> ChampionLookup:
     """One attempt. Errors of the tracking store propagate (they may be transient); only
     what the store answered, or a downloaded file, decides that the champion is unusable."""
     try:
@@ -257,10 +261,10 @@ def _lookup_champion(client: MlflowClient, name: str) -> ChampionLookup:
         return ChampionLookup(NO_CHAMPION, f"no {CHAMPION} alias on registered model {name!r} "
                                            f"({error.error_code})")
     label = f"{name} v{version.version}"
-    if version.tags.get("feature_set_version") != FEATURE_SET_VERSION:
+    if version.tags.get("feature_set_version") != feature_set:
         return ChampionLookup(UNUSABLE, version=version, problem=(
             f"{label} was trained on feature set {version.tags.get('feature_set_version')}, "
-            f"not {FEATURE_SET_VERSION}"))
+            f"not {feature_set}"))
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = Path(mlflow.artifacts.download_artifacts(
@@ -278,7 +282,7 @@ def _lookup_champion(client: MlflowClient, name: str) -> ChampionLookup:
                 f"{label} failed to load: failed integrity check (model.skops does not match "
                 "the SHA-256 recorded at registration)"))
         try:
-            model = skops.io.load(path, trusted=TRUSTED_TYPES)
+            model = skops.io.load(path, trusted=trusted)
         except Exception as error:  # noqa: BLE001 - a complete local file that won't load is broken
             return ChampionLookup(UNUSABLE, version=version, problem=(
                 f"{label} failed to load: failed integrity check ({type(error).__name__}: "

@@ -2,9 +2,11 @@
 
 from dataclasses import dataclass
 
+import pandas as pd
 import phonenumbers
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.ml.conversion_features import decoded_reasons
 from lead_scoring_assets.scoring.breakdown import breakdown_of
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
 
@@ -96,6 +98,28 @@ def ml_score_summary(database: Database, contact_id: int) -> str:
     return (f"ML score {float(row['predicted_score']):.2f}/100  {row['predicted_tier']}  "
             f"confidence {float(row['confidence']):.4f}  ({row['method']}{model}, "
             f"as of {row['calculated_at']})")
+
+
+def conversion_summary(database: Database, contact_id: int) -> str:
+    """The contact's conversion probability, decile and top reasons in plain words, or why
+    there is none."""
+    rows = database.read_frame("SELECT * FROM conversion_scores WHERE contact_id = :id",
+                               {"id": contact_id})
+    if rows.empty:
+        return "Conversion probability: none yet (run nightly_retrain_job)"
+    row = rows.iloc[0].to_dict()
+    if pd.isna(row["conversion_probability"]):
+        return (f"Conversion: decile {int(row['probability_decile'])} of 10 by the rule score "
+                f"(no conversion model yet; {row['method']}, as of {row['calculated_at']})")
+    lines = [(f"Conversion probability {float(row['conversion_probability']):.2%}, decile "
+              f"{int(row['probability_decile'])} of 10 (10 = most likely; model v"
+              f"{row['model_version']} {row['method']}, as of {row['calculated_at']})")]
+    reasons = decoded_reasons(row)
+    for key, verb in (("raises", "raises it"), ("lowers", "lowers it")):
+        if reasons[key]:
+            lines.append(f"  what {verb}: " + "; ".join(
+                f"{r['words']} ({r['effect']:+.2f} log-odds)" for r in reasons[key]))
+    return "\n".join(lines)
 
 
 def stored_score(database: Database, key: str) -> StoredScore:

@@ -159,6 +159,16 @@ async function cardPage() {
   document.getElementById("ml-score").textContent = ml
     ? `${decimal.format(ml.predicted_score)}/100 ${T[ml.predicted_tier]} (${percent.format(ml.confidence)})`
     : T.no_ml;
+  const conversion = card.conversion_score;
+  document.getElementById("conversion-score").textContent = !conversion
+    ? T.no_conversion
+    : conversion.conversion_probability === null
+      ? `${T.decile} ${conversion.probability_decile}/10 (${conversion.method})`
+      : `${percent.format(conversion.conversion_probability)} · ${T.decile} ${conversion.probability_decile}/10`;
+  const reasons = (conversion && conversion.reasons) || {raises: [], lowers: []};
+  document.getElementById("conversion-reasons").replaceChildren(
+    ...reasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.words} (${r.effect > 0 ? "+" : ""}${decimal.format(r.effect)})`)),
+    ...reasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.words} (${decimal.format(r.effect)})`)));
   document.getElementById("calculated").textContent =
     `${when(card.last_calculated_at)} · ${card.calculation_version}`;
   document.querySelector("#history tbody").replaceChildren(...card.history.map((h) => el("tr", {},

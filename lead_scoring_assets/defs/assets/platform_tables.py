@@ -16,3 +16,11 @@ platform_validations = dg.AssetSpec(
     description="Per-platform account validations of each contact, written by the external "
     "validation process (`lead-scoring demo` fills a demo database of its own).",
 )
+campaign_outcomes = dg.AssetSpec(
+    "campaign_outcomes",
+    group_name="platform",
+    kinds={"sql"},
+    description="SMS campaigns (`campaigns`) and each recipient's delivery and conversion "
+    "(`campaign_outcomes`), written by the platform; rows that cannot be used are listed in "
+    "the view `rejected_campaign_outcomes` with their reason.",
+)

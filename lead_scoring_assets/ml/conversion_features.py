@@ -1,0 +1,205 @@
+"""Conversion features (``conversion_v1``) and the point-in-time training set.
+
+A training row is one delivered message; its features are computed with the scoring engine
+**as of the campaign's** ``sent_at`` (validation rows dated later take no part, SCORING_SPEC.md
+§2 v1.1), never as of today, so a model never sees what happened after the message. Its label
+is a conversion within ``attribution_days`` of ``sent_at``.
+
+Features: ``features_v1`` plus the profile's categorical fields: the state normalised, the
+carrier, and whether the LADA is in the reference (one-hot encoded by the model's pipeline).
+Outcome rows with an unknown campaign or contact, no ``delivered`` value, or a conversion
+without delivery take no part: ``rejected_campaign_outcomes`` lists them with their reason.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lead_scoring_assets.db.database import FIRST_ID, Database
+from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
+from lead_scoring_assets.geography.states import normalize_state_series
+from lead_scoring_assets.ml.features import FEATURE_COLUMNS, contact_features
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
+from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
+from lead_scoring_assets.scoring.full_rescore import read_lada_reference
+
+CONVERSION_FEATURE_SET = "conversion_v1"
+CATEGORICAL_COLUMNS = ("state", "carrier", "lada_status")
+REASON_FEATURES = (*FEATURE_COLUMNS, *CATEGORICAL_COLUMNS)
+"""Every feature a reason can name; its code in ``conversion_scores`` is its index + 1."""
+UNKNOWN = "UNKNOWN"
+DEFAULT_ATTRIBUTION_DAYS = 30
+REJECTION_REASONS = ("unknown_campaign", "unknown_contact", "missing_delivered",
+                     "converted_without_delivery")
+
+
+def reason_name(code: int) -> str:
+    """The feature a reason code stands for."""
+    return REASON_FEATURES[int(code) - 1]
+
+
+def conversion_features(parts, contacts: pd.DataFrame, ladas: LadaReference) -> pd.DataFrame:
+    """``contact_id``, ``features_v1`` and the categorical columns, in ``parts`` order (the
+    scorer's: ascending id); ``contacts`` are the rows the parts were computed from."""
+    frame = contact_features(parts)
+    profile = contacts.set_index("id").loc[parts.contact_ids]
+    state = normalize_state_series(profile["state_name"].astype("str"))
+    frame["state"] = state.fillna(UNKNOWN).to_numpy(dtype=object)
+    carrier = profile["operator"].astype("str").str.strip().str.upper()
+    frame["carrier"] = carrier.where(carrier.str.len() > 0).fillna(UNKNOWN).to_numpy(dtype=object)
+    lada = profile["lada"].astype("str").str.strip()
+    frame["lada_status"] = np.where(
+        lada.isna() | (lada == ""), "missing",
+        np.where(lada.isin(ladas.ladas), "known", "unknown"))
+    return frame
+
+
+@dataclass
+class TrainingSet:
+    """One row per delivered message: ``campaign_id``, ``contact_id``, ``sent_at``,
+    ``converted`` (the label), the rule's ``total_score`` at ``sent_at`` and the features."""
+
+    rows: pd.DataFrame
+    campaigns: pd.DataFrame
+    """Per campaign in the set: ``id``, ``name``, ``sent_at``, ``messages``, ``conversions``."""
+    open_campaigns: list[int] = field(default_factory=list)
+    """Campaigns left out: their attribution window had not closed at ``as_of``."""
+    rejected: dict[str, int] = field(default_factory=dict)
+    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS
+    as_of: pd.Timestamp | None = None
+    seconds: float = 0.0
+
+    @property
+    def messages(self) -> int:
+        return len(self.rows)
+
+    @property
+    def conversions(self) -> int:
+        return int(self.rows["converted"].sum()) if len(self.rows) else 0
+
+
+def rejected_outcomes(database: Database) -> dict[str, int]:
+    """Outcome rows that take no part, counted by reason (``rejected_campaign_outcomes``)."""
+    counts = database.read_frame(
+        "SELECT reason, count(*) AS n FROM rejected_campaign_outcomes GROUP BY reason")
+    return {str(r): int(n) for r, n in zip(counts["reason"], counts["n"])}
+
+
+def _message_chunks(database: Database, campaign_id: int, chunk_size: int
+                    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """(outcomes, contacts, validations) of the campaign's delivered messages to known
+    contacts, ``chunk_size`` messages at a time by contact id."""
+    joined = "FROM campaign_outcomes o JOIN contacts c ON c.id = o.contact_id "
+    delivered = "WHERE o.campaign_id = :campaign AND o.delivered = :yes AND o.contact_id > :after"
+    after = FIRST_ID
+    while True:
+        outcomes = database.read_frame(
+            f"SELECT o.contact_id, o.converted, o.converted_at {joined}{delivered} "
+            "ORDER BY o.contact_id LIMIT :limit",
+            {"campaign": campaign_id, "yes": True, "after": after, "limit": chunk_size})
+        if outcomes.empty:
+            return
+        upto = int(outcomes["contact_id"].iloc[-1])
+        window = {"campaign": campaign_id, "yes": True, "after": after, "upto": upto}
+        contacts = database.read_frame(
+            f"SELECT {', '.join(f'c.{c}' for c in CONTACT_COLUMNS)} {joined}{delivered} "
+            "AND o.contact_id <= :upto", window)
+        validations = database.read_frame(
+            f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} {joined}"
+            f"JOIN platform_validations v ON v.contact_id = o.contact_id {delivered} "
+            "AND o.contact_id <= :upto", window)
+        yield outcomes, contacts, validations
+        after = upto
+
+
+def label(outcomes: pd.DataFrame, sent_at: pd.Timestamp, attribution_days: int) -> np.ndarray:
+    """Converted within ``attribution_days`` of ``sent_at`` (a conversion without a time
+    counts: the platform recorded it for this campaign)."""
+    converted = outcomes["converted"].astype("boolean").fillna(False).to_numpy(bool)
+    at = pd.to_datetime(outcomes["converted_at"], utc=True, format="ISO8601")
+    in_window = (at >= sent_at) & (at <= sent_at + pd.Timedelta(days=attribution_days))
+    return converted & (at.isna() | in_window).to_numpy(bool)
+
+
+def build_training_set(
+    database: Database, attribution_days: int = DEFAULT_ATTRIBUTION_DAYS, as_of=None,
+    chunk_size: int = 100_000,
+) -> TrainingSet:
+    """Every delivered message of the campaigns whose attribution window closed by ``as_of``
+    (default now), with its point-in-time features and label."""
+    started = time.perf_counter()
+    as_of = utc_timestamp(as_of if as_of is not None else pd.Timestamp.now(tz="UTC"))
+    ladas = read_lada_reference(database)
+    campaigns = database.read_frame("SELECT id, name, sent_at FROM campaigns ORDER BY sent_at, id")
+    campaigns["sent_at"] = pd.to_datetime(campaigns["sent_at"], utc=True, format="ISO8601")
+    closed = campaigns["sent_at"] + pd.Timedelta(days=attribution_days) <= as_of
+    frames, summary = [], []
+    for campaign in campaigns[closed].itertuples():
+        messages = conversions = 0
+        for outcomes, contacts, validations in _message_chunks(database, campaign.id,
+                                                               chunk_size):
+            scored = score_chunk(contacts, validations, ladas, campaign.sent_at, DEFAULT_CONFIG)
+            features = conversion_features(scored.parts, contacts, ladas)
+            outcomes = outcomes.sort_values("contact_id", ignore_index=True)
+            features.insert(0, "campaign_id", np.int64(campaign.id))
+            features.insert(2, "sent_at", campaign.sent_at)
+            features.insert(3, "converted", label(outcomes, campaign.sent_at, attribution_days))
+            features.insert(4, "total_score", scored.scores["total_score"].to_numpy())
+            frames.append(features)
+            messages += len(features)
+            conversions += int(features["converted"].sum())
+        summary.append({"id": campaign.id, "name": campaign.name, "sent_at": campaign.sent_at,
+                        "messages": messages, "conversions": conversions})
+    rows = (pd.concat(frames, ignore_index=True) if frames else
+            pd.DataFrame(columns=["campaign_id", "contact_id", "sent_at", "converted",
+                                  "total_score", *REASON_FEATURES]))
+    return TrainingSet(
+        rows=rows, campaigns=pd.DataFrame(summary, columns=["id", "name", "sent_at", "messages",
+                                                            "conversions"]),
+        open_campaigns=[int(i) for i in campaigns.loc[~closed, "id"]],
+        rejected=rejected_outcomes(database), attribution_days=attribution_days, as_of=as_of,
+        seconds=time.perf_counter() - started)
+
+
+PLAIN_WORDS = {
+    **{f"has_{p}": f"a valid {name} account" for p, name in (
+        ("whatsapp", "WhatsApp"), ("instagram", "Instagram"), ("facebook", "Facebook"),
+        ("google", "Google"), ("apple", "Apple"))},
+    **{f"{p}_score": f"its {p.title()} score" for p in ("whatsapp", "instagram", "facebook",
+                                                         "google", "apple")},
+    "platform_count": "how many platforms it is active on",
+    "business_account_count": "its business accounts",
+    "premium_account_count": "its premium accounts",
+    "validation_count": "how many validations it has",
+    "avg_confidence_score": "the validations' confidence",
+    "profile_completeness": "how complete its profile is",
+    "geographic_consistency": "whether its LADA matches its state",
+    "account_age_days": "the age of its account",
+    "validation_recency_days": "how long ago it was last validated",
+    "has_business_accounts": "having a business account",
+    "has_premium_accounts": "having a premium account",
+    "is_multi_platform": "being on two platforms or more",
+    "meta_ecosystem_user": "WhatsApp with Facebook or Instagram",
+    "tech_ecosystem_user": "Google with Apple",
+    "state": "its state",
+    "carrier": "its carrier",
+    "lada_status": "whether its LADA is known",
+}
+
+
+def decoded_reasons(row: dict) -> dict[str, list[dict]]:
+    """The reason columns of a ``conversion_scores`` row as ``{"raises": [...], "lowers":
+    [...]}``, each ``{"feature", "words", "effect"}`` (log-odds); empty for the fallback."""
+    reasons: dict[str, list[dict]] = {"raises": [], "lowers": []}
+    for side, key in (("up", "raises"), ("down", "lowers")):
+        for i in (1, 2, 3):
+            code = row.get(f"{side}_feature_{i}")
+            if code is None or pd.isna(code):
+                continue
+            name = reason_name(code)
+            reasons[key].append({"feature": name, "words": PLAIN_WORDS[name],
+                                 "effect": round(float(row[f"{side}_effect_{i}"]), 4)})
+    return reasons
