@@ -14,7 +14,7 @@ factor values, so a saturated factor gives the day it saturates (365 and 15 days
 back as the same factor. The downgrade rebuilds the JSON with ``breakdown_of``.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 import json
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

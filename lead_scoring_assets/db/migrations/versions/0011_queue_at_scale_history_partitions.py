@@ -1,7 +1,7 @@
 """The queue at scale, and the score history partitioned by month.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 
 - ``scoring_queue`` gets indexes matching its claim, one per group of the claim order:
   ``ix_scoring_queue_claim_order`` (priority DESC, updated_at, contact_id) over the entries
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
