@@ -114,8 +114,8 @@ def main() -> None:
         predictions = run_stage("predictions", args.url, tracking_uri, args.sample_size)
         forest = run_stage("predictions_forest", args.url, tracking_uri, args.sample_size)
         predictions_baseline = copy_baseline(url, "ml_lead_scores", (
-            f"COPY (SELECT {', '.join(('contact_id', *FEATURE_COLUMNS))} "
-            "FROM contact_features) TO STDOUT",
+            (f"COPY (SELECT {', '.join(('contact_id', *FEATURE_COLUMNS))} "
+             "FROM contact_features) TO STDOUT"),
             "COPY (SELECT contact_id, total_score, quality_tier FROM lead_scores) TO STDOUT",
         ))
 

@@ -29,7 +29,8 @@ def bytes_per_row(database: Database, table: str) -> dict:
         rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
         heap, indexes, total = conn.execute(sa.text(
             "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), "
-            f"sum(pg_total_relation_size(relid)) FROM pg_partition_tree('{table}')")).one()
+            f"sum(pg_total_relation_size(relid)) FROM (SELECT CAST('{table}' AS regclass) "
+            f"AS relid UNION SELECT relid FROM pg_partition_tree('{table}')) AS tree")).one()
     return {"rows": rows, "heap": heap / rows, "indexes": indexes / rows, "total": total / rows}
 
 
