@@ -48,6 +48,13 @@ def _insert_validation(database: Database, contact_id: int, validation_id: int) 
         )
 
 
+def _analyze_contacts(database: Database) -> None:
+    """Current statistics for the sensor's count of contacts (PostgreSQL)."""
+    if database.dialect == "postgresql":
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("ANALYZE contacts"))
+
+
 def test_definitions_schedule_sensor_and_jobs(definitions):
     sensor = definitions.resolve_sensor_def("scoring_queue_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
@@ -165,6 +172,7 @@ def test_a_backlog_over_the_share_requests_one_full_rescoring_instead(
     empty."""
     sensor = build_scoring_queue_sensor(batch_size=100, max_runs=2)
     contacts = demo_database.count("contacts")
+    _analyze_contacts(demo_database)
     with dg.instance_for_test() as instance:
         result, _ = _tick(sensor, instance, database_url)
         (request,) = list(result)
@@ -195,6 +203,7 @@ def test_a_backlog_under_the_share_gets_incremental_runs(demo_database, database
     contacts = demo_database.count("contacts")
     for i in range(contacts // 20):
         _insert_validation(demo_database, 1 + i, 10**8 + i)
+    _analyze_contacts(demo_database)
     at_five = build_scoring_queue_sensor(batch_size=50, max_runs=2)
     at_four = build_scoring_queue_sensor(batch_size=50, max_runs=2, full_rescore_percent=4)
     with dg.instance_for_test() as instance:

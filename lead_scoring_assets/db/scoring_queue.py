@@ -124,27 +124,31 @@ class ScoringQueue:
         claimed ``MAX_ATTEMPTS`` times move to ``scoring_dead_letters`` first: those are
         leased ones (a released entry has its attempts reset, or is dead-lettered by
         ``fail``)."""
-        skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgresql" else ""
+        postgresql = self.db.dialect == "postgresql"
         params = {"owner": owner, "lease_seconds": lease_seconds}
-        worn_out = f"attempts >= :max AND ({' OR '.join(CLAIM_GROUPS[:2])})".format(
-            now=self.statement_now)
+        groups = [group.format(now=self.statement_now) for group in CLAIM_GROUPS]
         claimed = []
         with self.db.engine.begin() as connection:
-            connection.execute(sa.text(
-                f"UPDATE scoring_queue SET last_error = :error WHERE {worn_out}"),
-                {"error": LOST_WORKER_ERROR, "max": MAX_ATTEMPTS, "owner": owner})
-            self._dead_letter(connection, worn_out, {"owner": owner})
-            for group in CLAIM_GROUPS:
+            for group in groups[:2]:
+                worn_out = f"attempts >= :max AND {group}"
+                connection.execute(sa.text(
+                    f"UPDATE scoring_queue SET last_error = :error WHERE {worn_out}"),
+                    {"error": LOST_WORKER_ERROR, "max": MAX_ATTEMPTS, "owner": owner})
+                self._dead_letter(connection, worn_out, {"owner": owner})
+            for group in groups:
                 wanted = batch_size - len(claimed)
                 if wanted <= 0:
                     break
+                picked = (f"SELECT contact_id FROM scoring_queue WHERE {group} "
+                          f"ORDER BY {GROUP_ORDER} LIMIT :wanted")
+                # PostgreSQL: the picked ids as one array, looked up by primary key (joined
+                # with IN, the planner reads the whole queue to hash it)
+                picked = (f"= ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))" if postgresql
+                          else f"IN ({picked})")
                 claimed += connection.execute(sa.text(
                     f"UPDATE scoring_queue SET leased_by = :owner, attempts = attempts + 1, "
                     f"leased_until = {_lease_end(self.db.dialect)}, last_attempt_at = {self.now} "
-                    "WHERE contact_id IN (SELECT contact_id FROM scoring_queue "
-                    f"WHERE {group.format(now=self.statement_now)} ORDER BY {GROUP_ORDER} "
-                    f"LIMIT :wanted{skip_locked}) "
-                    "RETURNING contact_id, version, attempts"),
+                    f"WHERE contact_id {picked} RETURNING contact_id, version, attempts"),
                     {**params, "wanted": wanted}).all()
         return pd.DataFrame(claimed, columns=["contact_id", "version", "attempts"])
 
