@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from lead_scoring_assets.analytics.conversion import latest_conversion_rates
+from lead_scoring_assets.campaigns.segment_export import Segment, select_segment
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.assets.conversion_model import ConversionModelConfig, conversion_model
 from lead_scoring_assets.defs.assets.conversion_scores import conversion_scores
@@ -26,7 +28,11 @@ from lead_scoring_assets.ml.conversion import (
     top_reasons,
     top_share_rate,
 )
-from lead_scoring_assets.ml.conversion_features import REASON_FEATURES, build_training_set
+from lead_scoring_assets.ml.conversion_features import (
+    REASON_FEATURES,
+    build_training_set,
+    decoded_reasons,
+)
 from lead_scoring_assets.ml.conversion_scores import (
     FALLBACK_METHOD,
     conversion_score_violations,
@@ -40,9 +46,6 @@ from lead_scoring_assets.ml.tracking import (
     USABLE,
     ChampionLookup,
 )
-from lead_scoring_assets.analytics.conversion import latest_conversion_rates
-from lead_scoring_assets.campaigns.segment_export import Segment, select_segment
-from lead_scoring_assets.ml.conversion_features import decoded_reasons
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 from lead_scoring_assets.scoring.score_card import conversion_summary
 
@@ -289,7 +292,7 @@ def test_too_few_outcomes_in_the_asset_succeeds_without_training(outcomes_databa
         "SELECT count(*) AS n FROM campaign_outcomes WHERE delivered = :yes",
         {"yes": True})["n"].iloc[0] - 0
     assert "training needs at least 1000 and 50" in metadata["reason"]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}", f"sqlite:///{tmp_path / 'm.db'}")
     assert client.search_registered_models() == []
 
 

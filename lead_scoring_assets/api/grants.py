@@ -7,7 +7,7 @@ runs the pipeline grant SELECT on every table it creates from then on.
 """
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
-               "lead_scoring_analytics_history")
+               "conversion_scores", "lead_scoring_analytics_history")
 
 
 def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:

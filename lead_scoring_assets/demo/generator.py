@@ -349,8 +349,10 @@ def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
            for p in PLATFORMS}
     business = ids.map(valid[valid["is_business"].fillna(False).astype(bool)]
                        .groupby("contact_id").size()).fillna(0).to_numpy(float)
-    latest = ids.map(known.groupby("contact_id")["validated_at"].max())
-    recency = ((sent_at - latest).dt.days.to_numpy(dtype=float, na_value=np.nan))
+    latest = contacts[["id"]].merge(
+        known.groupby("contact_id")["validated_at"].max().rename("latest"), how="left",
+        left_on="id", right_index=True)["latest"]
+    recency = (sent_at - latest).dt.days.to_numpy(dtype=float, na_value=np.nan)
     recency = np.nan_to_num(recency, nan=180.0)
     age = (sent_at - contacts["created_at"]).dt.days.to_numpy(dtype=float, na_value=np.nan)
     age = np.nan_to_num(age, nan=365.0).clip(0)
