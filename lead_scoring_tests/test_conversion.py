@@ -38,7 +38,7 @@ from lead_scoring_assets.ml.conversion_scores import (
     conversion_score_violations,
     write_conversion_scores,
 )
-from lead_scoring_assets.ml.conversion_tracking import decide
+from lead_scoring_assets.ml.conversion_tracking import ConversionChampion, decide
 from lead_scoring_assets.ml.tracking import (
     CHALLENGER,
     CHAMPION,
@@ -305,3 +305,16 @@ def test_conversion_scores_on_both_dialects(outcomes_database):
                                  "FROM conversion_scores GROUP BY probability_decile")
     assert counts["n"].sum() == CONTACTS
     assert counts["probability_decile"].between(1, 10).all()
+
+
+def test_scores_with_a_champion_when_the_last_chunk_has_no_contacts(home):
+    """``iter_scoring_inputs`` ends with an empty chunk when the contacts fill whole chunks."""
+    split = time_split(home.training)
+    champion = ConversionChampion(fit_candidate("hist_gradient_boosting", split.train), "7",
+                                  "hist_gradient_boosting")
+    database = Database(home.url)
+    report = write_conversion_scores(database, champion, AS_OF, chunk_size=CONTACTS // 3,
+                                     audit=conversion_score_violations)
+    assert report.contacts == CONTACTS and not report.violations.failed
+    assert report.by_method == {"hgb": CONTACTS}
+    database.dispose()

@@ -249,6 +249,9 @@ class Explainer:
         return np.asarray(z, dtype=np.float64)
 
     def explain(self, x: pd.DataFrame) -> Contributions:
+        if x.empty:
+            return Contributions(base=0.0, values=np.zeros((0, len(REASON_FEATURES))),
+                                 logit=np.zeros(0))
         z = self._transform(x)
         if self.tree is None:
             coef = self.estimator.coef_[0]
