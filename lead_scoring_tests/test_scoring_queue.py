@@ -381,6 +381,10 @@ def test_full_and_incremental_runs_interleaved_lose_nothing(demo_database, monke
     assert _scores(demo_database, [2_000])["apple_score"].iloc[0] > 0
 
 
+DUE_LATER = pd.Timedelta(seconds=10)
+"""Long enough for the first run to finish before the row is due, even on a loaded machine."""
+
+
 def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_database):
     """A row dated a little after the run's as_of (a validator's clock ahead of ours) takes no
     part now; the contact stays queued, claimable once the row is due, and is then rescored
@@ -392,12 +396,12 @@ def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_databa
              "is_business, is_premium, confidence_score, validated_at) VALUES "
              "(:id, 70, 'apple', :yes, :no, :no, 0.97, :at)",
              {"id": 10**8, "yes": True, "no": False,
-              "at": demo_database.bind_timestamp(now + pd.Timedelta(seconds=2))})
+              "at": demo_database.bind_timestamp(now + DUE_LATER)})
     early = score_queued(demo_database, now, owner="early")
     assert (early.scored, early.rows_after_as_of, early.removed) == (1, 1, 0)
     assert _scores(demo_database, [70])["apple_score"].iloc[0] == 0
     assert ScoringQueue(demo_database).depth().claimable == 0
-    time.sleep(2.2)
+    time.sleep(max(0.0, (now + DUE_LATER - pd.Timestamp.now(tz="UTC")).total_seconds()) + 0.2)
     due = score_queued(demo_database, pd.Timestamp.now(tz="UTC"), owner="due")
     assert (due.scored, due.removed, due.rows_after_as_of) == (1, 1, 0)
     assert _scores(demo_database, [70])["apple_score"].iloc[0] > 0
