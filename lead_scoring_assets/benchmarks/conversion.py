@@ -12,6 +12,7 @@ included) and a raw COPY baseline measured in the same run.
 """
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -92,6 +93,7 @@ def main() -> None:
                         help="keep the outcomes of contacts whose id is a multiple of this")
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     url = sa.make_url(args.url)
     print(f"database {redact(args.url)}, {args.contacts:,} contacts")
     if not args.reuse:
