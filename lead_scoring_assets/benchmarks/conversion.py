@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/"
-                        "issue11_conversion_bench")
+                        "lead_scoring_bench_conversion")
     parser.add_argument("--keep-one-in", type=int, default=4,
                         help="keep the outcomes of contacts whose id is a multiple of this")
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
