@@ -27,18 +27,29 @@ def _db_current(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Schema, demo data, then the nightly run (full rescoring and retraining), run as Dagster
-    jobs on a local instance with a local MLflow store."""
+    jobs on a local instance with a local MLflow store. The console gets each job's steps and
+    the summary; the full log stays in the instance (the Dagster UI)."""
+    import warnings
+
     import dagster as dg
 
     from lead_scoring_assets.demo_definitions import defs
     from lead_scoring_assets.ml.tracking import default_tracking_uri
 
     os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    instance_yaml = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
+    if not os.path.exists(instance_yaml):
+        with open(instance_yaml, "w") as file:
+            file.write("telemetry:\n  enabled: false\n")
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     database = Database(default_database_url())
     database.upgrade()
     database.dispose()
     definitions = defs()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
         for job_name, run_config in (
             ("demo_data_job", {"ops": {"generate_demo_data_op": {"config": {
@@ -47,13 +58,18 @@ def _demo(args: argparse.Namespace) -> int:
             ("nightly_retrain_job",
              {"ops": {"staged_lead_scores": {"config": {"as_of": args.as_of}}}}),
         ):
+            print(f"{job_name} running ...", flush=True)
             result = definitions.resolve_job_def(job_name).execute_in_process(
-                run_config=run_config, instance=instance
+                run_config={**run_config, **quiet}, instance=instance, raise_on_error=False
             )
+            for event in result.get_step_success_events():
+                seconds = event.event_specific_data.duration_ms / 1000
+                print(f"  {event.step_key}: {seconds:.1f} s")
             if not result.success:
-                print(f"{job_name} failed (run {result.run_id})", file=sys.stderr)
+                print(f"{job_name} failed (run {result.run_id}); its log: the Dagster UI",
+                      file=sys.stderr)
                 return 1
-            print(f"{job_name} succeeded (run {result.run_id})")
+            print(f"{job_name} succeeded (run {result.run_id})", flush=True)
     _print_summary(Database(default_database_url()))
     print(f"\nOpen the Dagster UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
           ".venv/bin/dagster dev  (then http://127.0.0.1:3000)")
@@ -149,6 +165,13 @@ def _print_summary(database: Database) -> None:
     )
     print("\nml_lead_scores (champion model, or the rule-based fallback):")
     print(ml.to_string(index=False))
+    conversion = database.read_frame(
+        "SELECT method, model_version, count(*) AS contacts, "
+        "round(avg(conversion_probability), 4) AS mean_probability FROM conversion_scores "
+        "GROUP BY method, model_version"
+    )
+    print("\nconversion_scores (the lead_conversion champion, or the rule score's rank):")
+    print(conversion.to_string(index=False))
     database.dispose()
 
 

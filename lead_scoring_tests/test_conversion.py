@@ -1,9 +1,11 @@
 """The conversion model: outcomes, point-in-time training set, time split, gate, scores,
 reasons and fallback, on small demo data (SQLite and PostgreSQL) and a real MLflow store."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,7 +51,7 @@ from lead_scoring_assets.ml.tracking import (
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 from lead_scoring_assets.scoring.score_card import conversion_summary
 
-from .conftest import AS_OF
+from .conftest import AS_OF, digit_runs
 
 CONTACTS = 3_000
 
@@ -213,7 +215,7 @@ def _metadata(result, node: str) -> dict:
             result.asset_materializations_for_node(node)[0].metadata.items()}
 
 
-def test_training_logs_candidates_and_rule_then_scores_every_contact(home):
+def test_training_logs_candidates_and_rule_then_scores_every_contact(home, tmp_path):
     resources = {"database": DatabaseResource(url=home.url),
                  "mlflow": MlflowResource(tracking_uri=home.tracking_uri)}
     config = dg.RunConfig({"conversion_model": ConversionModelConfig(
@@ -250,6 +252,18 @@ def test_training_logs_candidates_and_rule_then_scores_every_contact(home):
     assert {"conversion_by_decile.png", "calibration_curve.png",
             "conversion_by_decile.json"} <= artifacts
     assert str(client.get_model_version_by_alias("lead_conversion", CHAMPION).version) == "1"
+    mlflow.set_tracking_uri(home.tracking_uri)
+    downloaded = tmp_path / "artifacts"
+    mlflow.artifacts.download_artifacts(run_id=model_run.info.run_id,
+                                        dst_path=str(downloaded / "run"))
+    mlflow.artifacts.download_artifacts(artifact_uri="models:/lead_conversion/1",
+                                        dst_path=str(downloaded / "model"))
+    assert len(list(downloaded.rglob("model.skops"))) == 1
+    assert len(list(downloaded.rglob("*.png"))) >= 2
+    phones = Database(home.url).read_frame("SELECT phone_e164 FROM contacts")["phone_e164"]
+    numbers = {p.lstrip("+").encode() for p in phones.dropna()}
+    numbers |= {n[2:] for n in numbers if n.startswith(b"52")}
+    assert not digit_runs(downloaded) & numbers
     rows = database.read_frame("SELECT * FROM conversion_scores")
     assert len(rows) == CONTACTS and set(rows["method"]) == {"lr"}
     assert rows["conversion_probability"].between(0, 1).all()

@@ -171,3 +171,33 @@ def test_dagster_cli_validates_the_code_location(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
+    """`lead-scoring demo` in a fresh data folder: each job's outcome and the summary on the
+    console; no Dagster debug stream, no MLflow progress bars, no framework warnings (the
+    full log stays in the Dagster instance)."""
+    import os
+    import subprocess
+    import sys
+
+    command = Path(sys.executable).with_name("lead-scoring")
+    result = subprocess.run(
+        [str(command), "demo", "--contacts", "3000"], capture_output=True, text=True,
+        cwd=tmp_path, timeout=600, check=False,
+        env={**{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+             "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "nightly_retrain_job succeeded" in result.stdout
+    assert "Open the Dagster UI" in result.stdout
+    assert "conversion_scores (the lead_conversion champion" in result.stdout
+    for noise in (" - DEBUG - ", "Downloading artifacts", "Warning:", "Telemetry"):
+        assert noise not in output, f"{noise!r} in the demo's output"
+    with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
+        runs = instance.get_run_records()
+        assert {r.dagster_run.job_name for r in runs} == {"demo_data_job", "nightly_retrain_job"}
+        logged = instance.all_logs(runs[0].dagster_run.run_id)
+        assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+                   for e in logged)

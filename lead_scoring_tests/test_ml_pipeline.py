@@ -2,9 +2,7 @@
 with a real MLflow store (SQLite here; PostgreSQL in test_ml_postgres.py)."""
 
 import logging
-import re
 import zipfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -41,7 +39,7 @@ from lead_scoring_assets.ml.training import (
 )
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
-from .conftest import AS_OF
+from .conftest import AS_OF, PHONE_DIGITS, digit_runs
 
 METRICS = {"mse", "rmse", "mae", "r2", "tier_accuracy"}
 RETRAININGS = (["random_forest"], ["mean_baseline"], list(DEFAULT_CANDIDATES), ["linear_baseline"])
@@ -243,36 +241,19 @@ def test_broken_champion_falls_back_to_the_rule_based_score(ml_home, tmp_path):
     assert any("v1 failed to load" in w for w in warnings)
 
 
-PHONE_DIGITS = re.compile(rb"\d{10,}")
-
-
-def _digit_runs(folder: Path) -> set[bytes]:
-    """Every run of 10+ digits in the files under ``folder``, zip members (skops) opened."""
-    runs: set[bytes] = set()
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        runs |= set(PHONE_DIGITS.findall(path.read_bytes()))
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for member in archive.namelist():
-                    runs |= set(PHONE_DIGITS.findall(archive.read(member)))
-    return runs
-
-
 def test_no_phone_number_in_any_mlflow_artifact(ml_home, trained, tmp_path):
     phones = Database(ml_home.url).read_frame("SELECT phone_e164 FROM contacts")["phone_e164"]
     numbers = {p.lstrip("+").encode() for p in phones.dropna()}
     numbers |= {n[2:] for n in numbers if n.startswith(b"52")}
     artifacts = ml_home.folder / "mlartifacts"
     assert len(list(artifacts.rglob("model.skops"))) == 6
-    assert not _digit_runs(artifacts) & numbers
+    assert not digit_runs(artifacts) & numbers
     assert not set(PHONE_DIGITS.findall((ml_home.folder / "mlflow.db").read_bytes())) & numbers
     planted = tmp_path / "planted"
     planted.mkdir()
     with zipfile.ZipFile(planted / "model.skops", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("schema.json", b'{"x": "' + sorted(numbers)[0] + b'"}')
-    assert _digit_runs(planted) & numbers
+    assert digit_runs(planted) & numbers
 
 
 def test_too_few_contacts_fail_clearly(tmp_path):
