@@ -23,10 +23,9 @@ from lead_scoring_assets.benchmarks.full_rescore import (
     AS_OF,
     SCORING_INPUTS,
     copy_baseline,
-    load_fresh_database,
+    scored_database,
 )
 from lead_scoring_assets.db.database import Database, redact
-from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 
 def timed_training(url: str, tracking_uri: str) -> dict:
@@ -96,14 +95,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     url = sa.make_url(args.url)
     print(f"database {redact(args.url)}, {args.contacts:,} contacts")
-    if not args.reuse:
-        load_fresh_database(url, args.contacts)
-    database = Database(args.url)
-    database.upgrade()
-    if database.count("lead_scores") == 0:
-        started = time.perf_counter()
-        rescore_all(database, AS_OF)
-        print(f"lead_scores in {time.perf_counter() - started:.1f} s")
+    database = scored_database(url, args.contacts, args.reuse)
     with database.engine.begin() as connection:
         connection.execute(sa.text("DELETE FROM campaign_outcomes WHERE contact_id % :n <> 0"),
                            {"n": args.keep_one_in})

@@ -58,6 +58,22 @@ def load_fresh_database(url: sa.URL, contacts: int) -> None:
           f"in {seconds:.1f} s ({loaded.contacts / seconds:,.0f} contacts/s)")
 
 
+def scored_database(url: sa.URL, contacts: int, reuse: bool) -> Database:
+    """The benchmark database with ``contacts`` demo contacts (loaded afresh unless ``reuse``),
+    migrated, with ``lead_scores`` computed for ``AS_OF`` if it is empty."""
+    if not reuse:
+        load_fresh_database(url, contacts)
+    database = Database(url.render_as_string(hide_password=False))
+    database.upgrade()
+    if database.count("lead_scores") == 0:
+        from lead_scoring_assets.scoring.full_rescore import rescore_all
+
+        started = time.perf_counter()
+        rescore_all(database, AS_OF)
+        print(f"lead_scores in {time.perf_counter() - started:.1f} s")
+    return database
+
+
 def copy_baseline(
     url: sa.URL, table: str = "lead_scores", sources: tuple[str, ...] = SCORING_INPUTS
 ) -> dict[str, float]:

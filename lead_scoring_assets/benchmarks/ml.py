@@ -12,6 +12,7 @@ inputs out and its output rows back in, nothing else.
 """
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -22,11 +23,10 @@ from lead_scoring_assets.benchmarks.full_rescore import (
     AS_OF,
     SCORING_INPUTS,
     copy_baseline,
-    load_fresh_database,
+    scored_database,
 )
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS
-from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 
 def timed_stage(stage: str, url: str, tracking_uri: str, sample_size: int) -> dict:
@@ -93,16 +93,10 @@ def main() -> None:
     parser.add_argument("--sample-size", type=int, default=200_000)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     url = sa.make_url(args.url)
     print(f"database {redact(args.url)}, {args.contacts:,} contacts, sample {args.sample_size:,}")
-    if not args.reuse:
-        load_fresh_database(url, args.contacts)
-    database = Database(args.url)
-    database.upgrade()
-    if database.count("lead_scores") == 0:
-        started = time.perf_counter()
-        rescore_all(database, AS_OF)
-        print(f"lead_scores in {time.perf_counter() - started:.1f} s")
+    database = scored_database(url, args.contacts, args.reuse)
     database.dispose()
 
     with tempfile.TemporaryDirectory() as folder:
