@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.buckets import BUCKET_COUNT, bucket_sql
+from lead_scoring_assets.db.score_swap import staged_scores
 from lead_scoring_assets.db.staged_table import StagedBuildMissing, StagedTable
 from lead_scoring_assets.db.writer_lock import LockLost
 from lead_scoring_assets.defs.assets.ladas_reference import (
@@ -21,6 +23,7 @@ from lead_scoring_assets.defs.checks import (
     staged_ladas_reference_covers_mexico,
     staged_lead_scores_pass_audit,
 )
+from lead_scoring_assets.defs.partitions import ALL_BUCKETS
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.scoring import full_rescore
 from lead_scoring_assets.scoring.checks import staged_score_violations
@@ -61,24 +64,25 @@ def test_audits_are_blocking_and_read_the_staged_assets():
 @pytest.mark.parametrize(
     ("breakage", "rule"),
     [
-        ("UPDATE lead_scores_next SET total_score = 101 WHERE contact_id = 1",
-         "total_out_of_range"),
-        ("UPDATE lead_scores_next SET apple_score = 21 WHERE contact_id = 2",
-         "platform_over_cap"),
-        ("UPDATE lead_scores_next SET quality_tier = 'PREMIUM' WHERE total_score < 90",
+        ("UPDATE {staged} SET total_score = 101 WHERE contact_id = 1", "total_out_of_range"),
+        ("UPDATE {staged} SET apple_score = 21 WHERE contact_id = 1", "platform_over_cap"),
+        ("UPDATE {staged} SET quality_tier = 'PREMIUM' WHERE total_score < 90",
          "tier_mismatch"),
-        ("UPDATE lead_scores_next SET confidence_level = 1.5 WHERE contact_id = 3",
+        ("UPDATE {staged} SET confidence_level = 1.5 WHERE contact_id = 1",
          "confidence_out_of_range"),
-        ("DELETE FROM lead_scores_next WHERE contact_id = 4", "contacts_without_score"),
-        ("UPDATE lead_scores_next SET contact_id = 999999999 WHERE contact_id = 5",
+        ("DELETE FROM {staged} WHERE contact_id = 1", "contacts_without_score"),
+        ("UPDATE {staged} SET contact_id = {stranger} WHERE contact_id = 1",
          "scores_without_contact"),
     ],
 )
 def test_each_rule_catches_its_breakage_in_the_staged_scores(demo_database, breakage, rule):
     stage_rescore(demo_database, AS_OF, run_id="audited")
-    assert not staged_score_violations(demo_database).failed
-    _execute(demo_database, breakage)
-    violations = staged_score_violations(demo_database)
+    assert not staged_score_violations(demo_database, "audited").failed
+    bucket = _bucket_of(demo_database, 1)
+    stranger = next(i for i in range(10**9, 10**9 + 1000)
+                    if _bucket_of(demo_database, i) == bucket)
+    _execute(demo_database, breakage.format(staged=staged_scores(bucket), stranger=stranger))
+    violations = staged_score_violations(demo_database, "audited")
     assert getattr(violations, rule) >= 1
     assert rule in violations.describe()
 
@@ -109,12 +113,24 @@ def test_contacts_inserted_or_deleted_while_the_run_reads_do_not_fail_the_audit(
     assert unscored == 1
 
 
+def _bucket_of(database, contact_id: int) -> int:
+    with database.engine.connect() as connection:
+        return connection.execute(sa.text(
+            f"SELECT {bucket_sql(database.dialect, ':id')}"), {"id": contact_id}).scalar_one()
+
+
+def _staged_tables(database) -> list[str]:
+    names = sa.inspect(database.engine).get_table_names()
+    return [staged_scores(b) for b in range(BUCKET_COUNT) if staged_scores(b) in names]
+
+
 def _materialize(database_url, as_of, **kwargs):
     return dg.materialize(
         [staged_ladas_reference, ladas_reference, staged_lead_scores, lead_scores,
          staged_lead_scores_pass_audit, staged_ladas_reference_covers_mexico],
         resources={"database": DatabaseResource(url=database_url)},
         run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(as_of=as_of)}),
+        tags=ALL_BUCKETS,
         **kwargs,
     )
 
@@ -128,9 +144,13 @@ def test_planted_violation_in_the_staged_scores_publishes_nothing(
     before = _live(demo_database)
     real = full_rescore.score_chunk
 
+    planted = []
+
     def planting(*args, **kwargs):
         scored = real(*args, **kwargs)
-        scored.scores.loc[scored.scores.index[0], "total_score"] = 150
+        if not planted and len(scored.scores):
+            scored.scores.loc[scored.scores.index[0], "total_score"] = 150
+            planted.append(True)
         return scored
 
     monkeypatch.setattr(full_rescore, "score_chunk", planting)
@@ -145,7 +165,7 @@ def test_planted_violation_in_the_staged_scores_publishes_nothing(
     for name in LIVE:
         pd.testing.assert_frame_equal(before[name], after[name], obj=name)
     assert demo_database.count("writer_locks") == demo_database.count("staged_builds") == 0
-    assert not sa.inspect(demo_database.engine).has_table("lead_scores_next")
+    assert not _staged_tables(demo_database)
     monkeypatch.setattr(full_rescore, "score_chunk", real)
     assert _materialize(database_url, later).success
 
@@ -170,14 +190,14 @@ def test_only_the_run_that_staged_may_publish_or_discard(demo_database):
     rescore_all(demo_database, AS_OF)
     before = _live(demo_database)["lead_scores"]
     stage_rescore(demo_database, AS_OF + pd.Timedelta(days=1), run_id="stager")
-    with pytest.raises(StagedBuildMissing, match="rows of run stager"):
+    with pytest.raises(StagedBuildMissing, match="staged by stager"):
         publish_rescore(demo_database, "intruder")
     with pytest.raises(LockLost):
         discard_rescore(demo_database, "intruder")
     with pytest.raises(StagedBuildMissing):
         StagedTable(demo_database, "ladas_reference", run_id="intruder").publish()
     pd.testing.assert_frame_equal(before, _live(demo_database)["lead_scores"])
-    assert demo_database.count("lead_scores_next") == len(before)
+    assert sum(demo_database.count(t) for t in _staged_tables(demo_database)) == len(before)
     publish_rescore(demo_database, "stager")
     assert demo_database.count("writer_locks") == 0
     assert not _live(demo_database)["lead_scores"].equals(before)

@@ -19,6 +19,7 @@ from lead_scoring_assets.defs.assets.lead_scores import (
     lead_scores,
     staged_lead_scores,
 )
+from lead_scoring_assets.defs.partitions import ALL_BUCKETS
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.demo_definitions import DemoDataConfig, demo_data_job
 from lead_scoring_assets.demo_definitions import defs as demo_defs
@@ -75,7 +76,7 @@ def test_materialize_lead_scores(database_url):
     _run_demo_job(database_url)
     result = dg.materialize(
         SCORING,
-        resources={"database": DatabaseResource(url=database_url)},
+        resources={"database": DatabaseResource(url=database_url)}, tags=ALL_BUCKETS,
         run_config=dg.RunConfig(
             {"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
     )
@@ -99,7 +100,8 @@ def test_as_of_defaults_to_the_run_start(sqlite_url):
     Database(sqlite_url).upgrade()
     _run_demo_job(sqlite_url, contacts=50)
     before = pd.Timestamp.now(tz="UTC").floor("s")
-    result = dg.materialize(SCORING, resources={"database": DatabaseResource(url=sqlite_url)})
+    result = dg.materialize(SCORING, resources={"database": DatabaseResource(url=sqlite_url)},
+                            tags=ALL_BUCKETS)
     as_of = pd.Timestamp(result.asset_materializations_for_node("staged_lead_scores")[0]
                          .metadata["as_of"].value)
     assert before - pd.Timedelta(seconds=5) <= as_of <= pd.Timestamp.now(tz="UTC")
@@ -107,7 +109,7 @@ def test_as_of_defaults_to_the_run_start(sqlite_url):
 
 def test_missing_schema_fails_clearly(sqlite_url):
     with pytest.raises(RuntimeError, match="lead-scoring db upgrade"):
-        dg.materialize([staged_lead_scores],
+        dg.materialize([staged_lead_scores], tags=ALL_BUCKETS,
                        resources={"database": DatabaseResource(url=sqlite_url)})
 
 

@@ -117,3 +117,15 @@ def test_no_credential_in_the_deployment_files():
         text = path.read_text()
         assert not re.search(r"(password|token|secret_key)[ \t]*[:=][ \t]*[\"']?\w", text,
                              re.IGNORECASE), path.name
+
+
+def test_the_code_location_splits_bucket_backfills_as_the_values_say(monkeypatch):
+    """The code location's environment in the Helm values sets how many contact buckets a
+    backfill run takes; the rescoring's assets load with that backfill policy."""
+    (location,) = VALUES["dagster-user-deployments"]["deployments"]
+    env = {item["name"]: item["value"] for item in location["env"]}
+    monkeypatch.setenv("LEAD_SCORING_BUCKETS_PER_RUN", env["LEAD_SCORING_BUCKETS_PER_RUN"])
+    from lead_scoring_assets.defs.partitions import bucket_backfill_policy
+
+    policy = bucket_backfill_policy()
+    assert policy.max_partitions_per_run == int(env["LEAD_SCORING_BUCKETS_PER_RUN"]) == 4

@@ -114,7 +114,7 @@ def test_failed_run_leaves_previous_scores_intact(demo_database, monkeypatch):
     with pytest.raises(RuntimeError, match="mid-run"):
         rescore_all(demo_database, AS_OF + pd.Timedelta(days=30), chunk_size=500)
     pd.testing.assert_frame_equal(before, _scores(demo_database))
-    assert not sa.inspect(demo_database.engine).has_table("lead_scores_next")
+    assert not sa.inspect(demo_database.engine).has_table("lead_scores_p00_next")
 
 
 def test_explain_reproduces_the_stored_breakdown(demo_database):
@@ -146,8 +146,8 @@ def test_killed_run_leaves_previous_scores_intact(demo_database, database_url):
     staged = 0
     while time.monotonic() < deadline and not staged:
         time.sleep(0.05)
-        if sa.inspect(demo_database.engine).has_table("lead_scores_next"):
-            staged = demo_database.count("lead_scores_next")
+        if sa.inspect(demo_database.engine).has_table("lead_scores_p00_next"):
+            staged = demo_database.count("lead_scores_p00_next")
     process.kill()
     process.join()
     assert staged > 0, "the run never started writing"

@@ -24,6 +24,7 @@ from lead_scoring_assets.defs.assets.lead_scores import (
     staged_lead_scores,
 )
 from lead_scoring_assets.defs.incremental_scoring import incremental_scoring_job
+from lead_scoring_assets.defs.partitions import ALL_BUCKETS
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.demo.generator import generate_demo_data
@@ -124,7 +125,7 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
         assert not phone_leaks([describe_error(raw.value)], phones)
         full = dg.materialize(
             [staged_lead_scores, lead_scores], resources=resources, instance=instance,
-            raise_on_error=False,
+            raise_on_error=False, tags=ALL_BUCKETS,
             run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(
                 as_of=(AS_OF + pd.Timedelta(days=1)).isoformat())}))
         assert not full.success

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.score_swap import last_validations
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.feature_table import build_contact_features
@@ -94,13 +95,14 @@ def test_view_grant_and_comment_survive_two_full_rescorings(postgres_demo):
 
 
 def test_readers_are_not_held_while_the_publish_updates_contacts(postgres_demo):
-    """A contact row locked elsewhere holds the publish at its ``last_platform_validation``
-    update; meanwhile ``lead_scores`` stays readable (its exclusive lock comes later)."""
+    """A contact row locked elsewhere holds the publish of the first bucket at its
+    ``last_platform_validation`` update; meanwhile ``lead_scores`` stays readable (the
+    bucket's exclusive lock comes later)."""
     stage_rescore(postgres_demo, AS_OF, run_id="held")
     engine = postgres_demo.engine
     with engine.connect() as blocker:
         contact_id = blocker.execute(sa.text(
-            "SELECT min(contact_id) FROM contact_last_validation_next")).scalar_one()
+            f"SELECT min(contact_id) FROM {last_validations(0)}")).scalar_one()
         assert contact_id is not None
         blocker.execute(sa.text("SELECT 1 FROM contacts WHERE id = :id FOR UPDATE"),
                         {"id": contact_id})

@@ -246,7 +246,7 @@ def test_run_killed_mid_batch_loses_nothing(demo_database, database_url):
 def test_incremental_runs_wait_while_a_full_rescoring_runs(demo_database):
     rescore_all(demo_database, AS_OF)
     _add_validation(demo_database, 3, 10**8)
-    with pytest.raises(RuntimeError, match="abort"), ScoreSwap(demo_database):
+    with pytest.raises(RuntimeError, match="abort"), ScoreSwap(demo_database).stage():
         report = score_queued(demo_database, LATER, owner="run-a")
         raise RuntimeError("abort the full rescoring")
     assert report.skipped_reason and report.claimed == 0

@@ -81,7 +81,8 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
     to an unlogged staging table, then PostgreSQL sorts them by ``validated_at`` (rows without
     one last) and they are copied into ``platform_validations`` with new ids in that order,
     ``rows_per_commit`` rows per transaction, its indexes built afterwards (inserting rows in
-    random contact order into them costs an hour at 10M). Every contact is queued, as after
+    random contact order into them costs an hour at 10M), then vacuumed as a table the platform
+    wrote long ago would be (frozen, its visibility map set). Every contact is queued, as after
     any load (the contacts' insert trigger; the validations' one is off during the copy, it
     would only queue the same contacts again), and the first full rescoring settles the queue.
     """
@@ -121,9 +122,10 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
     started = time.perf_counter()
     with database.engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE {ARRIVALS}"))
-        connection.execute(sa.text("ANALYZE contacts"))
-        connection.execute(sa.text("ANALYZE platform_validations"))
-    loaded["seconds_analyze"] = time.perf_counter() - started
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in PLATFORM_TABLES:
+            connection.execute(sa.text(f"VACUUM (FREEZE, ANALYZE) {table}"))
+    loaded["seconds_vacuum"] = time.perf_counter() - started
     database.dispose()
     return loaded
 
@@ -403,7 +405,7 @@ def markdown(results: dict) -> str:
                  else "")
         lines += [(f"Load: generated and staged in {load['seconds_generate']:.0f} s, sorted into "
                   f"arrival order and copied in {load['seconds_sort_copy']:.0f} s{index}, "
-                  f"analysed in {load['seconds_analyze']:.0f} s."), ""]
+                  f"vacuumed and analysed in {load.get('seconds_vacuum', 0):.0f} s."), ""]
     lines += [("| step | s | contacts/s | peak RSS MB | WAL MiB | rewritten MiB | "
               "database peak +MiB | load average |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for step in results["steps"]:
@@ -445,6 +447,8 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    parser.add_argument("--load-only", action="store_true",
+                        help="load the data and stop (the steps later with --reuse)")
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--sample-size", type=int, default=200_000)
     parser.add_argument("--incremental", type=int, default=50_000)
@@ -464,9 +468,18 @@ def main() -> None:
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     print(f"database {redact(args.url)}, {args.contacts:,} contacts", flush=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+    load_file = args.output / f"full_scale_{args.contacts}_load.json"
     load = None
     if not args.reuse:
         load = load_in_arrival_order(args.url, args.contacts)
+        load_file.write_text(json.dumps(load, indent=1))
+        print(f"loaded: {json.dumps(load)}", flush=True)
+    elif load_file.exists():
+        load = json.loads(load_file.read_text())
+    if args.load_only:
+        return
+    Database(args.url).upgrade()
     server = Server(args.url)
     contacts = int(server.value("SELECT count(*) FROM contacts"))
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": args.code,
@@ -476,7 +489,6 @@ def main() -> None:
                "load": load, "size_before_steps": server.database_size(),
                "settings": server.settings(), "steps": []}
     server.close()
-    args.output.mkdir(parents=True, exist_ok=True)
     stem = args.output / f"full_scale_{contacts}"
 
     def save() -> str:

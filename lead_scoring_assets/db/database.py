@@ -144,7 +144,7 @@ class Database:
             with self.adbc_connection() as connection, connection.cursor() as cursor:
                 cursor.execute(adbc_sql, parameters=tuple(params[n] for n in names) or None)
                 table = cursor.fetch_arrow_table()
-            return _arrow_frame(table)
+            return arrow_frame(table)
         with self.engine.connect() as connection:
             return _sqlite_frame(connection.execute(sa.text(sql), params))
 
@@ -299,7 +299,7 @@ class Database:
             return
 
 
-def _arrow_frame(table: pa.Table) -> pd.DataFrame:
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as a DataFrame: booleans nullable, integer columns with NULLs ``Int64``."""
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
     for field in table.schema:

@@ -59,10 +59,12 @@ def ensure_month_partition(connection, moment) -> str | None:
     return name
 
 
-def record_changes(connection, new_scores: str, run_id: str | None, changed_at) -> int:
+def record_changes(connection, new_scores: str, run_id: str | None, changed_at,
+                   live: str = "lead_scores") -> int:
     """One row per contact of the table ``new_scores`` whose total or tier differs from
-    ``lead_scores`` (or that has no score yet), in the caller's transaction; set-based. On
-    PostgreSQL the partition of ``changed_at``'s month is created first if missing."""
+    ``live`` (``lead_scores`` or the one partition that holds them), or that has no score
+    yet, in the caller's transaction; set-based. On PostgreSQL the partition of
+    ``changed_at``'s month is created first if missing."""
     if connection.dialect.name == "postgresql" and changed_at is not None:
         ensure_month_partition(connection, changed_at)
     return connection.execute(
@@ -71,7 +73,7 @@ def record_changes(connection, new_scores: str, run_id: str | None, changed_at) 
             "old_quality_tier, new_quality_tier, calculation_version, run_id, changed_at) "
             "SELECT n.contact_id, o.total_score, n.total_score, o.quality_tier, n.quality_tier, "
             f"n.calculation_version, :run_id, :changed_at FROM {new_scores} n "
-            "LEFT JOIN lead_scores o ON o.contact_id = n.contact_id "
+            f"LEFT JOIN {live} o ON o.contact_id = n.contact_id "
             "WHERE o.contact_id IS NULL OR o.total_score <> n.total_score "
             "OR o.quality_tier <> n.quality_tier"
         ),

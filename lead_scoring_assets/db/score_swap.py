@@ -1,12 +1,32 @@
-"""Stage a full rescoring aside, audit it, then swap it in at once.
+"""Stage a full rescoring bucket by bucket, audit it, then publish it bucket by bucket.
 
-Readers see the previous ``lead_scores`` until the swap commits; a failed, killed or refused
-run leaves only staging tables behind, which the next run drops.
+A run rescoring the contact buckets ``buckets`` (all by default) holds the scoring lock of
+those buckets exclusively (incremental runs, which take every bucket's lock shared, wait), and
+stages each bucket in four tables: its scores (``lead_scores_pBB_next``), its malformed rows,
+its new ``last_platform_validation`` values and a snapshot of its queue entries. The audit
+reads the staged buckets. The publish then takes one bucket per transaction: fencing (the run
+still holds that bucket's lease), its history rows, malformed rows, ``last_platform_validation``
+values and queue settlement, then its partition swapped under ``lead_scores`` (PostgreSQL:
+detach, drop, rename, attach; SQLite: its rows replaced), the bucket's lock released. The
+exclusive lock on ``lead_scores`` is held only for the swap of one partition.
+
+Readers see a bucket's previous scores until its transaction commits. A publish that stops
+half-way (killed, a lost connection) leaves the other buckets staged and audited, and its
+retry publishes them; a failed, killed or refused run leaves only staging tables behind,
+which the next run of the bucket drops. Two runs of different buckets stage and publish side
+by side (a backfill over several runs).
 """
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pandas as pd
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.buckets import BUCKET_COUNT, bucket_sql, partition_name
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_history import record_changes
 from lead_scoring_assets.db.settle import (
@@ -15,134 +35,329 @@ from lead_scoring_assets.db.settle import (
     malformed_ids_columns,
     update_last_validation,
 )
-from lead_scoring_assets.db.staged_table import StagedTable
+from lead_scoring_assets.db.staged_table import (
+    BOUND,
+    NEXT,
+    StagedBuildMissing,
+    copy_indexes,
+    index_renames,
+)
 from lead_scoring_assets.db.writer_lock import WriterLock
 
 SCORES = "lead_scores"
 MALFORMED = "malformed_validations"
-STAGED_SCORES = "lead_scores_next"
-MALFORMED_IDS = "malformed_validation_ids_next"
-LAST_VALIDATION = "contact_last_validation_next"
-QUEUE_SNAPSHOT = "scoring_queue_snapshot_next"
 FULL_RESCORE_LEASE_SECONDS = 900
 """How long a full rescoring's lock outlives its last sign of life (a staged chunk, the end of
-staging): long enough for the audit and the publish step."""
+staging, a published bucket): long enough for the audit and the publish step."""
 INCREMENTAL_WAIT_SECONDS = 600
 """How long a full rescoring waits for running incremental runs to settle."""
+LOCK_TIMEOUT = "30s"
+"""How long a bucket's swap waits for readers to let go of ``lead_scores``."""
 
 
-def scoring_lock(database: Database, holder: str, lease_seconds: float) -> WriterLock:
-    """The lock every writer of ``lead_scores`` takes: full rescorings exclusively,
-    incremental runs shared."""
-    return WriterLock(database, SCORES, holder, lease_seconds)
+def scoring_lock(database: Database, holder: str, lease_seconds: float,
+                 buckets: list[int] | None = None) -> WriterLock:
+    """The lock every writer of ``lead_scores`` takes, one row per contact bucket: full
+    rescorings exclusively on the buckets they rescore, incremental runs shared on all."""
+    chosen = range(BUCKET_COUNT) if buckets is None else buckets
+    return WriterLock(database, [f"{SCORES}/{b:02d}" for b in chosen], holder, lease_seconds)
 
 
-class ScoreSwap(StagedTable):
-    """Stage scores, malformed rows and ``last_platform_validation`` changes; publish them
-    together once audited.
+def staged_scores(bucket: int) -> str:
+    return f"{partition_name(SCORES, bucket)}{NEXT}"
 
-    ``with swap.stage(): swap.add(...)`` builds the staged tables under the scoring lock held
-    exclusively (incremental runs wait), and keeps the lock for the publish step; ``publish()``
-    (possibly another process of the same run) checks that the run still holds its lease and
-    swaps everything in one transaction; ``discard()`` drops the staged rows and releases the
-    lock. Queue entries present at the start (at the version then) are covered by this run and
-    removed at the swap.
+
+def malformed_ids(bucket: int) -> str:
+    return f"malformed_validation_ids_p{bucket:02d}{NEXT}"
+
+
+def last_validations(bucket: int) -> str:
+    return f"contact_last_validation_p{bucket:02d}{NEXT}"
+
+
+def queue_snapshot(bucket: int) -> str:
+    return f"scoring_queue_snapshot_p{bucket:02d}{NEXT}"
+
+
+def _build_name(bucket: int) -> str:
+    """The ``staged_builds`` name of a staged bucket."""
+    return partition_name(SCORES, bucket)
+
+
+class ScoreSwap:
+    """The staged buckets of one full rescoring (run ``run_id``).
+
+    ``with swap.stage(): swap.add(bucket, ...)`` builds them under the buckets' lock, kept
+    (renewed) for the publish; ``publish()`` (possibly another process of the same run)
+    swaps in every bucket the run staged, one transaction each; ``discard()`` drops them and
+    releases the lock.
     """
 
     def __init__(self, database: Database, run_id: str | None = None, as_of=None,
+                 buckets: list[int] | None = None,
                  lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
                  wait_seconds: float = INCREMENTAL_WAIT_SECONDS):
-        super().__init__(database, SCORES, run_id=run_id, as_of=as_of)
-        self.lock = scoring_lock(database, self.run_id, lease_seconds)
+        self.db = database
+        self.run_id = run_id or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
+        self.as_of = as_of
+        self.buckets = list(range(BUCKET_COUNT)) if buckets is None else list(buckets)
+        self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
+        self.lock = scoring_lock(database, self.run_id, lease_seconds, self.buckets)
         self.history_rows = 0
+        self.published_buckets: list[int] = []
+        self.seconds = 0.0
+        self.seconds_locked = 0.0
+        """The longest time one bucket's swap held ``lead_scores`` exclusively (PostgreSQL)."""
+        self._writer = None
+        self._locked_at: float | None = None
 
-    def _take_lock(self) -> None:
+    # staging
+
+    @contextmanager
+    def stage(self) -> Iterator["ScoreSwap"]:
+        """Create the staged tables of the run's buckets (dropping any left there), yield for
+        ``add``, then index them and record the build; on an exception drop them and release
+        the lock."""
         self.lock.acquire_exclusive(wait_seconds=self.wait_seconds)
+        guard = None
+        try:
+            guard = self._guard()
+            with self.db.engine.begin() as connection:
+                for bucket in self.buckets:
+                    self._drop(connection, bucket)
+                    self._create(connection, bucket)
+            with self._writing():
+                yield self
+            self._index_and_record()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            if guard is not None:
+                guard.rollback()
+                guard.close()
+        self.lock.renew()
 
-    def _release_lock(self, failed: bool) -> None:
-        """A staged build keeps the lock (renewed) for its publish; a failed one released it
-        when it was abandoned."""
-        if not failed:
+    def _guard(self) -> sa.Connection | None:
+        """PostgreSQL: advisory locks, held while staging, on the staged tables of the run's
+        buckets, so that a run still writing after its lease ended and the run that took the
+        lock over never write the same tables."""
+        if self.db.dialect != "postgresql":
+            return None
+        guard = self.db.engine.connect()
+        for bucket in self.buckets:
+            if not guard.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
+                                 {"key": f"lead_scoring:{staged_scores(bucket)}"}).scalar():
+                guard.rollback()
+                guard.close()
+                raise RuntimeError(f"another run is still staging bucket {bucket:02d} of "
+                                   f"{SCORES} on this database")
+        return guard
+
+    @contextmanager
+    def _writing(self):
+        if self.db.dialect != "postgresql":
+            yield
+            return
+        with self.db.adbc_connection() as writer:
+            self._writer = writer
+            try:
+                yield
+            finally:
+                self._writer = None
+
+    def _create(self, connection: sa.Connection, bucket: int) -> None:
+        staged = staged_scores(bucket)
+        if self.db.dialect == "postgresql":
+            connection.execute(sa.text(
+                f"CREATE TABLE {staged} (LIKE {SCORES} INCLUDING DEFAULTS)"))
+            bound = connection.execute(sa.text(
+                "SELECT pg_get_partition_constraintdef(CAST(:name AS regclass))"),
+                {"name": partition_name(SCORES, bucket)}).scalar_one()
+            connection.execute(sa.text(
+                f"ALTER TABLE {staged} ADD CONSTRAINT {BOUND} CHECK ({bound})"))
+        else:
+            live = connection.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
+                {"name": SCORES}).scalar_one()
+            connection.execute(sa.text(
+                re.sub(rf"^CREATE TABLE \"?{SCORES}\"?", f"CREATE TABLE {staged}", live)))
+        connection.execute(sa.text(
+            f"CREATE TABLE {malformed_ids(bucket)} ({malformed_ids_columns(self.db)})"))
+        connection.execute(sa.text(
+            f"CREATE TABLE {last_validations(bucket)} ({last_validation_columns(self.db)})"))
+        connection.execute(sa.text(
+            f"CREATE TABLE {queue_snapshot(bucket)} (contact_id BIGINT PRIMARY KEY, "
+            "version BIGINT NOT NULL)"))
+        connection.execute(sa.text(
+            f"INSERT INTO {queue_snapshot(bucket)} SELECT contact_id, version FROM "
+            f"scoring_queue WHERE {bucket_sql(self.db.dialect, 'contact_id')} = :bucket"),
+            {"bucket": bucket})
+
+    @staticmethod
+    def _drop(connection: sa.Connection, bucket: int) -> None:
+        for table in (staged_scores(bucket), malformed_ids(bucket), last_validations(bucket),
+                      queue_snapshot(bucket)):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+    def add(self, bucket: int, scores: pd.DataFrame, malformed: pd.DataFrame,
+            last_validation_changes: pd.DataFrame, detected_at: pd.Timestamp) -> None:
+        """Stage one chunk of ``bucket``: its score rows, malformed rows and changed last
+        validations; the lock's lease is renewed."""
+        self.db.append_frame(staged_scores(bucket), scores, self._writer)
+        kept = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
+                             "detected_at": detected_at})
+        self.db.append_frame(malformed_ids(bucket), kept, self._writer)
+        self.db.append_frame(last_validations(bucket), last_validation_changes, self._writer)
+        if self._writer is not None:
+            self._writer.commit()
+        self.lock.renew()
+
+    def _index_and_record(self) -> None:
+        """PostgreSQL: each staged bucket gets its live partition's indexes (under ``_next``
+        names) and statistics, so the audit reads it by index and the swap only renames.
+        Then the run's builds are recorded in ``staged_builds``, one row per bucket."""
+        for bucket in self.buckets:
+            if self.db.dialect == "postgresql":
+                with self.db.engine.begin() as connection:
+                    copy_indexes(connection, partition_name(SCORES, bucket),
+                                 staged_scores(bucket))
+                    connection.execute(sa.text(f"ANALYZE {staged_scores(bucket)}"))
             self.lock.renew()
+        now = self.db.bind_timestamp(datetime.now(UTC))
+        with self.db.engine.begin() as connection:
+            names = [_build_name(b) for b in self.buckets]
+            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name IN :names")
+                               .bindparams(sa.bindparam("names", expanding=True)),
+                               {"names": names})
+            connection.execute(
+                sa.text("INSERT INTO staged_builds (table_name, run_id, as_of, staged_at) "
+                        "VALUES (:table, :run_id, :as_of, :now)"),
+                [{"table": name, "run_id": self.run_id,
+                  "as_of": self.db.bind_timestamp(self.as_of), "now": now} for name in names])
 
     def _abandon(self) -> None:
         """A build that failed half-way: drop its tables and release the lock, but only while
         this run still holds it (after a lost lease the tables may be another run's)."""
         with self.db.engine.begin() as connection:
             if self.lock.holds(connection):
-                self.drop(connection)
+                for bucket in self.buckets:
+                    self._drop(connection, bucket)
                 self.lock.release(connection)
 
-    def create(self, connection) -> None:
-        """The staged scores plus the tables of malformed rows, last validations and the
-        queue snapshot."""
-        super().create(connection)
-        connection.execute(sa.text(
-            f"CREATE TABLE {MALFORMED_IDS} ({malformed_ids_columns(self.db)})"))
-        connection.execute(sa.text(
-            f"CREATE TABLE {LAST_VALIDATION} ({last_validation_columns(self.db)})"))
-        connection.execute(sa.text(
-            f"CREATE TABLE {QUEUE_SNAPSHOT} (contact_id BIGINT PRIMARY KEY, "
-            "version BIGINT NOT NULL)"
-        ))
-        connection.execute(sa.text(
-            f"INSERT INTO {QUEUE_SNAPSHOT} SELECT contact_id, version FROM scoring_queue"
-        ))
+    # the run's staged buckets
 
-    def add(
-        self,
-        scores: pd.DataFrame,
-        malformed: pd.DataFrame,
-        last_validation_changes: pd.DataFrame,
-        detected_at: pd.Timestamp,
-    ) -> None:
-        """Stage one chunk: its score rows, malformed rows and changed last validations; the
-        lock's lease is renewed."""
-        self.db.append_frame(STAGED_SCORES, scores, self._connection)
-        kept = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
-                             "detected_at": detected_at})
-        self.db.append_frame(MALFORMED_IDS, kept, self._connection)
-        self.db.append_frame(LAST_VALIDATION, last_validation_changes, self._connection)
-        if self._connection is not None:
-            self._connection.commit()
-        self.lock.renew()
+    def staged_buckets(self, connection: sa.Connection) -> list[int]:
+        """The buckets this run staged and has not published yet (their ``as_of`` becomes
+        this swap's); raises ``StagedBuildMissing`` when there are none."""
+        rows = connection.execute(sa.text(
+            "SELECT table_name, run_id, as_of FROM staged_builds WHERE table_name LIKE :like"),
+            {"like": f"{SCORES}_p%"}).all()
+        mine = sorted(int(r.table_name.removeprefix(f"{SCORES}_p")) for r in rows
+                      if r.run_id == self.run_id)
+        if not mine:
+            owners = sorted({r.run_id for r in rows})
+            raise StagedBuildMissing(
+                f"no staged {SCORES} of run {self.run_id} wait to be published "
+                f"({'staged by ' + ', '.join(owners) if owners else 'none staged'})")
+        as_of = next(r.as_of for r in rows if r.run_id == self.run_id)
+        if as_of is not None:
+            stamp = pd.Timestamp(as_of)
+            self.as_of = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        return mine
 
-    def drop(self, connection) -> None:
-        for table in (STAGED_SCORES, MALFORMED_IDS, LAST_VALIDATION, QUEUE_SNAPSHOT):
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    # publishing
+
+    def publish(self) -> None:
+        """Publish every bucket the run staged, one transaction per bucket, each fenced by the
+        run's lease on that bucket (``LockLost`` otherwise, with nothing of that bucket
+        written)."""
+        started = time.perf_counter()
+        with self.db.engine.connect() as connection:
+            buckets = self.staged_buckets(connection)
+        for bucket in buckets:
+            self._publish_bucket(bucket)
+            self.published_buckets.append(bucket)
+            remaining = [b for b in buckets if b not in self.published_buckets]
+            if remaining:
+                scoring_lock(self.db, self.run_id, self.lease_seconds, remaining).renew()
+        self.seconds = time.perf_counter() - started
+
+    def _publish_bucket(self, bucket: int) -> None:
+        lock = scoring_lock(self.db, self.run_id, self.lease_seconds, [bucket])
+        with self.db.engine.begin() as connection:
+            lock.verify(connection)
+            if bucket not in self.staged_buckets(connection):
+                raise StagedBuildMissing(f"bucket {bucket:02d} of run {self.run_id} is gone")
+            live = partition_name(SCORES, bucket) if self._partitioned(connection) else SCORES
+            in_bucket = f"{bucket_sql(self.db.dialect, 'contact_id')} = {bucket}"
+            self.history_rows += record_changes(
+                connection, staged_scores(bucket), self.run_id,
+                self.db.bind_timestamp(self.as_of), live=live)
+            connection.execute(sa.text(f"DELETE FROM {MALFORMED} WHERE {in_bucket}"))
+            copy_malformed_rows(connection, malformed_ids(bucket))
+            update_last_validation(connection, last_validations(bucket))
+            connection.execute(sa.text(
+                f"DELETE FROM scoring_queue WHERE EXISTS (SELECT 1 FROM {queue_snapshot(bucket)}"
+                " s WHERE s.contact_id = scoring_queue.contact_id "
+                "AND s.version = scoring_queue.version)"))
+            if live != SCORES:
+                self._swap_partition(connection, bucket)
+            else:
+                connection.execute(sa.text(f"DELETE FROM {SCORES} WHERE {in_bucket}"))
+                connection.execute(sa.text(
+                    f"INSERT INTO {SCORES} SELECT * FROM {staged_scores(bucket)}"))
+                connection.execute(sa.text(f"DROP TABLE {staged_scores(bucket)}"))
+            for table in (malformed_ids(bucket), last_validations(bucket),
+                          queue_snapshot(bucket)):
+                connection.execute(sa.text(f"DROP TABLE {table}"))
+            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :name"),
+                               {"name": _build_name(bucket)})
+            lock.release(connection)
+        if self._locked_at is not None:
+            self.seconds_locked = max(self.seconds_locked, time.perf_counter() - self._locked_at)
+            self._locked_at = None
+
+    def _partitioned(self, connection: sa.Connection) -> bool:
+        return self.db.dialect == "postgresql" and bool(connection.execute(sa.text(
+            "SELECT to_regclass(:name) IS NOT NULL"),
+            {"name": partition_name(SCORES, 0)}).scalar_one())
+
+    def _swap_partition(self, connection: sa.Connection, bucket: int) -> None:
+        """The staged bucket in place of the live partition, under the parent: it carries a
+        check of its bound, so attaching it reads no row."""
+        live, staged = partition_name(SCORES, bucket), staged_scores(bucket)
+        renames = index_renames(connection, live, staged)
+        bound = connection.execute(sa.text(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = "
+            "CAST(:name AS regclass)"), {"name": live}).scalar_one()
+        connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        connection.execute(sa.text(f"LOCK TABLE {SCORES} IN ACCESS EXCLUSIVE MODE"))
+        self._locked_at = time.perf_counter()
+        connection.execute(sa.text(f"ALTER TABLE {SCORES} DETACH PARTITION {live}"))
+        connection.execute(sa.text(f"DROP TABLE {live}"))
+        connection.execute(sa.text(f"ALTER TABLE {staged} RENAME TO {live}"))
+        for statement in renames:
+            connection.execute(sa.text(statement))
+        connection.execute(sa.text(f"ALTER TABLE {SCORES} ATTACH PARTITION {live} {bound}"))
+        connection.execute(sa.text(f"ALTER TABLE {live} DROP CONSTRAINT {BOUND}"))
 
     def discard(self) -> None:
-        """Drop this run's staged rows (a failed audit or publish) and release the scoring
-        lock; refused (``LockLost``) once the run no longer holds it."""
+        """Drop this run's staged buckets (a failed audit or publish) and release their lock;
+        refused (``LockLost``) once the run no longer holds it."""
         with self.db.engine.begin() as connection:
-            self.lock.verify(connection)
-            self.staged_build(connection)
-            self._drop_build(connection)
-            self.lock.release(connection)
-
-    def before_swap(self, connection) -> None:
-        """Fencing first (this run still holds its lease), then history rows for every changed
-        score, the malformed rows, the ``last_platform_validation`` changes and the queue
-        settlement: all in the swap's transaction, before the exclusive lock on
-        ``lead_scores``, so readers wait only for the swap itself."""
-        self.lock.verify(connection)
-        self.staged_build(connection)
-        self.history_rows = record_changes(connection, STAGED_SCORES, self.run_id,
-                                           self.db.bind_timestamp(self.as_of))
-        connection.execute(sa.text(f"DELETE FROM {MALFORMED}"))
-        copy_malformed_rows(connection, MALFORMED_IDS)
-        update_last_validation(connection, LAST_VALIDATION)
-        self._settle_queue(connection)
-
-    def after_swap(self, connection) -> None:
-        """The lock is released when the swap commits."""
-        self.lock.release(connection)
-
-    @staticmethod
-    def _settle_queue(connection) -> None:
-        """Remove the queue entries this run covered: present at its start, not changed since."""
-        connection.execute(sa.text(
-            f"DELETE FROM scoring_queue WHERE EXISTS (SELECT 1 FROM {QUEUE_SNAPSHOT} s "
-            "WHERE s.contact_id = scoring_queue.contact_id AND s.version = scoring_queue.version)"
-        ))
+            try:
+                buckets = self.staged_buckets(connection)
+            except StagedBuildMissing:
+                self.lock.verify(connection)
+                raise
+            lock = scoring_lock(self.db, self.run_id, self.lease_seconds, buckets)
+            lock.verify(connection)
+            for bucket in buckets:
+                self._drop(connection, bucket)
+            connection.execute(
+                sa.text("DELETE FROM staged_builds WHERE table_name IN :names")
+                .bindparams(sa.bindparam("names", expanding=True)),
+                {"names": [_build_name(b) for b in buckets]})
+            lock.release(connection)

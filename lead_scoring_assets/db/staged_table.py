@@ -119,7 +119,7 @@ class StagedTable:
         if self.db.dialect != "postgresql":
             return
         with self.db.engine.begin() as connection:
-            _copy_indexes(connection, self.table, self.staged)
+            copy_indexes(connection, self.table, self.staged)
             for name, _, constraint in _partitions(connection, self.table):
                 connection.execute(sa.text(
                     f"ALTER TABLE {name}{NEXT} ADD CONSTRAINT {BOUND} CHECK ({constraint})"))
@@ -239,7 +239,7 @@ class StagedTable:
                 if partitions:
                     self._swap_partitions(connection, partitions)
                     return
-                renames = _index_renames(connection, self.table, self.staged)
+                renames = index_renames(connection, self.table, self.staged)
                 self.before_swap(connection)
                 self._lock_live(connection)
                 connection.execute(sa.text(f"DROP TABLE {self.table}"))
@@ -292,7 +292,7 @@ def _partitions(connection, table: str) -> list[sa.Row]:
         "ORDER BY c.relname"), {"table": table}).all()
 
 
-def _copy_indexes(connection, live: str, staged: str) -> None:
+def copy_indexes(connection, live: str, staged: str) -> None:
     """Build ``live``'s indexes and constraints on ``staged`` under their names + ``_next``."""
     rows = connection.execute(
         sa.text(
@@ -317,7 +317,7 @@ def _copy_indexes(connection, live: str, staged: str) -> None:
         connection.execute(sa.text(statement))
 
 
-def _index_renames(connection, live: str, staged: str) -> list[str]:
+def index_renames(connection, live: str, staged: str) -> list[str]:
     """The statements that give ``staged``'s ``_next`` indexes and constraints their live
     names once ``staged`` is renamed to ``live``."""
     rows = connection.execute(

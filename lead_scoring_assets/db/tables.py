@@ -3,6 +3,8 @@
 from lead_scoring_assets.scoring.config import PLATFORMS, PROFILE_FIELDS
 
 CONTACT_COLUMNS = ("id", "phone_e164", *PROFILE_FIELDS, "created_at", "last_platform_validation")
+SCORING_CONTACT_COLUMNS = tuple(c for c in CONTACT_COLUMNS if c != "phone_e164")
+"""What the scorer reads of a contact: never the phone number."""
 VALIDATION_COLUMNS = (
     "id", "contact_id", "platform", "is_valid", "is_business", "is_premium",
     "confidence_score", "validation_method", "response_time_ms", "validated_at",

@@ -28,13 +28,20 @@ class LockLost(RuntimeError):
 
 
 class WriterLock:
-    """The lock row of ``holder`` on ``resource``; leases last ``lease_seconds``."""
+    """The lock rows of ``holder`` on ``resource`` (one name, or several taken and released
+    together, e.g. the contact buckets of ``lead_scores``); leases last ``lease_seconds``."""
 
-    def __init__(self, database: Database, resource: str, holder: str, lease_seconds: float):
+    def __init__(self, database: Database, resource: str | list[str], holder: str,
+                 lease_seconds: float):
         self.db = database
-        self.resource = resource
+        self.resources = [resource] if isinstance(resource, str) else list(resource)
+        self.resource = (resource if isinstance(resource, str)
+                         else f"{self.resources[0]}..{self.resources[-1]}")
         self.holder = holder
         self.lease_seconds = lease_seconds
+
+    def _text(self, sql: str) -> sa.TextClause:
+        return sa.text(sql).bindparams(sa.bindparam("resources", expanding=True))
 
     def _stamp(self, seconds: float = 0.0):
         return self.db.bind_timestamp(datetime.now(UTC) + timedelta(seconds=seconds))
@@ -44,25 +51,28 @@ class WriterLock:
         if self.db.dialect == "postgresql":
             connection.execute(sa.text("LOCK TABLE writer_locks IN SHARE ROW EXCLUSIVE MODE"))
         connection.execute(
-            sa.text("DELETE FROM writer_locks WHERE resource = :resource AND expires_at < :now"),
-            {"resource": self.resource, "now": self._stamp()},
+            self._text("DELETE FROM writer_locks WHERE resource IN :resources "
+                       "AND expires_at < :now"),
+            {"resources": self.resources, "now": self._stamp()},
         )
 
     def _others(self, connection: sa.Connection, mode: str) -> int:
         return connection.execute(
-            sa.text("SELECT count(*) FROM writer_locks WHERE resource = :resource "
-                    "AND mode = :mode AND holder <> :holder"),
-            {"resource": self.resource, "mode": mode, "holder": self.holder},
+            self._text("SELECT count(*) FROM writer_locks WHERE resource IN :resources "
+                       "AND mode = :mode AND holder <> :holder"),
+            {"resources": self.resources, "mode": mode, "holder": self.holder},
         ).scalar_one()
 
     def _hold(self, connection: sa.Connection, mode: str) -> None:
-        params = {"resource": self.resource, "holder": self.holder, "mode": mode,
-                  "now": self._stamp(), "until": self._stamp(self.lease_seconds)}
-        connection.execute(sa.text(
-            "DELETE FROM writer_locks WHERE resource = :resource AND holder = :holder"), params)
+        params = {"holder": self.holder, "mode": mode, "now": self._stamp(),
+                  "until": self._stamp(self.lease_seconds)}
+        connection.execute(self._text(
+            "DELETE FROM writer_locks WHERE resource IN :resources AND holder = :holder"),
+            {**params, "resources": self.resources})
         connection.execute(sa.text(
             "INSERT INTO writer_locks (resource, holder, mode, acquired_at, expires_at) "
-            "VALUES (:resource, :holder, :mode, :now, :until)"), params)
+            "VALUES (:resource, :holder, :mode, :now, :until)"),
+            [{**params, "resource": resource} for resource in self.resources])
 
     def acquire_exclusive(self, wait_seconds: float = 600.0, poll_seconds: float = 0.5) -> None:
         """Take the lock exclusively: refused at once while another exclusive holder lives;
@@ -98,22 +108,22 @@ class WriterLock:
         """Extend the lease by ``seconds`` (default ``lease_seconds``) from now."""
         with self.db.engine.begin() as connection:
             renewed = connection.execute(
-                sa.text("UPDATE writer_locks SET expires_at = :until WHERE resource = :resource "
-                        "AND holder = :holder AND expires_at >= :now"),
+                self._text("UPDATE writer_locks SET expires_at = :until WHERE resource IN "
+                           ":resources AND holder = :holder AND expires_at >= :now"),
                 {"until": self._stamp(seconds or self.lease_seconds), "now": self._stamp(),
-                 "resource": self.resource, "holder": self.holder},
+                 "resources": self.resources, "holder": self.holder},
             ).rowcount
-        if not renewed:
+        if renewed != len(self.resources):
             raise LockLost(f"the lease on {self.resource} ended before it was renewed")
 
     def holds(self, connection: sa.Connection) -> bool:
         """In the caller's transaction: whether the lease is still held; if so it stays held
         (row lock on PostgreSQL, the write lock on SQLite) until that transaction ends."""
-        return bool(connection.execute(
-            sa.text("UPDATE writer_locks SET expires_at = expires_at WHERE resource = :resource "
-                    "AND holder = :holder AND expires_at >= :now"),
-            {"resource": self.resource, "holder": self.holder, "now": self._stamp()},
-        ).rowcount)
+        return connection.execute(
+            self._text("UPDATE writer_locks SET expires_at = expires_at WHERE resource IN "
+                       ":resources AND holder = :holder AND expires_at >= :now"),
+            {"resources": self.resources, "holder": self.holder, "now": self._stamp()},
+        ).rowcount == len(self.resources)
 
     def verify(self, connection: sa.Connection) -> None:
         """``holds``, or ``LockLost``: for the transaction that publishes."""
@@ -122,9 +132,9 @@ class WriterLock:
 
     def release(self, connection: sa.Connection | None = None) -> None:
         """Remove the lock row (in ``connection``'s transaction if given)."""
-        statement = sa.text("DELETE FROM writer_locks WHERE resource = :resource "
-                            "AND holder = :holder")
-        params = {"resource": self.resource, "holder": self.holder}
+        statement = self._text("DELETE FROM writer_locks WHERE resource IN :resources "
+                               "AND holder = :holder")
+        params = {"resources": self.resources, "holder": self.holder}
         if connection is not None:
             connection.execute(statement, params)
             return

@@ -27,7 +27,7 @@ def staged_lead_scores_pass_audit(
     inserted or deleted while it ran are the queue's work). Failing discards the staged
     rows."""
     with database.open() as db:
-        violations = staged_score_violations(db)
+        violations = staged_score_violations(db, context.run.run_id)
         if violations.failed:
             discard_rescore(db, context.run.run_id)
     return audit_result(violations)

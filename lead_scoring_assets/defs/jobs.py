@@ -2,13 +2,16 @@
 
 import dagster as dg
 
+from lead_scoring_assets.defs.partitions import ALL_BUCKETS
+
 full_rescore_job = dg.define_asset_job(
     "full_rescore_job",
     selection=["staged_ladas_reference", "ladas_reference", "staged_lead_scores", "lead_scores",
                "lead_scoring_analytics"],
     description="Rebuild the LADA reference and rescore every contact (advanced_v1), each "
-    "staged, audited by its blocking check and only then published; refresh the analytics.",
-    tags={"lead_scoring/writes": "lead_scores"},
+    "staged, audited by its blocking check and only then published; refresh the analytics. "
+    "All contact buckets in one run unless the run selects a range.",
+    tags={"lead_scoring/writes": "lead_scores", **ALL_BUCKETS},
 )
 
 nightly_retrain_job = dg.define_asset_job(
@@ -21,6 +24,6 @@ nightly_retrain_job = dg.define_asset_job(
     "candidates trained and compared in MLflow (the champion alias moves only on evidence) and "
     "every contact scored by the champion, the conversion model retrained on the campaign "
     "outcomes and every contact's conversion probability and the conversion rates per tier and "
-    "decile; the checks run with it.",
-    tags={"lead_scoring/writes": "lead_scores"},
+    "decile; the checks run with it. All contact buckets in one run.",
+    tags={"lead_scoring/writes": "lead_scores", **ALL_BUCKETS},
 )

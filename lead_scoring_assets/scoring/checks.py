@@ -5,8 +5,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.audit import Violations
+from lead_scoring_assets.db.buckets import bucket_sql
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.db.score_swap import QUEUE_SNAPSHOT, STAGED_SCORES
+from lead_scoring_assets.db.score_swap import ScoreSwap, queue_snapshot, staged_scores
 from lead_scoring_assets.geography.states import CANONICAL_STATES
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
 
@@ -36,21 +37,27 @@ def count_rows(condition: str) -> str:
     return f"coalesce(sum(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
 
 
-def contact_coverage(connection, table: str, queue_snapshot: str | None = None
-                     ) -> tuple[int, int]:
+def contact_coverage(connection, table: str, queue_snapshot: str | None = None,
+                     buckets: list[int] | None = None) -> tuple[int, int]:
     """Contacts without a row in the per-contact ``table``, and its rows without a contact.
 
     With ``queue_snapshot`` (the queue as a run found it at its start), contacts queued since
     (inserted, deleted or changed while the run read) are left out: they are the queue's work.
+    With ``buckets``, only those buckets' contacts are expected. ``table`` and
+    ``queue_snapshot`` are table names or parenthesised queries.
     """
     since = ""
     if queue_snapshot is not None:
         since = (" AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id} "
                  f"AND NOT EXISTS (SELECT 1 FROM {queue_snapshot} s "
                  "WHERE s.contact_id = q.contact_id AND s.version = q.version))")
+    in_bucket = ("" if buckets is None else
+                 f" AND {bucket_sql(connection.dialect.name, 'c.id')} IN "
+                 f"({', '.join(str(int(b)) for b in buckets)})")
     return connection.execute(sa.text(
         f"SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id){since.format(id='c.id')}), "
+        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id){since.format(id='c.id')}"
+        f"{in_bucket}), "
         f"(SELECT count(*) FROM {table} t WHERE NOT EXISTS "
         f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id){since.format(id='t.contact_id')})"
     )).one()
@@ -69,19 +76,34 @@ class ScoreViolations(Violations):
 
 
 
-def staged_score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG
-                            ) -> ScoreViolations:
-    """The rules on the staged full rescoring; coverage counts only the contacts it read."""
-    return score_violations(database, config, STAGED_SCORES, QUEUE_SNAPSHOT)
+def staged_score_violations(database: Database, run_id: str,
+                            config: ScoringConfig = DEFAULT_CONFIG) -> ScoreViolations:
+    """The rules on the buckets staged by full rescoring ``run_id``, read together in one pass
+    joined to ``contacts``; coverage counts only the contacts of those buckets it read."""
+    with database.engine.connect() as connection:
+        buckets = ScoreSwap(database, run_id=run_id).staged_buckets(connection)
+        per_bucket = dict(connection.execute(sa.text(
+            f"SELECT {bucket_sql(database.dialect, 'id')}, count(*) FROM contacts GROUP BY 1"
+        )).all())
+    return score_violations(
+        database, config, _union([staged_scores(b) for b in buckets]),
+        _union([queue_snapshot(b) for b in buckets]), buckets=buckets,
+        contacts=sum(int(per_bucket.get(b, 0)) for b in buckets))
+
+
+def _union(tables: list[str]) -> str:
+    return "(" + " UNION ALL ".join(f"SELECT * FROM {t}" for t in tables) + ")"
 
 
 def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG,
-                     table: str = "lead_scores", queue_snapshot: str | None = None
+                     table: str = "lead_scores", queue_snapshot: str | None = None,
+                     buckets: list[int] | None = None, contacts: int | None = None
                      ) -> ScoreViolations:
     """Rows of the scores ``table`` (one row per contact id) breaking each rule, in one pass
     over it joined to ``contacts``; only if that pass finds a contact without a score or a
     score without a contact does ``contact_coverage`` (with ``queue_snapshot``) count them
-    precisely."""
+    precisely. With ``buckets``, ``table`` (a name or a parenthesised query) holds the
+    ``contacts`` contacts of those buckets."""
     platform_rule = " OR ".join(f"{p}_score < 0 OR {p}_score > :cap" for p in PLATFORMS)
     confidence_rule = "confidence_level < 0 OR confidence_level > 1 OR confidence_level IS NULL"
     with database.engine.connect() as connection:
@@ -91,14 +113,15 @@ def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG,
                 f"{count_rows(platform_rule)}, "
                 f"{count_rows(f'quality_tier <> {tier_case(config)}')}, "
                 f"{count_rows(confidence_rule)}, count(c.id), count(*) - count(c.id) "
-                f"FROM {table} LEFT JOIN contacts c ON c.id = {table}.contact_id"
+                f"FROM {table} AS t LEFT JOIN contacts c ON c.id = t.contact_id"
             ),
             {"total_cap": config.total_cap, "cap": config.platform_cap, **tier_params(config)},
         ).one()
-        contacts = connection.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one()
+        if contacts is None:
+            contacts = connection.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one()
         coverage = (0, 0)
         if contacts != with_contact or without_contact:
-            coverage = contact_coverage(connection, table, queue_snapshot)
+            coverage = contact_coverage(connection, table, queue_snapshot, buckets)
     return ScoreViolations(*(int(v) for v in (*rules, *coverage)))
 
 

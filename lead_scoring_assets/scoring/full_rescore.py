@@ -1,5 +1,5 @@
-"""Full rescoring: every contact of the database scored for one ``as_of``, staged, audited,
-then published at once (write, audit, publish)."""
+"""Full rescoring: every contact of the chosen contact buckets (all by default) scored for one
+``as_of``, staged, audited, then published bucket by bucket (write, audit, publish)."""
 
 import time
 from collections import Counter
@@ -9,6 +9,7 @@ from datetime import datetime
 import pandas as pd
 
 from lead_scoring_assets.db.audit import AuditFailed
+from lead_scoring_assets.db.bucket_inputs import iter_bucket_inputs
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.errors import TRANSIENT_ERRORS
 from lead_scoring_assets.db.overlapped import run_overlapped
@@ -30,6 +31,7 @@ class RescoreReport:
     """
 
     as_of: pd.Timestamp
+    buckets: list[int] = field(default_factory=list)
     contacts_scored: int = 0
     score_sum: int = 0
     tier_counts: Counter = field(default_factory=Counter)
@@ -43,7 +45,8 @@ class RescoreReport:
     seconds_audit: float = 0.0
     seconds_swap: float = 0.0
     seconds_locked: float = 0.0
-    """Of the swap, how long ``lead_scores`` was locked exclusively (PostgreSQL)."""
+    """Of the swap, the longest time one bucket's swap locked ``lead_scores`` exclusively
+    (PostgreSQL)."""
     seconds_total: float = 0.0
 
     @property
@@ -75,17 +78,20 @@ def stage_rescore(
     config: ScoringConfig = DEFAULT_CONFIG,
     run_id: str | None = None,
     lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+    buckets: list[int] | None = None,
 ) -> RescoreReport:
-    """Score every contact for ``as_of`` in chunks of ``chunk_size`` (I/O overlapped) into the
-    staging tables of run ``run_id``, under the scoring lock, which stays held for the
-    publish. Nothing live changes."""
+    """Score every contact of ``buckets`` (all by default) for ``as_of`` in chunks of
+    ``chunk_size`` (I/O overlapped) into the staging tables of run ``run_id``, under the
+    buckets' scoring lock, which stays held for the publish. Nothing live changes."""
     started = time.perf_counter()
     report = RescoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
-    swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of, lease_seconds=lease_seconds)
+    swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of, buckets=buckets,
+                     lease_seconds=lease_seconds)
+    report.buckets = swap.buckets
 
     def score(chunk_inputs):
-        contacts, validations = chunk_inputs
+        bucket, contacts, validations = chunk_inputs
         scored = score_chunk(contacts, validations, ladas, report.as_of, config)
         changes = last_validation_changes(contacts, scored.last_validated_at)
         report.contacts_scored += len(scored.scores)
@@ -94,12 +100,11 @@ def stage_rescore(
         report.malformed_by_reason.update(scored.malformed["reason"].value_counts().to_dict())
         report.last_validation_updates += len(changes)
         report.rows_after_as_of += scored.rows_after_as_of
-        return scored.scores, scored.malformed, changes, report.as_of
+        return bucket, scored.scores, scored.malformed, changes, report.as_of
 
     with swap.stage():
-        stages = run_overlapped(
-            database.iter_scoring_inputs(chunk_size), score, lambda staged: swap.add(*staged)
-        )
+        stages = run_overlapped(iter_bucket_inputs(database, swap.buckets, chunk_size), score,
+                                lambda staged: swap.add(*staged))
     report.seconds_read, report.seconds_score, report.seconds_write = (
         stages.read, stages.compute, stages.write)
     report.seconds_total = time.perf_counter() - started
@@ -108,11 +113,12 @@ def stage_rescore(
 
 def publish_rescore(database: Database, run_id: str | None, retry_follows: bool = False
                     ) -> ScoreSwap:
-    """Swap in the audited rows staged by run ``run_id`` (fenced: refused if the run no longer
-    holds the scoring lock, or if the staged rows are another run's), then give back the
-    files of the queue it emptied. If the swap fails, the
-    staged rows are discarded and the lock released, unless the error is transient and
-    ``retry_follows``: then both are kept for the retry (the lease still bounds the wait)."""
+    """Swap in the audited buckets staged by run ``run_id``, one transaction each (fenced:
+    refused if the run no longer holds a bucket's lock, or if the staged rows are another
+    run's), then give back the files of the queue it emptied. If a bucket's swap fails, the
+    buckets not yet published are discarded and their lock released, unless the error is
+    transient and ``retry_follows``: then both are kept for the retry (the lease still bounds
+    the wait)."""
     swap = ScoreSwap(database, run_id=run_id)
     try:
         swap.publish()
@@ -141,14 +147,16 @@ def rescore_all(
     config: ScoringConfig = DEFAULT_CONFIG,
     run_id: str | None = None,
     lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+    buckets: list[int] | None = None,
 ) -> RescoreReport:
     """Stage, audit and publish in one call (the Dagster job does it in three steps). A failed
     audit discards the staged rows and raises ``AuditFailed`` with each rule's count."""
     started = time.perf_counter()
     swap = ScoreSwap(database, run_id=run_id)
-    report = stage_rescore(database, as_of, chunk_size, config, swap.run_id, lease_seconds)
+    report = stage_rescore(database, as_of, chunk_size, config, swap.run_id, lease_seconds,
+                           buckets)
     audit_started = time.perf_counter()
-    violations = staged_score_violations(database, config)
+    violations = staged_score_violations(database, swap.run_id, config)
     report.seconds_audit = time.perf_counter() - audit_started
     if violations.failed:
         swap.discard()

@@ -1,11 +1,14 @@
-"""Write, audit, publish of ``lead_scores``: ``staged_lead_scores`` scores every contact into
-staging tables, the blocking check ``staged_lead_scores_pass_audit`` reads them, and only then
-``lead_scores`` swaps them in."""
+"""Write, audit, publish of ``lead_scores``: ``staged_lead_scores`` scores every contact of the
+run's contact buckets (its partitions) into staging tables, the blocking check
+``staged_lead_scores_pass_audit`` reads them, and only then ``lead_scores`` swaps them in,
+bucket by bucket."""
 
 import dagster as dg
 from pydantic import Field
 
+from lead_scoring_assets.db.buckets import buckets_of
 from lead_scoring_assets.db.database import redact
+from lead_scoring_assets.defs.partitions import bucket_backfill_policy, contact_buckets
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import MAX_RETRIES, retry_on_transient_database_errors
 from lead_scoring_assets.defs.run_start import run_start
@@ -29,19 +32,23 @@ class LeadScoresConfig(dg.Config):
     owners=["team:data"],
     pool="lead_scoring_postgres",
     tags={"calculation_method": DEFAULT_CONFIG.calculation_method},
+    partitions_def=contact_buckets,
+    backfill_policy=bucket_backfill_policy(),
 )
 def staged_lead_scores(
     context: dg.AssetExecutionContext, config: LeadScoresConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    """One advanced_v1 score per contact (SCORING_SPEC.md), written to staging tables under
-    the scoring lock (incremental runs wait); nothing live changes until the audit passes and
-    ``lead_scores`` publishes them."""
+    """One advanced_v1 score per contact of the run's buckets (SCORING_SPEC.md), written to
+    staging tables under those buckets' scoring lock (incremental runs wait); nothing live
+    changes until the audit passes and ``lead_scores`` publishes them."""
     as_of = config.as_of or run_start(context)
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            context.log.info(f"full rescoring at as_of={as_of} on {redact(str(db.url))}")
-            report = stage_rescore(db, as_of, chunk_size=config.chunk_size,
-                                   run_id=context.run_id)
+    buckets = buckets_of(context.partition_keys)
+    with retry_on_transient_database_errors(context), database.open() as db:
+        context.log.info(f"full rescoring of buckets {context.partition_key_range.start}"
+                         f"-{context.partition_key_range.end} at as_of={as_of} on "
+                         f"{redact(str(db.url))}")
+        report = stage_rescore(db, as_of, chunk_size=config.chunk_size,
+                               run_id=context.run_id, buckets=buckets)
     if report.malformed_by_reason:
         context.log.warning(
             f"{sum(report.malformed_by_reason.values())} malformed validation rows found "
@@ -50,6 +57,7 @@ def staged_lead_scores(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.contacts_scored,
+            "buckets": len(report.buckets),
             "as_of": report.as_of.isoformat(),
             "calculation_version": DEFAULT_CONFIG.calculation_version,
             "mean_score": round(report.mean_score, 3),
@@ -74,21 +82,24 @@ def staged_lead_scores(
     owners=["team:data"],
     pool="lead_scoring_postgres",
     tags={"calculation_method": DEFAULT_CONFIG.calculation_method},
+    partitions_def=contact_buckets,
+    backfill_policy=bucket_backfill_policy(),
 )
 def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
                 ) -> dg.MaterializeResult:
-    """The published scores: this run's audited staged scores, malformed rows, history rows
-    and ``last_platform_validation`` updates swapped in in one transaction, only if the run
-    still holds the scoring lock. A failed publish discards the staged rows and releases the
-    lock (after the last retry, for a transient error)."""
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            swap = publish_rescore(db, context.run_id,
-                                   retry_follows=context.retry_number + 1 < MAX_RETRIES)
-            contacts = db.count("lead_scores")
+    """The published scores: each bucket of this run's audited staged scores, with its
+    malformed rows, history rows, ``last_platform_validation`` updates and queue settlement,
+    swapped in in one transaction of its own, only if the run still holds that bucket's
+    scoring lock. A failed publish discards the buckets not yet published and releases their
+    lock (after the last retry, for a transient error); a retry publishes the rest."""
+    with retry_on_transient_database_errors(context), database.open() as db:
+        swap = publish_rescore(db, context.run_id,
+                               retry_follows=context.retry_number + 1 < MAX_RETRIES)
+        contacts = db.count("lead_scores")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": contacts,
+            "buckets_published": len(swap.published_buckets),
             "as_of": swap.as_of.isoformat() if swap.as_of is not None else "",
             "score_changes_recorded": swap.history_rows,
             "swap_seconds": round(swap.seconds, 2),
