@@ -102,12 +102,13 @@ def copy_baseline(
     return {"read": read, "write": write, "total": read + write}
 
 
-def timed_rescore(url: str, chunk_size: int) -> dict:
-    """One full rescoring of the database, with its timings."""
+def timed_rescore(url: str, chunk_size: int, buckets: list[int] | None = None) -> dict:
+    """One full rescoring of the database (of ``buckets`` only, if given), with its
+    timings."""
     from lead_scoring_assets.scoring.full_rescore import rescore_all
 
     database = Database(url)
-    report = rescore_all(database, AS_OF, chunk_size=chunk_size)
+    report = rescore_all(database, AS_OF, chunk_size=chunk_size, buckets=buckets)
     database.dispose()
     return {"contacts": report.contacts_scored, "read": report.seconds_read,
             "score": report.seconds_score, "write": report.seconds_write,

@@ -323,6 +323,9 @@ def run_steps(url: str, results: dict, options: argparse.Namespace, save) -> Non
 
     step("rescore_first", timed_rescore, url, options.chunk_size)
     step("rescore_warm", timed_rescore, url, options.chunk_size)
+    step("rescore_one_bucket", timed_rescore, url, options.chunk_size, [0])
+    results["partition_bytes"] = int(server.value(
+        "SELECT pg_total_relation_size('lead_scores_p00')"))
     print("raw COPY baseline ...", flush=True)
     results["copy_baseline"] = copy_baseline(sa.make_url(url))
     step("analytics", timed_analytics, url)
@@ -368,6 +371,13 @@ def evaluate(results: dict, compare: dict | None) -> list[dict]:
         checks.append(("warm full rescoring / raw COPY baseline",
                        warm["seconds"] / results["copy_baseline"]["total"], "≤",
                        TARGETS["rescore_vs_copy"]))
+    bucket = steps.get("rescore_one_bucket")
+    if bucket and "partition_bytes" in results:
+        for name, measured in (("all buckets in one run", warm), ("one bucket per run", bucket)):
+            if measured:
+                checks.append((f"peak extra disk of a rescoring ({name}) / one partition of "
+                               "lead_scores", (measured["size_peak"] - measured["size_before"])
+                               / results["partition_bytes"], "≤", 1.0))
     if all(name in steps for name in NIGHTLY):
         nightly = sum(steps[name]["seconds"] for name in NIGHTLY)
         checks.append((f"nightly ({', '.join(NIGHTLY)}) scaled to {FULL_SIZE:,} contacts, s",
