@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lead_scoring_assets.db.buckets import bucket_sql
+from lead_scoring_assets.db.buckets import BUCKET_COUNT, bucket_sql
 from lead_scoring_assets.db.database import FIRST_ID, Database, arrow_frame
 from lead_scoring_assets.db.tables import SCORING_CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
 
@@ -75,14 +75,15 @@ def _spilled_inputs(database: Database, buckets: list[int], chunk_size: int
     with tempfile.TemporaryDirectory(prefix="lead_scoring_spill_",
                                      dir=os.environ.get(SPILL_DIR_ENV)) as folder:
         spill = Path(folder)
-        wanted = ", ".join(str(b) for b in buckets)
         for table, columns, key in (("contacts", SCORING_CONTACT_COLUMNS, "id"),
                                     ("platform_validations", SCORING_VALIDATION_COLUMNS,
                                      "contact_id")):
             bucket = bucket_sql(database.dialect, key)
+            wanted = ("" if set(buckets) == set(range(BUCKET_COUNT)) else
+                      f" WHERE {bucket} IN ({', '.join(str(b) for b in buckets)})")
             _spill(database, spill, table,
-                   f"SELECT {', '.join(columns)}, {bucket} AS {BUCKET} FROM {table} "
-                   f"WHERE {bucket} IN ({wanted})", buckets)
+                   f"SELECT {', '.join(columns)}, {bucket} AS {BUCKET} FROM {table}{wanted}",
+                   buckets)
         for bucket in buckets:
             yield from _bucket_chunks(spill, bucket, chunk_size)
 
