@@ -233,7 +233,8 @@ class ScoringQueue:
             lost = connection.execute(sa.text(
                 "DELETE FROM settled_batch WHERE NOT EXISTS (SELECT 1 FROM scoring_queue q "
                 "WHERE q.contact_id = settled_batch.contact_id AND q.version = "
-                f"settled_batch.version AND q.leased_by = :owner AND q.leased_until >= {self.now})"
+                "settled_batch.version AND q.leased_by = :owner "
+                f"AND q.leased_until >= {self.statement_now})"
             ), {"owner": owner}).rowcount
             newer = history_rows = written = 0
             if not scores.empty:
