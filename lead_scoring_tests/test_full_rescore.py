@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.bucket_inputs import SPILL_DIR_ENV, SPILL_PREFIX, spill_root
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORE_COLUMNS, VALIDATION_COLUMNS
@@ -135,7 +136,9 @@ def _rescore_forever(url: str) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_killed_run_leaves_previous_scores_intact(demo_database, database_url):
+def test_killed_run_leaves_previous_scores_intact(demo_database, database_url, tmp_path,
+                                                  monkeypatch):
+    monkeypatch.setenv(SPILL_DIR_ENV, str(tmp_path))
     rescore_all(demo_database, AS_OF)
     before = _scores(demo_database)
     process = multiprocessing.get_context("spawn").Process(
@@ -152,10 +155,13 @@ def test_killed_run_leaves_previous_scores_intact(demo_database, database_url):
     process.join()
     assert staged > 0, "the run never started writing"
     pd.testing.assert_frame_equal(before, _scores(demo_database))
+    left = list(spill_root().glob(f"{SPILL_PREFIX}{process.pid}_*"))
+    assert left, "the killed run's spill folder (names and addresses) is left behind"
     time.sleep(1.1)
     report = rescore_all(demo_database, AS_OF)
     assert report.contacts_scored == len(before)
     pd.testing.assert_frame_equal(before, _scores(demo_database))
+    assert not any(folder.exists() for folder in left), "the next run deletes it"
 
 
 def test_concurrent_full_rescore_is_refused(demo_database):

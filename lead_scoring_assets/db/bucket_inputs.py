@@ -5,7 +5,8 @@ PostgreSQL: one sequential pass over ``contacts`` and one over ``platform_valida
 read in its stored order with every row's bucket computed in SQL and only the wanted buckets
 kept, spilled to one LZ4-compressed Arrow file per bucket and table in a private temporary
 folder (``LEAD_SCORING_SPILL_DIR``, default the system's); then each bucket is read back,
-ordered by contact id and cut into chunks. The platform stores validation rows in arrival
+ordered by contact id and cut into chunks; the folder is deleted at the end, and one left by
+a killed process is deleted by the next rescoring. The platform stores validation rows in arrival
 order, so reading them by contact id range reads the heap at random, page after page, chunk
 after chunk; the spill costs one compressed write and read of the rows instead. No phone
 number is read. SQLite: each bucket's chunks by id range.
@@ -16,6 +17,7 @@ last chunk also carries its rows beyond its highest contact id and (bucket 0) th
 """
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,8 @@ from lead_scoring_assets.db.database import FIRST_ID, Database, arrow_frame
 from lead_scoring_assets.db.tables import SCORING_CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
 
 SPILL_DIR_ENV = "LEAD_SCORING_SPILL_DIR"
+SPILL_PREFIX = "lead_scoring_spill_"
+"""Spill folders are named ``lead_scoring_spill_<pid>_<random>``."""
 BUCKET = "bucket"
 Chunk = tuple[int, pd.DataFrame, pd.DataFrame]
 
@@ -70,10 +74,39 @@ def _ranged_inputs(database: Database, bucket: int, chunk_size: int) -> Iterator
         return
 
 
+def spill_root() -> Path:
+    return Path(os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir())
+
+
+def remove_abandoned_spills(root: Path) -> list[Path]:
+    """Delete the spill folders of processes that no longer run (a killed rescoring cannot
+    delete its own; they hold contacts' names and addresses). Returns what was removed."""
+    removed = []
+    for folder in root.glob(f"{SPILL_PREFIX}*"):
+        pid = folder.name.removeprefix(SPILL_PREFIX).split("_", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _spilled_inputs(database: Database, buckets: list[int], chunk_size: int
                     ) -> Iterator[Chunk]:
-    with tempfile.TemporaryDirectory(prefix="lead_scoring_spill_",
-                                     dir=os.environ.get(SPILL_DIR_ENV)) as folder:
+    root = spill_root()
+    remove_abandoned_spills(root)
+    with tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}_",
+                                     dir=root) as folder:
         spill = Path(folder)
         for table, columns, key in (("contacts", SCORING_CONTACT_COLUMNS, "id"),
                                     ("platform_validations", SCORING_VALIDATION_COLUMNS,
