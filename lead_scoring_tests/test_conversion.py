@@ -1,7 +1,6 @@
 """The conversion model: outcomes, point-in-time training set, time split, gate, scores,
 reasons and fallback, on small demo data (SQLite and PostgreSQL) and a real MLflow store."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -321,8 +320,8 @@ def test_conversion_scores_on_both_dialects(outcomes_database):
     assert counts["probability_decile"].between(1, 10).all()
 
 
-def test_scores_with_a_champion_when_the_last_chunk_has_no_contacts(home):
-    """``iter_scoring_inputs`` ends with an empty chunk when the contacts fill whole chunks."""
+def test_scores_with_a_champion_in_chunks(home):
+    """Every contact scored by the champion, read bucket by bucket in chunks."""
     split = time_split(home.training)
     champion = ConversionChampion(fit_candidate("hist_gradient_boosting", split.train), "7",
                                   "hist_gradient_boosting")

@@ -49,6 +49,15 @@ def iter_bucket_inputs(database: Database, buckets: list[int], chunk_size: int
         yield from _ranged_inputs(database, bucket, chunk_size)
 
 
+def iter_all_inputs(database: Database, chunk_size: int
+                    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``(contacts, validations)`` of every contact, bucket by bucket, ``chunk_size`` contacts
+    at a time (for the other full passes: features, conversion scores)."""
+    for _, contacts, validations in iter_bucket_inputs(database, list(range(BUCKET_COUNT)),
+                                                       chunk_size):
+        yield contacts, validations
+
+
 def _ranged_inputs(database: Database, bucket: int, chunk_size: int) -> Iterator[Chunk]:
     contact_bucket = bucket_sql(database.dialect, "id")
     validation_bucket = bucket_sql(database.dialect, "contact_id")

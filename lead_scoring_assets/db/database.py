@@ -18,8 +18,6 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
-from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
-
 DATABASE_URL_ENV = "LEAD_SCORING_DATABASE_URL"
 DATA_DIR_ENV = "LEAD_SCORING_DATA_DIR"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -262,41 +260,6 @@ class Database:
         return self.count(table)
 
     # the scoring inputs, chunk by chunk
-
-    def iter_scoring_inputs(
-        self, chunk_size: int
-    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        """(contacts, validations) by ascending contact id, ``chunk_size`` contacts at a time.
-
-        Each chunk carries every validation row whose ``contact_id`` falls in its id range;
-        the last chunk also carries rows beyond the highest id or with no ``contact_id``,
-        so every validation row is seen once.
-        """
-        after = FIRST_ID
-        while True:
-            contacts = self.read_frame(
-                f"SELECT {', '.join(CONTACT_COLUMNS)} FROM contacts "
-                "WHERE id > :after ORDER BY id LIMIT :limit",
-                {"after": after, "limit": chunk_size},
-            )
-            validations_sql = (
-                f"SELECT {', '.join(SCORING_VALIDATION_COLUMNS)} FROM platform_validations "
-            )
-            if len(contacts) == chunk_size:
-                upto = int(contacts["id"].iloc[-1])
-                validations = self.read_frame(
-                    validations_sql + "WHERE contact_id > :after AND contact_id <= :upto",
-                    {"after": after, "upto": upto},
-                )
-                yield contacts, validations
-                after = upto
-                continue
-            validations = self.read_frame(
-                validations_sql + "WHERE contact_id > :after OR contact_id IS NULL",
-                {"after": after},
-            )
-            yield contacts, validations
-            return
 
 
 def arrow_frame(table: pa.Table) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.audit import Violations
+from lead_scoring_assets.db.bucket_inputs import iter_all_inputs
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
@@ -124,7 +125,7 @@ def write_conversion_scores(database: Database, champion: ConversionChampion | N
             report.by_method.update(frame["method"].value_counts().to_dict())
             report.probability_sum += float(frame["conversion_probability"].sum())
 
-        report.stages = run_overlapped(database.iter_scoring_inputs(chunk_size), score, keep)
+        report.stages = run_overlapped(iter_all_inputs(database, chunk_size), score, keep)
         for open_writer in writer:
             open_writer.close()
         values = np.concatenate(ranks) if ranks else np.array([])

@@ -8,6 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from lead_scoring_assets.db.audit import Violations
+from lead_scoring_assets.db.bucket_inputs import iter_all_inputs
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
@@ -89,7 +90,7 @@ def build_contact_features(
     try:
         with staged:
             report.stages = run_overlapped(
-                database.iter_scoring_inputs(chunk_size), features, staged.append
+                iter_all_inputs(database, chunk_size), features, staged.append
             )
     finally:
         report.violations = staged.violations
