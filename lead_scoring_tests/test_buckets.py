@@ -3,7 +3,6 @@ the bucket reader sees every contact and validation row once, a publish stopped 
 finished by its retry, and a backfill of every bucket in two concurrent runs publishes exactly
 what a single run does."""
 
-import json
 import multiprocessing
 from pathlib import Path
 
@@ -144,10 +143,21 @@ def test_buckets_per_run_sets_the_backfill_policy(monkeypatch):
         bucket_backfill_policy()
 
 
-def _materialize_buckets(url: str, first: str, last: str, home: str, start) -> None:
+def _materialize_buckets(url: str, first: str, last: str, home: str, together=None) -> None:
     """One run of the rescoring's three steps over buckets ``first``..``last`` (a child
-    process: each run of a backfill is a process of its own)."""
-    start.wait(timeout=60)
+    process: each run of a backfill is a process of its own). With ``together`` (a barrier
+    shared with the other run), the run waits at its first staged chunk until the other run
+    has staged one too, so the two provably stage at the same time."""
+    if together is not None:
+        stage_chunk = ScoreSwap.add
+
+        def add_when_both_stage(self, *args):
+            if not getattr(self, "_met", False):
+                self._met = True
+                together.wait(timeout=120)
+            return stage_chunk(self, *args)
+
+        ScoreSwap.add = add_when_both_stage
     Path(home).mkdir(parents=True)
     with dg.instance_for_test(temp_dir=home) as instance:
         result = dg.materialize(
@@ -156,11 +166,6 @@ def _materialize_buckets(url: str, first: str, last: str, home: str, start) -> N
             run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(
                 as_of=AS_OF.isoformat())}),
             tags=bucket_range(first, last), raise_on_error=False)
-        window = {e.dagster_event.event_type_value: e.timestamp
-                  for e in instance.all_logs(result.run_id)
-                  if e.dagster_event and e.step_key == "staged_lead_scores"
-                  and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")}
-    Path(home, "staging.json").write_text(json.dumps(window))
     if not result.success:
         raise SystemExit(f"run {first}-{last} failed")
 
@@ -188,7 +193,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 def test_a_backfill_in_two_concurrent_runs_publishes_what_one_run_does(
         demo_database, database_url, tmp_path):
     """The same data in two databases: one run of every bucket in one, a backfill of two
-    concurrent runs (buckets 00-07 and 08-15, each its own process) in the other."""
+    concurrent runs (buckets 00-07 and 08-15, each its own process, both staging at once) in
+    the other."""
     _add_stray_validations(demo_database)
     demo_database.dispose()
     url = sa.make_url(database_url)
@@ -198,27 +204,20 @@ def test_a_backfill_in_two_concurrent_runs_publishes_what_one_run_does(
     twin_url = url.set(database=twin).render_as_string(hide_password=False)
     try:
         context = multiprocessing.get_context("spawn")
-        start = context.Event()
         single = context.Process(target=_materialize_buckets,
-                                 args=(database_url, "00", "15", str(tmp_path / "one"), start))
+                                 args=(database_url, "00", "15", str(tmp_path / "one")))
         single.start()
-        start.set()
         single.join(timeout=300)
         assert single.exitcode == 0
-        start = context.Event()
+        together = context.Barrier(2)
         runs = [context.Process(target=_materialize_buckets,
-                                args=(twin_url, first, last, str(tmp_path / first), start))
+                                args=(twin_url, first, last, str(tmp_path / first), together))
                 for first, last in (("00", "07"), ("08", "15"))]
         for run in runs:
             run.start()
-        start.set()
         for run in runs:
             run.join(timeout=300)
-        assert [run.exitcode for run in runs] == [0, 0]
-        first, second = (json.loads((tmp_path / b / "staging.json").read_text())
-                         for b in ("00", "08"))
-        assert first["STEP_START"] < second["STEP_SUCCESS"], "the runs did not overlap"
-        assert second["STEP_START"] < first["STEP_SUCCESS"], "the runs did not overlap"
+        assert [run.exitcode for run in runs] == [0, 0], "a run failed or never met the other"
         one, backfilled = Database(database_url), Database(twin_url)
         expected, actual = _published(one), _published(backfilled)
         for name in expected:

@@ -165,7 +165,9 @@ def _bucket_chunks(folder: Path, bucket: int, chunk_size: int) -> Iterator[Chunk
     """The spilled rows of ``bucket``: contacts by ascending id, ``chunk_size`` at a time, each
     with the validation rows of its id range (the last one: every remaining row)."""
     contacts = _read(folder / f"contacts_{bucket}")
-    contacts = contacts.take(pc.sort_indices(contacts.column("id")))
+    ids = contacts.column("id")
+    if len(ids) > 1 and not pc.all(pc.greater(ids[1:], ids[:-1])).as_py():
+        contacts = contacts.take(pc.sort_indices(ids))
     validations = _read(folder / f"platform_validations_{bucket}")
     order = pc.sort_indices(validations, sort_keys=[("contact_id", "ascending", "at_end")])
     contact_ids = pc.fill_null(validations.column("contact_id").take(order),
