@@ -17,7 +17,6 @@ which the next run of the bucket drops. Two runs of different buckets stage and 
 by side (a backfill over several runs).
 """
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +40,9 @@ from lead_scoring_assets.db.staged_table import (
     StagedBuildMissing,
     copy_indexes,
     index_renames,
+    lock_exclusively,
+    replace_partition,
+    sqlite_ddl_like,
 )
 from lead_scoring_assets.db.writer_lock import WriterLock
 
@@ -51,8 +53,6 @@ FULL_RESCORE_LEASE_SECONDS = 900
 staging, a published bucket): long enough for the audit and the publish step."""
 INCREMENTAL_WAIT_SECONDS = 600
 """How long a full rescoring waits for running incremental runs to settle."""
-LOCK_TIMEOUT = "30s"
-"""How long a bucket's swap waits for readers to let go of ``lead_scores``."""
 
 
 def scoring_lock(database: Database, holder: str, lease_seconds: float,
@@ -178,11 +178,7 @@ class ScoreSwap:
             connection.execute(sa.text(
                 f"ALTER TABLE {staged} ADD CONSTRAINT {BOUND} CHECK ({bound})"))
         else:
-            live = connection.execute(
-                sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
-                {"name": SCORES}).scalar_one()
-            connection.execute(sa.text(
-                re.sub(rf"^CREATE TABLE \"?{SCORES}\"?", f"CREATE TABLE {staged}", live)))
+            connection.execute(sa.text(sqlite_ddl_like(connection, SCORES, staged)))
         connection.execute(sa.text(
             f"CREATE TABLE {malformed_ids(bucket)} ({malformed_ids_columns(self.db)})"))
         connection.execute(sa.text(
@@ -332,16 +328,9 @@ class ScoreSwap:
         bound = connection.execute(sa.text(
             "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = "
             "CAST(:name AS regclass)"), {"name": live}).scalar_one()
-        connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        connection.execute(sa.text(f"LOCK TABLE {SCORES} IN ACCESS EXCLUSIVE MODE"))
+        lock_exclusively(connection, SCORES)
         self._locked_at = time.perf_counter()
-        connection.execute(sa.text(f"ALTER TABLE {SCORES} DETACH PARTITION {live}"))
-        connection.execute(sa.text(f"DROP TABLE {live}"))
-        connection.execute(sa.text(f"ALTER TABLE {staged} RENAME TO {live}"))
-        for statement in renames:
-            connection.execute(sa.text(statement))
-        connection.execute(sa.text(f"ALTER TABLE {SCORES} ATTACH PARTITION {live} {bound}"))
-        connection.execute(sa.text(f"ALTER TABLE {live} DROP CONSTRAINT {BOUND}"))
+        replace_partition(connection, SCORES, live, staged, bound, renames)
 
     def discard(self) -> None:
         """Drop this run's staged buckets (a failed audit or publish) and release their lock;

@@ -188,11 +188,7 @@ class StagedTable:
                         f"CREATE TABLE {name}{NEXT} PARTITION OF {self.staged} {bound}"))
                 return
         else:
-            live = connection.execute(
-                sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
-                {"name": self.table},
-            ).scalar_one()
-            ddl = re.sub(rf"^CREATE TABLE \"?{self.table}\"?", f"CREATE TABLE {self.staged}", live)
+            ddl = sqlite_ddl_like(connection, self.table, self.staged)
         connection.execute(sa.text(ddl))
 
     def drop(self, connection: sa.Connection) -> None:
@@ -258,8 +254,7 @@ class StagedTable:
 
     def _lock_live(self, connection: sa.Connection) -> None:
         """Take the live table's exclusive lock (held until the swap commits)."""
-        connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-        connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+        lock_exclusively(connection, self.table)
         self._locked_at = time.perf_counter()
 
     def _swap_partitions(self, connection: sa.Connection, partitions: list[sa.Row]) -> None:
@@ -269,17 +264,46 @@ class StagedTable:
         self._lock_live(connection)
         for name, bound, _ in partitions:
             connection.execute(sa.text(f"ALTER TABLE {self.staged} DETACH PARTITION {name}{NEXT}"))
-            connection.execute(sa.text(f"ALTER TABLE {self.table} DETACH PARTITION {name}"))
-            connection.execute(sa.text(f"DROP TABLE {name}"))
-            connection.execute(sa.text(f"ALTER TABLE {name}{NEXT} RENAME TO {name}"))
-            connection.execute(sa.text(f"ALTER TABLE {self.table} ATTACH PARTITION {name} {bound}"))
-            connection.execute(sa.text(f"ALTER TABLE {name} DROP CONSTRAINT {BOUND}"))
+            replace_partition(connection, self.table, name, f"{name}{NEXT}", bound)
         connection.execute(sa.text(f"DROP TABLE {self.staged}"))
         self._published(connection)
 
     def _published(self, connection: sa.Connection) -> None:
         self.after_swap(connection)
         self._drop_build(connection)
+
+
+LOCK_TIMEOUT = "30s"
+"""How long a swap waits for readers to let go of the live table."""
+
+
+def lock_exclusively(connection: sa.Connection, table: str) -> None:
+    """``table``'s exclusive lock in the caller's transaction, waiting at most
+    ``LOCK_TIMEOUT`` for its readers."""
+    connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    connection.execute(sa.text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+
+
+def replace_partition(connection: sa.Connection, parent: str, name: str, staged: str,
+                      bound: str, renames: list[str] = ()) -> None:
+    """The table ``staged`` in place of ``parent``'s partition ``name`` (detached and
+    dropped): renamed to ``name``, ``renames`` run (its indexes' names), attached with
+    ``bound``. ``staged`` carries a check of that bound, so attaching reads no row."""
+    connection.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {name}"))
+    connection.execute(sa.text(f"DROP TABLE {name}"))
+    connection.execute(sa.text(f"ALTER TABLE {staged} RENAME TO {name}"))
+    for statement in renames:
+        connection.execute(sa.text(statement))
+    connection.execute(sa.text(f"ALTER TABLE {parent} ATTACH PARTITION {name} {bound}"))
+    connection.execute(sa.text(f"ALTER TABLE {name} DROP CONSTRAINT {BOUND}"))
+
+
+def sqlite_ddl_like(connection: sa.Connection, live: str, new: str) -> str:
+    """SQLite: the ``CREATE TABLE`` statement of ``live``, naming ``new`` instead."""
+    ddl = connection.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
+        {"name": live}).scalar_one()
+    return re.sub(rf"^CREATE TABLE \"?{live}\"?", f"CREATE TABLE {new}", ddl)
 
 
 def _partitions(connection, table: str) -> list[sa.Row]:
