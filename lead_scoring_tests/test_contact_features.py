@@ -104,12 +104,26 @@ def test_asset_fails_clearly_without_lead_scores(demo_database, database_url):
     ],
 )
 def test_audit_fails_on_each_breakage(demo_database, breakage, rule):
+    rescore_all(demo_database, AS_OF)
     build_contact_features(demo_database, AS_OF)
     assert not feature_violations(demo_database).failed
     with demo_database.engine.begin() as connection:
         connection.execute(sa.text(breakage))
     violations = feature_violations(demo_database)
     assert violations.failed and getattr(violations, rule) == 1
+
+
+def test_a_contact_added_after_the_build_is_left_to_the_queue(demo_database):
+    rescore_all(demo_database, AS_OF)
+    build_contact_features(demo_database, AS_OF)
+    with demo_database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO contacts (id, phone_e164, created_at) "
+            "SELECT 5000, '+525512345678', created_at FROM contacts WHERE id = 1"))
+    assert not feature_violations(demo_database).failed
+    with demo_database.engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM scoring_queue WHERE contact_id = 5000"))
+    assert feature_violations(demo_database).contacts_without_features == 1
 
 
 def test_planted_violation_in_the_staged_features_publishes_nothing(

@@ -75,6 +75,27 @@ def test_contacts_without_features_get_the_rule_based_score(featured_database):
     assert not any(vars(ml_score_violations(featured_database)).values())
 
 
+def test_only_existing_contacts_are_scored_and_the_others_are_counted(featured_database):
+    """A contact deleted after the rescoring keeps its features and rule-based score until the
+    next run, but gets no ML score (the audit would refuse it); a contact added since has
+    neither: it is counted, not scored, and the audit leaves it to the queue (it once failed
+    the nightly whenever the platform added a contact between the rescoring and the ML
+    scores)."""
+    with featured_database.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM platform_validations WHERE contact_id IN (7, 8)")
+        connection.exec_driver_sql("DELETE FROM contacts WHERE id IN (7, 8)")
+        connection.exec_driver_sql(
+            "INSERT INTO contacts (id, phone_e164, created_at) "
+            "SELECT 5000, '+525512345678', created_at FROM contacts WHERE id = 1")
+    report = write_ml_scores(featured_database, None, chunk_size=500)
+    stored = _stored(featured_database)
+    assert report.contacts == len(stored) == 2_998
+    assert report.contacts_without_any_score == 1
+    assert not {7, 8, 5000} & set(stored["contact_id"])
+    assert stored["contact_id"].is_unique
+    assert not any(vars(ml_score_violations(featured_database)).values())
+
+
 def test_mlflow_on_a_postgresql_backend(sqlite_url, postgres_url, tmp_path):
     database = Database(sqlite_url)
     database.upgrade()

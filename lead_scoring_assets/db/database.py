@@ -130,21 +130,32 @@ class Database:
 
         Integer columns stay integers when they hold NULLs (nullable ``Int64``, never float64,
         which cannot hold ids above 2**53 exactly)."""
-        params = params or {}
         if self.dialect == "postgresql":
-            names: list[str] = []
-
-            def number(match: re.Match) -> str:
-                names.append(match.group(1))
-                return f"${len(names)}"
-
-            adbc_sql = _PARAM.sub(number, sql)
-            with self.adbc_connection() as connection, connection.cursor() as cursor:
-                cursor.execute(adbc_sql, parameters=tuple(params[n] for n in names) or None)
-                table = cursor.fetch_arrow_table()
-            return arrow_frame(table)
+            return arrow_frame(self.read_arrow(sql, params))
         with self.engine.connect() as connection:
-            return _sqlite_frame(connection.execute(sa.text(sql), params))
+            return _sqlite_frame(connection.execute(sa.text(sql), params or {}))
+
+    def read_arrow(self, sql: str, params: dict | None = None) -> pa.Table:
+        """PostgreSQL: the rows of a query with ``:name`` parameters as an Arrow table."""
+        with self.adbc_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(*_adbc_query(sql, params))
+            return cursor.fetch_arrow_table()
+
+    def iter_arrow(self, sql: str, rows: int, params: dict | None = None
+                   ) -> Iterator[pa.Table]:
+        """PostgreSQL: the rows of a query streamed as Arrow tables of about ``rows`` rows."""
+        with self.adbc_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(*_adbc_query(sql, params))
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for batch in cursor.fetch_record_batch():
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= rows:
+                    yield pa.Table.from_batches(pending)
+                    pending, pending_rows = [], 0
+            if pending_rows:
+                yield pa.Table.from_batches(pending)
 
     def append_frame(self, table: str, frame: pd.DataFrame, connection=None) -> None:
         """Append the rows of ``frame`` (columns named as the table's) to ``table``.
@@ -260,6 +271,18 @@ class Database:
         return self.count(table)
 
     # the scoring inputs, chunk by chunk
+
+
+def _adbc_query(sql: str, params: dict | None) -> tuple[str, tuple | None]:
+    """A query with ``:name`` parameters as ADBC's ``$n`` ones, and their values."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        names.append(match.group(1))
+        return f"${len(names)}"
+
+    adbc_sql = _PARAM.sub(number, sql)
+    return adbc_sql, tuple((params or {})[n] for n in names) or None
 
 
 def arrow_frame(table: pa.Table) -> pd.DataFrame:

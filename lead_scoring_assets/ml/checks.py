@@ -63,7 +63,7 @@ def feature_violations(database: Database, table: str = "contact_features"
             {"cap": DEFAULT_CONFIG.platform_cap, "platforms": len(PLATFORMS),
              "geo_mismatch": DEFAULT_CONFIG.geo_mismatch_value, "version": FEATURE_SET_VERSION},
         ).one()
-        coverage = contact_coverage(connection, table)
+        coverage = contact_coverage(connection, table, leave_out_queued=True)
     return FeatureViolations(*(int(v) for v in (*rules, *coverage)))
 
 
@@ -99,5 +99,5 @@ def ml_score_violations(database: Database, table: str = "ml_lead_scores"
              "minimum": MINIMUM_CONFIDENCE, "fallback_confidence": FALLBACK_CONFIDENCE,
              **tier_params(DEFAULT_CONFIG)},
         ).one()
-        coverage = contact_coverage(connection, table)
+        coverage = contact_coverage(connection, table, leave_out_queued=True)
     return MlScoreViolations(*(int(v) for v in (*rules, *coverage)))

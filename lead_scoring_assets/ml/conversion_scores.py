@@ -172,5 +172,5 @@ def conversion_score_violations(database: Database, table: str = CONVERSION_SCOR
             f"{count_rows('probability_decile IS NULL OR probability_decile < 1 OR probability_decile > 10')}, "
             f"{count_rows(fallback)}, count(*) - count(DISTINCT contact_id) FROM {table}"),
             {"fallback": FALLBACK_METHOD}).one()
-        coverage = contact_coverage(connection, table)
+        coverage = contact_coverage(connection, table, leave_out_queued=True)
     return ConversionScoreViolations(*(int(v or 0) for v in (*rules, *coverage)))

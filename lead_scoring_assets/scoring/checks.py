@@ -38,12 +38,15 @@ def count_rows(condition: str) -> str:
 
 
 def contact_coverage(connection, table: str, queue_snapshot: str | None = None,
-                     buckets: list[int] | None = None) -> tuple[int, int]:
+                     buckets: list[int] | None = None, leave_out_queued: bool = False
+                     ) -> tuple[int, int]:
     """Contacts without a row in the per-contact ``table``, and its rows without a contact.
 
     With ``queue_snapshot`` (the queue as a run found it at its start), contacts queued since
     (inserted, deleted or changed while the run read) are left out: they are the queue's work.
-    With ``buckets``, only those buckets' contacts are expected. ``table`` and
+    With ``leave_out_queued`` (tables built from ``lead_scores`` or after it), every queued
+    contact is left out: a contact added since the rescoring has no score yet, it is the
+    queue's work. With ``buckets``, only those buckets' contacts are expected. ``table`` and
     ``queue_snapshot`` are table names or parenthesised queries.
     """
     since = ""
@@ -51,6 +54,8 @@ def contact_coverage(connection, table: str, queue_snapshot: str | None = None,
         since = (" AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id} "
                  f"AND NOT EXISTS (SELECT 1 FROM {queue_snapshot} s "
                  "WHERE s.contact_id = q.contact_id AND s.version = q.version))")
+    elif leave_out_queued:
+        since = " AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id})"
     in_bucket = ("" if buckets is None else
                  f" AND {bucket_sql(connection.dialect.name, 'c.id')} IN "
                  f"({', '.join(str(int(b)) for b in buckets)})")
