@@ -131,8 +131,14 @@ def test_explain_reproduces_the_stored_breakdown(demo_database):
         explain_contact(demo_database, 10**12)
 
 
+KILLED_RUN_LEASE = 5
+"""Seconds: long enough for the run to renew under a loaded test machine (1 s once expired
+before the kill, and the run stopped by itself), short for the next run to wait out."""
+
+
 def _rescore_forever(url: str) -> None:
-    rescore_all(Database(url), AS_OF + pd.Timedelta(days=1), chunk_size=50, lease_seconds=1)
+    rescore_all(Database(url), AS_OF + pd.Timedelta(days=1), chunk_size=50,
+                lease_seconds=KILLED_RUN_LEASE)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -151,13 +157,14 @@ def test_killed_run_leaves_previous_scores_intact(demo_database, database_url, t
         time.sleep(0.05)
         if sa.inspect(demo_database.engine).has_table("lead_scores_p00_next"):
             staged = demo_database.count("lead_scores_p00_next")
+    assert process.is_alive(), "the run stopped before it was killed"
     process.kill()
     process.join()
     assert staged > 0, "the run never started writing"
     pd.testing.assert_frame_equal(before, _scores(demo_database))
     left = list(spill_root().glob(f"{SPILL_PREFIX}{process.pid}_*"))
     assert left, "the killed run's spill folder (names and addresses) is left behind"
-    time.sleep(1.1)
+    time.sleep(KILLED_RUN_LEASE + 0.1)
     report = rescore_all(demo_database, AS_OF)
     assert report.contacts_scored == len(before)
     pd.testing.assert_frame_equal(before, _scores(demo_database))
