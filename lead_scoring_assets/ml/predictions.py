@@ -142,9 +142,11 @@ def _read_partitions(database: Database, chunk_size: int) -> Iterator[pd.DataFra
     joined on the contact id, kept for the contacts that exist, whose ids are read once; then
     the contacts found in neither (ids only). Each table is read once, in its stored order:
     joining per id range would look every contact up in 16 partitions of each table."""
-    features = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     ids = np.sort(database.read_arrow("SELECT id FROM contacts").column("id").to_numpy())
+    if not len(ids):
+        return
     seen = np.zeros(len(ids), dtype=bool)
+    features = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     for bucket in range(BUCKET_COUNT):
         sql = (f"SELECT coalesce(f.contact_id, s.contact_id) AS contact_id, "
                f"f.feature_set_version, f.as_of, {features}, s.total_score, s.quality_tier, "
@@ -153,16 +155,15 @@ def _read_partitions(database: Database, chunk_size: int) -> Iterator[pd.DataFra
                "ON s.contact_id = f.contact_id")
         for table in database.iter_arrow(sql, chunk_size):
             chunk = arrow_frame(table)
-            position = np.minimum(np.searchsorted(ids, chunk["contact_id"].to_numpy()),
-                                  max(len(ids) - 1, 0))
-            exists = (ids[position] == chunk["contact_id"].to_numpy()) if len(ids) else (
-                np.zeros(len(chunk), dtype=bool))
+            contact_ids = chunk["contact_id"].to_numpy()
+            position = np.searchsorted(ids, contact_ids).clip(max=len(ids) - 1)
+            exists = ids[position] == contact_ids
             seen[position[exists]] = True
             yield chunk[exists].reset_index(drop=True)
     if not seen.all():
-        yield pd.DataFrame({"contact_id": ids[~seen]}).reindex(
-            columns=["contact_id", "feature_set_version", "as_of", *FEATURE_COLUMNS,
-                     "total_score", "quality_tier", "last_calculated_at"])
+        yield pd.DataFrame({"contact_id": ids[~seen]}).reindex(columns=[
+            "contact_id", "feature_set_version", "as_of", *FEATURE_COLUMNS, "total_score",
+            "quality_tier", "last_calculated_at"])
 
 
 def _utc(stamps: pd.Series) -> pd.api.extensions.ExtensionArray:
