@@ -198,6 +198,32 @@ def test_a_backlog_over_the_share_requests_one_full_rescoring_instead(
         assert isinstance(empty, dg.SkipReason) and "queue empty" in empty.skip_message
 
 
+@pytest.mark.parametrize("tags", [{"dagster/backfill": "bucketsab", "dagster/partition": "03"},
+                                  {}], ids=["bucket backfill run", "lead_scores from the UI"])
+def test_no_full_rescoring_is_requested_while_a_run_materialises_lead_scores(
+        demo_database, database_url, definitions, tags):
+    """A backfill of the contact buckets (or ``lead_scores`` materialised from the asset graph)
+    runs as Dagster's asset job, not as ``full_rescore_job``: it rescores the backlog too, and
+    a second full rescoring requested beside it would wait for its buckets."""
+    sensor = build_scoring_queue_sensor(batch_size=100, max_runs=2)
+    contacts = demo_database.count("contacts")
+    _analyze_contacts(demo_database)
+    with dg.instance_for_test() as instance:
+        keys = {dg.AssetKey("staged_lead_scores"), dg.AssetKey("lead_scores")}
+        running = instance.create_run_for_job(
+            definitions.resolve_implicit_job_def_def_for_assets(list(keys)),
+            asset_selection=keys, tags=tags, status=dg.DagsterRunStatus.STARTED)
+        skipped, _ = _tick(sensor, instance, database_url)
+        assert isinstance(skipped, dg.SkipReason)
+        claimable = demo_database.count("scoring_queue")
+        assert skipped.skip_message == (
+            f"{claimable} contacts waiting, more than 5% of {contacts} contacts: a full "
+            f"rescoring is already queued or running (run {running.run_id}); it settles them")
+        instance.report_run_failed(running)
+        (request,) = list(_tick(sensor, instance, database_url)[0])
+        assert request.job_name == "full_rescore_job"
+
+
 def test_a_backlog_under_the_share_gets_incremental_runs(demo_database, database_url):
     rescore_all(demo_database, AS_OF)
     contacts = demo_database.count("contacts")

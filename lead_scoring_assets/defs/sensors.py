@@ -5,8 +5,9 @@ that collides with an earlier run is skipped by Dagster, and scoring would silen
 
 When the claimable backlog exceeds a share of all contacts, one full rescoring is cheaper than
 the hundreds of incremental runs it would take: the sensor then requests one
-``full_rescore_job`` run instead (never while a full rescoring, or the nightly run that
-includes one, is queued or running), and says so in the tick.
+``full_rescore_job`` run instead (never while a full rescoring, the nightly run that includes
+one, or a run of the asset graph selecting ``lead_scores``, such as a bucket backfill, is
+queued or running), and says so in the tick.
 
 Interval, batch size, how many runs may be in flight and the share are read when the
 definitions load: ``LEAD_SCORING_QUEUE_INTERVAL_SECONDS`` (30),
@@ -33,6 +34,7 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 FULL_RESCORE_PERCENT_ENV = "LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT"
 FULL_RESCORING_JOBS = (full_rescore_job.name, nightly_retrain_job.name)
+SCORES_KEY = dg.AssetKey("lead_scores")
 
 
 def full_rescore_percent_from_environment() -> float:
@@ -52,6 +54,14 @@ def full_rescore_percent_from_environment() -> float:
 def _in_flight(context: dg.SensorEvaluationContext, job_names) -> list[str]:
     return [run_id for name in job_names for run_id in context.instance.get_run_ids(
         dg.RunsFilter(job_name=name, statuses=IN_FLIGHT))]
+
+
+def _full_rescorings_in_flight(context: dg.SensorEvaluationContext) -> list[str]:
+    """Queued or running runs that rescore contact buckets: the two jobs, and runs of the asset
+    graph selecting ``lead_scores`` (a bucket backfill, a materialisation from the UI)."""
+    runs = context.instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT))
+    return [run.run_id for run in runs if run.job_name in FULL_RESCORING_JOBS
+            or SCORES_KEY in (run.asset_selection or ())]
 
 
 def build_scoring_queue_sensor(
@@ -79,7 +89,7 @@ def build_scoring_queue_sensor(
         if depth.claimable > contacts * full_rescore_percent / 100:
             backlog = (f"{depth.claimable} contacts waiting, more than {full_rescore_percent:g}% "
                        f"of {contacts} contacts")
-            running = _in_flight(context, FULL_RESCORING_JOBS)
+            running = _full_rescorings_in_flight(context)
             if running:
                 return dg.SkipReason(f"{backlog}: a full rescoring is already queued or "
                                      f"running (run {running[0]}); it settles them")
