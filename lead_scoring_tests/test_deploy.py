@@ -13,8 +13,15 @@ from dagster_k8s import K8sRunLauncher
 from lead_scoring_assets.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION = yaml.safe_load((ROOT / "dagster.yaml").read_text())
 INSTANCE = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
 VALUES = yaml.safe_load((ROOT / "deploy" / "values.yaml").read_text())
+RUN_RETRIES = {"enabled": "enabled", "max_retries": "maxRetries",
+               "retry_on_asset_or_op_failure": "retryOnAssetOrOpFailure"}
+"""Every run-retry setting of a Dagster instance, and its key under the Helm chart's
+``dagsterDaemon.runRetries``."""
+
+
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: test, cluster: {server: "https://127.0.0.1:1"}}]
@@ -68,6 +75,9 @@ def test_the_instance_loads_with_dagsters_loader(postgres_url, tmp_path, monkeyp
         assert isinstance(launcher, K8sRunLauncher)
         assert launcher.job_namespace == "scoring"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert (instance.run_retries_enabled, instance.run_retries_max_retries,
+                instance.run_retries_retry_on_asset_or_op_failure) == tuple(
+            VALUES["dagsterDaemon"]["runRetries"][key] for key in RUN_RETRIES.values())
         pools = instance.get_concurrency_config().pool_config
         assert pools.default_pool_limit == 2
         for pool in declared_pools():
@@ -91,11 +101,23 @@ def test_the_helm_values_match_the_instance():
     assert snake_keys(VALUES["concurrency"]) == INSTANCE["concurrency"]
     daemon = VALUES["dagsterDaemon"]
     assert daemon["enabled"] and daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
-    assert daemon["runRetries"]["maxRetries"] == INSTANCE["run_retries"]["max_retries"]
     launcher = VALUES["runLauncher"]["config"]["k8sRunLauncher"]
     assert [s["name"] for s in launcher["envSecrets"]] == INSTANCE["run_launcher"]["config"][
         "env_secrets"]
     assert launcher["resources"] == INSTANCE["run_launcher"]["config"]["resources"]
+
+
+def test_one_run_retry_policy_in_every_instance():
+    """dagster.yaml, deploy/dagster.yaml and the Helm values each set every run-retry setting
+    explicitly (a setting left out takes Dagster's default, which may differ), to the same
+    values."""
+    helm = VALUES["dagsterDaemon"]["runRetries"]
+    assert set(PRODUCTION["run_retries"]) == set(RUN_RETRIES)
+    assert set(INSTANCE["run_retries"]) == set(RUN_RETRIES)
+    assert set(helm) == set(RUN_RETRIES.values())
+    for key, helm_key in RUN_RETRIES.items():
+        assert PRODUCTION["run_retries"][key] == INSTANCE["run_retries"][key] == helm[helm_key], \
+            key
 
 
 def test_the_code_location_serves_this_project_from_a_pinned_image():
