@@ -1,6 +1,8 @@
 """Write, audit, publish: the blocking audits read the staged rows, and a failed audit
 publishes nothing."""
 
+from types import SimpleNamespace
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -20,6 +22,7 @@ from lead_scoring_assets.defs.assets.lead_scores import (
     staged_lead_scores,
 )
 from lead_scoring_assets.defs.checks import (
+    staged_audit,
     staged_ladas_reference_covers_mexico,
     staged_lead_scores_pass_audit,
 )
@@ -201,3 +204,17 @@ def test_only_the_run_that_staged_may_publish_or_discard(demo_database):
     publish_rescore(demo_database, "stager")
     assert demo_database.count("writer_locks") == 0
     assert not _live(demo_database)["lead_scores"].equals(before)
+
+
+def test_an_audit_that_did_not_run_is_a_failed_check():
+    """A build that comes back without the audit's counts reports a failed check saying so
+    (not a crash without a result, never a pass) and fails the step."""
+    results = staged_audit("features_are_valid", "contact_features",
+                           lambda: SimpleNamespace(violations=None))
+    result = next(results)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.check_name == "features_are_valid"
+    assert result.metadata["evaluated"].value is False
+    assert result.description.startswith("not evaluated")
+    with pytest.raises(dg.Failure, match="not audited"):
+        next(results)

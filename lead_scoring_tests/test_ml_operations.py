@@ -22,6 +22,7 @@ from lead_scoring_assets.defs.assets.contact_features import contact_features
 from lead_scoring_assets.defs.assets.lead_scoring_model import (
     FEATURE_DRIFT_CHECK,
     LeadScoringModelConfig,
+    _drift_result,
     lead_scoring_model,
 )
 from lead_scoring_assets.defs.assets.ml_lead_scores import ml_lead_scores
@@ -35,6 +36,13 @@ from lead_scoring_assets.ml.split import (
     salt_of,
     stable_hash,
     stable_hash_sql,
+)
+from lead_scoring_assets.ml.tracking import (
+    NO_CHAMPION,
+    UNAVAILABLE,
+    UNUSABLE,
+    USABLE,
+    ChampionLookup,
 )
 from lead_scoring_assets.ml.training import load_training_data
 from lead_scoring_assets.scoring.full_rescore import rescore_all
@@ -348,6 +356,49 @@ def test_psi_is_zero_on_the_same_population_and_sees_a_rare_value_grow():
         drift.judge(psi, warn=0.3, fail=0.2)
 
 
+def test_no_psi_is_not_judged_ok():
+    """Nothing measured is no evidence of stability."""
+    with pytest.raises(ValueError, match="no PSI"):
+        drift.judge({})
+
+
+@pytest.mark.parametrize(("lookup", "reason"), [
+    (ChampionLookup(NO_CHAMPION, "no champion alias on registered model 'lead_scoring'"),
+     "no champion alias"),
+    (ChampionLookup(UNAVAILABLE, "the champion of lead_scoring could not be loaded after 3 "
+                                 "attempts (ConnectionError: reset)"),
+     "could not be loaded after 3 attempts"),
+    (ChampionLookup(UNUSABLE, "lead_scoring v1 failed to load: its model artifact is missing",
+                    version=SimpleNamespace(version="1")),
+     "its model artifact is missing"),
+    (ChampionLookup(USABLE, version=SimpleNamespace(version="4")),
+     "champion v4 has no stored training distribution"),
+], ids=[NO_CHAMPION, UNAVAILABLE, UNUSABLE, "no_distribution"])
+def test_a_drift_check_that_could_not_compare_is_not_passed(lookup, reason):
+    """Every way the PSI could not be computed gives a failed WARN result saying why, never a
+    pass."""
+    result = _drift_result(SimpleNamespace(psi={}, champion=lookup), LINEAR)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["evaluated"].value is False
+    assert reason in result.metadata["not_evaluated_reason"].value
+    assert result.metadata["champion_status"].value == lookup.status
+    assert result.description.startswith("not evaluated")
+
+
+def test_the_drift_check_fails_when_the_champion_cannot_be_reached(home, monkeypatch):
+    with dg.instance_for_test() as instance:
+        _train(home, instance)
+        _always_fail(monkeypatch, *TRANSIENT[0])
+        result = _train(home, instance)
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == FEATURE_DRIFT_CHECK
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["evaluated"].value is False
+    assert check.metadata["champion_status"].value == UNAVAILABLE
+    assert "could not be loaded after 3 attempts" in check.metadata[
+        "not_evaluated_reason"].value
+
+
 def _shift_population(database: Database, as_of: pd.Timestamp) -> None:
     """Half the contacts lose their WhatsApp account and validate again only now."""
     with database.engine.begin() as connection:
@@ -371,7 +422,8 @@ def test_drift_check_fails_on_a_shifted_population_and_metrics_form_a_series(hom
         warned = _train(home, instance, LeadScoringModelConfig(
             candidates=["linear_baseline"], drift_warn_psi=0.0001, drift_fail_psi=100))
         plotted = instance.fetch_materializations(dg.AssetKey("lead_scoring_model"), limit=10)
-    assert first_check.passed and "no reference" in first_check.description
+    assert not first_check.passed and first_check.severity == dg.AssetCheckSeverity.WARN
+    assert first_check.metadata["champion_status"].value == NO_CHAMPION
     checks = {e.check_name: e for e in shifted.get_asset_check_evaluations()}
     assert set(checks) == {FEATURE_DRIFT_CHECK, "ml_lead_scores_are_consistent"}
     check = checks[FEATURE_DRIFT_CHECK]

@@ -56,12 +56,20 @@ def staged_audit(check_name: str, table: str, run: Callable[[], object]
                  ) -> Iterator[dg.AssetCheckResult]:
     """For an asset that builds, audits and publishes ``table`` in its own step: call ``run``
     (which raises ``AuditFailed`` instead of publishing), yield the audit's check result, and
-    fail the step after reporting a failed audit. Returns what ``run`` returned."""
+    fail the step after reporting a failed audit, or an audit that did not run (the report
+    has no ``violations``: failed with severity ERROR, "not evaluated"). Returns what ``run``
+    returned."""
     try:
         report = run()
     except AuditFailed as failed:
         yield audit_result(failed.violations, check_name)
         raise dg.Failure(description=f"{failed}; the previous {table} stand") from None
+    if report.violations is None:
+        yield dg.AssetCheckResult(
+            check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            description=f"not evaluated: the audit of the staged {table} rows did not run",
+            metadata={"evaluated": False})
+        raise dg.Failure(description=f"the {table} rows were not audited")
     yield audit_result(report.violations, check_name)
     return report
 

@@ -66,11 +66,12 @@ class DriftVerdict:
 
 def judge(psi: dict[str, float], warn: float = WARN_PSI, fail: float = FAIL_PSI) -> DriftVerdict:
     """``fail`` when a feature's PSI exceeds ``fail``, ``warn`` when one exceeds ``warn``;
-    ``drifted`` lists the features above ``warn``, largest first."""
+    ``drifted`` lists the features above ``warn``, largest first. Raises ``ValueError`` for
+    an empty ``psi``: nothing measured is no evidence of stability."""
     if warn > fail:
         raise ValueError(f"the warning threshold {warn} is above the failure threshold {fail}")
     if not psi:
-        return DriftVerdict("ok", None, 0.0, {})
+        raise ValueError("no PSI to judge: the drift was not measured")
     worst = max(psi, key=psi.get)
     drifted = dict(sorted(((n, v) for n, v in psi.items() if v > warn),
                           key=lambda item: -item[1]))

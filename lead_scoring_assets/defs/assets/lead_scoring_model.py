@@ -52,7 +52,8 @@ class LeadScoringModelConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec(
         FEATURE_DRIFT_CHECK, asset="lead_scoring_model", blocking=False,
         description="PSI of each feature between the champion's training sample and today's "
-        "contacts: warns above drift_warn_psi (0.1), fails above drift_fail_psi (0.25).")],
+        "contacts: warns above drift_warn_psi (0.1), fails above drift_fail_psi (0.25); "
+        "without a reference distribution, not evaluated (failed, WARN, with the reason).")],
 )
 def lead_scoring_model(
     context: dg.AssetExecutionContext,
@@ -131,12 +132,21 @@ def lead_scoring_model(
 
 def _drift_result(report: RetrainReport, config: LeadScoringModelConfig) -> dg.AssetCheckResult:
     """Passed, or failed with severity WARN (above the warning threshold) or ERROR (above the
-    failure threshold); passed with the reason when there is nothing to compare with."""
+    failure threshold). When the PSI could not be computed (no champion, one that could not be
+    reached or loaded, or one without a stored training distribution) the check is not
+    evaluated: failed with severity WARN, the reason in its metadata, never passed."""
     if not report.psi:
+        champion = report.champion
+        reason = champion.problem or (
+            f"champion v{champion.version.version} has no stored training distribution"
+            if champion.version is not None else "no champion to compare with")
         return dg.AssetCheckResult(
-            check_name=FEATURE_DRIFT_CHECK, passed=True,
-            description="no reference: no champion with a stored training distribution "
-            f"({report.champion.problem or 'none recorded'})")
+            check_name=FEATURE_DRIFT_CHECK, passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"not evaluated: no reference distribution ({reason})",
+            metadata={"evaluated": False, "not_evaluated_reason": reason,
+                      "champion_status": champion.status,
+                      "warn_psi": config.drift_warn_psi, "fail_psi": config.drift_fail_psi})
     verdict = judge(report.psi, config.drift_warn_psi, config.drift_fail_psi)
     return dg.AssetCheckResult(
         check_name=FEATURE_DRIFT_CHECK,
@@ -154,6 +164,7 @@ def _drift_result(report: RetrainReport, config: LeadScoringModelConfig) -> dg.A
             "warn_psi": config.drift_warn_psi,
             "fail_psi": config.drift_fail_psi,
             "reference": f"champion v{report.champion.version.version}",
+            "evaluated": True,
         },
     )
 
