@@ -99,7 +99,10 @@ def _explain(args: argparse.Namespace) -> int:
         if args.recompute:
             again = explain_contact(database, int(stored.score["contact_id"]))
             same = again.breakdown == stored.breakdown
-            print(f"\nrecomputed from the current rows at the same as_of: "
+            versions = (stored.score["calculation_version"], again.score["calculation_version"])
+            by = "" if versions[0] == versions[1] else (
+                f" (stored by {versions[0]}, recomputed by {versions[1]})")
+            print(f"\nrecomputed from the current rows at the same as_of{by}: "
                   f"{'identical' if same else 'DIFFERENT'}")
             if not same:
                 print(again.render())

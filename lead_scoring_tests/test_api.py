@@ -97,6 +97,25 @@ def test_score_card_shows_the_ml_score_and_the_trend_of_the_history(scored, clie
     assert card["trend"] == expected
 
 
+def test_a_score_of_an_unknown_calculation_version_shows_its_stored_values(scored, client):
+    """A row of a version whose configuration this server does not know (written by a newer
+    deploy, read during a rollback): its stored values, marked as of that version, without a
+    breakdown; never a 500."""
+    row = _best_multi_platform(scored)
+    with scored.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE lead_scores SET calculation_version = 'advanced_v9.9' "
+                                   "WHERE contact_id = :id"), {"id": row["contact_id"]})
+    response = client.get(f"{API}/contacts/{row['contact_id']}", headers=READ)
+    assert response.status_code == 200, response.text
+    card = response.json()
+    assert (card["calculation_version"], card["is_current_version"]) == ("advanced_v9.9", False)
+    assert card["score_breakdown"] is None
+    assert "advanced_v9.9" in card["version_note"] and "stored values" in card["version_note"]
+    for column in ("total_score", "quality_tier", "whatsapp_score", "apple_score",
+                   "platform_count", "business_account_count", "premium_account_count"):
+        assert card[column] == row[column], column
+
+
 def test_trend_over_the_last_30_days():
     now = datetime(2026, 11, 24, tzinfo=UTC)
 

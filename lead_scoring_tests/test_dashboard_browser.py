@@ -125,6 +125,7 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         expect(page.locator("#business-accounts")).to_have_text(
             str(contact["business_account_count"]))
         expect(page.locator("#bonus tr.sum")).to_contain_text("+")
+        expect(page.locator("#version-note")).to_be_hidden()
         expect(page.locator("#card-phone")).to_have_text(mask_phone(phone))
         assert national not in page.content()
         page.click("#calculate")
@@ -157,3 +158,44 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
     log = server_log.read_text()
     assert "GET /api/v1/lead-scoring/lookup?phone=[hidden] HTTP/1.1\" 200" in log
     assert national[-7:] not in log
+
+
+def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_database):
+    """A score of an older known version: its breakdown, with a note naming its version; of a
+    version the server does not know: its stored scores and the note, no breakdown. No
+    error either way."""
+    older, unknown = (_row(demo_database,
+                           "SELECT * FROM lead_scores WHERE platform_count >= 2 "
+                           "ORDER BY contact_id LIMIT 1 OFFSET :n", {"n": n}) for n in (0, 1))
+    with demo_database.engine.begin() as connection:
+        for row, version in ((older, "advanced_v1.0"), (unknown, "advanced_v9.9")):
+            connection.execute(sa.text("UPDATE lead_scores SET calculation_version = :v "
+                                       "WHERE contact_id = :id"),
+                               {"v": version, "id": row["contact_id"]})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{server}/card?id={older['contact_id']}&lang=en")
+        page.fill("#api-key", READ_KEY)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#version-note")).to_have_text(
+            "Computed by advanced_v1.0, not the current advanced_v1.1: breakdown read with "
+            "advanced_v1.0's configuration. Recomputed at the next rescoring.")
+        expect(page.locator("#factors-section")).to_be_visible()
+        expect(page.locator("#bonus tr.sum")).to_contain_text("+")
+        expect(page.locator("#error")).to_be_hidden()
+
+        page.goto(f"{server}/card?id={unknown['contact_id']}&lang=es")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#version-note")).to_contain_text(
+            "Calculada con advanced_v9.9, no con la versión actual advanced_v1.1: solo los "
+            "valores guardados")
+        expect(page.locator("#total-score")).to_have_text(str(unknown["total_score"]))
+        expect(page.locator(".bar-row[data-platform='whatsapp'] .bar-value")).to_have_text(
+            f"{unknown['whatsapp_score']}/25")
+        expect(page.locator(".bar-row[data-platform='whatsapp'] .bar-note")).to_have_text("")
+        expect(page.locator("#factors-section")).to_be_hidden()
+        expect(page.locator("#bonus-section")).to_be_hidden()
+        expect(page.locator("#error")).to_be_hidden()
+        browser.close()

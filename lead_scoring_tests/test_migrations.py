@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from lead_scoring_assets.cli import main
 from lead_scoring_assets.db.database import Database, head_revision
@@ -18,6 +19,7 @@ from lead_scoring_assets.ml.features import FEATURE_COLUMNS
 from lead_scoring_assets.scoring.breakdown import breakdown_of
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
+from .api_data import LATER, READ_KEY, app_for
 from .conftest import AS_OF
 
 
@@ -188,3 +190,50 @@ def test_0011_partitions_the_history_by_month_and_counts_the_queue(demo_database
         assert kind() == "r"
     demo_database.upgrade()
     pd.testing.assert_frame_equal(after, demo_database.read_frame(history_sql))
+
+
+def test_scores_of_advanced_v1_0_read_through_the_api_across_0010_and_the_first_rescoring(
+        demo_database):
+    """Rows advanced_v1.0 wrote before 0010 (JSON breakdowns) are read through the API after
+    the upgrade, before any rescoring: their stored values and breakdown (v1.0's
+    configuration), marked as of that version; after the first rescoring, as advanced_v1.1.
+    Never a 500. Downgraded again before the rescoring, they get back their JSON."""
+    rescore_all(demo_database, AS_OF, run_id="v1.0")
+    demo_database.downgrade("0009")
+    with demo_database.engine.begin() as connection:
+        for table in ("lead_scores", "lead_score_history"):
+            connection.execute(sa.text(
+                f"UPDATE {table} SET calculation_version = 'advanced_v1.0'"))
+    old = demo_database.read_frame(
+        "SELECT contact_id, total_score, quality_tier, score_breakdown FROM lead_scores "
+        "WHERE platform_count >= 2 ORDER BY total_score DESC, contact_id LIMIT 1").iloc[0]
+    contact = int(old["contact_id"])
+    breakdown = old["score_breakdown"]
+    breakdown = json.loads(breakdown) if isinstance(breakdown, str) else breakdown
+    demo_database.upgrade()
+    path = f"/api/v1/lead-scoring/contacts/{contact}"
+    headers = {"X-API-Key": READ_KEY}
+    with TestClient(app_for(demo_database), raise_server_exceptions=False) as client:
+        before = client.get(path, headers=headers)
+    demo_database.downgrade("0009")
+    again = demo_database.read_frame("SELECT score_breakdown FROM lead_scores "
+                                     "WHERE contact_id = :id", {"id": contact}).iloc[0, 0]
+    assert (json.loads(again) if isinstance(again, str) else again) == breakdown
+    demo_database.upgrade()
+    rescore_all(demo_database, LATER, run_id="v1.1")
+    with TestClient(app_for(demo_database), raise_server_exceptions=False) as client:
+        after = client.get(path, headers=headers)
+    assert before.status_code == 200, before.text
+    card = before.json()
+    assert (card["calculation_version"], card["current_calculation_version"],
+            card["is_current_version"]) == ("advanced_v1.0", "advanced_v1.1", False)
+    assert "computed by advanced_v1.0" in card["version_note"]
+    assert "next rescoring" in card["version_note"]
+    assert (card["total_score"], card["quality_tier"]) == (old["total_score"],
+                                                           old["quality_tier"])
+    assert card["score_breakdown"] == breakdown
+    assert after.status_code == 200, after.text
+    card = after.json()
+    assert (card["calculation_version"], card["is_current_version"], card["version_note"]) == (
+        "advanced_v1.1", True, None)
+    assert card["score_breakdown"]["as_of"] == LATER.isoformat()

@@ -68,3 +68,32 @@ def test_cli_explain(scored, database_url, capsys):
             "as of 2026-11-24") in capsys.readouterr().out
     assert main(["explain", "+52 1 999 000 0000", "--url", database_url]) == 1
     assert "no contact matches" in capsys.readouterr().err
+
+
+def _set_version(database, contact_id, version: str) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE lead_scores SET calculation_version = :version "
+                                   "WHERE contact_id = :id"),
+                           {"version": version, "id": int(contact_id)})
+
+
+def test_explain_shows_a_score_of_another_version(scored, database_url, capsys):
+    """A stored row of an older known version: its breakdown with that version's
+    configuration, marked; of an unknown version: its stored values, marked, no breakdown.
+    Exit code 0, never a traceback."""
+    database, row = scored
+    contact = str(row.contact_id)
+    _set_version(database, row.contact_id, "advanced_v1.0")
+    assert main(["explain", contact, "--recompute", "--url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert f"score {row.total_score}/100  {row.quality_tier}" in out
+    assert "computed by advanced_v1.0" in out and "quality multiplier" in out
+    assert ("recomputed from the current rows at the same as_of (stored by advanced_v1.0, "
+            "recomputed by advanced_v1.1): identical") in out
+    _set_version(database, row.contact_id, "advanced_v9.9")
+    assert main(["explain", contact, "--url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert f"score {row.total_score}/100  {row.quality_tier}" in out
+    assert "computed by advanced_v9.9" in out and "stored values only" in out
+    assert "quality multiplier" not in out and "/25" in out
+    assert mask_phone(row.phone_e164) in out and row.phone_e164 not in out

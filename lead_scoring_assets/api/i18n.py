@@ -22,6 +22,11 @@ LABELS: dict[str, dict[str, str]] = {
         "calculate": "Calcular", "queued": "En cola para recalcular (prioridad 10)",
         "forbidden": "Su clave no puede recalcular", "calculated": "Calculado",
         "method": "Método", "location": "Ubicación",
+        "other_version": "Calculada con {version}, no con la versión actual {current}: "
+        "desglose según la configuración de {version}. Se recalcula en el próximo recálculo.",
+        "other_version_stored": "Calculada con {version}, no con la versión actual {current}: "
+        "solo los valores guardados (este servidor no conoce la configuración de {version}). "
+        "Se recalcula en el próximo recálculo.",
         "geographic_consistency": "Consistencia geográfica", "account_age": "Antigüedad",
         "profile_completeness": "Perfil completo", "validation_recency": "Validación reciente",
         "platform_count": "Número de plataformas", "synergy": "Sinergias", "business": "Negocio",
@@ -59,6 +64,11 @@ LABELS: dict[str, dict[str, str]] = {
         "calculate": "Calculate", "queued": "Queued for rescoring (priority 10)",
         "forbidden": "Your key may not rescore", "calculated": "Calculated",
         "method": "Method", "location": "Location",
+        "other_version": "Computed by {version}, not the current {current}: breakdown read "
+        "with {version}'s configuration. Recomputed at the next rescoring.",
+        "other_version_stored": "Computed by {version}, not the current {current}: stored "
+        "values only (this server does not know {version}'s configuration). Recomputed at "
+        "the next rescoring.",
         "geographic_consistency": "Geographic consistency", "account_age": "Account age",
         "profile_completeness": "Profile completeness", "validation_recency": "Validation recency",
         "platform_count": "Platform count", "synergy": "Synergies", "business": "Business",

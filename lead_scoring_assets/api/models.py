@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
 
@@ -36,7 +36,9 @@ class MlScore(BaseModel):
 class ScoreCard(BaseModel):
     """The stored score (columns named as in ``lead_scores``), the contact's profile with its
     phone masked, the breakdown, the ML and conversion scores where they exist, the last
-    changes (newest first) and the trend over the last 30 days."""
+    changes (newest first) and the trend over the last 30 days. A score stored by another
+    ``calculation_version`` than the current one is shown as stored, marked by
+    ``is_current_version`` false and ``version_note``; the next rescoring rewrites it."""
 
     contact_id: int
     phone: str | None
@@ -53,10 +55,21 @@ class ScoreCard(BaseModel):
     business_account_count: int
     premium_account_count: int
     calculation_method: str
-    calculation_version: str
+    calculation_version: str = Field(description="The version that computed this score.")
+    current_calculation_version: str = Field(
+        description="The version the scorer writes now.")
+    is_current_version: bool = Field(
+        description="Whether calculation_version is the current version.")
+    version_note: str | None = Field(
+        description="For a score of another version: which, how its breakdown was read (or "
+        "that only its stored values are known) and that the next rescoring recomputes it; "
+        "null for a current score.")
     last_calculated_at: datetime
     display_weights: dict[str, int]
-    score_breakdown: dict[str, Any]
+    score_breakdown: dict[str, Any] | None = Field(
+        description="As of, points before quality, quality factors, multiplier, adjusted "
+        "scores, bonus parts, total (SCORING_SPEC.md §8), with the configuration of "
+        "calculation_version; null when that version's configuration is not known here.")
     ml_score: MlScore | None
     conversion_score: dict[str, Any] | None
     history: list[HistoryEntry]

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.ml.conversion_features import decoded_reasons
-from lead_scoring_assets.scoring.breakdown import BREAKDOWN_COLUMNS, breakdown_of
-from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
+from lead_scoring_assets.scoring.breakdown import BREAKDOWN_COLUMNS, read_breakdown
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, config_for
 
 SCORE_FIELDS = (
     *(f"{p}_score" for p in PLATFORMS), "total_score", "quality_tier", "confidence_level",
@@ -120,7 +120,8 @@ class ScoreReader:
 
     def score_card(self, contact_id: int) -> dict:
         """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
-        last changes and trend."""
+        last changes and trend. A score of another ``calculation_version`` is marked as such
+        (its breakdown null when that version's configuration is not known)."""
         return self._score_card("c.id = :key", contact_id, f"no contact with id {contact_id}")
 
     def _score_card(self, condition: str, key, unknown: str) -> dict:
@@ -164,11 +165,15 @@ class ScoreReader:
         card = {c: row[c] for c in SCORE_FIELDS}
         card["last_calculated_at"] = _utc(row["last_calculated_at"])
         card["confidence_level"] = float(row["confidence_level"])
+        stored = read_breakdown({**row, "contact_id": contact_id})
+        config = config_for(stored.calculation_version) or DEFAULT_CONFIG
         card.update(
             contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
             profile={c: row[c] for c in CARD_PROFILE_FIELDS},
-            display_weights=dict(DEFAULT_CONFIG.display_weights),
-            score_breakdown=breakdown_of({**row, "contact_id": contact_id}),
+            current_calculation_version=stored.current_version,
+            is_current_version=stored.is_current, version_note=stored.note,
+            display_weights=dict(config.display_weights),
+            score_breakdown=stored.breakdown,
             ml_score=ml,
             conversion_score=None if conversion is None else _conversion(conversion),
             history=history,

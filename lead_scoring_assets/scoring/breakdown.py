@@ -6,12 +6,15 @@ matches the state (NULL: no geographic factor), and the whole days behind the ac
 recency factors (NULL: factor absent), counted up to the day the factor saturates (365 and 15
 days by default), so every row has one stored form. Everything else (factor values, multiplier,
 bonus parts) follows from those, the stored adjusted scores and counts, and the configuration of
-the row's ``calculation_version``, with the same arithmetic as the scorer, so the dict is
-exactly the one the scorer computed. ``as_of`` is ``last_calculated_at``.
+the row's ``calculation_version`` (``config.KNOWN_CONFIGS``), with the same arithmetic as the
+scorer, so the dict is exactly the one the scorer computed. ``as_of`` is
+``last_calculated_at``. Readers use ``read_breakdown``: a row of another version is shown as of
+that version, one of an unknown version by its stored values only.
 """
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,7 @@ from lead_scoring_assets.scoring.config import (
     PROFILE_FIELDS,
     QUALITY_FACTORS,
     ScoringConfig,
+    config_for,
 )
 
 POINTS_COLUMNS = tuple(f"{p}_points" for p in PLATFORMS)
@@ -93,14 +97,21 @@ def _number(value) -> float:
     return np.nan if value is None or pd.isna(value) else float(value)
 
 
-def breakdown_of(row: Mapping, config: ScoringConfig = DEFAULT_CONFIG) -> dict:
+class UnknownVersion(ValueError):
+    """A row's ``calculation_version`` has no known configuration: no breakdown for it."""
+
+
+def breakdown_of(row: Mapping, config: ScoringConfig | None = None) -> dict:
     """The breakdown of one stored score row: points before quality, each present factor, the
-    multiplier, adjusted scores, each bonus part, the total and ``as_of``. Raises
-    ``ValueError`` for a row of another ``calculation_version`` (its weights are not known)."""
-    if row["calculation_version"] != config.calculation_version:
-        raise ValueError(f"score of contact {row['contact_id']} was calculated by "
-                         f"{row['calculation_version']}, not {config.calculation_version}: "
-                         "its breakdown needs that version's configuration")
+    multiplier, adjusted scores, each bonus part, the total and ``as_of``, with the
+    configuration of the row's ``calculation_version`` (``config``, if given, must be that
+    version's). Raises ``UnknownVersion`` when that configuration is not known."""
+    version = row["calculation_version"]
+    config = config or config_for(version)
+    if config is None or config.calculation_version != version:
+        raise UnknownVersion(f"score of contact {row['contact_id']} was calculated by "
+                             f"{version}, whose configuration is not known here: its "
+                             "breakdown cannot be derived")
     match = row["lada_state_match"]
     factors = factor_values(
         np.array([_number(row["profile_fields"])]),
@@ -131,3 +142,35 @@ def breakdown_of(row: Mapping, config: ScoringConfig = DEFAULT_CONFIG) -> dict:
         "bonus": {name: int(values[0]) for name, values in bonus.items()},
         "total_score": int(row["total_score"]),
     }
+
+
+@dataclass(frozen=True)
+class StoredBreakdown:
+    """What a reader shows of a stored row: its breakdown (None when its version's
+    configuration is unknown) and, for a row of another version than the scorer writes now, a
+    note saying so."""
+
+    breakdown: dict | None
+    calculation_version: str
+    current_version: str
+    note: str | None
+
+    @property
+    def is_current(self) -> bool:
+        return self.calculation_version == self.current_version
+
+
+def read_breakdown(row: Mapping) -> StoredBreakdown:
+    """A stored row's breakdown for a reader, whatever the row's version: a row of another
+    known version is read with its own configuration; one of an unknown version (e.g. written
+    by a newer deploy) has no breakdown, its stored values stand alone."""
+    version, current = row["calculation_version"], DEFAULT_CONFIG.calculation_version
+    config = config_for(version)
+    breakdown = None if config is None else breakdown_of(row, config)
+    note = None
+    if version != current:
+        shown = ("its breakdown derived with that version's configuration" if config
+                 else "stored values only (that version's configuration is not known here)")
+        note = (f"computed by {version}, not the current {current}: {shown}; recomputed at "
+                "the next rescoring")
+    return StoredBreakdown(breakdown, version, current, note)

@@ -4,7 +4,7 @@ Changing any value means a new ``calculation_version`` (see SCORING_SPEC.md).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 PLATFORMS: tuple[str, ...] = ("whatsapp", "instagram", "facebook", "google", "apple")
@@ -87,3 +87,21 @@ class ScoringConfig:
 
 
 DEFAULT_CONFIG = ScoringConfig()
+
+KNOWN_CONFIGS: Mapping[str, ScoringConfig] = _frozen({
+    config.calculation_version: config for config in (
+        replace(DEFAULT_CONFIG, calculation_version="advanced_v1.0"),
+        DEFAULT_CONFIG,
+    )
+})
+"""The configuration of every ``calculation_version`` this project has written, for reading
+stored rows back (the scorer uses ``DEFAULT_CONFIG`` only). ``advanced_v1.0`` had every number
+of v1.1 (git history of this file); v1.1 changed only which validation rows take part (rows
+after ``as_of``, SCORING_SPEC.md §2), which the stored columns already reflect, not the
+arithmetic that derives the breakdown from them. A new version adds its predecessor here."""
+
+
+def config_for(calculation_version: str) -> ScoringConfig | None:
+    """The configuration of ``calculation_version``, or None when this code does not know it
+    (e.g. a row written by a newer deploy)."""
+    return KNOWN_CONFIGS.get(calculation_version)

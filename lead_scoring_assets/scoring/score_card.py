@@ -7,8 +7,13 @@ import phonenumbers
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.ml.conversion_features import decoded_reasons
-from lead_scoring_assets.scoring.breakdown import breakdown_of
-from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, ScoringConfig
+from lead_scoring_assets.scoring.breakdown import read_breakdown
+from lead_scoring_assets.scoring.config import (
+    DEFAULT_CONFIG,
+    PLATFORMS,
+    ScoringConfig,
+    config_for,
+)
 
 BAR_WIDTH = 20
 
@@ -26,40 +31,52 @@ def _bar(value: int, maximum: int) -> str:
 
 
 def render_score_card(
-    score: dict, breakdown: dict, config: ScoringConfig = DEFAULT_CONFIG
+    score: dict, breakdown: dict | None, config: ScoringConfig = DEFAULT_CONFIG,
+    note: str | None = None,
 ) -> str:
     """Total and tier, each platform against its display weight, the quality factors, each
-    bonus part, confidence and the time of the calculation."""
+    bonus part, confidence and the time of the calculation; ``note`` (a score of another
+    version) under the total. Without a breakdown (a version whose configuration is not
+    known), the stored platform scores only."""
     lines = [
         f"contact {score['contact_id']}  {mask_phone(score.get('phone_e164'))}",
         (f"score {score['total_score']}/100  {score['quality_tier']}  "
         f"confidence {float(score['confidence_level']):.4f}"),
+        *([f"note: {note}"] if note else []),
         "",
-        "platforms (adjusted score / display weight; before quality in brackets):",
+        "platforms (adjusted score / display weight; before quality in brackets):"
+        if breakdown else "platforms (stored score / display weight):",
     ]
     for platform in PLATFORMS:
         weight = config.display_weights[platform]
-        value = breakdown["adjusted_scores"][platform]
-        lines.append(f"  {platform:<9} {_bar(value, weight)} {value:>2}/{weight:<2} "
-                     f"({breakdown['points_before_quality'][platform]})")
-    lines.append(f"quality multiplier {breakdown['quality_multiplier']:.4f}:")
-    for name, value in breakdown["quality_factors"].items():
-        lines.append(f"  {name:<23} {value:.3f}")
-    lines.append("bonus:")
-    for name, value in breakdown["bonus"].items():
-        lines.append(f"  {name:<23} {value:>2}")
-    lines.append(f"as of {breakdown['as_of']} ({score['calculation_method']} "
+        value = int(score[f"{platform}_score"])
+        before = f" ({breakdown['points_before_quality'][platform]})" if breakdown else ""
+        lines.append(f"  {platform:<9} {_bar(value, weight)} {value:>2}/{weight:<2}{before}")
+    if breakdown:
+        lines.append(f"quality multiplier {breakdown['quality_multiplier']:.4f}:")
+        for name, value in breakdown["quality_factors"].items():
+            lines.append(f"  {name:<23} {value:.3f}")
+        lines.append("bonus:")
+        for name, value in breakdown["bonus"].items():
+            lines.append(f"  {name:<23} {value:>2}")
+    as_of = breakdown["as_of"] if breakdown else score["last_calculated_at"]
+    lines.append(f"as of {as_of} ({score['calculation_method']} "
                  f"{score['calculation_version']}), calculated {score['last_calculated_at']}")
     return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class StoredScore:
+    """A stored score row, its breakdown (None for a version whose configuration is not
+    known) and the note for a score of another version."""
+
     score: dict
-    breakdown: dict
+    breakdown: dict | None
+    note: str | None = None
 
     def render(self) -> str:
-        return render_score_card(self.score, self.breakdown)
+        config = config_for(self.score["calculation_version"]) or DEFAULT_CONFIG
+        return render_score_card(self.score, self.breakdown, config, self.note)
 
 
 def _find(database: Database, condition: str, value) -> int | None:
@@ -134,4 +151,5 @@ def stored_score(database: Database, key: str) -> StoredScore:
         raise LookupError(f"contact {contact_id} exists but has not been scored yet "
                           "(run full_rescore_job, or wait for the scoring queue)")
     score = rows.iloc[0].to_dict()
-    return StoredScore(score, breakdown_of(score))
+    stored = read_breakdown(score)
+    return StoredScore(score, stored.breakdown, stored.note)

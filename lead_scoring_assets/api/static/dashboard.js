@@ -123,7 +123,18 @@ function bar(label, value, max, before) {
     el("span", {class: "bar-label"}, label),
     el("span", {class: "bar"}, el("span", {class: "fill", style: `width:${width}%`})),
     el("span", {class: "bar-value"}, `${value}/${max}`),
-    el("span", {class: "bar-note"}, `(${before} ${T.before_quality})`));
+    el("span", {class: "bar-note"}, before === null ? "" : `(${before} ${T.before_quality})`));
+}
+
+// A score of another calculation_version: which, and how much of it is known (the breakdown
+// is null when the server does not know that version's configuration).
+function versionNote(card) {
+  const note = document.getElementById("version-note");
+  note.hidden = card.is_current_version;
+  if (card.is_current_version) return;
+  note.textContent = (card.score_breakdown ? T.other_version : T.other_version_stored)
+    .replaceAll("{version}", card.calculation_version)
+    .replaceAll("{current}", card.current_calculation_version);
 }
 
 async function cardPage() {
@@ -141,15 +152,21 @@ async function cardPage() {
   document.getElementById("tier-icon").style.color = colour;
   document.getElementById("total-score").textContent = card.total_score;
   document.getElementById("tier").replaceWith(Object.assign(tierBadge(card.quality_tier), {id: "tier"}));
+  versionNote(card);
   document.getElementById("platform-bars").replaceChildren(...Object.entries(card.display_weights)
-    .map(([name, weight]) => bar(name, card[`${name}_score`], weight, b.points_before_quality[name])));
-  document.querySelector("#factors tbody").replaceChildren(...Object.entries(b.quality_factors)
-    .map(([name, value]) => el("tr", {}, el("td", {}, T[name] || name),
-                               el("td", {}, decimal.format(value)))));
-  document.getElementById("multiplier").textContent = decimal.format(b.quality_multiplier);
-  document.querySelector("#bonus tbody").replaceChildren(...Object.entries(b.bonus)
-    .map(([name, value]) => el("tr", {class: name === "total" ? "sum" : ""},
-                               el("td", {}, T[name] || name), el("td", {}, `+${value}`))));
+    .map(([name, weight]) => bar(name, card[`${name}_score`], weight,
+                                 b ? b.points_before_quality[name] : null)));
+  document.getElementById("factors-section").hidden = !b;
+  document.getElementById("bonus-section").hidden = !b;
+  if (b) {
+    document.querySelector("#factors tbody").replaceChildren(...Object.entries(b.quality_factors)
+      .map(([name, value]) => el("tr", {}, el("td", {}, T[name] || name),
+                                 el("td", {}, decimal.format(value)))));
+    document.getElementById("multiplier").textContent = decimal.format(b.quality_multiplier);
+    document.querySelector("#bonus tbody").replaceChildren(...Object.entries(b.bonus)
+      .map(([name, value]) => el("tr", {class: name === "total" ? "sum" : ""},
+                                 el("td", {}, T[name] || name), el("td", {}, `+${value}`))));
+  }
   document.getElementById("confidence").textContent = percent.format(card.confidence_level);
   document.getElementById("business-accounts").textContent = card.business_account_count;
   document.getElementById("premium-accounts").textContent = card.premium_account_count;

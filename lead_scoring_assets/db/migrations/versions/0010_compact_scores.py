@@ -11,7 +11,8 @@ points before quality, the number of non-blank profile fields, whether the LADA 
 state, and the days behind the account-age and recency factors; the rest is derived on read
 (``scoring.breakdown``). Existing rows are converted in SQL; their day counts come from the
 factor values, so a saturated factor gives the day it saturates (365 and 15 days), which reads
-back as the same factor. The downgrade rebuilds the JSON with ``breakdown_of``.
+back as the same factor. The downgrade rebuilds the JSON with ``breakdown_of`` (each row with
+its ``calculation_version``'s configuration; a version not known to the code stops it).
 
 Revision ID: 0010
 Revises: 0009
