@@ -408,6 +408,76 @@ def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_databa
     assert demo_database.count("scoring_queue") == 0
 
 
+def _add_row_at(database: Database, contact_id: int, validation_id: int, at: pd.Timestamp,
+                platform: str = "whatsapp") -> None:
+    _execute(database,
+             "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+             "is_business, is_premium, confidence_score, validated_at) VALUES "
+             "(:id, :contact, :platform, :yes, :no, :no, 0.97, :at)",
+             {"id": validation_id, "contact": contact_id, "platform": platform, "yes": True,
+              "no": False, "at": database.bind_timestamp(at)})
+
+
+def _without_whatsapp(database: Database, count: int) -> list[int]:
+    """The first ``count`` contacts whose stored score has no WhatsApp points."""
+    return database.read_frame(
+        "SELECT contact_id FROM lead_scores WHERE whatsapp_score = 0 ORDER BY contact_id "
+        "LIMIT :n", {"n": count})["contact_id"].tolist()
+
+
+def _wait_for_a_row_due_later(database: Database, contact_id: int) -> None:
+    """Score ``contact_id`` now while it has a row dated an hour ahead: its entry waits."""
+    now = pd.Timestamp.now(tz="UTC")
+    _add_row_at(database, contact_id, 10**8, now + pd.Timedelta(hours=1), platform="apple")
+    early = score_queued(database, now, owner="early")
+    assert (early.scored, early.removed, early.rows_after_as_of) == (1, 0, 1)
+    assert ScoringQueue(database).depth().claimable == 0
+
+
+@pytest.mark.parametrize("new_work", ["validation", "profile"])
+def test_new_work_wakes_a_waiting_entry(demo_database, new_work):
+    """A contact waiting for a row dated an hour ahead is claimable at once when a validation
+    dated now arrives or its profile changes; the next run scores what is due and waits again
+    only for the row still ahead."""
+    rescore_all(demo_database, AS_OF)
+    [contact] = _without_whatsapp(demo_database, 1)
+    _wait_for_a_row_due_later(demo_database, contact)
+    if new_work == "validation":
+        _add_row_at(demo_database, contact, 10**8 + 1, pd.Timestamp.now(tz="UTC"))
+    else:
+        _execute(demo_database, "UPDATE contacts SET full_name = 'Nombre Nuevo' WHERE id = :id",
+                 {"id": contact})
+    assert ScoringQueue(demo_database).depth().claimable == 1
+    woken = score_queued(demo_database, pd.Timestamp.now(tz="UTC"), owner="woken")
+    assert (woken.claimed, woken.scored, woken.removed, woken.rows_after_as_of) == (1, 1, 0, 1)
+    if new_work == "validation":
+        assert _scores(demo_database, [contact])["whatsapp_score"].iloc[0] > 0
+    depth = ScoringQueue(demo_database).depth()
+    assert (depth.claimable, depth.leased) == (0, 1)
+
+
+def test_new_work_keeps_a_running_runs_lease(demo_database):
+    """An entry leased by a running run keeps its lease when new work arrives; the version
+    bump makes that run leave it queued."""
+    rescore_all(demo_database, AS_OF)
+    _add_validation(demo_database, 5, 10**8)
+    queue = ScoringQueue(demo_database)
+    claimed = queue.claim("running", 10, lease_seconds=600)
+    lease_sql = "SELECT leased_by, leased_until FROM scoring_queue WHERE contact_id = 5"
+    lease = demo_database.read_frame(lease_sql)
+    _add_validation(demo_database, 5, 10**8 + 1, platform="apple")
+    _execute(demo_database, "UPDATE contacts SET full_name = 'Otro Nombre' WHERE id = 5")
+    pd.testing.assert_frame_equal(lease, demo_database.read_frame(lease_sql))
+    assert queue.depth().claimable == 0
+    contacts, validations = queue.read_batch("running")
+    result = incremental.score_chunk(
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
+    settlement = queue.complete("running", claimed, result.scores, result.malformed,
+                                pd.DataFrame(), LATER)
+    assert (settlement.scored, settlement.removed) == (0, 0)
+    assert queue.depth().claimable == 1
+
+
 def _queue_size(database: Database) -> int:
     return int(database.read_frame(
         "SELECT coalesce(sum(entries), 0) AS n FROM scoring_queue_size")["n"][0])
