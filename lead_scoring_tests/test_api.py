@@ -15,6 +15,7 @@ from lead_scoring_assets.api.grants import api_grants
 from lead_scoring_assets.api.queries import mask_phone, trend
 from lead_scoring_assets.cli import main
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.geography.states import normalize_state
@@ -312,6 +313,31 @@ def test_rescore_enqueues_at_top_priority_and_bumps_a_queued_entry(scored, clien
     response = client.post(f"{API}/contacts/99999999/rescore", headers=ADMIN)
     assert response.status_code == 404
     assert scored.count("scoring_queue") == 1
+
+
+def test_rescore_wakes_an_entry_waiting_for_a_row_due_later(scored, client):
+    """An entry waiting (``leased_until`` ahead, no run holding it) is claimable at once after
+    a rescore answered 202; one leased by a running run keeps its lease."""
+    contact = int(_best_multi_platform(scored)["contact_id"])
+    ahead = scored.bind_timestamp(datetime.now(UTC) + timedelta(hours=20))
+    with scored.engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM scoring_queue"))
+        connection.execute(sa.text(
+            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+            "leased_until) VALUES (:id, 5, :at, :at, :ahead)"),
+            {"id": contact, "at": scored.bind_timestamp(datetime.now(UTC)), "ahead": ahead})
+    assert ScoringQueue(scored).depth().claimable == 0
+    assert client.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN).status_code == 202
+    assert _rows(scored, "SELECT leased_by, leased_until, version FROM scoring_queue") == [
+        {"leased_by": None, "leased_until": None, "version": 2}]
+    assert ScoringQueue(scored).depth().claimable == 1
+    with scored.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE scoring_queue SET leased_by = 'run-x', "
+                                   "leased_until = :ahead"), {"ahead": ahead})
+    lease = _rows(scored, "SELECT leased_by, leased_until FROM scoring_queue")
+    assert client.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN).status_code == 202
+    assert _rows(scored, "SELECT leased_by, leased_until FROM scoring_queue") == lease
+    assert ScoringQueue(scored).depth().claimable == 0
 
 
 def test_unscored_contact_and_unexpected_errors_answer_json(scored, client):

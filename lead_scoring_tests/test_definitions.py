@@ -23,6 +23,7 @@ from lead_scoring_assets.defs.partitions import ALL_BUCKETS
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.demo_definitions import DemoDataConfig, demo_data_job
 from lead_scoring_assets.demo_definitions import defs as demo_defs
+from lead_scoring_assets.scoring.incremental import score_queued
 
 from .conftest import AS_OF
 
@@ -94,6 +95,25 @@ def test_materialize_lead_scores(database_url):
             == AS_OF).all()
     ladas = result.asset_materializations_for_node("staged_ladas_reference")[0].metadata
     assert ladas["states"].value == 32
+    assert (published["kept_newer_scores"].value, published["queued_due_later"].value) == (0, 0)
+
+    database = Database(database_url)
+    with database.engine.begin() as connection:  # a row an hour after as_of, scored later
+        connection.execute(sa.text(
+            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+            "confidence_score, validated_at) VALUES (:id, 1, 'apple', :yes, 0.9, :at)"),
+            {"id": 10**9, "yes": True, "at": database.bind_timestamp(AS_OF + pd.Timedelta(
+                hours=1))})
+    assert score_queued(database, AS_OF + pd.Timedelta(hours=2), owner="incremental").scored
+    database.dispose()
+    again = dg.materialize(
+        SCORING[2:], resources={"database": DatabaseResource(url=database_url)},
+        tags=ALL_BUCKETS, run_config=dg.RunConfig(
+            {"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}))
+    published = again.asset_materializations_for_node("lead_scores")[0].metadata
+    assert (published["kept_newer_scores"].value, published["queued_due_later"].value) == (1, 1)
+    staged = again.asset_materializations_for_node("staged_lead_scores")[0].metadata
+    assert staged["contacts_due_later"].value == 1
 
 
 def test_as_of_defaults_to_the_run_start(sqlite_url):

@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.bucket_inputs import SPILL_DIR_ENV, SPILL_PREFIX, spill_root
+from lead_scoring_assets.db.buckets import BUCKET_COUNT
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.db.score_swap import ScoreSwap
+from lead_scoring_assets.db.score_swap import ScoreSwap, staged_scores
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORE_COLUMNS, VALIDATION_COLUMNS
 from lead_scoring_assets.db.writer_lock import LockBusy
 from lead_scoring_assets.scoring import full_rescore
@@ -207,6 +208,8 @@ def _insert_validation(database: Database, id: int, contact_id, validated_at, va
 
 
 def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_database):
+    """Scoring an old as_of on today's database reproduces that day's scores; published, they
+    replace no score of a later as_of."""
     rescore_all(demo_database, AS_OF)
     that_day = _scores(demo_database)
     _insert_validation(demo_database, 10**8, 11, AS_OF + pd.Timedelta(hours=2), valid=False)
@@ -226,9 +229,16 @@ def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_
     assert kept["reason"].tolist() == ["validated_in_future"]
     later = rescore_all(demo_database, AS_OF + pd.Timedelta(days=4))
     assert later.rows_after_as_of == 0
-    assert not _scores(demo_database).equals(that_day)
-    rescore_all(demo_database, AS_OF)
-    pd.testing.assert_frame_equal(that_day, _scores(demo_database))
+    later_scores = _scores(demo_database)
+    assert not later_scores.equals(that_day)
+    full_rescore.stage_rescore(demo_database, AS_OF, run_id="that-day-again")
+    staged = demo_database.read_frame(
+        " UNION ALL ".join(f"SELECT {', '.join(SCORE_COLUMNS)} FROM {staged_scores(b)}"
+                           for b in range(BUCKET_COUNT)) + " ORDER BY contact_id")
+    pd.testing.assert_frame_equal(that_day, staged)
+    swap = full_rescore.publish_rescore(demo_database, "that-day-again")
+    assert swap.kept_newer_scores == len(later_scores)
+    pd.testing.assert_frame_equal(later_scores, _scores(demo_database))
 
 
 def test_ids_above_two_to_the_53_stay_exact_next_to_a_null_contact_id(database):

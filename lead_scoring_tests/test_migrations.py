@@ -237,3 +237,40 @@ def test_scores_of_advanced_v1_0_read_through_the_api_across_0010_and_the_first_
     assert (card["calculation_version"], card["is_current_version"], card["version_note"]) == (
         "advanced_v1.1", True, None)
     assert card["score_breakdown"]["as_of"] == LATER.isoformat()
+
+
+def test_0013_new_work_wakes_waiting_entries_and_back(database):
+    """From 0013 a new validation or a profile change (the phone included) wakes an entry
+    waiting for a row due later; downgraded to 0012 the entry keeps waiting, as before."""
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO contacts (id, phone_e164, full_name) VALUES (1, '+523300000001', 'A')"))
+    ahead = database.bind_timestamp(pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=20))
+    queue = ScoringQueue(database)
+
+    def wait_then(change: str) -> bool:
+        """``change`` applied to a waiting entry of contact 1: is it claimable at once?"""
+        with database.engine.begin() as connection:
+            connection.execute(sa.text(
+                "UPDATE scoring_queue SET leased_by = NULL, leased_until = :ahead"),
+                {"ahead": ahead})
+        assert queue.depth().claimable == 0
+        with database.engine.begin() as connection:
+            connection.execute(sa.text(change), {"at": database.bind_timestamp(AS_OF)})
+        return queue.depth().claimable == 1
+
+    changes = [
+        ("INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+         "confidence_score, validated_at) VALUES ((SELECT coalesce(max(id), 0) + 1 FROM "
+         "platform_validations), 1, 'apple', true, 0.9, :at)"),
+        "UPDATE platform_validations SET confidence_score = 0.8 WHERE contact_id = 1",
+        "UPDATE contacts SET full_name = full_name || 'x' WHERE id = 1",
+        ("UPDATE contacts SET phone_e164 = CASE WHEN phone_e164 = '+523300000001' "
+         "THEN '+523300000002' ELSE '+523300000001' END WHERE id = 1"),
+        "DELETE FROM platform_validations WHERE contact_id = 1",
+    ]
+    assert [wait_then(change) for change in changes] == [True] * len(changes)
+    database.downgrade("0012")
+    assert [wait_then(change) for change in changes] == [False] * len(changes)
+    database.upgrade()
+    assert [wait_then(change) for change in changes] == [True] * len(changes)

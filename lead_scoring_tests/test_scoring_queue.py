@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from lead_scoring_assets.db.buckets import bucket_sql
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
 from lead_scoring_assets.db.scoring_queue import (
@@ -406,6 +407,190 @@ def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_databa
     assert (due.scored, due.removed, due.rows_after_as_of) == (1, 1, 0)
     assert _scores(demo_database, [70])["apple_score"].iloc[0] > 0
     assert demo_database.count("scoring_queue") == 0
+
+
+NIGHT = LATER + pd.Timedelta(hours=3, minutes=2)
+"""A nightly full rescoring's ``as_of``: its scheduled time (it stages later)."""
+
+
+def _add_row_at(database: Database, contact_id: int, validation_id: int, at: pd.Timestamp,
+                platform: str = "whatsapp") -> None:
+    _execute(database,
+             "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+             "is_business, is_premium, confidence_score, validated_at) VALUES "
+             "(:id, :contact, :platform, :yes, :no, :no, 0.97, :at)",
+             {"id": validation_id, "contact": contact_id, "platform": platform, "yes": True,
+              "no": False, "at": database.bind_timestamp(at)})
+
+
+def _without_whatsapp(database: Database, count: int) -> list[int]:
+    """The first ``count`` contacts whose stored score has no WhatsApp points."""
+    return database.read_frame(
+        "SELECT contact_id FROM lead_scores WHERE whatsapp_score = 0 ORDER BY contact_id "
+        "LIMIT :n", {"n": count})["contact_id"].tolist()
+
+
+def _bucket_of(database: Database, contact_id: int) -> int:
+    return int(database.read_frame(
+        f"SELECT {bucket_sql(database.dialect, 'id')} AS b FROM contacts WHERE id = :id",
+        {"id": contact_id})["b"][0])
+
+
+def test_a_full_rescoring_leaves_a_contact_with_a_row_due_later_queued(demo_database):
+    """A WhatsApp row dated 03:05, a nightly rescoring at as_of 03:02: the row takes no part
+    in it, and the contact stays queued, claimable at once (the row is due), so the next
+    incremental run scores it with the row instead of the next night."""
+    rescore_all(demo_database, AS_OF)
+    [contact] = _without_whatsapp(demo_database, 1)
+    _add_row_at(demo_database, contact, 10**8, NIGHT + pd.Timedelta(minutes=3))
+    report = rescore_all(demo_database, NIGHT)
+    assert report.rows_after_as_of == 1
+    assert list(_queue(demo_database).index) == [contact]
+    assert ScoringQueue(demo_database).depth().claimable == 1
+    later = score_queued(demo_database, NIGHT + pd.Timedelta(minutes=10), owner="next")
+    assert (later.scored, later.removed) == (1, 1)
+    assert _scores(demo_database, [contact])["whatsapp_score"].iloc[0] > 0
+    assert demo_database.count("scoring_queue") == 0
+
+
+def test_a_full_rescoring_leaves_a_contact_waiting_for_a_row_still_ahead(demo_database):
+    """A row dated an hour after the rescoring's as_of, which is now: the contact waits in
+    the queue until the row is due, as the incremental settlement leaves it."""
+    rescore_all(demo_database, AS_OF)
+    [contact] = _without_whatsapp(demo_database, 1)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    _add_row_at(demo_database, contact, 10**8, now + pd.Timedelta(hours=1))
+    rescore_all(demo_database, now)
+    assert list(_queue(demo_database).index) == [contact]
+    depth = ScoringQueue(demo_database).depth()
+    assert (depth.claimable, depth.leased) == (0, 1)
+    waiting = demo_database.read_frame("SELECT leased_by, leased_until FROM scoring_queue")
+    assert waiting["leased_by"].isna().all()
+    assert pd.to_datetime(waiting["leased_until"], utc=True, format="ISO8601").tolist() == [
+        now + pd.Timedelta(hours=1)]
+
+
+@pytest.mark.parametrize("by_range", [False, True], ids=["all-buckets", "bucket-range"])
+def test_a_full_rescoring_at_an_earlier_as_of_keeps_newer_scores(demo_database, by_range):
+    """An incremental run at 03:10 scores a contact's WhatsApp row of 03:05; a full rescoring
+    at as_of 03:02 published afterwards (of every bucket, or of a range of buckets) keeps
+    that score, its malformed rows and ``last_platform_validation``, counts it, and leaves
+    the contact queued for its row dated after 03:02."""
+    rescore_all(demo_database, AS_OF)
+    whatsapp, future = _without_whatsapp(demo_database, 2)
+    _add_row_at(demo_database, whatsapp, 10**8, NIGHT + pd.Timedelta(minutes=3))
+    # malformed (validated_in_future) at 03:02, due later at 03:10
+    _add_row_at(demo_database, future, 10**8 + 1, NIGHT + pd.Timedelta(hours=24, minutes=5),
+                platform="apple")
+    incremental_run = score_queued(demo_database, NIGHT + pd.Timedelta(minutes=8),
+                                   owner="incremental")
+    assert incremental_run.scored == 2
+    newer = _scores(demo_database, [whatsapp, future])
+    assert newer["whatsapp_score"].iloc[0] > 0
+    contacts_sql = ("SELECT id, last_platform_validation FROM contacts WHERE id IN (:a, :b) "
+                    "ORDER BY id")
+    ids = {"a": whatsapp, "b": future}
+    last_validation = demo_database.read_frame(contacts_sql, ids)
+    malformed_sql = ("SELECT validation_id, reason FROM malformed_validations "
+                     "WHERE contact_id IN (:a, :b) ORDER BY validation_id")
+    malformed = demo_database.read_frame(malformed_sql, ids)
+    buckets = sorted({_bucket_of(demo_database, whatsapp), _bucket_of(demo_database, future)})
+
+    report = rescore_all(demo_database, NIGHT, run_id="nightly",
+                         buckets=buckets if by_range else None)
+    pd.testing.assert_frame_equal(newer, _scores(demo_database, [whatsapp, future]))
+    assert report.kept_newer_scores == 2
+    pd.testing.assert_frame_equal(last_validation, demo_database.read_frame(contacts_sql, ids))
+    pd.testing.assert_frame_equal(malformed, demo_database.read_frame(malformed_sql, ids))
+    nightly_history = demo_database.read_frame(
+        "SELECT contact_id FROM lead_score_history WHERE run_id = 'nightly'")
+    assert not set(nightly_history["contact_id"]) & {whatsapp, future}
+    stamps = demo_database.read_frame(
+        f"SELECT contact_id, last_calculated_at, {bucket_sql(demo_database.dialect, 'contact_id')}"
+        " AS bucket FROM lead_scores")
+    stamps = stamps[~stamps["contact_id"].isin([whatsapp, future])
+                    & stamps["bucket"].isin(buckets)]
+    assert len(stamps) and (pd.to_datetime(stamps["last_calculated_at"], utc=True,
+                                           format="ISO8601") == NIGHT).all()
+    assert set(_queue(demo_database).index) == {whatsapp, future}
+    assert ScoringQueue(demo_database).depth().claimable == 2
+    after = score_queued(demo_database, NIGHT + pd.Timedelta(days=2), owner="after")
+    assert (after.scored, after.removed) == (2, 2)
+    assert _scores(demo_database, [future])["apple_score"].iloc[0] > 0
+    assert demo_database.count("scoring_queue") == 0
+
+
+def test_a_kept_newer_score_keeps_the_work_queued_for_it(demo_database):
+    """A row dated before the rescoring's as_of arrives after an incremental run at a later
+    as_of scored the contact: the rescoring keeps the newer score (which lacks the row), so
+    it must not settle the contact's entry either; the next run scores the row."""
+    rescore_all(demo_database, AS_OF)
+    [contact] = _without_whatsapp(demo_database, 1)
+    _add_row_at(demo_database, contact, 10**8, NIGHT - pd.Timedelta(hours=2),
+                platform="apple")
+    assert score_queued(demo_database, NIGHT + pd.Timedelta(minutes=8), owner="first").scored
+    newer = _scores(demo_database, [contact])
+    _add_row_at(demo_database, contact, 10**8 + 1, NIGHT - pd.Timedelta(hours=1))
+    report = rescore_all(demo_database, NIGHT)
+    pd.testing.assert_frame_equal(newer, _scores(demo_database, [contact]))
+    assert report.kept_newer_scores == 1
+    assert list(_queue(demo_database).index) == [contact]
+    assert score_queued(demo_database, NIGHT + pd.Timedelta(minutes=20),
+                        owner="next").scored == 1
+    assert _scores(demo_database, [contact])["whatsapp_score"].iloc[0] > 0
+
+
+def _wait_for_a_row_due_later(database: Database, contact_id: int) -> None:
+    """Score ``contact_id`` now while it has a row dated an hour ahead: its entry waits."""
+    now = pd.Timestamp.now(tz="UTC")
+    _add_row_at(database, contact_id, 10**8, now + pd.Timedelta(hours=1), platform="apple")
+    early = score_queued(database, now, owner="early")
+    assert (early.scored, early.removed, early.rows_after_as_of) == (1, 0, 1)
+    assert ScoringQueue(database).depth().claimable == 0
+
+
+@pytest.mark.parametrize("new_work", ["validation", "profile"])
+def test_new_work_wakes_a_waiting_entry(demo_database, new_work):
+    """A contact waiting for a row dated an hour ahead is claimable at once when a validation
+    dated now arrives or its profile changes; the next run scores what is due and waits again
+    only for the row still ahead."""
+    rescore_all(demo_database, AS_OF)
+    [contact] = _without_whatsapp(demo_database, 1)
+    _wait_for_a_row_due_later(demo_database, contact)
+    if new_work == "validation":
+        _add_row_at(demo_database, contact, 10**8 + 1, pd.Timestamp.now(tz="UTC"))
+    else:
+        _execute(demo_database, "UPDATE contacts SET full_name = 'Nombre Nuevo' WHERE id = :id",
+                 {"id": contact})
+    assert ScoringQueue(demo_database).depth().claimable == 1
+    woken = score_queued(demo_database, pd.Timestamp.now(tz="UTC"), owner="woken")
+    assert (woken.claimed, woken.scored, woken.removed, woken.rows_after_as_of) == (1, 1, 0, 1)
+    if new_work == "validation":
+        assert _scores(demo_database, [contact])["whatsapp_score"].iloc[0] > 0
+    depth = ScoringQueue(demo_database).depth()
+    assert (depth.claimable, depth.leased) == (0, 1)
+
+
+def test_new_work_keeps_a_running_runs_lease(demo_database):
+    """An entry leased by a running run keeps its lease when new work arrives; the version
+    bump makes that run leave it queued."""
+    rescore_all(demo_database, AS_OF)
+    _add_validation(demo_database, 5, 10**8)
+    queue = ScoringQueue(demo_database)
+    claimed = queue.claim("running", 10, lease_seconds=600)
+    lease_sql = "SELECT leased_by, leased_until FROM scoring_queue WHERE contact_id = 5"
+    lease = demo_database.read_frame(lease_sql)
+    _add_validation(demo_database, 5, 10**8 + 1, platform="apple")
+    _execute(demo_database, "UPDATE contacts SET full_name = 'Otro Nombre' WHERE id = 5")
+    pd.testing.assert_frame_equal(lease, demo_database.read_frame(lease_sql))
+    assert queue.depth().claimable == 0
+    contacts, validations = queue.read_batch("running")
+    result = incremental.score_chunk(
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
+    settlement = queue.complete("running", claimed, result.scores, result.malformed,
+                                pd.DataFrame(), LATER)
+    assert (settlement.scored, settlement.removed) == (0, 0)
+    assert queue.depth().claimable == 1
 
 
 def _queue_size(database: Database) -> int:

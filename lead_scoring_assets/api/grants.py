@@ -1,5 +1,6 @@
 """PostgreSQL grants for the API's database role: read the tables it serves, upsert the queue
-(whose size the triggers count in ``scoring_queue_size``).
+(whose size the triggers count in ``scoring_queue_size``; the upsert reads ``leased_by`` and
+clears the ``leased_until`` of an entry waiting for a row due later).
 
 ``lead_scores`` (and the other swapped tables) are replaced by new tables at each full
 rescoring, so a grant on today's table would vanish; default privileges of the role that
@@ -18,8 +19,9 @@ def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
         f"GRANT SELECT ON {', '.join(READ_TABLES)} TO {api_role}",
         (f"ALTER DEFAULT PRIVILEGES FOR ROLE {pipeline_role} IN SCHEMA public "
          f"GRANT SELECT ON TABLES TO {api_role}"),
-        (f"GRANT SELECT (contact_id, priority, version, created_at, updated_at), "
-         f"INSERT (contact_id, priority, created_at, updated_at), "
-         f"UPDATE (priority, updated_at, version) ON scoring_queue TO {api_role}"),
+        (f"GRANT SELECT (contact_id, priority, version, created_at, updated_at, leased_by, "
+         f"leased_until), INSERT (contact_id, priority, created_at, updated_at), "
+         f"UPDATE (priority, updated_at, version, leased_until) ON scoring_queue "
+         f"TO {api_role}"),
         f"GRANT INSERT ON scoring_queue_size TO {api_role}",
     ]

@@ -277,7 +277,9 @@ class ScoreReader:
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued
         contact gets priority 10, ``updated_at`` bumped and ``version`` incremented, so a run
-        in flight leaves it queued for the next). One statement: nothing for an unknown id."""
+        in flight leaves it queued for the next). An entry waiting for a row due later (no run
+        holds it) is claimable at once; a run's lease stays. One statement: nothing for an
+        unknown id."""
         now = self.database.bind_timestamp(datetime.now(UTC))
         with self.engine.connect() as connection:
             entry = connection.execute(
@@ -285,7 +287,9 @@ class ScoreReader:
                     "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at) "
                     "SELECT id, :priority, :now, :now FROM contacts WHERE id = :id "
                     "ON CONFLICT (contact_id) DO UPDATE SET priority = :priority, "
-                    "updated_at = :now, version = scoring_queue.version + 1 "
+                    "updated_at = :now, version = scoring_queue.version + 1, "
+                    "leased_until = CASE WHEN scoring_queue.leased_by IS NULL THEN NULL "
+                    "ELSE scoring_queue.leased_until END "
                     "RETURNING contact_id, priority, version, created_at, updated_at"
                 ),
                 {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},

@@ -2,13 +2,16 @@
 
 A run rescoring the contact buckets ``buckets`` (all by default) holds the scoring lock of
 those buckets exclusively (incremental runs, which take every bucket's lock shared, wait), and
-stages each bucket in four tables: its scores (``lead_scores_pBB_next``), its malformed rows,
-its new ``last_platform_validation`` values and a snapshot of its queue entries. The audit
-reads the staged buckets. The publish then takes one bucket per transaction: fencing (the run
-still holds that bucket's lease), its history rows, malformed rows, ``last_platform_validation``
-values and queue settlement, then its partition swapped under ``lead_scores`` (PostgreSQL:
-detach, drop, rename, attach; SQLite: its rows replaced), the bucket's lock released. The
-exclusive lock on ``lead_scores`` is held only for the swap of one partition.
+stages each bucket in five tables: its scores (``lead_scores_pBB_next``), its malformed rows,
+its new ``last_platform_validation`` values, a snapshot of its queue entries and its contacts
+with rows due later (dated after ``as_of``, not malformed). The audit reads the staged
+buckets. The publish then takes one bucket per transaction: fencing (the run still holds that
+bucket's lease); the newer scores kept (a stored score computed at a later ``as_of`` than the
+run's stays, with its malformed rows and ``last_platform_validation``); its history rows,
+malformed rows, ``last_platform_validation`` values and queue settlement (contacts with rows
+due later stay queued); then its partition swapped under ``lead_scores`` (PostgreSQL: detach,
+drop, rename, attach; SQLite: its rows replaced), the bucket's lock released. The exclusive
+lock on ``lead_scores`` is held only for the swap of one partition.
 
 Readers see a bucket's previous scores until its transaction commits. A publish that stops
 half-way (killed, a lost connection) leaves the other buckets staged and audited, and its
@@ -28,6 +31,7 @@ import sqlalchemy as sa
 from lead_scoring_assets.db.buckets import BUCKET_COUNT, bucket_sql, partition_name
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_history import record_changes
+from lead_scoring_assets.db.scoring_queue import settle_full_rescore
 from lead_scoring_assets.db.settle import (
     copy_malformed_rows,
     last_validation_columns,
@@ -44,6 +48,7 @@ from lead_scoring_assets.db.staged_table import (
     replace_partition,
     sqlite_ddl_like,
 )
+from lead_scoring_assets.db.tables import SCORE_COLUMNS
 from lead_scoring_assets.db.writer_lock import WriterLock
 
 SCORES = "lead_scores"
@@ -79,6 +84,16 @@ def queue_snapshot(bucket: int) -> str:
     return f"scoring_queue_snapshot_p{bucket:02d}{NEXT}"
 
 
+def due_later(bucket: int) -> str:
+    return f"scoring_queue_due_p{bucket:02d}{NEXT}"
+
+
+def _side_tables(bucket: int) -> tuple[str, ...]:
+    """The staged tables of ``bucket`` besides its scores."""
+    return (malformed_ids(bucket), last_validations(bucket), queue_snapshot(bucket),
+            due_later(bucket))
+
+
 def _build_name(bucket: int) -> str:
     """The ``staged_builds`` name of a staged bucket."""
     return partition_name(SCORES, bucket)
@@ -105,6 +120,10 @@ class ScoreSwap:
         self.wait_seconds = wait_seconds
         self.lock = scoring_lock(database, self.run_id, lease_seconds, self.buckets)
         self.history_rows = 0
+        self.kept_newer_scores = 0
+        """Stored scores computed at a later ``as_of`` than this run's, kept by the publish."""
+        self.queued_due_later = 0
+        """Contacts left (or put) in the queue by the publish for their rows due later."""
         self.published_buckets: list[int] = []
         self.seconds = 0.0
         self.seconds_locked = 0.0
@@ -190,22 +209,27 @@ class ScoreSwap:
             f"INSERT INTO {queue_snapshot(bucket)} SELECT contact_id, version FROM "
             f"scoring_queue WHERE {bucket_sql(self.db.dialect, 'contact_id')} = :bucket"),
             {"bucket": bucket})
+        connection.execute(sa.text(
+            f"CREATE TABLE {due_later(bucket)} (contact_id BIGINT PRIMARY KEY, "
+            f"not_before {self.db.timestamp_ddl} NOT NULL)"))
 
     @staticmethod
     def _drop(connection: sa.Connection, bucket: int) -> None:
-        for table in (staged_scores(bucket), malformed_ids(bucket), last_validations(bucket),
-                      queue_snapshot(bucket)):
+        for table in (staged_scores(bucket), *_side_tables(bucket)):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
     def add(self, bucket: int, scores: pd.DataFrame, malformed: pd.DataFrame,
-            last_validation_changes: pd.DataFrame, detected_at: pd.Timestamp) -> None:
-        """Stage one chunk of ``bucket``: its score rows, malformed rows and changed last
-        validations; the lock's lease is renewed."""
+            last_validation_changes: pd.DataFrame, detected_at: pd.Timestamp,
+            rows_due_later: pd.DataFrame) -> None:
+        """Stage one chunk of ``bucket``: its score rows, malformed rows, changed last
+        validations and contacts with rows due later (``contact_id``, ``not_before``); the
+        lock's lease is renewed."""
         self.db.append_frame(staged_scores(bucket), scores, self._writer)
         kept = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
                              "detected_at": detected_at})
         self.db.append_frame(malformed_ids(bucket), kept, self._writer)
         self.db.append_frame(last_validations(bucket), last_validation_changes, self._writer)
+        self.db.append_frame(due_later(bucket), rows_due_later, self._writer)
         if self._writer is not None:
             self._writer.commit()
         self.lock.renew()
@@ -288,16 +312,21 @@ class ScoreSwap:
                 raise StagedBuildMissing(f"bucket {bucket:02d} of run {self.run_id} is gone")
             live = partition_name(SCORES, bucket) if self._partitioned(connection) else SCORES
             in_bucket = f"{bucket_sql(self.db.dialect, 'contact_id')} = {bucket}"
+            newer, kept = self._keep_newer_scores(connection, bucket, live, in_bucket)
             self.history_rows += record_changes(
                 connection, staged_scores(bucket), self.run_id,
                 self.db.bind_timestamp(self.as_of), live=live)
-            connection.execute(sa.text(f"DELETE FROM {MALFORMED} WHERE {in_bucket}"))
+            not_kept = ("" if newer is None else
+                        f" AND NOT EXISTS (SELECT 1 FROM ({newer}) k "
+                        f"WHERE k.contact_id = {MALFORMED}.contact_id)")
+            connection.execute(sa.text(f"DELETE FROM {MALFORMED} WHERE {in_bucket}{not_kept}"),
+                               self._as_of_param())
             copy_malformed_rows(connection, malformed_ids(bucket))
             update_last_validation(connection, last_validations(bucket))
-            connection.execute(sa.text(
-                f"DELETE FROM scoring_queue WHERE EXISTS (SELECT 1 FROM {queue_snapshot(bucket)}"
-                " s WHERE s.contact_id = scoring_queue.contact_id "
-                "AND s.version = scoring_queue.version)"))
+            settle_full_rescore(connection, queue_snapshot(bucket), due_later(bucket),
+                                kept=newer, params=self._as_of_param())
+            queued = connection.execute(sa.text(
+                f"SELECT count(*) FROM {due_later(bucket)}")).scalar_one()
             if live != SCORES:
                 self._swap_partition(connection, bucket)
             else:
@@ -305,15 +334,46 @@ class ScoreSwap:
                 connection.execute(sa.text(
                     f"INSERT INTO {SCORES} SELECT * FROM {staged_scores(bucket)}"))
                 connection.execute(sa.text(f"DROP TABLE {staged_scores(bucket)}"))
-            for table in (malformed_ids(bucket), last_validations(bucket),
-                          queue_snapshot(bucket)):
+            for table in _side_tables(bucket):
                 connection.execute(sa.text(f"DROP TABLE {table}"))
             connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :name"),
                                {"name": _build_name(bucket)})
             lock.release(connection)
+        self.kept_newer_scores += kept
+        self.queued_due_later += queued
         if self._locked_at is not None:
             self.seconds_locked = max(self.seconds_locked, time.perf_counter() - self._locked_at)
             self._locked_at = None
+
+    def _as_of_param(self) -> dict:
+        return {"as_of": self.db.bind_timestamp(self.as_of)}
+
+    def _keep_newer_scores(self, connection: sa.Connection, bucket: int, live: str,
+                           in_bucket: str) -> tuple[str | None, int]:
+        """Where the live bucket holds scores computed at a later ``as_of`` than this run's
+        (an incremental run, or a later full rescoring, stored them meanwhile), the staged
+        bucket takes those rows instead of its own, and its staged malformed rows and
+        ``last_platform_validation`` values of those contacts are dropped: the publish keeps
+        them as they are. Returns the query of those contacts (taking ``:as_of``; None when
+        there are none, the common case, which costs one scan of the live bucket) and their
+        number."""
+        newer = (f"SELECT contact_id FROM {live} WHERE last_calculated_at > :as_of"
+                 + ("" if live != SCORES else f" AND {in_bucket}"))
+        kept = connection.execute(sa.text(f"SELECT count(*) FROM ({newer}) n"),
+                                  self._as_of_param()).scalar_one()
+        if not kept:
+            return None, 0
+        columns = ", ".join(SCORE_COLUMNS)
+        for statement in (
+            f"DELETE FROM {staged_scores(bucket)} WHERE contact_id IN ({newer})",
+            (f"INSERT INTO {staged_scores(bucket)} ({columns}) SELECT {columns} FROM {live} "
+             f"WHERE contact_id IN ({newer})"),
+            f"DELETE FROM {last_validations(bucket)} WHERE contact_id IN ({newer})",
+            (f"DELETE FROM {malformed_ids(bucket)} WHERE validation_id IN (SELECT v.id FROM "
+             f"platform_validations v WHERE v.contact_id IN ({newer}))"),
+        ):
+            connection.execute(sa.text(statement), self._as_of_param())
+        return newer, kept
 
     def _partitioned(self, connection: sa.Connection) -> bool:
         return self.db.dialect == "postgresql" and bool(connection.execute(sa.text(

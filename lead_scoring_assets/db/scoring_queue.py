@@ -52,6 +52,8 @@ RECLAIM_LOCK_TIMEOUT = "500ms"
 """How long ``reclaim`` waits for its lock (queue writers wait behind it meanwhile)."""
 LOCK_NOT_AVAILABLE = "55P03"
 LOST_WORKER_ERROR = f"claimed {MAX_ATTEMPTS} times without settling (the run's worker died)"
+DUE_LATER_PRIORITY = 5
+"""A contact queued again for its rows due later waits as a validation change does."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,37 @@ def _lease_end(dialect: str) -> str:
     if dialect == "postgresql":
         return "clock_timestamp() + make_interval(secs => :lease_seconds)"
     return "strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :lease_seconds || ' seconds')"
+
+
+def settle_full_rescore(connection: sa.Connection, snapshot: str, due_later: str,
+                        kept: str | None = None, params: dict | None = None) -> None:
+    """Settle the queue entries of the contacts one bucket of a full rescoring published, in
+    the publish's transaction; set-based.
+
+    ``snapshot`` (``contact_id``, ``version``) is the queue as the rescoring found it before
+    reading; ``due_later`` (``contact_id``, ``not_before``) the contacts with rows dated after
+    its ``as_of`` but not malformed for it; ``kept`` a query (with its ``params``) of the
+    contacts whose newer stored score the publish kept. An entry the rescoring covered (the
+    version of the snapshot) is removed, unless its contact has rows due later or a kept
+    score (that score may lack the entry's work). Every contact with rows due later is
+    queued, also one without an entry: waiting until ``not_before`` while that is ahead (as
+    the incremental settlement leaves it), else claimable at once; an entry enqueued again
+    since the snapshot, or of a kept score, stays as it is."""
+    now = _now(connection.dialect.name)
+    covered = (f"EXISTS (SELECT 1 FROM {snapshot} s WHERE s.contact_id = "
+               "scoring_queue.contact_id AND s.version = scoring_queue.version)")
+    not_kept = ("" if kept is None else
+                f" AND scoring_queue.contact_id NOT IN ({kept})")
+    params = params or {}
+    connection.execute(sa.text(
+        f"DELETE FROM scoring_queue WHERE {covered} AND NOT EXISTS (SELECT 1 FROM {due_later} d "
+        f"WHERE d.contact_id = scoring_queue.contact_id){not_kept}"), params)
+    connection.execute(sa.text(
+        "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+        f"leased_until) SELECT contact_id, :priority, {now}, {now}, CASE WHEN not_before > "
+        f"{now} THEN not_before END FROM {due_later} WHERE true ON CONFLICT (contact_id) DO "
+        "UPDATE SET leased_until = excluded.leased_until, leased_by = NULL, attempts = 0 "
+        f"WHERE {covered}{not_kept}"), {**params, "priority": DUE_LATER_PRIORITY})
 
 
 class ScoringQueue:

@@ -90,8 +90,11 @@ class ScoredChunk:
     malformed: pd.DataFrame
     last_validated_at: pd.Series
     parts: ScoreParts
-    rows_after_as_of: int = 0
+    rows_after_as_of: int
     """Well-formed rows dated after ``as_of``: they take no part (SCORING_SPEC.md §2 v1.1)."""
+    due_later: pd.DataFrame
+    """The contacts with such rows (``contact_id``) and when the last of them is due
+    (``not_before``): their score catches up once it is, so they stay queued until then."""
 
 
 def utc_timestamp(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
@@ -186,6 +189,17 @@ def _reasons(arrays: dict, future_us: int) -> np.ndarray:
         in_future,
     )
     return np.select(checks, MALFORMED_REASONS, default="")
+
+
+def _due_later(contact_ids: np.ndarray, arrays: dict, after_as_of: np.ndarray) -> pd.DataFrame:
+    """Per contact with well-formed rows dated after ``as_of`` (``after_as_of``, a mask over
+    ``arrays``' rows), the time of the last of them: ``contact_id``, ``not_before``."""
+    last = pd.Series(arrays["time"][after_as_of]).groupby(
+        contact_ids[arrays["pos"][after_as_of]]).max()
+    return pd.DataFrame({
+        "contact_id": last.index.to_numpy(dtype="int64"),
+        "not_before": pd.to_datetime(last.to_numpy(dtype="int64"), unit="us", utc=True),
+    })
 
 
 def _micros(stamp: pd.Timestamp) -> int:
@@ -350,7 +364,8 @@ def score_chunk(
         factors=factors, account_age_days=age_days, recency_days=recency_days,
     )
     return ScoredChunk(scores=scores, malformed=malformed, last_validated_at=last_validated,
-                       parts=parts, rows_after_as_of=int(after_as_of.sum()))
+                       parts=parts, rows_after_as_of=int(after_as_of.sum()),
+                       due_later=_due_later(contact_ids, arrays, after_as_of))
 
 
 def _stored_days(days: np.ndarray, cap: int) -> pd.array:

@@ -38,7 +38,11 @@ class RescoreReport:
     malformed_by_reason: Counter = field(default_factory=Counter)
     last_validation_updates: int = 0
     rows_after_as_of: int = 0
+    contacts_due_later: int = 0
+    """Contacts with rows dated after ``as_of`` but not malformed: they stay queued."""
     history_rows: int = 0
+    kept_newer_scores: int = 0
+    """Stored scores computed at a later ``as_of``, kept by the publish."""
     seconds_read: float = 0.0
     seconds_score: float = 0.0
     seconds_write: float = 0.0
@@ -100,7 +104,9 @@ def stage_rescore(
         report.malformed_by_reason.update(scored.malformed["reason"].value_counts().to_dict())
         report.last_validation_updates += len(changes)
         report.rows_after_as_of += scored.rows_after_as_of
-        return bucket, scored.scores, scored.malformed, changes, report.as_of
+        report.contacts_due_later += len(scored.due_later)
+        return (bucket, scored.scores, scored.malformed, changes, report.as_of,
+                scored.due_later)
 
     with swap.stage():
         stages = run_overlapped(iter_bucket_inputs(database, swap.buckets, chunk_size), score,
@@ -115,7 +121,8 @@ def publish_rescore(database: Database, run_id: str | None, retry_follows: bool 
                     ) -> ScoreSwap:
     """Swap in the audited buckets staged by run ``run_id``, one transaction each (fenced:
     refused if the run no longer holds a bucket's lock, or if the staged rows are another
-    run's), then give back the files of the queue it emptied. If a bucket's swap fails, the
+    run's; a stored score of a later ``as_of`` is kept, the contacts with rows due later stay
+    queued), then give back the files of the queue it emptied. If a bucket's swap fails, the
     buckets not yet published are discarded and their lock released, unless the error is
     transient and ``retry_follows``: then both are kept for the retry (the lease still bounds
     the wait)."""
@@ -165,6 +172,7 @@ def rescore_all(
     swap = publish_rescore(database, swap.run_id)
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
+    report.kept_newer_scores = swap.kept_newer_scores
     report.seconds_locked = swap.seconds_locked
     report.seconds_total = time.perf_counter() - started
     return report

@@ -76,18 +76,6 @@ def _score_isolating_failures(
     return scored, errors, batch_error
 
 
-def _rows_due_later(validations: pd.DataFrame, as_of: pd.Timestamp, config: ScoringConfig
-                    ) -> pd.DataFrame:
-    """Contacts with rows dated after ``as_of`` but not malformed for it (within
-    ``future_tolerance_hours``), and when the last of those rows is due (``not_before``)."""
-    stamps = pd.to_datetime(validations["validated_at"], utc=True, format="ISO8601")
-    horizon = as_of + pd.Timedelta(hours=config.future_tolerance_hours)
-    later = validations[(stamps > as_of) & (stamps <= horizon)
-                        & validations["contact_id"].notna()]
-    due = stamps[later.index].groupby(later["contact_id"]).max()
-    return pd.DataFrame({"contact_id": due.index.astype("int64"), "not_before": due.values})
-
-
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -133,8 +121,7 @@ def score_queued(
             report.dead_lettered = queue.fail(owner, report.failed)
         succeeded = claimed[~claimed["contact_id"].isin(list(report.failed))]
         settlement = queue.complete(owner, succeeded, scores, malformed, last, report.as_of,
-                                    lock=lock, waiting=_rows_due_later(validations, report.as_of,
-                                                                       config))
+                                    lock=lock, waiting=_concat([c.due_later for c in chunks]))
         report.scored, report.removed = settlement.scored, settlement.removed
         report.history_rows = settlement.history_rows
         report.skipped_lost_lease = settlement.skipped_lost_lease

@@ -66,6 +66,7 @@ def staged_lead_scores(
             ),
             "malformed_rows_by_reason": dg.MetadataValue.json(dict(report.malformed_by_reason)),
             "validation_rows_after_as_of": report.rows_after_as_of,
+            "contacts_due_later": report.contacts_due_later,
             "last_platform_validation_updates": report.last_validation_updates,
             "seconds_read": round(report.seconds_read, 2),
             "seconds_score": round(report.seconds_score, 2),
@@ -90,8 +91,11 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
     """The published scores: each bucket of this run's audited staged scores, with its
     malformed rows, history rows, ``last_platform_validation`` updates and queue settlement,
     swapped in in one transaction of its own, only if the run still holds that bucket's
-    scoring lock. A failed publish discards the buckets not yet published and releases their
-    lock (after the last retry, for a transient error); a retry publishes the rest."""
+    scoring lock. A stored score computed at a later ``as_of`` than the run's is kept
+    (``kept_newer_scores``); contacts with rows dated after it stay queued
+    (``queued_due_later``). A failed publish discards the buckets not yet published and
+    releases their lock (after the last retry, for a transient error); a retry publishes the
+    rest."""
     with retry_on_transient_database_errors(context), database.open() as db:
         swap = publish_rescore(db, context.run_id,
                                retry_follows=context.retry_number + 1 < MAX_RETRIES)
@@ -102,6 +106,8 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
             "buckets_published": len(swap.published_buckets),
             "as_of": swap.as_of.isoformat() if swap.as_of is not None else "",
             "score_changes_recorded": swap.history_rows,
+            "kept_newer_scores": swap.kept_newer_scores,
+            "queued_due_later": swap.queued_due_later,
             "swap_seconds": round(swap.seconds, 2),
             "locked_seconds": round(swap.seconds_locked, 2),
         }
