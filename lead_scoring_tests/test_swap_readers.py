@@ -15,11 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from lead_scoring_assets.campaigns.segment_export import Segment, export_segment, select_segment
+from lead_scoring_assets.campaigns.segment_export import (
+    SEGMENT_TABLES,
+    Segment,
+    export_segment,
+    select_segment,
+)
 from lead_scoring_assets.db import staged_table
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
-from lead_scoring_assets.db.staged_table import StagedTable
+from lead_scoring_assets.db.staged_table import StagedTable, SwapWaitExceeded
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.conversion_scores import write_conversion_scores
@@ -75,12 +80,13 @@ def checksum(connection: sa.Connection, table: str) -> tuple:
         f"SELECT count(*), sum(hashtextextended(CAST(t AS text), 0)) FROM {table} t")).one())
 
 
-def wait_until_staged(database: Database, table: str, timeout: float = 120.0) -> None:
+def wait_until_staged(database: Database, table: str, published: threading.Event | None = None,
+                      timeout: float = 120.0) -> None:
     """Until ``table``'s staged rows are recorded (the publish comes next), from a connection
-    of its own."""
+    of its own, or until ``published`` is set (a publish that did not wait)."""
     deadline = time.monotonic() + timeout
     with database.engine.connect() as connection:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (published and published.is_set()):
             if connection.execute(sa.text(
                     "SELECT count(*) FROM staged_builds WHERE table_name = :table "
                     "OR table_name LIKE :partitions"),
@@ -88,7 +94,8 @@ def wait_until_staged(database: Database, table: str, timeout: float = 120.0) ->
                 return
             connection.rollback()
             time.sleep(0.02)
-    raise TimeoutError(f"{table} was never staged")
+    if not (published and published.is_set()):
+        raise TimeoutError(f"{table} was never staged")
 
 
 class LongReader(threading.Thread):
@@ -99,6 +106,7 @@ class LongReader(threading.Thread):
         super().__init__(daemon=True)
         self.db, self.table, self.hold = database, table, hold
         self.reading = threading.Event()
+        self.published = threading.Event()
         self.first = self.last = None
         self.ended: float | None = None
         self.error: BaseException | None = None
@@ -108,7 +116,7 @@ class LongReader(threading.Thread):
             with self.db.snapshot() as connection:
                 self.first = checksum(connection, self.table)
                 self.reading.set()
-                wait_until_staged(self.db, self.table)
+                wait_until_staged(self.db, self.table, self.published)
                 time.sleep(self.hold)
                 self.last = checksum(connection, self.table)
             self.ended = time.monotonic()
@@ -170,6 +178,7 @@ def test_a_publish_outlasts_a_long_reader_which_keeps_its_snapshot(swap_db, tabl
     assert reader.reading.wait(30)
     PUBLISH[table](swap_db, LATER)
     published = time.monotonic()
+    reader.published.set()
     reader.join(60)
     assert reader.error is None, reader.error
     assert reader.first == reader.last == before
@@ -216,6 +225,7 @@ def test_b_short_reads_are_not_held_up_while_the_publish_waits(swap_db, table):
     try:
         PUBLISH[table](swap_db, LATER)
     finally:
+        reader.published.set()
         reads.stop.set()
         reads.join(30)
         reader.join(60)
@@ -228,16 +238,17 @@ def test_b_short_reads_are_not_held_up_while_the_publish_waits(swap_db, table):
 def test_the_wait_is_bounded_by_its_setting(swap_db, monkeypatch):
     """Past ``LEAD_SCORING_SWAP_WAIT_SECONDS`` the publish gives up and the previous rows
     stay; the reader is untouched."""
-    from lead_scoring_assets.db.staged_table import SwapWaitExceeded
-
     build_contact_features(swap_db, AS_OF)
     before = _published(swap_db, "contact_features")
     monkeypatch.setenv("LEAD_SCORING_SWAP_WAIT_SECONDS", "1")
     reader = LongReader(swap_db, "contact_features")
     reader.start()
     assert reader.reading.wait(30)
-    with pytest.raises(SwapWaitExceeded, match="contact_features"):
-        build_contact_features(swap_db, LATER)
+    try:
+        with pytest.raises(SwapWaitExceeded, match="contact_features"):
+            build_contact_features(swap_db, LATER)
+    finally:
+        reader.published.set()
     reader.join(60)
     assert reader.error is None, reader.error
     assert reader.first == reader.last == before == _published(swap_db, "contact_features")
@@ -280,6 +291,25 @@ def test_a_campaign_export_and_the_nightly_publish_both_succeed(swap_db, tmp_pat
     pd.testing.assert_frame_equal(exported, before)
     after = select_segment(swap_db, Segment(rank_by="conversion_probability"))
     assert not after.equals(before)
+
+
+def test_an_export_snapshot_is_taken_once_its_tables_are_locked(swap_db):
+    """A snapshot whose first statement reads ``contacts`` (an export filtered by state) and
+    which reads ``lead_scores`` only later still sees the scores of its snapshot: a partition
+    swap in between would otherwise show the new partitions' rows."""
+    rescore_all(swap_db, AS_OF)
+    publisher = threading.Thread(target=rescore_all, args=(swap_db, LATER), daemon=True)
+    with swap_db.snapshot(SEGMENT_TABLES) as connection:
+        connection.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one()
+        publisher.start()
+        wait_until_staged(swap_db, "lead_scores")
+        time.sleep(HOLD_SECONDS)
+        seen = connection.execute(sa.text(
+            "SELECT DISTINCT last_calculated_at FROM lead_scores")).scalars().all()
+    publisher.join(60)
+    assert [pd.Timestamp(t) for t in seen] == [AS_OF]
+    assert swap_db.read_frame("SELECT DISTINCT last_calculated_at FROM lead_scores")[
+        "last_calculated_at"].map(pd.Timestamp).tolist() == [LATER]
 
 
 @pytest.mark.parametrize("table", list(PUBLISH))

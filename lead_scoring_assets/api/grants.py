@@ -1,9 +1,9 @@
 """PostgreSQL grants for the API's database role: read the tables it serves, upsert the queue
 (whose size the triggers count in ``scoring_queue_size``).
 
-``lead_scores`` (and the other swapped tables) are replaced by new tables at each full
-rescoring, so a grant on today's table would vanish; default privileges of the role that
-runs the pipeline grant SELECT on every table it creates from then on.
+The swapped tables keep their grants (partitions swapped under the parent, or rows replaced
+in place: ``db/staged_table.py``); default privileges of the role that runs the pipeline grant
+SELECT on every table it creates from then on as well.
 """
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",

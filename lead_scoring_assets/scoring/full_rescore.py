@@ -47,6 +47,8 @@ class RescoreReport:
     seconds_locked: float = 0.0
     """Of the swap, the longest time one bucket's swap locked ``lead_scores`` exclusively
     (PostgreSQL)."""
+    seconds_waited: float = 0.0
+    """Of the swap, the time spent waiting for long readers of ``lead_scores`` (PostgreSQL)."""
     seconds_total: float = 0.0
 
     @property
@@ -166,5 +168,6 @@ def rescore_all(
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
     report.seconds_locked = swap.seconds_locked
+    report.seconds_waited = swap.seconds_waited
     report.seconds_total = time.perf_counter() - started
     return report

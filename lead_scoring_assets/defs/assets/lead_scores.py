@@ -104,5 +104,6 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
             "score_changes_recorded": swap.history_rows,
             "swap_seconds": round(swap.seconds, 2),
             "locked_seconds": round(swap.seconds_locked, 2),
+            "reader_wait_seconds": round(swap.seconds_waited, 2),
         }
     )
