@@ -2,9 +2,9 @@
 (whose size the triggers count in ``scoring_queue_size``; the upsert reads ``leased_by`` and
 clears the ``leased_until`` of an entry waiting for a row due later).
 
-``lead_scores`` (and the other swapped tables) are replaced by new tables at each full
-rescoring, so a grant on today's table would vanish; default privileges of the role that
-runs the pipeline grant SELECT on every table it creates from then on.
+The swapped tables keep their grants (partitions swapped under the parent, or rows replaced
+in place: ``db/staged_table.py``); default privileges of the role that runs the pipeline grant
+SELECT on every table it creates from then on as well.
 """
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",

@@ -76,7 +76,8 @@ def timed_scoring(url: str, tracking_uri: str, candidate: str, run_id: str) -> d
     seconds = time.perf_counter() - started
     with database.engine.connect() as connection:
         size = connection.execute(sa.text(
-            "SELECT pg_total_relation_size('conversion_scores')")).scalar()
+            "SELECT sum(pg_total_relation_size(relid)) "
+            "FROM pg_partition_tree('conversion_scores')")).scalar()
     database.dispose()
     return {"total": seconds, "rows": report.contacts, "read": report.stages.read,
             "compute": report.stages.compute, "bytes_per_row": size / max(report.contacts, 1),

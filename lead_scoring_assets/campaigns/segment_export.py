@@ -44,6 +44,8 @@ EXPORT_SCHEMA = pa.schema([
     ("conversion_probability", pa.float64()), ("probability_decile", pa.int16()),
 ])
 EXPORT_COLUMNS = tuple(EXPORT_SCHEMA.names)
+SEGMENT_TABLES = ("lead_scores", "conversion_scores", "contacts")
+"""What a segment reads, locked before its snapshot is taken (``Database.snapshot``)."""
 FORMATS = ("csv", "parquet")
 
 
@@ -130,8 +132,8 @@ def _segment_query(segment: Segment, states: list[str] | None) -> tuple[sa.TextC
 
 class SegmentReader:
     """Iterates over a segment as Arrow record batches of at most ``batch_size`` rows, from one
-    snapshot of the database (``Database.snapshot``) through a server-side cursor on
-    PostgreSQL. ``after_batch(rows_so_far)`` runs after each batch is fetched.
+    snapshot of the database (``Database.snapshot``, its tables locked first) through a
+    server-side cursor on PostgreSQL. ``after_batch(rows_so_far)`` runs after each batch is fetched.
     ``duplicates_dropped`` counts, once iterated, the contacts left out because another
     contact with the same phone number was kept."""
 
@@ -156,7 +158,7 @@ class SegmentReader:
         return [name for name in stored if normalize_state(name) in wanted]
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        with self.database.snapshot() as connection:
+        with self.database.snapshot(SEGMENT_TABLES) as connection:
             states = self._states(connection)
             if states == []:
                 return

@@ -238,15 +238,24 @@ class Database:
         return stamp.to_pydatetime()
 
     @contextmanager
-    def snapshot(self) -> Iterator[sa.Connection]:
+    def snapshot(self, tables: tuple[str, ...] = ()) -> Iterator[sa.Connection]:
         """A connection whose every query sees one consistent snapshot, rolled back on
         leaving: a ``REPEATABLE READ READ ONLY`` transaction on PostgreSQL, one read
         transaction on SQLite (WAL: writers commit meanwhile, this reader does not see them).
+
+        PostgreSQL: ``tables`` (those that may be swapped) are locked as any read locks them
+        before the snapshot is taken, so that a swap of one of them either committed before
+        the snapshot or waits for its end. A partition swap committed between the snapshot
+        and the first read of a table would show the new partitions, whose rows the snapshot
+        may not see: contacts missing.
         """
         with self.engine.connect() as connection:
             if self.dialect == "postgresql":
                 connection.execution_options(isolation_level="REPEATABLE READ",
                                              postgresql_readonly=True)
+                if tables:
+                    connection.execute(sa.text(
+                        f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE"))
             else:
                 connection.exec_driver_sql("BEGIN")
             try:

@@ -11,7 +11,9 @@ run's stays, with its malformed rows and ``last_platform_validation``); its hist
 malformed rows, ``last_platform_validation`` values and queue settlement (contacts with rows
 due later stay queued); then its partition swapped under ``lead_scores`` (PostgreSQL: detach,
 drop, rename, attach; SQLite: its rows replaced), the bucket's lock released. The exclusive
-lock on ``lead_scores`` is held only for the swap of one partition.
+lock on ``lead_scores`` is held only for the swap of one partition, and asked for through
+``ExclusiveSwap``: a long reader is waited for, not failed on, and other readers are not held
+up meanwhile.
 
 Readers see a bucket's previous scores until its transaction commits. A publish that stops
 half-way (killed, a lost connection) leaves the other buckets staged and audited, and its
@@ -41,10 +43,10 @@ from lead_scoring_assets.db.settle import (
 from lead_scoring_assets.db.staged_table import (
     BOUND,
     NEXT,
+    ExclusiveSwap,
     StagedBuildMissing,
     copy_indexes,
     index_renames,
-    lock_exclusively,
     replace_partition,
     sqlite_ddl_like,
 )
@@ -130,6 +132,9 @@ class ScoreSwap:
         """The longest time one bucket's swap held ``lead_scores`` exclusively (PostgreSQL)."""
         self._writer = None
         self._locked_at: float | None = None
+        self._exclusive = ExclusiveSwap(database, SCORES, keep_alive=self._renew_unpublished,
+                                        keep_alive_seconds=lease_seconds / 3)
+        self._staged: list[int] = []
 
     # staging
 
@@ -292,17 +297,34 @@ class ScoreSwap:
     def publish(self) -> None:
         """Publish every bucket the run staged, one transaction per bucket, each fenced by the
         run's lease on that bucket (``LockLost`` otherwise, with nothing of that bucket
-        written)."""
+        written). Each transaction runs through ``ExclusiveSwap``: while long readers hold
+        ``lead_scores`` it waits (renewing the lease of the buckets not yet published), and a
+        transaction that does not get the exclusive lock at once is rolled back and run
+        again."""
         started = time.perf_counter()
         with self.db.engine.connect() as connection:
-            buckets = self.staged_buckets(connection)
-        for bucket in buckets:
-            self._publish_bucket(bucket)
+            self._staged = self.staged_buckets(connection)
+        for bucket in self._staged:
+            self._exclusive.run(self._attempt_bucket, bucket, self.history_rows)
             self.published_buckets.append(bucket)
-            remaining = [b for b in buckets if b not in self.published_buckets]
-            if remaining:
-                scoring_lock(self.db, self.run_id, self.lease_seconds, remaining).renew()
+            self._renew_unpublished()
         self.seconds = time.perf_counter() - started
+
+    @property
+    def seconds_waited(self) -> float:
+        """How long the publish waited for long readers of ``lead_scores`` (PostgreSQL)."""
+        return self._exclusive.seconds_waited
+
+    def _renew_unpublished(self) -> None:
+        remaining = [b for b in self._staged if b not in self.published_buckets]
+        if remaining:
+            scoring_lock(self.db, self.run_id, self.lease_seconds, remaining).renew()
+
+    def _attempt_bucket(self, bucket: int, history_rows: int) -> None:
+        """One transaction publishing ``bucket``; the counters start again from before it,
+        since a transaction rolled back for want of the exclusive lock counted nothing."""
+        self.history_rows = history_rows
+        self._publish_bucket(bucket)
 
     def _publish_bucket(self, bucket: int) -> None:
         lock = scoring_lock(self.db, self.run_id, self.lease_seconds, [bucket])
@@ -388,7 +410,7 @@ class ScoreSwap:
         bound = connection.execute(sa.text(
             "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = "
             "CAST(:name AS regclass)"), {"name": live}).scalar_one()
-        lock_exclusively(connection, SCORES)
+        self._exclusive.lock(connection)
         self._locked_at = time.perf_counter()
         replace_partition(connection, SCORES, live, staged, bound, renames)
 

@@ -5,18 +5,22 @@ Write, audit, publish: ``stage()`` builds the staged rows and records which run 
 the run that built it. Readers see the previous rows until the swap commits; a failed, killed
 or refused run leaves only the staging table behind, which the next run drops.
 
-A partitioned table (PostgreSQL) is staged as a partitioned table with the same bounds, and
+The live table always stays, with its OID, grants, comments, views and row-level security. A
+partitioned table (PostgreSQL) is staged as a partitioned table with the same bounds, and
 published partition by partition in one transaction: each staged partition is detached from
-the staged parent, the live one detached, dropped, and the staged one attached in its place.
-The parent stays, with its grants, comments, views and row-level security.
+the staged parent, the live one detached, dropped, and the staged one attached in its place,
+under the parent's exclusive lock, which ``ExclusiveSwap`` takes without failing for a long
+reader and without holding other readers up. A table that is not partitioned has its rows
+replaced in place (``DELETE``, ``INSERT … SELECT``), which readers do not wait for.
 """
 
+import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Self
+from typing import Self, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -40,13 +44,13 @@ class StagedTable:
     Two steps: ``with staged.stage(): staged.append(frame)``, then ``staged.publish()``.
     As a context manager it does both at once, with ``audit`` in between (leaving normally
     audits and publishes, an exception drops the staging table). While staging on PostgreSQL
-    an advisory lock keeps two runs from writing the same staging table. Subclasses
-    (``ScoreSwap``) stage more tables by extending ``create`` and ``drop``, the swap hooks
-    and the locking.
+    an advisory lock keeps two runs from writing the same staging table. ``keep_alive`` is
+    called while a swap waits for long readers (see ``ExclusiveSwap``). Subclasses stage more
+    tables by extending ``create`` and ``drop``, the swap hooks and the locking.
     """
 
     def __init__(self, database: Database, table: str, run_id: str | None = None,
-                 as_of=None, audit=None):
+                 as_of=None, audit=None, keep_alive: Callable[[], None] | None = None):
         self.db = database
         self.table = table
         self.staged = f"{table}{NEXT}"
@@ -56,8 +60,10 @@ class StagedTable:
         self.violations = None
         self.seconds = 0.0
         self.seconds_locked = 0.0
-        """How long the publish held the live table's exclusive lock (PostgreSQL)."""
+        """How long the publish held the live table's exclusive lock (PostgreSQL, a
+        partitioned table; a replacement in place takes none)."""
         self._locked_at: float | None = None
+        self._exclusive = ExclusiveSwap(database, table, keep_alive=keep_alive)
         self._lock: sa.Connection | None = None
         self._adbc = None
         self._connection = None
@@ -213,7 +219,8 @@ class StagedTable:
 
     def before_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction while both tables exist, before the live table's
-        exclusive lock is taken (a hook for subclasses: put long work here)."""
+        exclusive lock is taken (a hook for subclasses: put long work here); again if that
+        transaction is rolled back for want of the lock."""
 
     def after_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction once the live table holds the new rows."""
@@ -228,60 +235,192 @@ class StagedTable:
             self.seconds_locked = ended - self._locked_at
 
     def _swap(self) -> None:
+        """PostgreSQL, a partitioned table: its partitions swapped under the parent, in a
+        transaction run by ``ExclusiveSwap``. A table that is not partitioned (and SQLite):
+        its rows replaced in place."""
         if self.db.dialect == "postgresql":
-            with self.db.engine.begin() as connection:
-                self.staged_build(connection)
-                partitions = _partitions(connection, self.table)
-                if partitions:
-                    self._swap_partitions(connection, partitions)
-                    return
-                renames = index_renames(connection, self.table, self.staged)
-                self.before_swap(connection)
-                self._lock_live(connection)
-                connection.execute(sa.text(f"DROP TABLE {self.table}"))
-                connection.execute(sa.text(f"ALTER TABLE {self.staged} RENAME TO {self.table}"))
-                for statement in renames:
-                    connection.execute(sa.text(statement))
-                self._published(connection)
-            return
+            with self.db.engine.connect() as connection:
+                partitioned = bool(_partitions(connection, self.table))
+            if partitioned:
+                self._exclusive.run(self._swap_partitions)
+                return
+        self._replace_rows()
+
+    def _replace_rows(self) -> None:
+        """The live rows replaced by the staged ones in one transaction (``DELETE``, ``INSERT …
+        SELECT``): the table stays, with its views, grants and comments, and readers keep
+        reading the previous rows until the commit (MVCC) without waiting for it. For small
+        tables (``ladas_reference``): a large one is partitioned and swapped instead."""
         with self.db.engine.begin() as connection:
             self.staged_build(connection)
             self.before_swap(connection)
             connection.execute(sa.text(f"DELETE FROM {self.table}"))
             connection.execute(sa.text(f"INSERT INTO {self.table} SELECT * FROM {self.staged}"))
-            connection.execute(sa.text(f"DROP TABLE {self.staged}"))
             self._published(connection)
 
-    def _lock_live(self, connection: sa.Connection) -> None:
-        """Take the live table's exclusive lock (held until the swap commits)."""
-        lock_exclusively(connection, self.table)
-        self._locked_at = time.perf_counter()
-
-    def _swap_partitions(self, connection: sa.Connection, partitions: list[sa.Row]) -> None:
-        """Each staged partition in place of the live one, under the parent; the staged
-        partitions carry a check of their bound, so attaching them reads no row."""
-        self.before_swap(connection)
-        self._lock_live(connection)
-        for name, bound, _ in partitions:
-            connection.execute(sa.text(f"ALTER TABLE {self.staged} DETACH PARTITION {name}{NEXT}"))
-            replace_partition(connection, self.table, name, f"{name}{NEXT}", bound)
-        connection.execute(sa.text(f"DROP TABLE {self.staged}"))
-        self._published(connection)
+    def _swap_partitions(self) -> None:
+        """Each staged partition in place of the live one, under the parent, in one
+        transaction; the staged partitions carry a check of their bound, so attaching them
+        reads no row."""
+        with self.db.engine.begin() as connection:
+            self.staged_build(connection)
+            partitions = _partitions(connection, self.table)
+            self.before_swap(connection)
+            self._exclusive.lock(connection)
+            self._locked_at = time.perf_counter()
+            for name, bound, _ in partitions:
+                connection.execute(sa.text(
+                    f"ALTER TABLE {self.staged} DETACH PARTITION {name}{NEXT}"))
+                replace_partition(connection, self.table, name, f"{name}{NEXT}", bound)
+            connection.execute(sa.text(f"DROP TABLE {self.staged}"))
+            self._published(connection)
 
     def _published(self, connection: sa.Connection) -> None:
         self.after_swap(connection)
         self._drop_build(connection)
 
 
-LOCK_TIMEOUT = "30s"
-"""How long a swap waits for readers to let go of the live table."""
+SWAP_WAIT_ENV = "LEAD_SCORING_SWAP_WAIT_SECONDS"
+SWAP_WAIT_SECONDS = 3600.0
+"""How long a swap waits in all, by default, for the readers of its table to let go: longer
+than a campaign export of the whole table."""
+LOCK_TIMEOUT = "50ms"
+"""How long one request for a swapped table's exclusive lock may wait before it is given up;
+readers arriving meanwhile queue behind it, so this bounds how long a swap holds them up."""
+PAUSES = (0.1, 1.0)
+"""The first and the longest pause (s) between two looks at a swapped table's readers."""
+KEEP_ALIVE_SECONDS = 60.0
+"""How often, by default, a waiting swap calls its ``keep_alive``."""
+LOCK_NOT_AVAILABLE = "55P03"
+"""The SQLSTATE of a lock request that ran out of ``lock_timeout``."""
+_HOLDERS = sa.text(
+    "SELECT DISTINCT l.virtualtransaction FROM pg_locks l WHERE l.locktype = 'relation' "
+    "AND l.granted AND l.pid <> pg_backend_pid() "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.relation IN (SELECT relid FROM pg_partition_tree(CAST(:table AS regclass)))")
+"""The transactions holding a lock on a table or on one of its partitions."""
+
+T = TypeVar("T")
 
 
-def lock_exclusively(connection: sa.Connection, table: str) -> None:
-    """``table``'s exclusive lock in the caller's transaction, waiting at most
-    ``LOCK_TIMEOUT`` for its readers."""
-    connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    connection.execute(sa.text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+class SwapWaitExceeded(RuntimeError):
+    """Readers held a table longer than its swap may wait; nothing of that swap was written."""
+
+
+def swap_wait_seconds() -> float:
+    """``LEAD_SCORING_SWAP_WAIT_SECONDS``, or ``SWAP_WAIT_SECONDS`` when unset."""
+    value = os.environ.get(SWAP_WAIT_ENV, "").strip()
+    if not value:
+        return SWAP_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"{SWAP_WAIT_ENV} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
+def lock_not_available(error: BaseException) -> bool:
+    """Whether ``error`` is a lock request that ran out of ``lock_timeout``."""
+    original = getattr(error, "orig", error)
+    return getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+class ExclusiveSwap:
+    """How every swap (``StagedTable``, ``ScoreSwap``) gets ``table``'s ACCESS EXCLUSIVE lock
+    on PostgreSQL: without failing because a reader holds the table for long (a campaign
+    export's snapshot), and without holding the table's other readers up meanwhile.
+
+    A lock request that waits queues every later reader of the table behind it, so no request
+    here waits longer than ``LOCK_TIMEOUT``. ``run(publish)`` first waits until the table
+    looks free: it lists the transactions holding a lock on the table or its partitions; one
+    already there at the previous look is a long reader, and the wait goes on without asking
+    for the lock; otherwise it asks for it, in a transaction of its own rolled back at once.
+    Then ``publish()`` runs its transaction, which does its work and calls ``lock`` just
+    before the swap; a lock not granted within ``LOCK_TIMEOUT`` (there or later in that
+    transaction) rolls the whole transaction back, its row locks with it, and the wait starts
+    again. While waiting, ``keep_alive`` (a writer lease's renewal) is called every
+    ``keep_alive_seconds``. After ``wait_seconds`` in all (``LEAD_SCORING_SWAP_WAIT_SECONDS``
+    by default), ``SwapWaitExceeded``. SQLite: ``publish()`` runs once, ``lock`` does nothing.
+    """
+
+    def __init__(self, database: Database, table: str, wait_seconds: float | None = None,
+                 keep_alive: Callable[[], None] | None = None,
+                 keep_alive_seconds: float = KEEP_ALIVE_SECONDS):
+        self.db = database
+        self.table = table
+        self.wait_seconds = swap_wait_seconds() if wait_seconds is None else wait_seconds
+        self.keep_alive = keep_alive
+        self.keep_alive_seconds = keep_alive_seconds
+        self.attempts = 0
+        """Transactions ``run`` started, the rolled-back ones included."""
+        self.seconds_waited = 0.0
+        """Time ``run`` spent before the transaction that got the lock: looks, pauses and
+        transactions rolled back for want of it."""
+
+    def lock(self, connection: sa.Connection) -> None:
+        """In the caller's transaction: the table's exclusive lock (its partitions' too),
+        waited for at most ``LOCK_TIMEOUT``, which stays the transaction's lock timeout so that
+        it never waits longer for another lock while it holds this one."""
+        if self.db.dialect != "postgresql":
+            return
+        connection.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"),
+                           {"timeout": LOCK_TIMEOUT})
+        connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+
+    def run(self, publish: Callable[..., T], *args) -> T:
+        """``publish(*args)``, whose transaction calls ``lock``, once it got the lock."""
+        if self.db.dialect != "postgresql":
+            return publish(*args)
+        started = time.monotonic()
+        deadline = started + self.wait_seconds
+        kept_alive = started
+        pause = PAUSES[0]
+        seen: set[str] = set()
+        while True:
+            free, seen = self._free(seen)
+            if free:
+                self.attempts += 1
+                attempt = time.monotonic()
+                try:
+                    result = publish(*args)
+                except sa.exc.OperationalError as error:
+                    if not lock_not_available(error):
+                        raise
+                else:
+                    self.seconds_waited += attempt - started
+                    return result
+            now = time.monotonic()
+            if now >= deadline:
+                self.seconds_waited += now - started
+                raise SwapWaitExceeded(
+                    f"readers held {self.table} for {now - started:.0f} s, longer than a swap "
+                    f"may wait ({SWAP_WAIT_ENV}); nothing of this swap was written")
+            if self.keep_alive is not None and now - kept_alive >= self.keep_alive_seconds:
+                self.keep_alive()
+                kept_alive = time.monotonic()
+            time.sleep(min(pause, deadline - now))
+            pause = min(2 * pause, PAUSES[1])
+
+    def _free(self, seen: set[str]) -> tuple[bool, set[str]]:
+        """Whether the table's exclusive lock was granted within ``LOCK_TIMEOUT`` (and let go
+        at once); not asked for while a transaction seen at the last look still holds a lock
+        on it. Also the transactions holding one now."""
+        with self.db.engine.connect() as connection:
+            holders = set(connection.execute(_HOLDERS, {"table": self.table}).scalars())
+            if holders & seen:
+                connection.rollback()
+                return False, holders
+            try:
+                self.lock(connection)
+            except sa.exc.OperationalError as error:
+                if not lock_not_available(error):
+                    raise
+                return False, holders
+            finally:
+                connection.rollback()
+        return True, holders
 
 
 def replace_partition(connection: sa.Connection, parent: str, name: str, staged: str,

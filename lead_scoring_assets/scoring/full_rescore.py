@@ -51,6 +51,8 @@ class RescoreReport:
     seconds_locked: float = 0.0
     """Of the swap, the longest time one bucket's swap locked ``lead_scores`` exclusively
     (PostgreSQL)."""
+    seconds_waited: float = 0.0
+    """Of the swap, the time spent waiting for long readers of ``lead_scores`` (PostgreSQL)."""
     seconds_total: float = 0.0
 
     @property
@@ -174,5 +176,6 @@ def rescore_all(
     report.history_rows = swap.history_rows
     report.kept_newer_scores = swap.kept_newer_scores
     report.seconds_locked = swap.seconds_locked
+    report.seconds_waited = swap.seconds_waited
     report.seconds_total = time.perf_counter() - started
     return report

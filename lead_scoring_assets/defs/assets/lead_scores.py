@@ -110,5 +110,6 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
             "queued_due_later": swap.queued_due_later,
             "swap_seconds": round(swap.seconds, 2),
             "locked_seconds": round(swap.seconds_locked, 2),
+            "reader_wait_seconds": round(swap.seconds_waited, 2),
         }
     )
