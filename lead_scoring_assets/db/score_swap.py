@@ -23,7 +23,7 @@ by side (a backfill over several runs).
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -51,23 +51,32 @@ from lead_scoring_assets.db.staged_table import (
     sqlite_ddl_like,
 )
 from lead_scoring_assets.db.tables import SCORE_COLUMNS
-from lead_scoring_assets.db.writer_lock import WriterLock
+from lead_scoring_assets.db.writer_lock import Heartbeat, WriterLock
 
 SCORES = "lead_scores"
 MALFORMED = "malformed_validations"
-FULL_RESCORE_LEASE_SECONDS = 900
-"""How long a full rescoring's lock outlives its last sign of life (a staged chunk, the end of
-staging, a published bucket): long enough for the audit and the publish step."""
+FULL_RESCORE_LEASE_SECONDS = 40
+"""The lease of a full rescoring's lock while one of its steps works (staging, the audit, the
+publish): renewed every ``HEARTBEAT_SECONDS`` by a heartbeat thread and on progress (a staged
+chunk, a published bucket), so the lock of a killed step ends within this."""
+HEARTBEAT_SECONDS = 5
+"""How often the heartbeat renews the lease (at most a quarter of a shorter lease)."""
+HANDOVER_LEASE_SECONDS = 180
+"""The lease a step leaves for the run's next step (audit, publish, a retry), which may start
+in another process or pod: the time it may take to start."""
 INCREMENTAL_WAIT_SECONDS = 600
 """How long a full rescoring waits for running incremental runs to settle."""
 
 
 def scoring_lock(database: Database, holder: str, lease_seconds: float,
-                 buckets: list[int] | None = None) -> WriterLock:
+                 buckets: list[int] | None = None,
+                 is_holder_alive: Callable[[str], bool] | None = None) -> WriterLock:
     """The lock every writer of ``lead_scores`` takes, one row per contact bucket: full
-    rescorings exclusively on the buckets they rescore, incremental runs shared on all."""
+    rescorings exclusively on the buckets they rescore, incremental runs shared on all. With
+    ``is_holder_alive``, the rows of holders that no longer run are broken when it is taken."""
     chosen = range(BUCKET_COUNT) if buckets is None else buckets
-    return WriterLock(database, [f"{SCORES}/{b:02d}" for b in chosen], holder, lease_seconds)
+    return WriterLock(database, [f"{SCORES}/{b:02d}" for b in chosen], holder, lease_seconds,
+                      is_holder_alive)
 
 
 def staged_scores(bucket: int) -> str:
@@ -105,22 +114,27 @@ class ScoreSwap:
     """The staged buckets of one full rescoring (run ``run_id``).
 
     ``with swap.stage(): swap.add(bucket, ...)`` builds them under the buckets' lock, kept
-    (renewed) for the publish; ``publish()`` (possibly another process of the same run)
-    swaps in every bucket the run staged, one transaction each; ``discard()`` drops them and
-    releases the lock.
+    (handed over) for the audit and the publish; ``publish()`` (possibly another process of the
+    same run) swaps in every bucket the run staged, one transaction each; ``discard()`` drops
+    them and releases the lock. Steps run inside ``keep_alive()`` (``stage()`` does it itself).
+    ``is_holder_alive`` is passed to the lock (see ``scoring_lock``).
     """
 
     def __init__(self, database: Database, run_id: str | None = None, as_of=None,
                  buckets: list[int] | None = None,
                  lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
-                 wait_seconds: float = INCREMENTAL_WAIT_SECONDS):
+                 wait_seconds: float = INCREMENTAL_WAIT_SECONDS,
+                 handover_seconds: float = HANDOVER_LEASE_SECONDS,
+                 is_holder_alive: Callable[[str], bool] | None = None):
         self.db = database
         self.run_id = run_id or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
         self.as_of = as_of
         self.buckets = list(range(BUCKET_COUNT)) if buckets is None else list(buckets)
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
-        self.lock = scoring_lock(database, self.run_id, lease_seconds, self.buckets)
+        self.handover_seconds = handover_seconds
+        self.lock = scoring_lock(database, self.run_id, lease_seconds, self.buckets,
+                                 is_holder_alive)
         self.history_rows = 0
         self.kept_newer_scores = 0
         """Stored scores computed at a later ``as_of`` than this run's, kept by the publish."""
@@ -136,24 +150,35 @@ class ScoreSwap:
                                         keep_alive_seconds=lease_seconds / 3)
         self._staged: list[int] = []
 
+    @contextmanager
+    def keep_alive(self) -> Iterator[Heartbeat]:
+        """Around one step of the run: a heartbeat thread renews the run's lease to
+        ``lease_seconds`` while the step works, so a killed step blocks the other writers for
+        at most that; a step that ends leaves the hand-over lease to the next (see
+        ``WriterLock.heartbeat``)."""
+        every = min(HEARTBEAT_SECONDS, self.lease_seconds / 4)
+        with self.lock.heartbeat(self.lease_seconds, every, self.handover_seconds) as beat:
+            yield beat
+
     # staging
 
     @contextmanager
     def stage(self) -> Iterator["ScoreSwap"]:
         """Create the staged tables of the run's buckets (dropping any left there), yield for
-        ``add``, then index them and record the build; on an exception drop them and release
-        the lock."""
+        ``add``, then index them and record the build, under ``keep_alive``; on an exception
+        drop them and release the lock."""
         self.lock.acquire_exclusive(wait_seconds=self.wait_seconds)
         guard = None
         try:
-            guard = self._guard()
-            with self.db.engine.begin() as connection:
-                for bucket in self.buckets:
-                    self._drop(connection, bucket)
-                    self._create(connection, bucket)
-            with self._writing():
-                yield self
-            self._index_and_record()
+            with self.keep_alive():
+                guard = self._guard()
+                with self.db.engine.begin() as connection:
+                    for bucket in self.buckets:
+                        self._drop(connection, bucket)
+                        self._create(connection, bucket)
+                with self._writing():
+                    yield self
+                self._index_and_record()
         except BaseException:
             self._abandon()
             raise
@@ -161,7 +186,7 @@ class ScoreSwap:
             if guard is not None:
                 guard.rollback()
                 guard.close()
-        self.lock.renew()
+        self.lock.renew(self.handover_seconds)
 
     def _guard(self) -> sa.Connection | None:
         """PostgreSQL: advisory locks, held while staging, on the staged tables of the run's

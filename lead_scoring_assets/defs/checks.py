@@ -10,12 +10,8 @@ import dagster as dg
 from lead_scoring_assets.db.audit import AuditFailed, Violations
 from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.defs.resources import DatabaseResource
-from lead_scoring_assets.scoring.checks import (
-    MINIMUM_LADAS,
-    lada_coverage,
-    staged_score_violations,
-)
-from lead_scoring_assets.scoring.full_rescore import discard_rescore
+from lead_scoring_assets.scoring.checks import MINIMUM_LADAS, lada_coverage
+from lead_scoring_assets.scoring.full_rescore import audit_rescore
 
 
 @dg.asset_check(asset="staged_lead_scores", blocking=True)
@@ -24,12 +20,10 @@ def staged_lead_scores_pass_audit(
 ) -> dg.AssetCheckResult:
     """On the staged scores: every total in 0–100, platform scores within their cap, the tier
     the score's tier, confidence in [0, 1], one row per contact the run read (contacts
-    inserted or deleted while it ran are the queue's work). Failing discards the staged
-    rows."""
+    inserted or deleted while it ran are the queue's work). The run's lease is kept alive
+    while it counts; failing discards the staged rows."""
     with database.open() as db:
-        violations = staged_score_violations(db, context.run.run_id)
-        if violations.failed:
-            discard_rescore(db, context.run.run_id)
+        violations = audit_rescore(db, context.run.run_id)
     return audit_result(violations)
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from lead_scoring_assets.defs.lock_holders import dagster_run_liveness
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
 from lead_scoring_assets.defs.run_start import run_start
@@ -23,12 +24,15 @@ class IncrementalScoringConfig(dg.Config):
 def score_queued_contacts(
     context: dg.OpExecutionContext, config: IncrementalScoringConfig, database: DatabaseResource
 ) -> None:
-    """Claim a batch of the queue, score it with the advanced_v1 engine, upsert the scores."""
+    """Claim a batch of the queue, score it with the advanced_v1 engine, upsert the scores.
+    The scoring lock of a run that has ended (or is gone from the instance) is broken first."""
     as_of = config.as_of or run_start(context)
     with retry_on_transient_database_errors(context):
         with database.open() as db:
             report = score_queued(db, as_of, owner=context.run_id, batch_size=config.batch_size,
-                                  lease_seconds=config.lease_seconds)
+                                  lease_seconds=config.lease_seconds,
+                                  is_holder_alive=dagster_run_liveness(context.instance,
+                                                                       context.log))
     if report.skipped_reason:
         context.log.info(f"nothing scored: {report.skipped_reason}")
         return
@@ -61,6 +65,7 @@ def score_queued_contacts(
                 "failed": len(report.failed),
                 "batch_error": report.batch_error or "",
                 "dead_lettered": report.dead_lettered,
+                "broken_locks_of": dg.MetadataValue.json(report.broken_locks_of),
                 "duration_seconds": round(report.seconds_total, 3),
             },
         )

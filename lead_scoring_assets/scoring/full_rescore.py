@@ -3,6 +3,7 @@
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,11 +14,15 @@ from lead_scoring_assets.db.bucket_inputs import iter_bucket_inputs
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.errors import TRANSIENT_ERRORS
 from lead_scoring_assets.db.overlapped import run_overlapped
-from lead_scoring_assets.db.score_swap import FULL_RESCORE_LEASE_SECONDS, ScoreSwap
+from lead_scoring_assets.db.score_swap import (
+    FULL_RESCORE_LEASE_SECONDS,
+    HANDOVER_LEASE_SECONDS,
+    ScoreSwap,
+)
 from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.db.staged_table import StagedBuildMissing
 from lead_scoring_assets.db.writer_lock import LockLost
-from lead_scoring_assets.scoring.checks import staged_score_violations
+from lead_scoring_assets.scoring.checks import ScoreViolations, staged_score_violations
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, ScoringConfig
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
 
@@ -85,15 +90,21 @@ def stage_rescore(
     run_id: str | None = None,
     lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
     buckets: list[int] | None = None,
+    handover_seconds: float = HANDOVER_LEASE_SECONDS,
+    is_holder_alive: Callable[[str], bool] | None = None,
 ) -> RescoreReport:
     """Score every contact of ``buckets`` (all by default) for ``as_of`` in chunks of
     ``chunk_size`` (I/O overlapped) into the staging tables of run ``run_id``, under the
-    buckets' scoring lock, which stays held for the publish. Nothing live changes."""
+    buckets' scoring lock, which stays held for the publish: its lease is ``lease_seconds``
+    while staging (a heartbeat renews it), then ``handover_seconds`` for the next step.
+    ``is_holder_alive`` lets it break the lock of a holder that no longer runs. Nothing live
+    changes."""
     started = time.perf_counter()
     report = RescoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
     swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of, buckets=buckets,
-                     lease_seconds=lease_seconds)
+                     lease_seconds=lease_seconds, handover_seconds=handover_seconds,
+                     is_holder_alive=is_holder_alive)
     report.buckets = swap.buckets
 
     def score(chunk_inputs):
@@ -119,22 +130,38 @@ def stage_rescore(
     return report
 
 
-def publish_rescore(database: Database, run_id: str | None, retry_follows: bool = False
-                    ) -> ScoreSwap:
+def audit_rescore(database: Database, run_id: str, config: ScoringConfig = DEFAULT_CONFIG,
+                  lease_seconds: float = FULL_RESCORE_LEASE_SECONDS) -> ScoreViolations:
+    """The audit of the buckets staged by run ``run_id`` (``staged_score_violations``), under
+    the run's lease heartbeat; a failed audit discards them and releases their lock, a passed
+    one hands the lease over to the publish."""
+    swap = ScoreSwap(database, run_id=run_id, lease_seconds=lease_seconds)
+    with swap.keep_alive():
+        violations = staged_score_violations(database, run_id, config)
+        if violations.failed:
+            swap.discard()
+    return violations
+
+
+def publish_rescore(database: Database, run_id: str | None, retry_follows: bool = False,
+                    lease_seconds: float = FULL_RESCORE_LEASE_SECONDS) -> ScoreSwap:
     """Swap in the audited buckets staged by run ``run_id``, one transaction each (fenced:
     refused if the run no longer holds a bucket's lock, or if the staged rows are another
     run's; a stored score of a later ``as_of`` is kept, the contacts with rows due later stay
-    queued), then give back the files of the queue it emptied. If a bucket's swap fails, the
-    buckets not yet published are discarded and their lock released, unless the error is
-    transient and ``retry_follows``: then both are kept for the retry (the lease still bounds
-    the wait)."""
-    swap = ScoreSwap(database, run_id=run_id)
+    queued), under the run's lease heartbeat, then give back the files of the queue it emptied.
+    If a bucket's swap fails, the buckets not yet published are discarded and their lock
+    released, unless the error is transient and ``retry_follows``: then both are kept for the
+    retry, with the hand-over lease."""
+    swap = ScoreSwap(database, run_id=run_id, lease_seconds=lease_seconds)
     try:
-        swap.publish()
+        with swap.keep_alive():
+            swap.publish()
     except (LockLost, StagedBuildMissing):
         raise
     except TRANSIENT_ERRORS:
-        if not retry_follows:
+        if retry_follows:
+            swap.lock.hand_over(swap.handover_seconds)
+        else:
             swap.discard()
         raise
     except Exception:
@@ -165,13 +192,12 @@ def rescore_all(
     report = stage_rescore(database, as_of, chunk_size, config, swap.run_id, lease_seconds,
                            buckets)
     audit_started = time.perf_counter()
-    violations = staged_score_violations(database, swap.run_id, config)
+    violations = audit_rescore(database, swap.run_id, config, lease_seconds)
     report.seconds_audit = time.perf_counter() - audit_started
     if violations.failed:
-        swap.discard()
         raise AuditFailed(violations)
     swap_started = time.perf_counter()
-    swap = publish_rescore(database, swap.run_id)
+    swap = publish_rescore(database, swap.run_id, lease_seconds=lease_seconds)
     report.seconds_swap = time.perf_counter() - swap_started
     report.history_rows = swap.history_rows
     report.kept_newer_scores = swap.kept_newer_scores

@@ -1,6 +1,7 @@
 """Incremental scoring: score the contacts waiting in ``scoring_queue`` with the full engine."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +36,8 @@ class IncrementalReport:
     batch_error: str | None = None
     dead_lettered: int = 0
     skipped_reason: str | None = None
+    broken_locks_of: list[str] = field(default_factory=list)
+    """Holders whose scoring lock this run broke because they no longer run."""
     seconds_total: float = 0.0
 
 
@@ -87,6 +90,7 @@ def score_queued(
     batch_size: int = 50_000,
     lease_seconds: int = 300,
     config: ScoringConfig = DEFAULT_CONFIG,
+    is_holder_alive: Callable[[str], bool] | None = None,
 ) -> IncrementalReport:
     """Claim one batch of the queue as ``owner`` (the run id), score it and settle it.
 
@@ -94,13 +98,16 @@ def score_queued(
     entries as a lease of ``lease_seconds``; the settlement is fenced by both, so a run that
     outlived its lease writes nothing a later run stored. Scores, malformed rows and
     ``last_platform_validation`` of the batch are written and its entries removed in one
-    transaction; until then the previous scores stand.
+    transaction; until then the previous scores stand. With ``is_holder_alive``, the lock of
+    a holder that no longer runs is broken first (``broken_locks_of``).
     """
     started = time.perf_counter()
     report = IncrementalReport(as_of=utc_timestamp(as_of))
     queue = ScoringQueue(database)
-    lock = scoring_lock(database, owner, lease_seconds)
-    if not lock.acquire_shared():
+    lock = scoring_lock(database, owner, lease_seconds, is_holder_alive=is_holder_alive)
+    acquired = lock.acquire_shared()
+    report.broken_locks_of = list(lock.broken)
+    if not acquired:
         report.skipped_reason = "a full rescoring is running; the queue waits for it"
         return report
     try:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from lead_scoring_assets.db.buckets import buckets_of
 from lead_scoring_assets.db.database import redact
+from lead_scoring_assets.defs.lock_holders import dagster_run_liveness
 from lead_scoring_assets.defs.partitions import bucket_backfill_policy, contact_buckets
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.defs.retries import MAX_RETRIES, retry_on_transient_database_errors
@@ -39,8 +40,9 @@ def staged_lead_scores(
     context: dg.AssetExecutionContext, config: LeadScoresConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
     """One advanced_v1 score per contact of the run's buckets (SCORING_SPEC.md), written to
-    staging tables under those buckets' scoring lock (incremental runs wait); nothing live
-    changes until the audit passes and ``lead_scores`` publishes them."""
+    staging tables under those buckets' scoring lock (incremental runs wait; the lock of a run
+    that has ended is broken first); nothing live changes until the audit passes and
+    ``lead_scores`` publishes them."""
     as_of = config.as_of or run_start(context)
     buckets = buckets_of(context.partition_keys)
     with retry_on_transient_database_errors(context), database.open() as db:
@@ -48,7 +50,9 @@ def staged_lead_scores(
                          f"-{context.partition_key_range.end} at as_of={as_of} on "
                          f"{redact(str(db.url))}")
         report = stage_rescore(db, as_of, chunk_size=config.chunk_size,
-                               run_id=context.run_id, buckets=buckets)
+                               run_id=context.run_id, buckets=buckets,
+                               is_holder_alive=dagster_run_liveness(context.instance,
+                                                                    context.log))
     if report.malformed_by_reason:
         context.log.warning(
             f"{sum(report.malformed_by_reason.values())} malformed validation rows found "
