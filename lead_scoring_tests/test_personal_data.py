@@ -116,10 +116,12 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
         dead = database.read_frame("SELECT contact_id, last_error FROM scoring_dead_letters")
         assert dead.values.tolist() == [[42, "ValueError: cannot score #"]]
 
-        # 2. the disk fills up while the score writers update contacts
+        # 2. the disk fills up while the score writers update contacts (a new row for the
+        # rescoring to take: it keeps the contacts the incremental runs scored since)
+        _add_validations(database, [44])
         _plant_failing_triggers(database)
         with pytest.raises(Exception) as raw:
-            rescore_all(database, AS_OF + pd.Timedelta(days=1))
+            rescore_all(database, LATER + pd.Timedelta(days=1))
         if database.dialect == "postgresql":
             assert phone_leaks([str(raw.value)], phones), "the planted error carries the row"
         assert not phone_leaks([describe_error(raw.value)], phones)
@@ -127,7 +129,7 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
             [staged_lead_scores, lead_scores], resources=resources, instance=instance,
             raise_on_error=False, tags=ALL_BUCKETS,
             run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(
-                as_of=(AS_OF + pd.Timedelta(days=1)).isoformat())}))
+                as_of=(LATER + pd.Timedelta(days=1)).isoformat())}))
         assert not full.success
         assert database.count("writer_locks") == 0, "a failed publish releases the lock"
         _add_validations(database, [50, 51])
