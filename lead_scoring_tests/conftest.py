@@ -88,6 +88,18 @@ def demo_database(database: Database) -> Database:
 
 
 @pytest.fixture
+def postgres_demo(postgres_url: str) -> Database:
+    """An upgraded PostgreSQL database with 2,000 demo contacts (seed 5), for the tests of
+    PostgreSQL-only mechanisms (partitions, locks)."""
+    database = Database(postgres_url)
+    database.upgrade()
+    database.replace_rows("ladas_reference", build_lada_reference())
+    load_demo_data(database, 2_000, seed=5, as_of=AS_OF, batch_size=1_000)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def definitions() -> dg.Definitions:
     """The code location's definitions, loaded with a live instance as Dagster's tools do
     (loading reads the instance's definitions state; without a live one it can hit an

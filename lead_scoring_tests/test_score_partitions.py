@@ -7,29 +7,15 @@ import time
 import uuid
 
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 
-from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import last_validations
-from lead_scoring_assets.demo.loader import load_demo_data
-from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.feature_table import build_contact_features
 from lead_scoring_assets.scoring.full_rescore import publish_rescore, rescore_all, stage_rescore
 
 from .conftest import AS_OF
 
 PARTITIONED = ("lead_scores", "contact_features", "ml_lead_scores")
-
-
-@pytest.fixture
-def postgres_demo(postgres_url):
-    database = Database(postgres_url)
-    database.upgrade()
-    database.replace_rows("ladas_reference", build_lada_reference())
-    load_demo_data(database, 2_000, seed=5, as_of=AS_OF, batch_size=1_000)
-    yield database
-    database.dispose()
 
 
 def _partitions(connection, table: str) -> list[str]:

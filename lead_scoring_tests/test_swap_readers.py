@@ -25,7 +25,6 @@ from lead_scoring_assets.db import staged_table
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import ScoreSwap
 from lead_scoring_assets.db.staged_table import StagedTable, SwapWaitExceeded
-from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.conversion_scores import write_conversion_scores
 from lead_scoring_assets.ml.feature_table import build_contact_features
@@ -63,16 +62,6 @@ PUBLISH = {
 """The real publish path of each swapped table."""
 KEYS = {"ladas_reference": "lada"}
 """The column a row is picked by (``contact_id`` when not listed)."""
-
-
-@pytest.fixture
-def swap_db(postgres_url):
-    database = Database(postgres_url)
-    database.upgrade()
-    database.replace_rows("ladas_reference", build_lada_reference())
-    load_demo_data(database, 1_000, seed=3, as_of=AS_OF, batch_size=1_000)
-    yield database
-    database.dispose()
 
 
 def checksum(connection: sa.Connection, table: str) -> tuple:
@@ -164,117 +153,117 @@ def _published(database: Database, table: str) -> tuple:
 
 @pytest.mark.parametrize("table", ["lead_scores", "contact_features", "ml_lead_scores",
                                    "conversion_scores", "ladas_reference"])
-def test_a_publish_outlasts_a_long_reader_which_keeps_its_snapshot(swap_db, table,
+def test_a_publish_outlasts_a_long_reader_which_keeps_its_snapshot(postgres_demo, table,
                                                                     monkeypatch):
     """The reader holds its snapshot longer than one lock request may wait: the publish
     succeeds (after the reader ends, where it swaps partitions; at once where rows are
     replaced in place, ``ladas_reference``) and the reader reads the same rows throughout."""
     monkeypatch.setattr(staged_table, "LOCK_TIMEOUT", "1s")
     if table != "ladas_reference":
-        PUBLISH[table](swap_db, AS_OF)
-    before = _published(swap_db, table)
-    reader = LongReader(swap_db, table)
+        PUBLISH[table](postgres_demo, AS_OF)
+    before = _published(postgres_demo, table)
+    reader = LongReader(postgres_demo, table)
     reader.start()
     assert reader.reading.wait(30)
-    PUBLISH[table](swap_db, LATER)
+    PUBLISH[table](postgres_demo, LATER)
     published = time.monotonic()
     reader.published.set()
     reader.join(60)
     assert reader.error is None, reader.error
     assert reader.first == reader.last == before
     if table == "ladas_reference":
-        assert _published(swap_db, table) == before
+        assert _published(postgres_demo, table) == before
         assert published < reader.ended
     else:
-        assert _published(swap_db, table) != before
+        assert _published(postgres_demo, table) != before
         assert published > reader.ended
 
 
-def test_the_writer_lease_is_renewed_while_the_publish_waits(swap_db, monkeypatch):
+def test_the_writer_lease_is_renewed_while_the_publish_waits(postgres_demo, monkeypatch):
     """A publish waiting longer than the run's lease keeps the lease through its renewals."""
     monkeypatch.setattr(staged_table, "LOCK_TIMEOUT", "1s")
-    rescore_all(swap_db, AS_OF)
-    reader = LongReader(swap_db, "lead_scores", hold=4 * HOLD_SECONDS)
+    rescore_all(postgres_demo, AS_OF)
+    reader = LongReader(postgres_demo, "lead_scores", hold=4 * HOLD_SECONDS)
     reader.start()
     assert reader.reading.wait(30)
     lease = 2 * HOLD_SECONDS
-    stage_rescore(swap_db, LATER, run_id="short-lease", lease_seconds=lease)
-    assert not staged_score_violations(swap_db, "short-lease").failed
-    swap = ScoreSwap(swap_db, run_id="short-lease", lease_seconds=lease)
+    stage_rescore(postgres_demo, LATER, run_id="short-lease", lease_seconds=lease)
+    assert not staged_score_violations(postgres_demo, "short-lease").failed
+    swap = ScoreSwap(postgres_demo, run_id="short-lease", lease_seconds=lease)
     started = time.monotonic()
     swap.publish()
     assert time.monotonic() - started > lease
     reader.join(60)
     assert reader.error is None, reader.error
     assert len(swap.published_buckets) == 16
-    as_of = swap_db.read_frame("SELECT DISTINCT last_calculated_at FROM lead_scores")
+    as_of = postgres_demo.read_frame("SELECT DISTINCT last_calculated_at FROM lead_scores")
     assert [pd.Timestamp(t) for t in as_of["last_calculated_at"]] == [LATER]
 
 
 @pytest.mark.parametrize("table", ["lead_scores", "conversion_scores"])
-def test_b_short_reads_are_not_held_up_while_the_publish_waits(swap_db, table):
+def test_b_short_reads_are_not_held_up_while_the_publish_waits(postgres_demo, table):
     """While the publish waits for a long reader, reads of the table from another connection
     keep answering at once (today's swap queued them behind its lock request)."""
-    PUBLISH[table](swap_db, AS_OF)
-    before = _published(swap_db, table)
-    reader = LongReader(swap_db, table)
-    reads = ShortReads(swap_db, table)
+    PUBLISH[table](postgres_demo, AS_OF)
+    before = _published(postgres_demo, table)
+    reader = LongReader(postgres_demo, table)
+    reads = ShortReads(postgres_demo, table)
     reader.start()
     assert reader.reading.wait(30)
     reads.start()
     try:
-        PUBLISH[table](swap_db, LATER)
+        PUBLISH[table](postgres_demo, LATER)
     finally:
         reader.published.set()
         reads.stop.set()
         reads.join(30)
         reader.join(60)
     assert reader.error is None and reads.error is None, (reader.error, reads.error)
-    assert reader.first == reader.last == before != _published(swap_db, table)
+    assert reader.first == reader.last == before != _published(postgres_demo, table)
     assert len(reads.latencies) > 50
     assert max(reads.latencies) < STALL_BOUND_SECONDS, sorted(reads.latencies)[-5:]
 
 
-def test_the_wait_is_bounded_by_its_setting(swap_db, monkeypatch):
+def test_the_wait_is_bounded_by_its_setting(postgres_demo, monkeypatch):
     """Past ``LEAD_SCORING_SWAP_WAIT_SECONDS`` the publish gives up and the previous rows
     stay; the reader is untouched."""
-    build_contact_features(swap_db, AS_OF)
-    before = _published(swap_db, "contact_features")
+    build_contact_features(postgres_demo, AS_OF)
+    before = _published(postgres_demo, "contact_features")
     monkeypatch.setenv("LEAD_SCORING_SWAP_WAIT_SECONDS", "1")
-    reader = LongReader(swap_db, "contact_features")
+    reader = LongReader(postgres_demo, "contact_features")
     reader.start()
     assert reader.reading.wait(30)
     try:
         with pytest.raises(SwapWaitExceeded, match="contact_features"):
-            build_contact_features(swap_db, LATER)
+            build_contact_features(postgres_demo, LATER)
     finally:
         reader.published.set()
     reader.join(60)
     assert reader.error is None, reader.error
-    assert reader.first == reader.last == before == _published(swap_db, "contact_features")
+    assert reader.first == reader.last == before == _published(postgres_demo, "contact_features")
 
 
-def test_a_campaign_export_and_the_nightly_publish_both_succeed(swap_db, tmp_path,
+def test_a_campaign_export_and_the_nightly_publish_both_succeed(postgres_demo, tmp_path,
                                                                  monkeypatch):
     """An export reading while ``lead_scores`` is rescored and published: the file is the
     segment as it was when the export started, and the publish lands after it."""
     monkeypatch.setattr(staged_table, "LOCK_TIMEOUT", "1s")
-    rescore_all(swap_db, AS_OF)
-    write_conversion_scores(swap_db, None, AS_OF)
-    before = select_segment(swap_db, Segment(rank_by="conversion_probability"))
+    rescore_all(postgres_demo, AS_OF)
+    write_conversion_scores(postgres_demo, None, AS_OF)
+    before = select_segment(postgres_demo, Segment(rank_by="conversion_probability"))
     exporting = threading.Event()
     outcome: dict = {}
 
     def after_batch(rows: int) -> None:
         if not exporting.is_set():
             exporting.set()
-            wait_until_staged(swap_db, "lead_scores")
+            wait_until_staged(postgres_demo, "lead_scores")
             time.sleep(HOLD_SECONDS)
 
     def export() -> None:
         try:
             outcome["report"] = export_segment(
-                swap_db, Segment(rank_by="conversion_probability"), "all.parquet", "parquet",
+                postgres_demo, Segment(rank_by="conversion_probability"), "all.parquet", "parquet",
                 folder=tmp_path, batch_size=100, after_batch=after_batch)
         except BaseException as error:  # noqa: BLE001 - reported by the test
             outcome["error"] = error
@@ -283,44 +272,44 @@ def test_a_campaign_export_and_the_nightly_publish_both_succeed(swap_db, tmp_pat
     exporter = threading.Thread(target=export, daemon=True)
     exporter.start()
     assert exporting.wait(30)
-    rescore_all(swap_db, LATER)
-    write_conversion_scores(swap_db, None, LATER)
+    rescore_all(postgres_demo, LATER)
+    write_conversion_scores(postgres_demo, None, LATER)
     exporter.join(60)
     assert "error" not in outcome, outcome.get("error")
     exported = pq.read_table(outcome["report"].path).to_pandas()
     pd.testing.assert_frame_equal(exported, before)
-    after = select_segment(swap_db, Segment(rank_by="conversion_probability"))
+    after = select_segment(postgres_demo, Segment(rank_by="conversion_probability"))
     assert not after.equals(before)
 
 
-def test_an_export_snapshot_is_taken_once_its_tables_are_locked(swap_db):
+def test_an_export_snapshot_is_taken_once_its_tables_are_locked(postgres_demo):
     """A snapshot whose first statement reads ``contacts`` (an export filtered by state) and
     which reads ``lead_scores`` only later still sees the scores of its snapshot: a partition
     swap in between would otherwise show the new partitions' rows."""
-    rescore_all(swap_db, AS_OF)
-    publisher = threading.Thread(target=rescore_all, args=(swap_db, LATER), daemon=True)
-    with swap_db.snapshot(SEGMENT_TABLES) as connection:
+    rescore_all(postgres_demo, AS_OF)
+    publisher = threading.Thread(target=rescore_all, args=(postgres_demo, LATER), daemon=True)
+    with postgres_demo.snapshot(SEGMENT_TABLES) as connection:
         connection.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one()
         publisher.start()
-        wait_until_staged(swap_db, "lead_scores")
+        wait_until_staged(postgres_demo, "lead_scores")
         time.sleep(HOLD_SECONDS)
         seen = connection.execute(sa.text(
             "SELECT DISTINCT last_calculated_at FROM lead_scores")).scalars().all()
     publisher.join(60)
     assert [pd.Timestamp(t) for t in seen] == [AS_OF]
-    assert swap_db.read_frame("SELECT DISTINCT last_calculated_at FROM lead_scores")[
+    assert postgres_demo.read_frame("SELECT DISTINCT last_calculated_at FROM lead_scores")[
         "last_calculated_at"].map(pd.Timestamp).tolist() == [LATER]
 
 
 @pytest.mark.parametrize("table", list(PUBLISH))
-def test_every_swapped_table_keeps_its_view_grant_and_comment(swap_db, table):
+def test_every_swapped_table_keeps_its_view_grant_and_comment(postgres_demo, table):
     """A view, a grant and a comment on the table survive two publishes, and the view reads
     the published rows (a row deleted from the live table before each publish is back)."""
-    PUBLISH[table](swap_db, AS_OF)
+    PUBLISH[table](postgres_demo, AS_OF)
     key = KEYS.get(table, "contact_id")
     role = f"lead_scoring_viewer_{uuid.uuid4().hex[:8]}"
     view = f"{table}_view"
-    engine = swap_db.engine
+    engine = postgres_demo.engine
     with engine.begin() as connection:
         rows = connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
         connection.execute(sa.text(f"CREATE ROLE {role}"))
@@ -334,7 +323,7 @@ def test_every_swapped_table_keeps_its_view_grant_and_comment(swap_db, table):
                 removed = connection.execute(sa.text(
                     f"DELETE FROM {table} WHERE {key} = (SELECT min({key}) FROM {table}) "
                     f"RETURNING {key}")).scalars().first()
-            PUBLISH[table](swap_db, AS_OF + pd.Timedelta(days=days))
+            PUBLISH[table](postgres_demo, AS_OF + pd.Timedelta(days=days))
             with engine.connect() as connection:
                 assert connection.execute(sa.text(
                     "SELECT has_table_privilege(:role, :table, 'SELECT')"),
