@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
 
     explain = commands.add_parser("explain", help="print a contact's score card")
-    explain.add_argument("contact", help="contact id or phone number (+52…, or 10 digits)")
+    explain.add_argument("contact", help="contact id, or phone number: 10 digits alone or after "
+                         "+52, 52, 0052, +52 1, 521, 044 or 045")
     explain.add_argument("--recompute", action="store_true",
                          help="also recompute it from the current rows and compare")
     explain.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "

@@ -12,8 +12,9 @@ from lead_scoring_assets.api.app import create_app
 from lead_scoring_assets.api.auth import ApiKeys
 from lead_scoring_assets.api.cursor import CursorSigner
 from lead_scoring_assets.api.grants import api_grants
-from lead_scoring_assets.api.queries import mask_phone, trend
+from lead_scoring_assets.api.queries import trend
 from lead_scoring_assets.cli import main
+from lead_scoring_assets.contacts.phones import mask_phone
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.demo.loader import load_demo_data
@@ -142,6 +143,18 @@ def test_lookup_by_phone_in_any_mexican_format(scored, client):
         response = client.get(f"{API}/lookup", params={"phone": text}, headers=READ)
         assert response.status_code == 200, text
         assert response.json()["contact_id"] == row["contact_id"]
+
+
+def test_lookup_by_phone_in_the_old_mobile_forms(scored, client):
+    row = _best_multi_platform(scored)
+    national = row["phone"][3:]
+    spaced = f"{national[:3]} {national[3:6]} {national[6:]}"
+    for text in (f"+52 1 {spaced}", f"521{national}", f"044 {spaced}", f"045-{national}",
+                 f"0052 1 {spaced}"):
+        response = client.get(f"{API}/lookup", params={"phone": text}, headers=READ)
+        assert response.status_code == 200, (text, response.text)
+        assert response.json()["contact_id"] == row["contact_id"]
+        assert response.json()["phone"] == f"+52 *** *** {national[-4:]}"
 
 
 def test_bad_input_gets_4xx_with_a_message_never_the_phone(scored, client):

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect, sync_playwright
 
-from lead_scoring_assets.api.queries import mask_phone
+from lead_scoring_assets.contacts.phones import mask_phone
 
 from .api_data import ADMIN_KEY, READ_KEY, prepare
 

@@ -4,8 +4,9 @@ import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.cli import main
+from lead_scoring_assets.contacts.phones import mask_phone
 from lead_scoring_assets.scoring.full_rescore import rescore_all
-from lead_scoring_assets.scoring.score_card import mask_phone, stored_score
+from lead_scoring_assets.scoring.score_card import stored_score
 
 from .conftest import AS_OF
 
@@ -38,6 +39,25 @@ def test_lookup_by_phone_in_any_mexican_format(scored):
     spaced = f"{national[:3]} {national[3:6]} {national[6:]}"
     for key in (row.phone_e164, national, spaced):
         assert stored_score(database, key).score["contact_id"] == row.contact_id
+
+
+def test_explain_finds_a_contact_by_the_old_mobile_form(scored, database_url, capsys):
+    database, row = scored
+    national = row.phone_e164[3:]
+    old_form = f"+52 1 {national[:3]} {national[3:6]} {national[6:]}"
+    for key in (old_form, f"044 {national}"):
+        assert stored_score(database, key).score["contact_id"] == row.contact_id
+    assert main(["explain", old_form, "--url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert f"contact {row.contact_id}  {mask_phone(row.phone_e164)}" in out
+    assert national not in out
+
+
+def test_explain_refuses_what_is_no_id_nor_phone_without_repeating_it(scored, database_url,
+                                                                       capsys):
+    assert main(["explain", "+1 212 555 0101", "--url", database_url]) == 1
+    err = capsys.readouterr().err
+    assert "country code 1 is not Mexico (+52)" in err and "5550101" not in err
 
 
 def test_unknown_and_unscored_contacts_say_so(scored):

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import phonenumbers
 import sqlalchemy as sa
 
+from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.ml.conversion_features import decoded_reasons
@@ -44,26 +44,8 @@ class NotFound(LookupError):
     """The contact, or its score, is not there; the message says which."""
 
 
-class BadPhone(ValueError):
-    """The text is no Mexican phone number (the message never repeats it)."""
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """``+52 *** *** 4567``: the country code and last four digits, personal data hidden."""
-    if not phone:
-        return None
-    return f"{phone[:3]} *** *** {phone[-4:]}"
-
-
-def normalize_phone(text: str) -> str:
-    """Any Mexican format (``667 123 4567``, ``+52 1 667…``, ``(667) 123-4567``) as E.164."""
-    try:
-        parsed = phonenumbers.parse(text, "MX")
-    except phonenumbers.NumberParseException:
-        raise BadPhone("not a phone number") from None
-    if parsed.country_code != 52 or not phonenumbers.is_possible_number(parsed):
-        raise BadPhone("not a Mexican phone number (10 digits, optionally +52)")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+BadPhone = PhoneRejected
+"""The API's name for a refused phone number: answered with 400 and the reason."""
 
 
 def _json(value):
@@ -114,7 +96,8 @@ class ScoreReader:
         self._analytics: tuple[int, dict] | None = None
 
     def score_card_by_phone(self, text: str) -> dict:
-        """The score card of the contact with this phone (the lowest id if several share it)."""
+        """The score card of the contact with this phone (the lowest id if several share it);
+        ``BadPhone`` when the text is no Mexican phone number."""
         return self._score_card("c.phone_e164 = :key", normalize_phone(text),
                                 "no contact has this phone number")
 

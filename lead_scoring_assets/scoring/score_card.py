@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 import pandas as pd
-import phonenumbers
 
+from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.ml.conversion_features import decoded_reasons
 from lead_scoring_assets.scoring.breakdown import read_breakdown
@@ -16,13 +16,6 @@ from lead_scoring_assets.scoring.config import (
 )
 
 BAR_WIDTH = 20
-
-
-def mask_phone(phone: str | None) -> str:
-    """A phone number with all but its last four digits hidden: personal data."""
-    if not phone:
-        return "(no phone)"
-    return f"{phone[:3]}{'*' * max(0, len(phone) - 7)}{phone[-4:]}"
 
 
 def _bar(value: int, maximum: int) -> str:
@@ -39,7 +32,7 @@ def render_score_card(
     version) under the total. Without a breakdown (a version whose configuration is not
     known), the stored platform scores only."""
     lines = [
-        f"contact {score['contact_id']}  {mask_phone(score.get('phone_e164'))}",
+        f"contact {score['contact_id']}  {mask_phone(score.get('phone_e164')) or '(no phone)'}",
         (f"score {score['total_score']}/100  {score['quality_tier']}  "
         f"confidence {float(score['confidence_level']):.4f}"),
         *([f"note: {note}"] if note else []),
@@ -85,21 +78,25 @@ def _find(database: Database, condition: str, value) -> int | None:
 
 
 def _contact_id(database: Database, key: str) -> int:
-    """The contact a contact id or a phone number (any Mexican format) names."""
+    """The contact a contact id or a phone number (any form ``normalize_phone`` accepts)
+    names; a longer run of digits that is no contact's phone is tried as an id."""
     key = key.strip()
     if key.isdigit() and len(key) < 10:
         found = _find(database, "id = :value", int(key))
+        if found is None:
+            raise LookupError(f"no contact matches {key}")
+        return found
+    try:
+        phone = normalize_phone(key)
+    except PhoneRejected as rejected:
+        phone, why = None, f": {rejected}"
     else:
-        try:
-            parsed = phonenumbers.parse(key, "MX")
-            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-            found = _find(database, "phone_e164 = :value", e164)
-        except phonenumbers.NumberParseException:
-            found = None
-        if found is None and key.isdigit():
-            found = _find(database, "id = :value", int(key))
+        why = f" {mask_phone(phone)}"
+    found = None if phone is None else _find(database, "phone_e164 = :value", phone)
+    if found is None and key.isdigit():
+        found = _find(database, "id = :value", int(key))
     if found is None:
-        raise LookupError(f"no contact matches {mask_phone(key) if len(key) >= 10 else key}")
+        raise LookupError(f"no contact matches{why}")
     return found
 
 
