@@ -1,4 +1,8 @@
-"""The benchmark machinery: fresh processes, and the full-scale load in arrival order."""
+"""The benchmark machinery: fresh processes, the full-scale load in arrival order, and the
+reader-latency benchmark's documented command."""
+
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -91,3 +95,24 @@ def test_table_sizes_count_indexes_and_partitions(postgres_url):
     for name in ("plain", "split"):
         assert sizes[name]["rows"] == 10_000
         assert sizes[name]["bytes"] == expected[name] > 10_000 * 8
+
+
+def test_the_reader_latency_command_runs_as_documented(postgres_url):
+    """The README's reader-latency command (small: 2,000 contacts, short windows) loads,
+    reads quietly, exports and publishes side by side, prints every window and drops its
+    database."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.reader_latency",
+         "--contacts", "2000", "--seconds", "1", "--export-seconds", "3",
+         "--url", postgres_url, "--drop"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for window in ("quiet (1 s)", "export running, publish waiting for it",
+                   "lead_scores published after the export", "whole window"):
+        assert window in result.stdout
+    assert "export: 2,000 rows" in result.stdout
+    name = sa.make_url(postgres_url).database
+    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone() == (0,)
