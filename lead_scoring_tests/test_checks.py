@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.buckets import BUCKET_COUNT, bucket_sql
-from lead_scoring_assets.db.score_swap import staged_scores
+from lead_scoring_assets.db.score_swap import ScoreSwap, staged_scores
 from lead_scoring_assets.db.staged_table import StagedBuildMissing, StagedTable
 from lead_scoring_assets.db.writer_lock import LockLost
 from lead_scoring_assets.defs.assets.ladas_reference import (
@@ -31,7 +31,6 @@ from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.scoring import full_rescore
 from lead_scoring_assets.scoring.checks import staged_score_violations
 from lead_scoring_assets.scoring.full_rescore import (
-    discard_rescore,
     publish_rescore,
     rescore_all,
     stage_rescore,
@@ -196,7 +195,7 @@ def test_only_the_run_that_staged_may_publish_or_discard(demo_database):
     with pytest.raises(StagedBuildMissing, match="staged by stager"):
         publish_rescore(demo_database, "intruder")
     with pytest.raises(LockLost):
-        discard_rescore(demo_database, "intruder")
+        ScoreSwap(demo_database, run_id="intruder").discard()
     with pytest.raises(StagedBuildMissing):
         StagedTable(demo_database, "ladas_reference", run_id="intruder").publish()
     pd.testing.assert_frame_equal(before, _live(demo_database)["lead_scores"])

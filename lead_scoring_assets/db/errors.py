@@ -22,6 +22,8 @@ TRANSIENT_ERRORS = (
     adbc_driver_manager.OperationalError,
 )
 """Lost connections, timeouts, server restarts: worth a retry."""
+LOCK_NOT_AVAILABLE = "55P03"
+"""The SQLSTATE of a lock request that ran out of ``lock_timeout`` (PostgreSQL)."""
 DRIVER_ERRORS = (
     sqlalchemy.exc.SQLAlchemyError, psycopg.Error, adbc_driver_manager.Error, sqlite3.Error,
 )
@@ -32,6 +34,12 @@ _LITERALS = (
     (re.compile(r"\+?\d[\d .()/-]{3,}\d"), "#"),
 )
 """Quoted text, parenthesised rows and numbers of five digits or more: where values hide."""
+
+
+def lock_not_available(error: BaseException) -> bool:
+    """Whether ``error`` is a lock request that ran out of ``lock_timeout``."""
+    original = getattr(error, "orig", error)
+    return getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
 class DatabaseError(Exception):

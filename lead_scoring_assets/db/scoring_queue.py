@@ -16,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.errors import lock_not_available
 from lead_scoring_assets.db.score_history import record_changes
 from lead_scoring_assets.db.settle import (
     copy_malformed_rows,
@@ -50,7 +51,6 @@ RECLAIM_MIN_BYTES = 64 * 2**20
 """``reclaim`` gives an empty queue's files back only above this size."""
 RECLAIM_LOCK_TIMEOUT = "500ms"
 """How long ``reclaim`` waits for its lock (queue writers wait behind it meanwhile)."""
-LOCK_NOT_AVAILABLE = "55P03"
 LOST_WORKER_ERROR = f"claimed {MAX_ATTEMPTS} times without settling (the run's worker died)"
 DUE_LATER_PRIORITY = 5
 """A contact queued again for its rows due later waits as a validation change does."""
@@ -206,7 +206,7 @@ class ScoringQueue:
             try:
                 connection.execute(sa.text("LOCK TABLE scoring_queue IN ACCESS EXCLUSIVE MODE"))
             except sa.exc.OperationalError as error:
-                if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                if not lock_not_available(error):
                     raise
                 transaction.rollback()
                 return None

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.db.audit import AuditFailed
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.errors import lock_not_available
 
 NEXT = "_next"
 """Suffix of the staged table and of its indexes until the publish."""
@@ -291,8 +292,6 @@ PAUSES = (0.1, 1.0)
 """The first and the longest pause (s) between two looks at a swapped table's readers."""
 KEEP_ALIVE_SECONDS = 60.0
 """How often, by default, a waiting swap calls its ``keep_alive``."""
-LOCK_NOT_AVAILABLE = "55P03"
-"""The SQLSTATE of a lock request that ran out of ``lock_timeout``."""
 _HOLDERS = sa.text(
     "SELECT DISTINCT l.virtualtransaction FROM pg_locks l WHERE l.locktype = 'relation' "
     "AND l.granted AND l.pid <> pg_backend_pid() "
@@ -319,12 +318,6 @@ def swap_wait_seconds() -> float:
     if not seconds > 0:
         raise ValueError(f"{SWAP_WAIT_ENV} must be a positive number of seconds, not {value!r}")
     return seconds
-
-
-def lock_not_available(error: BaseException) -> bool:
-    """Whether ``error`` is a lock request that ran out of ``lock_timeout``."""
-    original = getattr(error, "orig", error)
-    return getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
 class ExclusiveSwap:

@@ -171,11 +171,6 @@ def publish_rescore(database: Database, run_id: str | None, retry_follows: bool 
     return swap
 
 
-def discard_rescore(database: Database, run_id: str | None) -> None:
-    """Drop the rows staged by run ``run_id`` and release its scoring lock."""
-    ScoreSwap(database, run_id=run_id).discard()
-
-
 def rescore_all(
     database: Database,
     as_of: datetime | str | pd.Timestamp,
