@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -274,3 +275,49 @@ def test_0013_new_work_wakes_waiting_entries_and_back(database):
     assert [wait_then(change) for change in changes] == [False] * len(changes)
     database.upgrade()
     assert [wait_then(change) for change in changes] == [True] * len(changes)
+
+
+def test_0015_consent_and_send_record_tables_and_back(database):
+    """0015: suppressions keep one row per E.164 number and reason (any other reason or form
+    refused); a control recipient's conversion without delivery is no longer rejected, and
+    downgraded to 0014 it is again; the platform's own campaign rows still insert."""
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO contacts (id, phone_e164, full_name) VALUES (1, '+523300000001', 'A'), "
+            "(2, '+523300000002', 'B')"))
+        connection.execute(sa.text("INSERT INTO campaigns (id, name, sent_at) VALUES "
+                                   "(7, 'platform', :at)"), {"at": database.bind_timestamp(AS_OF)})
+        connection.execute(sa.text(
+            "INSERT INTO campaign_recipients (campaign_id, contact_id, arm) VALUES (7, 1, "
+            "'control')"))
+        connection.execute(sa.text("INSERT INTO campaign_recipients (campaign_id, contact_id) "
+                                   "VALUES (7, 2)"))
+        connection.execute(sa.text(
+            "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
+            "VALUES (7, 1, false, true), (7, 2, false, true)"))
+        connection.execute(sa.text(
+            "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) VALUES "
+            "('+523300000001', 'opt_out', 'reply 1', :at), "
+            "('+523300000001', 'repus', 'repus.csv', :at)"), {"at": database.bind_timestamp(AS_OF)})
+    refused = ["('+523300000001', 'opt_out', 'again', :at)", "('+523300000001', 'spam', 'x', :at)",
+               "('3300000001', 'manual', 'x', :at)", "('+5233000000011', 'manual', 'x', :at)"]
+    for values in refused:
+        with pytest.raises(sa.exc.IntegrityError), database.engine.begin() as connection:
+            connection.execute(sa.text(
+                f"INSERT INTO suppressions (phone_e164, reason, source, recorded_at) VALUES "
+                f"{values}"), {"at": database.bind_timestamp(AS_OF)})
+
+    def rejected() -> list:
+        with database.engine.connect() as connection:
+            return connection.execute(sa.text(
+                "SELECT contact_id, reason FROM rejected_campaign_outcomes ORDER BY contact_id"
+            )).all()
+
+    assert rejected() == [(2, "converted_without_delivery")]
+    assert database.read_frame("SELECT arm FROM campaign_recipients ORDER BY contact_id")[
+        "arm"].tolist() == ["control", "target"]
+    database.downgrade("0014")
+    assert rejected() == [(1, "converted_without_delivery"), (2, "converted_without_delivery")]
+    assert "suppressions" not in sa.inspect(database.engine).get_table_names()
+    database.upgrade()
+    assert "campaign_recipient_features" in sa.inspect(database.engine).get_table_names()
