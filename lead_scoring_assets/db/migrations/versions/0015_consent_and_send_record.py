@@ -15,6 +15,8 @@ Revises: 0014
   platform may write ``(campaign_id, contact_id, arm)`` only.
 - ``campaign_recipient_features``: the conversion features each recipient had at selection
   (``conversion_v1``, typed), for point-in-time training.
+- Indexes by contact on ``campaign_outcomes`` and ``malformed_validations`` and by number on
+  ``sms_replies``: forgetting a person finds their rows without a scan.
 - ``rejected_campaign_outcomes`` accepts a control recipient's row (not delivered, converted).
 """
 
@@ -129,12 +131,17 @@ def upgrade() -> None:
     )
     op.create_index("campaign_recipient_features_by_contact", "campaign_recipient_features",
                     ["contact_id"])
+    op.create_index("sms_replies_by_phone", "sms_replies", ["phone_e164"])
+    op.create_index("campaign_outcomes_by_contact", "campaign_outcomes", ["contact_id"])
+    op.create_index("malformed_validations_by_contact", "malformed_validations", ["contact_id"])
     op.execute("DROP VIEW rejected_campaign_outcomes")
     op.execute(REJECTED_OUTCOMES.format(control=NOT_CONTROL))
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW rejected_campaign_outcomes")
+    op.drop_index("malformed_validations_by_contact", "malformed_validations")
+    op.drop_index("campaign_outcomes_by_contact", "campaign_outcomes")
     op.drop_table("campaign_recipient_features")
     op.drop_table("campaign_recipients")
     with op.batch_alter_table("campaigns") as batch:
