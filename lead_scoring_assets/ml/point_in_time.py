@@ -27,8 +27,8 @@ def contacts_at_sql(selected: str) -> str:
     return (
         f"SELECT h.contact_id AS id, {changed} FROM contact_changes h WHERE h.id IN ("
         "SELECT min(x.id) FROM contact_changes x WHERE x.contact_id > :after "
-        "AND x.contact_id <= :upto AND x.changed_at > :at GROUP BY x.contact_id) "
-        f"AND {selected.format(id='h.contact_id')} "
+        f"AND x.contact_id <= :upto AND x.changed_at > :at AND {selected.format(id='x.contact_id')} "
+        "GROUP BY x.contact_id) "
         f"UNION ALL SELECT id, {values} FROM contacts c WHERE c.id > :after AND c.id <= :upto "
         f"AND {selected.format(id='c.id')} AND NOT EXISTS (SELECT 1 FROM contact_changes x "
         "WHERE x.contact_id = c.id AND x.changed_at > :at)"
