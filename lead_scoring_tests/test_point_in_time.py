@@ -167,3 +167,14 @@ def test_control_recipients_are_never_training_rows(outcomes_database):
     assert all(_rows(after, campaign, k).empty for k in control)
     assert len(after.rows) == len(before.rows) - 2
     assert "converted_without_delivery" not in after.rejected
+
+
+def test_reloading_the_demo_forgets_the_previous_demos_contacts(database):
+    """The demo loader empties contacts and rewrites the campaigns: the changes its DELETE
+    records are of contacts that no longer had messages, and go with them."""
+    load_demo_data(database, 1_000, seed=11, as_of=AS_OF, batch_size=1_000)
+    load_demo_data(database, 1_000, seed=12, as_of=AS_OF, batch_size=1_000,
+                   replace_existing=True)
+    reloaded = build_training_set(database, as_of=AS_OF)
+    _execute(database, "DELETE FROM contact_changes")
+    assert build_training_set(database, as_of=AS_OF).sha256 == reloaded.sha256
