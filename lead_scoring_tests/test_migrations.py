@@ -330,6 +330,9 @@ def test_0016_records_contact_changes_and_back(database):
     in the same transaction. A deleted contact with recorded changes is not an unknown contact
     to ``rejected_campaign_outcomes``; downgraded to 0015 it is, and nothing is recorded."""
     clock = pd.Timestamp.now(tz="UTC").floor("ms")
+    assert {"contact_changes_by_contact": ["contact_id", "changed_at"]} == {
+        i["name"]: i["column_names"] for i in sa.inspect(database.engine).get_indexes(
+            "contact_changes")}
     with database.engine.begin() as connection:
         connection.execute(sa.text(
             "INSERT INTO contacts (id, phone_e164, full_name, operator) VALUES "

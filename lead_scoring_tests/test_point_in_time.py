@@ -77,6 +77,11 @@ def test_the_hash_covers_order_free_rows_and_every_value(outcomes_database):
     rows = build_training_set(outcomes_database, as_of=AS_OF).rows
     digest = training_set_sha256(rows, HASHED_COLUMNS)
     assert training_set_sha256(rows.sample(frac=1, random_state=1), HASHED_COLUMNS) == digest
+    widened = rows.astype({"total_score": "int64", "has_apple": "Int64",
+                           "profile_completeness": "float32"})
+    narrowed = rows.astype({"profile_completeness": "float32"})
+    assert training_set_sha256(widened, HASHED_COLUMNS) == training_set_sha256(
+        narrowed, HASHED_COLUMNS)
     for column, value in (("carrier", "OTRO"), ("converted", True), ("profile_completeness",
                                                                      0.123)):
         changed = rows.copy()
