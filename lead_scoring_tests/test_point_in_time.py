@@ -2,7 +2,11 @@
 (``contact_changes``, migration 0016), the feature log used as logged, and the training set's
 SHA-256 in the conversion model's MLflow runs; SQLite and PostgreSQL."""
 
+import subprocess
+import sys
+
 import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -183,3 +187,24 @@ def test_reloading_the_demo_forgets_the_previous_demos_contacts(database):
     reloaded = build_training_set(database, as_of=AS_OF)
     _execute(database, "DELETE FROM contact_changes")
     assert build_training_set(database, as_of=AS_OF).sha256 == reloaded.sha256
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_cost_benchmark_runs_as_documented(dialect, request):
+    """docs/point_in_time.md's benchmark (small: 2,000 contacts, once): both timings, every
+    change recorded, its PostgreSQL database dropped."""
+    where = (["--sqlite"] if dialect == "sqlite"
+             else ["--url", request.getfixturevalue("postgres_url")])
+    result = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.contact_changes",
+         "--contacts", "2000", "--repeat", "1", *where],
+        check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{dialect} " in result.stdout and "without contact_changes" in result.stdout
+    assert "2,000 changes recorded" in result.stdout
+    if dialect == "postgresql":
+        url = sa.make_url(where[1])
+        admin = url.set(drivername="postgresql", database="postgres")
+        with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+            assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                      (url.database,)).fetchone() == (0,)
