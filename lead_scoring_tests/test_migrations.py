@@ -321,3 +321,63 @@ def test_0015_consent_and_send_record_tables_and_back(database):
     assert "suppressions" not in sa.inspect(database.engine).get_table_names()
     database.upgrade()
     assert "campaign_recipient_features" in sa.inspect(database.engine).get_table_names()
+
+
+def test_0016_records_contact_changes_and_back(database):
+    """0016: an UPDATE that changes a profile column, the phone or created_at records the old
+    values (one row per contact, whatever the statement's size); one that changes nothing of
+    them records nothing; a DELETE records the last state, and forgetting deletes those rows
+    in the same transaction. A deleted contact with recorded changes is not an unknown contact
+    to ``rejected_campaign_outcomes``; downgraded to 0015 it is, and nothing is recorded."""
+    clock = pd.Timestamp.now(tz="UTC").floor("ms")
+    assert {"contact_changes_by_contact": ["contact_id", "changed_at"]} == {
+        i["name"]: i["column_names"] for i in sa.inspect(database.engine).get_indexes(
+            "contact_changes")}
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO contacts (id, phone_e164, full_name, operator) VALUES "
+            "(1, '+523300000001', 'A', 'TELCEL'), (2, '+523300000002', 'B', 'TELCEL'), "
+            "(3, '+523300000003', 'C', 'AT&T'), (4, '+523300000004', NULL, 'AT&T')"))
+        connection.execute(sa.text("INSERT INTO campaigns (id, name, sent_at) VALUES "
+                                   "(7, 'platform', :at)"), {"at": database.bind_timestamp(AS_OF)})
+        connection.execute(sa.text(
+            "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
+            "VALUES (7, 2, true, false), (7, 9, true, false)"))
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE contacts SET operator = 'AT&T'"))
+        connection.execute(sa.text("UPDATE contacts SET last_platform_validation = :at, "
+                                   "full_name = full_name"), {"at": database.bind_timestamp(AS_OF)})
+        connection.execute(sa.text("UPDATE contacts SET full_name = 'D' WHERE id = 4"))
+        connection.execute(sa.text("DELETE FROM contacts WHERE id = 2"))
+    changes = database.read_frame("SELECT contact_id, change, phone_e164, full_name, operator, "
+                                  "changed_at FROM contact_changes ORDER BY id")
+    assert changes.drop(columns="changed_at").fillna("-").values.tolist() == [
+        [1, "update", "+523300000001", "A", "TELCEL"], [2, "update", "+523300000002", "B", "TELCEL"],
+        [4, "update", "+523300000004", "-", "AT&T"], [2, "delete", "+523300000002", "B", "AT&T"]]
+    changed_at = pd.to_datetime(changes["changed_at"], utc=True, format="ISO8601")
+    assert changed_at.between(clock, pd.Timestamp.now(tz="UTC")).all()
+    assert changed_at.is_monotonic_increasing
+
+    def rejected() -> list:
+        with database.engine.connect() as connection:
+            return connection.execute(sa.text(
+                "SELECT contact_id, reason FROM rejected_campaign_outcomes ORDER BY contact_id"
+            )).all()
+
+    assert rejected() == [(9, "unknown_contact")]
+    with database.engine.begin() as connection:  # forget's order: contacts, then the changes
+        connection.execute(sa.text("DELETE FROM contacts WHERE id = 1"))
+        connection.execute(sa.text("DELETE FROM contact_changes WHERE contact_id = 1"))
+    assert 1 not in database.read_frame("SELECT contact_id FROM contact_changes")[
+        "contact_id"].tolist()
+    database.downgrade("0015")
+    assert "contact_changes" not in sa.inspect(database.engine).get_table_names()
+    assert rejected() == [(2, "unknown_contact"), (9, "unknown_contact")]
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE contacts SET operator = 'MOVISTAR'"))
+        connection.execute(sa.text("DELETE FROM contacts WHERE id = 3"))
+    database.upgrade()
+    assert database.read_frame("SELECT count(*) AS n FROM contact_changes")["n"].iloc[0] == 0
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE contacts SET operator = 'TELCEL'"))
+    assert database.read_frame("SELECT count(*) AS n FROM contact_changes")["n"].iloc[0] == 1

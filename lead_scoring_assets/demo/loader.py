@@ -31,8 +31,9 @@ def load_demo_data(
     outcomes.
 
     Refuses to touch a database that already has contacts unless ``replace_existing``, in
-    which case contacts and validations are emptied first; and refuses to empty any table of
-    a database the loader did not fill (no row in ``demo_data_marker``).
+    which case contacts (with their recorded changes) and validations are emptied first; and
+    refuses to empty any table of a database the loader did not fill (no row in
+    ``demo_data_marker``).
     """
     existing = database.count("contacts")
     if existing and not replace_existing:
@@ -56,7 +57,8 @@ def load_demo_data(
                     "VALUES (1, :seed, :contacts, :now)"),
             {"seed": seed, "contacts": n_contacts,
              "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC"))})
-        for table in ("campaign_outcomes", "campaigns", "platform_validations", "contacts"):
+        for table in ("campaign_outcomes", "campaigns", "platform_validations", "contacts",
+                      "contact_changes"):
             connection.execute(sa.text(f"DELETE FROM {table}"))
     report = DemoLoadReport()
     campaigns = demo_campaigns(as_of)

@@ -3,7 +3,10 @@
 A training row is one delivered message; its features are computed with the scoring engine
 **as of the campaign's** ``sent_at`` (validation rows dated later take no part, SCORING_SPEC.md
 §2 v1.1), never as of today, so a model never sees what happened after the message. Its label
-is a conversion within ``attribution_days`` of ``sent_at``.
+is a conversion within ``attribution_days`` of ``sent_at``. The contact is taken as it was at
+``sent_at`` (``ml/point_in_time.py``: its recorded changes, a contact deleted since included,
+one created later left out), unless the campaign's feature log holds the features it was
+selected with: those are used as logged. A control recipient is never a training row.
 
 Features: ``features_v1`` plus the profile's categorical fields: the state normalised, the
 carrier, and whether the LADA is in the reference (one-hot encoded by the model's pipeline).
@@ -14,14 +17,16 @@ without delivery take no part: ``rejected_campaign_outcomes`` lists them with th
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from lead_scoring_assets.db.database import FIRST_ID, Database
-from lead_scoring_assets.db.tables import CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
+from lead_scoring_assets.db.tables import SCORING_VALIDATION_COLUMNS
 from lead_scoring_assets.geography.states import normalize_state_series
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, contact_features
+from lead_scoring_assets.ml.point_in_time import contacts_at_sql, training_set_sha256
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
 from lead_scoring_assets.scoring.full_rescore import read_lada_reference
@@ -30,6 +35,16 @@ CONVERSION_FEATURE_SET = "conversion_v1"
 CATEGORICAL_COLUMNS = ("state", "carrier", "lada_status")
 REASON_FEATURES = (*FEATURE_COLUMNS, *CATEGORICAL_COLUMNS)
 """Every feature a reason can name; its code in ``conversion_scores`` is its index + 1."""
+FEATURE_DTYPES = {
+    **{c: "int8" for c in FEATURE_COLUMNS if c.startswith(("has_", "is_")) or c.endswith("_user")},
+    **{c: "int16" for c in FEATURE_COLUMNS if c.endswith(("_score", "_count"))},
+    **dict.fromkeys(("avg_confidence_score", "profile_completeness", "geographic_consistency"),
+                    "float64"),
+    **dict.fromkeys(("account_age_days", "validation_recency_days"), "int32"),
+}
+"""The dtypes of the numeric features as ``ml/features.py`` computes them."""
+HASHED_COLUMNS = ("campaign_id", "contact_id", "converted", "total_score", *REASON_FEATURES)
+"""What ``training_set_sha256`` covers: the rows' keys, label, rule score and features."""
 UNKNOWN = "UNKNOWN"
 DEFAULT_ATTRIBUTION_DAYS = 30
 REJECTION_REASONS = ("unknown_campaign", "unknown_contact", "missing_delivered",
@@ -72,6 +87,11 @@ class TrainingSet:
     as_of: pd.Timestamp | None = None
     seconds: float = 0.0
 
+    @cached_property
+    def sha256(self) -> str:
+        """``training_set_sha256`` of the rows' ``HASHED_COLUMNS``."""
+        return training_set_sha256(self.rows, HASHED_COLUMNS)
+
     @property
     def messages(self) -> int:
         return len(self.rows)
@@ -88,31 +108,69 @@ def rejected_outcomes(database: Database) -> dict[str, int]:
     return {str(r): int(n) for r, n in zip(counts["reason"], counts["n"])}
 
 
-def _message_chunks(database: Database, campaign_id: int, chunk_size: int
-                    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
-    """(outcomes, contacts, validations) of the campaign's delivered messages to known
-    contacts, ``chunk_size`` messages at a time by contact id."""
-    joined = "FROM campaign_outcomes o JOIN contacts c ON c.id = o.contact_id "
-    delivered = "WHERE o.campaign_id = :campaign AND o.delivered = :yes AND o.contact_id > :after"
+MESSAGES = ("o.campaign_id = :campaign AND o.delivered = :yes AND NOT EXISTS (SELECT 1 FROM "
+            "campaign_recipients r WHERE r.campaign_id = o.campaign_id "
+            "AND r.contact_id = o.contact_id AND r.arm = 'control')")
+"""A campaign's messages: delivered outcomes, never a control recipient's."""
+IS_MESSAGE = f"EXISTS (SELECT 1 FROM campaign_outcomes o WHERE o.contact_id = {{id}} AND {MESSAGES})"
+
+
+def _message_chunks(database: Database, campaign_id: int, sent_at: pd.Timestamp,
+                    chunk_size: int
+                    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """(outcomes, contacts, validations, logged) of the campaign's messages, ``chunk_size``
+    messages at a time by contact id: the contacts as they were at ``sent_at``
+    (``point_in_time``), their validation rows, and their logged features with the
+    recipient's ``total_score``."""
     after = FIRST_ID
     while True:
         outcomes = database.read_frame(
-            f"SELECT o.contact_id, o.converted, o.converted_at {joined}{delivered} "
-            "ORDER BY o.contact_id LIMIT :limit",
+            "SELECT o.contact_id, o.converted, o.converted_at FROM campaign_outcomes o "
+            f"WHERE {MESSAGES} AND o.contact_id > :after ORDER BY o.contact_id LIMIT :limit",
             {"campaign": campaign_id, "yes": True, "after": after, "limit": chunk_size})
         if outcomes.empty:
             return
         upto = int(outcomes["contact_id"].iloc[-1])
         window = {"campaign": campaign_id, "yes": True, "after": after, "upto": upto}
         contacts = database.read_frame(
-            f"SELECT {', '.join(f'c.{c}' for c in CONTACT_COLUMNS)} {joined}{delivered} "
-            "AND o.contact_id <= :upto", window)
+            contacts_at_sql(IS_MESSAGE), {**window, "at": database.bind_timestamp(sent_at)})
         validations = database.read_frame(
-            f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} {joined}"
-            f"JOIN platform_validations v ON v.contact_id = o.contact_id {delivered} "
-            "AND o.contact_id <= :upto", window)
-        yield outcomes, contacts, validations
+            f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} "
+            "FROM platform_validations v WHERE v.contact_id > :after AND v.contact_id <= :upto "
+            f"AND {IS_MESSAGE.format(id='v.contact_id')}", window)
+        logged = database.read_frame(
+            f"SELECT f.contact_id, r.total_score, {', '.join(f'f.{c}' for c in REASON_FEATURES)} "
+            "FROM campaign_recipient_features f LEFT JOIN campaign_recipients r "
+            "ON r.campaign_id = f.campaign_id AND r.contact_id = f.contact_id "
+            "WHERE f.campaign_id = :campaign AND f.feature_set = :feature_set "
+            "AND f.contact_id > :after AND f.contact_id <= :upto "
+            f"AND {IS_MESSAGE.format(id='f.contact_id')}",
+            {**window, "feature_set": CONVERSION_FEATURE_SET})
+        yield outcomes, contacts, validations, logged
         after = upto
+
+
+def features_at(sent_at: pd.Timestamp, contacts: pd.DataFrame, validations: pd.DataFrame,
+                logged: pd.DataFrame, ladas: LadaReference) -> pd.DataFrame:
+    """``contact_id``, ``total_score`` and the features at ``sent_at``, by contact id: the
+    logged ones where a complete feature log exists (its ``total_score`` the recipient's, else
+    the rule's at ``sent_at``), else computed from ``contacts`` as they were then (a contact
+    created after ``sent_at`` has none)."""
+    created = pd.to_datetime(contacts["created_at"], utc=True, format="ISO8601")
+    contacts = contacts[(created.isna() | (created <= sent_at)).to_numpy()]
+    scored = score_chunk(contacts, validations, ladas, sent_at, DEFAULT_CONFIG)
+    computed = conversion_features(scored.parts, contacts, ladas)
+    computed.insert(1, "total_score", scored.scores["total_score"].to_numpy())
+    logged = logged.dropna(subset=list(REASON_FEATURES))
+    rule = logged["contact_id"].map(computed.set_index("contact_id")["total_score"])
+    logged = logged.assign(total_score=logged["total_score"].fillna(rule)).dropna(
+        subset=["total_score"])
+    logged = logged[computed.columns].astype(
+        {"contact_id": "int64", "total_score": computed["total_score"].dtype, **FEATURE_DTYPES,
+         **dict.fromkeys(CATEGORICAL_COLUMNS, object)})
+    kept = computed[~computed["contact_id"].isin(logged["contact_id"])]
+    return pd.concat([kept, logged], ignore_index=True).sort_values(
+        "contact_id", ignore_index=True)
 
 
 def label(outcomes: pd.DataFrame, sent_at: pd.Timestamp, attribution_days: int) -> np.ndarray:
@@ -139,15 +197,15 @@ def build_training_set(
     frames, summary = [], []
     for campaign in campaigns[closed].itertuples():
         messages = conversions = 0
-        for outcomes, contacts, validations in _message_chunks(database, campaign.id,
-                                                               chunk_size):
-            scored = score_chunk(contacts, validations, ladas, campaign.sent_at, DEFAULT_CONFIG)
-            features = conversion_features(scored.parts, contacts, ladas)
-            outcomes = outcomes.sort_values("contact_id", ignore_index=True)
+        for outcomes, contacts, validations, logged in _message_chunks(
+                database, campaign.id, campaign.sent_at, chunk_size):
+            features = features_at(campaign.sent_at, contacts, validations, logged, ladas)
+            features = outcomes.merge(features, on="contact_id")
+            converted = label(features, campaign.sent_at, attribution_days)
+            features = features.drop(columns=["converted", "converted_at"])
             features.insert(0, "campaign_id", np.int64(campaign.id))
             features.insert(2, "sent_at", campaign.sent_at)
-            features.insert(3, "converted", label(outcomes, campaign.sent_at, attribution_days))
-            features.insert(4, "total_score", scored.scores["total_score"].to_numpy())
+            features.insert(3, "converted", converted)
             frames.append(features)
             messages += len(features)
             conversions += int(features["converted"].sum())

@@ -138,6 +138,7 @@ def _common_params(training: TrainingSet, split: Split) -> dict:
         "holdout_conversions": int(split.holdout["converted"].sum()),
         "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
         "as_of": training.as_of.isoformat(),
+        "training_set_sha256": training.sha256,
     }
 
 
