@@ -243,6 +243,8 @@ def test_training_logs_candidates_and_rule_then_scores_every_contact(home, tmp_p
     runs = client.search_runs([experiment.experiment_id],
                               filter_string=f"tags.dagster_run_id = '{first.run_id}'")
     assert sorted(r.info.run_name for r in runs) == ["logistic_regression", "rule_total_score"]
+    assert {r.data.params["training_set_sha256"] for r in runs} == {one["training_set_sha256"]}
+    assert two["training_set_sha256"] == one["training_set_sha256"]
     for run in runs:
         assert {"auc_roc", "auc_pr", "lift_top_decile", "lift_top_5pct"} <= set(run.data.metrics)
     [model_run] = [r for r in runs if r.info.run_name == "logistic_regression"]

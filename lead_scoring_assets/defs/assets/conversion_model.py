@@ -120,6 +120,7 @@ def conversion_model(
         "experiment": target.experiment_name,
         "tracking_uri": redact(target.tracking_uri) if "://" in target.tracking_uri
         else target.tracking_uri,
+        "training_set_sha256": training.sha256,
         "seconds_training_set": round(training.seconds, 2),
         "duration_seconds": round(report.seconds_total, 2),
     })
