@@ -27,3 +27,10 @@ nightly_retrain_job = dg.define_asset_job(
     "decile; the checks run with it. All contact buckets in one run.",
     tags={"lead_scoring/writes": "lead_scores", **ALL_BUCKETS},
 )
+
+opt_out_replies_job = dg.define_asset_job(
+    "opt_out_replies_job",
+    selection=["opt_out_replies"],
+    description="Apply the unprocessed SMS replies: opt-outs become suppressions, opt-ins lift "
+    "earlier opt-outs. Requested by sms_replies_sensor.",
+)
