@@ -189,7 +189,8 @@ def store(database: Database, numbers: set[str], reason: str, source: str,
                 f"AND expires_at < :expires AND {in_file}")
         inserted = run(
             "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, expires_at) "
-            f"SELECT s.phone_e164, CAST(:reason AS TEXT), :source, :now, {expires} FROM {STAGING} s "
+            f"SELECT s.phone_e164, CAST(:reason AS TEXT), :source, :now, {expires} "
+            f"FROM {STAGING} s "
             "WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = s.phone_e164 "
             "AND x.reason = :reason)")
         if not postgres:
