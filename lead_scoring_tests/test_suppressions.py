@@ -1,9 +1,10 @@
 """The suppression list and its CLI: every phone form is one number, refused lines are
 reported by line number without the number, a REPUS import replaces its snapshot, other
-reasons add and keep the earliest evidence, a failed import changes nothing."""
+reasons add and keep the earliest evidence, a failed import changes nothing; hard bounces."""
 
 import re
 
+import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from lead_scoring_assets.cli import main
 from lead_scoring_assets.consent import suppressions
 from lead_scoring_assets.consent.suppressions import ImportRefused, read_phone_lines
+from lead_scoring_assets.defs.assets.hard_bounce_suppressions import hard_bounce_suppressions
+from lead_scoring_assets.defs.resources import DatabaseResource
 
 from .test_phones import PREFIXES
 
@@ -219,3 +222,78 @@ def test_refused_input_exits_2_with_the_reason_and_without_the_number(database, 
     assert "lead-scoring suppressions import: " in err and "missing.csv" in err
     assert "427118560" not in err and "2125550100" not in err
     assert database.count("suppressions") == 0
+
+
+CAMPAIGNS_SENT = {1: "2026-01-10", 2: "2026-02-10", 3: "2026-03-10", 4: "2025-12-10",
+                  5: "2026-04-10", 6: "2026-05-10"}
+"""Campaign 4 was sent first: the last three campaigns go by sent_at, not by id."""
+CONTACT_PHONES = {1: "+525500000001", 2: "+525500000001", 3: "+525500000003",
+                  4: "+525500000004", 5: "+525500000005", 6: "+525500000006",
+                  7: "+525500000006", 8: "+525500000008", 9: "+525500000009"}
+"""Contacts 1 and 2 share a number, as do 6 and 7."""
+OUTCOMES = [
+    # (campaign, contact, delivered)
+    (1, 1, False), (2, 2, False), (3, 1, False),    # shared number, three bounces together
+    (1, 3, False), (2, 3, False), (3, 3, True),     # delivered in the latest
+    (1, 4, False), (2, 4, False), (3, 4, False),    # ... but campaign 2 was a control draw
+    (1, 5, False), (3, 5, False),                   # only two campaigns
+    (4, 8, True), (2, 8, False), (3, 8, False), (5, 8, False),  # last three by sent_at
+    (1, 6, False), (2, 6, False), (3, 6, False), (3, 7, True),  # 7 got campaign 3
+    (1, 9, False), (2, 9, None), (3, 9, False),     # no delivered value: no send
+]
+
+
+def _execute(database, sql, rows):
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(sql), rows)
+
+
+def _campaign_history(database):
+    _execute(database, "INSERT INTO contacts (id, phone_e164) VALUES (:id, :phone)",
+             [{"id": i, "phone": p} for i, p in CONTACT_PHONES.items()])
+    _execute(database, "INSERT INTO campaigns (id, name, sent_at) VALUES (:id, :name, :at)",
+             [{"id": i, "name": f"c{i}", "at": database.bind_timestamp(pd.Timestamp(d, tz="UTC"))}
+              for i, d in CAMPAIGNS_SENT.items() if i != 6])
+    _execute(database, "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, "
+             "converted) VALUES (:campaign, :contact, :delivered, :no)",
+             [{"campaign": c, "contact": k, "delivered": d, "no": False}
+              for c, k, d in OUTCOMES])
+    _execute(database, "INSERT INTO campaign_recipients (campaign_id, contact_id, arm) "
+             "VALUES (2, 4, 'control')", {})
+
+
+def _bounce_run(database):
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([hard_bounce_suppressions], instance=instance, resources={
+            "database": DatabaseResource(url=_url(database))})
+    [event] = result.asset_materializations_for_node("hard_bounce_suppressions")
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def test_hard_bounces_are_suppressed_until_delivered_again(database):
+    _campaign_history(database)
+    suppressions.store(database, {"+525500000003"}, "hard_bounce", "file bounces.csv",
+                       suppressions.ImportReport(), now=T1)
+    assert _bounce_run(database) == {"added": 2, "lifted": 0, "in_force": 3}
+    rows = _rows(database, "hard_bounce")
+    assert list(zip(rows["phone_e164"], rows["source"])) == [
+        ("+525500000001", "campaigns 1, 2, 3"), ("+525500000003", "file bounces.csv"),
+        ("+525500000008", "campaigns 2, 3, 5")]
+    assert _bounce_run(database) == {"added": 0, "lifted": 0, "in_force": 3}
+    _execute(database, "INSERT INTO campaigns (id, name, sent_at) VALUES (6, 'c6', :at)",
+             {"at": database.bind_timestamp(pd.Timestamp(CAMPAIGNS_SENT[6], tz="UTC"))})
+    _execute(database, "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, "
+             "converted) VALUES (6, 2, :yes, :no), (6, 8, :no, :no)", {"yes": True, "no": False})
+    assert _bounce_run(database) == {"added": 0, "lifted": 1, "in_force": 2}
+    rows = _rows(database, "hard_bounce")
+    assert list(zip(rows["phone_e164"], rows["source"])) == [
+        ("+525500000003", "file bounces.csv"), ("+525500000008", "campaigns 2, 3, 5")]
+
+
+def test_the_nightly_job_updates_the_hard_bounces(definitions):
+    job = definitions.resolve_job_def("nightly_retrain_job")
+    assert dg.AssetKey("hard_bounce_suppressions") in job.asset_layer.executable_asset_keys
+    graph = definitions.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get(dg.AssetKey(
+        "hard_bounce_suppressions")).parent_keys} == {"campaign_outcomes", "contacts"}
+    assert graph.get(dg.AssetKey("opt_out_replies")).group_name == "consent"
