@@ -125,6 +125,7 @@ def _suppressions(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lead_scoring_assets.consent import suppressions
+    from lead_scoring_assets.consent.replies import pending_opt_outs
     from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 
     database = Database(args.url or default_database_url())
@@ -165,9 +166,14 @@ def _suppressions(args: argparse.Namespace) -> int:
                 print(f"{mask_phone(phone)} suppressed: {row.reason} ({row.source}), recorded "
                       f"{row.recorded_at.isoformat()}, expires "
                       f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
-            if not rows:
+            with database.engine.connect() as connection:
+                pending = phone in pending_opt_outs(
+                    connection, database.bind_timestamp(pd.Timestamp.now(tz="UTC")))
+            if pending:
+                print(f"{mask_phone(phone)} suppressed: opt-out reply not yet processed")
+            if not rows and not pending:
                 print(f"{mask_phone(phone)} is not suppressed")
-            return 1 if rows else 0
+            return 1 if rows or pending else 0
     except (PhoneRejected, suppressions.ImportRefused, ValueError, OSError) as error:
         print(f"lead-scoring suppressions {args.suppressions_command}: {error}",
               file=sys.stderr)

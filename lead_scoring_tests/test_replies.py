@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lead_scoring_assets.cli import main
 from lead_scoring_assets.consent import suppressions
 from lead_scoring_assets.consent.keywords import (
     OPT_IN,
@@ -219,3 +220,15 @@ def test_the_sensor_requests_a_run_that_turns_a_baja_into_a_suppression(database
         logged = " ".join(str(record.dagster_event or record.user_message)
                           for record in instance.all_logs(run.run_id))
         assert "4271185601" not in logged and "5512345678" not in logged
+
+
+def test_check_counts_an_opt_out_reply_not_yet_processed(database, capsys):
+    url = ["--url", database.url.render_as_string(hide_password=False)]
+    _reply(database, 1, "+52 1 427 118 5601", "Baja", _minutes(1))
+    assert main(["suppressions", "check", "--phone", "4271185601", *url]) == 1
+    assert capsys.readouterr().out == (
+        "+52 *** *** 5601 suppressed: opt-out reply not yet processed\n")
+    apply_replies(database, now=NOW)
+    assert main(["suppressions", "check", "--phone", "4271185601", *url]) == 1
+    assert capsys.readouterr().out.startswith(
+        "+52 *** *** 5601 suppressed: opt_out (reply 1), recorded 2026-11-30T12:01:00+00:00")
