@@ -308,7 +308,7 @@ def test_the_consent_doc_commands_run(tmp_path):
     """The ``bash`` blocks of docs/consent.md, run in a fresh folder on its own embedded
     database (the ``sh`` blocks, a 1M-line benchmark and a Dagster run, are run by hand)."""
     doc = (REPOSITORY / "docs" / "consent.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", doc, re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
     assert blocks
     (tmp_path / ".venv").symlink_to(sys.prefix)  # the environment running the tests
     env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
