@@ -154,7 +154,8 @@ def _suppressions(args: argparse.Namespace) -> int:
             print(f"{mask_phone(normalize_phone(args.phone))}: "
                   f"{'removed' if removed else 'had no'} {args.reason} suppression")
         elif args.suppressions_command == "list":
-            print(suppressions.counts(database).to_string(index=False))
+            counts = suppressions.counts(database)
+            print(counts.to_string(index=False) if len(counts) else "no suppressions")
             for row in suppressions.latest(database, args.reason, args.limit):
                 print(f"{mask_phone(row.phone_e164)}  {row.reason:<11} {row.source}  "
                       f"recorded {row.recorded_at:%Y-%m-%d %H:%M}  expires "

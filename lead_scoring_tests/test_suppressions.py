@@ -185,6 +185,8 @@ def test_a_failed_import_changes_nothing(database):
 
 def test_add_remove_list_and_check_from_the_command_line(database, capsys):
     url = ["--url", _url(database)]
+    assert main(["suppressions", "list", *url]) == 0
+    assert capsys.readouterr().out == "no suppressions\n"
     assert main(["suppressions", "add", "--phone", "044 427 118 5601", "--reason", "manual",
                  "--source", "ticket 7", *url]) == 0
     assert main(["suppressions", "add", "--phone", "+52 1 427 118 5601", "--reason",
