@@ -36,10 +36,21 @@ NO_TIME_OPT_IN = "opt-in without received_at: cannot tell whether it follows the
 
 @dataclass(frozen=True)
 class Reply:
+    """A reply with its number normalised (``phone``), or the reason it was refused."""
+
     id: int
     phone: str | None
+    refused: str | None
     body: str | None
     received_at: datetime | None
+
+
+def read_reply(reply_id: int, text: str | None, body: str | None,
+               received_at: datetime | None) -> Reply:
+    try:
+        return Reply(reply_id, normalize_phone(text), None, body, received_at)
+    except PhoneRejected as error:
+        return Reply(reply_id, None, str(error), body, received_at)
 
 
 @dataclass(frozen=True)
@@ -75,11 +86,10 @@ def plan(replies: list[Reply], opt_outs: dict[str, OptOut], now: datetime,
     state: dict[str, OptOut | None] = dict(opt_outs)
     for reply in replies:
         report.read += 1
-        try:
-            phone = normalize_phone(reply.phone)
-        except PhoneRejected as error:
-            report.refused[str(error)] += 1
+        if reply.phone is None:
+            report.refused[reply.refused] += 1
             continue
+        phone = reply.phone
         kind = classify_reply(reply.body)
         current = state.get(phone)
         if kind == OPT_OUT:
@@ -119,15 +129,14 @@ def _apply_batch(database: Database, now: datetime, batch_size: int,
                                {"key": REPLIES_LOCK})
         else:  # take SQLite's write lock before reading: one applier at a time
             connection.execute(sa.text("UPDATE sms_replies SET id = id WHERE 1 = 0"))
-        replies = [Reply(int(r.id), r.phone_e164, r.body, as_utc(r.received_at))
+        replies = [read_reply(int(r.id), r.phone_e164, r.body, as_utc(r.received_at))
                    for r in connection.execute(sa.text(
                        "SELECT id, phone_e164, body, received_at FROM sms_replies "
                        "WHERE processed_at IS NULL ORDER BY received_at IS NULL, received_at, "
                        "id LIMIT :n"), {"n": batch_size})]
         if not replies:
             return False
-        phones = {_normal_or_none(reply.phone) for reply in replies} - {None}
-        stored = _opt_outs(connection, phones)
+        stored = _opt_outs(connection, {r.phone for r in replies if r.phone is not None})
         existing = {p: row for p, row in stored.items()
                     if row.expires_at is None or row.expires_at > now}
         final = plan(replies, existing, now, report)
@@ -148,13 +157,6 @@ def _apply_batch(database: Database, now: datetime, batch_size: int,
                 sa.bindparam("ids", expanding=True)),
             {"now": database.bind_timestamp(now), "ids": [reply.id for reply in replies]})
     return len(replies) == batch_size
-
-
-def _normal_or_none(text: str | None) -> str | None:
-    try:
-        return normalize_phone(text)
-    except PhoneRejected:
-        return None
 
 
 def _opt_outs(connection: sa.Connection, phones: set[str]) -> dict[str, OptOut]:
@@ -184,5 +186,6 @@ def pending_opt_outs(connection: sa.Connection, until) -> set[str]:
     rows = connection.execute(sa.text(
         "SELECT phone_e164, body FROM sms_replies WHERE processed_at IS NULL "
         "AND (received_at IS NULL OR received_at <= :until)"), {"until": until})
-    return {phone for phone in (_normal_or_none(r.phone_e164) for r in rows
-                                if classify_reply(r.body) == OPT_OUT) if phone}
+    opt_outs = (read_reply(0, r.phone_e164, r.body, None) for r in rows
+                if classify_reply(r.body) == OPT_OUT)
+    return {reply.phone for reply in opt_outs if reply.phone is not None}
