@@ -3,6 +3,7 @@
 sensor requesting ``opt_out_replies_job`` against a real Dagster instance."""
 
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pandas as pd
@@ -232,3 +233,21 @@ def test_check_counts_an_opt_out_reply_not_yet_processed(database, capsys):
     assert main(["suppressions", "check", "--phone", "4271185601", *url]) == 1
     assert capsys.readouterr().out.startswith(
         "+52 *** *** 5601 suppressed: opt_out (reply 1), recorded 2026-11-30T12:01:00+00:00")
+
+
+def test_two_runs_at_once_apply_each_reply_once(database):
+    """Two appliers (a run still going when the next is launched) take turns per batch: no
+    reply is read twice, no opt-out inserted twice."""
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO sms_replies (id, phone_e164, body, received_at) "
+            "VALUES (:id, :phone, 'BAJA', :at)"),
+            [{"id": i, "phone": f"55{i % 400:08d}", "at": database.bind_timestamp(_minutes(i))}
+             for i in range(1, 1_201)])
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: apply_replies(database, now=NOW, batch_size=50),
+                                range(2)))
+    assert sum(r.read for r in reports) == 1_200
+    assert sum(r.opt_outs_added for r in reports) == 400
+    assert sum(r.opt_outs_already_in_force for r in reports) == 800
+    assert database.count("suppressions") == 400 and waiting(database) == (0, None)
