@@ -5,9 +5,12 @@ import argparse
 import os
 import sys
 
+from lead_scoring_assets.consent.suppressions import REASONS
 from lead_scoring_assets.db.database import Database, data_dir, default_database_url, redact
 
 DEMO_AS_OF = "2026-11-24T00:00:00Z"
+REFUSED_SHOWN = 20
+"""Refused lines an import prints one by one; the rest are counted by reason."""
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -114,6 +117,73 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suppressions(args: argparse.Namespace) -> int:
+    """The suppression list: import, add, remove, list, check. Exit codes: 0 done (``check``:
+    not suppressed), 1 ``check``: suppressed, 2 refused input (nothing changed)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lead_scoring_assets.consent import suppressions
+    from lead_scoring_assets.consent.replies import pending_opt_outs
+    from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
+
+    database = Database(args.url or default_database_url())
+    try:
+        if args.suppressions_command == "import":
+            expires = pd.Timestamp(args.expires_at) if args.expires_at else None
+            report = suppressions.import_file(database, Path(args.file), args.reason,
+                                              args.source, expires)
+            print(f"{args.reason} import of {Path(args.file).name}: {report.lines} lines, "
+                  f"{report.numbers} numbers ({report.duplicates} repeated), "
+                  f"{len(report.refused)} lines refused")
+            print(f"added {report.added}, removed {report.removed}, kept {report.kept}")
+            for line, reason in report.refused[:REFUSED_SHOWN]:
+                print(f"  line {line} refused: {reason}")
+            if len(report.refused) > REFUSED_SHOWN:
+                print(f"  ... and {len(report.refused) - REFUSED_SHOWN} more refused lines")
+            for reason, count in (report.refused_by_reason().items()
+                                  if len(report.refused) > REFUSED_SHOWN else ()):
+                print(f"  {count} refused: {reason}")
+        elif args.suppressions_command == "add":
+            added = suppressions.add(database, args.phone, args.reason, args.source)
+            print(f"{mask_phone(normalize_phone(args.phone))} "
+                  f"{'added as' if added else 'already suppressed as'} {args.reason}")
+        elif args.suppressions_command == "remove":
+            removed = suppressions.remove(database, args.phone, args.reason)
+            print(f"{mask_phone(normalize_phone(args.phone))}: "
+                  f"{'removed' if removed else 'had no'} {args.reason} suppression")
+        elif args.suppressions_command == "list":
+            counts = suppressions.counts(database)
+            print(counts.to_string(index=False) if len(counts) else "no suppressions")
+            for row in suppressions.latest(database, args.reason, args.limit):
+                print(f"{mask_phone(row.phone_e164)}  {row.reason:<11} {row.source}  "
+                      f"recorded {row.recorded_at:%Y-%m-%d %H:%M}  expires "
+                      f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
+        else:
+            phone = normalize_phone(args.phone)
+            rows = suppressions.in_force(database, phone)
+            for row in rows:
+                print(f"{mask_phone(phone)} suppressed: {row.reason} ({row.source}), recorded "
+                      f"{row.recorded_at.isoformat()}, expires "
+                      f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
+            with database.engine.connect() as connection:
+                pending = phone in pending_opt_outs(
+                    connection, database.bind_timestamp(pd.Timestamp.now(tz="UTC")))
+            if pending:
+                print(f"{mask_phone(phone)} suppressed: opt-out reply not yet processed")
+            if not rows and not pending:
+                print(f"{mask_phone(phone)} is not suppressed")
+            return 1 if rows or pending else 0
+    except (PhoneRejected, suppressions.ImportRefused, ValueError, OSError) as error:
+        print(f"lead-scoring suppressions {args.suppressions_command}: {error}",
+              file=sys.stderr)
+        return 2
+    finally:
+        database.dispose()
+    return 0
+
+
 def _screenshots(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -201,6 +271,36 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
                                        "or the embedded SQLite file)")
     explain.set_defaults(handler=_explain)
+
+    suppress = commands.add_parser(
+        "suppressions", help="numbers never to message: import, add, remove, list, check "
+        "(exit codes: 0 done or not suppressed, 1 suppressed, 2 refused input)")
+    actions = suppress.add_subparsers(dest="suppressions_command", required=True)
+    reasons = {"choices": REASONS, "required": True}
+    importer = actions.add_parser("import", help="numbers of a CSV (column phone, phone_e164, "
+                                  "telefono or número, or no header) or one per line; a repus "
+                                  "import replaces the previous REPUS snapshot")
+    importer.add_argument("file")
+    importer.add_argument("--reason", **reasons)
+    importer.add_argument("--source", help="where the list came from (default: file NAME)")
+    importer.add_argument("--expires-at", help="ISO-8601 time the rows stop applying (UTC "
+                          "without an offset; default: never)")
+    adder = actions.add_parser("add", help="suppress one number")
+    adder.add_argument("--source", default="cli", help="where the request came from")
+    remover = actions.add_parser("remove", help="lift one number's suppression for a reason")
+    for sub in (adder, remover):
+        sub.add_argument("--phone", required=True)
+        sub.add_argument("--reason", **reasons)
+    lister = actions.add_parser("list", help="counts per reason and the latest rows, masked")
+    lister.add_argument("--reason", choices=REASONS)
+    lister.add_argument("--limit", type=int, default=20)
+    checker = actions.add_parser("check", help="every suppression in force for a number: "
+                                 "exit 1 if suppressed, 0 if not")
+    checker.add_argument("--phone", required=True)
+    for sub in (importer, adder, remover, lister, checker):
+        sub.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
+                                       "or the embedded SQLite file)")
+    suppress.set_defaults(handler=_suppressions)
 
     screens = commands.add_parser("screenshots", help="screenshots of the Dagster UI on demo "
                                   "data (needs Debian's chromium)")

@@ -13,6 +13,10 @@ Interval, batch size, how many runs may be in flight and the share are read when
 definitions load: ``LEAD_SCORING_QUEUE_INTERVAL_SECONDS`` (30),
 ``LEAD_SCORING_QUEUE_BATCH_SIZE`` (50000), ``LEAD_SCORING_QUEUE_MAX_RUNS`` (2),
 ``LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT`` (5).
+
+``sms_replies_sensor``: one ``opt_out_replies_job`` run while unprocessed SMS replies wait
+(``processed_at`` marks the work, so no cursor), keyed by the newest waiting reply's id; every
+``LEAD_SCORING_REPLIES_INTERVAL_SECONDS`` (30).
 """
 
 import math
@@ -21,18 +25,24 @@ import uuid
 
 import dagster as dg
 
+from lead_scoring_assets.consent.replies import waiting
 from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.defs.incremental_scoring import (
     DEFAULT_BATCH_SIZE,
     IncrementalScoringConfig,
     incremental_scoring_job,
 )
-from lead_scoring_assets.defs.jobs import full_rescore_job, nightly_retrain_job
+from lead_scoring_assets.defs.jobs import (
+    full_rescore_job,
+    nightly_retrain_job,
+    opt_out_replies_job,
+)
 from lead_scoring_assets.defs.resources import DatabaseResource
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 FULL_RESCORE_PERCENT_ENV = "LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT"
+REPLIES_INTERVAL_ENV = "LEAD_SCORING_REPLIES_INTERVAL_SECONDS"
 FULL_RESCORING_JOBS = (full_rescore_job.name, nightly_retrain_job.name)
 SCORES_KEY = dg.AssetKey("lead_scores")
 
@@ -118,6 +128,25 @@ def build_scoring_queue_sensor(
     return scoring_queue_sensor
 
 
+def build_sms_replies_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
+    @dg.sensor(
+        job=opt_out_replies_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Every {interval_seconds}s: one opt_out_replies_job run while SMS replies "
+        "wait unprocessed (an opt-out becomes a suppression within one interval).",
+    )
+    def sms_replies_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
+        with database.open() as db:
+            count, newest = waiting(db)
+        if not count:
+            return dg.SkipReason("no unprocessed replies")
+        return dg.RunRequest(run_key=f"sms-replies-{newest}",
+                             tags={"lead_scoring/replies_waiting": str(count)})
+
+    return sms_replies_sensor
+
+
 @dg.definitions
 def sensors() -> dg.Definitions:
     return dg.Definitions(sensors=[build_scoring_queue_sensor(
@@ -125,4 +154,4 @@ def sensors() -> dg.Definitions:
         batch_size=int(os.environ.get("LEAD_SCORING_QUEUE_BATCH_SIZE", str(DEFAULT_BATCH_SIZE))),
         max_runs=int(os.environ.get("LEAD_SCORING_QUEUE_MAX_RUNS", "2")),
         full_rescore_percent=full_rescore_percent_from_environment(),
-    )])
+    ), build_sms_replies_sensor(int(os.environ.get(REPLIES_INTERVAL_ENV, "30")))])

@@ -24,3 +24,10 @@ campaign_outcomes = dg.AssetSpec(
     "(`campaign_outcomes`), written by the platform; rows that cannot be used are listed in "
     "the view `rejected_campaign_outcomes` with their reason.",
 )
+sms_replies = dg.AssetSpec(
+    "sms_replies",
+    group_name="platform",
+    kinds={"sql"},
+    description="Replies to SMS campaigns (number, text, received_at), written by the "
+    "platform; `opt_out_replies` applies them and sets `processed_at`.",
+)
