@@ -206,8 +206,8 @@ def test_the_sensor_requests_a_run_that_turns_a_baja_into_a_suppression(database
         _reply(database, 41, "044 427 118 5601", "BAJA", _minutes(1))
         _reply(database, 42, "5512345678", "hola", _minutes(2))
         request = _tick(build_sms_replies_sensor(), instance, url)
-        assert (request.run_key, request.tags["lead_scoring/replies_waiting"]) == (
-            "sms-replies-42", "2")
+        assert request.run_key.startswith("sms-replies-42-")
+        assert request.tags["lead_scoring/replies_waiting"] == "2"
         run = definitions.resolve_job_def(opt_out_replies_job.name).execute_in_process(
             instance=instance, tags={**request.tags, "dagster/run_key": request.run_key},
             resources={"database": DatabaseResource(url=url)})
@@ -221,6 +221,27 @@ def test_the_sensor_requests_a_run_that_turns_a_baja_into_a_suppression(database
         logged = " ".join(str(record.dagster_event or record.user_message)
                           for record in instance.all_logs(run.run_id))
         assert "4271185601" not in logged and "5512345678" not in logged
+
+
+def test_the_sensor_waits_for_a_run_in_flight_and_retries_after_a_failed_one(database,
+                                                                             definitions):
+    """A run still going is not doubled; once it failed, the next tick asks for a new run under
+    a new key (Dagster never launches a run key twice), so the replies never stay stuck."""
+    url = database.url.render_as_string(hide_password=False)
+    job = definitions.resolve_job_def(opt_out_replies_job.name)
+    _reply(database, 41, "044 427 118 5601", "BAJA", _minutes(1))
+    with dg.instance_for_test() as instance:
+        first = _tick(build_sms_replies_sensor(), instance, url)
+        running = instance.create_run_for_job(
+            job, status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/run_key": first.run_key})
+        waiting_for = _tick(build_sms_replies_sensor(), instance, url)
+        assert isinstance(waiting_for, dg.SkipReason)
+        assert running.run_id in waiting_for.skip_message
+        instance.report_run_failed(running)
+        again = _tick(build_sms_replies_sensor(), instance, url)
+        assert isinstance(again, dg.RunRequest)
+        assert again.run_key != first.run_key
 
 
 def test_check_counts_an_opt_out_reply_not_yet_processed(database, capsys):

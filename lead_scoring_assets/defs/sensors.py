@@ -15,7 +15,8 @@ definitions load: ``LEAD_SCORING_QUEUE_INTERVAL_SECONDS`` (30),
 ``LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT`` (5).
 
 ``sms_replies_sensor``: one ``opt_out_replies_job`` run while unprocessed SMS replies wait
-(``processed_at`` marks the work, so no cursor), keyed by the newest waiting reply's id; every
+(``processed_at`` marks the work, so no cursor) and no run of that job is in flight, so a
+failed run is followed by a new one at the next tick; every
 ``LEAD_SCORING_REPLIES_INTERVAL_SECONDS`` (30).
 """
 
@@ -141,7 +142,10 @@ def build_sms_replies_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
             count, newest = waiting(db)
         if not count:
             return dg.SkipReason("no unprocessed replies")
-        return dg.RunRequest(run_key=f"sms-replies-{newest}",
+        running = _in_flight(context, [opt_out_replies_job.name])
+        if running:
+            return dg.SkipReason(f"{count} replies waiting: run {running[0]} is applying them")
+        return dg.RunRequest(run_key=f"sms-replies-{newest}-{uuid.uuid4().hex[:16]}",
                              tags={"lead_scoring/replies_waiting": str(count)})
 
     return sms_replies_sensor
