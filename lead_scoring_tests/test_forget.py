@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from lead_scoring_assets import cli
 from lead_scoring_assets.api.app import create_app
 from lead_scoring_assets.api.auth import ApiKeys
-from lead_scoring_assets.consent.forget import covered_tables, forget
+from lead_scoring_assets.consent.forget import ForgetBusy, covered_tables, forget
 from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone
+from lead_scoring_assets.db.staged_table import StagedTable
 from lead_scoring_assets.db.writer_lock import LockBusy
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.demo.loader import load_demo_data
@@ -60,19 +61,19 @@ def _plant(database, phone: str, folder: Path) -> None:
               "at": database.bind_timestamp(AS_OF - pd.Timedelta(days=3)), "yes": True}
     with database.engine.begin() as connection:
         for sql in (
-            "INSERT INTO contacts (id, phone_e164, full_name, created_at) "
-            "VALUES (:twin, :old, 'Doble', :at)",
-            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-            "confidence_score, validated_at) VALUES (:twin, :twin, 'apple', :yes, 0.9, :at)",
+            ("INSERT INTO contacts (id, phone_e164, full_name, created_at) "
+            "VALUES (:twin, :old, 'Doble', :at)"),
+            ("INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+            "confidence_score, validated_at) VALUES (:twin, :twin, 'apple', :yes, 0.9, :at)"),
             "INSERT INTO campaigns (id, name, sent_at) VALUES (900, 'plataforma', :at)",
-            "INSERT INTO campaign_recipients (campaign_id, contact_id, arm) VALUES "
-            "(900, :victim, 'target'), (900, :twin, 'control'), (900, 1, 'target')",
-            "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
-            "VALUES (900, :victim, :yes, :yes), (900, 1, :yes, :yes)",
-            "INSERT INTO campaign_recipient_features (campaign_id, contact_id, feature_set, "
-            "state, carrier) VALUES (900, :victim, 'conversion_v1', 'JALISCO', 'TELCEL')",
-            "INSERT INTO sms_replies (id, phone_e164, body, received_at) VALUES "
-            "(1, :phone, 'BAJA', :at), (2, :spaced, 'hola', :at), (3, '+525555555555', 'x', :at)",
+            ("INSERT INTO campaign_recipients (campaign_id, contact_id, arm) VALUES "
+            "(900, :victim, 'target'), (900, :twin, 'control'), (900, 1, 'target')"),
+            ("INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
+            "VALUES (900, :victim, :yes, :yes), (900, 1, :yes, :yes)"),
+            ("INSERT INTO campaign_recipient_features (campaign_id, contact_id, feature_set, "
+            "state, carrier) VALUES (900, :victim, 'conversion_v1', 'JALISCO', 'TELCEL')"),
+            ("INSERT INTO sms_replies (id, phone_e164, body, received_at) VALUES "
+            "(1, :phone, 'BAJA', :at), (2, :spaced, 'hola', :at), (3, '+525555555555', 'x', :at)"),
             "CREATE TABLE added_later (contact_id BIGINT, note TEXT)",
             "INSERT INTO added_later VALUES (:victim, 'x'), (:twin, 'y'), (1, 'z')",
             "CREATE TABLE replies_archive (phone_e164 TEXT, body TEXT)",
@@ -225,6 +226,19 @@ def test_a_staged_full_rescoring_keeps_forget_out_until_it_published(postgres_de
     report = forget(database, phone, tmp_path)
     assert report.deleted["lead_scores"] == 1
     assert _leaks(database, phone, {VICTIM}) == {}
+
+
+def test_a_staging_of_an_ml_table_keeps_forget_out(postgres_demo, tmp_path):
+    """PostgreSQL: while a run stages contact_features (it may have read the person already),
+    forget refuses with nothing deleted; once the staging is over it goes through."""
+    database = postgres_demo
+    phone = database.read_frame(f"SELECT phone_e164 FROM contacts WHERE id = {VICTIM}"
+                                )["phone_e164"][0]
+    with StagedTable(database, "contact_features", run_id="features").stage():
+        with pytest.raises(ForgetBusy, match="contact_features is being rebuilt"):
+            forget(database, phone, tmp_path)
+    assert database.count("suppressions") == 0 and database.count("writer_locks") == 0
+    assert forget(database, phone, tmp_path).contacts == 1
 
 
 def test_cli_prints_a_masked_summary(database_url, database, capsys, tmp_path, monkeypatch):

@@ -56,8 +56,8 @@ class ForgetReport:
 
     def lines(self) -> list[str]:
         """The summary, without the number."""
-        out = [f"forgot {self.masked_phone}: {self.contacts} contact(s), "
-               f"{sum(self.deleted.values())} row(s) deleted"]
+        out = [(f"forgot {self.masked_phone}: {self.contacts} contact(s), "
+               f"{sum(self.deleted.values())} row(s) deleted")]
         out += [f"  {table}: {rows}" for table, rows in sorted(self.deleted.items()) if rows]
         out.append("  arco suppression " + ("recorded" if self.suppression_added
                                              else "already recorded"))
