@@ -3,6 +3,8 @@ nightly Dagster run over them with a real MLflow store, queue, dead letters, a c
 replies, export files), forgotten, then looked for in every table, the Dagster instance and
 the MLflow store; unknown and bad numbers; the scoring lock; the CLI and the admin API."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -269,3 +271,18 @@ def test_admin_api_forgets_without_echoing_the_number(database, database_url, tm
     assert result["suppression_added"] and result["deleted"]["contacts"] == 0
     assert not phone_leaks([done.text, caplog.text], ["+524271185601"])
     assert database.count("suppressions") == 1
+
+
+def test_the_documented_commands_print_the_documented_summary(tmp_path):
+    """docs/arco.md: its first commands run (on a database in tmp_path) and print what it
+    shows."""
+    doc = (Path(__file__).parents[1] / "docs" / "arco.md").read_text()
+    commands = doc.split("```bash\n", 1)[1].split("```", 1)[0]
+    shown = doc.split("masked number:\n\n```\n", 1)[1].split("```", 1)[0]
+    url = f"sqlite:///{tmp_path / 'arco.db'}"
+    script = commands.replace("sqlite:///data/arco-example.db", url).replace(
+        ".venv/bin/lead-scoring", f"{sys.executable} -m lead_scoring_assets.cli")
+    result = subprocess.run(["bash", "-ec", script], capture_output=True, text=True,
+                            check=False, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.endswith(shown)
