@@ -194,10 +194,13 @@ def test_every_table_with_a_contact_or_phone_column_is_covered(database):
 
 
 def test_unknown_number_is_still_suppressed_and_an_arco_row_is_kept(database, tmp_path):
-    first = forget(database, "4271185601", tmp_path / "none",
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    pd.DataFrame({"a": range(3)}).to_parquet(tmp_path / "other.parquet")
+    first = forget(database, "4271185601", tmp_path,
                    now=pd.Timestamp("2026-12-01T00:00:00Z").to_pydatetime())
     assert first.contacts == 0 and sum(first.deleted.values()) == 0
-    assert first.suppression_added and first.files == []
+    assert first.suppression_added
+    assert first.files == [tmp_path / "broken.parquet"], "unreadable: listed to be looked at"
     again = forget(database, "+52 1 427 118 5601", tmp_path / "none")
     assert not again.suppression_added
     arco = database.read_frame("SELECT phone_e164, source FROM suppressions")
@@ -236,9 +239,9 @@ def test_a_staging_of_an_ml_table_keeps_forget_out(postgres_demo, tmp_path):
     database = postgres_demo
     phone = database.read_frame(f"SELECT phone_e164 FROM contacts WHERE id = {VICTIM}"
                                 )["phone_e164"][0]
-    with StagedTable(database, "contact_features", run_id="features").stage():
-        with pytest.raises(ForgetBusy, match="contact_features is being rebuilt"):
-            forget(database, phone, tmp_path)
+    with (StagedTable(database, "contact_features", run_id="features").stage(),
+          pytest.raises(ForgetBusy, match="contact_features is being rebuilt")):
+        forget(database, phone, tmp_path)
     assert database.count("suppressions") == 0 and database.count("writer_locks") == 0
     assert forget(database, phone, tmp_path).contacts == 1
 

@@ -11,6 +11,8 @@ others. A contact's number may be stored in another form than E.164: a row match
 digits, separators dropped, end with the 10 national digits and it normalises to the number.
 """
 
+import csv
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,7 +236,8 @@ def forget(database: Database, phone: str, folder: Path | None = None,
 
 def files_holding(folder: Path, phone: str) -> list[Path]:
     """The CSV and Parquet files under ``folder`` with the number (its 10 national digits,
-    separators ignored) in any column; none are changed."""
+    separators ignored) in any column, read batch by batch; a file that cannot be read is
+    listed too, for the operator to look at. None is changed."""
     if not folder.is_dir():
         return []
     national = phone[-10:]
@@ -242,16 +245,32 @@ def files_holding(folder: Path, phone: str) -> list[Path]:
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
             continue
-        table = pq.read_table(path) if path.suffix.lower() == ".parquet" else pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
-        if any(_column_holds(column, national) for column in table.columns):
+        try:
+            if any(_column_holds(column, national) for batch in _batches(path)
+                   for column in batch.columns):
+                found.append(path)
+        except (pa.ArrowException, OSError, csv.Error, UnicodeDecodeError):
             found.append(path)
     return found
 
 
-def _column_holds(column: pa.ChunkedArray, national: str) -> bool:
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches; every CSV column read as text."""
+    if path.suffix.lower() == ".parquet":
+        yield from pq.ParquetFile(path).iter_batches()
+        return
+    with path.open(newline="", encoding="utf-8") as file:
+        names = next(csv.reader(file), [])
+    if not names:
+        return
+    options = pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
+                                   strings_can_be_null=False)
+    with pacsv.open_csv(path, convert_options=options) as reader:
+        yield from reader
+
+
+def _column_holds(column: pa.Array, national: str) -> bool:
     if pa.types.is_null(column.type):
         return False
     text = pc.replace_substring_regex(column.cast(pa.string()), SEPARATORS, "")
     return bool(pc.any(pc.match_substring(text, national)).as_py())
-
