@@ -130,7 +130,7 @@ def test_the_forget_benchmark_runs_as_documented(postgres_url):
     forgotten = [line for line in result.stdout.splitlines() if line.startswith("forget +52 ***")]
     assert len(forgotten) == 2 and all("1 contact(s)" in line and "(1 file)" in line
                                        for line in forgotten)
-    assert "database part: median" in result.stdout
+    assert "export scan: median" in result.stdout
     assert not re.search(r"\d{10}", "\n".join(forgotten).replace(" ", ""))
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")

@@ -8,7 +8,8 @@ recipient of one campaign with its feature log, one contact in 100 gets its numb
 an old national form (``044 …``, which forget finds by scanning), one in 10 an SMS reply, and
 an export file holds every number. Then it forgets ``--samples`` numbers, one after another,
 timing the database part (lock, deletions, suppression, commit) and the export folder's scan
-apart. The database is dropped at the end unless ``--keep``.
+apart; a forget that is the first to touch a platform campaign also counts its recipients
+once (see docs/arco.md), and is reported apart. The database is dropped at the end unless ``--keep``.
 """
 
 import argparse
@@ -37,7 +38,8 @@ TARGET_SECONDS = 1.0
 
 def plant(database: Database) -> None:
     """The rows forget has to find besides the pipeline's: a campaign of everyone with its
-    feature log, old-form numbers, replies."""
+    feature log, old-form numbers, replies; then ``VACUUM ANALYZE``, as autovacuum leaves a
+    database in use."""
     at = database.bind_timestamp(AS_OF)
     with database.engine.begin() as connection:
         for sql in (
@@ -52,7 +54,9 @@ def plant(database: Database) -> None:
             "SELECT id, phone_e164, 'BAJA', :at FROM contacts WHERE id % 10 = 1"),
         ):
             connection.execute(sa.text(sql), {"at": at})
-        connection.execute(sa.text("ANALYZE"))
+    with database.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+            sa.text("VACUUM ANALYZE"))
 
 
 def write_export(database: Database, folder: Path) -> Path:
@@ -87,24 +91,30 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as exports, tempfile.TemporaryDirectory() as empty:
             export = write_export(database, Path(exports))
             print(f"export file: {export.stat().st_size / 1e6:,.1f} MB")
-            database_seconds, scan_seconds = [], []
+            timings = []
             for phone in phones:
                 started = time.perf_counter()
                 report = forget(database, phone, Path(empty))
-                database_seconds.append(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
                 started = time.perf_counter()
                 files = files_holding(Path(exports), normalize_phone(phone))
-                scan_seconds.append(time.perf_counter() - started)
+                scan = time.perf_counter() - started
+                timings.append((seconds, scan, bool(report.campaigns_counted)))
                 print(f"forget {report.masked_phone}: {report.contacts} contact(s), "
                       f"{sum(report.deleted.values())} rows in "
                       f"{sum(1 for rows in report.deleted.values() if rows)} tables, "
-                      f"database {database_seconds[-1]:.3f} s, export scan "
-                      f"{scan_seconds[-1]:.3f} s ({len(files)} file)")
+                      f"{len(report.campaigns_counted)} campaign(s) counted, database "
+                      f"{seconds:.3f} s, export scan {scan:.3f} s ({len(files)} file)")
         database.dispose()
-        print(f"database part: median {statistics.median(database_seconds):.3f} s, max "
-              f"{max(database_seconds):.3f} s (target < {TARGET_SECONDS:.0f} s: "
-              f"{'met' if max(database_seconds) < TARGET_SECONDS else 'NOT met'}); "
-              f"export scan median {statistics.median(scan_seconds):.3f} s")
+        for counting, label in ((True, "forgets that filled campaign counts"),
+                                (False, "forgets of counted campaigns only")):
+            chosen = [seconds for seconds, _, counted in timings if counted == counting]
+            if chosen:
+                print(f"{label} ({len(chosen)}): database median "
+                      f"{statistics.median(chosen):.3f} s, max {max(chosen):.3f} s (target < "
+                      f"{TARGET_SECONDS:.0f} s: "
+                      f"{'met' if max(chosen) < TARGET_SECONDS else 'NOT met'})")
+        print(f"export scan: median {statistics.median(t[1] for t in timings):.3f} s")
     finally:
         if not args.keep:
             drop_database(url)

@@ -88,10 +88,10 @@ def covered_tables(connection: sa.Connection) -> CoveredTables:
             "SELECT relname FROM pg_class WHERE relispartition "
             "AND relnamespace = CAST(current_schema() AS regnamespace)")).scalars())
     by_contact, by_validation, by_phone = [], [], []
-    for table in inspector.get_table_names():
+    for (_, table), described in inspector.get_multi_columns().items():
         if table in partitions:
             continue
-        columns = {column["name"] for column in inspector.get_columns(table)}
+        columns = {column["name"] for column in described}
         if "contact_id" in columns:
             by_contact.append(table)
         elif "validation_id" in columns:
@@ -115,11 +115,13 @@ def _stripped(column: str) -> str:
 
 
 def _matching(connection: sa.Connection, table: str, key: str, phone: str) -> list:
-    """The ``key`` of the rows of ``table`` whose phone is ``phone``, in any form."""
+    """The ``key`` of the rows of ``table`` whose phone is ``phone``, in any form: equal, or
+    (only a value not shaped as ``+52`` and 10 characters can be another form) ending in its
+    national digits once separators are dropped, and normalising to it."""
     rows = connection.execute(sa.text(
-        f"SELECT {key}, {PHONE} FROM {_quoted(connection, table)} "
-        f"WHERE {PHONE} = :phone OR {_stripped(PHONE)} LIKE :tail"),
-        {"phone": phone, "tail": f"%{phone[-10:]}"}).all()
+        f"SELECT {key}, {PHONE} FROM {_quoted(connection, table)} WHERE {PHONE} = :phone "
+        f"OR ({PHONE} NOT LIKE :shape AND {_stripped(PHONE)} LIKE :tail)"),
+        {"phone": phone, "shape": "+52" + "_" * 10, "tail": f"%{phone[-10:]}"}).all()
     return [row[0] for row in rows if _same(row[1], phone)]
 
 
