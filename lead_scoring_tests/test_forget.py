@@ -289,3 +289,26 @@ def test_the_documented_commands_print_the_documented_summary(tmp_path):
                             check=False, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.endswith(shown)
+
+
+def test_campaign_counts_survive_the_forget(database, tmp_path):
+    """A platform campaign without recipients rows is counted from its outcomes (all target
+    arm) before the person's row goes; a campaign already counted keeps its counts."""
+    at = database.bind_timestamp(AS_OF)
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO contacts (id, phone_e164, created_at) VALUES "
+            "(1, '+524271185601', :at), (2, '+524271185602', :at)"), {"at": at})
+        connection.execute(sa.text(
+            "INSERT INTO campaigns (id, name, sent_at, target_recipients, control_recipients) "
+            "VALUES (901, 'plataforma', :at, NULL, NULL), (902, 'planeada', :at, 50, 3)"),
+            {"at": at})
+        connection.execute(sa.text(
+            "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
+            "VALUES (901, 1, :yes, :no), (901, 2, :yes, :yes), (902, 1, :yes, :no)"),
+            {"yes": True, "no": False})
+    report = forget(database, "4271185601", tmp_path)
+    assert report.campaigns_counted == [901] and report.deleted["campaign_outcomes"] == 2
+    counts = database.read_frame("SELECT id, target_recipients, control_recipients FROM "
+                                 "campaigns ORDER BY id")
+    assert counts.values.tolist() == [[901, 2, 0], [902, 50, 3]]
