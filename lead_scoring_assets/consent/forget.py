@@ -12,6 +12,7 @@ digits, separators dropped, end with the 10 national digits and it normalises to
 """
 
 import csv
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from lead_scoring_assets.campaigns.segment_export import export_dir
 from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.score_swap import scoring_lock
@@ -202,11 +204,9 @@ def forget(database: Database, phone: str, folder: Path | None = None,
     The scoring lock is taken on every contact bucket (waiting up to ``wait_seconds`` for
     incremental runs; ``LockBusy`` at once while a full rescoring holds it), so no scoring run
     that read the person before can write them back after."""
-    from lead_scoring_assets.campaigns.segment_export import export_dir
-
     canonical = normalize_phone(phone)
     now = now or datetime.now(UTC)
-    lock = scoring_lock(database, f"forget-{now:%Y%m%dT%H%M%S.%f}", LEASE_SECONDS)
+    lock = scoring_lock(database, f"forget-{uuid.uuid4().hex[:12]}", LEASE_SECONDS)
     lock.acquire_exclusive(wait_seconds=wait_seconds)
     try:
         with database.engine.begin() as connection:
