@@ -219,6 +219,25 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace) -> int:
+    """The ARCO cancellation of one number: its rows deleted, its arco suppression recorded,
+    the export files still holding it listed (masked in every line printed)."""
+    from lead_scoring_assets.consent.forget import ForgetBusy, forget
+    from lead_scoring_assets.contacts.phones import PhoneRejected
+    from lead_scoring_assets.db.writer_lock import LockBusy
+
+    database = Database(args.url or default_database_url())
+    try:
+        report = forget(database, args.phone)
+    except (PhoneRejected, ForgetBusy, LockBusy) as error:
+        print(f"lead-scoring forget: {error}", file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
+    print("\n".join(report.lines()))
+    return 0
+
+
 def _print_summary(database: Database) -> None:
     tiers = database.read_frame(
         "SELECT quality_tier, count(*) AS contacts, round(avg(total_score), 1) AS mean_score "
@@ -317,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
                                      "or the embedded SQLite file)")
     serve.set_defaults(handler=_serve)
+
+    forget = commands.add_parser("forget", help="ARCO cancellation: delete a person's rows, "
+                                 "suppress the number, list the export files holding it")
+    forget.add_argument("--phone", required=True, help="the number, in any Mexican format")
+    forget.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
+                                      "or the embedded SQLite file)")
+    forget.set_defaults(handler=_forget)
 
     demo = commands.add_parser("demo", help="demo data + full rescoring on the embedded default")
     demo.add_argument("--contacts", type=int, default=50_000)

@@ -422,7 +422,7 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {f"{API}/contacts/{{contact_id}}", f"{API}/lookup",
                                     f"{API}/contacts", f"{API}/analytics",
-                                    f"{API}/contacts/{{contact_id}}/rescore"}
+                                    f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget"}
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """The benchmark machinery: fresh processes, the full-scale load in arrival order, and the
-reader-latency benchmark's documented command."""
+reader-latency and forget benchmarks' documented commands."""
 
+import re
 import subprocess
 import sys
 
@@ -111,6 +112,26 @@ def test_the_reader_latency_command_runs_as_documented(postgres_url):
                    "lead_scores published after the export", "whole window"):
         assert window in result.stdout
     assert "export: 2,000 rows" in result.stdout
+    name = sa.make_url(postgres_url).database
+    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone() == (0,)
+
+
+def test_the_forget_benchmark_runs_as_documented(postgres_url):
+    """The forget benchmark (small: 2,000 contacts, 2 numbers, one stored in the old form)
+    forgets each number, times it, masks it and drops its database."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.forget", "--contacts", "2000",
+         "--samples", "2", "--url", postgres_url],
+        check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    forgotten = [line for line in result.stdout.splitlines() if line.startswith("forget +52 ***")]
+    assert len(forgotten) == 2 and all("1 contact(s)" in line and "(1 file)" in line
+                                       for line in forgotten)
+    assert "export scan: median" in result.stdout
+    assert not re.search(r"\d{10}", "\n".join(forgotten).replace(" ", ""))
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:

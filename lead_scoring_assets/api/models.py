@@ -121,3 +121,21 @@ class QueueEntry(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class ForgetRequest(BaseModel):
+    phone: str = Field(min_length=1, max_length=40, pattern=r"^[0-9+() .\-]+$",
+                       description="the number, in any Mexican format")
+
+
+class ForgetResult(BaseModel):
+    """What an ARCO cancellation did; the number appears only masked."""
+
+    masked_phone: str
+    contacts: int = Field(description="contacts deleted")
+    deleted: dict[str, int] = Field(description="rows deleted per table")
+    suppression_added: bool = Field(description="false: an arco suppression already existed")
+    campaigns_counted: list[int] = Field(
+        description="campaigns whose target/control counts were filled before deleting")
+    files: list[str] = Field(description="export files (relative to the export folder) that "
+                                         "still hold the number: edit or delete them")

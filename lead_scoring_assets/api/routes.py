@@ -9,11 +9,17 @@ from lead_scoring_assets.api.models import (
     Analytics,
     ContactPage,
     Error,
+    ForgetRequest,
+    ForgetResult,
     QueueEntry,
     ScoreCard,
     Tier,
 )
 from lead_scoring_assets.api.queries import NotFound, ScoreReader
+from lead_scoring_assets.campaigns.segment_export import export_dir
+from lead_scoring_assets.consent.forget import ForgetBusy, forget
+from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.writer_lock import LockBusy
 
 ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
 ERRORS = {code: {"model": Error} for code in (400, 401, 404, 422)}
@@ -102,3 +108,24 @@ def analytics(reader: Reader) -> dict:
 def rescore(contact_id: ContactId, reader: Reader) -> dict:
     """Queue the contact for incremental scoring at top priority (10)."""
     return reader.enqueue(contact_id)
+
+
+@router.post("/forget", response_model=ForgetResult, dependencies=[Depends(_admin)],
+             responses={403: {"model": Error}, 409: {"model": Error}})
+def forget_number(body: ForgetRequest, reader: Reader) -> dict:
+    """ARCO cancellation: delete every row of the person with this number, record its arco
+    suppression, and name the export files that still hold it (409 while a rescoring holds the
+    rows: nothing deleted, ask again later)."""
+    # a transaction of its own: the API's engine runs each statement in autocommit
+    database = Database(reader.database.url.render_as_string(hide_password=False))
+    folder = export_dir()
+    try:
+        report = forget(database, body.phone, folder)
+    except (ForgetBusy, LockBusy) as error:
+        raise HTTPException(409, str(error)) from None
+    finally:
+        database.dispose()
+    return {"masked_phone": report.masked_phone, "contacts": report.contacts,
+            "deleted": report.deleted, "suppression_added": report.suppression_added,
+            "campaigns_counted": report.campaigns_counted,
+            "files": [str(path.relative_to(folder)) for path in report.files]}
