@@ -209,7 +209,8 @@ class Database:
                 "ORDER BY ordinal_position",
                 parameters=(table,),
             )
-            types = {name: _PG_ARROW_TYPES[kind] for name, kind in cursor.fetchall()}
+            types = {name: _PG_ARROW_TYPES[kind] for name, kind in cursor.fetchall()
+                     if name in frame.columns}
             arrow = pa.Table.from_pandas(frame[list(types)], preserve_index=False)
             arrow = arrow.cast(pa.schema([(name, types[name]) for name in types]))
             cursor.adbc_ingest(table, arrow, mode="append")
