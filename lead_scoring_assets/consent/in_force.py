@@ -1,0 +1,164 @@
+"""Who may not be messaged, as of one snapshot of the database.
+
+A number is suppressed while a ``suppressions`` row of it is in force (``expires_at`` NULL or
+later than the snapshot's time), and by the SMS replies not yet processed
+(``processed_at IS NULL``): a number whose latest such keyword reply opts out is suppressed
+(reason ``opt_out``) even before the replies asset has run, and one whose latest is an opt-in
+("ALTA") lifts an ``opt_out`` row recorded before it (never another reason). Read inside
+``Database.snapshot``, so the whole list leaving the product sees one state.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from lead_scoring_assets.consent.keywords import OPT_IN, OPT_OUT, classify_reply
+from lead_scoring_assets.contacts.phones import PhoneRejected, normalize_phone
+from lead_scoring_assets.db.database import Database
+
+REASONS = ("opt_out", "repus", "hard_bounce", "arco", "manual")
+"""The reasons of ``suppressions.reason`` (migration 0015)."""
+CONSENT_TABLES = ("suppressions", "sms_replies")
+"""What deciding who is suppressed reads: a snapshot that lists contacts locks them too."""
+CANONICAL = {
+    "postgresql": r"{column} ~ '^\+52[0-9]{{10}}$'",
+    "sqlite": "{column} GLOB '+52" + "[0-9]" * 10 + "'",
+}
+"""A number already in the form ``normalize_phone`` writes (``+52`` and 10 digits)."""
+_NUMBER_MAPS = {
+    "postgresql": "SELECT e.value->>0 AS raw, e.value->>1 AS phone "
+                  "FROM json_array_elements(CAST(:{name} AS json)) AS e(value)",
+    "sqlite": "SELECT json_extract(value, '$[0]') AS raw, json_extract(value, '$[1]') AS phone "
+              "FROM json_each(:{name})",
+}
+_JSON_TEXTS = {
+    "postgresql": "SELECT value FROM json_array_elements_text(CAST(:{name} AS json))",
+    "sqlite": "SELECT value FROM json_each(:{name})",
+}
+
+
+def canonical(dialect: str, column: str) -> str:
+    """SQL: whether ``column`` holds a canonical number."""
+    return CANONICAL[dialect].format(column=column)
+
+
+def json_texts(dialect: str, name: str) -> str:
+    """SQL: the strings of the JSON list bound to ``:name``, as a one-column (``value``) query
+    (one parameter whatever the list's length)."""
+    return _JSON_TEXTS[dialect].format(name=name)
+
+
+def number_map(dialect: str, name: str) -> str:
+    """SQL: the ``[raw, phone]`` pairs of the JSON list bound to ``:name`` as a query of
+    ``(raw, phone)``."""
+    return _NUMBER_MAPS[dialect].format(name=name)
+
+
+def _utc(value) -> datetime | None:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The snapshot's time (and PostgreSQL snapshot, ``pg_current_snapshot()``), the numbers
+    opted out by unprocessed replies, and those whose ``opt_out`` row an unprocessed opt-in
+    lifts; ``unreadable_replies`` counts keyword replies from no readable number."""
+
+    at: datetime
+    snapshot: str | None
+    reply_opt_outs: frozenset[str] = field(default_factory=frozenset)
+    lifted: frozenset[str] = field(default_factory=frozenset)
+    unreadable_replies: int = 0
+
+    def params(self, database: Database) -> dict:
+        """The bound values of the SQL below."""
+        return {"in_force_at": database.bind_timestamp(self.at),
+                "reply_opt_outs": json.dumps(sorted(self.reply_opt_outs)),
+                "lifted_opt_outs": json.dumps(sorted(self.lifted))}
+
+    @staticmethod
+    def contactable(dialect: str, phone: str) -> str:
+        """SQL: whether the number ``phone`` (an expression) is not suppressed: an anti join
+        on the primary key of ``suppressions`` and the replies' short list."""
+        return (
+            f"NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = {phone} "
+            "AND (x.expires_at IS NULL OR x.expires_at > :in_force_at) "
+            "AND NOT (x.reason = 'opt_out' AND x.phone_e164 IN "
+            f"({json_texts(dialect, 'lifted_opt_outs')}))) "
+            f"AND {phone} NOT IN ({json_texts(dialect, 'reply_opt_outs')})")
+
+    @staticmethod
+    def reasons(dialect: str) -> str:
+        """SQL: ``(phone_e164, reason)``, one row per suppressed number and reason."""
+        return (
+            "SELECT phone_e164, reason FROM suppressions "
+            "WHERE (expires_at IS NULL OR expires_at > :in_force_at) "
+            "AND NOT (reason = 'opt_out' AND phone_e164 IN "
+            f"({json_texts(dialect, 'lifted_opt_outs')})) "
+            f"UNION SELECT value, 'opt_out' FROM ({json_texts(dialect, 'reply_opt_outs')}) r")
+
+
+def read_in_force(connection: sa.Connection, database: Database) -> InForce:
+    """What is in force in the connection's snapshot; call it first in ``Database.snapshot``
+    (its first query takes the snapshot, and its time is the snapshot's)."""
+    if database.dialect == "postgresql":
+        at, snapshot = connection.execute(sa.text(
+            "SELECT statement_timestamp(), CAST(pg_current_snapshot() AS text)")).one()
+    else:
+        at, snapshot = datetime.now(UTC), None
+    latest: dict[str, tuple[str, datetime | None]] = {}
+    unreadable = 0
+    replies = connection.execute(sa.text(
+        "SELECT id, phone_e164, body, received_at FROM sms_replies "
+        "WHERE processed_at IS NULL")).all()
+    for reply in sorted(((r.id, r.phone_e164, classify_reply(r.body), _utc(r.received_at))
+                         for r in replies), key=lambda r: (r[3] is None, r[3] or at, r[0])):
+        _, raw, kind, received_at = reply
+        if kind is None or (kind == OPT_IN and received_at is None):
+            continue  # an opt-in of unknown time cannot be shown to follow the opt-out
+        try:
+            latest[normalize_phone(raw or "")] = (kind, received_at)
+        except PhoneRejected:
+            unreadable += 1
+    opt_ins = {phone: at_ for phone, (kind, at_) in latest.items() if kind == OPT_IN}
+    lifted = set()
+    if opt_ins:
+        rows = connection.execute(sa.text(
+            "SELECT phone_e164, recorded_at FROM suppressions WHERE reason = 'opt_out' "
+            f"AND phone_e164 IN ({json_texts(database.dialect, 'phones')})"),
+            {"phones": json.dumps(sorted(opt_ins))})
+        lifted = {phone for phone, recorded in rows if _utc(recorded) < opt_ins[phone]}
+    return InForce(at=_utc(at), snapshot=snapshot,
+                   reply_opt_outs=frozenset(p for p, (k, _) in latest.items() if k == OPT_OUT),
+                   lifted=frozenset(lifted), unreadable_replies=unreadable)
+
+
+def suppression_reasons(connection: sa.Connection, database: Database, in_force: InForce,
+                        phones: list[str]) -> dict[str, list[str]]:
+    """The reasons in force for each of ``phones`` (canonical numbers) that is suppressed."""
+    if not phones:
+        return {}
+    rows = connection.execute(sa.text(
+        f"SELECT phone_e164, reason FROM ({InForce.reasons(database.dialect)}) f "
+        f"WHERE phone_e164 IN ({json_texts(database.dialect, 'phones')}) "
+        "ORDER BY phone_e164, reason"),
+        {**in_force.params(database), "phones": json.dumps(sorted(set(phones)))})
+    found: dict[str, list[str]] = {}
+    for phone, reason in rows:
+        found.setdefault(phone, []).append(reason)
+    return found
+
+
+def normalized_or_none(text: str | None) -> str | None:
+    """The canonical number, or None for text that is no readable Mexican number."""
+    try:
+        return normalize_phone(text or "")
+    except PhoneRejected:
+        return None
