@@ -44,13 +44,13 @@ def record_suppressions(database: Database, count: int, replies: int) -> dict:
             "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
             "SELECT phone, 'repus', 'benchmark', now() FROM (SELECT '+52' || "
             "(1000000000 + g * 7919 % 8999999999)::text AS phone "
-            "FROM generate_series(1, 2 * :others) g) n "
+            "FROM generate_series(1::bigint, 2 * :others) g) n "
             "WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.phone_e164 = n.phone) "
             "LIMIT :others"), {"others": count - matching})
         connection.execute(sa.text(
             "INSERT INTO sms_replies (id, phone_e164, body, received_at) "
             "SELECT g, '044' || (1000000000 + (g + :offset) * 7919 % 8999999999)::text, "
-            "'BAJA', now() FROM generate_series(1, :replies) g"),
+            "'BAJA', now() FROM generate_series(1::bigint, :replies) g"),
             {"replies": replies, "offset": 2 * count})
         matched = connection.execute(sa.text(
             "SELECT count(*) FROM contacts c WHERE EXISTS (SELECT 1 FROM suppressions x "

@@ -141,11 +141,12 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
     if states is not None:
         where += " AND c.state_name IN :states"
         params["states"] = states
-    source = (
+    tables = (
         "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
-        "LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id "
-        + (f"LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164 "
-           if renamed else "") + f"WHERE {where}")
+        "LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id"
+        + (f" LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164"
+           if renamed else ""))
+    source = f"{tables} WHERE {where}"
     limit = ""
     if segment.limit is not None:
         limit = " LIMIT :limit"
@@ -161,10 +162,12 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
     )
     bits = " ".join(f"WHEN '{reason}' THEN {2 ** i}" for i, reason in enumerate(REASONS))
     left_out = sa.text(
-        f"SELECT reasons, count(*) FROM (SELECT k.contact_id, "
-        f"sum(CASE f.reason {bits} END) AS reasons FROM (SELECT s.contact_id, "
-        f"{phone} AS phone {source}) k JOIN ({InForce.reasons(dialect)}) f "
-        "ON f.phone_e164 = k.phone GROUP BY k.contact_id) m GROUP BY reasons"
+        "SELECT reasons, count(*) FROM (SELECT contact_id, sum(DISTINCT bit) AS reasons FROM ("
+        f"SELECT s.contact_id, CASE x.reason {bits} END AS bit {tables} "
+        f"JOIN suppressions x ON x.phone_e164 = {phone} WHERE {where} "
+        f"AND {InForce.applies(dialect, 'x')} "
+        f"UNION ALL SELECT s.contact_id, {2 ** REASONS.index('opt_out')} AS bit {source} "
+        f"AND {InForce.replied_out(dialect, phone)}) b GROUP BY contact_id) m GROUP BY reasons"
         + (f" UNION ALL SELECT {UNREADABLE}, count(*) {source} AND {phone} IS NULL"
            if None in renamed.values() else ""))
     if states is not None:

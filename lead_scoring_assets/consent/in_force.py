@@ -84,25 +84,24 @@ class InForce:
                 "lifted_opt_outs": json.dumps(sorted(self.lifted))}
 
     @staticmethod
+    def applies(dialect: str, row: str) -> str:
+        """SQL: whether the ``suppressions`` row aliased ``row`` is in force."""
+        return (f"({row}.expires_at IS NULL OR {row}.expires_at > :in_force_at) "
+                f"AND NOT ({row}.reason = 'opt_out' AND {row}.phone_e164 IN "
+                f"({json_texts(dialect, 'lifted_opt_outs')}))")
+
+    @staticmethod
+    def replied_out(dialect: str, phone: str) -> str:
+        """SQL: whether the number ``phone`` (an expression) opted out by an unprocessed reply."""
+        return f"{phone} IN ({json_texts(dialect, 'reply_opt_outs')})"
+
+    @staticmethod
     def contactable(dialect: str, phone: str) -> str:
         """SQL: whether the number ``phone`` (an expression) is not suppressed: an anti join
         on the primary key of ``suppressions`` and the replies' short list."""
-        return (
-            f"NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = {phone} "
-            "AND (x.expires_at IS NULL OR x.expires_at > :in_force_at) "
-            "AND NOT (x.reason = 'opt_out' AND x.phone_e164 IN "
-            f"({json_texts(dialect, 'lifted_opt_outs')}))) "
-            f"AND {phone} NOT IN ({json_texts(dialect, 'reply_opt_outs')})")
-
-    @staticmethod
-    def reasons(dialect: str) -> str:
-        """SQL: ``(phone_e164, reason)``, one row per suppressed number and reason."""
-        return (
-            "SELECT phone_e164, reason FROM suppressions "
-            "WHERE (expires_at IS NULL OR expires_at > :in_force_at) "
-            "AND NOT (reason = 'opt_out' AND phone_e164 IN "
-            f"({json_texts(dialect, 'lifted_opt_outs')})) "
-            f"UNION SELECT value, 'opt_out' FROM ({json_texts(dialect, 'reply_opt_outs')}) r")
+        return (f"NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = {phone} "
+                f"AND {InForce.applies(dialect, 'x')}) "
+                f"AND NOT {InForce.replied_out(dialect, phone)}")
 
 
 def read_in_force(connection: sa.Connection, database: Database) -> InForce:
@@ -145,10 +144,12 @@ def suppression_reasons(connection: sa.Connection, database: Database, in_force:
     """The reasons in force for each of ``phones`` (canonical numbers) that is suppressed."""
     if not phones:
         return {}
+    dialect = database.dialect
+    wanted = f"({json_texts(dialect, 'phones')})"
     rows = connection.execute(sa.text(
-        f"SELECT phone_e164, reason FROM ({InForce.reasons(database.dialect)}) f "
-        f"WHERE phone_e164 IN ({json_texts(database.dialect, 'phones')}) "
-        "ORDER BY phone_e164, reason"),
+        f"SELECT x.phone_e164, x.reason FROM suppressions x WHERE x.phone_e164 IN {wanted} "
+        f"AND {InForce.applies(dialect, 'x')} UNION SELECT value, 'opt_out' FROM {wanted} w "
+        f"WHERE {InForce.replied_out(dialect, 'value')} ORDER BY 1, 2"),
         {**in_force.params(database), "phones": json.dumps(sorted(set(phones)))})
     found: dict[str, list[str]] = {}
     for phone, reason in rows:
