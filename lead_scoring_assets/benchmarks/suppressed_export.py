@@ -3,8 +3,8 @@
     python -m lead_scoring_assets.benchmarks.suppressed_export --contacts 1000000
 
 Creates the scratch database ``lead_scoring_bench_suppressed``, loads and rescores N demo
-contacts, records N suppressions (half of them the numbers of half the contacts, spread over
-the five reasons, the other half numbers of no contact) and ``--replies`` unprocessed opt-out
+contacts, records N suppressions (``--matching-share`` of them, half by default, the numbers
+of every other contact, spread over the five reasons; the rest numbers of no contact) and ``--replies`` unprocessed opt-out
 replies, then exports every contact as CSV ``--pairs`` times each way, alternating (with, then
 without: the suppressions and replies are renamed away and back between runs, each export in a
 fresh process), after one export of each not counted. It prints every pair's times and ratio,
@@ -28,8 +28,8 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_s
 CONSENT = ("suppressions", "sms_replies")
 
 
-def record_suppressions(database: Database, count: int, replies: int) -> dict:
-    """``count`` suppressions, half of them numbers of contacts (every other contact), and
+def record_suppressions(database: Database, count: int, replies: int, matching: int) -> dict:
+    """``count`` suppressions, ``matching`` of them numbers of contacts (every other one), and
     ``replies`` unprocessed BAJA replies from numbers of no contact (as the platform writes
     them: ``044`` and the 10 digits); the numbers suppressed and contacts matched."""
     reasons = ", ".join(f"'{r}'" for r in REASONS)
@@ -38,8 +38,8 @@ def record_suppressions(database: Database, count: int, replies: int) -> dict:
             "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
             f"SELECT phone_e164, (ARRAY[{reasons}])[1 + id % {len(REASONS)}], 'benchmark', "
             "now() FROM (SELECT DISTINCT ON (phone_e164) phone_e164, id FROM contacts "
-            "WHERE id % 2 = 0 ORDER BY phone_e164, id) c LIMIT :half"),
-            {"half": count // 2}).rowcount
+            "WHERE id % 2 = 0 ORDER BY phone_e164, id) c LIMIT :matching"),
+            {"matching": matching}).rowcount
         connection.execute(sa.text(
             "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
             "SELECT phone, 'repus', 'benchmark', now() FROM (SELECT '+52' || "
@@ -88,6 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--suppressions", type=int, help="default: as many as --contacts")
+    parser.add_argument("--matching-share", type=float, default=0.5,
+                        help="share of the suppressions that are contacts' numbers (at most "
+                             "half the contacts)")
     parser.add_argument("--replies", type=int, default=1_000)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--url", default=DEFAULT_URL)
@@ -97,7 +100,9 @@ def main() -> None:
     print(f"database {redact(args.url)}, {args.contacts:,} contacts")
     try:
         database = scored_database(url, args.contacts, reuse=False)
-        figures = record_suppressions(database, args.suppressions or args.contacts, args.replies)
+        count = args.suppressions or args.contacts
+        figures = record_suppressions(database, count, args.replies,
+                                      int(count * args.matching_share))
         with database.engine.begin() as connection:
             for table in CONSENT:
                 connection.execute(sa.text(f"CREATE TABLE {table}_empty (LIKE {table} "

@@ -69,13 +69,12 @@ def _utc(value) -> datetime | None:
 class InForce:
     """The snapshot's time (and PostgreSQL snapshot, ``pg_current_snapshot()``), the numbers
     opted out by unprocessed replies, and those whose ``opt_out`` row an unprocessed opt-in
-    lifts; ``unreadable_replies`` counts keyword replies from no readable number."""
+    lifts (a reply from an unreadable number applies to none)."""
 
     at: datetime
     snapshot: str | None
     reply_opt_outs: frozenset[str] = field(default_factory=frozenset)
     lifted: frozenset[str] = field(default_factory=frozenset)
-    unreadable_replies: int = 0
 
     def params(self, database: Database) -> dict:
         """The bound values of the SQL below."""
@@ -113,19 +112,16 @@ def read_in_force(connection: sa.Connection, database: Database) -> InForce:
     else:
         at, snapshot = datetime.now(UTC), None
     latest: dict[str, tuple[str, datetime | None]] = {}
-    unreadable = 0
-    replies = connection.execute(sa.text(
-        "SELECT id, phone_e164, body, received_at FROM sms_replies "
-        "WHERE processed_at IS NULL")).all()
-    for reply in sorted(((r.id, r.phone_e164, classify_reply(r.body), _utc(r.received_at))
-                         for r in replies), key=lambda r: (r[3] is None, r[3] or at, r[0])):
-        _, raw, kind, received_at = reply
-        if kind is None or (kind == OPT_IN and received_at is None):
-            continue  # an opt-in of unknown time cannot be shown to follow the opt-out
-        try:
-            latest[normalize_phone(raw or "")] = (kind, received_at)
-        except PhoneRejected:
-            unreadable += 1
+    replies = [(_utc(r.received_at), r.id, normalized_or_none(r.phone_e164),
+                classify_reply(r.body)) for r in connection.execute(sa.text(
+                    "SELECT id, phone_e164, body, received_at FROM sms_replies "
+                    "WHERE processed_at IS NULL"))]
+    # oldest first; an opt-out of unknown time last (no opt-in can be shown to follow it)
+    for received_at, _, phone, kind in sorted(replies, key=lambda r: (r[0] is None, r[0] or at,
+                                                                       r[1])):
+        if phone is None or kind is None or (kind == OPT_IN and received_at is None):
+            continue
+        latest[phone] = (kind, received_at)
     opt_ins = {phone: at_ for phone, (kind, at_) in latest.items() if kind == OPT_IN}
     lifted = set()
     if opt_ins:
@@ -136,7 +132,7 @@ def read_in_force(connection: sa.Connection, database: Database) -> InForce:
         lifted = {phone for phone, recorded in rows if _utc(recorded) < opt_ins[phone]}
     return InForce(at=_utc(at), snapshot=snapshot,
                    reply_opt_outs=frozenset(p for p, (k, _) in latest.items() if k == OPT_OUT),
-                   lifted=frozenset(lifted), unreadable_replies=unreadable)
+                   lifted=frozenset(lifted))
 
 
 def suppression_reasons(connection: sa.Connection, database: Database, in_force: InForce,
