@@ -232,7 +232,7 @@ class ScoreReader:
             sql = sa.text(
                 "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, "
                 "s.quality_tier, s.confidence_level, s.platform_count, s.last_calculated_at "
-                f"FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+                "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
                 f"WHERE {' AND '.join(where)} "
                 "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT :limit")
             if state:
