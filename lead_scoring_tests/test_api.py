@@ -460,6 +460,8 @@ def test_the_documented_grants_suffice_and_survive_a_full_rescoring(postgres_url
         with TestClient(app) as api:
             assert api.get(f"{API}/contacts/{contact}", headers=READ).status_code == 200
             assert api.get(f"{API}/contacts", headers=READ).status_code == 200
+            assert api.get(f"{API}/contacts", params={"contactable": "true"},
+                           headers=READ).status_code == 200
             assert api.get(f"{API}/analytics", headers=READ).status_code == 200
             for _ in range(2):
                 assert api.post(f"{API}/contacts/{contact}/rescore",

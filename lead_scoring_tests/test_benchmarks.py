@@ -137,3 +137,23 @@ def test_the_forget_benchmark_runs_as_documented(postgres_url):
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
         assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
                                   (name,)).fetchone() == (0,)
+
+
+def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_url):
+    """The suppressed-export benchmark (small: 2,000 contacts, one pair) records its
+    suppressions, leaves out the matching contacts, prints the pair's ratio and drops its
+    database."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.suppressed_export",
+         "--contacts", "2000", "--pairs", "1", "--url", postgres_url],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2,000 suppressions, 1,000 of them contacts' numbers" in result.stdout
+    assert re.search(r"pair 1: with suppressions .*\(1,000 rows, 1,000 left out\), "
+                     r"without .*\(2,000 rows\): [\d.]+x", result.stdout)
+    assert "median ratio with / without suppressions" in result.stdout
+    name = sa.make_url(postgres_url).database
+    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone() == (0,)

@@ -1,6 +1,7 @@
-"""PostgreSQL grants for the API's database role: read the tables it serves, upsert the queue
-(whose size the triggers count in ``scoring_queue_size``; the upsert reads ``leased_by`` and
-clears the ``leased_until`` of an entry waiting for a row due later).
+"""PostgreSQL grants for the API's database role: read the tables it serves (and the
+suppressions and SMS replies, which mark who may not be messaged), upsert the queue (whose
+size the triggers count in ``scoring_queue_size``; the upsert reads ``leased_by`` and clears
+the ``leased_until`` of an entry waiting for a row due later).
 
 The swapped tables keep their grants (partitions swapped under the parent, or rows replaced
 in place: ``db/staged_table.py``); default privileges of the role that runs the pipeline grant
@@ -8,7 +9,7 @@ SELECT on every table it creates from then on as well.
 """
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
-               "conversion_scores", "lead_scoring_analytics_history")
+               "conversion_scores", "lead_scoring_analytics_history", "suppressions")
 
 
 def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
@@ -17,6 +18,8 @@ def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
         f"GRANT CONNECT ON DATABASE {database} TO {api_role}",
         f"GRANT USAGE ON SCHEMA public TO {api_role}",
         f"GRANT SELECT ON {', '.join(READ_TABLES)} TO {api_role}",
+        (f"GRANT SELECT (id, phone_e164, body, received_at, processed_at) ON sms_replies "
+         f"TO {api_role}"),
         (f"ALTER DEFAULT PRIVILEGES FOR ROLE {pipeline_role} IN SCHEMA public "
          f"GRANT SELECT ON TABLES TO {api_role}"),
         (f"GRANT SELECT (contact_id, priority, version, created_at, updated_at, leased_by, "

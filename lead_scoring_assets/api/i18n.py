@@ -42,6 +42,10 @@ LABELS: dict[str, dict[str, str]] = {
         "no_analytics": "Aún no hay analítica: materialice lead_scoring_analytics",
         "PREMIUM": "Premium", "HIGH": "Alto", "MEDIUM": "Medio", "LOW": "Bajo", "POOR": "Pobre",
         "UNKNOWN": "Desconocido",
+        "do_not_contact": "No contactar", "contactable_only": "Solo contactables",
+        "reason_opt_out": "pidió la baja", "reason_repus": "inscrito en el REPUS",
+        "reason_hard_bounce": "rebote permanente", "reason_arco": "cancelación ARCO",
+        "reason_manual": "bloqueo manual", "reason_unreadable_phone": "teléfono ilegible",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -82,6 +86,10 @@ LABELS: dict[str, dict[str, str]] = {
         "no_analytics": "No analytics yet: materialise lead_scoring_analytics",
         "PREMIUM": "Premium", "HIGH": "High", "MEDIUM": "Medium", "LOW": "Low", "POOR": "Poor",
         "UNKNOWN": "Unknown",
+        "do_not_contact": "Do not contact", "contactable_only": "Contactable only",
+        "reason_opt_out": "opted out", "reason_repus": "registered in REPUS",
+        "reason_hard_bounce": "hard bounce", "reason_arco": "ARCO cancellation",
+        "reason_manual": "manual block", "reason_unreadable_phone": "unreadable number",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""

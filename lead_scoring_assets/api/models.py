@@ -33,6 +33,13 @@ class MlScore(BaseModel):
     calculated_at: datetime | None
 
 
+DO_NOT_CONTACT = Field(description="Whether the number may not be messaged now: suppressed "
+                      "(suppressions in force, or an opt-out reply not yet processed) or "
+                      "unreadable.")
+SUPPRESSION_REASONS = Field(description="Why: opt_out, repus, hard_bounce, arco, manual, or "
+                           "unreadable_phone; empty when it may be messaged.")
+
+
 class ScoreCard(BaseModel):
     """The stored score (columns named as in ``lead_scores``), the contact's profile with its
     phone masked, the breakdown, the ML and conversion scores where they exist, the last
@@ -42,6 +49,8 @@ class ScoreCard(BaseModel):
 
     contact_id: int
     phone: str | None
+    do_not_contact: bool = DO_NOT_CONTACT
+    suppression_reasons: list[str] = SUPPRESSION_REASONS
     profile: dict[str, str | None]
     whatsapp_score: int
     instagram_score: int
@@ -79,6 +88,8 @@ class ScoreCard(BaseModel):
 class ContactSummary(BaseModel):
     contact_id: int
     phone: str | None
+    do_not_contact: bool = DO_NOT_CONTACT
+    suppression_reasons: list[str] = SUPPRESSION_REASONS
     state_name: str | None
     total_score: int
     quality_tier: str

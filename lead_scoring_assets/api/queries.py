@@ -11,6 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.consent.in_force import (
+    InForce,
+    normalized_or_none,
+    read_in_force,
+    suppression_reasons,
+)
 from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.geography.states import normalize_state
@@ -31,6 +37,8 @@ TREND_WINDOW = timedelta(days=30)
 ANALYTICS_HISTORY_LIMIT = 90
 STATE_CACHE_SECONDS = 300
 RESCORE_PRIORITY = 10
+UNREADABLE_PHONE = "unreadable_phone"
+"""The reason shown for a contact whose stored number no reading makes a Mexican number."""
 TIER_RANGES = {
     name: (low, (DEFAULT_CONFIG.tiers[i - 1][1] - 1) if i else DEFAULT_CONFIG.total_cap)
     for i, (name, low) in enumerate(DEFAULT_CONFIG.tiers)
@@ -59,6 +67,17 @@ def _utc(value) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def do_not_contact(connection: sa.Connection, database: Database, in_force: InForce,
+                   phones: list[str]) -> dict[str, list[str]]:
+    """The reasons in force for each stored number of ``phones`` that may not be messaged
+    (read by its normalised form; an unreadable number is ``unreadable_phone``)."""
+    readable = {raw: normalized_or_none(raw) for raw in phones}
+    found = suppression_reasons(connection, database, in_force,
+                                [p for p in readable.values() if p])
+    return {raw: found[phone] if phone else [UNREADABLE_PHONE]
+            for raw, phone in readable.items() if phone is None or phone in found}
 
 
 def trend(history: list[dict], last_calculated_at: datetime | None) -> str:
@@ -135,6 +154,9 @@ class ScoreReader:
                     {"id": contact_id, "limit": HISTORY_LIMIT},
                 ).mappings()
             ]
+            reasons = do_not_contact(connection, self.database,
+                                     read_in_force(connection, self.database),
+                                     [row["phone_e164"]])
             conversion = None
             if self.has_conversion_scores:
                 conversion = connection.execute(
@@ -152,6 +174,8 @@ class ScoreReader:
         config = config_for(stored.calculation_version) or DEFAULT_CONFIG
         card.update(
             contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
+            do_not_contact=row["phone_e164"] in reasons,
+            suppression_reasons=reasons.get(row["phone_e164"], []),
             profile={c: row[c] for c in CARD_PROFILE_FIELDS},
             current_calculation_version=stored.current_version,
             is_current_version=stored.is_current, version_note=stored.note,
@@ -179,10 +203,12 @@ class ScoreReader:
         return self._states.get(normalize_state(state) or "", [])
 
     def page(self, tier: str | None, state: str | None, min_score: int | None,
-             after: tuple[int, int] | None, limit: int) -> Page:
+             after: tuple[int, int] | None, limit: int, contactable: bool = False) -> Page:
         """Scored contacts best first (score, then contact id, both descending), ``limit``
         after the key ``after``: a keyset walk down the ``(total_score, contact_id)`` index,
-        never OFFSET."""
+        never OFFSET. Each is marked ``do_not_contact`` with its suppression reasons;
+        ``contactable`` leaves those out (canonical numbers in SQL, the few stored in another
+        form after reading them, so such a page may hold fewer than ``limit``)."""
         where, params = [], {"limit": limit + 1}
         low, high = TIER_RANGES[tier] if tier else (0, DEFAULT_CONFIG.total_cap)
         if min_score is not None:
@@ -198,27 +224,37 @@ class ScoreReader:
                 return Page([], None)
             where.append("c.state_name IN :states")
             params["states"] = spellings
-        sql = sa.text(
-            "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, s.quality_tier, "
-            "s.confidence_level, s.platform_count, s.last_calculated_at FROM lead_scores s "
-            f"JOIN contacts c ON c.id = s.contact_id WHERE {' AND '.join(where)} "
-            "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT :limit"
-        )
-        if state:
-            sql = sql.bindparams(sa.bindparam("states", expanding=True))
         with self.engine.connect() as connection:
+            in_force = read_in_force(connection, self.database)
+            if contactable:
+                where.append(InForce.contactable(self.database.dialect, "c.phone_e164"))
+                params.update(in_force.params(self.database))
+            sql = sa.text(
+                "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, "
+                "s.quality_tier, s.confidence_level, s.platform_count, s.last_calculated_at "
+                "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+                f"WHERE {' AND '.join(where)} "
+                "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT :limit")
+            if state:
+                sql = sql.bindparams(sa.bindparam("states", expanding=True))
             rows = connection.execute(sql, params).mappings().all()
+            more, rows = len(rows) > limit, rows[:limit]
+            reasons = do_not_contact(connection, self.database, in_force,
+                                     [r["phone_e164"] for r in rows])
+        last = (int(rows[-1]["total_score"]), int(rows[-1]["contact_id"])) if more else None
+        if contactable:
+            rows = [r for r in rows if r["phone_e164"] not in reasons]
         items = [
             {"contact_id": int(r["contact_id"]), "phone": mask_phone(r["phone_e164"]),
+             "do_not_contact": r["phone_e164"] in reasons,
+             "suppression_reasons": reasons.get(r["phone_e164"], []),
              "state_name": r["state_name"], "total_score": int(r["total_score"]),
              "quality_tier": r["quality_tier"],
              "confidence_level": float(r["confidence_level"]),
              "platform_count": int(r["platform_count"]),
              "last_calculated_at": _utc(r["last_calculated_at"])}
-            for r in rows[:limit]
+            for r in rows
         ]
-        more = len(rows) > limit
-        last = (items[-1]["total_score"], items[-1]["contact_id"]) if more else None
         return Page(items, last)
 
     def analytics(self) -> dict | None:

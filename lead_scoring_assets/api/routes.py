@@ -84,11 +84,15 @@ def list_contacts(
     cursor: Annotated[str | None, Query(min_length=1, max_length=200,
                                         description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    contactable: Annotated[bool, Query(
+        description="true: only contacts that may be messaged (no suppression in force, no "
+                    "unprocessed opt-out reply, a readable number)")] = False,
 ) -> dict:
     """Scored contacts best first (score, then contact id, both descending), a keyset page
-    at a time."""
+    at a time; each marked do_not_contact with its suppression reasons."""
     after = request.app.state.cursors.decode(cursor) if cursor else None
-    page = reader.page(tier.value if tier else None, state, min_score, after, limit)
+    page = reader.page(tier.value if tier else None, state, min_score, after, limit,
+                       contactable)
     return {"items": page.rows,
             "next_cursor": request.app.state.cursors.encode(*page.last_key)
             if page.last_key else None}

@@ -10,8 +10,10 @@ STDOUT``, read and discarded). The database is dropped at the end unless ``--kee
 """
 
 import argparse
+import re
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -45,13 +47,18 @@ def timed_export(url: str, folder: str, name: str, file_format: str, limit: int 
 def copy_baseline(url: sa.URL) -> float:
     """Seconds for PostgreSQL to run the export's query and send it as CSV (discarded)."""
     from lead_scoring_assets.campaigns.segment_export import Segment, _segment_query
+    from lead_scoring_assets.consent.in_force import InForce
 
-    query, _ = _segment_query(Segment(), None)
-    sql = query.text.replace(":min_total", "0").replace(":min_confidence", "0")
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    database = Database(url.render_as_string(hide_password=False))
+    query, _, params = _segment_query(database, Segment(), None,
+                                      InForce(at=datetime.now(UTC), snapshot=None), {})
+    database.dispose()
+    sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", query.text)
     with psycopg.connect(dsn) as connection:
         started = time.perf_counter()
-        with connection.cursor().copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+        with connection.cursor().copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)",
+                                      params) as copy:
             for _ in copy:
                 pass
         return time.perf_counter() - started

@@ -1,15 +1,18 @@
 """Campaign segments: the targeted contacts, best first, streamed to CSV or Parquet.
 
 A segment is read in one snapshot (scores changing meanwhile never duplicate or drop a
-contact), one row per phone number, and written batch by batch (memory bounded by the batch
-size) to a temporary file in the export folder, renamed when complete.
+contact), without the suppressed numbers of that snapshot (``consent/in_force.py``), one row
+per phone number, and written batch by batch (memory bounded by the batch size) to a
+temporary file in the export folder, renamed when complete.
 """
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +21,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from lead_scoring_assets.consent.in_force import (
+    CONSENT_TABLES,
+    REASONS,
+    InForce,
+    canonical,
+    normalized_or_none,
+    number_map,
+    read_in_force,
+)
 from lead_scoring_assets.db.database import Database, data_dir
 from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
@@ -44,9 +56,11 @@ EXPORT_SCHEMA = pa.schema([
     ("conversion_probability", pa.float64()), ("probability_decile", pa.int16()),
 ])
 EXPORT_COLUMNS = tuple(EXPORT_SCHEMA.names)
-SEGMENT_TABLES = ("lead_scores", "conversion_scores", "contacts")
+SEGMENT_TABLES = ("lead_scores", "conversion_scores", "contacts", *CONSENT_TABLES)
 """What a segment reads, locked before its snapshot is taken (``Database.snapshot``)."""
 FORMATS = ("csv", "parquet")
+UNREADABLE = 2 ** len(REASONS)
+"""The count query's mark of contacts whose number is unreadable (left out)."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +92,9 @@ class UnsafeExportPath(ValueError):
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What was written: the file (relative to the export folder), rows, SHA-256, size, and
-    how many contacts were left out because another contact had the same phone number."""
+    """What was written: the file (relative to the export folder), rows, SHA-256, size, how
+    many contacts were left out because another contact had the same phone number, those left
+    out as suppressed (``left_out``, see ``SegmentReader``) and the snapshot read."""
 
     file: str
     path: Path
@@ -87,6 +102,9 @@ class ExportReport:
     sha256: str
     bytes: int
     duplicates_dropped: int
+    left_out: dict[str, int]
+    snapshot_at: datetime
+    snapshot: str | None
 
 
 def export_dir() -> Path:
@@ -94,13 +112,26 @@ def export_dir() -> Path:
     return Path(os.environ.get(EXPORT_DIR_ENV) or data_dir() / "exports")
 
 
-def _segment_query(segment: Segment, states: list[str] | None) -> tuple[sa.TextClause, dict]:
-    """The segment, one row per phone number (best score, then latest ``created_at``, then
-    highest contact id), best first; ``phone_contacts`` counts the contacts of each phone."""
-    columns = ", ".join(f"c.{c}" if c in CONTACT_FIELDS else f"p.{c}" if c in CONVERSION_FIELDS
+def _segment_query(database: Database, segment: Segment, states: list[str] | None,
+                   in_force: InForce, renamed: dict[str, str | None]
+                   ) -> tuple[sa.TextClause, sa.TextClause, dict]:
+    """The segment without suppressed numbers, one row per number (best score, then latest
+    ``created_at``, then highest contact id), best first, with ``phone_contacts`` counting the
+    unsuppressed contacts of each number; and the count of the segment's suppressed contacts
+    per combination of reasons (a bit per reason, in the order of ``REASONS``).
+
+    ``renamed`` maps the non-canonical numbers of ``contacts`` to their canonical form (None:
+    unreadable, left out); the file holds the canonical form."""
+    dialect = database.dialect
+    phone = "CASE WHEN n.raw IS NULL THEN c.phone_e164 ELSE n.phone END" if renamed else (
+        "c.phone_e164")
+    columns = ", ".join(f"{phone} AS phone_e164" if c == "phone_e164" else f"c.{c}"
+                        if c in CONTACT_FIELDS else f"p.{c}" if c in CONVERSION_FIELDS
                         else f"s.{c}" for c in EXPORT_COLUMNS)
     where = "s.total_score >= :min_total AND s.confidence_level >= :min_confidence"
-    params: dict = {"min_total": segment.min_total(), "min_confidence": segment.min_confidence}
+    params: dict = {"min_total": segment.min_total(), "min_confidence": segment.min_confidence,
+                    "renamed": json.dumps(sorted(renamed.items())),
+                    **in_force.params(database)}
     if segment.min_probability is not None:
         where += " AND p.conversion_probability >= :min_probability"
         params["min_probability"] = segment.min_probability
@@ -110,32 +141,52 @@ def _segment_query(segment: Segment, states: list[str] | None) -> tuple[sa.TextC
     if states is not None:
         where += " AND c.state_name IN :states"
         params["states"] = states
+    tables = (
+        "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+        "LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id"
+        + (f" LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164"
+           if renamed else ""))
+    source = f"{tables} WHERE {where}"
     limit = ""
     if segment.limit is not None:
         limit = " LIMIT :limit"
         params["limit"] = segment.limit
-    sql = (
+    rows = sa.text(
         f"SELECT {', '.join(EXPORT_COLUMNS)}, phone_contacts FROM (SELECT {columns}, "
-        "row_number() OVER (PARTITION BY c.phone_e164 ORDER BY "
+        f"row_number() OVER (PARTITION BY {phone} ORDER BY "
         f"{PHONE_RANKINGS[segment.rank_by]}, c.created_at DESC NULLS LAST, s.contact_id DESC) "
-        "AS phone_rank, count(*) OVER (PARTITION BY c.phone_e164) AS phone_contacts "
-        "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
-        f"LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id WHERE {where}) ranked "
+        f"AS phone_rank, count(*) OVER (PARTITION BY {phone}) AS phone_contacts {source} "
+        f"AND {phone} IS NOT NULL AND {InForce.contactable(dialect, phone)}) ranked "
         "WHERE phone_rank = 1 "
         f"ORDER BY {RANKINGS[segment.rank_by]}, contact_id{limit}"
     )
-    query = sa.text(sql)
+    bits = " ".join(f"WHEN '{reason}' THEN {2 ** i}" for i, reason in enumerate(REASONS))
+    left_out = sa.text(
+        "SELECT reasons, count(*) FROM (SELECT contact_id, sum(DISTINCT bit) AS reasons FROM ("
+        f"SELECT s.contact_id, CASE x.reason {bits} END AS bit {tables} "
+        f"JOIN suppressions x ON x.phone_e164 = {phone} WHERE {where} "
+        f"AND {InForce.applies(dialect, 'x')} "
+        f"UNION ALL SELECT s.contact_id, {2 ** REASONS.index('opt_out')} AS bit {source} "
+        f"AND {InForce.replied_out(dialect, phone)}) b GROUP BY contact_id) m GROUP BY reasons"
+        + (f" UNION ALL SELECT {UNREADABLE}, count(*) {source} AND {phone} IS NULL"
+           if None in renamed.values() else ""))
     if states is not None:
-        query = query.bindparams(sa.bindparam("states", expanding=True))
-    return query, params
+        rows = rows.bindparams(sa.bindparam("states", expanding=True))
+        left_out = left_out.bindparams(sa.bindparam("states", expanding=True))
+    return rows, left_out, params
 
 
 class SegmentReader:
     """Iterates over a segment as Arrow record batches of at most ``batch_size`` rows, from one
     snapshot of the database (``Database.snapshot``, its tables locked first) through a
     server-side cursor on PostgreSQL. ``after_batch(rows_so_far)`` runs after each batch is fetched.
-    ``duplicates_dropped`` counts, once iterated, the contacts left out because another
-    contact with the same phone number was kept."""
+
+    Once iterated: ``duplicates_dropped`` counts the contacts left out because another
+    contact with the same phone number was kept; ``left_out`` the segment's contacts (before
+    ``limit``) left out as suppressed, per reason (``suppressed_opt_out``, …; a contact
+    suppressed for two reasons counts in each), in all (``suppressed_contacts``) and for an
+    unreadable number (``unreadable_phone``); ``in_force`` is what the snapshot held in force,
+    with its time."""
 
     def __init__(self, database: Database, segment: Segment, batch_size: int = BATCH_SIZE,
                  after_batch: Callable[[int], None] | None = None):
@@ -146,6 +197,10 @@ class SegmentReader:
         self.after_batch = after_batch
         self.rows = 0
         self.duplicates_dropped = 0
+        self.left_out = dict.fromkeys(
+            (*(f"suppressed_{r}" for r in REASONS), "suppressed_contacts", "unreadable_phone"),
+            0)
+        self.in_force: InForce | None = None
 
     def _states(self, connection: sa.Connection) -> list[str] | None:
         """The stored spellings of the wanted states (state names are normalised in Python, so
@@ -157,12 +212,34 @@ class SegmentReader:
             "SELECT DISTINCT state_name FROM contacts WHERE state_name IS NOT NULL")).scalars()
         return [name for name in stored if normalize_state(name) in wanted]
 
+    def _renamed(self, connection: sa.Connection) -> dict[str, str | None]:
+        """The non-canonical numbers of ``contacts`` and their canonical form (None when
+        unreadable)."""
+        raw = connection.execute(sa.text(
+            "SELECT DISTINCT phone_e164 FROM contacts "
+            f"WHERE NOT ({canonical(self.database.dialect, 'phone_e164')})")).scalars()
+        return {text: normalized_or_none(text) for text in raw}
+
+    def _count_left_out(self, connection: sa.Connection, query: sa.TextClause,
+                        params: dict) -> None:
+        for reasons, contacts in connection.execute(query, params):
+            if reasons == UNREADABLE:
+                self.left_out["unreadable_phone"] += contacts
+                continue
+            self.left_out["suppressed_contacts"] += contacts
+            for i, reason in enumerate(REASONS):
+                if reasons & 2 ** i:
+                    self.left_out[f"suppressed_{reason}"] += contacts
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         with self.database.snapshot(SEGMENT_TABLES) as connection:
+            self.in_force = read_in_force(connection, self.database)
             states = self._states(connection)
             if states == []:
                 return
-            query, params = _segment_query(self.segment, states)
+            query, left_out, params = _segment_query(
+                self.database, self.segment, states, self.in_force, self._renamed(connection))
+            self._count_left_out(connection, left_out, params)
             result = connection.execution_options(
                 stream_results=True, yield_per=self.batch_size).execute(query, params)
             for rows in result.partitions(self.batch_size):
@@ -249,4 +326,6 @@ def export_segment(
         raise
     return ExportReport(file=output_path, path=target, rows=reader.rows, sha256=digest,
                         bytes=target.stat().st_size,
-                        duplicates_dropped=reader.duplicates_dropped)
+                        duplicates_dropped=reader.duplicates_dropped,
+                        left_out=dict(reader.left_out), snapshot_at=reader.in_force.at,
+                        snapshot=reader.in_force.snapshot)

@@ -40,8 +40,9 @@ class CampaignExportConfig(dg.Config):
 def export_campaign_segment(
     context: dg.OpExecutionContext, config: CampaignExportConfig, database: DatabaseResource
 ) -> dg.Output[int]:
-    """Stream the segment from one snapshot of lead_scores and contacts, one row per phone
-    number, best first, into the export folder."""
+    """Stream the segment from one snapshot of lead_scores and contacts, without the numbers
+    suppressed in that snapshot, one row per phone number, best first, into the export
+    folder."""
     segment = Segment(min_tier=config.min_tier, min_score=config.min_score,
                       min_confidence=config.min_confidence, states=tuple(config.states),
                       limit=config.limit, rank_by=config.rank_by,
@@ -50,7 +51,8 @@ def export_campaign_segment(
         report = export_segment(db, segment, config.output_path, config.format,
                                 overwrite=config.overwrite)
     context.log.info(f"{report.rows} contacts written to {report.file} "
-                     f"({report.duplicates_dropped} duplicate phone numbers left out)")
+                     f"({report.duplicates_dropped} duplicate phone numbers, "
+                     f"{report.left_out['suppressed_contacts']} suppressed contacts left out)")
     return dg.Output(report.rows, metadata={
         "file": report.file,
         "dagster/row_count": report.rows,
@@ -60,6 +62,9 @@ def export_campaign_segment(
         "format": config.format,
         "minimum_total_score": segment.min_total(),
         "rank_by": config.rank_by,
+        **report.left_out,
+        "suppression_snapshot_at": report.snapshot_at.isoformat(),
+        **({"suppression_snapshot": report.snapshot} if report.snapshot else {}),
     })
 
 

@@ -56,13 +56,21 @@ function withLang(path) {
   return `${path}${path.includes("?") ? "&" : "?"}lang=${T.lang}`;
 }
 
+// "no contactar" and why, for a suppressed contact (null for one that may be messaged)
+function doNotContact(item) {
+  if (!item.do_not_contact) return null;
+  const reasons = item.suppression_reasons.map((r) => T[`reason_${r}`] || r).join(", ");
+  return el("span", {class: "do-not-contact"}, `⛔ ${T.do_not_contact}: ${reasons}`);
+}
+
 // contact list
 
 let nextCursor = null;
 
 function contactRow(item) {
-  return el("tr", {"data-contact-id": item.contact_id},
-    el("td", {}, item.contact_id), el("td", {}, item.phone || ""),
+  const flag = doNotContact(item);
+  return el("tr", {"data-contact-id": item.contact_id, class: flag ? "suppressed" : ""},
+    el("td", {}, item.contact_id), el("td", {}, item.phone || "", ...(flag ? [" ", flag] : [])),
     el("td", {}, item.state_name || ""),
     el("td", {class: "score"}, el("strong", {}, item.total_score), " ", tierBadge(item.quality_tier)),
     el("td", {}, percent.format(item.confidence_level)), el("td", {}, item.platform_count),
@@ -76,6 +84,7 @@ function listQuery() {
     const value = document.getElementById(id).value.trim();
     if (value) params.set(name, value);
   }
+  if (document.getElementById("contactable").checked) params.set("contactable", "true");
   if (nextCursor) params.set("cursor", nextCursor);
   return params;
 }
@@ -145,6 +154,9 @@ async function cardPage() {
   document.getElementById("card").style.borderTopColor = colour;
   document.getElementById("card-contact").textContent = `#${card.contact_id}`;
   document.getElementById("card-phone").textContent = card.phone || "";
+  const flag = doNotContact(card);
+  document.getElementById("do-not-contact").hidden = !flag;
+  document.getElementById("do-not-contact").replaceChildren(...(flag ? [flag] : []));
   const p = card.profile;
   document.getElementById("card-location").textContent =
     [p.municipality, p.state_name, p.lada && `LADA ${p.lada}`, p.operator].filter(Boolean).join(", ");

@@ -1,0 +1,106 @@
+"""Suppressed contacts in the API and dashboard, both dialects: the list and the score card
+flag them ``do_not_contact`` with the reasons (suppressions in force, unprocessed opt-out
+replies, numbers stored in another form, unreadable numbers); ``contactable=true`` leaves them
+out of every page."""
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from lead_scoring_assets.contacts.phones import normalize_phone
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.scoring.full_rescore import rescore_all
+
+from .api_data import READ_KEY, app_for
+from .conftest import AS_OF
+
+API = "/api/v1/lead-scoring"
+READ = {"X-API-Key": READ_KEY}
+NOW = pd.Timestamp.now(tz="UTC")
+
+
+@pytest.fixture
+def scored(database):
+    load_demo_data(database, 300, seed=9, as_of=AS_OF, batch_size=300)
+    rescore_all(database, AS_OF)
+    return database
+
+
+@pytest.fixture
+def client(scored):
+    with TestClient(app_for(scored), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _execute(database, sql: str, params: dict) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(sql), params)
+
+
+def _suppress(database, phone: str, reason: str, expires=None) -> None:
+    _execute(database, "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, "
+                       "expires_at) VALUES (:p, :r, 'test', :at, :exp)",
+             {"p": normalize_phone(phone), "r": reason,
+              "at": database.bind_timestamp(NOW - pd.Timedelta(days=1)),
+              "exp": database.bind_timestamp(expires)})
+
+
+def _walk(client, limit: int, **filters) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        params = {"limit": limit, **filters, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"{API}/contacts", params=params, headers=READ).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_the_list_and_the_card_flag_suppressed_contacts(scored, client):
+    top = _walk(client, 200)
+    with scored.engine.connect() as connection:
+        phones = dict(connection.execute(sa.text("SELECT id, phone_e164 FROM contacts")).all())
+    ids = [item["contact_id"] for item in top[:6]]
+    both, expired, replied, other_form, unreadable, clear = ids
+    _suppress(scored, phones[both], "repus")
+    _suppress(scored, phones[both], "opt_out")
+    _suppress(scored, phones[expired], "hard_bounce", expires=NOW - pd.Timedelta(hours=1))
+    _execute(scored, "INSERT INTO sms_replies (id, phone_e164, body, received_at) "
+                     "VALUES (1, :p, 'Baja', :at)",
+             {"p": f"044 {phones[replied][3:]}",
+              "at": scored.bind_timestamp(NOW - pd.Timedelta(minutes=1))})
+    _execute(scored, "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
+             {"p": f"+52 1 {phones[other_form][3:]}", "id": other_form})
+    _suppress(scored, phones[other_form], "manual")
+    _execute(scored, "UPDATE contacts SET phone_e164 = '12-34' WHERE id = :id",
+             {"id": unreadable})
+
+    page = client.get(f"{API}/contacts", params={"limit": 10}, headers=READ).json()["items"]
+    flags = {i["contact_id"]: (i["do_not_contact"], i["suppression_reasons"]) for i in page}
+    assert [flags[i] for i in ids] == [
+        (True, ["opt_out", "repus"]), (False, []), (True, ["opt_out"]), (True, ["manual"]),
+        (True, ["unreadable_phone"]), (False, [])]
+    assert all(flags[i] == (False, []) for i in flags if i not in ids)
+
+    card = client.get(f"{API}/contacts/{both}", headers=READ).json()
+    assert (card["do_not_contact"], card["suppression_reasons"]) == (True, ["opt_out", "repus"])
+    card = client.get(f"{API}/contacts/{clear}", headers=READ).json()
+    assert (card["do_not_contact"], card["suppression_reasons"]) == (False, [])
+    found = client.get(f"{API}/lookup", params={"phone": phones[replied]}, headers=READ).json()
+    assert found["suppression_reasons"] == ["opt_out"]
+
+    contactable = _walk(client, 3, contactable="true")
+    assert [i["contact_id"] for i in contactable] == [
+        i["contact_id"] for i in top if i["contact_id"] not in (both, replied, other_form,
+                                                                  unreadable)]
+    assert not any(i["do_not_contact"] for i in contactable)
+    assert len(_walk(client, 50, contactable="false")) == len(top)
+
+
+def test_the_dashboard_says_no_contactar_in_spanish_and_english(client):
+    spanish, english = client.get("/").text, client.get("/", params={"lang": "en"}).text
+    assert "No contactar" in spanish and "Solo contactables" in spanish
+    assert "Do not contact" in english and "Contactable only" in english
+    script = client.get("/static/dashboard.js").text
+    assert "T.do_not_contact" in script and "reason_${r}" in script
