@@ -158,7 +158,7 @@ class Database:
                 yield pa.Table.from_batches(pending)
 
     def append_frame(self, table: str, frame: pd.DataFrame, connection=None) -> None:
-        """Append the rows of ``frame`` (columns named as the table's) to ``table``.
+        """Append the rows of ``frame`` (columns named as the table's, any subset) to ``table``.
 
         ``connection`` is an open ADBC connection (PostgreSQL) or SQLAlchemy connection
         (SQLite) whose transaction the caller owns; without one, the rows are committed.
@@ -209,7 +209,8 @@ class Database:
                 "ORDER BY ordinal_position",
                 parameters=(table,),
             )
-            types = {name: _PG_ARROW_TYPES[kind] for name, kind in cursor.fetchall()}
+            types = {name: _PG_ARROW_TYPES[kind] for name, kind in cursor.fetchall()
+                     if name in frame.columns}
             arrow = pa.Table.from_pandas(frame[list(types)], preserve_index=False)
             arrow = arrow.cast(pa.schema([(name, types[name]) for name in types]))
             cursor.adbc_ingest(table, arrow, mode="append")
