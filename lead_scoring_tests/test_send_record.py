@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 
+import adbc_driver_postgresql.dbapi as adbc
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -312,3 +313,19 @@ def test_the_platform_still_writes_campaigns_with_three_columns(database):
         "id": [1], "name": ["Promo"], "sent_at": pd.Series([AS_OF], dtype="datetime64[us, UTC]")}))
     row = database.read_frame("SELECT * FROM campaigns").iloc[0]
     assert (row["id"], row["name"]) == (1, "Promo") and pd.isna(row["status"])
+
+
+def test_a_commit_that_fails_after_the_rename_removes_the_file(postgres_demo, folder):
+    """PostgreSQL: a deferred constraint trigger refuses the campaign at commit, after the
+    file was renamed into place; the file goes, nothing is recorded."""
+    rescore_all(postgres_demo, AS_OF)
+    _execute(postgres_demo, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                            "$$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$")
+    _execute(postgres_demo, "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON "
+                            "campaigns DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                            "EXECUTE FUNCTION refuse()")
+    with pytest.raises(adbc.Error, match="refused at commit"):
+        _record(postgres_demo, "late")
+    assert list(folder.iterdir()) == []
+    assert postgres_demo.count("campaigns") == 6
+    assert postgres_demo.count("campaign_recipients") == 0
