@@ -57,8 +57,9 @@ def _execute(database, sql: str, params: dict | None = None) -> None:
         connection.execute(sa.text(sql), params or {})
 
 
-def _record(database, name: str, segment=Segment(min_score=1), share=0.1, seed=0,
+def _record(database, name: str, segment=None, share=0.1, seed=0,
             campaign_id=None, batch_size=500, output=None, after_batch=None):
+    segment = segment or Segment(min_score=1)
     recording = CampaignRecording.plan_for(
         database, CampaignPlan(name, campaign_id, control_share=share, control_seed=seed),
         segment)
@@ -115,6 +116,10 @@ def test_bad_plans_are_refused():
             CampaignPlan("x", control_share=share)
     with pytest.raises(CampaignRefused, match="empty"):
         CampaignPlan("  ")
+    with pytest.raises(CampaignRefused, match="sent_at 'next friday' is not a time"):
+        CampaignPlan("x", sent_at="next friday")
+    assert CampaignPlan("x", sent_at="2026-12-10 10:00-06:00").sent_at == pd.Timestamp(
+        "2026-12-10T16:00:00Z")
 
 
 def test_recorded_rows_match_the_file_and_control_rows_stay_out(scored, folder):
@@ -163,7 +168,7 @@ def test_control_share_holds_per_decile_and_overall(scored, folder):
 
 
 def test_a_rerun_draws_the_same_group_whatever_the_batch_size(scored, folder):
-    first, _ = _record(scored, "again", campaign_id=40, batch_size=64)
+    _record(scored, "again", campaign_id=40, batch_size=64)
     drawn = _recipients(scored, 40)
     _forget_record(scored, 40)
     _record(scored, "again", campaign_id=40, batch_size=5_000, output="again2.csv")
@@ -174,7 +179,7 @@ def test_a_rerun_draws_the_same_group_whatever_the_batch_size(scored, folder):
 
 
 def test_a_used_name_or_id_is_refused_before_anything_is_written(scored, folder):
-    recording, report = _record(scored, "Navidad")
+    _record(scored, "Navidad")
     before = {t: scored.count(t) for t in ("campaigns", "campaign_recipients",
                                            "campaign_recipient_features")}
     for plan, refusal in ((CampaignPlan("Navidad"), "name 'Navidad' is already used"),

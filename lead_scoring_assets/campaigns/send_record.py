@@ -79,6 +79,12 @@ class CampaignPlan:
         if not 0 <= self.control_share < 1:
             raise CampaignRefused(f"control_share must be at least 0 and below 1, "
                                   f"not {self.control_share}")
+        if self.sent_at is not None:
+            try:
+                object.__setattr__(self, "sent_at", utc_timestamp(self.sent_at))
+            except ValueError:
+                raise CampaignRefused(f"sent_at {self.sent_at!r} is not a time "
+                                      "(ISO 8601, e.g. 2026-12-10T16:00:00Z)") from None
 
 
 def control_hashes(campaign_id: int, contact_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -160,7 +166,7 @@ class CampaignRecording:
     target: int = 0
     control: int = 0
     by_decile: dict[int, tuple[int, int]] = field(default_factory=dict)
-    _recipients: pd.DataFrame | None = None
+    _recipients: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
     def plan_for(cls, database: Database, plan: CampaignPlan, segment: Segment,
@@ -174,7 +180,7 @@ class CampaignRecording:
 
     @property
     def sent_at(self) -> pd.Timestamp:
-        return utc_timestamp(self.plan.sent_at) if self.plan.sent_at is not None else self.as_of
+        return self.plan.sent_at if self.plan.sent_at is not None else self.as_of
 
     def select(self, reader: SegmentReader, folder: Path) -> Iterator[pa.RecordBatch]:
         """Spill the segment to a private file in ``folder``, draw the control group over

@@ -139,8 +139,8 @@ class Database:
             return arrow_frame(self.read_arrow(sql, params))
         if connection is not None:
             return _sqlite_frame(connection.execute(sa.text(sql), params or {}))
-        with self.engine.connect() as connection:
-            return _sqlite_frame(connection.execute(sa.text(sql), params or {}))
+        with self.engine.connect() as own:
+            return _sqlite_frame(own.execute(sa.text(sql), params or {}))
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
