@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lead_scoring_assets.campaigns.segment_export import EXPORT_SCHEMA, Segment, SegmentReader
-from lead_scoring_assets.db.database import FIRST_ID, Database
+from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.tables import SCORING_CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
 from lead_scoring_assets.ml.conversion_features import (
     CATEGORICAL_COLUMNS,
@@ -282,21 +282,21 @@ class CampaignRecording:
         """Every recipient's ``conversion_v1`` features at ``as_of``, computed as the
         conversion scores and the training set compute them, ``chunk_size`` at a time."""
         ladas = read_lada_reference(self.database)
-        joined = "FROM campaign_recipients r JOIN contacts c ON c.id = r.contact_id "
-        mine = "WHERE r.campaign_id = :campaign AND r.contact_id > :after"
-        after = FIRST_ID
-        while True:
-            window = {"campaign": self.campaign_id, "after": after, "limit": self.chunk_size}
+        mine = ("JOIN campaign_recipients r ON r.contact_id = {key} AND r.campaign_id = "
+                ":campaign WHERE {key} BETWEEN :low AND :high")
+        ids = np.sort(self._recipients["contact_id"].to_numpy())
+        for start in range(0, len(ids), self.chunk_size):
+            window = {"campaign": self.campaign_id, "low": int(ids[start]),
+                      "high": int(ids[min(start + self.chunk_size, len(ids)) - 1])}
             contacts = self.database.read_frame(
-                f"SELECT {', '.join(f'c.{c}' for c in SCORING_CONTACT_COLUMNS)} {joined}{mine} "
-                "ORDER BY r.contact_id LIMIT :limit", window, connection)
+                f"SELECT {', '.join(f'c.{c}' for c in SCORING_CONTACT_COLUMNS)} FROM contacts c "
+                f"{mine.format(key='c.id')} ORDER BY c.id", window, connection)
             if contacts.empty:
-                return
-            window["upto"] = after = int(contacts["id"].iloc[-1])
+                continue
             validations = self.database.read_frame(
-                f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} {joined}"
-                f"JOIN platform_validations v ON v.contact_id = r.contact_id {mine} "
-                "AND r.contact_id <= :upto", window, connection)
+                f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} "
+                f"FROM platform_validations v {mine.format(key='v.contact_id')}", window,
+                connection)
             scored = score_chunk(contacts, validations, ladas, self.as_of, DEFAULT_CONFIG)
             features = conversion_features(scored.parts, contacts, ladas)
             features[list(REAL_FEATURES)] = features[list(REAL_FEATURES)].astype("float32")
