@@ -208,6 +208,13 @@ def test_a_failed_record_leaves_no_file(scored, folder):
     assert list(folder.iterdir()) == []
     assert scored.count("campaign_recipients") == scored.count("campaign_recipient_features") == 0
 
+    def disk_full(rows: int) -> None:
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        _record(scored, "full", after_batch=disk_full)
+    assert list(folder.iterdir()) == []
+
     def someone_writes_the_file(rows: int) -> None:
         (folder / "taken.csv").write_text("theirs")
 
