@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -280,25 +281,31 @@ def export_path(output_path: str, folder: Path | None = None) -> Path:
     return target
 
 
-def _write(reader: SegmentReader, sink: pa.NativeFile, file_format: str) -> None:
-    if file_format == "csv":
-        with pacsv.CSVWriter(sink, EXPORT_SCHEMA) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-        return
-    with pq.ParquetWriter(sink, EXPORT_SCHEMA) as writer:
-        for batch in reader:
+def _write(batches: Iterable[pa.RecordBatch], sink: pa.NativeFile, file_format: str) -> int:
+    """Write the batches; returns the rows written."""
+    rows = 0
+    with (pacsv.CSVWriter(sink, EXPORT_SCHEMA) if file_format == "csv" else
+          pq.ParquetWriter(sink, EXPORT_SCHEMA)) as writer:
+        for batch in batches:
             writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
 
 
 def export_segment(
     database: Database, segment: Segment, output_path: str, file_format: str = "csv",
     *, overwrite: bool = False, folder: Path | None = None, batch_size: int = BATCH_SIZE,
     after_batch: Callable[[int], None] | None = None,
+    select: Callable[[SegmentReader, Path], Iterable[pa.RecordBatch]] | None = None,
+    record: Callable[[Path, str], AbstractContextManager] | None = None,
 ) -> ExportReport:
     """Stream the segment to ``output_path`` (relative to the export folder) as ``csv`` or
     ``parquet``: written to a temporary file (mode 0600) in the same folder, synced, then
-    renamed; an existing file is kept unless ``overwrite``."""
+    renamed; an existing file is kept unless ``overwrite``.
+
+    ``select(reader, folder)``: the batches to write (default all; ``folder`` is for its
+    temporary files). ``record(target, sha256)``: a context manager the complete file is
+    renamed within (a campaign's record, committed only if the rename succeeds)."""
     if file_format not in FORMATS:
         raise ValueError(f"format must be csv or parquet, not {file_format!r}")
     target = export_path(output_path, folder)
@@ -312,19 +319,21 @@ def export_segment(
     os.close(handle)
     try:
         with pa.OSFile(temporary, "wb") as sink:
-            _write(reader, sink, file_format)
+            rows = _write(select(reader, target.parent) if select else reader, sink,
+                          file_format)
         with open(temporary, "rb") as written:
             digest = hashlib.file_digest(written, "sha256").hexdigest()
             os.fsync(written.fileno())
-        if overwrite:
-            os.replace(temporary, target)
-        else:
-            os.link(temporary, target)
-            os.unlink(temporary)
+        with record(target, digest) if record else nullcontext():
+            if overwrite:
+                os.replace(temporary, target)
+            else:
+                os.link(temporary, target)
+                os.unlink(temporary)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return ExportReport(file=output_path, path=target, rows=reader.rows, sha256=digest,
+    return ExportReport(file=output_path, path=target, rows=rows, sha256=digest,
                         bytes=target.stat().st_size,
                         duplicates_dropped=reader.duplicates_dropped,
                         left_out=dict(reader.left_out), snapshot_at=reader.in_force.at,

@@ -125,15 +125,35 @@ class Database:
         finally:
             connection.close()
 
-    def read_frame(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+    def read_frame(self, sql: str, params: dict | None = None, connection=None) -> pd.DataFrame:
         """Run a query with ``:name`` parameters and return its rows as a DataFrame.
 
         Integer columns stay integers when they hold NULLs (nullable ``Int64``, never float64,
-        which cannot hold ids above 2**53 exactly)."""
+        which cannot hold ids above 2**53 exactly). ``connection``: one from ``transaction``,
+        to read within it."""
         if self.dialect == "postgresql":
+            if connection is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(*_adbc_query(sql, params))
+                    return arrow_frame(cursor.fetch_arrow_table())
             return arrow_frame(self.read_arrow(sql, params))
-        with self.engine.connect() as connection:
+        if connection is not None:
             return _sqlite_frame(connection.execute(sa.text(sql), params or {}))
+        with self.engine.connect() as own:
+            return _sqlite_frame(own.execute(sa.text(sql), params or {}))
+
+    @contextmanager
+    def transaction(self) -> Iterator[object]:
+        """One transaction for ``read_frame`` and ``append_frame`` (``connection=``): an ADBC
+        connection on PostgreSQL, a SQLAlchemy one on SQLite; committed when the block ends
+        without an exception, rolled back otherwise."""
+        if self.dialect == "postgresql":
+            with self.adbc_connection() as connection:
+                yield connection
+                connection.commit()
+            return
+        with self.engine.begin() as connection:
+            yield connection
 
     def read_arrow(self, sql: str, params: dict | None = None) -> pa.Table:
         """PostgreSQL: the rows of a query with ``:name`` parameters as an Arrow table."""

@@ -10,6 +10,11 @@ from lead_scoring_assets.campaigns.segment_export import (
     Segment,
     export_segment,
 )
+from lead_scoring_assets.campaigns.send_record import (
+    DEFAULT_CONTROL_SHARE,
+    CampaignPlan,
+    CampaignRecording,
+)
 from lead_scoring_assets.defs.resources import DatabaseResource
 
 
@@ -34,6 +39,19 @@ class CampaignExportConfig(dg.Config):
         "data/exports); '..', absolute paths and symbolic links out of it are refused.")
     format: Literal["csv", "parquet"] = "csv"
     overwrite: bool = Field(default=False, description="Replace an existing file of that name.")
+    campaign_name: str | None = Field(
+        default=None, description="Record the send as this campaign (campaigns, "
+        "campaign_recipients, their features), with a control group; unset: nothing recorded.")
+    campaign_id: int | None = Field(default=None, gt=0,
+                                    description="The campaign's id; unset: the next one.")
+    sent_at: str | None = Field(default=None, description="Planned send time (ISO 8601); "
+                                "unset: the export's time.")
+    cost_per_message: float | None = Field(default=None, ge=0)
+    value_per_conversion: float | None = Field(default=None, ge=0)
+    control_share: float = Field(
+        default=DEFAULT_CONTROL_SHARE, ge=0, lt=1, description="Share of the selected "
+        "contacts withheld from the file as the control group, drawn per decile.")
+    control_seed: int = Field(default=0, description="Seed of the control group's draw.")
 
 
 @dg.op
@@ -48,12 +66,32 @@ def export_campaign_segment(
                       limit=config.limit, rank_by=config.rank_by,
                       min_probability=config.min_probability, min_decile=config.min_decile)
     with database.open() as db:
+        recording = None
+        if config.campaign_name is not None:
+            recording = CampaignRecording.plan_for(db, CampaignPlan(
+                config.campaign_name, config.campaign_id, config.sent_at,
+                config.cost_per_message, config.value_per_conversion, config.control_share,
+                config.control_seed), segment)
+        elif any(value is not None for value in (config.campaign_id, config.sent_at,
+                                                  config.cost_per_message,
+                                                  config.value_per_conversion)):
+            raise ValueError("campaign_id, sent_at, cost_per_message and value_per_conversion "
+                             "need a campaign_name")
         report = export_segment(db, segment, config.output_path, config.format,
-                                overwrite=config.overwrite)
+                                overwrite=config.overwrite,
+                                select=recording.select if recording else None,
+                                record=recording.record if recording else None)
     context.log.info(f"{report.rows} contacts written to {report.file} "
                      f"({report.duplicates_dropped} duplicate phone numbers, "
                      f"{report.left_out['suppressed_contacts']} suppressed contacts left out)")
+    campaign = {} if recording is None else {
+        "campaign_id": recording.campaign_id, "as_of": recording.as_of.isoformat(),
+        "target_recipients": recording.target, "control_recipients": recording.control,
+        "control_share": config.control_share,
+        "recipients_by_decile": dg.MetadataValue.md(_by_decile(recording.by_decile)),
+    }
     return dg.Output(report.rows, metadata={
+        **campaign,
         "file": report.file,
         "dagster/row_count": report.rows,
         "sha256": report.sha256,
@@ -66,6 +104,12 @@ def export_campaign_segment(
         "suppression_snapshot_at": report.snapshot_at.isoformat(),
         **({"suppression_snapshot": report.snapshot} if report.snapshot else {}),
     })
+
+
+def _by_decile(by_decile: dict[int, tuple[int, int]]) -> str:
+    """A Markdown table of target and control recipients per decile (0: no decile)."""
+    rows = [f"| {d} | {t} | {c} |" for d, (t, c) in sorted(by_decile.items(), reverse=True)]
+    return "\n".join(["| decile | target | control |", "|---|---|---|", *rows])
 
 
 @dg.job(description="Export the targeted contacts of a campaign segment, best first.")
