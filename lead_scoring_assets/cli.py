@@ -125,7 +125,7 @@ def _suppressions(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lead_scoring_assets.consent import suppressions
-    from lead_scoring_assets.consent.replies import pending_opt_outs
+    from lead_scoring_assets.consent.in_force import read_in_force
     from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 
     database = Database(args.url or default_database_url())
@@ -162,14 +162,15 @@ def _suppressions(args: argparse.Namespace) -> int:
                       f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
         else:
             phone = normalize_phone(args.phone)
-            rows = suppressions.in_force(database, phone)
+            with database.engine.connect() as connection:
+                state = read_in_force(connection, database)
+            rows = [row for row in suppressions.in_force(database, phone)
+                    if not (row.reason == "opt_out" and phone in state.lifted)]
             for row in rows:
                 print(f"{mask_phone(phone)} suppressed: {row.reason} ({row.source}), recorded "
                       f"{row.recorded_at.isoformat()}, expires "
                       f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
-            with database.engine.connect() as connection:
-                pending = phone in pending_opt_outs(
-                    connection, database.bind_timestamp(pd.Timestamp.now(tz="UTC")))
+            pending = phone in state.reply_opt_outs
             if pending:
                 print(f"{mask_phone(phone)} suppressed: opt-out reply not yet processed")
             if not rows and not pending:

@@ -24,7 +24,6 @@ from lead_scoring_assets.consent.keywords import (
 from lead_scoring_assets.consent.replies import (
     NO_TIME_OPT_IN,
     apply_replies,
-    pending_opt_outs,
     waiting,
 )
 from lead_scoring_assets.defs.jobs import opt_out_replies_job
@@ -176,15 +175,19 @@ def test_an_expired_opt_out_is_replaced_by_a_new_reply(database):
     assert _opt_outs(database) == [(NUMBER, "reply 1", _minutes(10))]
 
 
-def test_pending_opt_outs_until_a_snapshot(database):
+def test_check_honours_an_unprocessed_alta_after_an_opt_out(database, capsys):
+    """``check`` reads what an export reads (consent/in_force.py): an ALTA not yet processed
+    that follows the stored opt-out lifts it; a BAJA not yet processed suppresses."""
+    url = ["--url", database.url.render_as_string(hide_password=False)]
     _reply(database, 1, "044 427 118 5601", "baja", _minutes(1))
-    _reply(database, 2, "5512345678", "BAJA", _minutes(10))
-    _reply(database, 3, "5587654321", "hola", _minutes(1))
-    with database.engine.connect() as connection:
-        assert pending_opt_outs(connection, database.bind_timestamp(_minutes(5))) == {NUMBER}
     apply_replies(database, now=NOW)
-    with database.engine.connect() as connection:
-        assert pending_opt_outs(connection, database.bind_timestamp(_minutes(60))) == set()
+    _reply(database, 2, "4271185601", "Alta", _minutes(2))
+    assert main(["suppressions", "check", "--phone", "4271185601", *url]) == 0
+    assert capsys.readouterr().out == "+52 *** *** 5601 is not suppressed\n"
+    _reply(database, 3, "5512345678", "BAJA", _minutes(3))
+    assert main(["suppressions", "check", "--phone", "55 1234 5678", *url]) == 1
+    assert capsys.readouterr().out == (
+        "+52 *** *** 5678 suppressed: opt-out reply not yet processed\n")
 
 
 def _tick(sensor, instance, url):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from lead_scoring_assets.consent.keywords import OPT_IN, OPT_OUT, classify_reply
+from lead_scoring_assets.consent.suppressions import as_utc
 from lead_scoring_assets.contacts.phones import PhoneRejected, normalize_phone
 from lead_scoring_assets.db.database import Database
 
@@ -54,15 +55,6 @@ def number_map(dialect: str, name: str) -> str:
     """SQL: the ``[raw, phone]`` pairs of the JSON list bound to ``:name`` as a query of
     ``(raw, phone)``."""
     return _NUMBER_MAPS[dialect].format(name=name)
-
-
-def _utc(value) -> datetime | None:
-    """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ def read_in_force(connection: sa.Connection, database: Database) -> InForce:
     else:
         at, snapshot = datetime.now(UTC), None
     latest: dict[str, tuple[str, datetime | None]] = {}
-    replies = [(_utc(r.received_at), r.id, normalized_or_none(r.phone_e164),
+    replies = [(as_utc(r.received_at), r.id, normalized_or_none(r.phone_e164),
                 classify_reply(r.body)) for r in connection.execute(sa.text(
                     "SELECT id, phone_e164, body, received_at FROM sms_replies "
                     "WHERE processed_at IS NULL"))]
@@ -129,8 +121,8 @@ def read_in_force(connection: sa.Connection, database: Database) -> InForce:
             "SELECT phone_e164, recorded_at FROM suppressions WHERE reason = 'opt_out' "
             f"AND phone_e164 IN ({json_texts(database.dialect, 'phones')})"),
             {"phones": json.dumps(sorted(opt_ins))})
-        lifted = {phone for phone, recorded in rows if _utc(recorded) < opt_ins[phone]}
-    return InForce(at=_utc(at), snapshot=snapshot,
+        lifted = {phone for phone, recorded in rows if as_utc(recorded) < opt_ins[phone]}
+    return InForce(at=as_utc(at), snapshot=snapshot,
                    reply_opt_outs=frozenset(p for p, (k, _) in latest.items() if k == OPT_OUT),
                    lifted=frozenset(lifted))
 

@@ -177,15 +177,3 @@ def waiting(database: Database) -> tuple[int, int | None]:
         count, newest = connection.execute(sa.text(
             "SELECT count(*), max(id) FROM sms_replies WHERE processed_at IS NULL")).one()
     return int(count), None if newest is None else int(newest)
-
-
-def pending_opt_outs(connection: sa.Connection, until) -> set[str]:
-    """The numbers (E.164) of the unprocessed opt-out replies received at or before ``until``
-    (or without ``received_at``): what a list leaving the product must honour besides
-    ``suppressions``. ``until`` is bound as ``Database.bind_timestamp`` gives it."""
-    rows = connection.execute(sa.text(
-        "SELECT phone_e164, body FROM sms_replies WHERE processed_at IS NULL "
-        "AND (received_at IS NULL OR received_at <= :until)"), {"until": until})
-    opt_outs = (read_reply(0, r.phone_e164, r.body, None) for r in rows
-                if classify_reply(r.body) == OPT_OUT)
-    return {reply.phone for reply in opt_outs if reply.phone is not None}
