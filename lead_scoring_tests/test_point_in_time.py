@@ -182,8 +182,15 @@ def test_reloading_the_demo_forgets_the_previous_demos_contacts(database):
     """The demo loader empties contacts and rewrites the campaigns: the changes its DELETE
     records are of contacts that no longer had messages, and go with them."""
     load_demo_data(database, 1_000, seed=11, as_of=AS_OF, batch_size=1_000)
+    _execute(database, "INSERT INTO campaign_recipients (campaign_id, contact_id) "
+                       "SELECT campaign_id, contact_id FROM campaign_outcomes")
+    _execute(database, "INSERT INTO campaign_recipient_features (campaign_id, contact_id, "
+                       "feature_set, platform_count) SELECT campaign_id, contact_id, "
+                       "'conversion_v1', 9 FROM campaign_outcomes")
     load_demo_data(database, 1_000, seed=12, as_of=AS_OF, batch_size=1_000,
                    replace_existing=True)
+    assert database.count("campaign_recipients") == database.count(
+        "campaign_recipient_features") == 0
     reloaded = build_training_set(database, as_of=AS_OF)
     _execute(database, "DELETE FROM contact_changes")
     assert build_training_set(database, as_of=AS_OF).sha256 == reloaded.sha256

@@ -57,8 +57,8 @@ def load_demo_data(
                     "VALUES (1, :seed, :contacts, :now)"),
             {"seed": seed, "contacts": n_contacts,
              "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC"))})
-        for table in ("campaign_outcomes", "campaigns", "platform_validations", "contacts",
-                      "contact_changes"):
+        for table in ("campaign_recipient_features", "campaign_recipients", "campaign_outcomes",
+                      "campaigns", "platform_validations", "contacts", "contact_changes"):
             connection.execute(sa.text(f"DELETE FROM {table}"))
     report = DemoLoadReport()
     campaigns = demo_campaigns(as_of)
