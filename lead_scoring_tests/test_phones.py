@@ -46,6 +46,16 @@ def test_every_form_of_a_mexican_number_gives_the_same_e164(data, national):
         assert normalize_phone(text) == f"+52{national}", text
 
 
+@given(st.from_regex(r"[1-9][0-9]{9}", fullmatch=True))
+def test_the_e164_form_is_what_phonenumbers_formats(national):
+    """The normaliser writes ``+52`` and the 10 digits itself (phonenumbers' parse and format
+    round trip was 85 % of a 1M-line import); phonenumbers gives the same text for any 10
+    digits not starting with 0 (those read as an international ``00`` prefix)."""
+    parsed = phonenumbers.parse(f"+52{national}")
+    assert normalize_phone(national) == phonenumbers.format_number(
+        parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 @pytest.mark.parametrize("text", [
     "+52 1 427 118 5601", "+5214271185601", "521 427 118 5601", "00521 427 118 5601",
     "044 427 118 5601", "045 (427) 118-5601", "0052 427.118.5601", "52 427 118 5601",

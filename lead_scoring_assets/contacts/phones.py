@@ -84,8 +84,7 @@ def normalize_phone(text: str) -> str:
     digits; ``PhoneRejected`` with the reason otherwise."""
     if not isinstance(text, str):
         raise PhoneRejected("not a phone number: not text")
-    parsed = phonenumbers.parse(f"+{MEXICO}{_national(*_digits(text))}")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return f"+{MEXICO}{_national(*_digits(text))}"
 
 
 def mask_phone(phone: str | None) -> str | None:
