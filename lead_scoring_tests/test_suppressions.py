@@ -18,6 +18,11 @@ from lead_scoring_assets.consent import suppressions
 from lead_scoring_assets.consent.suppressions import ImportRefused, read_phone_lines
 from lead_scoring_assets.defs.assets.hard_bounce_suppressions import hard_bounce_suppressions
 from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.defs.suppression_import import (
+    IMPORT_DIR_ENV,
+    SuppressionImportConfig,
+    suppressions_import_job,
+)
 
 from .test_phones import PREFIXES
 
@@ -321,3 +326,33 @@ def test_the_consent_doc_commands_run(tmp_path):
         assert run.returncode == 0, run.stderr
     assert "suppressed (exit 1)" in run.stdout and "not suppressed (exit 0)" in run.stdout
     assert "line 4 refused: not a Mexican number: 5 digits" in run.stdout
+
+
+def test_the_import_job_records_a_file_of_the_import_folder(database, tmp_path, monkeypatch):
+    """suppressions_import_job: the file is read from the import folder, its counts and refused
+    line numbers are in the metadata without a number; a path out of the folder is refused."""
+    monkeypatch.setenv(IMPORT_DIR_ENV, str(tmp_path))
+    (tmp_path / "repus.csv").write_text("telefono\n044 427 118 5601\n12345\n+52 55 1234 5678\n")
+    resources = {"database": DatabaseResource(url=_url(database))}
+
+    def run(file: str):
+        return suppressions_import_job.execute_in_process(
+            run_config=dg.RunConfig({"import_suppressions": SuppressionImportConfig(
+                file=file, reason="repus")}), resources=resources, raise_on_error=False)
+
+    result = run("repus.csv")
+    assert result.success
+    [output] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT]
+    metadata = {k: v.value for k, v in output.step_output_data.metadata.items()}
+    assert (metadata["added"], metadata["refused_lines"], metadata["first_refused"][0]["line"]
+            ) == (2, 1, 3)
+    assert set(_rows(database, "repus")["phone_e164"]) == _numbers("4271185601", "5512345678")
+    text = repr(metadata) + "".join(str(e) for e in result.all_events)
+    assert "4271185601" not in text and "5512345678" not in text
+    (tmp_path.parent / "outside.csv").write_text("4271185602\n")
+    for escape in ("../outside.csv", str(tmp_path.parent / "outside.csv")):
+        outside = run(escape)
+        assert not outside.success
+        error = outside.failure_data_for_node("import_suppressions").error
+        assert "inside the import folder" in error.cause.message
+    assert database.count("suppressions") == 2
