@@ -466,6 +466,15 @@ def test_the_documented_grants_suffice_and_survive_a_full_rescoring(postgres_url
             for _ in range(2):
                 assert api.post(f"{API}/contacts/{contact}/rescore",
                                 headers=ADMIN).status_code == 202
+            phone = _rows(owner, "SELECT phone_e164 FROM contacts WHERE id = :id",
+                          {"id": contact})[0]["phone_e164"]
+            refused = api.post(f"{API}/forget", json={"phone": phone}, headers=ADMIN)
+            assert refused.status_code == 503
+            assert "may not delete" in refused.json()["detail"]
+            assert phone[3:] not in refused.text
+        assert owner.count("suppressions") == 0
+        assert _rows(owner, "SELECT count(*) AS n FROM contacts WHERE id = :id",
+                     {"id": contact})[0]["n"] == 1
         reader = sa.create_engine(as_role)
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), \
                 reader.begin() as connection:

@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
@@ -19,6 +20,7 @@ from lead_scoring_assets.api.queries import NotFound, ScoreReader
 from lead_scoring_assets.campaigns.segment_export import export_dir
 from lead_scoring_assets.consent.forget import ForgetBusy, forget
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.db.errors import insufficient_privilege
 from lead_scoring_assets.db.writer_lock import LockBusy
 
 ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
@@ -115,11 +117,11 @@ def rescore(contact_id: ContactId, reader: Reader) -> dict:
 
 
 @router.post("/forget", response_model=ForgetResult, dependencies=[Depends(_admin)],
-             responses={403: {"model": Error}, 409: {"model": Error}})
+             responses={403: {"model": Error}, 409: {"model": Error}, 503: {"model": Error}})
 def forget_number(body: ForgetRequest, reader: Reader) -> dict:
     """ARCO cancellation: delete every row of the person with this number, record its arco
     suppression, and name the export files that still hold it (409 while a rescoring holds the
-    rows: nothing deleted, ask again later)."""
+    rows: nothing deleted, ask again later; 503 when the API's database role may not delete)."""
     # a transaction of its own: the API's engine runs each statement in autocommit
     database = Database(reader.database.url.render_as_string(hide_password=False))
     folder = export_dir()
@@ -127,6 +129,13 @@ def forget_number(body: ForgetRequest, reader: Reader) -> dict:
         report = forget(database, body.phone, folder)
     except (ForgetBusy, LockBusy) as error:
         raise HTTPException(409, str(error)) from None
+    except sa.exc.DBAPIError as error:
+        if not insufficient_privilege(error):
+            raise
+        raise HTTPException(503, "the API's database role may not delete the person's rows "
+                            "(nothing was deleted): run 'lead-scoring forget' with the "
+                            "pipeline's role, or serve the admin API with a role that may "
+                            "delete (docs/arco.md)") from None
     finally:
         database.dispose()
     return {"masked_phone": report.masked_phone, "contacts": report.contacts,

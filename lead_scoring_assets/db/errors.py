@@ -23,6 +23,7 @@ TRANSIENT_ERRORS = (
 )
 """Lost connections, timeouts, server restarts: worth a retry."""
 LOCK_NOT_AVAILABLE = "55P03"
+INSUFFICIENT_PRIVILEGE = "42501"
 """The SQLSTATE of a lock request that ran out of ``lock_timeout`` (PostgreSQL)."""
 DRIVER_ERRORS = (
     sqlalchemy.exc.SQLAlchemyError, psycopg.Error, adbc_driver_manager.Error, sqlite3.Error,
@@ -40,6 +41,12 @@ def lock_not_available(error: BaseException) -> bool:
     """Whether ``error`` is a lock request that ran out of ``lock_timeout``."""
     original = getattr(error, "orig", error)
     return getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+def insufficient_privilege(error: BaseException) -> bool:
+    """Whether ``error`` is PostgreSQL refusing the role a statement (permission denied)."""
+    original = getattr(error, "orig", error)
+    return getattr(original, "sqlstate", None) == INSUFFICIENT_PRIVILEGE
 
 
 class DatabaseError(Exception):
