@@ -18,14 +18,15 @@ nightly_retrain_job = dg.define_asset_job(
     "nightly_retrain_job",
     selection=(dg.AssetSelection.assets("lead_scoring_analytics", "ml_lead_scores",
                                         "conversion_analytics").upstream()
-               | dg.AssetSelection.assets("lead_score_history", "hard_bounce_suppressions")
+               | dg.AssetSelection.assets("lead_score_history", "hard_bounce_suppressions",
+                                          "campaign_results")
                ).materializable(),
     description="The nightly run: the full rescoring (and the analytics), then, on the scores "
     "it published, the score history's retention, the contact features of the same as_of, the "
     "candidates trained and compared in MLflow (the champion alias moves only on evidence) and "
     "every contact scored by the champion, the conversion model retrained on the campaign "
     "outcomes and every contact's conversion probability and the conversion rates per tier and "
-    "decile, and the hard-bounce suppressions; the checks run with it. All contact buckets in "
+    "decile, the hard-bounce suppressions and the campaign results; the checks run with it. All contact buckets in "
     "one run.",
     tags={"lead_scoring/writes": "lead_scores", **ALL_BUCKETS},
 )
