@@ -422,7 +422,8 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {f"{API}/contacts/{{contact_id}}", f"{API}/lookup",
                                     f"{API}/contacts", f"{API}/analytics",
-                                    f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget"}
+                                    f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget",
+                                    f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}"}
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):
@@ -463,6 +464,7 @@ def test_the_documented_grants_suffice_and_survive_a_full_rescoring(postgres_url
             assert api.get(f"{API}/contacts", params={"contactable": "true"},
                            headers=READ).status_code == 200
             assert api.get(f"{API}/analytics", headers=READ).status_code == 200
+            assert api.get(f"{API}/campaigns", headers=READ).json()["items"]
             for _ in range(2):
                 assert api.post(f"{API}/contacts/{contact}/rescore",
                                 headers=ADMIN).status_code == 202

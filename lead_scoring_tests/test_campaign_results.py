@@ -2,9 +2,16 @@
 and deciles, one without a control group, one the platform wrote without recipients rows;
 the asset through a Dagster materialisation."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
 from lead_scoring_assets.campaigns.results import (
     NO_CONTROL,
@@ -21,6 +28,11 @@ from lead_scoring_assets.defs.assets.campaign_results import (
 )
 from lead_scoring_assets.defs.resources import DatabaseResource
 
+from .api_data import READ_KEY, app_for
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+API = "/api/v1/lead-scoring"
+READ = {"X-API-Key": READ_KEY}
 SENT = pd.Timestamp("2026-10-01T00:00:00Z")
 NOW = pd.Timestamp("2026-11-24T00:00:00Z")
 DAY = pd.Timedelta(days=1)
@@ -178,3 +190,52 @@ def test_the_nightly_job_computes_the_campaign_results(definitions):
     node = graph.get(dg.AssetKey("campaign_results"))
     assert node.group_name == "campaigns"
     assert {k.to_user_string() for k in node.parent_keys} == {"campaign_outcomes"}
+
+
+def test_the_api_serves_the_campaign_results(database):
+    load_campaigns(database)
+    with TestClient(app_for(database)) as api:
+        listed = api.get(f"{API}/campaigns", headers=READ)
+        one = api.get(f"{API}/campaigns/1", headers=READ)
+        platform = api.get(f"{API}/campaigns/3", params={"cost_per_message": 0.2,
+                                                          "value_per_conversion": 50},
+                           headers=READ)
+        planned_only = api.get(f"{API}/campaigns/4", headers=READ)
+        unknown = api.get(f"{API}/campaigns/99", headers=READ)
+        without_key = api.get(f"{API}/campaigns")
+        negative = api.get(f"{API}/campaigns", params={"cost_per_message": -1}, headers=READ)
+    assert listed.status_code == 200
+    items = listed.json()["items"]
+    assert [c["campaign_id"] for c in items] == [3, 2, 1]
+    assert "deciles" not in items[0]
+    assert [c["has_control"] for c in items] == [False, False, True]
+    assert items[1]["note"] == NO_CONTROL and items[1]["effect"] is None
+    body = one.json()
+    assert body["arms"] == {
+        "target": {"recipients": 20, "delivered": 18, "conversions": 5, "conversion_rate": 0.25},
+        "control": {"recipients": 10, "delivered": 0, "conversions": 1, "conversion_rate": 0.1}}
+    assert body["effect"]["incremental_conversions"] == pytest.approx(3.0)
+    assert (body["effect"]["incremental_profit_low"],
+            body["effect"]["incremental_profit_high"]) == pytest.approx((-378.100, 757.223),
+                                                                        abs=1e-2)
+    assert [d["decile"] for d in body["deciles"]] == [10, 1]
+    assert body["sent_at"].startswith("2026-10-01T00:00:00")
+    assert (platform.json()["cost_per_message"], platform.json()["value_per_conversion"],
+            platform.json()["costs_from"]) == (0.2, 50.0, "default")
+    assert planned_only.status_code == 404 and unknown.status_code == 404
+    assert "no campaign with id 99" in unknown.json()["detail"]
+    assert without_key.status_code == 401 and negative.status_code == 422
+
+
+def test_the_doc_commands_run(tmp_path):
+    """The ``bash`` block of docs/campaign_results.md, in a fresh folder on its own embedded
+    database: the schema, then a run of the asset with the documented config."""
+    doc = (REPOSITORY / "docs" / "campaign_results.md").read_text()
+    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
+    (tmp_path / ".venv").symlink_to(sys.prefix)  # the environment running the tests
+    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
+    env.pop("LEAD_SCORING_DATABASE_URL", None)
+    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "RUN_SUCCESS" in run.stderr + run.stdout

@@ -1,5 +1,6 @@
 """PostgreSQL grants for the API's database role: read the tables it serves (and the
-suppressions and SMS replies, which mark who may not be messaged), upsert the queue (whose
+suppressions and SMS replies, which mark who may not be messaged, and the campaigns,
+their recipients and outcomes, whose results it computes on request), upsert the queue (whose
 size the triggers count in ``scoring_queue_size``; the upsert reads ``leased_by`` and clears
 the ``leased_until`` of an entry waiting for a row due later).
 
@@ -9,7 +10,8 @@ SELECT on every table it creates from then on as well.
 """
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
-               "conversion_scores", "lead_scoring_analytics_history", "suppressions")
+               "conversion_scores", "lead_scoring_analytics_history", "suppressions",
+               "campaigns", "campaign_recipients", "campaign_outcomes")
 
 
 def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:

@@ -150,3 +150,69 @@ class ForgetResult(BaseModel):
         description="campaigns whose target/control counts were filled before deleting")
     files: list[str] = Field(description="export files (relative to the export folder) that "
                                          "still hold the number: edit or delete them")
+
+
+class CampaignArm(BaseModel):
+    recipients: int
+    delivered: int
+    conversions: int = Field(description="conversions within the attribution window")
+    conversion_rate: float | None = Field(description="conversions / recipients")
+
+
+class CampaignEffect(BaseModel):
+    """The target arm against the control arm; each figure with its 95 % interval (Newcombe's
+    hybrid score interval of the difference of the two rates); money in pesos."""
+
+    incremental_conversions: float = Field(
+        description="target conversions − control rate × target recipients")
+    incremental_conversions_low: float
+    incremental_conversions_high: float
+    incremental_rate: float = Field(description="target rate − control rate")
+    incremental_rate_low: float
+    incremental_rate_high: float
+    cost: float = Field(description="cost_per_message × messages sent (target recipients)")
+    incremental_revenue: float
+    incremental_revenue_low: float
+    incremental_revenue_high: float
+    incremental_profit: float = Field(description="incremental revenue − cost")
+    incremental_profit_low: float
+    incremental_profit_high: float
+    return_per_peso: float | None = Field(description="incremental profit / cost; null when "
+                                                      "the cost is 0")
+    return_per_peso_low: float | None
+    return_per_peso_high: float | None
+
+
+class CampaignDecile(BaseModel):
+    decile: int = Field(description="the recipients' probability decile as recorded at the send")
+    target: CampaignArm
+    control: CampaignArm
+    effect: CampaignEffect | None
+
+
+class CampaignSummary(BaseModel):
+    """A campaign with outcome rows: both arms and, with a control group, its effect."""
+
+    campaign_id: int
+    name: str | None
+    sent_at: datetime
+    window_closed: bool = Field(description="whether the attribution window has closed "
+                                            "(false: the figures may still grow)")
+    has_control: bool
+    note: str | None = Field(description="why there are no incremental figures, if so")
+    cost_per_message: float
+    value_per_conversion: float
+    costs_from: Literal["campaign", "default"] = Field(
+        description="campaign: its own costs; default: at least one from the defaults")
+    arms: dict[Literal["target", "control"], CampaignArm]
+    effect: CampaignEffect | None
+
+
+class CampaignList(BaseModel):
+    items: list[CampaignSummary]
+    """Newest first."""
+
+
+class CampaignDetail(CampaignSummary):
+    deciles: list[CampaignDecile] = Field(description="per recorded probability decile, "
+                                                      "highest first")

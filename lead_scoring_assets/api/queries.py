@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.campaigns.results import campaign_results
 from lead_scoring_assets.consent.in_force import (
     InForce,
     normalized_or_none,
@@ -292,6 +293,14 @@ class ScoreReader:
         }
         self._analytics = (newest, figures)
         return figures
+
+    def campaigns(self, campaign_id: int | None, cost_per_message: float,
+                  value_per_conversion: float) -> list[dict]:
+        """``campaigns/results.py``'s results of every campaign with outcome rows (or of
+        ``campaign_id``), computed on request; the costs are the defaults of campaigns
+        without their own."""
+        return [r.as_dict() for r in campaign_results(
+            self.database, campaign_id, cost_per_message, value_per_conversion)]
 
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued

@@ -8,6 +8,8 @@ from fastapi.security import APIKeyHeader
 
 from lead_scoring_assets.api.models import (
     Analytics,
+    CampaignDetail,
+    CampaignList,
     ContactPage,
     Error,
     ForgetRequest,
@@ -17,12 +19,23 @@ from lead_scoring_assets.api.models import (
     Tier,
 )
 from lead_scoring_assets.api.queries import NotFound, ScoreReader
+from lead_scoring_assets.campaigns.results import (
+    DEFAULT_COST_PER_MESSAGE,
+    DEFAULT_VALUE_PER_CONVERSION,
+)
 from lead_scoring_assets.campaigns.segment_export import export_dir
 from lead_scoring_assets.consent.forget import ForgetBusy, forget
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.errors import insufficient_privilege
 from lead_scoring_assets.db.writer_lock import LockBusy
 
+CampaignId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="campaigns.id")]
+CostPerMessage = Annotated[float, Query(
+    ge=0, le=1_000, allow_inf_nan=False,
+    description="pesos per message sent, for campaigns without their own")]
+ValuePerConversion = Annotated[float, Query(
+    ge=0, le=10_000_000, allow_inf_nan=False,
+    description="pesos per conversion, for campaigns without their own")]
 ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
 ERRORS = {code: {"model": Error} for code in (400, 401, 404, 422)}
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -107,6 +120,28 @@ def analytics(reader: Reader) -> dict:
     if figures is None:
         raise NotFound("no analytics run yet: materialise lead_scoring_analytics")
     return figures
+
+
+@router.get("/campaigns", response_model=CampaignList)
+def list_campaigns(reader: Reader,
+                   cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
+                   value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION,
+                   ) -> dict:
+    """Every campaign with outcome rows, newest first: both arms and, with a control group,
+    the incremental conversions, rate and profit with their 95 % intervals."""
+    return {"items": [{k: v for k, v in c.items() if k != "deciles"}
+                      for c in reader.campaigns(None, cost_per_message, value_per_conversion)]}
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignDetail)
+def campaign(campaign_id: CampaignId, reader: Reader,
+             cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
+             value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION) -> dict:
+    """One campaign's results, with the same per probability decile."""
+    found = reader.campaigns(campaign_id, cost_per_message, value_per_conversion)
+    if not found:
+        raise NotFound(f"no campaign with id {campaign_id} and outcome rows")
+    return found[0]
 
 
 @router.post("/contacts/{contact_id}/rescore", response_model=QueueEntry, status_code=202,
