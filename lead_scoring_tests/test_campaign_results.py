@@ -239,3 +239,17 @@ def test_the_doc_commands_run(tmp_path):
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     assert "RUN_SUCCESS" in run.stderr + run.stdout
+
+
+def test_the_benchmark_runs_as_documented(tmp_path):
+    """The benchmark, small (20,000 recipients) on a SQLite file, prints its timing and
+    removes the file."""
+    path = tmp_path / "bench.db"
+    run = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.campaign_results",
+         "--recipients", "20000", "--url", f"sqlite:///{path}"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"campaign_results: 4 campaigns, 20,000 recipients in [0-9.]+ s",
+                     run.stdout), run.stdout
+    assert not path.exists()
