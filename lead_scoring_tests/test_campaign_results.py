@@ -227,6 +227,30 @@ def test_the_api_serves_the_campaign_results(database):
     assert without_key.status_code == 401 and negative.status_code == 422
 
 
+def test_the_campanas_page_is_served_and_its_data_calls_work(database):
+    """The page in Spanish and English, and the API calls its script makes (the list, then
+    a campaign's deciles) answer with what it reads; no browser needed."""
+    load_campaigns(database)
+    script = (REPOSITORY / "lead_scoring_assets" / "api" / "static" / "dashboard.js").read_text()
+    page_script = script[script.index("// campaign results"):script.index("// start")]
+    assert 'api("/campaigns")' in page_script and "api(`/campaigns/${id}`)" in page_script
+    with TestClient(app_for(database)) as client:
+        spanish = client.get("/campaigns")
+        english = client.get("/campaigns", params={"lang": "en"})
+        listed = client.get(f"{API}/campaigns", headers=READ).json()
+        detail = client.get(f"{API}/campaigns/{listed['items'][-1]['campaign_id']}",
+                            headers=READ).json()
+    assert spanish.status_code == 200 and 'data-page="campaigns"' in spanish.text
+    assert "Campañas" in spanish.text and "Grupo de control" in spanish.text
+    assert "Incremental profit" in english.text and 'lang="en"' in english.text
+    for field in ("campaign_id", "name", "sent_at", "window_closed", "has_control", "arms",
+                  "effect"):
+        assert field in listed["items"][0] and f"c.{field}" in page_script
+    assert {"incremental_conversions_low", "incremental_profit_high",
+            "return_per_peso_low"} <= set(detail["effect"])
+    assert detail["deciles"][0]["effect"]["incremental_rate_low"] is not None
+
+
 def test_the_doc_commands_run(tmp_path):
     """The ``bash`` block of docs/campaign_results.md, in a fresh folder on its own embedded
     database: the schema, then a run of the asset with the documented config."""

@@ -129,7 +129,8 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
                 request, f"{name}.html", {"page": name, "t": labels, "lang": labels["lang"]})
         return render
 
-    for path, name in (("/", "contacts"), ("/card", "card"), ("/analytics", "analytics")):
+    for path, name in (("/", "contacts"), ("/card", "card"), ("/analytics", "analytics"),
+                       ("/campaigns", "campaigns")):
         app.add_api_route(path, page(name), methods=["GET"], response_class=HTMLResponse,
                           include_in_schema=False)
     return app

@@ -46,6 +46,17 @@ LABELS: dict[str, dict[str, str]] = {
         "reason_opt_out": "pidió la baja", "reason_repus": "inscrito en el REPUS",
         "reason_hard_bounce": "rebote permanente", "reason_arco": "cancelación ARCO",
         "reason_manual": "bloqueo manual", "reason_unreadable_phone": "teléfono ilegible",
+        "nav_campaigns": "Campañas", "campaign": "Campaña", "sent": "Enviada",
+        "target_arm": "Grupo objetivo", "control_arm": "Grupo de control",
+        "incremental_conversions": "Conversiones incrementales",
+        "incremental_profit": "Utilidad incremental", "return_per_peso": "Retorno por peso",
+        "incremental_rate": "Tasa incremental", "deciles": "Por decil de probabilidad",
+        "no_control": "Sin grupo de control: solo conversiones",
+        "window_open": "ventana de atribución abierta",
+        "interval_note": "Conversiones / destinatarios (tasa). Entre corchetes, el intervalo "
+        "de 95 % (Newcombe); utilidad en pesos, con los costos de la campaña o los "
+        "predeterminados.",
+        "no_campaigns": "Aún no hay campañas con resultados",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -90,6 +101,16 @@ LABELS: dict[str, dict[str, str]] = {
         "reason_opt_out": "opted out", "reason_repus": "registered in REPUS",
         "reason_hard_bounce": "hard bounce", "reason_arco": "ARCO cancellation",
         "reason_manual": "manual block", "reason_unreadable_phone": "unreadable number",
+        "nav_campaigns": "Campaigns", "campaign": "Campaign", "sent": "Sent",
+        "target_arm": "Target group", "control_arm": "Control group",
+        "incremental_conversions": "Incremental conversions",
+        "incremental_profit": "Incremental profit", "return_per_peso": "Return per peso",
+        "incremental_rate": "Incremental rate", "deciles": "Per probability decile",
+        "no_control": "No control group: conversions only",
+        "window_open": "attribution window open",
+        "interval_note": "Conversions / recipients (rate). In brackets, the 95 % interval "
+        "(Newcombe); profit in pesos, with the campaign's costs or the defaults.",
+        "no_campaigns": "No campaign results yet",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""

@@ -304,9 +304,58 @@ async function analyticsPage() {
        el("td", {}, percent.format(s.validation_success_rate)))));
 }
 
+// campaign results
+
+const pesos = new Intl.NumberFormat("es-MX", {style: "currency", currency: "MXN",
+                                              maximumFractionDigits: 0});
+
+function withInterval(effect, name, format) {
+  if (!effect || effect[name] === null) return "—";
+  return `${format(effect[name])} [${format(effect[`${name}_low`])}, ` +
+         `${format(effect[`${name}_high`])}]`;
+}
+
+function armCell(arm) {
+  if (!arm.recipients) return "—";
+  return `${integer.format(arm.conversions)} / ${integer.format(arm.recipients)} ` +
+         `(${percent.format(arm.conversion_rate)})`;
+}
+
+async function showDeciles(id) {
+  const campaign = await api(`/campaigns/${id}`);
+  document.getElementById("deciles-title").textContent = `${T.deciles}: ${campaign.name || id}`;
+  document.querySelector("#deciles tbody").replaceChildren(...campaign.deciles.map((d) =>
+    el("tr", {}, el("td", {}, d.decile), el("td", {}, armCell(d.target)),
+       el("td", {}, armCell(d.control)),
+       el("td", {}, withInterval(d.effect, "incremental_rate", percent.format)))));
+  document.getElementById("deciles-section").hidden = false;
+}
+
+function campaignRow(c) {
+  const sent = when(c.sent_at) + (c.window_closed ? "" : ` (${T.window_open})`);
+  const effect = c.has_control ? [
+    el("td", {}, withInterval(c.effect, "incremental_conversions", decimal.format)),
+    el("td", {}, withInterval(c.effect, "incremental_profit", pesos.format)),
+    el("td", {}, withInterval(c.effect, "return_per_peso", decimal.format))]
+    : [el("td", {colspan: 3, class: "note"}, T.no_control)];
+  const open = el("button", {type: "button"}, T.deciles);
+  open.addEventListener("click", () => showDeciles(c.campaign_id)
+    .catch((error) => showError(error.message)));
+  return el("tr", {"data-campaign-id": c.campaign_id}, el("td", {}, c.name || c.campaign_id),
+            el("td", {}, sent), el("td", {}, armCell(c.arms.target)),
+            el("td", {}, armCell(c.arms.control)), ...effect, el("td", {}, open));
+}
+
+async function campaignsPage() {
+  const {items} = await api("/campaigns");
+  document.querySelector("#campaigns tbody").replaceChildren(...(items.length
+    ? items.map(campaignRow) : [el("tr", {}, el("td", {colspan: 8}, T.no_campaigns))]));
+}
+
 // start
 
-const PAGES = {contacts: contactsPage, card: cardPage, analytics: analyticsPage};
+const PAGES = {contacts: contactsPage, card: cardPage, analytics: analyticsPage,
+               campaigns: campaignsPage};
 
 function askForKey() {
   document.getElementById("content").hidden = true;
