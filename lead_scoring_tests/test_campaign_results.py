@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from lead_scoring_assets.campaigns.results import (
     NO_CONTROL,
+    NO_TARGET,
     campaign_results,
     newcombe_interval,
     wilson_interval,
@@ -151,6 +152,20 @@ def test_campaigns_without_a_control_group_report_conversions_only(database):
     body = platform.as_dict()
     assert body["has_control"] is False and body["effect"] is None
     assert body["arms"]["target"]["conversion_rate"] == pytest.approx(1 / 3)
+
+
+def test_a_campaign_of_control_recipients_only_says_so(database):
+    database.append_frame("campaigns", pd.DataFrame({
+        "id": [7], "name": ["Solo control"],
+        "sent_at": pd.Series([SENT], dtype="datetime64[us, UTC]")}))
+    database.append_frame("campaign_recipients", pd.DataFrame({
+        "campaign_id": [7, 7], "contact_id": [1, 2], "arm": ["control", "control"]}))
+    database.append_frame("campaign_outcomes", pd.DataFrame({
+        "campaign_id": [7], "contact_id": [1], "delivered": [False], "converted": [True]}))
+    [result] = campaign_results(database, now=NOW)
+    assert result.has_control and result.effect is None and result.note == NO_TARGET
+    assert (result.control.recipients, result.control.conversions) == (2, 1)
+    assert result.target.recipients == 0 and result.target.conversion_rate is None
 
 
 def test_an_open_attribution_window_is_marked(database):

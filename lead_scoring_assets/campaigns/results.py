@@ -40,6 +40,7 @@ DEFAULT_COST_PER_MESSAGE = 0.35
 DEFAULT_VALUE_PER_CONVERSION = 120.0
 """Pesos per conversion, for a campaign that records none."""
 NO_CONTROL = "no control group: conversions only, no incremental figures"
+NO_TARGET = "no target recipients: no incremental figures"
 
 ARM_COUNTS = """
 SELECT x.arm, x.decile, count(*) AS recipients, sum(x.delivered) AS delivered,
@@ -165,7 +166,10 @@ class CampaignResult:
 
     @property
     def note(self) -> str | None:
-        return None if self.has_control else NO_CONTROL
+        """Why there are no incremental figures, if so."""
+        if not self.has_control:
+            return NO_CONTROL
+        return NO_TARGET if self.effect is None else None
 
     def as_dict(self) -> dict:
         """Plain values for JSON (timestamps as datetimes)."""

@@ -41,7 +41,7 @@ def campaign_results(config: CampaignResultsConfig,
     measured = [r for r in results if r.effect is not None]
     metadata = {
         "campaigns": len(results),
-        "campaigns_with_control": len(measured),
+        "campaigns_with_control": sum(r.has_control for r in results),
         "arms": dg.MetadataValue.md(campaign_figures.arms_table(results).to_markdown(index=False)),
         "effects": dg.MetadataValue.md(campaign_figures.effects_table(results).to_markdown(index=False)),
     }
