@@ -236,7 +236,12 @@ def test_the_feature_log_equals_the_training_sets_features(scored, folder):
         {"id": recording.campaign_id})
     assert list(logged["contact_id"]) == sorted(recipients["contact_id"])
     assert set(logged["feature_set"]) == {"conversion_v1"}
-    # every recipient delivered, only to have the training set compute their features
+    # every recipient a delivered target and the log set aside, only to have the training set
+    # compute their features itself (it uses a logged vector as logged, never a control's)
+    _execute(scored, "DELETE FROM campaign_recipient_features WHERE campaign_id = :id",
+             {"id": recording.campaign_id})
+    _execute(scored, "UPDATE campaign_recipients SET arm = 'target' WHERE campaign_id = :id",
+             {"id": recording.campaign_id})
     _execute(scored, "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, "
                      "converted) SELECT campaign_id, contact_id, :yes, :no FROM "
                      "campaign_recipients WHERE campaign_id = :id",
