@@ -26,9 +26,10 @@ NUMERIC = [f"{p}_score" for p in PLATFORMS] + [
 
 
 def contact(id=1, **fields):
-    row = dict(id=id, phone_e164="+526671234567", full_name="Ana López", address="Calle 1",
-               state_name="Sinaloa", municipality="Culiacán", lada="667", operator="Telcel",
-               created_at=AS_OF - 400 * DAY, last_platform_validation=None)
+    row = {"id": id, "phone_e164": "+526671234567", "full_name": "Ana López",
+           "address": "Calle 1", "state_name": "Sinaloa", "municipality": "Culiacán",
+           "lada": "667", "operator": "Telcel", "created_at": AS_OF - 400 * DAY,
+           "last_platform_validation": None}
     row.update(fields)
     return row
 
@@ -38,10 +39,11 @@ _ids = iter(range(1, 10**9))
 
 def validation(platform, valid=True, business=False, premium=False, confidence=0.9,
                days_ago=3, contact_id=1, id=None, **fields):
-    row = dict(id=id if id is not None else next(_ids), contact_id=contact_id,
-               platform=platform, is_valid=valid, is_business=business, is_premium=premium,
-               confidence_score=confidence, validation_method="api", response_time_ms=120,
-               validated_at=None if days_ago is None else AS_OF - days_ago * DAY)
+    row = {"id": id if id is not None else next(_ids), "contact_id": contact_id,
+           "platform": platform, "is_valid": valid, "is_business": business,
+           "is_premium": premium, "confidence_score": confidence, "validation_method": "api",
+           "response_time_ms": 120,
+           "validated_at": None if days_ago is None else AS_OF - days_ago * DAY}
     row.update(fields)
     return row
 

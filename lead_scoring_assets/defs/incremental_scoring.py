@@ -27,12 +27,11 @@ def score_queued_contacts(
     """Claim a batch of the queue, score it with the advanced_v1 engine, upsert the scores.
     The scoring lock of a run that has ended (or is gone from the instance) is broken first."""
     as_of = config.as_of or run_start(context)
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            report = score_queued(db, as_of, owner=context.run_id, batch_size=config.batch_size,
-                                  lease_seconds=config.lease_seconds,
-                                  is_holder_alive=dagster_run_liveness(context.instance,
-                                                                       context.log))
+    with retry_on_transient_database_errors(context), database.open() as db:
+        report = score_queued(db, as_of, owner=context.run_id, batch_size=config.batch_size,
+                              lease_seconds=config.lease_seconds,
+                              is_holder_alive=dagster_run_liveness(context.instance,
+                                                                   context.log))
     if report.skipped_reason:
         context.log.info(f"nothing scored: {report.skipped_reason}")
         return

@@ -37,16 +37,15 @@ def contact_features(
     computed in chunks from the scorer's own intermediates, audited while staged and swapped
     in at once, at the ``as_of`` of the published full rescoring, so features and labels
     describe one moment."""
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            as_of = published_scores_as_of(db)
-            if as_of is None:
-                raise dg.Failure("lead_scores is empty: features take the as_of of the "
-                                 "published full rescoring, materialise lead_scores first")
-            context.log.info(f"contact features at as_of={as_of.isoformat()} (lead_scores)")
-            report = yield from staged_audit(AUDIT, "contact_features", lambda: (
-                build_contact_features(db, as_of, chunk_size=config.chunk_size,
-                                       audit=feature_violations)))
+    with retry_on_transient_database_errors(context), database.open() as db:
+        as_of = published_scores_as_of(db)
+        if as_of is None:
+            raise dg.Failure("lead_scores is empty: features take the as_of of the "
+                             "published full rescoring, materialise lead_scores first")
+        context.log.info(f"contact features at as_of={as_of.isoformat()} (lead_scores)")
+        report = yield from staged_audit(AUDIT, "contact_features", lambda: (
+            build_contact_features(db, as_of, chunk_size=config.chunk_size,
+                                   audit=feature_violations)))
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.contacts,
         "as_of": report.as_of.isoformat(),

@@ -70,13 +70,12 @@ def lead_scoring_model(
     if unknown:
         raise dg.Failure(f"unknown candidates {unknown}; known: {sorted(CANDIDATES)}")
     target = mlflow.target()
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            try:
-                report = retrain(db, target, config.candidates, config.sample_size, config.seed,
-                                 dagster_run_id=context.run_id)
-            except (NotEnoughTrainingData, AsOfMismatch) as error:
-                raise dg.Failure(description=str(error)) from error
+    with retry_on_transient_database_errors(context), database.open() as db:
+        try:
+            report = retrain(db, target, config.candidates, config.sample_size, config.seed,
+                             dagster_run_id=context.run_id)
+        except (NotEnoughTrainingData, AsOfMismatch) as error:
+            raise dg.Failure(description=str(error)) from error
     data, decision = report.data, report.decision
     if data.labels_rescored_since:
         context.log.info(f"{data.labels_rescored_since} sampled contacts were rescored after "

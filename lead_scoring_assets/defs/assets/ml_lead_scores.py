@@ -55,14 +55,13 @@ def ml_lead_scores(
     if champion is None:
         context.log.warning(f"no usable champion model ({reason}): every contact gets the "
                             "rule-based score with confidence 0.7")
-    with retry_on_transient_database_errors(context):
-        with database.open() as db:
-            try:
-                as_of = require_features_as_of(db)
-            except AsOfMismatch as error:
-                raise dg.Failure(description=str(error)) from error
-            report = yield from staged_audit(AUDIT, "ml_lead_scores", lambda: write_ml_scores(
-                db, champion, chunk_size=config.chunk_size, audit=ml_score_violations))
+    with retry_on_transient_database_errors(context), database.open() as db:
+        try:
+            as_of = require_features_as_of(db)
+        except AsOfMismatch as error:
+            raise dg.Failure(description=str(error)) from error
+        report = yield from staged_audit(AUDIT, "ml_lead_scores", lambda: write_ml_scores(
+            db, champion, chunk_size=config.chunk_size, audit=ml_score_violations))
     if champion is not None and report.by_method.get(FALLBACK_METHOD):
         context.log.warning(f"{report.by_method[FALLBACK_METHOD]} contacts have no current "
                             "features and got the rule-based score: rematerialise "
