@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from lead_scoring_assets.campaigns.segment_export import EXPORT_DIR_ENV, Segment, export_segment
+from lead_scoring_assets.campaigns.segment_export import (
+    EXPORT_DIR_ENV,
+    ForgottenDuringExport,
+    Segment,
+    export_segment,
+)
 from lead_scoring_assets.campaigns.send_record import (
     REAL_FEATURES,
     CampaignPlan,
@@ -22,6 +27,8 @@ from lead_scoring_assets.campaigns.send_record import (
     control_quotas,
     draw_control,
 )
+from lead_scoring_assets.consent.forget import forget
+from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.campaign_export import CampaignExportConfig, campaign_export_job
 from lead_scoring_assets.defs.resources import DatabaseResource
 from lead_scoring_assets.ml.conversion_features import (
@@ -193,6 +200,29 @@ def test_a_used_name_or_id_is_refused_before_anything_is_written(scored, folder)
             resources=_resources(scored))
     assert {t: scored.count(t) for t in before} == before
     assert sorted(p.name for p in folder.iterdir()) == ["Navidad.csv"]
+
+
+def test_a_person_forgotten_during_a_recorded_export_leaves_no_campaign(scored, folder):
+    """``forget`` commits on another connection while a recorded export reads: neither the
+    file nor the campaign's record is kept."""
+    person = scored.read_frame(
+        "SELECT c.phone_e164 FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+        "WHERE s.total_score >= 1 ORDER BY s.total_score DESC, s.contact_id LIMIT 1"
+    )["phone_e164"].iloc[0]
+    other = Database(scored.url.render_as_string(hide_password=False))
+    forgotten = []
+
+    def forget_meanwhile(rows: int) -> None:
+        if not forgotten:
+            forgotten.append(forget(other, person, folder))
+
+    with pytest.raises(ForgottenDuringExport):
+        _record(scored, "forgotten", share=0.0, after_batch=forget_meanwhile)
+    other.dispose()
+    assert forgotten[0].contacts == 1
+    assert list(folder.iterdir()) == []
+    assert scored.count("campaigns") == 6
+    assert scored.count("campaign_recipients") == scored.count("campaign_recipient_features") == 0
 
 
 def test_a_failed_record_leaves_no_file(scored, folder):

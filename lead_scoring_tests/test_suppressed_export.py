@@ -11,10 +11,12 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.campaigns.segment_export import (
     EXPORT_DIR_ENV,
+    ForgottenDuringExport,
     Segment,
     export_segment,
     select_segment,
 )
+from lead_scoring_assets.consent.forget import forget
 from lead_scoring_assets.contacts.phones import normalize_phone
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.campaign_export import CampaignExportConfig, campaign_export_job
@@ -197,6 +199,31 @@ def test_a_suppression_recorded_while_the_export_runs_does_not_change_the_file(
     after = export_segment(scored, Segment(), "after.csv")
     assert {last.contact_id, other.contact_id}.isdisjoint(_exported(after)[0].contact_id)
     assert after.left_out["suppressed_opt_out"] == 2
+
+
+def test_a_person_forgotten_while_the_export_runs_is_never_in_a_file(scored, folder,
+                                                                    database_url):
+    """``forget`` commits on another connection after the export's snapshot, for a number the
+    snapshot still holds: the export refuses to put the file in place (the person's ARCO
+    request wins), leaves no file behind, and says why without the number."""
+    everyone = _contacts(scored)
+    person = everyone.iloc[-1]
+    other = Database(database_url)
+    forgotten = []
+
+    def forget_meanwhile(rows: int) -> None:
+        if not forgotten:
+            forgotten.append(forget(other, person.phone_e164, folder))
+
+    with pytest.raises(ForgottenDuringExport) as refused:
+        export_segment(scored, Segment(), "during.csv", batch_size=50,
+                       after_batch=forget_meanwhile)
+    other.dispose()
+    assert forgotten and forgotten[0].contacts
+    assert person.phone_e164[3:] not in str(refused.value)
+    assert not folder.exists() or list(folder.rglob("*")) == []
+    again = export_segment(scored, Segment(), "after.csv")
+    assert person.contact_id not in set(_exported(again)[0].contact_id)
 
 
 def test_campaign_export_job_reports_who_was_left_out_and_the_snapshot(

@@ -87,6 +87,33 @@ class Segment:
         return max(tier_floor, self.min_score or 0)
 
 
+class ForgottenDuringExport(RuntimeError):
+    """A person in the file exercised their ARCO right after the export's snapshot: the file
+    is not kept."""
+
+
+FORGET_MARGIN = pd.Timedelta(hours=1)
+"""How far before the snapshot an ``arco`` row may be dated and still be checked: ``forget``
+dates it when its transaction starts, which may be before the snapshot it commits after."""
+
+
+def _forgotten_in(database: Database, path: Path, file_format: str, since: datetime) -> int:
+    """How many numbers of the file were forgotten (``arco``) since ``since``: none read unless
+    such a suppression exists."""
+    with database.engine.connect() as connection:
+        numbers = [row[0] for row in connection.execute(sa.text(
+            "SELECT phone_e164 FROM suppressions WHERE reason = 'arco' AND recorded_at > :since"),
+            {"since": database.bind_timestamp(since)})]
+    if not numbers:
+        return 0
+    if file_format == "csv":
+        phones = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            include_columns=["phone_e164"], column_types={"phone_e164": pa.string()}))
+    else:
+        phones = pq.read_table(path, columns=["phone_e164"])
+    return len(set(phones.column("phone_e164").to_pylist()) & set(numbers))
+
+
 class UnsafeExportPath(ValueError):
     """An ``output_path`` that is not a file name inside the export folder."""
 
@@ -301,7 +328,9 @@ def export_segment(
 ) -> ExportReport:
     """Stream the segment to ``output_path`` (relative to the export folder) as ``csv`` or
     ``parquet``: written to a temporary file (mode 0600) in the same folder, synced, then
-    renamed; an existing file is kept unless ``overwrite``.
+    renamed; an existing file is kept unless ``overwrite``. A number forgotten (ARCO) after
+    the snapshot and present in the file refuses it (``ForgottenDuringExport``), checked just
+    before the rename: a ``forget`` committing later lists the file instead.
 
     ``select(reader, folder)``: the batches to write (default all; ``folder`` is for its
     temporary files). ``record(target, sha256)``: a context manager the complete file is
@@ -325,6 +354,12 @@ def export_segment(
             digest = hashlib.file_digest(written, "sha256").hexdigest()
             os.fsync(written.fileno())
         with record(target, digest) if record else nullcontext():
+            forgotten = _forgotten_in(database, Path(temporary), file_format,
+                                      reader.in_force.at - FORGET_MARGIN)
+            if forgotten:
+                raise ForgottenDuringExport(
+                    f"{forgotten} person(s) of this segment were forgotten (ARCO) while the "
+                    "export ran: the file was not kept; run the export again")
             if overwrite:
                 os.replace(temporary, target)
             else:
