@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
 from lead_scoring_assets.benchmarks.full_rescore import drop_database, scored_database
-from lead_scoring_assets.consent.in_force import REASONS
+from lead_scoring_assets.consent.suppressions import REASONS
 from lead_scoring_assets.db.database import Database, redact
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_suppressed"

@@ -24,13 +24,13 @@ import sqlalchemy as sa
 
 from lead_scoring_assets.consent.in_force import (
     CONSENT_TABLES,
-    REASONS,
     InForce,
     canonical,
     normalized_or_none,
     number_map,
     read_in_force,
 )
+from lead_scoring_assets.consent.suppressions import REASONS
 from lead_scoring_assets.db.database import Database, data_dir
 from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
@@ -115,7 +115,7 @@ def _forgotten_in(database: Database, path: Path, file_format: str, since: datet
 
 
 class UnsafeExportPath(ValueError):
-    """An ``output_path`` that is not a file name inside the export folder."""
+    """A path that is not a file name inside its folder (the export or the import folder)."""
 
 
 @dataclass(frozen=True)
@@ -290,20 +290,22 @@ def select_segment(database: Database, segment: Segment,
     return pa.Table.from_batches(batches, schema=EXPORT_SCHEMA).to_pandas()
 
 
-def export_path(output_path: str, folder: Path | None = None) -> Path:
-    """``output_path`` inside the export folder; ``UnsafeExportPath`` if it is absolute, has
-    ``..``, or resolves outside the folder (a symlink)."""
+def export_path(output_path: str, folder: Path | None = None, *, field: str = "output_path",
+                label: str = "export", env: str = EXPORT_DIR_ENV) -> Path:
+    """``output_path`` inside the export folder (or ``folder``, named ``label`` in errors);
+    ``UnsafeExportPath`` if it is absolute, has ``..``, or resolves outside the folder (a
+    symlink)."""
     root = (folder or export_dir()).resolve()
     relative = Path(output_path)
     if not output_path or relative.is_absolute() or ".." in relative.parts or (
             relative.name in ("", ".")):
         raise UnsafeExportPath(
-            f"output_path must be a file name relative to the export folder {root} "
-            f"(set {EXPORT_DIR_ENV} to move it), without '..': got {output_path!r}")
+            f"{field} must be a file name inside the {label} folder {root} "
+            f"(set {env} to move it), without '..': got {output_path!r}")
     target = root / relative
     if target.is_symlink() or not target.resolve().is_relative_to(root):
         raise UnsafeExportPath(
-            f"output_path {output_path!r} resolves outside the export folder {root} "
+            f"{field} {output_path!r} resolves outside the {label} folder {root} "
             "(through a symbolic link): refused")
     return target
 

@@ -19,7 +19,6 @@ from lead_scoring_assets.consent.suppressions import as_utc
 from lead_scoring_assets.contacts.phones import PhoneRejected, normalize_phone
 from lead_scoring_assets.db.database import Database
 
-REASONS = ("opt_out", "repus", "hard_bounce", "arco", "manual")
 """The reasons of ``suppressions.reason`` (migration 0015)."""
 CONSENT_TABLES = ("suppressions", "sms_replies")
 """What deciding who is suppressed reads: a snapshot that lists contacts locks them too."""

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from lead_scoring_assets.campaigns.segment_export import export_path
 from lead_scoring_assets.consent import suppressions
 from lead_scoring_assets.db.database import data_dir
 from lead_scoring_assets.defs.resources import DatabaseResource
@@ -31,24 +32,12 @@ class SuppressionImportConfig(dg.Config):
     expires_at: str | None = Field(default=None, description="ISO-8601; default never.")
 
 
-def import_path(file: str) -> Path:
-    """``file`` inside the import folder; ValueError for an absolute path, ``..`` or a
-    symbolic link out of the folder."""
-    root = import_dir().resolve()
-    relative = Path(file)
-    target = root / relative
-    if (not file or relative.is_absolute() or ".." in relative.parts
-            or not target.resolve().is_relative_to(root)):
-        raise ValueError(f"file must be a name inside the import folder {root} (set "
-                         f"{IMPORT_DIR_ENV} to move it), without '..': got {file!r}")
-    return target
-
-
 @dg.op
 def import_suppressions(context: dg.OpExecutionContext, config: SuppressionImportConfig,
                         database: DatabaseResource) -> dg.Output[int]:
     """Normalise every number of the file and record it for ``reason`` in one transaction."""
-    path = import_path(config.file)
+    path = export_path(config.file, import_dir(), field="file", label="import",
+                       env=IMPORT_DIR_ENV)
     expires = pd.Timestamp(config.expires_at) if config.expires_at else None
     with database.open() as db:
         report = suppressions.import_file(db, path, config.reason, config.source, expires)
