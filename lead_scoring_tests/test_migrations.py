@@ -381,3 +381,24 @@ def test_0016_records_contact_changes_and_back(database):
     with database.engine.begin() as connection:
         connection.execute(sa.text("UPDATE contacts SET operator = 'TELCEL'"))
     assert database.read_frame("SELECT count(*) AS n FROM contact_changes")["n"].iloc[0] == 1
+
+
+def test_0017_adds_uplift_scores_and_campaign_expectations_and_back(database):
+    """0017: ``uplift_scores`` (hash-partitioned in 16 on PostgreSQL) and the campaign's
+    selection and expected-return columns; the downgrade removes them and keeps the views."""
+    inspector = sa.inspect(database.engine)
+    assert "uplift_scores" in inspector.get_table_names()
+    assert {"rank_by", "select_rule", "budget", "expected_profit_high"} <= {
+        c["name"] for c in inspector.get_columns("campaigns")}
+    if database.dialect == "postgresql":
+        partitions = database.read_frame(
+            "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'uplift_scores'::regclass")
+        assert partitions["n"].iloc[0] == 16
+    database.downgrade("0016")
+    inspector = sa.inspect(database.engine)
+    assert "uplift_scores" not in inspector.get_table_names()
+    assert "rank_by" not in {c["name"] for c in inspector.get_columns("campaigns")}
+    assert database.read_frame("SELECT count(*) AS n FROM rejected_campaign_outcomes")[
+        "n"].iloc[0] == 0
+    database.upgrade()
+    assert "uplift_scores" in sa.inspect(database.engine).get_table_names()
