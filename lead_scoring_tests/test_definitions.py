@@ -1,5 +1,6 @@
 """The Dagster definitions: they load, and the assets and jobs run against real databases."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -196,9 +197,10 @@ def test_dagster_cli_validates_the_code_location(tmp_path):
 
 
 def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
-    """`lead-scoring demo` in a fresh data folder: each job's outcome and the summary on the
-    console; no Dagster debug stream, no MLflow progress bars, no framework warnings (the
-    full log stays in the Dagster instance)."""
+    """`lead-scoring demo` in a fresh data folder: each job's steps with their times, its
+    outcome and the summary (the malformed rows as a small table by reason) on the console; no
+    Dagster debug stream or warnings, no MLflow INFO lines, progress bars or registry messages,
+    no framework warnings (the full log stays in the Dagster instance)."""
     import os
     import subprocess
     import sys
@@ -212,10 +214,17 @@ def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "nightly_retrain_job succeeded" in result.stdout
+    assert re.search(r"^nightly_retrain_job succeeded in \d+\.\d s", result.stdout, re.MULTILINE)
+    assert re.search(r"^  staged_lead_scores: \d+\.\d s$", result.stdout, re.MULTILINE)
     assert "Open the Dagster UI" in result.stdout
     assert "conversion_scores (the lead_conversion champion" in result.stdout
-    for noise in (" - DEBUG - ", "Downloading artifacts", "Warning:", "Telemetry"):
+    table = result.stdout.split("malformed validation rows kept in malformed_validations:\n")[1]
+    header, *rows = table.split("\n\n")[0].splitlines()
+    assert header.split() == ["reason", "rows"]
+    assert {row.split()[0] for row in rows} >= {"unknown_platform", "missing_is_valid"}
+    assert result.stderr == "", result.stderr[-3000:]
+    for noise in (" - DEBUG - ", " - WARNING - ", " INFO ", "Downloading artifacts",
+                  "Warning:", "Telemetry", "Successfully registered model", "Created version"):
         assert noise not in output, f"{noise!r} in the demo's output"
     with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
         runs = instance.get_run_records()

@@ -212,13 +212,23 @@ def test_not_run_blocks_are_few_and_say_why():
 
 
 def test_the_marker_convention():
-    page = "\n".join([
-        "```bash", ".venv/bin/lead-scoring db upgrade", "```", "",
-        "<!-- not-run: needs the production cluster -->", "```bash", "kubectl apply -f x", "```",
-        "```sh", "mkdir -p data/dagster_home", "```",
-        "```bash", "DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dg dev --port 3000  # UI", "```",
-        "```yaml", "ops: {}", "```",
-    ])
+    page = """```bash
+.venv/bin/lead-scoring db upgrade
+```
+
+<!-- not-run: needs the production cluster -->
+```bash
+kubectl apply -f x
+```
+```sh
+mkdir -p data/dagster_home
+```
+```bash
+DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dg dev --port 3000  # UI
+```
+```yaml
+ops: {}
+```"""
     blocks = code_blocks("example.md", page)
     assert [(b.line, b.not_run) for b in blocks] == [
         (1, None), (6, "needs the production cluster"), (9, None), (12, None)]
