@@ -2,6 +2,7 @@
 API server."""
 
 import argparse
+import io
 import os
 import sys
 
@@ -28,12 +29,41 @@ def _db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+class _WithoutRegistryMessages(io.TextIOBase):
+    """A stream passing every line on but the model registry's own announcements, which
+    ``mlflow.register_model`` prints to stderr whatever the log level."""
+
+    DROPPED = ("Successfully registered model '", "Created version '")
+
+    def __init__(self, stream) -> None:
+        self.stream, self.pending = stream, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if not line.startswith(self.DROPPED):
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending and not self.pending.startswith(self.DROPPED):
+            self.stream.write(self.pending)
+            self.pending = ""
+        self.stream.flush()
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Schema, demo data, then the nightly run (full rescoring and retraining), run as Dagster
-    jobs on a local instance with a local MLflow store. The console gets each job's steps and
-    the summary; the full log stays in the instance (the Dagster UI)."""
+    jobs on a local instance with a local MLflow store. The console gets each job's steps with
+    their times and the summary; the full log, warnings included, stays in the instance (the
+    Dagster UI). MLflow's own messages (database setup, "Successfully registered model …")
+    are left out: its warnings and errors still show."""
+    import contextlib
+    import time
     import warnings
 
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import dagster as dg
 
     from lead_scoring_assets.demo_definitions import defs
@@ -52,7 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
     database.upgrade()
     database.dispose()
     definitions = defs()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with dg.DagsterInstance.get() as instance:
         for job_name, run_config in (
             ("demo_data_job", {"ops": {"generate_demo_data_op": {"config": {
@@ -62,9 +92,11 @@ def _demo(args: argparse.Namespace) -> int:
              {"ops": {"staged_lead_scores": {"config": {"as_of": args.as_of}}}}),
         ):
             print(f"{job_name} running ...", flush=True)
-            result = definitions.resolve_job_def(job_name).execute_in_process(
-                run_config={**run_config, **quiet}, instance=instance, raise_on_error=False
-            )
+            started = time.monotonic()
+            with contextlib.redirect_stderr(_WithoutRegistryMessages(sys.stderr)):
+                result = definitions.resolve_job_def(job_name).execute_in_process(
+                    run_config={**run_config, **quiet}, instance=instance, raise_on_error=False
+                )
             for event in result.get_step_success_events():
                 seconds = event.event_specific_data.duration_ms / 1000
                 print(f"  {event.step_key}: {seconds:.1f} s")
@@ -72,10 +104,11 @@ def _demo(args: argparse.Namespace) -> int:
                 print(f"{job_name} failed (run {result.run_id}); its log: the Dagster UI",
                       file=sys.stderr)
                 return 1
-            print(f"{job_name} succeeded (run {result.run_id})", flush=True)
+            print(f"{job_name} succeeded in {time.monotonic() - started:.1f} s "
+                  f"(run {result.run_id})", flush=True)
     _print_summary(Database(default_database_url()))
     print(f"\nOpen the Dagster UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
-          ".venv/bin/dagster dev  (then http://127.0.0.1:3000)")
+          ".venv/bin/dg dev  (then http://127.0.0.1:3000)")
     print(f"Compare the models: .venv/bin/mlflow ui --backend-store-uri {default_tracking_uri()} "
           "--port 5000  (then http://127.0.0.1:5000)")
     print("Open the dashboard: LEAD_SCORING_ADMIN_KEYS=choose-a-key .venv/bin/lead-scoring serve  "

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +38,7 @@ SERVERS = re.compile(
     r"|lead-scoring serve)(?=\s|$)")
 PORT = re.compile(r"(--port|-p)(\s+|=)(\d+)")
 NOT_RUN = re.compile(r"\s*<!--\s*not-run:\s*(.*?)\s*-->\s*")
-FENCE = re.compile(r"^```(\w*)\s*$")
+FENCE = re.compile(r"^\s*```(\w*)\s*$")
 SHELLS = {"bash", "sh", "shell"}
 SERVER_START_SECONDS = 180
 BLOCK_SECONDS = 300
@@ -83,14 +84,15 @@ def code_blocks(page: str, markdown: str) -> list[Block]:
             continue
         fence = FENCE.match(lines[i])
         if fence:
-            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), None)
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].lstrip().startswith("```")),
+                       None)
             if end is None:
                 raise ValueError(f"{page}:{i + 1}: unclosed code block")
             if pending and fence.group(1) not in SHELLS:
                 raise ValueError(f"{page}:{pending[1]}: not-run comment above a "
                                  f"{fence.group(1) or 'plain'} block")
             if fence.group(1) in SHELLS:
-                blocks.append(Block(page, i + 1, "\n".join(lines[i + 1:end]),
+                blocks.append(Block(page, i + 1, textwrap.dedent("\n".join(lines[i + 1:end])),
                                     pending[0] if pending else None))
             pending, i = None, end + 1
             continue
@@ -228,11 +230,17 @@ DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dg dev --port 3000  # UI
 ```
 ```yaml
 ops: {}
-```"""
+```
+- in a list:
+
+  ```bash
+  .venv/bin/lead-scoring explain 1
+  ```"""
     blocks = code_blocks("example.md", page)
     assert [(b.line, b.not_run) for b in blocks] == [
-        (1, None), (6, "needs the production cluster"), (9, None), (12, None)]
-    assert [b.runs_a_documented_tool for b in blocks] == [True, False, False, True]
+        (1, None), (6, "needs the production cluster"), (9, None), (12, None), (20, None)]
+    assert [b.runs_a_documented_tool for b in blocks] == [True, False, False, True, True]
+    assert blocks[4].text == ".venv/bin/lead-scoring explain 1"
     assert blocks[3].server_line and not blocks[0].server_line
     with pytest.raises(ValueError, match="needs its reason"):
         code_blocks("x.md", "<!-- not-run: -->\n```bash\ndg dev\n```")
