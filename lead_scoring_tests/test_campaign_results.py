@@ -339,6 +339,9 @@ def test_the_campanas_page_is_served_and_its_data_calls_work(database):
     assert spanish.status_code == 200 and 'data-page="campaigns"' in spanish.text
     assert "Campañas" in spanish.text and "Grupo de control" in spanish.text
     assert "Incremental profit" in english.text and 'lang="en"' in english.text
+    assert 'id="predicted"' in spanish.text and "Previsto vs medido" in spanish.text
+    assert "Predicted vs measured" in english.text
+    assert "c.predicted" in page_script and "p.measured_profit_high" in page_script
     for field in ("campaign_id", "name", "sent_at", "window_closed", "has_control", "arms",
                   "effect"):
         assert field in listed["items"][0] and f"c.{field}" in page_script
