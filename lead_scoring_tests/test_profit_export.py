@@ -4,6 +4,11 @@ expectation, the job's failure without uplift scores, and on synthetic contacts 
 message effect is known, more profit from fewer messages than the top N by probability."""
 
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -26,12 +31,17 @@ from lead_scoring_assets.campaigns.segment_export import (
     select_segment,
 )
 from lead_scoring_assets.campaigns.send_record import CampaignPlan, CampaignRecording
+from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.campaign_export import CampaignExportConfig, campaign_export_job
 from lead_scoring_assets.defs.resources import DatabaseResource
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.conversion_scores import write_conversion_scores
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 from .conftest import AS_OF
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 PROFIT = {"select": "max_profit", "rank_by": "uplift", "cost_per_message": 0.5,
           "value_per_conversion": 8.0}
@@ -304,3 +314,43 @@ def test_max_profit_beats_the_top_n_by_probability_on_known_effects(scored, fold
     assert (sent % 3 == 1).sum() > 900 and (sent % 3 == 1).mean() > 0.7  # persuadables
     assert true_profit("profit.csv") > true_profit("top.csv") + 10_000
     assert true_profit("top.csv") < 0  # the sure things buy less when messaged
+
+
+def test_the_doc_commands_run(tmp_path):
+    """The ``bash`` blocks of docs/campaigns.md, in a fresh folder as ``lead-scoring demo``
+    leaves it (its instance folder; 1,000 demo contacts, scored) with uplift scores on the
+    embedded database: the Buen Fin export, then the max_profit one within its budget."""
+    data = tmp_path / "data"
+    (data / "dagster_home").mkdir(parents=True)
+    (data / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    database = Database(f"sqlite:///{data / 'lead_scoring.db'}")
+    database.upgrade()
+    database.replace_rows("ladas_reference", build_lada_reference())
+    load_demo_data(database, 1_000, seed=3, as_of=AS_OF)
+    rescore_all(database, AS_OF)
+    ids = database.read_frame("SELECT contact_id FROM lead_scores")["contact_id"].to_numpy()
+    uplift = (ids * 7919 % 1000) / 1000 * 0.04 - 0.015
+    _uplift(database, dict(zip(ids.tolist(), uplift.tolist())),
+            deciles=np.ceil(pd.Series(uplift).rank(pct=True) * 10).astype(int).tolist())
+    doc = (REPOSITORY / "docs" / "campaigns.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
+    assert len(blocks) == 2 and "max_profit" in blocks[1]
+    (tmp_path / ".venv").symlink_to(sys.prefix)  # the environment running the tests
+    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(data)}
+    env.pop("LEAD_SCORING_DATABASE_URL", None)
+    env.pop("LEAD_SCORING_EXPORT_DIR", None)
+    for block in blocks:
+        run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "RUN_SUCCESS" in run.stderr + run.stdout
+    campaign = database.read_frame(
+        "SELECT * FROM campaigns WHERE name = 'Navidad rentable'").iloc[0]
+    assert campaign["target_recipients"] == math.floor(50 / 0.35) == 142
+    assert campaign["target_recipients"] + campaign["control_recipients"] == 150  # round(7.5)
+    assert (campaign["select_rule"], campaign["uplift_model_version"]) == ("max_profit", "u7")
+    assert campaign["expected_profit_low"] < campaign["expected_profit"] < campaign[
+        "expected_profit_high"]
+    assert len(pd.read_csv(data / "exports" / "navidad.csv")) == 142
+    assert not database.read_frame("SELECT id FROM campaigns WHERE name = 'Buen Fin'").empty
+    database.dispose()
