@@ -256,7 +256,9 @@ def test_a_recorded_max_profit_campaign_keeps_its_expectation(scored, folder, se
     assert metadata["messages_cost"] == 1.5 and metadata["budget"] == 1.5
     assert metadata["select"] == "max_profit" and metadata["uplift_model_version"] == "u7"
     assert metadata["below_break_even"] == 3 and metadata["no_uplift_score"] > 0
-    assert "| uplift decile | target | control |" in metadata["recipients_by_decile"]
+    by_decile = metadata["recipients_by_decile"].splitlines()
+    assert by_decile[0] == "| uplift decile | target | control |"  # the draw's strata
+    assert [line.split("|")[1].strip() for line in by_decile[2:]] == ["10", "9", "8"]
     text = repr(metadata) + "".join(str(ev) for ev in result.all_events)
     assert not [p for p in _exported(folder, "max.csv")["phone_e164"] if p[3:] in text]
 

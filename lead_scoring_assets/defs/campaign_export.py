@@ -75,7 +75,8 @@ def export_campaign_segment(
 ) -> dg.Output[int]:
     """Stream the segment from one snapshot of lead_scores and contacts, without the numbers
     suppressed in that snapshot, one row per phone number, best first, into the export
-    folder."""
+    folder; ranked by uplift, with select max_profit only the messages worth their cost,
+    within the budget, and the campaign's expected return recorded."""
     profit = config.select == "max_profit"
     if profit and config.campaign_name is None:
         raise ValueError("select max_profit plans a campaign and records what it is expected "
@@ -163,6 +164,7 @@ def _by_decile(by_decile: dict[int, tuple[int, int]], name: str) -> str:
     return "\n".join([f"| {name} | target | control |", "|---|---|---|", *rows])
 
 
-@dg.job(description="Export the targeted contacts of a campaign segment, best first.")
+@dg.job(description="Export the targeted contacts of a campaign segment, best first (by "
+        "score, conversion probability or uplift; or only those worth a message).")
 def campaign_export_job() -> None:
     export_campaign_segment()
