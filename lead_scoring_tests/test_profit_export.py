@@ -356,3 +356,15 @@ def test_the_doc_commands_run(tmp_path):
     assert len(pd.read_csv(data / "exports" / "navidad.csv")) == 142
     assert not database.read_frame("SELECT id FROM campaigns WHERE name = 'Buen Fin'").empty
     database.dispose()
+
+
+def test_a_budget_sized_for_another_control_share_is_refused(scored, folder, seven):
+    """The reader sizes the budget for the share the recording withholds: a caller passing
+    none while the plan withholds a quarter would send fewer messages than paid for."""
+    segment = Segment(**PROFIT, budget=1.5)
+    recording = CampaignRecording.plan_for(scored, CampaignPlan("cuarto", control_share=0.25),
+                                           segment)
+    with pytest.raises(ValueError, match="control share of 0.0, the plan withholds 0.25"):
+        export_segment(scored, segment, "cuarto.csv", select=recording.select,
+                       record=recording.record)
+    assert list(folder.iterdir()) == [] and scored.count("campaigns") == 6
