@@ -10,10 +10,13 @@ by uplift is expected to bring.
 - Expected incremental conversions: the sum of the target recipients' uplift. Its 95 %
   interval is a normal approximation of the spread of what ``campaign_results`` will
   *measure* (target conversions − control rate × target recipients) if the scores are right:
-  variance = Σ_target p1 (1 − p1) + (targets / controls)² × Σ_control p0 (1 − p0), with p1 the
-  conversion probability (the conversion model learns from messaged contacts) and
-  p0 = p1 − uplift, both clipped to [0, 1]; a recipient without a probability counts 1/4 (the
-  largest variance). Without a control group nothing is measured: the variance is that of
+  variance = Σ_target p1 (1 − p1) + (targets / controls)² × Σ_control p0 (1 − p0) (each
+  recipient's conversion a Bernoulli variable) + N² (1 − controls / N) s² / controls (which
+  contacts the control group happens to hold: a random sample of the N selected, s² the
+  sample variance of p0 over them), with p1 the conversion probability (the conversion model
+  learns from messaged contacts) and p0 = p1 − uplift, both clipped to [0, 1]; a recipient
+  without a probability counts 1/4 (the largest variance) and stays out of s² (1/4 when fewer
+  than two have one). Without a control group nothing is measured: the variance is that of
   the sum of the targets' Bernoulli differences, Σ_target p1 (1 − p1) + p0 (1 − p0). It
   covers the campaign's chance only, not the error of the uplift model itself.
 - Expected profit = expected incremental conversions × value − messages × cost, its interval
@@ -73,13 +76,17 @@ class Expectation:
                 "expected_profit_high": self.profit_high}
 
 
-def _variances(probability: np.ndarray, uplift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each recipient's Bernoulli variance with the message (p1) and without (p0)."""
+def _variances(probability: np.ndarray, uplift: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each recipient's Bernoulli variance with the message (p1) and without (p0), and the
+    sample variance of the known p0s."""
     p1 = np.clip(probability, 0, 1)
     p0 = np.clip(p1 - uplift, 0, 1)
     unknown = np.isnan(probability)
+    known = p0[~unknown]
+    spread = float(known.var(ddof=1)) if len(known) > 1 else UNKNOWN_VARIANCE
     return (np.where(unknown, UNKNOWN_VARIANCE, p1 * (1 - p1)),
-            np.where(unknown, UNKNOWN_VARIANCE, p0 * (1 - p0)))
+            np.where(unknown, UNKNOWN_VARIANCE, p0 * (1 - p0)), spread)
 
 
 def expected_return(uplift: np.ndarray, probability: np.ndarray, control: np.ndarray,
@@ -89,10 +96,12 @@ def expected_return(uplift: np.ndarray, probability: np.ndarray, control: np.nda
     uplift = np.asarray(uplift, dtype="float64")
     probability = np.asarray(probability, dtype="float64")
     target = ~np.asarray(control, dtype=bool)
-    with_message, without = _variances(probability, uplift)
+    with_message, without, spread = _variances(probability, uplift)
     targets, controls = int(target.sum()), int((~target).sum())
+    selected = targets + controls
     variance = with_message[target].sum() + (
-        (targets / controls) ** 2 * without[~target].sum() if controls
+        (targets / controls) ** 2 * without[~target].sum()
+        + selected ** 2 * (1 - controls / selected) * spread / controls if controls
         else without[target].sum())
     expected = float(uplift[target].sum())
     half = Z_95 * math.sqrt(variance)
