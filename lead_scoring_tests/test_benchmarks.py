@@ -157,3 +157,24 @@ def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_ur
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
         assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
                                   (name,)).fetchone() == (0,)
+
+
+def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
+    """The profit-export benchmark (small: 2,000 contacts, one pair): max_profit writes the
+    contacts above break-even, the score export as many, and the database is dropped."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.profit_export",
+         "--contacts", "2000", "--pairs", "1", "--url", postgres_url],
+        check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2,000 uplift scores" in result.stdout
+    rows = re.search(r"pair 1: max_profit .*\(([\d,]+) rows, ([\d,]+) below break-even, "
+                     r"peak RSS [\d,]+ MB\), total_score .*\(([\d,]+) rows", result.stdout)
+    selected, below, same = (int(g.replace(",", "")) for g in rows.groups())
+    assert selected == same and selected + below <= 2_000 and 0.4 < selected / 2_000 < 0.7
+    assert "median ratio max_profit / total_score" in result.stdout
+    name = sa.make_url(postgres_url).database
+    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone() == (0,)

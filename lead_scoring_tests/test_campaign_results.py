@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from lead_scoring_assets.campaigns.results import (
@@ -168,6 +169,47 @@ def test_a_campaign_of_control_recipients_only_says_so(database):
     assert result.target.recipients == 0 and result.target.conversion_rate is None
 
 
+def expect(database: Database, campaign_id: int, figures: tuple[float, ...]) -> None:
+    """Set a campaign's expectation: conversions, low, high, profit, low, high."""
+    names = ("expected_incremental_conversions", "expected_incremental_low",
+             "expected_incremental_high", "expected_profit", "expected_profit_low",
+             "expected_profit_high")
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            f"UPDATE campaigns SET {', '.join(f'{n} = :{n}' for n in names)}, "
+            "select_rule = 'max_profit', rank_by = 'uplift', uplift_model_version = 'u7' "
+            "WHERE id = :id"), {"id": campaign_id, **dict(zip(names, figures))})
+
+
+def test_predicted_against_measured_with_both_intervals(database):
+    """Campaign 1 measured 3.0 [-3.681, 7.672] conversions and 290 [-378.1, 757.2] pesos;
+    expected 2 [0.5, 3.5] and 190 [40, 340]: both inside. Expected 10 [8, 12] and 990
+    [790, 1190]: both outside. Campaign 2 has no control group: nothing measured."""
+    load_campaigns(database)
+    expect(database, 1, (2.0, 0.5, 3.5, 190.0, 40.0, 340.0))
+    expect(database, 2, (1.0, -1.0, 3.0, 50.0, -150.0, 250.0))
+    results = {r.campaign_id: r for r in campaign_results(database, now=NOW)}
+    p = results[1].predicted
+    assert (p.expected_incremental_conversions, p.expected_incremental_low,
+            p.expected_incremental_high) == (2.0, 0.5, 3.5)
+    assert (p.measured_incremental_conversions, p.measured_incremental_low,
+            p.measured_incremental_high) == pytest.approx((3.0, -3.68100, 7.67223), abs=1e-4)
+    assert (p.measured_profit, p.measured_profit_low, p.measured_profit_high) == \
+        pytest.approx((290.0, -378.100, 757.223), abs=1e-2)
+    assert p.conversions_inside is True and p.profit_inside is True
+    assert (p.uplift_model_version, p.select_rule) == ("u7", "max_profit")
+    unmeasured = results[2].predicted
+    assert unmeasured.expected_profit == 50.0 and unmeasured.measured_profit is None
+    assert unmeasured.conversions_inside is None and unmeasured.profit_inside is None
+    assert results[3].predicted is None and results[3].as_dict()["predicted"] is None
+    expect(database, 1, (10.0, 8.0, 12.0, 990.0, 790.0, 1190.0))
+    [far] = campaign_results(database, 1, now=NOW)
+    assert far.predicted.conversions_inside is False and far.predicted.profit_inside is False
+    expect(database, 1, (3.0, 3.0, 3.0, 289.0, 289.0, 290.0))  # the bounds are inside
+    [edge] = campaign_results(database, 1, now=NOW)
+    assert edge.predicted.conversions_inside is True and edge.predicted.profit_inside is True
+
+
 def test_an_open_attribution_window_is_marked(database):
     load_campaigns(database)
     [result] = campaign_results(database, 1, now=SENT + 10 * DAY)
@@ -196,6 +238,29 @@ def test_the_asset_reports_every_campaign_in_its_metadata(database):
     assert "15.00 [-18.41, 38.36] pp" in metadata["effects"]
     assert "20.00 [-28.36, 53.07] pp" in metadata["deciles"]  # decile 10: 4/10 against 1/5
     assert metadata["chart"].startswith("![Incremental profit")
+    assert "predicted_vs_measured" not in metadata
+
+
+def test_the_asset_shows_predicted_against_measured(database):
+    load_campaigns(database)
+    expect(database, 1, (2.0, 0.5, 3.5, 190.0, 40.0, 340.0))
+    expect(database, 2, (1.0, -1.0, 3.0, 50.0, -150.0, 250.0))
+    with dg.instance_for_test() as instance:
+        run = dg.materialize(
+            [campaign_results_asset], instance=instance,
+            resources={"database": DatabaseResource(
+                url=database.url.render_as_string(hide_password=False))})
+    [event] = run.asset_materializations_for_node("campaign_results")
+    metadata = {key: value.value for key, value in event.metadata.items()}
+    assert metadata["campaigns_with_expectation"] == 2
+    table = metadata["predicted_vs_measured"].splitlines()
+    assert len(table) == 2 + 2
+    [one] = [line for line in table if "Con control" in line]
+    cells = [cell.strip() for cell in one.split("|")[1:-1]]
+    assert cells[2:8] == ["2.0 [0.5, 3.5]", "3.0 [-3.7, 7.7]", "yes", "190 [40, 340]",
+                          "290 [-378, 757]", "yes"]
+    [two] = [line for line in table if "Sin control" in line]
+    assert [cell.strip() for cell in two.split("|")[1:-1]][3:5] == ["—", "—"]
 
 
 def test_the_nightly_job_computes_the_campaign_results(definitions):
@@ -240,6 +305,22 @@ def test_the_api_serves_the_campaign_results(database):
     assert planned_only.status_code == 404 and unknown.status_code == 404
     assert "no campaign with id 99" in unknown.json()["detail"]
     assert without_key.status_code == 401 and negative.status_code == 422
+    assert body["predicted"] is None
+
+
+def test_the_api_serves_predicted_against_measured(database):
+    load_campaigns(database)
+    expect(database, 1, (10.0, 8.0, 12.0, 990.0, 790.0, 1190.0))
+    with TestClient(app_for(database)) as api:
+        one = api.get(f"{API}/campaigns/1", headers=READ).json()
+        listed = api.get(f"{API}/campaigns", headers=READ).json()["items"]
+    predicted = one["predicted"]
+    assert (predicted["expected_incremental_conversions"], predicted["expected_profit_high"],
+            predicted["conversions_inside"], predicted["profit_inside"]) == (
+        10.0, 1190.0, False, False)
+    assert predicted["measured_incremental_conversions"] == pytest.approx(3.0)
+    assert predicted["measured_profit_low"] == pytest.approx(-378.100, abs=1e-2)
+    assert [c["predicted"] is not None for c in listed] == [False, False, True]
 
 
 def test_the_campanas_page_is_served_and_its_data_calls_work(database):
@@ -258,6 +339,9 @@ def test_the_campanas_page_is_served_and_its_data_calls_work(database):
     assert spanish.status_code == 200 and 'data-page="campaigns"' in spanish.text
     assert "Campañas" in spanish.text and "Grupo de control" in spanish.text
     assert "Incremental profit" in english.text and 'lang="en"' in english.text
+    assert 'id="predicted"' in spanish.text and "Previsto vs medido" in spanish.text
+    assert "Predicted vs measured" in english.text
+    assert "c.predicted" in page_script and "p.measured_profit_high" in page_script
     for field in ("campaign_id", "name", "sent_at", "window_closed", "has_control", "arms",
                   "effect"):
         assert field in listed["items"][0] and f"c.{field}" in page_script

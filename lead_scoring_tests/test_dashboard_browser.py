@@ -199,3 +199,29 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
         expect(page.locator("#bonus-section")).to_be_hidden()
         expect(page.locator("#error")).to_be_hidden()
         browser.close()
+
+
+def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, demo_database):
+    """A demo campaign (no control group) planned with an expectation: its row in "Previsto
+    vs medido" with the expected figures and nothing measured yet."""
+    with demo_database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "UPDATE campaigns SET expected_incremental_conversions = 12.5, "
+            "expected_incremental_low = 4.25, expected_incremental_high = 20.75, "
+            "expected_profit = 1300, expected_profit_low = 290, expected_profit_high = 2310, "
+            "select_rule = 'max_profit', rank_by = 'uplift' WHERE id = 1"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{server}/campaigns")
+        page.fill("#api-key", READ_KEY)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#predicted tbody tr")).to_have_count(1)
+        cells = page.locator("#predicted tbody tr[data-campaign-id='1'] td")
+        expect(cells.nth(1)).to_have_text("12.5 [4.25, 20.75]")
+        expect(cells.nth(2)).to_have_text("Sin medición todavía")
+        expect(cells.nth(3)).to_have_text("—")
+        expect(cells.nth(4)).to_have_text("$1,300 [$290, $2,310]")
+        expect(page.locator("#error")).to_be_hidden()
+        browser.close()

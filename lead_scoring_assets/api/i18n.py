@@ -57,6 +57,15 @@ LABELS: dict[str, dict[str, str]] = {
         "de 95 % (Newcombe); utilidad en pesos, con los costos de la campaña o los "
         "predeterminados.",
         "no_campaigns": "Aún no hay campañas con resultados",
+        "predicted_vs_measured": "Previsto vs medido",
+        "predicted_note": "Campañas elegidas por uplift: lo que se esperaba al planearlas "
+        "frente a lo medido contra el grupo de control, con sus intervalos de 95 %.",
+        "expected_conversions": "Conversiones incrementales previstas",
+        "measured_conversions": "Conversiones incrementales medidas",
+        "expected_profit": "Utilidad prevista", "measured_profit": "Utilidad medida",
+        "inside_interval": "¿Dentro de lo previsto?", "inside_yes": "Sí",
+        "inside_no": "No", "not_measured": "Sin medición todavía",
+        "no_predictions": "Ninguna campaña con resultados se planeó con una previsión",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -111,6 +120,15 @@ LABELS: dict[str, dict[str, str]] = {
         "interval_note": "Conversions / recipients (rate). In brackets, the 95 % interval "
         "(Newcombe); profit in pesos, with the campaign's costs or the defaults.",
         "no_campaigns": "No campaign results yet",
+        "predicted_vs_measured": "Predicted vs measured",
+        "predicted_note": "Campaigns selected by uplift: what was expected when they were "
+        "planned against what was measured against the control group, with 95 % intervals.",
+        "expected_conversions": "Expected incremental conversions",
+        "measured_conversions": "Measured incremental conversions",
+        "expected_profit": "Expected profit", "measured_profit": "Measured profit",
+        "inside_interval": "Within the expected range?", "inside_yes": "Yes",
+        "inside_no": "No", "not_measured": "Not measured yet",
+        "no_predictions": "No campaign with results was planned with an expectation",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""

@@ -190,6 +190,30 @@ class CampaignDecile(BaseModel):
     effect: CampaignEffect | None
 
 
+class CampaignPrediction(BaseModel):
+    """What a campaign planned by uplift was expected to bring, against what was measured
+    (null: nothing measured yet, or no control group); 95 % intervals, money in pesos."""
+
+    uplift_model_version: str | None
+    select_rule: str | None = Field(description="all or max_profit")
+    expected_incremental_conversions: float
+    expected_incremental_low: float
+    expected_incremental_high: float
+    measured_incremental_conversions: float | None
+    measured_incremental_low: float | None
+    measured_incremental_high: float | None
+    conversions_inside: bool | None = Field(
+        description="the measured incremental conversions are within the expected interval")
+    expected_profit: float
+    expected_profit_low: float
+    expected_profit_high: float
+    measured_profit: float | None
+    measured_profit_low: float | None
+    measured_profit_high: float | None
+    profit_inside: bool | None = Field(
+        description="the measured profit is within the expected interval")
+
+
 class CampaignSummary(BaseModel):
     """A campaign with outcome rows: both arms and, with a control group, its effect."""
 
@@ -206,6 +230,8 @@ class CampaignSummary(BaseModel):
         description="campaign: its own costs; default: at least one from the defaults")
     arms: dict[Literal["target", "control"], CampaignArm]
     effect: CampaignEffect | None
+    predicted: CampaignPrediction | None = Field(
+        description="predicted vs measured, for a campaign planned with an expectation")
 
 
 class CampaignList(BaseModel):

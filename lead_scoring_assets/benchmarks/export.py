@@ -51,7 +51,7 @@ def copy_baseline(url: sa.URL) -> float:
 
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     database = Database(url.render_as_string(hide_password=False))
-    query, _, params = _segment_query(database, Segment(), None,
+    query, _, _, params = _segment_query(database, Segment(), None,
                                       InForce(at=datetime.now(UTC), snapshot=None), {})
     database.dispose()
     sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", query.text)

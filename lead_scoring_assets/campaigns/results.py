@@ -21,6 +21,10 @@ control group, with 95 % intervals, per campaign and per probability decile.
   (cost is known exactly).
 - A campaign without control recipients is reported with its conversions only
   (``has_control`` false): no incremental figures.
+- Predicted vs measured: a campaign planned with an expectation (``rank_by: uplift``,
+  ``campaigns/profit.py``) shows its expected incremental conversions and profit next to the
+  measured ones, both with their intervals, and whether each measured figure falls inside
+  the expected interval (None while nothing is measured).
 """
 
 import math
@@ -143,6 +147,55 @@ def effect(target: Arm, control: Arm, cost_per_message: float,
     return Effect(*conversions, rate, low, high, cost, *revenue, *profit, *per_peso)
 
 
+EXPECTED_COLUMNS = ("expected_incremental_conversions", "expected_incremental_low",
+                    "expected_incremental_high", "expected_profit", "expected_profit_low",
+                    "expected_profit_high")
+
+
+@dataclass
+class Prediction:
+    """What a campaign was expected to bring against what was measured (None: nothing
+    measured, no control group); ``*_inside``: the measured figure is within the expected
+    interval."""
+
+    uplift_model_version: str | None
+    select_rule: str | None
+    expected_incremental_conversions: float
+    expected_incremental_low: float
+    expected_incremental_high: float
+    measured_incremental_conversions: float | None
+    measured_incremental_low: float | None
+    measured_incremental_high: float | None
+    conversions_inside: bool | None
+    expected_profit: float
+    expected_profit_low: float
+    expected_profit_high: float
+    measured_profit: float | None
+    measured_profit_low: float | None
+    measured_profit_high: float | None
+    profit_inside: bool | None
+
+
+def prediction(campaign, measured: Effect | None) -> Prediction | None:
+    """The campaign row's expectation against ``measured``, or None without one."""
+    if campaign.expected_incremental_conversions is None:
+        return None
+    expected = [float(getattr(campaign, c)) for c in EXPECTED_COLUMNS]
+    conversions = profit = (None, None, None)
+    if measured is not None:
+        conversions = (measured.incremental_conversions, measured.incremental_conversions_low,
+                       measured.incremental_conversions_high)
+        profit = (measured.incremental_profit, measured.incremental_profit_low,
+                  measured.incremental_profit_high)
+
+    def inside(value: float | None, low: float, high: float) -> bool | None:
+        return None if value is None else low <= value <= high
+
+    return Prediction(campaign.uplift_model_version, campaign.select_rule, *expected[:3],
+                      *conversions, inside(conversions[0], *expected[1:3]), *expected[3:],
+                      *profit, inside(profit[0], *expected[4:]))
+
+
 @dataclass
 class CampaignResult:
     campaign_id: int
@@ -159,6 +212,7 @@ class CampaignResult:
     effect: Effect | None
     deciles: list[dict] = field(default_factory=list)
     """Per recorded probability decile: ``decile``, ``target``, ``control``, ``effect``."""
+    predicted: Prediction | None = None
 
     @property
     def has_control(self) -> bool:
@@ -181,6 +235,7 @@ class CampaignResult:
             "value_per_conversion": self.value_per_conversion, "costs_from": self.costs_from,
             "arms": {"target": self.target.as_dict(), "control": self.control.as_dict()},
             "effect": None if self.effect is None else asdict(self.effect),
+            "predicted": None if self.predicted is None else asdict(self.predicted),
             "deciles": [{"decile": d["decile"], "target": d["target"].as_dict(),
                          "control": d["control"].as_dict(),
                          "effect": None if d["effect"] is None else asdict(d["effect"])}
@@ -205,7 +260,8 @@ def campaign_results(
     results = []
     with database.engine.connect() as connection:
         campaigns = connection.execute(sa.text(
-            "SELECT c.id, c.name, c.sent_at, c.cost_per_message, c.value_per_conversion "
+            "SELECT c.id, c.name, c.sent_at, c.cost_per_message, c.value_per_conversion, "
+            f"c.uplift_model_version, c.select_rule, {', '.join(EXPECTED_COLUMNS)} "
             f"FROM campaigns c {where}EXISTS (SELECT 1 FROM campaign_outcomes o "
             "WHERE o.campaign_id = c.id) ORDER BY c.sent_at DESC, c.id DESC"),
             {"campaign": campaign_id}).all()
@@ -227,13 +283,14 @@ def campaign_results(
                 if row.decile is not None:
                     deciles.setdefault(int(row.decile), {"target": Arm(), "control": Arm()}
                                        )[row.arm].add(_arm(row))
+            measured = effect(arms["target"], arms["control"], cost, value)
             results.append(CampaignResult(
                 int(campaign.id), campaign.name, sent_at, window_end <= now, cost, value,
-                costs_from, arms["target"], arms["control"],
-                effect(arms["target"], arms["control"], cost, value),
+                costs_from, arms["target"], arms["control"], measured,
                 [{"decile": d, **pair, "effect": effect(pair["target"], pair["control"],
                                                         cost, value)}
-                 for d, pair in sorted(deciles.items(), reverse=True)]))
+                 for d, pair in sorted(deciles.items(), reverse=True)],
+                prediction(campaign, measured)))
     return results
 
 
@@ -280,6 +337,34 @@ def deciles_table(results: list[CampaignResult]) -> pd.DataFrame:
              d["effect"].incremental_rate * 100, d["effect"].incremental_rate_low * 100,
              d["effect"].incremental_rate_high * 100, "{:.2f}", " pp")}
         for r in results if r.has_control for d in r.deciles])
+
+
+def predicted_table(results: list[CampaignResult]) -> pd.DataFrame:
+    """One row per campaign with an expectation: expected and measured incremental
+    conversions and profit, each ``value [low, high]``, and whether the measured is inside
+    the expected interval."""
+    def measured(value, low, high, form: str) -> str:
+        return "—" if value is None else _interval(value, low, high, form)
+
+    def verdict(inside: bool | None) -> str:
+        return "—" if inside is None else "yes" if inside else "no"
+
+    return pd.DataFrame([
+        {"campaign_id": r.campaign_id, "campaign": r.name,
+         "expected_conversions": _interval(p.expected_incremental_conversions,
+                                           p.expected_incremental_low,
+                                           p.expected_incremental_high, "{:.1f}"),
+         "measured_conversions": measured(p.measured_incremental_conversions,
+                                          p.measured_incremental_low,
+                                          p.measured_incremental_high, "{:.1f}"),
+         "conversions_inside": verdict(p.conversions_inside),
+         "expected_profit": _interval(p.expected_profit, p.expected_profit_low,
+                                      p.expected_profit_high, "{:,.0f}"),
+         "measured_profit": measured(p.measured_profit, p.measured_profit_low,
+                                     p.measured_profit_high, "{:,.0f}"),
+         "profit_inside": verdict(p.profit_inside),
+         "window_closed": r.window_closed}
+        for r in results if (p := r.predicted) is not None])
 
 
 def _interval(value: float, low: float, high: float, form: str, unit: str = "") -> str:

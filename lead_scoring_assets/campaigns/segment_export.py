@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from lead_scoring_assets.campaigns.profit import messages_within, selection_for
 from lead_scoring_assets.consent.in_force import (
     CONSENT_TABLES,
     InForce,
@@ -43,11 +44,14 @@ RANKINGS = {
     "total_score": "total_score DESC, confidence_level DESC",
     "conversion_probability": "probability_decile DESC NULLS LAST, "
     "conversion_probability DESC NULLS LAST, total_score DESC",
+    "uplift": "uplift DESC",
 }
-"""What ``rank_by`` orders by; without a conversion champion ``conversion_scores`` holds the
-rule's deciles (no probability), so the ranking falls back to the rule within a decile."""
+"""What ``rank_by`` orders by (then the contact id); without a conversion champion
+``conversion_scores`` holds the rule's deciles (no probability), so the ranking falls back to
+the rule within a decile. ``uplift`` takes only contacts with an ``uplift_scores`` row."""
 PHONE_RANKINGS = {"total_score": "total_score DESC",
-                  "conversion_probability": RANKINGS["conversion_probability"]}
+                  "conversion_probability": RANKINGS["conversion_probability"],
+                  "uplift": "u.uplift DESC"}
 """Which contact keeps a phone number shared by several (then the latest created)."""
 EXPORT_SCHEMA = pa.schema([
     ("contact_id", pa.int64()), ("phone_e164", pa.string()), ("full_name", pa.string()),
@@ -57,8 +61,12 @@ EXPORT_SCHEMA = pa.schema([
     ("conversion_probability", pa.float64()), ("probability_decile", pa.int16()),
 ])
 EXPORT_COLUMNS = tuple(EXPORT_SCHEMA.names)
+UPLIFT_SCHEMA = pa.schema([("uplift", pa.float64()), ("uplift_decile", pa.int16())])
+"""The file's two more columns when ranked by uplift."""
 SEGMENT_TABLES = ("lead_scores", "conversion_scores", "contacts", *CONSENT_TABLES)
-"""What a segment reads, locked before its snapshot is taken (``Database.snapshot``)."""
+"""What a segment reads, locked before its snapshot is taken (``Database.snapshot``), with
+``uplift_scores`` when ranked by uplift."""
+SELECT_RULES = ("all", "max_profit")
 FORMATS = ("csv", "parquet")
 UNREADABLE = 2 ** len(REASONS)
 """The count query's mark of contacts whose number is unreadable (left out)."""
@@ -76,15 +84,61 @@ class Segment:
     rank_by: str = "total_score"
     min_probability: float | None = None
     min_decile: int | None = None
+    select: str = "all"
+    """``all``: every contact of the segment; ``max_profit``: those whose uplift ×
+    ``value_per_conversion`` exceeds ``cost_per_message`` (``campaigns/profit.py``)."""
+    cost_per_message: float | None = None
+    value_per_conversion: float | None = None
+    budget: float | None = None
+    """Pesos: at most ``floor(budget / cost_per_message)`` messages (``max_profit``)."""
+
+    @property
+    def by_uplift(self) -> bool:
+        return self.rank_by == "uplift"
+
+    def schema(self) -> pa.Schema:
+        """The file's columns."""
+        return pa.unify_schemas([EXPORT_SCHEMA, UPLIFT_SCHEMA]) if self.by_uplift else (
+            EXPORT_SCHEMA)
+
+    def row_limit(self, control_share: float = 0.0) -> int | None:
+        """The most rows to select: ``limit``, and what ``budget`` pays for once
+        ``control_share`` of the selection is withheld."""
+        limits = [self.limit] if self.limit is not None else []
+        if self.budget is not None:
+            messages = messages_within(self.budget, self.cost_per_message)
+            if messages is not None:
+                limits.append(selection_for(messages, control_share))
+        return min(limits) if limits else None
 
     def min_total(self) -> int:
         if self.rank_by not in RANKINGS:
             raise ValueError(f"unknown rank_by {self.rank_by!r}; one of {', '.join(RANKINGS)}")
+        if self.select not in SELECT_RULES:
+            raise ValueError(f"unknown select {self.select!r}; one of {', '.join(SELECT_RULES)}")
+        if self.select == "max_profit" and not self.by_uplift:
+            raise ValueError("select max_profit needs rank_by uplift: a message's expected "
+                             "incremental value is its uplift × value_per_conversion; a "
+                             "conversion probability or a score is no effect")
+        if self.select == "max_profit" and None in (self.cost_per_message,
+                                                    self.value_per_conversion):
+            raise ValueError("select max_profit needs cost_per_message and "
+                             "value_per_conversion")
+        if self.budget is not None and self.select != "max_profit":
+            raise ValueError("budget needs select max_profit")
         tiers = dict(DEFAULT_CONFIG.tiers)
         if self.min_tier is not None and self.min_tier.upper() not in tiers:
             raise ValueError(f"unknown tier {self.min_tier!r}; one of {', '.join(tiers)}")
         tier_floor = tiers[self.min_tier.upper()] if self.min_tier else 0
         return max(tier_floor, self.min_score or 0)
+
+
+class NoUpliftChampion(ValueError):
+    """``rank_by: uplift`` without uplift scores."""
+
+
+class NothingProfitable(ValueError):
+    """``select: max_profit`` found no contact worth a message."""
 
 
 class ForgottenDuringExport(RuntimeError):
@@ -122,7 +176,8 @@ class UnsafeExportPath(ValueError):
 class ExportReport:
     """What was written: the file (relative to the export folder), rows, SHA-256, size, how
     many contacts were left out because another contact had the same phone number, those left
-    out as suppressed (``left_out``, see ``SegmentReader``) and the snapshot read."""
+    out as suppressed (``left_out``, see ``SegmentReader``), the snapshot read and the uplift
+    scores' model version (ranked by uplift)."""
 
     file: str
     path: Path
@@ -133,6 +188,7 @@ class ExportReport:
     left_out: dict[str, int]
     snapshot_at: datetime
     snapshot: str | None
+    uplift_model_version: str | None = None
 
 
 def export_dir() -> Path:
@@ -141,21 +197,25 @@ def export_dir() -> Path:
 
 
 def _segment_query(database: Database, segment: Segment, states: list[str] | None,
-                   in_force: InForce, renamed: dict[str, str | None]
-                   ) -> tuple[sa.TextClause, sa.TextClause, dict]:
+                   in_force: InForce, renamed: dict[str, str | None], control_share: float = 0.0
+                   ) -> tuple[sa.TextClause, sa.TextClause, sa.TextClause | None, dict]:
     """The segment without suppressed numbers, one row per number (best score, then latest
     ``created_at``, then highest contact id), best first, with ``phone_contacts`` counting the
-    unsuppressed contacts of each number; and the count of the segment's suppressed contacts
-    per combination of reasons (a bit per reason, in the order of ``REASONS``).
+    unsuppressed contacts of each number; the count of the segment's suppressed contacts
+    per combination of reasons (a bit per reason, in the order of ``REASONS``); and, ranked by
+    uplift, the count of its contacts without an uplift score and (``max_profit``) below
+    break-even.
 
     ``renamed`` maps the non-canonical numbers of ``contacts`` to their canonical form (None:
-    unreadable, left out); the file holds the canonical form."""
+    unreadable, left out); the file holds the canonical form. ``control_share``: the share of
+    the selection withheld as control (sizes a budget)."""
     dialect = database.dialect
     phone = "CASE WHEN n.raw IS NULL THEN c.phone_e164 ELSE n.phone END" if renamed else (
         "c.phone_e164")
+    names = segment.schema().names
     columns = ", ".join(f"{phone} AS phone_e164" if c == "phone_e164" else f"c.{c}"
                         if c in CONTACT_FIELDS else f"p.{c}" if c in CONVERSION_FIELDS
-                        else f"s.{c}" for c in EXPORT_COLUMNS)
+                        else f"u.{c}" if c in UPLIFT_SCHEMA.names else f"s.{c}" for c in names)
     where = "s.total_score >= :min_total AND s.confidence_level >= :min_confidence"
     params: dict = {"min_total": segment.min_total(), "min_confidence": segment.min_confidence,
                     "renamed": json.dumps(sorted(renamed.items())),
@@ -174,13 +234,28 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
         "LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id"
         + (f" LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164"
            if renamed else ""))
+    uplift_left_out = None
+    if segment.by_uplift:
+        profitable = "u.uplift * :value_per_conversion > :cost_per_message"
+        below = (f"sum(CASE WHEN NOT ({profitable}) THEN 1 ELSE 0 END)"
+                 if segment.select == "max_profit" else "0")
+        uplift_left_out = sa.text(
+            f"SELECT count(*) - count(u.contact_id) AS no_uplift_score, {below} AS "
+            f"below_break_even {tables} LEFT JOIN uplift_scores u ON u.contact_id = "
+            f"s.contact_id WHERE {where}")
+        tables += " JOIN uplift_scores u ON u.contact_id = s.contact_id"
+        if segment.select == "max_profit":
+            where += f" AND {profitable}"
+            params["value_per_conversion"] = segment.value_per_conversion
+            params["cost_per_message"] = segment.cost_per_message
     source = f"{tables} WHERE {where}"
     limit = ""
-    if segment.limit is not None:
+    row_limit = segment.row_limit(control_share)
+    if row_limit is not None:
         limit = " LIMIT :limit"
-        params["limit"] = segment.limit
+        params["limit"] = row_limit
     rows = sa.text(
-        f"SELECT {', '.join(EXPORT_COLUMNS)}, phone_contacts FROM (SELECT {columns}, "
+        f"SELECT {', '.join(names)}, phone_contacts FROM (SELECT {columns}, "
         f"row_number() OVER (PARTITION BY {phone} ORDER BY "
         f"{PHONE_RANKINGS[segment.rank_by]}, c.created_at DESC NULLS LAST, s.contact_id DESC) "
         f"AS phone_rank, count(*) OVER (PARTITION BY {phone}) AS phone_contacts {source} "
@@ -199,9 +274,12 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
         + (f" UNION ALL SELECT {UNREADABLE}, count(*) {source} AND {phone} IS NULL"
            if None in renamed.values() else ""))
     if states is not None:
-        rows = rows.bindparams(sa.bindparam("states", expanding=True))
-        left_out = left_out.bindparams(sa.bindparam("states", expanding=True))
-    return rows, left_out, params
+        rows, left_out = (q.bindparams(sa.bindparam("states", expanding=True))
+                          for q in (rows, left_out))
+        if uplift_left_out is not None:
+            uplift_left_out = uplift_left_out.bindparams(
+                sa.bindparam("states", expanding=True))
+    return rows, left_out, uplift_left_out, params
 
 
 class SegmentReader:
@@ -213,22 +291,32 @@ class SegmentReader:
     contact with the same phone number was kept; ``left_out`` the segment's contacts (before
     ``limit``) left out as suppressed, per reason (``suppressed_opt_out``, …; a contact
     suppressed for two reasons counts in each), in all (``suppressed_contacts``) and for an
-    unreadable number (``unreadable_phone``); ``in_force`` is what the snapshot held in force,
-    with its time."""
+    unreadable number (``unreadable_phone``); ranked by uplift, the segment's contacts
+    without an uplift score (``no_uplift_score``) and, with ``max_profit``, those whose
+    message is not worth its cost (``below_break_even``), both before suppressions and
+    duplicates; ``in_force`` is what the snapshot held in force, with its time;
+    ``uplift_model_version`` the uplift scores' model version.
+
+    ``control_share``: the share of the selection the caller withholds as control (a budget
+    pays for the rest)."""
 
     def __init__(self, database: Database, segment: Segment, batch_size: int = BATCH_SIZE,
-                 after_batch: Callable[[int], None] | None = None):
+                 after_batch: Callable[[int], None] | None = None, control_share: float = 0.0):
         segment.min_total()
         self.database = database
         self.segment = segment
+        self.schema = segment.schema()
         self.batch_size = batch_size
         self.after_batch = after_batch
+        self.control_share = control_share
         self.rows = 0
         self.duplicates_dropped = 0
         self.left_out = dict.fromkeys(
-            (*(f"suppressed_{r}" for r in REASONS), "suppressed_contacts", "unreadable_phone"),
-            0)
+            (*(f"suppressed_{r}" for r in REASONS), "suppressed_contacts", "unreadable_phone",
+             *(("no_uplift_score",) if segment.by_uplift else ()),
+             *(("below_break_even",) if segment.select == "max_profit" else ())), 0)
         self.in_force: InForce | None = None
+        self.uplift_model_version: str | None = None
 
     def _states(self, connection: sa.Connection) -> list[str] | None:
         """The stored spellings of the wanted states (state names are normalised in Python, so
@@ -259,15 +347,33 @@ class SegmentReader:
                 if reasons & 2 ** i:
                     self.left_out[f"suppressed_{reason}"] += contacts
 
+    def _uplift_model_version(self, connection: sa.Connection) -> str:
+        """The uplift scores' model version; ``NoUpliftChampion`` without scores."""
+        version = connection.execute(sa.text(
+            "SELECT model_version FROM uplift_scores LIMIT 1")).scalar()
+        if version is None:
+            raise NoUpliftChampion("no uplift champion: run uplift_scores (uplift_scores is "
+                                   "empty; rank_by uplift needs it)")
+        return version
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        with self.database.snapshot(SEGMENT_TABLES) as connection:
+        tables = (*SEGMENT_TABLES, "uplift_scores") if self.segment.by_uplift else (
+            SEGMENT_TABLES)
+        with self.database.snapshot(tables) as connection:
             self.in_force = read_in_force(connection, self.database)
+            if self.segment.by_uplift:
+                self.uplift_model_version = self._uplift_model_version(connection)
             states = self._states(connection)
             if states == []:
                 return
-            query, left_out, params = _segment_query(
-                self.database, self.segment, states, self.in_force, self._renamed(connection))
+            query, left_out, uplift_left_out, params = _segment_query(
+                self.database, self.segment, states, self.in_force, self._renamed(connection),
+                self.control_share)
             self._count_left_out(connection, left_out, params)
+            if uplift_left_out is not None:
+                counts = connection.execute(uplift_left_out, params).one()._asdict()
+                self.left_out.update({k: int(v or 0) for k, v in counts.items()
+                                      if k in self.left_out})
             result = connection.execution_options(
                 stream_results=True, yield_per=self.batch_size).execute(query, params)
             for rows in result.partitions(self.batch_size):
@@ -276,18 +382,24 @@ class SegmentReader:
                 self.rows += len(rows)
                 batch = pa.RecordBatch.from_arrays(
                     [pa.array(values, type=column.type)
-                     for values, column in zip(columns, EXPORT_SCHEMA)],
-                    schema=EXPORT_SCHEMA)
+                     for values, column in zip(columns, self.schema)],
+                    schema=self.schema)
                 if self.after_batch is not None:
                     self.after_batch(self.rows)
                 yield batch
+            if self.segment.select == "max_profit" and not self.rows:
+                raise NothingProfitable(
+                    "select max_profit: no contact of the segment is worth a message (uplift "
+                    f"× {self.segment.value_per_conversion} never exceeds "
+                    f"{self.segment.cost_per_message}, or every such contact is suppressed): "
+                    "nothing was written")
 
 
 def select_segment(database: Database, segment: Segment,
                    batch_size: int = BATCH_SIZE) -> pd.DataFrame:
     """The whole segment as a DataFrame (for small segments; exports stream instead)."""
     batches = list(SegmentReader(database, segment, batch_size))
-    return pa.Table.from_batches(batches, schema=EXPORT_SCHEMA).to_pandas()
+    return pa.Table.from_batches(batches, schema=segment.schema()).to_pandas()
 
 
 def export_path(output_path: str, folder: Path | None = None, *, field: str = "output_path",
@@ -310,11 +422,12 @@ def export_path(output_path: str, folder: Path | None = None, *, field: str = "o
     return target
 
 
-def _write(batches: Iterable[pa.RecordBatch], sink: pa.NativeFile, file_format: str) -> int:
+def _write(batches: Iterable[pa.RecordBatch], sink: pa.NativeFile, file_format: str,
+           schema: pa.Schema) -> int:
     """Write the batches; returns the rows written."""
     rows = 0
-    with (pacsv.CSVWriter(sink, EXPORT_SCHEMA) if file_format == "csv" else
-          pq.ParquetWriter(sink, EXPORT_SCHEMA)) as writer:
+    with (pacsv.CSVWriter(sink, schema) if file_format == "csv" else
+          pq.ParquetWriter(sink, schema)) as writer:
         for batch in batches:
             writer.write_batch(batch)
             rows += batch.num_rows
@@ -327,6 +440,7 @@ def export_segment(
     after_batch: Callable[[int], None] | None = None,
     select: Callable[[SegmentReader, Path], Iterable[pa.RecordBatch]] | None = None,
     record: Callable[[Path, str], AbstractContextManager] | None = None,
+    control_share: float = 0.0,
 ) -> ExportReport:
     """Stream the segment to ``output_path`` (relative to the export folder) as ``csv`` or
     ``parquet``: written to a temporary file (mode 0600) in the same folder, synced, then
@@ -336,7 +450,8 @@ def export_segment(
 
     ``select(reader, folder)``: the batches to write (default all; ``folder`` is for its
     temporary files). ``record(target, sha256)``: a context manager the complete file is
-    renamed within (a campaign's record, committed only if the rename succeeds)."""
+    renamed within (a campaign's record, committed only if the rename succeeds).
+    ``control_share``: the share of the selection ``select`` withholds (sizes a budget)."""
     if file_format not in FORMATS:
         raise ValueError(f"format must be csv or parquet, not {file_format!r}")
     target = export_path(output_path, folder)
@@ -344,14 +459,14 @@ def export_segment(
         raise FileExistsError(f"{output_path!r} already exists in the export folder; "
                               "set overwrite to replace it")
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    reader = SegmentReader(database, segment, batch_size, after_batch)
+    reader = SegmentReader(database, segment, batch_size, after_batch, control_share)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
                                          dir=target.parent)
     os.close(handle)
     try:
         with pa.OSFile(temporary, "wb") as sink:
             rows = _write(select(reader, target.parent) if select else reader, sink,
-                          file_format)
+                          file_format, reader.schema)
         with open(temporary, "rb") as written:
             digest = hashlib.file_digest(written, "sha256").hexdigest()
             os.fsync(written.fileno())
@@ -374,4 +489,5 @@ def export_segment(
                         bytes=target.stat().st_size,
                         duplicates_dropped=reader.duplicates_dropped,
                         left_out=dict(reader.left_out), snapshot_at=reader.in_force.at,
-                        snapshot=reader.in_force.snapshot)
+                        snapshot=reader.in_force.snapshot,
+                        uplift_model_version=reader.uplift_model_version)

@@ -24,7 +24,7 @@ import math
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,7 +32,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lead_scoring_assets.campaigns.segment_export import EXPORT_SCHEMA, Segment, SegmentReader
+from lead_scoring_assets.campaigns.profit import Expectation, expected_return
+from lead_scoring_assets.campaigns.results import (
+    DEFAULT_COST_PER_MESSAGE,
+    DEFAULT_VALUE_PER_CONVERSION,
+)
+from lead_scoring_assets.campaigns.segment_export import UPLIFT_SCHEMA, Segment, SegmentReader
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.tables import SCORING_CONTACT_COLUMNS, SCORING_VALIDATION_COLUMNS
 from lead_scoring_assets.ml.conversion_features import (
@@ -52,7 +57,8 @@ REAL_FEATURES = ("avg_confidence_score", "profile_completeness", "geographic_con
 """Stored as REAL (float32) in ``campaign_recipient_features``."""
 FEATURE_CHUNK = 50_000
 SELECTION_KEYS = ("contact_id", "total_score", "conversion_probability", "probability_decile")
-"""What the draw and the recipients' rows need of each selected row."""
+"""What the draw and the recipients' rows need of each selected row (with the uplift and its
+decile when ranked by uplift)."""
 
 
 class CampaignRefused(ValueError):
@@ -85,6 +91,19 @@ class CampaignPlan:
             except ValueError:
                 raise CampaignRefused(f"sent_at {self.sent_at!r} is not a time "
                                       "(ISO 8601, e.g. 2026-12-10T16:00:00Z)") from None
+
+
+def _costs(plan: CampaignPlan, segment: Segment) -> dict[str, float]:
+    """The plan's costs, else the segment's, else the defaults; refused if they differ."""
+    costs = {}
+    for name, default in (("cost_per_message", DEFAULT_COST_PER_MESSAGE),
+                          ("value_per_conversion", DEFAULT_VALUE_PER_CONVERSION)):
+        mine, selected = getattr(plan, name), getattr(segment, name)
+        if None not in (mine, selected) and mine != selected:
+            raise CampaignRefused(f"{name} is {mine} in the plan and {selected} in the "
+                                  "segment: give one")
+        costs[name] = float(next((v for v in (mine, selected) if v is not None), default))
+    return costs
 
 
 def control_hashes(campaign_id: int, contact_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -155,7 +174,9 @@ def _taken(database: Database, name: str, campaign_id: int | None, connection=No
 class CampaignRecording:
     """The hooks of ``export_segment`` that record a campaign: ``select`` (spill, draw the
     control group, yield the target rows) and ``record`` (write the record around the
-    file's rename). ``by_decile``: ``{decile: (target, control)}`` once selected."""
+    file's rename). ``by_decile``: ``{decile: (target, control)}`` once selected, the
+    uplift deciles when ranked by uplift (the strata of the draw); ``expectation``: what a
+    campaign ranked by uplift is expected to bring (``campaigns/profit.py``)."""
 
     database: Database
     plan: CampaignPlan
@@ -168,15 +189,20 @@ class CampaignRecording:
     by_decile: dict[int, tuple[int, int]] = field(default_factory=dict)
     suppressed: int | None = None
     """Contacts the segment selected but left out as suppressed (set once selected)."""
+    expectation: Expectation | None = None
+    uplift_model_version: str | None = None
     _recipients: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
     def plan_for(cls, database: Database, plan: CampaignPlan, segment: Segment,
                  as_of=None, chunk_size: int = FEATURE_CHUNK) -> "CampaignRecording":
         """Check the plan (before anything is written); ``as_of`` defaults to now, to the
-        second."""
+        second. Ranked by uplift, the plan's costs are the segment's, else
+        ``campaign_results``' defaults, and are recorded."""
         as_of = utc_timestamp(as_of if as_of is not None else
                               pd.Timestamp.now(tz="UTC").floor("s"))
+        if segment.by_uplift:
+            plan = replace(plan, **_costs(plan, segment))
         return cls(database, plan, segment, campaign_id_for(database, plan), as_of,
                    chunk_size)
 
@@ -187,17 +213,23 @@ class CampaignRecording:
     def select(self, reader: SegmentReader, folder: Path) -> Iterator[pa.RecordBatch]:
         """Spill the segment to a private file in ``folder``, draw the control group over
         it, then yield its target rows in order."""
+        if self.segment.budget is not None and reader.control_share != self.plan.control_share:
+            raise ValueError(f"the reader sizes the budget for a control share of "
+                             f"{reader.control_share}, the plan withholds "
+                             f"{self.plan.control_share}")
+        names = [*SELECTION_KEYS, *(UPLIFT_SCHEMA.names if self.segment.by_uplift else ())]
         with tempfile.TemporaryDirectory(prefix=".selection_", dir=folder) as spill_folder:
             spill = Path(spill_folder) / "selection.arrow"
             keys = []
-            with pa.ipc.new_file(spill, EXPORT_SCHEMA,
+            with pa.ipc.new_file(spill, reader.schema,
                                  options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
                 for batch in reader:
                     writer.write_batch(batch)
-                    keys.append(batch.select(list(SELECTION_KEYS)))
+                    keys.append(batch.select(names))
             self.suppressed = reader.left_out.get("suppressed_contacts")
+            self.uplift_model_version = reader.uplift_model_version
             selected = pa.Table.from_batches(keys, schema=pa.schema(
-                [EXPORT_SCHEMA.field(name) for name in SELECTION_KEYS])).to_pandas()
+                [reader.schema.field(name) for name in names])).to_pandas()
             keys.clear()
             control = self._draw(selected)
             with pa.memory_map(str(spill)) as source:
@@ -209,9 +241,15 @@ class CampaignRecording:
                     start += batch.num_rows
 
     def _draw(self, selected: pd.DataFrame) -> np.ndarray:
-        decile = selected["probability_decile"].fillna(NO_DECILE).to_numpy(dtype="int64")
+        stratum = "uplift_decile" if self.segment.by_uplift else "probability_decile"
+        decile = selected[stratum].fillna(NO_DECILE).to_numpy(dtype="int64")
         control = draw_control(self.campaign_id, selected["contact_id"].to_numpy(dtype="int64"),
                                decile, self.plan.control_share, self.plan.control_seed)
+        if self.segment.by_uplift:
+            self.expectation = expected_return(
+                selected["uplift"].to_numpy(dtype="float64"),
+                selected["conversion_probability"].to_numpy(dtype="float64", na_value=np.nan),
+                control, self.plan.cost_per_message, self.plan.value_per_conversion)
         self.control = int(control.sum())
         self.target = len(control) - self.control
         self.by_decile = {int(d): (int((~control[decile == d]).sum()),
@@ -263,9 +301,13 @@ class CampaignRecording:
             "value_per_conversion": self.plan.value_per_conversion,
             "control_share": self.plan.control_share, "target_recipients": self.target,
             "control_recipients": self.control, "suppressed": self.suppressed,
+            "rank_by": self.segment.rank_by, "select_rule": self.segment.select,
+            "budget": self.segment.budget, "uplift_model_version": self.uplift_model_version,
+            **(self.expectation.columns() if self.expectation else {}),
         }]).astype({"sent_at": "datetime64[us, UTC]", "planned_at": "datetime64[us, UTC]",
                     "as_of": "datetime64[us, UTC]", "cost_per_message": "float64",
-                    "value_per_conversion": "float64", "suppressed": "Int64"})
+                    "value_per_conversion": "float64", "suppressed": "Int64",
+                    "budget": "float64"})
 
     def _write_recipients(self, connection) -> None:
         """The recipients, with ``conversion_scores``' model version (one per table: it is

@@ -346,10 +346,31 @@ function campaignRow(c) {
             el("td", {}, armCell(c.arms.control)), ...effect, el("td", {}, open));
 }
 
+function predictedRow(c) {
+  const p = c.predicted;
+  const range = (value, low, high, format) => (value === null ? T.not_measured
+    : `${format(value)} [${format(low)}, ${format(high)}]`);
+  const verdict = (inside) => (inside === null ? "—" : inside ? T.inside_yes : T.inside_no);
+  return el("tr", {"data-campaign-id": c.campaign_id}, el("td", {}, c.name || c.campaign_id),
+            el("td", {}, range(p.expected_incremental_conversions, p.expected_incremental_low,
+                               p.expected_incremental_high, decimal.format)),
+            el("td", {}, range(p.measured_incremental_conversions, p.measured_incremental_low,
+                               p.measured_incremental_high, decimal.format)),
+            el("td", {}, verdict(p.conversions_inside)),
+            el("td", {}, range(p.expected_profit, p.expected_profit_low,
+                               p.expected_profit_high, pesos.format)),
+            el("td", {}, range(p.measured_profit, p.measured_profit_low,
+                               p.measured_profit_high, pesos.format)),
+            el("td", {}, verdict(p.profit_inside)));
+}
+
 async function campaignsPage() {
   const {items} = await api("/campaigns");
   document.querySelector("#campaigns tbody").replaceChildren(...(items.length
     ? items.map(campaignRow) : [el("tr", {}, el("td", {colspan: 8}, T.no_campaigns))]));
+  const predicted = items.filter((c) => c.predicted);
+  document.querySelector("#predicted tbody").replaceChildren(...(predicted.length
+    ? predicted.map(predictedRow) : [el("tr", {}, el("td", {colspan: 7}, T.no_predictions))]));
 }
 
 // start

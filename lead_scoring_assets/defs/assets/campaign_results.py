@@ -29,7 +29,8 @@ def campaign_results(config: CampaignResultsConfig,
                      database: DatabaseResource) -> dg.MaterializeResult:
     """Per campaign with outcomes and per arm: recipients, delivered, conversions, rate; the
     incremental conversions, rate and profit against the control group with 95 % intervals
-    (Newcombe), per campaign and per probability decile. The API computes the same on
+    (Newcombe), per campaign and per probability decile; for a campaign planned with an
+    expectation (rank_by uplift), predicted vs measured. The API computes the same on
     request (``/api/v1/lead-scoring/campaigns``)."""
     with database.open() as db:
         results = campaign_figures.campaign_results(
@@ -45,6 +46,11 @@ def campaign_results(config: CampaignResultsConfig,
         "arms": dg.MetadataValue.md(campaign_figures.arms_table(results).to_markdown(index=False)),
         "effects": dg.MetadataValue.md(campaign_figures.effects_table(results).to_markdown(index=False)),
     }
+    predicted = campaign_figures.predicted_table(results)
+    if not predicted.empty:
+        metadata["campaigns_with_expectation"] = len(predicted)
+        metadata["predicted_vs_measured"] = dg.MetadataValue.md(
+            predicted.to_markdown(index=False))
     if measured:
         deciles = campaign_figures.deciles_table(results)
         if not deciles.empty:
