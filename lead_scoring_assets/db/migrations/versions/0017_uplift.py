@@ -5,8 +5,8 @@ Revises: 0016
 
 - ``uplift_scores``: one compact row per contact from the uplift champion: the expected
   change in the probability of converting when messaged (``uplift``, REAL, may be negative),
-  its decile (10 = highest, as ``conversion_scores.probability_decile``), the model version and method, and the three features raising and
-  lowering it most as small-integer codes (``ml/conversion_features.py``) with their effects.
+  its decile (10 = highest, as ``conversion_scores.probability_decile``), the model version
+  and method, and the three features raising and lowering it most as small-integer codes (``ml/conversion_features.py``) with their effects.
   Hash-partitioned by ``contact_id`` on PostgreSQL (16 partitions, as ``conversion_scores``),
   so that a publish swaps partitions; SQLite keeps one table.
 - ``campaigns`` gains how a planned campaign was selected (``rank_by``, ``select_rule``,
