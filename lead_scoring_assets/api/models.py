@@ -107,6 +107,8 @@ class AnalyticsPoint(BaseModel):
     computed_at: datetime
     contacts: int
     premium_leads: int
+    top_leads: int = Field(description="PREMIUM and HIGH contacts: the sum of by_state's "
+                                       "top_leads")
     average_score: float
     validated_contacts: int
     multi_platform_contacts: int

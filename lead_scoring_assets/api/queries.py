@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.analytics.figures import TOP_TIERS
 from lead_scoring_assets.analytics.proof import score_proof
 from lead_scoring_assets.campaigns.results import campaign_results
 from lead_scoring_assets.consent.in_force import (
@@ -283,13 +284,14 @@ class ScoreReader:
                 {"limit": ANALYTICS_HISTORY_LIMIT},
             ).mappings().all()
         figures = {
-            "latest": {**latest, "computed_at": _utc(latest["computed_at"]),
-                       "average_score": float(latest["average_score"]),
-                       **{k: _json(latest[k]) for k in ("tier_distribution",
-                          "score_distribution", "platform_success", "by_state")}},
-            "history": [{**h, "computed_at": _utc(h["computed_at"]),
-                         "average_score": float(h["average_score"]),
-                         "tier_distribution": _json(h["tier_distribution"])}
+            "latest": _with_top_leads(
+                {**latest, "computed_at": _utc(latest["computed_at"]),
+                 "average_score": float(latest["average_score"]),
+                 **{k: _json(latest[k]) for k in ("tier_distribution", "score_distribution",
+                                                  "platform_success", "by_state")}}),
+            "history": [_with_top_leads({**h, "computed_at": _utc(h["computed_at"]),
+                                         "average_score": float(h["average_score"]),
+                                         "tier_distribution": _json(h["tier_distribution"])})
                         for h in reversed(history)],
         }
         self._analytics = (newest, figures)
@@ -332,6 +334,12 @@ class ScoreReader:
             raise NotFound(f"no contact with id {contact_id}")
         return {**entry, "created_at": _utc(entry["created_at"]),
                 "updated_at": _utc(entry["updated_at"])}
+
+
+def _with_top_leads(run: dict) -> dict:
+    """A run's figures with ``top_leads``, its PREMIUM and HIGH contacts (the state table's
+    column summed: both come from one query, ``analytics/figures.py``)."""
+    return {**run, "top_leads": sum(run["tier_distribution"].get(t, 0) for t in TOP_TIERS)}
 
 
 def _conversion(row, facts) -> dict:

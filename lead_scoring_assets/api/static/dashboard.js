@@ -288,7 +288,7 @@ async function analyticsPage() {
   document.getElementById("computed-at").textContent = `${T.computed_at} ${when(latest.computed_at)}`;
   document.getElementById("headline").replaceChildren(...[
     ["contacts", integer.format(latest.contacts)],
-    ["premium_leads", integer.format(latest.premium_leads)],
+    ["top_leads", integer.format(latest.top_leads)],
     ["average_score", decimal.format(latest.average_score)],
     ["validated_contacts", integer.format(latest.validated_contacts)],
     ["multi_platform_contacts", integer.format(latest.multi_platform_contacts)],
@@ -300,8 +300,10 @@ async function analyticsPage() {
     .map(([label, value]) => ({label, value})), (v) => integer.format(v)));
   document.getElementById("platform-chart").append(bars(Object.entries(latest.platform_success)
     .map(([label, value]) => ({label, value, color: "#00897b"})), (v) => percent.format(v)));
-  document.getElementById("history-chart").append(line(history.map((h) => (
-    {label: when(h.computed_at), value: h.average_score})), (v) => decimal.format(v)));
+  document.getElementById("history-chart").append(history.length < 2
+    ? el("p", {class: "note"}, T.needs_two_runs)
+    : line(history.map((h) => ({label: when(h.computed_at), value: h.average_score})),
+           (v) => decimal.format(v)));
   document.querySelector("#states tbody").replaceChildren(...(latest.by_state || []).map((s) =>
     el("tr", {}, el("td", {}, s.state), el("td", {}, integer.format(s.contacts)),
        el("td", {}, integer.format(s.top_leads)), el("td", {}, decimal.format(s.average_score)),
