@@ -1,6 +1,11 @@
 """The conversion model: outcomes, point-in-time training set, time split, gate, scores,
 reasons and fallback, on small demo data (SQLite and PostgreSQL) and a real MLflow store."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -23,6 +28,7 @@ from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.conversion import (
     CANDIDATES,
+    MIN_EFFECT,
     Explainer,
     NotEnoughOutcomes,
     concept_effects,
@@ -203,11 +209,11 @@ def _assert_concept_reasons(reasons: dict, contributions) -> None:
         assert len(concepts) == len(set(concepts))
     up_shown = reasons["up_feature"] > REST_CODE
     down_shown = reasons["down_feature"] > REST_CODE
-    assert (reasons["up_effect"][up_shown] > 0).all()
-    assert (reasons["down_effect"][down_shown] < 0).all()
+    assert (reasons["up_effect"][up_shown] >= MIN_EFFECT).all()
+    assert (reasons["down_effect"][down_shown] <= -MIN_EFFECT).all()
     concept = concept_effects(contributions.values)
     best = concept.argmax(axis=1)
-    raised = concept.max(axis=1) > 0
+    raised = concept.max(axis=1) >= MIN_EFFECT
     assert (reasons["up_feature"][raised, 0] == REST_CODE + 1 + best[raised]).all()
 
 
@@ -235,6 +241,9 @@ def test_the_smaller_last_reason_gives_way_to_the_rest():
     assert names["up"][1] == ["whatsapp", "business", "rest"]
     assert names["down"][1] == ["region", "profile", "carrier"]
     assert reasons["up_effect"][1, 2] == pytest.approx(0.3 + 0.2 + 0.01)
+    values[:, :] = 0.0
+    values[:, feature["carrier"]] = 0.009
+    assert reason_name(top_reasons(values)["up_feature"][0, 0]) == "rest"
 
 
 FACTS = {"whatsapp_score": 20, "instagram_score": 0, "facebook_score": 0, "google_score": 14,
@@ -453,3 +462,20 @@ def test_stored_reasons_add_up_and_read_the_same_in_card_and_cli(home, outcomes_
         google = [r for r in reasons["raises"] + reasons["lowers"] if r["feature"] == "google"]
         for reason in google:
             assert f"({card['google_score']}/20)" in reason["words"] or card["google_score"] == 0
+
+
+def test_the_explanations_doc_commands_run(tmp_path):
+    """The ``bash`` block of docs/explanations.md in a fresh folder on its own embedded
+    database: a demo, then a contact's card with its reasons and the rest."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "explanations.md").read_text()
+    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DAGSTER_HOME", "LEAD_SCORING_DATABASE_URL")}
+    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, timeout=900, check=False,
+                         env={**env, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"Conversion probability [0-9.]+%, decile \d+ of 10", run.stdout)
+    assert re.search(r"everything else: [-+][0-9.]+; against the average contact \([0-9.]+%\)",
+                     run.stdout), run.stdout[-2000:]

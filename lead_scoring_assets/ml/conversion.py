@@ -310,11 +310,16 @@ def concept_effects(contributions: np.ndarray) -> np.ndarray:
     return contributions @ CONCEPT_MATRIX
 
 
+MIN_EFFECT = 0.01
+"""A concept moving the log-odds by less is left in the rest (it would read ±0.00)."""
+
+
 def top_reasons(contributions: np.ndarray, count: int = 3) -> dict[str, np.ndarray]:
     """Each contact's reasons from its per-feature contributions, grouped by concept: the
-    concepts raising (largest positive) and lowering (most negative) its log-odds, at most
-    ``count`` a side and ``2 × count − 1`` in all (the smaller of the two last ones gives way),
-    and the rest (the sum of every other concept) in the first free slot. Codes
+    concepts raising (largest positive) and lowering (most negative) its log-odds by at least
+    ``MIN_EFFECT``, at most ``count`` a side and ``2 × count − 1`` in all (the smaller of the
+    two last ones gives way), and the rest (the sum of every other concept) in the first free
+    slot. Codes
     (``reason_code``; 0 in an empty slot) and effects: all of a contact's effects add up to
     its contributions' sum, i.e. its log-odds minus the average contact's."""
     effects = concept_effects(contributions)
@@ -322,7 +327,7 @@ def top_reasons(contributions: np.ndarray, count: int = 3) -> dict[str, np.ndarr
     order = np.argsort(effects, axis=1, kind="stable")
     up_index, down_index = order[:, ::-1][:, :count], order[:, :count]
     up, down = effects[rows, up_index], effects[rows, down_index]
-    up_shown, down_shown = up > 0, down < 0
+    up_shown, down_shown = up >= MIN_EFFECT, down <= -MIN_EFFECT
     full = up_shown[:, -1] & down_shown[:, -1]
     up_gives_way = full & (up[:, -1] <= -down[:, -1])
     up_shown[:, -1] &= ~up_gives_way
