@@ -23,8 +23,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from lead_scoring_assets.contacts.phones import mask_phone
 from lead_scoring_assets.ml.conversion_features import REST_CODE, reason_code
+from lead_scoring_assets.ml.conversion_scores import write_conversion_scores
 
-from .api_data import ADMIN_KEY, READ_KEY, prepare
+from .api_data import ADMIN_KEY, LATER, READ_KEY, prepare
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -202,23 +203,27 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
         browser.close()
 
 
-def test_card_reasons_proof_page_and_figures_in_both_languages(chromium, server, demo_database):
+def test_card_reasons_proof_page_and_figures_in_both_languages(
+        chromium, server, demo_database, database_url, tmp_path):
     """The card words its reasons as the contact's facts with the rest, in Spanish and
     English; the proof page lists every campaign with outcomes, latest first, by tier; the
-    top-leads tile is the state table's sum; one analytics run shows no trend."""
+    top-leads tile is the state table's sum; one analytics run shows no trend. Screenshots of
+    the Spanish card's reasons and proof page on SQLite."""
+    shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    save = database_url.startswith("sqlite")
     contact = _row(demo_database,
                    "SELECT * FROM lead_scores WHERE platform_count >= 3 AND whatsapp_score > 0 "
                    "ORDER BY total_score DESC, contact_id DESC LIMIT 1")
+    write_conversion_scores(demo_database, None, LATER)
     with demo_database.engine.begin() as connection:
         connection.execute(sa.text(
-            "INSERT INTO conversion_scores (contact_id, conversion_probability, "
-            "probability_decile, model_version, method, calculated_at, up_feature_1, "
-            "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
-            "VALUES (:id, 0.08, 10, '1', 'lr', :at, :whatsapp, 0.5, :rest, 0.125, :carrier, "
-            "-0.25)"),
-            {"id": contact["contact_id"], "at": contact["last_calculated_at"],
-             "whatsapp": reason_code("whatsapp"), "rest": REST_CODE,
-             "carrier": reason_code("carrier")})
+            "UPDATE conversion_scores SET conversion_probability = 0.08, model_version = '1', "
+            "method = 'lr', up_feature_1 = :whatsapp, up_effect_1 = 0.5, up_feature_2 = :rest, "
+            "up_effect_2 = 0.125, down_feature_1 = :carrier, down_effect_1 = -0.25 "
+            "WHERE contact_id = :id"),
+            {"id": contact["contact_id"], "whatsapp": reason_code("whatsapp"),
+             "rest": REST_CODE, "carrier": reason_code("carrier")})
         connection.execute(sa.text(
             "DELETE FROM lead_scoring_analytics_history WHERE run_id = 'run-1'"))
     with demo_database.engine.connect() as connection:
@@ -243,7 +248,11 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(chromium, server,
                 f"▲ {fact} (+0.5)")
             expect(page.locator("#conversion-reasons li.lowers")).to_contain_text(carrier)
             expect(page.locator("#conversion-reasons li.rest")).to_contain_text(rest)
+            expect(page.locator("#reasons-note")).to_contain_text(
+                {"es": "contacto promedio", "en": "average contact"}[lang])
             expect(page.locator("#error")).to_be_hidden()
+            if save and lang == "es":
+                page.screenshot(path=shots / "dashboard_reasons.png", full_page=True)
 
             page.goto(f"{server}/proof?lang={lang}")
             expect(page.locator("body")).to_have_attribute("data-loaded", "true")
@@ -254,10 +263,13 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(chromium, server,
             expect(sections.first).to_have_attribute("data-campaign-id", str(campaigns[0]))
             expect(sections.first.locator(".proof-tiers tbody tr")).not_to_have_count(0)
             expect(sections.first.locator(".proof-tier-chart svg rect")).not_to_have_count(0)
+            expect(sections.first.locator(".proof-deciles tbody tr")).to_have_count(10)
             expect(sections.first.locator(".proof-control")).to_have_text(
                 {"es": "Sin grupo de control: solo conversiones",
                  "en": "No control group: conversions only"}[lang])
             expect(page.locator("#error")).to_be_hidden()
+            if save and lang == "es":
+                page.screenshot(path=shots / "dashboard_proof.png", full_page=True)
 
             page.goto(f"{server}/analytics?lang={lang}")
             expect(page.locator("body")).to_have_attribute("data-loaded", "true")

@@ -58,7 +58,7 @@ LABELS: dict[str, dict[str, str]] = {
         "predeterminados.",
         "no_campaigns": "Aún no hay campañas con resultados",
         # reasons and proof (issue 24 points 4, 5, 9)
-        "reasons_rest": "Todo lo demás",
+        "reasons_title": "Por qué esta probabilidad", "reasons_rest": "Todo lo demás",
         "reasons_note": "Efectos en log-odds frente al contacto promedio ({average}); "
         "sumados dan la diferencia.",
         "nav_proof": "Resultados por nivel", "proof_title": "¿La puntuación paga?",
@@ -129,7 +129,7 @@ LABELS: dict[str, dict[str, str]] = {
         "(Newcombe); profit in pesos, with the campaign's costs or the defaults.",
         "no_campaigns": "No campaign results yet",
         # reasons and proof (issue 24 points 4, 5, 9)
-        "reasons_rest": "Everything else",
+        "reasons_title": "Why this probability", "reasons_rest": "Everything else",
         "reasons_note": "Effects in log-odds against the average contact ({average}); they "
         "add up to the difference.",
         "nav_proof": "Results by tier", "proof_title": "Does the score pay?",

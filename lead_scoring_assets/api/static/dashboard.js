@@ -199,9 +199,10 @@ async function cardPage() {
   document.getElementById("conversion-reasons").replaceChildren(
     ...reasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.text[T.lang]} (${effect(r)})`)),
     ...reasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.text[T.lang]} (${effect(r)})`)),
-    ...(reasons.rest ? [el("li", {class: "rest"}, `${T.reasons_rest} (${effect(reasons.rest)})`),
-      el("li", {class: "note"}, T.reasons_note.replace(
-        "{average}", percent.format(reasons.average_probability)))] : []));
+    ...(reasons.rest ? [el("li", {class: "rest"}, `${T.reasons_rest} (${effect(reasons.rest)})`)] : []));
+  document.getElementById("reasons-section").hidden = !reasons.rest;
+  document.getElementById("reasons-note").textContent = reasons.rest
+    ? T.reasons_note.replace("{average}", percent.format(reasons.average_probability)) : "";
   document.getElementById("calculated").textContent =
     `${when(card.last_calculated_at)} · ${card.calculation_version}`;
   document.querySelector("#history tbody").replaceChildren(...card.history.map((h) => el("tr", {},
