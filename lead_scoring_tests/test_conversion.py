@@ -381,9 +381,12 @@ def test_training_logs_candidates_and_rule_then_scores_every_contact(home, tmp_p
     rates = latest_conversion_rates(database)
     latest = home.training.campaigns.iloc[-1]
     assert rates.campaign == latest["name"]
-    assert rates.by_tier["messages"].sum() == rates.by_decile["messages"].sum() == latest[
-        "messages"]
-    assert list(rates.by_decile["probability_decile"]) == list(range(1, 11))
+    recipients = database.read_frame(
+        "SELECT count(*) AS n FROM campaign_outcomes o JOIN lead_scores s "
+        "ON s.contact_id = o.contact_id WHERE o.campaign_id = :id", {"id": int(latest["id"])})
+    assert rates.by_tier["messages"].sum() == rates.by_decile["messages"].sum() == recipients[
+        "n"].iloc[0]
+    assert list(rates.by_decile["probability_decile"]) == list(range(10, 0, -1))
     likely = select_segment(database, Segment(rank_by="conversion_probability",
                                               min_probability=0.05))
     assert len(likely) == (rows["conversion_probability"] >= np.float32(0.05)).sum()

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from lead_scoring_assets.analytics.conversion import latest_conversion_rates
 from lead_scoring_assets.analytics.proof import AT_SEND, CURRENT, score_proof
 from lead_scoring_assets.campaigns.results import campaign_results, wilson_interval
 from lead_scoring_assets.db.database import Database
@@ -110,3 +111,19 @@ def test_the_proof_endpoint(demo_database):
     assert items[0]["campaign_id"] == RECORDED_ID
     assert items[0]["by_tier"][0]["tier"] == "PREMIUM"
     assert page.status_code == 200 and 'data-page="proof"' in page.text
+
+
+def test_the_conversion_analytics_asset_reads_the_proofs_latest_campaign(demo_database):
+    """``conversion_analytics`` and the proof page give the latest campaign the same rates."""
+    database = demo_database
+    rescore_all(database, AS_OF)
+    write_conversion_scores(database, None, AS_OF)
+    _record_campaign(database)
+    [latest, *_] = score_proof(database)
+    rates = latest_conversion_rates(database)
+    assert rates.campaign == latest["name"]
+    assert rates.by_tier[["quality_tier", "messages", "conversions"]].to_dict("records") == [
+        {"quality_tier": r["tier"], "messages": r["messages"], "conversions": r["conversions"]}
+        for r in latest["by_tier"]]
+    assert rates.by_decile["probability_decile"].tolist() == [
+        r["decile"] for r in latest["by_decile"]]
