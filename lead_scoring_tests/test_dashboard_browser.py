@@ -269,7 +269,7 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
                  "en": "No control group: conversions only"}[lang])
             expect(page.locator("#error")).to_be_hidden()
             if save and lang == "es":
-                page.screenshot(path=shots / "dashboard_proof.png", full_page=True)
+                sections.first.screenshot(path=shots / "dashboard_proof.png")
 
             page.goto(f"{server}/analytics?lang={lang}")
             expect(page.locator("body")).to_have_attribute("data-loaded", "true")

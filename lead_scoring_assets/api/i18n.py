@@ -66,7 +66,7 @@ LABELS: dict[str, dict[str, str]] = {
         "probabilidad, la más reciente primero. Entre corchetes, el intervalo de 95 % "
         "(Wilson); el lift compara con la tasa de toda la campaña.",
         "proof_by_tier": "Por nivel", "proof_by_decile": "Por decil de probabilidad",
-        "proof_messages": "Mensajes", "proof_rate": "Conversión", "proof_lift": "Lift",
+        "proof_messages": "Conversiones / mensajes", "proof_rate": "Tasa", "proof_lift": "Lift",
         "proof_summary": "{sent} · {conversions} conversiones de {messages} mensajes ({rate})",
         "basis_at_send": "Nivel y decil registrados al enviar.",
         "basis_current": "Sin registro al enviar: nivel y decil actuales (retrospectivo).",
@@ -137,7 +137,7 @@ LABELS: dict[str, dict[str, str]] = {
         "the latest first. In brackets, the 95 % interval (Wilson); lift compares with the "
         "whole campaign's rate.",
         "proof_by_tier": "By tier", "proof_by_decile": "By probability decile",
-        "proof_messages": "Messages", "proof_rate": "Conversion", "proof_lift": "Lift",
+        "proof_messages": "Conversions / messages", "proof_rate": "Rate", "proof_lift": "Lift",
         "proof_summary": "{sent} · {conversions} conversions of {messages} messages ({rate})",
         "basis_at_send": "Tier and decile recorded at the send.",
         "basis_current": "Not recorded at the send: current tier and decile (in hindsight).",
