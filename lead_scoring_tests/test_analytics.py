@@ -55,8 +55,8 @@ def test_figures_on_hand_made_data(database):
     assert (figures.contacts, figures.premium_leads, figures.validated_contacts,
             figures.multi_platform_contacts) == (5, 1, 4, 3)
     assert figures.average_score == 52.0
-    assert figures.score_distribution == {"0-20": 1, "21-40": 1, "41-60": 1, "61-80": 1,
-                                          "81-100": 1}
+    assert figures.score_distribution == {"0": 1, "1-24": 0, "25-49": 1, "50-74": 1,
+                                          "75-89": 1, "90-100": 1}
     assert figures.tier_distribution == {"PREMIUM": 1, "HIGH": 1, "MEDIUM": 1, "LOW": 1,
                                          "POOR": 0, "UNKNOWN": 1}
     success = figures.platform_success.set_index("platform")
@@ -67,6 +67,22 @@ def test_figures_on_hand_made_data(database):
     assert states.loc["JALISCO"].tolist() == [2, 2, 87.5, 0.6]
     assert states.loc["CIUDAD DE MEXICO"].tolist() == [2, 0, 42.5, 0.0]
     assert states.loc["(blank)", "contacts"] == 1
+
+
+def test_tiles_histogram_and_state_table_agree(database):
+    """The tiles are the state table's sums and the histogram's bins are the tiers' ranges."""
+    _load(database)
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE lead_scores SET total_score = 24, "
+                                   "quality_tier = 'POOR' WHERE contact_id = 4"))
+    figures = compute_figures(database)
+    states = figures.by_state
+    assert figures.top_leads == states["top_leads"].sum() == 2
+    assert figures.contacts == states["contacts"].sum() == sum(figures.score_distribution.values())
+    assert list(figures.score_distribution.values()) == [
+        figures.tier_distribution[t] for t in ("UNKNOWN", "POOR", "LOW", "MEDIUM", "HIGH",
+                                                "PREMIUM")]
+    assert figures.score_distribution["1-24"] == 1
 
 
 def test_tier_drift():

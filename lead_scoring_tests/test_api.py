@@ -4,6 +4,7 @@ scores change), bad input answered with 4xx and a message."""
 import re
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -20,6 +21,7 @@ from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.ml.conversion_features import REST_CODE, reason_code
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 from .api_data import ADMIN_KEY, CURSOR_SECRET, LATER, READ_KEY, app_for, prepare
@@ -370,14 +372,18 @@ def test_unscored_contact_and_unexpected_errors_answer_json(scored, client):
 
 
 def test_conversion_scores_appear_with_their_reasons(scored):
-    contact = int(_best_multi_platform(scored)["contact_id"])
+    best = _best_multi_platform(scored)
+    contact = int(best["contact_id"])
     with scored.engine.begin() as connection:
         connection.execute(sa.text(
             "INSERT INTO conversion_scores (contact_id, conversion_probability, "
             "probability_decile, model_version, method, calculated_at, up_feature_1, "
-            "up_effect_1, down_feature_1, down_effect_1) VALUES (:id, 0.0421, 9, '2', 'hgb', "
-            ":at, 1, 0.5, 19, -0.25)"),
-            {"id": contact, "at": scored.bind_timestamp(AS_OF)})
+            "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
+            "VALUES (:id, 0.0421, 9, '2', 'hgb', :at, :whatsapp, 0.5, :rest, 0.125, "
+            ":recency, -0.25)"),
+            {"id": contact, "at": scored.bind_timestamp(AS_OF),
+             "whatsapp": reason_code("whatsapp"), "rest": REST_CODE,
+             "recency": reason_code("recency")})
     with TestClient(app_for(scored)) as test_client:
         card = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
         other = test_client.get(f"{API}/contacts/{contact + 1}", headers=READ).json()
@@ -385,11 +391,17 @@ def test_conversion_scores_appear_with_their_reasons(scored):
     assert conversion["conversion_probability"] == pytest.approx(0.0421, rel=1e-6)
     assert (conversion["probability_decile"], conversion["model_version"],
             conversion["method"]) == (9, "2", "hgb")
-    assert conversion["reasons"] == {
-        "raises": [{"feature": "has_whatsapp", "words": "a valid WhatsApp account",
-                    "effect": 0.5}],
-        "lowers": [{"feature": "validation_recency_days",
-                    "words": "how long ago it was last validated", "effect": -0.25}]}
+    reasons = conversion["reasons"]
+    whatsapp = card["whatsapp_score"]
+    assert reasons["raises"] == [{
+        "feature": "whatsapp", "words": f"Validated on WhatsApp ({whatsapp}/25)",
+        "text": {"es": f"WhatsApp validado ({whatsapp}/25)",
+                 "en": f"Validated on WhatsApp ({whatsapp}/25)"}, "effect": 0.5}]
+    assert [r["feature"] for r in reasons["lowers"]] == ["recency"]
+    assert reasons["lowers"][0]["text"]["es"].startswith("Validado ")
+    assert reasons["rest"]["effect"] == 0.125
+    logit = np.log(0.0421 / 0.9579) - 0.375
+    assert reasons["average_probability"] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-6)
     assert other["conversion_score"] is None
 
 
@@ -423,7 +435,8 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
     assert set(schema["paths"]) == {f"{API}/contacts/{{contact_id}}", f"{API}/lookup",
                                     f"{API}/contacts", f"{API}/analytics",
                                     f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget",
-                                    f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}"}
+                                    f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}",
+                                    f"{API}/proof"}
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):

@@ -1,6 +1,11 @@
 """The conversion model: outcomes, point-in-time training set, time split, gate, scores,
 reasons and fallback, on small demo data (SQLite and PostgreSQL) and a real MLflow store."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -10,8 +15,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
+from scipy.special import expit
 
 from lead_scoring_assets.analytics.conversion import latest_conversion_rates
+from lead_scoring_assets.api.queries import ScoreReader
 from lead_scoring_assets.campaigns.segment_export import Segment, select_segment
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.assets.conversion_model import ConversionModelConfig, conversion_model
@@ -21,8 +28,10 @@ from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.ml.conversion import (
     CANDIDATES,
+    MIN_EFFECT,
     Explainer,
     NotEnoughOutcomes,
+    concept_effects,
     features_of,
     fit_candidate,
     time_split,
@@ -30,9 +39,14 @@ from lead_scoring_assets.ml.conversion import (
     top_share_rate,
 )
 from lead_scoring_assets.ml.conversion_features import (
+    CONCEPTS,
+    REASON_CONCEPTS,
     REASON_FEATURES,
+    REST_CODE,
     build_training_set,
     decoded_reasons,
+    reason_code,
+    reason_name,
 )
 from lead_scoring_assets.ml.conversion_scores import (
     FALLBACK_METHOD,
@@ -177,14 +191,97 @@ def test_contributions_add_up_to_the_calibrated_log_odds(home, name):
                                contributions.logit, atol=1e-6)
     np.testing.assert_allclose(contributions.probability, model.predict_proba(x)[:, 1],
                                atol=1e-9)
-    reasons = top_reasons(contributions.values)
-    rows = np.arange(len(x))
-    first_up = contributions.values.max(axis=1)
-    has_up = reasons["up_feature"][:, 0] > 0
-    np.testing.assert_allclose(reasons["up_effect"][has_up, 0], first_up[has_up])
-    assert (contributions.values[rows[has_up], reasons["up_feature"][has_up, 0] - 1]
-            == first_up[has_up]).all()
-    assert (reasons["down_effect"] <= 0).all() and (reasons["up_effect"] >= 0).all()
+    _assert_concept_reasons(top_reasons(contributions.values), contributions)
+
+
+def _assert_concept_reasons(reasons: dict, contributions) -> None:
+    """One reason per concept, raising ones up and lowering ones down, at most five shown,
+    the rest once, and all of them adding up to the log-odds minus the average contact's."""
+    codes = np.hstack([reasons["up_feature"], reasons["down_feature"]])
+    effects = np.hstack([reasons["up_effect"], reasons["down_effect"]])
+    np.testing.assert_allclose(effects.sum(axis=1), contributions.logit - contributions.base,
+                               atol=1e-9)
+    assert ((codes == REST_CODE).sum(axis=1) == 1).all()
+    shown = codes > REST_CODE
+    assert (shown.sum(axis=1) <= 5).all()
+    for row in codes:
+        concepts = [reason_name(c) for c in row if c > REST_CODE]
+        assert len(concepts) == len(set(concepts))
+    up_shown = reasons["up_feature"] > REST_CODE
+    down_shown = reasons["down_feature"] > REST_CODE
+    assert (reasons["up_effect"][up_shown] >= MIN_EFFECT).all()
+    assert (reasons["down_effect"][down_shown] <= -MIN_EFFECT).all()
+    concept = concept_effects(contributions.values)
+    best = concept.argmax(axis=1)
+    raised = concept.max(axis=1) >= MIN_EFFECT
+    assert (reasons["up_feature"][raised, 0] == REST_CODE + 1 + best[raised]).all()
+
+
+def test_every_feature_belongs_to_one_concept():
+    grouped = [f for features in REASON_CONCEPTS.values() for f in features]
+    assert sorted(grouped) == sorted(REASON_FEATURES)
+
+
+def test_the_smaller_last_reason_gives_way_to_the_rest():
+    values = np.zeros((2, len(REASON_FEATURES)))
+    feature = {c: REASON_FEATURES.index(REASON_CONCEPTS[c][0]) for c in CONCEPTS}
+    for row, small in ((0, -0.05), (1, -0.5)):
+        for concept, effect in (("whatsapp", 1.0), ("business", 0.5), ("recency", 0.2),
+                                ("region", -1.0), ("carrier", -0.35), ("profile", small),
+                                ("apple", 0.01)):
+            values[row, feature[concept]] = effect
+    values[:, REASON_FEATURES.index("google_score")] = -0.4
+    values[:, REASON_FEATURES.index("has_google")] = 0.7
+    reasons = top_reasons(values)
+    names = {side: [[reason_name(c) for c in row] for row in reasons[f"{side}_feature"]]
+             for side in ("up", "down")}
+    assert names["up"][0] == ["whatsapp", "business", "google"]
+    assert names["down"][0] == ["region", "carrier", "rest"]
+    assert reasons["down_effect"][0, 2] == pytest.approx(0.2 + 0.01 - 0.05)
+    assert names["up"][1] == ["whatsapp", "business", "rest"]
+    assert names["down"][1] == ["region", "profile", "carrier"]
+    assert reasons["up_effect"][1, 2] == pytest.approx(0.3 + 0.2 + 0.01)
+    values[:, :] = 0.0
+    values[:, feature["carrier"]] = 0.009
+    assert reason_name(top_reasons(values)["up_feature"][0, 0]) == "rest"
+
+
+FACTS = {"whatsapp_score": 20, "instagram_score": 0, "facebook_score": 0, "google_score": 14,
+         "apple_score": 0, "platform_count": 2, "business_account_count": 1,
+         "premium_account_count": 0, "validation_recency_days": 3, "profile_fields": 5,
+         "lada_state_match": 1.0, "state_name": "jalisco", "operator": "telcel "}
+
+
+@pytest.mark.parametrize(("concept", "facts", "es", "en"), [
+    ("google", {}, "Google validado (14/20)", "Validated on Google (14/20)"),
+    ("instagram", {}, "Sin Instagram validado", "Not validated on Instagram"),
+    ("business", {}, "Tiene 1 cuenta de negocio", "Has 1 business account"),
+    ("premium", {}, "Sin cuentas premium", "No premium account"),
+    ("recency", {}, "Validado hace 3 días", "Validated 3 days ago"),
+    ("recency", {"validation_recency_days": 15}, "Validado hace 15 días o más",
+     "Validated 15 days ago or more"),
+    ("recency", {"validation_recency_days": None}, "Nunca validado", "Never validated"),
+    ("region", {}, "Región: JALISCO", "Region: JALISCO"),
+    ("region", {"lada_state_match": 0.0, "state_name": "NL"},
+     "Región: NUEVO LEON (LADA de otro estado)", "Region: NUEVO LEON (LADA of another state)"),
+    ("carrier", {}, "Operador: TELCEL", "Carrier: TELCEL"),
+    ("platforms", {}, "Activo en 2 de 5 plataformas", "Active on 2 of 5 platforms"),
+    ("profile", {}, "Perfil con 5 de 6 datos", "Profile with 5 of 6 fields"),
+])
+def test_reasons_are_worded_as_the_contacts_facts(concept, facts, es, en):
+    row = {"conversion_probability": 0.1, "up_feature_1": reason_code(concept),
+           "up_effect_1": 0.5, "up_feature_2": REST_CODE, "up_effect_2": -0.1}
+    reasons = decoded_reasons(row, {**FACTS, **facts})
+    assert reasons["raises"] == [{"feature": concept, "words": en, "text": {"es": es, "en": en},
+                                  "effect": 0.5}]
+    assert reasons["rest"]["effect"] == -0.1
+    assert reasons["average_probability"] == pytest.approx(0.1 / 0.9 * np.exp(-0.4) / (
+        1 + 0.1 / 0.9 * np.exp(-0.4)), abs=1e-6)
+
+
+def test_a_row_of_an_earlier_run_has_no_reasons():
+    row = {"conversion_probability": 0.1, "up_feature_1": 7, "up_effect_1": 0.5}
+    assert decoded_reasons(row, FACTS) == {"raises": [], "lowers": [], "rest": None}
 
 
 def _lookup(status: str) -> ChampionLookup:
@@ -284,9 +381,12 @@ def test_training_logs_candidates_and_rule_then_scores_every_contact(home, tmp_p
     rates = latest_conversion_rates(database)
     latest = home.training.campaigns.iloc[-1]
     assert rates.campaign == latest["name"]
-    assert rates.by_tier["messages"].sum() == rates.by_decile["messages"].sum() == latest[
-        "messages"]
-    assert list(rates.by_decile["probability_decile"]) == list(range(1, 11))
+    recipients = database.read_frame(
+        "SELECT count(*) AS n FROM campaign_outcomes o JOIN lead_scores s "
+        "ON s.contact_id = o.contact_id WHERE o.campaign_id = :id", {"id": int(latest["id"])})
+    assert rates.by_tier["messages"].sum() == rates.by_decile["messages"].sum() == recipients[
+        "n"].iloc[0]
+    assert list(rates.by_decile["probability_decile"]) == list(range(10, 0, -1))
     likely = select_segment(database, Segment(rank_by="conversion_probability",
                                               min_probability=0.05))
     assert len(likely) == (rows["conversion_probability"] >= np.float32(0.05)).sum()
@@ -333,3 +433,52 @@ def test_scores_with_a_champion_in_chunks(home):
     assert report.contacts == CONTACTS and not report.violations.failed
     assert report.by_method == {"hgb": CONTACTS}
     database.dispose()
+
+
+def test_stored_reasons_add_up_and_read_the_same_in_card_and_cli(home, outcomes_database):
+    """On both dialects: the stored effects and the rest add up to the contact's log-odds
+    minus the average contact's, and the API card and the explain CLI word them alike."""
+    database = outcomes_database
+    rescore_all(database, AS_OF)
+    split = time_split(home.training)
+    model = fit_candidate("logistic_regression", split.train)
+    report = write_conversion_scores(database, ConversionChampion(model, "3", "logistic_regression"),
+                                     AS_OF, chunk_size=1_000, audit=conversion_score_violations)
+    assert not report.violations.failed
+    rows = database.read_frame("SELECT * FROM conversion_scores ORDER BY contact_id")
+    effects = rows[[f"{s}_effect_{i}" for s in ("up", "down") for i in (1, 2, 3)]]
+    p = rows["conversion_probability"].astype(float)
+    base = Explainer(model).base_value
+    np.testing.assert_allclose(effects.astype(float).sum(axis=1), np.log(p / (1 - p)) - base,
+                               atol=1e-4)
+    codes = rows[[f"{s}_feature_{i}" for s in ("up", "down") for i in (1, 2, 3)]]
+    assert ((codes == REST_CODE).sum(axis=1) == 1).all()
+    reader = ScoreReader(database)
+    for contact_id in rows["contact_id"].iloc[[0, len(rows) // 2, -1]]:
+        card = reader.score_card(int(contact_id))
+        reasons = card["conversion_score"]["reasons"]
+        summary = conversion_summary(database, int(contact_id))
+        for reason in reasons["raises"] + reasons["lowers"]:
+            assert f"{reason['words']} ({reason['effect']:+.2f})" in summary
+            assert reason["text"]["es"] != reason["text"]["en"]
+        assert reasons["average_probability"] == pytest.approx(expit(base), abs=1e-4)
+        google = [r for r in reasons["raises"] + reasons["lowers"] if r["feature"] == "google"]
+        for reason in google:
+            assert f"({card['google_score']}/20)" in reason["words"] or card["google_score"] == 0
+
+
+def test_the_explanations_doc_commands_run(tmp_path):
+    """The ``bash`` block of docs/explanations.md in a fresh folder on its own embedded
+    database: a demo, then a contact's card with its reasons and the rest."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "explanations.md").read_text()
+    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DAGSTER_HOME", "LEAD_SCORING_DATABASE_URL")}
+    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, timeout=900, check=False,
+                         env={**env, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"Conversion probability [0-9.]+%, decile \d+ of 10", run.stdout)
+    assert re.search(r"everything else: [-+][0-9.]+; against the average contact \([0-9.]+%\)",
+                     run.stdout), run.stdout[-2000:]

@@ -22,8 +22,10 @@ import sqlalchemy as sa
 from playwright.sync_api import expect, sync_playwright
 
 from lead_scoring_assets.contacts.phones import mask_phone
+from lead_scoring_assets.ml.conversion_features import REST_CODE, reason_code
+from lead_scoring_assets.ml.conversion_scores import write_conversion_scores
 
-from .api_data import ADMIN_KEY, READ_KEY, prepare
+from .api_data import ADMIN_KEY, LATER, READ_KEY, prepare
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -143,7 +145,7 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         expect(page.locator(".tile[data-figure='contacts'] strong")).to_have_text(
             f"{contacts:,}")
         expect(page.locator("#tier-chart svg path")).not_to_have_count(0)
-        expect(page.locator("#score-chart svg rect")).to_have_count(5)
+        expect(page.locator("#score-chart svg rect")).to_have_count(6)
         expect(page.locator("#platform-chart svg rect")).to_have_count(5)
         expect(page.locator("#history-chart svg circle")).to_have_count(2)
         expect(page.locator("#states tbody tr")).not_to_have_count(0)
@@ -224,4 +226,83 @@ def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, d
         expect(cells.nth(3)).to_have_text("—")
         expect(cells.nth(4)).to_have_text("$1,300 [$290, $2,310]")
         expect(page.locator("#error")).to_be_hidden()
+        browser.close()
+
+
+def test_card_reasons_proof_page_and_figures_in_both_languages(
+        chromium, server, demo_database, database_url, tmp_path):
+    """The card words its reasons as the contact's facts with the rest, in Spanish and
+    English; the proof page lists every campaign with outcomes, latest first, by tier; the
+    top-leads tile is the state table's sum; one analytics run shows no trend. Screenshots of
+    the Spanish card's reasons and proof page on SQLite."""
+    shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    save = database_url.startswith("sqlite")
+    contact = _row(demo_database,
+                   "SELECT * FROM lead_scores WHERE platform_count >= 3 AND whatsapp_score > 0 "
+                   "ORDER BY total_score DESC, contact_id DESC LIMIT 1")
+    write_conversion_scores(demo_database, None, LATER)
+    with demo_database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "UPDATE conversion_scores SET conversion_probability = 0.08, model_version = '1', "
+            "method = 'lr', up_feature_1 = :whatsapp, up_effect_1 = 0.5, up_feature_2 = :rest, "
+            "up_effect_2 = 0.125, down_feature_1 = :carrier, down_effect_1 = -0.25 "
+            "WHERE contact_id = :id"),
+            {"id": contact["contact_id"], "whatsapp": reason_code("whatsapp"),
+             "rest": REST_CODE, "carrier": reason_code("carrier")})
+        connection.execute(sa.text(
+            "DELETE FROM lead_scoring_analytics_history WHERE run_id = 'run-1'"))
+    with demo_database.engine.connect() as connection:
+        campaigns = connection.execute(sa.text(
+            "SELECT id FROM campaigns c WHERE EXISTS (SELECT 1 FROM campaign_outcomes o "
+            "WHERE o.campaign_id = c.id) ORDER BY sent_at DESC, id DESC")).scalars().all()
+    top = _row(demo_database, "SELECT count(*) AS n FROM lead_scores "
+                              "WHERE quality_tier IN ('PREMIUM', 'HIGH')")["n"]
+    whatsapp = contact["whatsapp_score"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{server}/card?id={contact['contact_id']}&lang=es")
+        page.fill("#api-key", READ_KEY)
+        page.click("#key-form button[type=submit]")
+        for lang, fact, carrier, rest in (
+                ("es", f"WhatsApp validado ({whatsapp}/25)", "Operador", "Todo lo demás"),
+                ("en", f"Validated on WhatsApp ({whatsapp}/25)", "Carrier", "Everything else")):
+            page.goto(f"{server}/card?id={contact['contact_id']}&lang={lang}")
+            expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+            expect(page.locator("#conversion-reasons li.raises")).to_have_text(
+                f"▲ {fact} (+0.5)")
+            expect(page.locator("#conversion-reasons li.lowers")).to_contain_text(carrier)
+            expect(page.locator("#conversion-reasons li.rest")).to_contain_text(rest)
+            expect(page.locator("#reasons-note")).to_contain_text(
+                {"es": "contacto promedio", "en": "average contact"}[lang])
+            expect(page.locator("#error")).to_be_hidden()
+            if save and lang == "es":
+                page.screenshot(path=shots / "dashboard_reasons.png", full_page=True)
+
+            page.goto(f"{server}/proof?lang={lang}")
+            expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+            expect(page.locator("h1")).to_have_text(
+                {"es": "¿La puntuación paga?", "en": "Does the score pay?"}[lang])
+            sections = page.locator(".proof-campaign")
+            expect(sections).to_have_count(len(campaigns))
+            expect(sections.first).to_have_attribute("data-campaign-id", str(campaigns[0]))
+            expect(sections.first.locator(".proof-tiers tbody tr")).not_to_have_count(0)
+            expect(sections.first.locator(".proof-tier-chart svg rect")).not_to_have_count(0)
+            expect(sections.first.locator(".proof-deciles tbody tr")).to_have_count(10)
+            expect(sections.first.locator(".proof-control")).to_have_text(
+                {"es": "Sin grupo de control: solo conversiones",
+                 "en": "No control group: conversions only"}[lang])
+            expect(page.locator("#error")).to_be_hidden()
+            if save and lang == "es":
+                sections.first.screenshot(path=shots / "dashboard_proof.png")
+
+            page.goto(f"{server}/analytics?lang={lang}")
+            expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+            expect(page.locator(".tile[data-figure='top_leads'] strong")).to_have_text(f"{top:,}")
+            states = page.locator("#states tbody tr td:nth-child(3)").all_inner_texts()
+            assert sum(int(s.replace(",", "")) for s in states) == top
+            expect(page.locator("#history-chart")).to_have_text(
+                {"es": "Necesita 2 ejecuciones para mostrar una tendencia.",
+                 "en": "Needs 2 runs to show a trend."}[lang])
         browser.close()

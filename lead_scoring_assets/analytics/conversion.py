@@ -1,45 +1,38 @@
-"""Conversion rates of the latest campaign's delivered messages per quality tier and per
-conversion-probability decile: does PREMIUM really convert more?"""
+"""Conversion rates of the latest campaign per quality tier and per conversion-probability
+decile: does PREMIUM really convert more? The proof page's figures for that campaign
+(``analytics/proof.py``), so the asset and the dashboard never disagree."""
 
 from dataclasses import dataclass
 
 import pandas as pd
 
+from lead_scoring_assets.analytics.proof import score_proof
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.scoring.engine import tier_of
+
+COLUMNS = ["messages", "conversions", "conversion_rate"]
 
 
 @dataclass
 class ConversionRates:
     campaign: str | None
+    basis: str | None
     by_tier: pd.DataFrame
     by_decile: pd.DataFrame
 
 
-def _rates(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    table = frame.groupby(key).agg(messages=("converted", "size"),
-                                   conversions=("converted", "sum")).reset_index()
-    table["conversion_rate"] = (table["conversions"] / table["messages"]).round(4)
-    return table
-
-
 def latest_conversion_rates(database: Database) -> ConversionRates:
-    """Per tier and per decile of the current ``lead_scores`` and ``conversion_scores``, the
-    conversion rate of the latest campaign's delivered messages (in hindsight: the current
-    scores, not those of the day the message was sent; the conversion model's holdout gives
-    the point-in-time view)."""
-    latest = database.read_frame(
-        "SELECT id, name FROM campaigns ORDER BY sent_at DESC, id DESC LIMIT 1")
-    if latest.empty:
-        return ConversionRates(None, pd.DataFrame(), pd.DataFrame())
-    rows = database.read_frame(
-        "SELECT o.converted, s.total_score, p.probability_decile FROM campaign_outcomes o "
-        "JOIN lead_scores s ON s.contact_id = o.contact_id "
-        "LEFT JOIN conversion_scores p ON p.contact_id = o.contact_id "
-        "WHERE o.campaign_id = :campaign AND o.delivered = :yes",
-        {"campaign": int(latest["id"].iloc[0]), "yes": True})
-    rows["converted"] = rows["converted"].astype("boolean").fillna(False).astype(int)
-    rows["quality_tier"] = tier_of(rows["total_score"].to_numpy())
-    deciles = rows[rows["probability_decile"].notna()]
-    return ConversionRates(str(latest["name"].iloc[0]), _rates(rows, "quality_tier"),
-                           _rates(deciles, "probability_decile"))
+    """The latest campaign with outcome rows: its target recipients' conversions within the
+    attribution window per tier and per decile (highest first), by the scores recorded at the
+    send, else today's (``basis``)."""
+    proof = score_proof(database)
+    if not proof:
+        return ConversionRates(None, None, pd.DataFrame(), pd.DataFrame())
+    latest = proof[0]
+    by_tier = pd.DataFrame(latest["by_tier"], columns=["tier", *COLUMNS]).rename(
+        columns={"tier": "quality_tier"})
+    by_decile = pd.DataFrame(latest["by_decile"], columns=["decile", *COLUMNS]).rename(
+        columns={"decile": "probability_decile"})
+    for table in (by_tier, by_decile):
+        table["conversion_rate"] = table["conversion_rate"].round(4)
+    return ConversionRates(latest["name"] or str(latest["campaign_id"]), latest["basis"],
+                           by_tier, by_decile)

@@ -130,7 +130,7 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
         return render
 
     for path, name in (("/", "contacts"), ("/card", "card"), ("/analytics", "analytics"),
-                       ("/campaigns", "campaigns")):
+                       ("/campaigns", "campaigns"), ("/proof", "proof")):
         app.add_api_route(path, page(name), methods=["GET"], response_class=HTMLResponse,
                           include_in_schema=False)
     return app

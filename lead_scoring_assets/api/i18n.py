@@ -66,6 +66,23 @@ LABELS: dict[str, dict[str, str]] = {
         "inside_interval": "¿Dentro de lo previsto?", "inside_yes": "Sí",
         "inside_no": "No", "not_measured": "Sin medición todavía",
         "no_predictions": "Ninguna campaña con resultados se planeó con una previsión",
+        # reasons and proof (issue 24 points 4, 5, 9)
+        "reasons_title": "Por qué esta probabilidad", "reasons_rest": "Todo lo demás",
+        "reasons_note": "Efectos en log-odds frente al contacto promedio ({average}); "
+        "sumados dan la diferencia.",
+        "nav_proof": "Resultados por nivel", "proof_title": "¿La puntuación paga?",
+        "proof_note": "Tasa de conversión de cada campaña por nivel y por decil de "
+        "probabilidad, la más reciente primero. Entre corchetes, el intervalo de 95 % "
+        "(Wilson); el lift compara con la tasa de toda la campaña.",
+        "proof_by_tier": "Por nivel", "proof_by_decile": "Por decil de probabilidad",
+        "proof_messages": "Conversiones / mensajes", "proof_rate": "Tasa", "proof_lift": "Lift",
+        "proof_summary": "{sent} · {conversions} conversiones de {messages} mensajes ({rate})",
+        "basis_at_send": "Nivel y decil registrados al enviar.",
+        "basis_current": "Sin registro al enviar: nivel y decil actuales (retrospectivo).",
+        "proof_control": "Frente al grupo de control: tasa incremental {rate}; conversiones "
+        "incrementales {conversions}.",
+        "proof_none": "Aún no hay campañas con resultados",
+        "needs_two_runs": "Necesita 2 ejecuciones para mostrar una tendencia.",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -129,6 +146,23 @@ LABELS: dict[str, dict[str, str]] = {
         "inside_interval": "Within the expected range?", "inside_yes": "Yes",
         "inside_no": "No", "not_measured": "Not measured yet",
         "no_predictions": "No campaign with results was planned with an expectation",
+        # reasons and proof (issue 24 points 4, 5, 9)
+        "reasons_title": "Why this probability", "reasons_rest": "Everything else",
+        "reasons_note": "Effects in log-odds against the average contact ({average}); they "
+        "add up to the difference.",
+        "nav_proof": "Results by tier", "proof_title": "Does the score pay?",
+        "proof_note": "Each campaign's conversion rate per tier and per probability decile, "
+        "the latest first. In brackets, the 95 % interval (Wilson); lift compares with the "
+        "whole campaign's rate.",
+        "proof_by_tier": "By tier", "proof_by_decile": "By probability decile",
+        "proof_messages": "Conversions / messages", "proof_rate": "Rate", "proof_lift": "Lift",
+        "proof_summary": "{sent} · {conversions} conversions of {messages} messages ({rate})",
+        "basis_at_send": "Tier and decile recorded at the send.",
+        "basis_current": "Not recorded at the send: current tier and decile (in hindsight).",
+        "proof_control": "Against the control group: incremental rate {rate}; incremental "
+        "conversions {conversions}.",
+        "proof_none": "No campaign results yet",
+        "needs_two_runs": "Needs 2 runs to show a trend.",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""

@@ -107,6 +107,8 @@ class AnalyticsPoint(BaseModel):
     computed_at: datetime
     contacts: int
     premium_leads: int
+    top_leads: int = Field(description="PREMIUM and HIGH contacts: the sum of by_state's "
+                                       "top_leads")
     average_score: float
     validated_contacts: int
     multi_platform_contacts: int
@@ -242,3 +244,47 @@ class CampaignList(BaseModel):
 class CampaignDetail(CampaignSummary):
     deciles: list[CampaignDecile] = Field(description="per recorded probability decile, "
                                                       "highest first")
+
+
+class Rate(BaseModel):
+    """Messages (target recipients), conversions within the attribution window, the rate with
+    its 95 % Wilson interval, and its lift over the campaign's rate."""
+
+    messages: int
+    conversions: int
+    conversion_rate: float
+    rate_low: float
+    rate_high: float
+    lift: float | None
+
+
+class TierRate(Rate):
+    tier: str
+
+
+class DecileRate(Rate):
+    decile: int
+
+
+class CampaignProof(BaseModel):
+    """A campaign's conversion rate per tier and per decile (highest first) and its results
+    against control (null without a control group)."""
+
+    campaign_id: int
+    name: str | None
+    sent_at: datetime
+    window_closed: bool
+    basis: Literal["at_send", "current"] = Field(
+        description="at_send: the tier and decile recorded when the campaign was sent; "
+                    "current: today's scores (in hindsight), for a campaign that recorded none")
+    messages: int
+    conversions: int
+    conversion_rate: float | None
+    by_tier: list[TierRate]
+    by_decile: list[DecileRate]
+    against_control: CampaignSummary | None
+
+
+class ProofList(BaseModel):
+    items: list[CampaignProof]
+    """Latest campaign first."""

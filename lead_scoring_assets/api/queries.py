@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from lead_scoring_assets.analytics.figures import TOP_TIERS
+from lead_scoring_assets.analytics.proof import score_proof
 from lead_scoring_assets.campaigns.results import campaign_results
 from lead_scoring_assets.consent.in_force import (
     InForce,
@@ -183,7 +185,7 @@ class ScoreReader:
             display_weights=dict(config.display_weights),
             score_breakdown=stored.breakdown,
             ml_score=ml,
-            conversion_score=None if conversion is None else _conversion(conversion),
+            conversion_score=None if conversion is None else _conversion(conversion, row),
             history=history,
             trend=trend(history, card["last_calculated_at"]),
         )
@@ -282,13 +284,14 @@ class ScoreReader:
                 {"limit": ANALYTICS_HISTORY_LIMIT},
             ).mappings().all()
         figures = {
-            "latest": {**latest, "computed_at": _utc(latest["computed_at"]),
-                       "average_score": float(latest["average_score"]),
-                       **{k: _json(latest[k]) for k in ("tier_distribution",
-                          "score_distribution", "platform_success", "by_state")}},
-            "history": [{**h, "computed_at": _utc(h["computed_at"]),
-                         "average_score": float(h["average_score"]),
-                         "tier_distribution": _json(h["tier_distribution"])}
+            "latest": _with_top_leads(
+                {**latest, "computed_at": _utc(latest["computed_at"]),
+                 "average_score": float(latest["average_score"]),
+                 **{k: _json(latest[k]) for k in ("tier_distribution", "score_distribution",
+                                                  "platform_success", "by_state")}}),
+            "history": [_with_top_leads({**h, "computed_at": _utc(h["computed_at"]),
+                                         "average_score": float(h["average_score"]),
+                                         "tier_distribution": _json(h["tier_distribution"])})
                         for h in reversed(history)],
         }
         self._analytics = (newest, figures)
@@ -301,6 +304,11 @@ class ScoreReader:
         without their own."""
         return [r.as_dict() for r in campaign_results(
             self.database, campaign_id, cost_per_message, value_per_conversion)]
+
+    def proof(self) -> list[dict]:
+        """``analytics/proof.py``'s conversion rates per tier and decile of every campaign
+        with outcome rows, computed on request."""
+        return score_proof(self.database)
 
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued
@@ -328,12 +336,19 @@ class ScoreReader:
                 "updated_at": _utc(entry["updated_at"])}
 
 
-def _conversion(row) -> dict:
-    """A ``conversion_scores`` row for the card: its reason codes decoded, when it has them."""
+def _with_top_leads(run: dict) -> dict:
+    """A run's figures with ``top_leads``, its PREMIUM and HIGH contacts (the state table's
+    column summed: both come from one query, ``analytics/figures.py``)."""
+    return {**run, "top_leads": sum(run["tier_distribution"].get(t, 0) for t in TOP_TIERS)}
+
+
+def _conversion(row, facts) -> dict:
+    """A ``conversion_scores`` row for the card: its reason codes decoded and worded from the
+    contact's ``facts`` (its score row and profile), when it has them."""
     values = {k: v for k, v in row.items() if k != "contact_id" and not k.startswith(
         ("up_", "down_"))}
     if "calculated_at" in values:
         values["calculated_at"] = _utc(values["calculated_at"])
     if "up_feature_1" in row:
-        values["reasons"] = decoded_reasons(dict(row))
+        values["reasons"] = decoded_reasons(dict(row), facts)
     return values

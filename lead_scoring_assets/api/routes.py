@@ -14,6 +14,7 @@ from lead_scoring_assets.api.models import (
     Error,
     ForgetRequest,
     ForgetResult,
+    ProofList,
     QueueEntry,
     ScoreCard,
     Tier,
@@ -142,6 +143,13 @@ def campaign(campaign_id: CampaignId, reader: Reader,
     if not found:
         raise NotFound(f"no campaign with id {campaign_id} and outcome rows")
     return found[0]
+
+
+@router.get("/proof", response_model=ProofList)
+def proof(reader: Reader) -> dict:
+    """Proof the score pays: each campaign with outcome rows, latest first, with its conversion
+    rate per quality tier and per probability decile and its results against control."""
+    return {"items": reader.proof()}
 
 
 @router.post("/contacts/{contact_id}/rescore", response_model=QueueEntry, status_code=202,

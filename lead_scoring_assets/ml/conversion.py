@@ -11,7 +11,9 @@ the base value, add up exactly to the calibrated log-odds of each contact. Contr
 ``m``: ``coef × (x − mean)`` for the linear model (exact; the standard scaler centres ``x``),
 ``shap.TreeExplainer`` path attributions for the trees (``approximate=True``: Saabas' method,
 additive like exact TreeSHAP, 80–250× faster, which is what lets a million contacts be
-explained in under a minute). One-hot columns add up to their categorical feature.
+explained in under a minute). One-hot columns add up to their categorical feature; a
+contact's reasons add its features up by concept (``REASON_CONCEPTS``), so one concept never
+points two ways and the shown concepts plus the rest are its log-odds minus the average's.
 """
 
 import time
@@ -38,7 +40,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from lead_scoring_assets.ml.conversion_features import (
     CATEGORICAL_COLUMNS,
+    CONCEPTS,
+    REASON_CONCEPTS,
     REASON_FEATURES,
+    REST_CODE,
     TrainingSet,
 )
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS
@@ -239,8 +244,18 @@ class Explainer:
         names = self.pipeline.steps[0][1].get_feature_names_out()
         self.groups = np.array([_source_feature(n) for n in names])
         self.tree = None
-        if not isinstance(self.estimator, LogisticRegression):
+        if isinstance(self.estimator, LogisticRegression):
+            self.margin_base = float(self.estimator.intercept_[0])
+        else:
             self.tree = shap.TreeExplainer(self.estimator)
+            self.margin_base = float(np.atleast_1d(self.tree.expected_value)[-1])
+
+    @property
+    def base_value(self) -> float:
+        """The average contact's calibrated log-odds: every contact's contributions are
+        measured from it (logistic regression: the contact at the training mean; trees: the
+        mean over the training data)."""
+        return -(self.a * self.margin_base + self.b)
 
     def _transform(self, x: pd.DataFrame) -> np.ndarray:
         z = x
@@ -254,25 +269,19 @@ class Explainer:
                                  logit=np.zeros(0))
         z = self._transform(x)
         if self.tree is None:
-            coef = self.estimator.coef_[0]
-            margin_parts = z * coef
-            margin_base = float(self.estimator.intercept_[0])
+            margin_parts = z * self.estimator.coef_[0]
         else:
-            values = self.tree.shap_values(z, approximate=True, check_additivity=False)
-            values = np.asarray(values)
-            expected = np.atleast_1d(self.tree.expected_value)
-            if values.ndim == 3:
-                values, expected = values[..., 1], expected[1:]
-            margin_parts, margin_base = values, float(expected[-1])
+            margin_parts = np.asarray(
+                self.tree.shap_values(z, approximate=True, check_additivity=False))
+            if margin_parts.ndim == 3:
+                margin_parts = margin_parts[..., 1]
         by_feature = np.zeros((len(z), len(REASON_FEATURES)))
         for i, name in enumerate(REASON_FEATURES):
             columns = self.groups == name
             if columns.any():
                 by_feature[:, i] = margin_parts[:, columns].sum(axis=1)
-        scaled = -self.a * by_feature
-        base = -(self.a * margin_base + self.b)
         logit = -(self.a * self._margin(z) + self.b)
-        return Contributions(base=base, values=scaled, logit=logit)
+        return Contributions(base=self.base_value, values=-self.a * by_feature, logit=logit)
 
     def _margin(self, z: np.ndarray) -> np.ndarray:
         if hasattr(self.estimator, "decision_function"):
@@ -290,17 +299,52 @@ def _source_feature(column: str) -> str:
     raise ValueError(f"encoded column {column!r} has no source feature")
 
 
+CONCEPT_MATRIX = np.array([[feature in REASON_CONCEPTS[c] for c in CONCEPTS]
+                           for feature in REASON_FEATURES], dtype=np.float64)
+"""(features × concepts): 1 where the feature belongs to the concept."""
+
+
+def concept_effects(contributions: np.ndarray) -> np.ndarray:
+    """Per-feature contributions (columns in ``REASON_FEATURES`` order) summed by concept
+    (columns in ``CONCEPTS`` order)."""
+    return contributions @ CONCEPT_MATRIX
+
+
+MIN_EFFECT = 0.01
+"""A concept moving the log-odds by less is left in the rest (it would read ±0.00)."""
+
+
 def top_reasons(contributions: np.ndarray, count: int = 3) -> dict[str, np.ndarray]:
-    """The ``count`` features raising (largest positive) and lowering (most negative) each
-    contact's log-odds: codes (index in ``REASON_FEATURES`` + 1, 0 where there are fewer)
-    and their contributions."""
-    order = np.argsort(contributions, axis=1, kind="stable")
-    rows = np.arange(len(contributions))[:, None]
-    up_index = order[:, ::-1][:, :count]
-    down_index = order[:, :count]
-    up, down = contributions[rows, up_index], contributions[rows, down_index]
+    """Each contact's reasons from its per-feature contributions, grouped by concept: the
+    concepts raising (largest positive) and lowering (most negative) its log-odds by at least
+    ``MIN_EFFECT``, at most ``count`` a side and ``2 × count − 1`` in all (the smaller of the
+    two last ones gives way), and the rest (the sum of every other concept) in the first free
+    slot. Codes
+    (``reason_code``; 0 in an empty slot) and effects: all of a contact's effects add up to
+    its contributions' sum, i.e. its log-odds minus the average contact's."""
+    effects = concept_effects(contributions)
+    rows = np.arange(len(effects))[:, None]
+    order = np.argsort(effects, axis=1, kind="stable")
+    up_index, down_index = order[:, ::-1][:, :count], order[:, :count]
+    up, down = effects[rows, up_index], effects[rows, down_index]
+    up_shown, down_shown = up >= MIN_EFFECT, down <= -MIN_EFFECT
+    full = up_shown[:, -1] & down_shown[:, -1]
+    up_gives_way = full & (up[:, -1] <= -down[:, -1])
+    up_shown[:, -1] &= ~up_gives_way
+    down_shown[:, -1] &= ~(full & ~up_gives_way)
+    concept_codes = REST_CODE + 1 + np.arange(len(CONCEPTS))
+    up_code = np.where(up_shown, concept_codes[up_index], 0)
+    down_code = np.where(down_shown, concept_codes[down_index], 0)
+    up_effect, down_effect = np.where(up_shown, up, 0.0), np.where(down_shown, down, 0.0)
+    rest = effects.sum(axis=1) - up_effect.sum(axis=1) - down_effect.sum(axis=1)
+    up_count, down_count = up_shown.sum(axis=1), down_shown.sum(axis=1)
+    on_up = up_count < count
+    slot = np.arange(count)[None, :]
+    rest_up = on_up[:, None] & (slot == up_count[:, None])
+    rest_down = ~on_up[:, None] & (slot == down_count[:, None])
     return {
-        "up_feature": np.where(up > 0, up_index + 1, 0), "up_effect": np.where(up > 0, up, 0.0),
-        "down_feature": np.where(down < 0, down_index + 1, 0),
-        "down_effect": np.where(down < 0, down, 0.0),
+        "up_feature": np.where(rest_up, REST_CODE, up_code),
+        "up_effect": np.where(rest_up, rest[:, None], up_effect),
+        "down_feature": np.where(rest_down, REST_CODE, down_code),
+        "down_effect": np.where(rest_down, rest[:, None], down_effect),
     }

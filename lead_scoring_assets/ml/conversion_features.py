@@ -24,17 +24,18 @@ import pandas as pd
 
 from lead_scoring_assets.db.database import FIRST_ID, Database
 from lead_scoring_assets.db.tables import SCORING_VALIDATION_COLUMNS
-from lead_scoring_assets.geography.states import normalize_state_series
+from lead_scoring_assets.geography.states import normalize_state, normalize_state_series
 from lead_scoring_assets.ml.features import FEATURE_COLUMNS, contact_features
 from lead_scoring_assets.ml.point_in_time import contacts_at_sql, training_set_sha256
-from lead_scoring_assets.scoring.config import DEFAULT_CONFIG
+from lead_scoring_assets.scoring.breakdown import saturation_days
+from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PROFILE_FIELDS
 from lead_scoring_assets.scoring.engine import LadaReference, score_chunk, utc_timestamp
 from lead_scoring_assets.scoring.full_rescore import read_lada_reference
 
 CONVERSION_FEATURE_SET = "conversion_v1"
 CATEGORICAL_COLUMNS = ("state", "carrier", "lada_status")
 REASON_FEATURES = (*FEATURE_COLUMNS, *CATEGORICAL_COLUMNS)
-"""Every feature a reason can name; its code in ``conversion_scores`` is its index + 1."""
+"""The model's input features; a reason groups them by concept (``REASON_CONCEPTS``)."""
 FEATURE_DTYPES = {
     **{c: "int8" for c in FEATURE_COLUMNS if c.startswith(("has_", "is_")) or c.endswith("_user")},
     **{c: "int16" for c in FEATURE_COLUMNS if c.endswith(("_score", "_count"))},
@@ -49,11 +50,6 @@ UNKNOWN = "UNKNOWN"
 DEFAULT_ATTRIBUTION_DAYS = 30
 REJECTION_REASONS = ("unknown_campaign", "unknown_contact", "missing_delivered",
                      "converted_without_delivery")
-
-
-def reason_name(code: int) -> str:
-    """The feature a reason code stands for."""
-    return REASON_FEATURES[int(code) - 1]
 
 
 def conversion_features(parts, contacts: pd.DataFrame, ladas: LadaReference) -> pd.DataFrame:
@@ -222,42 +218,148 @@ def build_training_set(
         seconds=time.perf_counter() - started)
 
 
-PLAIN_WORDS = {
-    **{f"has_{p}": f"a valid {name} account" for p, name in (
-        ("whatsapp", "WhatsApp"), ("instagram", "Instagram"), ("facebook", "Facebook"),
-        ("google", "Google"), ("apple", "Apple"))},
-    **{f"{p}_score": f"its {p.title()} score" for p in ("whatsapp", "instagram", "facebook",
-                                                         "google", "apple")},
-    "platform_count": "how many platforms it is active on",
-    "business_account_count": "its business accounts",
-    "premium_account_count": "its premium accounts",
-    "validation_count": "how many validations it has",
-    "avg_confidence_score": "the validations' confidence",
-    "profile_completeness": "how complete its profile is",
-    "geographic_consistency": "whether its LADA matches its state",
-    "account_age_days": "the age of its account",
-    "validation_recency_days": "how long ago it was last validated",
-    "has_business_accounts": "having a business account",
-    "has_premium_accounts": "having a premium account",
-    "is_multi_platform": "being on two platforms or more",
-    "meta_ecosystem_user": "WhatsApp with Facebook or Instagram",
-    "tech_ecosystem_user": "Google with Apple",
-    "state": "its state",
-    "carrier": "its carrier",
-    "lada_status": "whether its LADA is known",
+PLATFORM_NAMES = {"whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
+                  "google": "Google", "apple": "Apple"}
+REASON_CONCEPTS = {
+    **{p: (f"has_{p}", f"{p}_score") for p in PLATFORM_NAMES},
+    "platforms": ("platform_count", "is_multi_platform", "validation_count",
+                  "avg_confidence_score", "meta_ecosystem_user", "tech_ecosystem_user"),
+    "business": ("business_account_count", "has_business_accounts"),
+    "premium": ("premium_account_count", "has_premium_accounts"),
+    "recency": ("validation_recency_days",),
+    "region": ("state", "geographic_consistency", "lada_status"),
+    "carrier": ("carrier",),
+    "profile": ("profile_completeness", "account_age_days"),
 }
+"""The concepts a reason names, each the sum of its features' contributions: every feature of
+``REASON_FEATURES`` belongs to exactly one."""
+CONCEPTS = tuple(REASON_CONCEPTS)
+REST = "rest"
+REST_CODE = 100
+"""A reason's code in ``conversion_scores``: ``REST_CODE`` for the rest (every concept not
+shown), ``REST_CODE + 1 + i`` for ``CONCEPTS[i]``. Codes below 100 are the per-feature codes
+of earlier scoring runs: such a row has no reasons until the next run rewrites it."""
+PLAIN_WORDS = {
+    **{p: {"en": name, "es": name} for p, name in PLATFORM_NAMES.items()},
+    "platforms": {"en": "how many platforms", "es": "cuántas plataformas"},
+    "business": {"en": "business accounts", "es": "cuentas de negocio"},
+    "premium": {"en": "premium accounts", "es": "cuentas premium"},
+    "recency": {"en": "how recent", "es": "qué tan reciente"},
+    "region": {"en": "region", "es": "región"},
+    "carrier": {"en": "carrier", "es": "operador"},
+    "profile": {"en": "profile", "es": "perfil"},
+    REST: {"en": "everything else", "es": "todo lo demás"},
+}
+"""Each concept's name, for a reason without the contact's facts."""
+FACT_COLUMNS = {
+    "lead_scores": (*(f"{p}_score" for p in PLATFORM_NAMES), "platform_count",
+                    "business_account_count", "premium_account_count",
+                    "validation_recency_days", "profile_fields", "lada_state_match"),
+    "contacts": ("state_name", "operator"),
+}
+"""The columns a reason's words are taken from."""
 
 
-def decoded_reasons(row: dict) -> dict[str, list[dict]]:
-    """The reason columns of a ``conversion_scores`` row as ``{"raises": [...], "lowers":
-    [...]}``, each ``{"feature", "words", "effect"}`` (log-odds); empty for the fallback."""
-    reasons: dict[str, list[dict]] = {"raises": [], "lowers": []}
-    for side, key in (("up", "raises"), ("down", "lowers")):
+def reason_code(concept: str) -> int:
+    return REST_CODE if concept == REST else REST_CODE + 1 + CONCEPTS.index(concept)
+
+
+def reason_name(code: int) -> str:
+    """The concept a reason code stands for (``REST`` for the rest); ``LookupError`` for a
+    code of an earlier run."""
+    code = int(code)
+    if code == REST_CODE:
+        return REST
+    if REST_CODE < code <= REST_CODE + len(CONCEPTS):
+        return CONCEPTS[code - REST_CODE - 1]
+    raise LookupError(f"reason code {code} is not a concept's")
+
+
+def _text(value) -> str:
+    return "" if value is None or pd.isna(value) else str(value).strip()
+
+
+def _count(n: int, one: str, many: str, none: str) -> str:
+    return none if n == 0 else (one if n == 1 else many.format(n=n))
+
+
+def _fact_words(concept: str, facts: dict) -> dict[str, str]:
+    """The contact's fact behind ``concept`` in Spanish and English, from its ``lead_scores``
+    row and profile (``state_name``, ``operator``)."""
+    if concept in PLATFORM_NAMES:
+        name, score = PLATFORM_NAMES[concept], int(facts[f"{concept}_score"])
+        if score <= 0:
+            return {"es": f"Sin {name} validado", "en": f"Not validated on {name}"}
+        weight = DEFAULT_CONFIG.display_weights[concept]
+        return {"es": f"{name} validado ({score}/{weight})",
+                "en": f"Validated on {name} ({score}/{weight})"}
+    if concept == "platforms":
+        n, of = int(facts["platform_count"]), len(PLATFORM_NAMES)
+        return {"es": f"Activo en {n} de {of} plataformas", "en": f"Active on {n} of {of} platforms"}
+    if concept in ("business", "premium"):
+        n = int(facts[f"{concept}_account_count"])
+        es, en = ("de negocio", "business") if concept == "business" else ("premium", "premium")
+        return {"es": _count(n, f"Tiene 1 cuenta {es}", f"Tiene {{n}} cuentas {es}",
+                             f"Sin cuentas {es}"),
+                "en": _count(n, f"Has 1 {en} account", f"Has {{n}} {en} accounts",
+                             f"No {en} account")}
+    if concept == "recency":
+        days = facts.get("validation_recency_days")
+        if days is None or pd.isna(days):
+            return {"es": "Nunca validado", "en": "Never validated"}
+        days, cap = int(days), saturation_days(DEFAULT_CONFIG)[1]
+        if days >= cap:
+            return {"es": f"Validado hace {cap} días o más", "en": f"Validated {cap} days ago or more"}
+        return {"es": _count(days, "Validado hace 1 día", "Validado hace {n} días", "Validado hoy"),
+                "en": _count(days, "Validated 1 day ago", "Validated {n} days ago",
+                             "Validated today")}
+    if concept == "region":
+        state = normalize_state(_text(facts.get("state_name")))
+        words = ({"es": f"Región: {state}", "en": f"Region: {state}"} if state
+                 else {"es": "Región desconocida", "en": "Unknown region"})
+        if facts.get("lada_state_match") == 0:
+            words = {"es": words["es"] + " (LADA de otro estado)",
+                     "en": words["en"] + " (LADA of another state)"}
+        return words
+    if concept == "carrier":
+        carrier = _text(facts.get("operator")).upper()
+        return ({"es": f"Operador: {carrier}", "en": f"Carrier: {carrier}"} if carrier
+                else {"es": "Operador desconocido", "en": "Unknown carrier"})
+    if concept == "profile":
+        n, of = int(facts.get("profile_fields") or 0), len(PROFILE_FIELDS)
+        return {"es": f"Perfil con {n} de {of} datos", "en": f"Profile with {n} of {of} fields"}
+    return PLAIN_WORDS[concept]
+
+
+def decoded_reasons(row: dict, facts: dict | None = None) -> dict:
+    """The reason columns of a ``conversion_scores`` row: ``{"raises": [...], "lowers":
+    [...], "rest": {...}}``, each reason ``{"feature", "words", "text", "effect"}`` (log-odds
+    against the average contact; ``feature`` the concept, ``text`` its words in ``es`` and
+    ``en``: the contact's fact from ``facts``, its ``lead_scores`` row and profile, else the
+    concept's name; ``words`` the English). Shown effects and the rest add up to the contact's
+    log-odds minus the average contact's; ``average_probability`` is that contact's. Empty for
+    the fallback and for a row of an earlier run."""
+    reasons: dict = {"raises": [], "lowers": [], "rest": None}
+    found = []
+    for side in ("up", "down"):
         for i in (1, 2, 3):
             code = row.get(f"{side}_feature_{i}")
-            if code is None or pd.isna(code):
-                continue
-            name = reason_name(code)
-            reasons[key].append({"feature": name, "words": PLAIN_WORDS[name],
-                                 "effect": round(float(row[f"{side}_effect_{i}"]), 4)})
+            if code is not None and not pd.isna(code):
+                found.append((int(code), float(row[f"{side}_effect_{i}"])))
+    if not found or any(code < REST_CODE for code, _ in found):
+        return reasons
+    for code, effect in found:
+        concept = reason_name(code)
+        text = PLAIN_WORDS[concept] if facts is None or concept == REST else _fact_words(
+            concept, facts)
+        reason = {"feature": concept, "words": text["en"], "text": text,
+                  "effect": round(effect, 4)}
+        if concept == REST:
+            reasons["rest"] = reason
+        else:
+            reasons["raises" if effect > 0 else "lowers"].append(reason)
+    probability = row.get("conversion_probability")
+    if probability is not None and not pd.isna(probability) and 0 < probability < 1:
+        logit = np.log(probability / (1 - probability)) - sum(e for _, e in found)
+        reasons["average_probability"] = round(float(1 / (1 + np.exp(-logit))), 6)
     return reasons

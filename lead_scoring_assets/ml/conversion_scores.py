@@ -1,5 +1,6 @@
 """``conversion_scores``: every contact's conversion probability as of ``as_of``, its decile
-over all contacts and its top reasons, staged aside, audited and swapped in.
+over all contacts and its reasons (``top_reasons``: concept codes and log-odds effects, the
+rest in the first free slot), staged aside, audited and swapped in.
 
 Features come from the scoring engine at ``as_of`` chunk by chunk (bounded memory); the
 chunks wait in a Parquet file until every probability is known, since a decile needs them

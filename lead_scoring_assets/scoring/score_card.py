@@ -6,7 +6,7 @@ import pandas as pd
 
 from lead_scoring_assets.contacts.phones import PhoneRejected, mask_phone, normalize_phone
 from lead_scoring_assets.db.database import Database
-from lead_scoring_assets.ml.conversion_features import decoded_reasons
+from lead_scoring_assets.ml.conversion_features import FACT_COLUMNS, decoded_reasons
 from lead_scoring_assets.scoring.breakdown import read_breakdown
 from lead_scoring_assets.scoring.config import (
     DEFAULT_CONFIG,
@@ -117,8 +117,12 @@ def ml_score_summary(database: Database, contact_id: int) -> str:
 def conversion_summary(database: Database, contact_id: int) -> str:
     """The contact's conversion probability, decile and top reasons in plain words, or why
     there is none."""
-    rows = database.read_frame("SELECT * FROM conversion_scores WHERE contact_id = :id",
-                               {"id": contact_id})
+    facts = ", ".join([*(f"s.{c}" for c in FACT_COLUMNS["lead_scores"]),
+                       *(f"c.{c}" for c in FACT_COLUMNS["contacts"])])
+    rows = database.read_frame(
+        f"SELECT p.*, {facts} FROM conversion_scores p JOIN contacts c ON c.id = p.contact_id "
+        "LEFT JOIN lead_scores s ON s.contact_id = p.contact_id WHERE p.contact_id = :id",
+        {"id": contact_id})
     if rows.empty:
         return "Conversion probability: none yet (run nightly_retrain_job)"
     row = rows.iloc[0].to_dict()
@@ -128,11 +132,14 @@ def conversion_summary(database: Database, contact_id: int) -> str:
     lines = [(f"Conversion probability {float(row['conversion_probability']):.2%}, decile "
               f"{int(row['probability_decile'])} of 10 (10 = most likely; model v"
               f"{row['model_version']} {row['method']}, as of {row['calculated_at']})")]
-    reasons = decoded_reasons(row)
+    reasons = decoded_reasons(row, None if pd.isna(row["platform_count"]) else row)
     for key, verb in (("raises", "raises it"), ("lowers", "lowers it")):
         if reasons[key]:
             lines.append(f"  what {verb}: " + "; ".join(
-                f"{r['words']} ({r['effect']:+.2f} log-odds)" for r in reasons[key]))
+                f"{r['words']} ({r['effect']:+.2f})" for r in reasons[key]))
+    if reasons["rest"]:
+        lines.append(f"  everything else: {reasons['rest']['effect']:+.2f}; against the average "
+                     f"contact ({reasons['average_probability']:.2%}), in log-odds")
     return "\n".join(lines)
 
 

@@ -194,10 +194,15 @@ async function cardPage() {
     : conversion.conversion_probability === null
       ? `${T.decile} ${conversion.probability_decile}/10 (${conversion.method})`
       : `${percent.format(conversion.conversion_probability)} · ${T.decile} ${conversion.probability_decile}/10`;
-  const reasons = (conversion && conversion.reasons) || {raises: [], lowers: []};
+  const reasons = (conversion && conversion.reasons) || {raises: [], lowers: [], rest: null};
+  const effect = (r) => `${r.effect > 0 ? "+" : ""}${decimal.format(r.effect)}`;
   document.getElementById("conversion-reasons").replaceChildren(
-    ...reasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.words} (${r.effect > 0 ? "+" : ""}${decimal.format(r.effect)})`)),
-    ...reasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.words} (${decimal.format(r.effect)})`)));
+    ...reasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.text[T.lang]} (${effect(r)})`)),
+    ...reasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.text[T.lang]} (${effect(r)})`)),
+    ...(reasons.rest ? [el("li", {class: "rest"}, `${T.reasons_rest} (${effect(reasons.rest)})`)] : []));
+  document.getElementById("reasons-section").hidden = !reasons.rest;
+  document.getElementById("reasons-note").textContent = reasons.rest
+    ? T.reasons_note.replace("{average}", percent.format(reasons.average_probability)) : "";
   document.getElementById("calculated").textContent =
     `${when(card.last_calculated_at)} · ${card.calculation_version}`;
   document.querySelector("#history tbody").replaceChildren(...card.history.map((h) => el("tr", {},
@@ -284,7 +289,7 @@ async function analyticsPage() {
   document.getElementById("computed-at").textContent = `${T.computed_at} ${when(latest.computed_at)}`;
   document.getElementById("headline").replaceChildren(...[
     ["contacts", integer.format(latest.contacts)],
-    ["premium_leads", integer.format(latest.premium_leads)],
+    ["top_leads", integer.format(latest.top_leads)],
     ["average_score", decimal.format(latest.average_score)],
     ["validated_contacts", integer.format(latest.validated_contacts)],
     ["multi_platform_contacts", integer.format(latest.multi_platform_contacts)],
@@ -296,8 +301,10 @@ async function analyticsPage() {
     .map(([label, value]) => ({label, value})), (v) => integer.format(v)));
   document.getElementById("platform-chart").append(bars(Object.entries(latest.platform_success)
     .map(([label, value]) => ({label, value, color: "#00897b"})), (v) => percent.format(v)));
-  document.getElementById("history-chart").append(line(history.map((h) => (
-    {label: when(h.computed_at), value: h.average_score})), (v) => decimal.format(v)));
+  document.getElementById("history-chart").append(history.length < 2
+    ? el("p", {class: "note"}, T.needs_two_runs)
+    : line(history.map((h) => ({label: when(h.computed_at), value: h.average_score})),
+           (v) => decimal.format(v)));
   document.querySelector("#states tbody").replaceChildren(...(latest.by_state || []).map((s) =>
     el("tr", {}, el("td", {}, s.state), el("td", {}, integer.format(s.contacts)),
        el("td", {}, integer.format(s.top_leads)), el("td", {}, decimal.format(s.average_score)),
@@ -373,10 +380,51 @@ async function campaignsPage() {
     ? predicted.map(predictedRow) : [el("tr", {}, el("td", {colspan: 7}, T.no_predictions))]));
 }
 
+// proof the score pays
+
+function rateRows(rows, key, label) {
+  return rows.map((r) => el("tr", {[`data-${key}`]: r[key]}, el("td", {}, label(r[key])),
+    el("td", {}, `${integer.format(r.conversions)} / ${integer.format(r.messages)}`),
+    el("td", {}, `${percent.format(r.conversion_rate)} [${percent.format(r.rate_low)}, ` +
+                 `${percent.format(r.rate_high)}]`),
+    el("td", {}, r.lift === null ? "—" : `×${decimal.format(r.lift)}`)));
+}
+
+function proofCampaign(c) {
+  const section = document.getElementById("proof-campaign").content.firstElementChild.cloneNode(true);
+  section.dataset.campaignId = c.campaign_id;
+  section.querySelector(".proof-name").textContent = c.name || c.campaign_id;
+  section.querySelector(".proof-summary").textContent = T.proof_summary
+    .replace("{sent}", when(c.sent_at) + (c.window_closed ? "" : ` (${T.window_open})`))
+    .replace("{conversions}", integer.format(c.conversions))
+    .replace("{messages}", integer.format(c.messages))
+    .replace("{rate}", c.conversion_rate === null ? "—" : percent.format(c.conversion_rate))
+    + " " + T[`basis_${c.basis}`];
+  section.querySelector(".proof-tier-chart").append(bars(c.by_tier.map((r) => (
+    {label: T[r.tier], value: r.conversion_rate, color: TIER_COLOURS[r.tier]})), percent.format));
+  section.querySelector(".proof-decile-chart").append(bars(c.by_decile.map((r) => (
+    {label: r.decile, value: r.conversion_rate})), percent.format));
+  section.querySelector(".proof-tiers tbody").append(...rateRows(c.by_tier, "tier", (t) => T[t]));
+  section.querySelector(".proof-deciles tbody").append(...rateRows(c.by_decile, "decile", String));
+  const effect = c.against_control && c.against_control.effect;
+  section.querySelector(".proof-control").textContent = effect
+    ? T.proof_control
+      .replace("{rate}", withInterval(effect, "incremental_rate", percent.format))
+      .replace("{conversions}", withInterval(effect, "incremental_conversions", decimal.format))
+    : T.no_control;
+  return section;
+}
+
+async function proofPage() {
+  const {items} = await api("/proof");
+  document.getElementById("proof").replaceChildren(...(items.length
+    ? items.map(proofCampaign) : [el("p", {}, T.proof_none)]));
+}
+
 // start
 
 const PAGES = {contacts: contactsPage, card: cardPage, analytics: analyticsPage,
-               campaigns: campaignsPage};
+               campaigns: campaignsPage, proof: proofPage};
 
 function askForKey() {
   document.getElementById("content").hidden = true;

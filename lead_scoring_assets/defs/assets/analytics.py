@@ -46,6 +46,7 @@ def lead_scoring_analytics(
     return dg.MaterializeResult(metadata={
         "contacts": figures.contacts,
         "premium_leads": figures.premium_leads,
+        "top_leads": figures.top_leads,
         "average_score": figures.average_score,
         "validated_contacts": figures.validated_contacts,
         "multi_platform_contacts": figures.multi_platform_contacts,

@@ -11,7 +11,7 @@ from lead_scoring_assets.defs.resources import DatabaseResource
           kinds={"sql", "pandas"}, owners=["team:data"])
 def conversion_analytics(database: DatabaseResource) -> dg.MaterializeResult:
     """The latest campaign's conversion rate per quality tier and per conversion-probability
-    decile (current scores), with charts."""
+    decile (the proof page's: scores recorded at the send, else today's), with charts."""
     with database.open() as db:
         rates = latest_conversion_rates(db)
     if rates.campaign is None:
@@ -26,6 +26,7 @@ def conversion_analytics(database: DatabaseResource) -> dg.MaterializeResult:
             "Conversion rate by probability decile, %", "#6a9f58"))
     return dg.MaterializeResult(metadata={
         "campaign": rates.campaign,
+        "basis": rates.basis,
         "by_tier": dg.MetadataValue.md(rates.by_tier.to_markdown(index=False)),
         "by_decile": dg.MetadataValue.md(rates.by_decile.to_markdown(index=False)
                                          if not rates.by_decile.empty else "no deciles yet"),
