@@ -97,4 +97,4 @@ def test_errors_never_echo_what_was_sent(client):
         assert value not in response.text and value.replace(" ", "") not in response.text, path
     unknown = client.get(f"{API}/contacts?4271185601=1", headers=READ).json()["detail"]
     assert unknown == ("unknown query parameter name(s); known: contactable, cursor, limit, "
-                       "min_score, state, tier")
+                       "min_score, sort, state, tier")
