@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from lead_scoring_assets.api.auth import ApiKeys
 from lead_scoring_assets.api.cursor import CURSOR_SECRET_ENV, BadCursor, CursorSigner
+from lead_scoring_assets.api.dagster_runs import DagsterRuns
 from lead_scoring_assets.api.i18n import labels_for
 from lead_scoring_assets.api.queries import BadPhone, NotFound, ScoreReader
 from lead_scoring_assets.api.routes import router
@@ -77,7 +78,7 @@ def _validation_message(error: RequestValidationError) -> str:
 
 
 def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
-               cursor_secret: str | None = None) -> FastAPI:
+               cursor_secret: str | None = None, dagster: DagsterRuns | None = None) -> FastAPI:
     secret = cursor_secret or os.environ.get(CURSOR_SECRET_ENV)
     if not secret:
         raise ValueError(f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
@@ -108,6 +109,7 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
     app.state.keys = keys or ApiKeys.from_env()
     app.state.reader = ScoreReader(database)
     app.state.cursors = CursorSigner(secret)
+    app.state.dagster = dagster or DagsterRuns()
     app.include_router(router)
 
     @app.middleware("http")

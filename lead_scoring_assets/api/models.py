@@ -164,6 +164,29 @@ class RescoreStatus(BaseModel):
                                       "minutes: no scoring run is processing the queue")
 
 
+class KeyRole(BaseModel):
+    role: Literal["admin", "read"] = Field(description="admin: may also rescore and export")
+
+
+class ExportRequest(BaseModel):
+    """The contact list's filters, for ``campaign_export_job``."""
+
+    tier: Tier | None = Field(default=None, description="exported as the minimum tier: this "
+                              "tier and the ones above")
+    state: str | None = Field(default=None, min_length=1, max_length=60,
+                              description="any spelling")
+    min_score: int | None = Field(default=None, ge=0, le=100)
+    sort: Literal["score", "conversion"] = Field(
+        default="score", description="rank by score or by conversion probability")
+
+
+class ExportRun(BaseModel):
+    run_id: str
+    status: str = Field(description="Dagster's run status: QUEUED, STARTING, STARTED, SUCCESS, "
+                                    "FAILURE, CANCELING, CANCELED …")
+    dagster_url: str = Field(description="the run in the Dagster UI")
+
+
 class ForgetRequest(BaseModel):
     phone: str = Field(min_length=1, max_length=40, pattern=r"^[0-9+() .\-]+$",
                        description="the number, in any Mexican format")

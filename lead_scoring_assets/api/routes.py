@@ -7,14 +7,22 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Sec
 from fastapi.security import APIKeyHeader
 
 from lead_scoring_assets.api.cursor import BadCursor
+from lead_scoring_assets.api.dagster_runs import (
+    DagsterUnavailable,
+    RunNotFound,
+    export_config,
+)
 from lead_scoring_assets.api.models import (
     Analytics,
     CampaignDetail,
     CampaignList,
     ContactPage,
     Error,
+    ExportRequest,
+    ExportRun,
     ForgetRequest,
     ForgetResult,
+    KeyRole,
     QueueEntry,
     RescoreStatus,
     ScoreCard,
@@ -167,6 +175,41 @@ def rescore_status(contact_id: ContactId, reader: Reader) -> dict:
     """Whether the contact still waits in the rescoring queue, and whether the queue is being
     processed (stalled: its next entry has waited more than 5 minutes)."""
     return reader.rescore_status(contact_id)
+
+
+@router.get("/key", response_model=KeyRole)
+def key_role(role: Annotated[str, Depends(_role)]) -> dict:
+    """What the key sent may do (the dashboard shows the admin actions to admin keys)."""
+    return {"role": role}
+
+
+DAGSTER_ERRORS = {403: {"model": Error}, 503: {"model": Error}}
+RunId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Dagster's run id")]
+
+
+@router.post("/exports", response_model=ExportRun, status_code=202,
+             dependencies=[Depends(_admin)], responses=DAGSTER_ERRORS)
+def export_segment(body: ExportRequest, request: Request) -> dict:
+    """Launch campaign_export_job with the list's filters through Dagster's GraphQL API (503
+    when no Dagster webserver is configured or it does not answer)."""
+    try:
+        return request.app.state.dagster.launch_export(
+            export_config(body.tier.value if body.tier else None, body.state, body.min_score,
+                          body.sort), {"lead_scoring/launched_by": "dashboard"})
+    except DagsterUnavailable as error:
+        raise HTTPException(503, str(error)) from None
+
+
+@router.get("/exports/{run_id}", response_model=ExportRun, dependencies=[Depends(_admin)],
+            responses=DAGSTER_ERRORS)
+def export_status(run_id: RunId, request: Request) -> dict:
+    """The export run's status in Dagster and its address in the Dagster UI."""
+    try:
+        return request.app.state.dagster.status(run_id)
+    except RunNotFound as error:
+        raise NotFound(str(error)) from None
+    except DagsterUnavailable as error:
+        raise HTTPException(503, str(error)) from None
 
 
 @router.post("/forget", response_model=ForgetResult, dependencies=[Depends(_admin)],

@@ -26,6 +26,8 @@ function t(key) {
   return `[${key}]`;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 function fill(text, values) {
   return Object.entries(values).reduce((s, [name, value]) => s.replaceAll(`{${name}}`, value), text);
 }
@@ -53,7 +55,7 @@ function svg(tag, attrs = {}, text) {
 
 const ERROR_LABELS = {0: "error_network", 401: "error_key", 403: "error_forbidden",
                       404: "error_not_found", 409: "error_busy", 422: "error_invalid",
-                      503: "error_busy"};
+                      503: "error_unavailable"};
 
 function errorMessage(error) {
   if (error.status === 400) return t(/cursor/.test(error.detail) ? "error_cursor" : "error_phone");
@@ -74,8 +76,8 @@ function clearError() {
 async function api(path, options = {}) {
   let response;
   try {
-    response = await fetch(API + path, {
-      ...options, headers: {"X-API-Key": sessionStorage.getItem(KEY) || ""}});
+    response = await fetch(API + path, {...options, headers: {
+      ...options.headers, "X-API-Key": sessionStorage.getItem(KEY) || ""}});
   } catch (failure) {
     throw Object.assign(new Error(failure.message), {status: 0, detail: failure.message});
   }
@@ -103,7 +105,7 @@ function withLang(path) {
 function doNotContact(item) {
   if (!item.do_not_contact) return null;
   const reasons = item.suppression_reasons.map((r) => t(`reason_${r}`)).join(", ");
-  return el("span", {class: "do-not-contact"}, `⛔ ${T.do_not_contact}: ${reasons}`);
+  return el("span", {class: "do-not-contact"}, `⊘ ${T.do_not_contact}: ${reasons}`);
 }
 
 // On a phone every table is a list of cards: each cell is labelled with its column's header.
@@ -190,6 +192,45 @@ async function loadPage(reset) {
   document.getElementById("empty").hidden = body.children.length > 0;
 }
 
+const FINISHED = ["SUCCESS", "FAILURE", "CANCELED"];
+
+function showExport(run) {
+  document.getElementById("export-status").replaceChildren(
+    fill(T.export_status, {status: t(`run_${run.status}`)}), " ",
+    el("a", {href: run.dagster_url, rel: "noreferrer"}, T.export_link));
+  document.getElementById("export-status").dataset.status = run.status;
+}
+
+// "Exportar segmento" (admin keys): campaign_export_job with the list's filters, followed
+// until its run ends
+async function exportSegment() {
+  const filters = Object.fromEntries(filterParams());
+  const body = {sort: filters.sort === "conversion" ? "conversion" : "score"};
+  if (filters.tier) body.tier = filters.tier;
+  if (filters.state) body.state = filters.state;
+  if (filters.min_score) body.min_score = Number(filters.min_score);
+  const button = document.getElementById("export");
+  button.disabled = true;
+  try {
+    let run = await api("/exports", {method: "POST", body: JSON.stringify(body),
+                                     headers: {"Content-Type": "application/json"}});
+    showExport(run);
+    while (!FINISHED.includes(run.status)) {
+      await sleep(POLL_MS);
+      run = await api(`/exports/${run.run_id}`);
+      showExport(run);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function offerExport() {
+  const {role} = await api("/key");
+  document.getElementById("export-box").hidden = role !== "admin";
+  document.getElementById("export").addEventListener("click", () => exportSegment().catch(showError));
+}
+
 function contactsPage() {
   restoreFilters();
   document.getElementById("filters").addEventListener("submit", (event) => {
@@ -216,7 +257,7 @@ function contactsPage() {
       if (error.status === 404) clearError(); else showError(error);
     }
   });
-  return loadPage(true);
+  return Promise.all([loadPage(true), offerExport()]);
 }
 
 // score card
@@ -302,8 +343,6 @@ function showCard(card) {
     el("td", {}, `${h.old_quality_tier ? t(h.old_quality_tier) : "–"} → ${t(h.new_quality_tier)}`),
     el("td", {}, h.calculation_version))));
 }
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // "Calcular": queue the contact, then poll its queue entry until it is scored, warning while
 // the queue is not processed, and show the new score when it lands.
