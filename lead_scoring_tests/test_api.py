@@ -423,7 +423,8 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
     assert set(schema["paths"]) == {f"{API}/contacts/{{contact_id}}", f"{API}/lookup",
                                     f"{API}/contacts", f"{API}/analytics",
                                     f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget",
-                                    f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}"}
+                                    f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}",
+                                    f"{API}/key", f"{API}/exports", f"{API}/exports/{{run_id}}"}
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):

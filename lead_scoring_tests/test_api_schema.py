@@ -17,7 +17,7 @@ def test_generated_requests_never_fail_the_server(demo_database):
     prepare(demo_database)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app_for(demo_database))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 12
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -29,20 +30,7 @@ from lead_scoring_assets.contacts.phones import mask_phone
 from lead_scoring_assets.scoring.incremental import score_queued
 
 from .api_data import ADMIN_KEY, BIG_ID, LATER, READ_KEY, add_big_id_contact, prepare
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("LEAD_SCORING_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " and LEAD_SCORING_REQUIRE_BROWSER=1")
-        pytest.skip(message)
-    return CHROMIUM
+from .conftest import CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -50,16 +38,17 @@ def server_log(tmp_path) -> Path:
     return tmp_path / "server.log"
 
 
-@pytest.fixture
-def server(demo_database, server_log):
-    prepare(demo_database)
+@contextmanager
+def serving(database, log_path: Path, **env: str):
+    """``lead-scoring serve`` on ``database`` in a subprocess (with ``env`` added); yields its
+    address."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ,
-           "LEAD_SCORING_DATABASE_URL": demo_database.url.render_as_string(hide_password=False),
-           "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY}
-    log = server_log.open("w")
+           "LEAD_SCORING_DATABASE_URL": database.url.render_as_string(hide_password=False),
+           "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY, **env}
+    log = log_path.open("w")
     process = subprocess.Popen([sys.executable, "-m", "lead_scoring_assets.cli", "serve",
                                 "--port", str(port)], env=env, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -77,6 +66,13 @@ def server(demo_database, server_log):
     process.terminate()
     process.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture
+def server(demo_database, server_log):
+    prepare(demo_database)
+    with serving(demo_database, server_log) as base:
+        yield base
 
 
 def _row(database, sql: str, params: dict | None = None) -> dict:
@@ -321,11 +317,15 @@ def test_an_id_above_2_to_the_53_opens_links_and_rescores_that_contact(
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=PHONE)
         _start(page, f"{server}/?lang=en", ADMIN_KEY)
+        page.click("#export")  # this server has no Dagster webserver configured
+        expect(page.locator("#error-message")).to_have_text(
+            "The service is not available: try again later.")
         first = page.locator("#contacts tbody tr").first
         expect(first).to_have_attribute("data-contact-id", str(BIG_ID))
         first.locator("a.open").click()
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         assert page.url.endswith(f"/card?id={BIG_ID}&lang=en")
+        expect(page.locator("#error")).to_be_hidden()
         expect(page.locator("#card-contact")).to_have_text(f"#{BIG_ID}")
         with demo_database.engine.begin() as connection:
             connection.execute(sa.text("DELETE FROM scoring_queue"))
@@ -400,6 +400,7 @@ def test_keyboard_alone_filters_sorts_saves_the_filters_in_the_address_and_opens
         page.keyboard.type(READ_KEY)
         page.keyboard.press("Enter")
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#export-box")).to_be_hidden()  # a read key
         page.focus("#min-score")
         page.keyboard.type("40")
         page.keyboard.press("Tab")  # the sort

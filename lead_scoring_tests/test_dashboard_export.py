@@ -1,9 +1,11 @@
-""""Exportar segmento": the API launches ``campaign_export_job`` through a real Dagster
-webserver's GraphQL API (``dagster-webserver`` in a subprocess, on the embedded SQLite
-database), follows its run to the end and links to it; admin keys only; 503 without Dagster."""
+""""Exportar segmento" in the dashboard: the API launches ``campaign_export_job`` through a
+real Dagster webserver's GraphQL API (``dagster-webserver`` in a subprocess, on the embedded
+SQLite database), the page follows its run to the end and links to it in the Dagster UI;
+admin keys only; 503 without Dagster."""
 
 import csv
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect, sync_playwright
 
 from lead_scoring_assets.api.app import create_app
 from lead_scoring_assets.api.dagster_runs import DagsterRuns
@@ -25,7 +28,8 @@ from lead_scoring_assets.geography.ladas import build_lada_reference
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
 from .api_data import ADMIN_KEY, CURSOR_SECRET, KEYS, READ_KEY
-from .conftest import AS_OF
+from .conftest import AS_OF, CHROMIUM_ARGS
+from .test_dashboard_browser import serving
 
 API = "/api/v1/lead-scoring"
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -86,28 +90,29 @@ def _client(database: Database, dagster: DagsterRuns) -> TestClient:
 
 
 def test_export_segment_launches_the_job_in_dagster_and_follows_its_run(
-        scored, dagster_webserver, tmp_path):
-    with _client(scored, DagsterRuns(dagster_webserver, "https://dagster.example")) as client:
-        assert client.get(f"{API}/key", headers=ADMIN).json() == {"role": "admin"}
-        assert client.get(f"{API}/key", headers={"X-API-Key": READ_KEY}).json() == {
-            "role": "read"}
-        body = {"tier": "HIGH", "min_score": 40, "sort": "score"}
-        refused = client.post(f"{API}/exports", json=body, headers={"X-API-Key": READ_KEY})
-        assert refused.status_code == 403
-        launched = client.post(f"{API}/exports", json=body, headers=ADMIN)
-        assert launched.status_code == 202, launched.text
-        run = launched.json()
-        assert run["dagster_url"] == f"https://dagster.example/runs/{run['run_id']}"
-        deadline = time.monotonic() + 300
-        while run["status"] not in FINISHED:
-            assert time.monotonic() < deadline, f"the run is still {run['status']}"
-            time.sleep(2)
-            run = client.get(f"{API}/exports/{run['run_id']}", headers=ADMIN).json()
-        assert run["status"] == "SUCCESS", (tmp_path / "dagster.log").read_text()[-3000:]
-        unknown = client.get(f"{API}/exports/{uuid.uuid4()}", headers=ADMIN)
-        assert unknown.status_code == 404
+        chromium, scored, dagster_webserver, tmp_path):
+    """In the dashboard with an admin key: filter, press "Exportar segmento", see the run end
+    and its link; the file holds the segment. The API refuses read keys and unknown runs."""
+    ui = "https://dagster.example"
+    with serving(scored, tmp_path / "server.log", LEAD_SCORING_DAGSTER_URL=dagster_webserver,
+                 LEAD_SCORING_DAGSTER_UI_URL=ui) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{server}/?tier=HIGH&min_score=40")
+        page.fill("#api-key", ADMIN_KEY)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        page.click("#export")
+        status = page.locator("#export-status")
+        expect(status).to_have_attribute("data-status", re.compile("|".join(FINISHED)),
+                                         timeout=300_000)
+        expect(status).to_contain_text("Exportación: terminada",
+                                       timeout=1_000)
+        link = status.locator("a").get_attribute("href")
+        assert re.fullmatch(rf"{ui}/runs/[0-9a-f-]{{36}}", link), link
+        browser.close()
     files = list((tmp_path / "exports" / "dashboard").glob("segment-*.csv"))
-    assert len(files) == 1
+    assert len(files) == 1, (tmp_path / "dagster.log").read_text()[-3000:]
     with files[0].open() as handle:
         rows = list(csv.DictReader(handle))
     with scored.engine.connect() as connection:
@@ -117,6 +122,18 @@ def test_export_segment_launches_the_job_in_dagster_and_follows_its_run(
         ).scalar()
     assert len(rows) == expected > 0
     assert all(row["quality_tier"] in ("PREMIUM", "HIGH") for row in rows)
+
+    with _client(scored, DagsterRuns(dagster_webserver, ui)) as client:
+        assert client.get(f"{API}/key", headers=ADMIN).json() == {"role": "admin"}
+        assert client.get(f"{API}/key", headers={"X-API-Key": READ_KEY}).json() == {
+            "role": "read"}
+        refused = client.post(f"{API}/exports", json={"tier": "HIGH"},
+                              headers={"X-API-Key": READ_KEY})
+        assert refused.status_code == 403
+        run_id = link.rsplit("/", 1)[1]
+        assert client.get(f"{API}/exports/{run_id}", headers=ADMIN).json() == {
+            "run_id": run_id, "status": "SUCCESS", "dagster_url": link}
+        assert client.get(f"{API}/exports/{uuid.uuid4()}", headers=ADMIN).status_code == 404
 
 
 def test_without_dagster_the_export_answers_503_and_names_the_setting(scored):
