@@ -27,6 +27,9 @@ POSTGRES_URL = os.environ.get(
 )
 REQUIRE_POSTGRES = os.environ.get("LEAD_SCORING_REQUIRE_POSTGRES") == "1"
 AS_OF = pd.Timestamp("2026-11-24T00:00:00Z")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 def _admin_dsn() -> str:
@@ -123,3 +126,15 @@ def digit_runs(folder: Path) -> set[bytes]:
                 for member in archive.namelist():
                     runs |= set(PHONE_DIGITS.findall(archive.read(member)))
     return runs
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium for the browser tests: skipped without it, failed instead when
+    ``LEAD_SCORING_REQUIRE_BROWSER=1`` (CI)."""
+    if not CHROMIUM.exists():
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("LEAD_SCORING_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + " and LEAD_SCORING_REQUIRE_BROWSER=1")
+        pytest.skip(message)
+    return CHROMIUM

@@ -167,7 +167,7 @@ def test_bad_input_gets_4xx_with_a_message_never_the_phone(scored, client):
         assert isinstance(detail, str) and detail
         return detail
 
-    assert error("/contacts/99999999", 404) == "no contact with id 99999999"
+    assert error("/contacts/99999999", 404) == "no contact with this id"
     assert "not a phone number" in error("/lookup", 400, phone="12345678901234567890")
     assert "not a Mexican" in error("/lookup", 400, phone="+1 212 555 0101")
     assert "not a Mexican" in error("/lookup", 400, phone="667 12")
@@ -176,7 +176,7 @@ def test_bad_input_gets_4xx_with_a_message_never_the_phone(scored, client):
                                        headers=READ).text
     assert "query.limit" in error("/contacts", 422, limit=0)
     assert "query.tier" in error("/contacts", 422, tier="GOLD")
-    assert "unknown query parameter(s): teir" in error("/contacts", 422, teir="HIGH")
+    assert "unknown query parameter name(s)" in error("/contacts", 422, teir="HIGH")
     assert "query.cursor" in error("/contacts", 422, cursor="")
     assert "path.contact_id" in error("/contacts/abc", 422)
     assert "path.contact_id" in error(f"/contacts/{2**63}", 422)
@@ -436,7 +436,8 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
                                     f"{API}/contacts", f"{API}/analytics",
                                     f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget",
                                     f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}",
-                                    f"{API}/proof"}
+                                    f"{API}/proof",
+                                    f"{API}/key", f"{API}/exports", f"{API}/exports/{{run_id}}"}
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):
@@ -448,7 +449,9 @@ def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):
 
 def test_cursor_round_trip():
     signer = CursorSigner(CURSOR_SECRET)
-    assert signer.decode(signer.encode(87, 123456)) == (87, 123456)
+    assert signer.decode(signer.encode(87, 123456)) == (87, 123456, "score")
+    assert signer.decode(signer.encode(0.25, 2**60 + 1, "conversion")) == (
+        0.25, 2**60 + 1, "conversion")
 
 
 @pytest.mark.postgres

@@ -5,6 +5,7 @@ schema documents it (status code, content type, body, headers)."""
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
@@ -17,7 +18,7 @@ def test_generated_requests_never_fail_the_server(demo_database):
     prepare(demo_database)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app_for(demo_database))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 13
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
@@ -31,8 +32,14 @@ def test_generated_requests_never_fail_the_server(demo_database):
                 # send (a null query value is dropped; the key header it removes is ours,
                 # always sent), so the request that arrives is valid. Refusals of bad input
                 # are tested one by one in test_api.py.
-                case.call_and_validate(
+                # The export answers 503 here, as documented: no Dagster webserver is
+                # configured (test_dashboard_export.py runs it against a real one); it still
+                # must never answer 500.
+                unavailable = [not_a_server_error] if "/exports" in case.operation.path else []
+                response = case.call_and_validate(
                     headers={"X-API-Key": ADMIN_KEY},
-                    excluded_checks=[positive_data_acceptance, negative_data_rejection])
+                    excluded_checks=[positive_data_acceptance, negative_data_rejection,
+                                     *unavailable])
+                assert response.status_code != 500
 
             run()

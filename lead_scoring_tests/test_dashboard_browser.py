@@ -9,37 +9,30 @@ the test's temporary folder.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
+from lead_scoring_assets.api.i18n import LABELS
 from lead_scoring_assets.contacts.phones import mask_phone
 from lead_scoring_assets.ml.conversion_features import REST_CODE, reason_code
 from lead_scoring_assets.ml.conversion_scores import write_conversion_scores
+from lead_scoring_assets.scoring.incremental import score_queued
 
-from .api_data import ADMIN_KEY, LATER, READ_KEY, prepare
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("LEAD_SCORING_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " and LEAD_SCORING_REQUIRE_BROWSER=1")
-        pytest.skip(message)
-    return CHROMIUM
+from .api_data import ADMIN_KEY, BIG_ID, LATER, READ_KEY, add_big_id_contact, prepare
+from .conftest import CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -47,16 +40,17 @@ def server_log(tmp_path) -> Path:
     return tmp_path / "server.log"
 
 
-@pytest.fixture
-def server(demo_database, server_log):
-    prepare(demo_database)
+@contextmanager
+def serving(database, log_path: Path, **env: str):
+    """``lead-scoring serve`` on ``database`` in a subprocess (with ``env`` added); yields its
+    address."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ,
-           "LEAD_SCORING_DATABASE_URL": demo_database.url.render_as_string(hide_password=False),
-           "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY}
-    log = server_log.open("w")
+           "LEAD_SCORING_DATABASE_URL": database.url.render_as_string(hide_password=False),
+           "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY, **env}
+    log = log_path.open("w")
     process = subprocess.Popen([sys.executable, "-m", "lead_scoring_assets.cli", "serve",
                                 "--port", str(port)], env=env, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -74,6 +68,13 @@ def server(demo_database, server_log):
     process.terminate()
     process.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture
+def server(demo_database, server_log):
+    prepare(demo_database)
+    with serving(demo_database, server_log) as base:
+        yield base
 
 
 def _row(database, sql: str, params: dict | None = None) -> dict:
@@ -131,8 +132,7 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         expect(page.locator("#card-phone")).to_have_text(mask_phone(phone))
         assert national not in page.content()
         page.click("#calculate")
-        expect(page.locator("#calculate-result")).to_have_text(
-            "En cola para recalcular (prioridad 10)")
+        expect(page.locator("#calculate-result")).to_contain_text("En cola desde las")
         queued = _row(demo_database, "SELECT priority FROM scoring_queue WHERE contact_id = :id",
                       {"id": contact["contact_id"]})
         assert queued["priority"] == 10
@@ -305,4 +305,236 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
             expect(page.locator("#history-chart")).to_have_text(
                 {"es": "Necesita 2 ejecuciones para mostrar una tendencia.",
                  "en": "Needs 2 runs to show a trend."}[lang])
+
+
+PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1440, "height": 900}
+TARGETS = "button, a, select, input:not([type=checkbox]), summary"
+"""What a finger taps: each at least 44 × 44 px where it is visible."""
+LAYOUT_PROBLEMS = """([targets]) => {
+  const width = document.documentElement.clientWidth;
+  const visible = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== "hidden"
+    && !e.closest("thead, .visually-hidden, .skip, [hidden]");
+  const problems = [];
+  if (document.documentElement.scrollWidth > width) {
+    problems.push(`page scrolls sideways: ${document.documentElement.scrollWidth} > ${width}`);
+  }
+  for (const e of document.querySelectorAll("body *")) {
+    if (!visible(e) || e.closest("svg")) continue;
+    const box = e.getBoundingClientRect();
+    if (box.right > width + 1) problems.push(`${e.tagName}#${e.id}.${e.className} ends at ${box.right}`);
+  }
+  for (const e of document.querySelectorAll(targets)) {
+    if (!visible(e)) continue;
+    const box = e.getBoundingClientRect();
+    if (box.width < 44 || box.height < 44) {
+      problems.push(`${e.tagName}#${e.id}.${e.className} "${e.textContent.trim()}" is ${box.width}x${box.height}`);
+    }
+  }
+  for (const bar of document.querySelectorAll(".bar")) {
+    if (bar.getBoundingClientRect().width <= 0) problems.push("a platform bar is 0 px wide");
+  }
+  return problems;
+}"""
+
+
+def _start(page, url: str, key: str) -> None:
+    page.goto(url)
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+
+
+def _visit(page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+
+
+def _other_language_words(lang: str) -> set[str]:
+    """The other language's labels that differ from this one's (long enough to be words)."""
+    other = LABELS["en" if lang == "es" else "es"]
+    return {value for key, value in other.items() if value != LABELS[lang].get(key)
+            and len(value) >= 5 and "{" not in value and key not in ("other_lang_name",)}
+
+
+def _add_reasons_and_a_suppression(database, contact: dict) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO conversion_scores (contact_id, conversion_probability, "
+            "probability_decile, model_version, method, calculated_at, up_feature_1, "
+            "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
+            "VALUES (:id, 0.0421, 9, '2', 'hgb', :at, 1, 0.5, 6, 0.2, 19, -0.25)"),
+            {"id": contact["contact_id"], "at": database.bind_timestamp(LATER)})
+        connection.execute(sa.text(
+            "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
+            "VALUES (:p, 'repus', 'test', :at)"),
+            {"p": contact["phone_e164"], "at": database.bind_timestamp(LATER)})
+
+
+def test_every_page_fits_a_phone_and_a_desktop_in_both_languages_with_no_axe_violation(
+        chromium, server, demo_database, database_url, tmp_path):
+    """Contacts, a card (with conversion reasons and a suppression), analytics and campaigns at
+    390 × 844 and 1440 × 900, in Spanish and English: nothing wider than the screen, targets
+    of 44 px, bars drawn, every label translated (none missing, none of the other language),
+    no serious or critical axe-core violation, no console error (a CSP refusal is one)."""
+    shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    contact = _row(demo_database,
+                   "SELECT s.contact_id, c.phone_e164 FROM lead_scores s JOIN contacts c "
+                   "ON c.id = s.contact_id WHERE s.platform_count >= 3 "
+                   "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1")
+    _add_reasons_and_a_suppression(demo_database, contact)
+    pages = {"contacts": "/", "card": f"/card?id={contact['contact_id']}",
+             "analytics": "/analytics", "campaigns": "/campaigns", "proof": "/proof"}
+    axe, console = Axe(), []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        for size_name, size in (("390", PHONE), ("1440", DESKTOP)):
+            page = browser.new_page(viewport=size)
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            _start(page, f"{server}/", READ_KEY)
+            for lang in ("es", "en"):
+                foreign = _other_language_words(lang)
+                for name, path in pages.items():
+                    _visit(page, f"{server}{path}{'&' if '?' in path else '?'}lang={lang}")
+                    where = f"{name} {lang} at {size_name} px"
+                    assert page.evaluate(LAYOUT_PROBLEMS, [TARGETS]) == [], where
+                    assert page.locator("body").get_attribute("data-missing") is None, where
+                    text = page.inner_text("body")
+                    assert not [w for w in foreign if re.search(rf"\b{re.escape(w)}\b", text)], where
+                    serious = [v for v in axe.run(page).response["violations"]
+                               if v["impact"] in ("serious", "critical")]
+                    assert serious == [], (where, [(v["id"], [n["target"] for n in v["nodes"]])
+                                                   for v in serious])
+                    if lang == "es" and database_url.startswith("sqlite"):
+                        page.screenshot(path=shots / f"dashboard_{name}_{size_name}.png",
+                                        full_page=name != "contacts")  # 50 cards: one screen
+            page.close()
+        browser.close()
+    assert console == []
+
+
+def test_an_id_above_2_to_the_53_opens_links_and_rescores_that_contact(
+        chromium, server, demo_database):
+    """The contact 2^60 + 1 heads the list; its "Ver" link, card and "Calcular" name it
+    exactly; the card says it is pending, warns while the queue stands still, and shows the
+    new score when a scoring run has processed it."""
+    add_big_id_contact(demo_database)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=PHONE)
+        _start(page, f"{server}/?lang=en", ADMIN_KEY)
+        page.click("#export")  # this server has no Dagster webserver configured
+        expect(page.locator("#error-message")).to_have_text(
+            "The service is not available: try again later.")
+        first = page.locator("#contacts tbody tr").first
+        expect(first).to_have_attribute("data-contact-id", str(BIG_ID))
+        first.locator("a.open").click()
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        assert page.url.endswith(f"/card?id={BIG_ID}&lang=en")
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#card-contact")).to_have_text(f"#{BIG_ID}")
+        with demo_database.engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM scoring_queue"))
+        page.click("#calculate")
+        expect(page.locator("#calculate-result")).to_contain_text("Queued since")
+        queued = _row(demo_database, "SELECT contact_id FROM scoring_queue")
+        assert queued["contact_id"] == BIG_ID
+        with demo_database.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE scoring_queue SET updated_at = :at"), {
+                "at": demo_database.bind_timestamp(pd.Timestamp.now(tz="UTC")
+                                                   - pd.Timedelta(minutes=7))})
+        expect(page.locator("#queue-warning")).to_contain_text(
+            "The queue is not being processed")
+        assert score_queued(demo_database, LATER + pd.Timedelta(days=1), owner="test").claimed == 1
+        expect(page.locator("body")).to_have_attribute("data-rescore", "done")
+        expect(page.locator("#queue-warning")).to_be_hidden()
+        score = _row(demo_database, "SELECT total_score FROM lead_scores WHERE contact_id = :id",
+                     {"id": BIG_ID})["total_score"]
+        expect(page.locator("#calculate-result")).to_contain_text(f"New score: {score}/100")
+        expect(page.locator("#total-score")).to_have_text(str(score))
+        browser.close()
+
+
+def test_errors_show_where_the_user_looks_in_spanish_and_clear_on_success(
+        chromium, server, demo_database):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=PHONE)
+        page.goto(f"{server}/")
+        page.fill("#api-key", "a-wrong-key")
+        page.click("#key-form button[type=submit]")
+        error = page.locator("#error")
+        expect(error).to_contain_text("La clave de API no es válida")
+        assert error.bounding_box()["y"] < PHONE["height"] / 2
+        page.fill("#api-key", READ_KEY)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(error).to_be_hidden()
+
+        page.fill("#phone", "667 12")
+        page.click("#phone-search button")
+        expect(page.locator("#error-message")).to_have_text(
+            "Ese número no es un teléfono mexicano válido.")
+        expect(page.locator("#empty")).to_be_hidden()
+        expect(page.locator("#error-detail")).to_be_hidden()
+        page.click("#error summary")
+        expect(page.locator("#error-detail")).to_contain_text("400")
+        expect(page.locator("#error-detail")).not_to_contain_text("667")
+        page.fill("#phone", "999 000 0000")
+        page.click("#phone-search button")
+        expect(page.locator("#empty")).to_be_visible()
+        expect(error).to_be_hidden()
+
+        page.goto(f"{server}/card?id=abc")
+        expect(page.locator("#error-message")).to_have_text(
+            "La solicitud no es válida: revise los filtros.")
+        page.goto(f"{server}/card?id=123456789")
+        expect(page.locator("#error-message")).to_contain_text("No se encontró")
+        assert "123456789" not in page.inner_text("#error-detail")
+        browser.close()
+
+
+def test_keyboard_alone_filters_sorts_saves_the_filters_in_the_address_and_opens_a_card(
+        chromium, server, demo_database):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        page.goto(f"{server}/")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip"
+        page.focus("#api-key")
+        page.keyboard.type(READ_KEY)
+        page.keyboard.press("Enter")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#export-box")).to_be_hidden()  # a read key
+        page.focus("#min-score")
+        page.keyboard.type("40")
+        page.keyboard.press("Tab")  # the sort
+        assert page.evaluate("document.activeElement.id") == "sort"
+        page.keyboard.press("ArrowDown")  # conversion probability
+        page.focus("#min-score")
+        page.keyboard.press("Enter")
+        expect(page.locator("#total")).to_contain_text("contactos con estos filtros")
+        assert "min_score=40" in page.url and "sort=conversion" in page.url
+        expected = _row(demo_database, "SELECT count(*) AS n FROM lead_scores "
+                                       "WHERE total_score >= 40")["n"]
+        expect(page.locator("#total")).to_have_text(f"{expected:,} contactos con estos filtros")
+        scores = page.locator("#contacts tbody td.score strong").all_inner_texts()
+        assert scores and all(int(s) >= 40 for s in scores)
+
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        expect(page.locator("#min-score")).to_have_value("40")
+        expect(page.locator("#sort")).to_have_value("conversion")
+        expect(page.locator("#total")).to_have_text(f"{expected:,} contactos con estos filtros")
+
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.classList.contains('open')"):
+                break
+        target = page.evaluate("document.activeElement.getAttribute('href')")
+        assert target.startswith("/card?id=")
+        page.keyboard.press("Enter")
+        expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+        assert page.url.endswith(target)
         browser.close()

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from lead_scoring_assets.api.auth import ApiKeys
 from lead_scoring_assets.api.cursor import CURSOR_SECRET_ENV, BadCursor, CursorSigner
+from lead_scoring_assets.api.dagster_runs import DagsterRuns
 from lead_scoring_assets.api.i18n import labels_for
 from lead_scoring_assets.api.queries import BadPhone, NotFound, ScoreReader
 from lead_scoring_assets.api.routes import router
@@ -29,6 +30,19 @@ CONNECTIONS = 16
 """Per server process: request threads and pooled database connections, one each, so a
 request never waits for a connection to be opened."""
 log = logging.getLogger(__name__)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""On every response: only the app's own scripts, styles and requests, no framing, no sniffing,
+no referrer. Every response but the static files also gets ``Cache-Control: no-store`` (the
+API's answers hold personal data)."""
 
 
 class HidePhones(logging.Filter):
@@ -54,16 +68,17 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _validation_message(error: RequestValidationError) -> str:
-    """Which parameter is wrong and why, without echoing the value (it may be a phone)."""
+    """Which parameter is wrong and why: the location and the declared parameter's name only
+    (never a value, which may be a phone, nor a key inside it)."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
+        where = ".".join(str(p) for p in item["loc"][:2])
         parts.append(f"{where}: {item['msg']}")
     return "invalid request: " + "; ".join(parts)
 
 
 def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
-               cursor_secret: str | None = None) -> FastAPI:
+               cursor_secret: str | None = None, dagster: DagsterRuns | None = None) -> FastAPI:
     secret = cursor_secret or os.environ.get(CURSOR_SECRET_ENV)
     if not secret:
         raise ValueError(f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
@@ -94,7 +109,16 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
     app.state.keys = keys or ApiKeys.from_env()
     app.state.reader = ScoreReader(database)
     app.state.cursors = CursorSigner(secret)
+    app.state.dagster = dagster or DagsterRuns()
     app.include_router(router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.exception_handler(NotFound)
     async def not_found(_request: Request, error: NotFound) -> JSONResponse:
@@ -117,7 +141,10 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
         route = request.scope.get("route")
         log.error("%s on %s %s", type(error).__name__, request.method,
                   getattr(route, "path", "(no route)"))
-        return _error(500, "internal server error; the server log names the error")
+        # answered outside the middleware below: the headers are set here
+        response = _error(500, "internal server error; the server log names the error")
+        response.headers.update({**SECURITY_HEADERS, "Cache-Control": "no-store"})
+        return response
 
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -1,4 +1,5 @@
-"""Opaque keyset cursors: ``(total_score, contact_id)`` of a page's last row, HMAC-signed.
+"""Opaque keyset cursors: the sort key and ``contact_id`` of a page's last row, and the sort
+(absent for the default, by score), HMAC-signed.
 
 The secret comes from ``LEAD_SCORING_API_CURSOR_SECRET``; ``lead-scoring serve`` makes a random
 one per server start when it is unset (shared by its workers), so cursors do not outlive a
@@ -35,11 +36,13 @@ class CursorSigner:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
-    def encode(self, total_score: int, contact_id: int) -> str:
-        payload = json.dumps([total_score, contact_id], separators=(",", ":")).encode()
+    def encode(self, value: float, contact_id: int, sort: str = "score") -> str:
+        key = [value, contact_id] if sort == "score" else [value, contact_id, sort]
+        payload = json.dumps(key, separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
-    def decode(self, cursor: str) -> tuple[int, int]:
+    def decode(self, cursor: str) -> tuple[float, int, str]:
+        """The sort key, contact id and sort of a cursor this server signed."""
         try:
             payload_text, signature_text = cursor.split(".")
             payload, signature = _unb64(payload_text), _unb64(signature_text)
@@ -48,5 +51,5 @@ class CursorSigner:
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise BadCursor("invalid cursor signature: it was altered or comes from another "
                             "server start; begin again without a cursor")
-        score, contact_id = json.loads(payload)
-        return int(score), int(contact_id)
+        value, contact_id, *sort = json.loads(payload)
+        return value, int(contact_id), sort[0] if sort else "score"

@@ -1,8 +1,8 @@
-"""PostgreSQL grants for the API's database role: read the tables it serves (and the
-suppressions and SMS replies, which mark who may not be messaged, and the campaigns,
-their recipients and outcomes, whose results it computes on request), upsert the queue (whose
-size the triggers count in ``scoring_queue_size``; the upsert reads ``leased_by`` and clears
-the ``leased_until`` of an entry waiting for a row due later).
+"""PostgreSQL grants for the API's database role: read the tables it serves (the uplift scores
+among them, for the contact list; and the suppressions and SMS replies, which mark who may not
+be messaged, and the campaigns, their recipients and outcomes, whose results it computes on
+request), upsert the queue (whose size the triggers count in ``scoring_queue_size``; the upsert
+reads ``leased_by`` and clears the ``leased_until`` of an entry waiting for a row due later).
 
 The swapped tables keep their grants (partitions swapped under the parent, or rows replaced
 in place: ``db/staged_table.py``); default privileges of the role that runs the pipeline grant
@@ -11,7 +11,7 @@ SELECT on every table it creates from then on as well.
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
                "conversion_scores", "lead_scoring_analytics_history", "suppressions",
-               "campaigns", "campaign_recipients", "campaign_outcomes")
+               "campaigns", "campaign_recipients", "campaign_outcomes", "uplift_scores")
 
 
 def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:

@@ -1,4 +1,8 @@
-"""The dashboard's labels: Spanish by default, English with ``?lang=en``."""
+"""The dashboard's labels: Spanish by default, English with ``?lang=en``; every text the pages
+show, including platform, state and conversion-reason names (a key missing here shows as a
+marked gap the browser test finds)."""
+
+from lead_scoring_assets.geography.states import CANONICAL_STATES
 
 LABELS: dict[str, dict[str, str]] = {
     "es": {
@@ -37,7 +41,7 @@ LABELS: dict[str, dict[str, str]] = {
         "history_chart": "Historial de ejecuciones", "contacts": "Contactos",
         "premium_leads": "Leads premium", "average_score": "Puntuación media",
         "validated_contacts": "Contactos validados",
-        "multi_platform_contacts": "Contactos multiplataforma", "top_leads": "Leads PREMIUM + HIGH",
+        "multi_platform_contacts": "Contactos multiplataforma", "top_leads": "Leads Premium y Alto",
         "success_rate": "Tasa de éxito", "computed_at": "Calculado el",
         "no_analytics": "Aún no hay analítica: materialice lead_scoring_analytics",
         "PREMIUM": "Premium", "HIGH": "Alto", "MEDIUM": "Medio", "LOW": "Bajo", "POOR": "Pobre",
@@ -83,6 +87,34 @@ LABELS: dict[str, dict[str, str]] = {
         "incrementales {conversions}.",
         "proof_none": "Aún no hay campañas con resultados",
         "needs_two_runs": "Necesita 2 ejecuciones para mostrar una tendencia.",
+        "skip": "Saltar al contenido", "details": "detalles",
+        "error_key": "La clave de API no es válida: escríbala de nuevo.",
+        "error_forbidden": "Su clave no permite esta acción.",
+        "error_not_found": "No se encontró: el contacto no existe o aún no tiene puntuación.",
+        "error_phone": "Ese número no es un teléfono mexicano válido.",
+        "error_invalid": "La solicitud no es válida: revise los filtros.",
+        "error_cursor": "La lista cambió desde que se abrió: vuelva a filtrar.",
+        "error_busy": "El sistema está ocupado: inténtelo de nuevo en un momento.",
+        "error_server": "Error del servidor: inténtelo más tarde.",
+        "error_network": "No hay conexión con el servidor.",
+        "error_unavailable": "El servicio no está disponible: inténtelo más tarde.",
+        "export": "Exportar segmento", "export_status": "Exportación: {status}",
+        "export_link": "Ver la ejecución en Dagster",
+        "run_QUEUED": "en cola", "run_NOT_STARTED": "sin iniciar", "run_STARTING": "iniciando",
+        "run_STARTED": "en curso", "run_SUCCESS": "terminada", "run_FAILURE": "fallida",
+        "run_CANCELING": "cancelando", "run_CANCELED": "cancelada",
+        "run_MANAGED": "gestionada fuera de Dagster",
+        "no_analytics_yet": "Aún no hay analítica: materialice lead_scoring_analytics.",
+        "sort": "Ordenar por", "sort_score": "Puntuación",
+        "sort_conversion": "Probabilidad de conversión", "sort_uplift": "Uplift",
+        "probability": "Probabilidad", "uplift": "Uplift",
+        "total_for_filter": "{count} contactos con estos filtros",
+        "pending": "En cola desde las {time}: esperando el recálculo…",
+        "landed": "Nueva puntuación: {score}/100 ({tier}), calculada el {time}.",
+        "not_queued": "Ya no está en la cola; la puntuación no cambió.",
+        "stalled": "La cola no se está procesando: la siguiente entrada espera desde las "
+        "{time} (más de 5 minutos). Avise al equipo de datos.",
+        "state_blank": "Sin estado", "no_value": "—",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -118,7 +150,7 @@ LABELS: dict[str, dict[str, str]] = {
         "platform_success": "Validation success per platform", "by_state": "By state",
         "history_chart": "Run history", "contacts": "Contacts", "premium_leads": "Premium leads",
         "average_score": "Average score", "validated_contacts": "Validated contacts",
-        "multi_platform_contacts": "Multi-platform contacts", "top_leads": "PREMIUM + HIGH leads",
+        "multi_platform_contacts": "Multi-platform contacts", "top_leads": "Premium and High leads",
         "success_rate": "Success rate", "computed_at": "Computed at",
         "no_analytics": "No analytics yet: materialise lead_scoring_analytics",
         "PREMIUM": "Premium", "HIGH": "High", "MEDIUM": "Medium", "LOW": "Low", "POOR": "Poor",
@@ -163,9 +195,67 @@ LABELS: dict[str, dict[str, str]] = {
         "conversions {conversions}.",
         "proof_none": "No campaign results yet",
         "needs_two_runs": "Needs 2 runs to show a trend.",
+        "skip": "Skip to content", "details": "details",
+        "error_key": "The API key is not valid: enter it again.",
+        "error_forbidden": "Your key does not allow this action.",
+        "error_not_found": "Not found: the contact does not exist or has no score yet.",
+        "error_phone": "That number is not a valid Mexican phone number.",
+        "error_invalid": "The request is not valid: check the filters.",
+        "error_cursor": "The list changed since it was opened: filter again.",
+        "error_busy": "The system is busy: try again in a moment.",
+        "error_server": "Server error: try again later.",
+        "error_network": "No connection to the server.",
+        "error_unavailable": "The service is not available: try again later.",
+        "export": "Export segment", "export_status": "Export: {status}",
+        "export_link": "Open the run in Dagster",
+        "run_QUEUED": "queued", "run_NOT_STARTED": "not started", "run_STARTING": "starting",
+        "run_STARTED": "running", "run_SUCCESS": "done", "run_FAILURE": "failed",
+        "run_CANCELING": "cancelling", "run_CANCELED": "cancelled",
+        "run_MANAGED": "managed outside Dagster",
+        "no_analytics_yet": "No analytics yet: materialise lead_scoring_analytics.",
+        "sort": "Sort by", "sort_score": "Score",
+        "sort_conversion": "Conversion probability", "sort_uplift": "Uplift",
+        "probability": "Probability", "uplift": "Uplift",
+        "total_for_filter": "{count} contacts match these filters",
+        "pending": "Queued since {time}: waiting for the rescoring…",
+        "landed": "New score: {score}/100 ({tier}), computed at {time}.",
+        "not_queued": "No longer queued; the score did not change.",
+        "stalled": "The queue is not being processed: its next entry has waited since {time} "
+        "(over 5 minutes). Tell the data team.",
+        "state_blank": "No state", "no_value": "—",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""
+PLATFORM_NAMES = {"whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
+                  "google": "Google", "apple": "Apple"}
+STATE_NAMES = {
+    "AGUASCALIENTES": "Aguascalientes", "BAJA CALIFORNIA": "Baja California",
+    "BAJA CALIFORNIA SUR": "Baja California Sur", "CAMPECHE": "Campeche",
+    "CHIAPAS": "Chiapas", "CHIHUAHUA": "Chihuahua", "CIUDAD DE MEXICO": "Ciudad de México",
+    "COAHUILA": "Coahuila", "COLIMA": "Colima", "DURANGO": "Durango",
+    "GUANAJUATO": "Guanajuato", "GUERRERO": "Guerrero", "HIDALGO": "Hidalgo",
+    "JALISCO": "Jalisco", "MEXICO": "Estado de México", "MICHOACAN": "Michoacán",
+    "MORELOS": "Morelos", "NAYARIT": "Nayarit", "NUEVO LEON": "Nuevo León",
+    "OAXACA": "Oaxaca", "PUEBLA": "Puebla", "QUERETARO": "Querétaro",
+    "QUINTANA ROO": "Quintana Roo", "SAN LUIS POTOSI": "San Luis Potosí",
+    "SINALOA": "Sinaloa", "SONORA": "Sonora", "TABASCO": "Tabasco",
+    "TAMAULIPAS": "Tamaulipas", "TLAXCALA": "Tlaxcala", "VERACRUZ": "Veracruz",
+    "YUCATAN": "Yucatán", "ZACATECAS": "Zacatecas",
+}
+"""The canonical names (``geography/states.py``) as written in Mexico, in both languages but
+two: English says Mexico City and State of Mexico."""
+ENGLISH_STATE_NAMES = {**STATE_NAMES, "CIUDAD DE MEXICO": "Mexico City",
+                       "MEXICO": "State of Mexico"}
+
+
+def _names(states: dict[str, str]) -> dict[str, str]:
+    """Labels ``platform_<name>`` and ``state_<canonical name>`` (every federal entity)."""
+    return {**{f"platform_{k}": v for k, v in PLATFORM_NAMES.items()},
+            **{f"state_{k}": states[k] for k in CANONICAL_STATES}}
+
+
+LABELS["es"].update(_names(STATE_NAMES))
+LABELS["en"].update(_names(ENGLISH_STATE_NAMES))
 
 
 def labels_for(lang: str) -> dict[str, str]:

@@ -36,6 +36,8 @@ class MlScore(BaseModel):
 DO_NOT_CONTACT = Field(description="Whether the number may not be messaged now: suppressed "
                       "(suppressions in force, or an opt-out reply not yet processed) or "
                       "unreadable.")
+CONTACT_ID_STR = Field(description="contact_id as a decimal string: JavaScript reads a JSON "
+                       "number above 2^53 inexactly, so the dashboard uses this one.")
 SUPPRESSION_REASONS = Field(description="Why: opt_out, repus, hard_bounce, arco, manual, or "
                            "unreadable_phone; empty when it may be messaged.")
 
@@ -48,10 +50,13 @@ class ScoreCard(BaseModel):
     ``is_current_version`` false and ``version_note``; the next rescoring rewrites it."""
 
     contact_id: int
+    contact_id_str: str = CONTACT_ID_STR
     phone: str | None
     do_not_contact: bool = DO_NOT_CONTACT
     suppression_reasons: list[str] = SUPPRESSION_REASONS
-    profile: dict[str, str | None]
+    profile: dict[str, str | None] = Field(
+        description="state_name (as stored), state (its canonical name), municipality, lada, "
+        "operator.")
     whatsapp_score: int
     instagram_score: int
     facebook_score: int
@@ -87,20 +92,30 @@ class ScoreCard(BaseModel):
 
 class ContactSummary(BaseModel):
     contact_id: int
+    contact_id_str: str = CONTACT_ID_STR
     phone: str | None
     do_not_contact: bool = DO_NOT_CONTACT
     suppression_reasons: list[str] = SUPPRESSION_REASONS
-    state_name: str | None
+    state_name: str | None = Field(description="As stored, in any spelling.")
+    state: str | None = Field(description="The canonical name of state_name's federal entity "
+                              "(geography/states.py), null when it names none.")
     total_score: int
     quality_tier: str
     confidence_level: float
     platform_count: int
+    conversion_probability: float | None = Field(
+        description="conversion_scores' probability, null without one.")
+    uplift: float | None = Field(description="uplift_scores' uplift, null without one.")
     last_calculated_at: datetime
 
 
 class ContactPage(BaseModel):
     items: list[ContactSummary]
     next_cursor: str | None
+    total: int | None = Field(
+        description="How many contacts match the filters, on the first page (no cursor); "
+        "null on the next pages. With contactable=true, a suppressed number stored in "
+        "another form than +52 and 10 digits is still counted.")
 
 
 class AnalyticsPoint(BaseModel):
@@ -130,10 +145,48 @@ class Analytics(BaseModel):
 
 class QueueEntry(BaseModel):
     contact_id: int
+    contact_id_str: str = CONTACT_ID_STR
     priority: int
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class RescoreStatus(BaseModel):
+    """Whether the contact still waits for its rescoring, and whether the queue moves."""
+
+    contact_id: int
+    contact_id_str: str = CONTACT_ID_STR
+    queued: bool = Field(description="false once the entry was scored (or never queued)")
+    priority: int | None
+    queued_at: datetime | None = Field(description="when the entry was last queued or bumped")
+    next_entry_waiting_since: datetime | None = Field(
+        description="since when the next entry to claim has waited; null for an empty queue")
+    stalled: bool = Field(description="the next entry to claim has waited more than 5 "
+                                      "minutes: no scoring run is processing the queue")
+
+
+class KeyRole(BaseModel):
+    role: Literal["admin", "read"] = Field(description="admin: may also rescore and export")
+
+
+class ExportRequest(BaseModel):
+    """The contact list's filters, for ``campaign_export_job``."""
+
+    tier: Tier | None = Field(default=None, description="exported as the minimum tier: this "
+                              "tier and the ones above")
+    state: str | None = Field(default=None, min_length=1, max_length=60,
+                              description="any spelling")
+    min_score: int | None = Field(default=None, ge=0, le=100)
+    sort: Literal["score", "conversion"] = Field(
+        default="score", description="rank by score or by conversion probability")
+
+
+class ExportRun(BaseModel):
+    run_id: str
+    status: str = Field(description="Dagster's run status: QUEUED, STARTING, STARTED, SUCCESS, "
+                                    "FAILURE, CANCELING, CANCELED …")
+    dagster_url: str = Field(description="the run in the Dagster UI")
 
 
 class ForgetRequest(BaseModel):

@@ -40,6 +40,11 @@ TREND_WINDOW = timedelta(days=30)
 ANALYTICS_HISTORY_LIMIT = 90
 STATE_CACHE_SECONDS = 300
 RESCORE_PRIORITY = 10
+STALLED_AFTER = timedelta(minutes=5)
+"""The queue counts as not processed when the next entry to claim has waited this long."""
+NO_VALUE = -2
+"""The sort key of a contact without a probability (or uplift): below every value, so it
+comes after those with one."""
 UNREADABLE_PHONE = "unreadable_phone"
 """The reason shown for a contact whose stored number no reading makes a Mexican number."""
 TIER_RANGES = {
@@ -101,8 +106,10 @@ def trend(history: list[dict], last_calculated_at: datetime | None) -> str:
 @dataclass
 class Page:
     rows: list[dict]
-    last_key: tuple[int, int] | None
-    """(total_score, contact_id) of the last row when another page may follow."""
+    last_key: tuple[float, int] | None
+    """(sort key, contact_id) of the last row when another page may follow."""
+    total: int | None = None
+    """How many contacts match the filters (counted for a first page only)."""
 
 
 class ScoreReader:
@@ -113,6 +120,7 @@ class ScoreReader:
         self.engine = database.engine
         tables = set(sa.inspect(self.engine).get_table_names())
         self.has_conversion_scores = "conversion_scores" in tables
+        self.has_uplift_scores = "uplift_scores" in tables
         self._states: dict[str, list[str]] = {}
         self._states_read_at = float("-inf")
         self._analytics: tuple[int, dict] | None = None
@@ -127,7 +135,7 @@ class ScoreReader:
         """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
         last changes and trend. A score of another ``calculation_version`` is marked as such
         (its breakdown null when that version's configuration is not known)."""
-        return self._score_card("c.id = :key", contact_id, f"no contact with id {contact_id}")
+        return self._score_card("c.id = :key", contact_id, "no contact with this id")
 
     def _score_card(self, condition: str, key, unknown: str) -> dict:
         columns = ", ".join(
@@ -146,7 +154,7 @@ class ScoreReader:
                 raise NotFound(unknown)
             contact_id = int(row["id"])
             if row["scored"] is None:
-                raise NotFound(f"contact {contact_id} exists but has not been scored yet")
+                raise NotFound("this contact exists but has not been scored yet")
             history = [
                 {**h, "changed_at": _utc(h["changed_at"])}
                 for h in connection.execute(
@@ -176,10 +184,12 @@ class ScoreReader:
         stored = read_breakdown({**row, "contact_id": contact_id})
         config = config_for(stored.calculation_version) or DEFAULT_CONFIG
         card.update(
-            contact_id=contact_id, phone=mask_phone(row["phone_e164"]),
+            contact_id=contact_id, contact_id_str=str(contact_id),
+            phone=mask_phone(row["phone_e164"]),
             do_not_contact=row["phone_e164"] in reasons,
             suppression_reasons=reasons.get(row["phone_e164"], []),
-            profile={c: row[c] for c in CARD_PROFILE_FIELDS},
+            profile={**{c: row[c] for c in CARD_PROFILE_FIELDS},
+                     "state": normalize_state(row["state_name"])},
             current_calculation_version=stored.current_version,
             is_current_version=stored.is_current, version_note=stored.note,
             display_weights=dict(config.display_weights),
@@ -206,59 +216,85 @@ class ScoreReader:
         return self._states.get(normalize_state(state) or "", [])
 
     def page(self, tier: str | None, state: str | None, min_score: int | None,
-             after: tuple[int, int] | None, limit: int, contactable: bool = False) -> Page:
-        """Scored contacts best first (score, then contact id, both descending), ``limit``
-        after the key ``after``: a keyset walk down the ``(total_score, contact_id)`` index,
-        never OFFSET. Each is marked ``do_not_contact`` with its suppression reasons;
-        ``contactable`` leaves those out (canonical numbers in SQL, the few stored in another
-        form after reading them, so such a page may hold fewer than ``limit``)."""
+             after: tuple[float, int] | None, limit: int, contactable: bool = False,
+             sort: str = "score") -> Page:
+        """Scored contacts best first by ``sort`` (``score``, ``conversion`` probability or
+        ``uplift``), then contact id, both descending, ``limit`` after the key ``after``: a
+        keyset walk, never OFFSET (by score down the ``(total_score, contact_id)`` index). Each
+        is marked ``do_not_contact`` with its suppression reasons; ``contactable`` leaves those
+        out (canonical numbers in SQL, the few stored in another form after reading them, so
+        such a page may hold fewer than ``limit``). A first page (``after`` None) counts the
+        contacts matching the filters in SQL."""
         where, params = [], {"limit": limit + 1}
         low, high = TIER_RANGES[tier] if tier else (0, DEFAULT_CONFIG.total_cap)
         if min_score is not None:
             low = max(low, min_score)
         where.append("s.total_score BETWEEN :low AND :high")
         params.update(low=low, high=high)
-        if after is not None:
-            where.append("(s.total_score, s.contact_id) < (:after_score, :after_id)")
-            params.update(after_score=after[0], after_id=after[1])
         if state:
             spellings = self._state_spellings(state)
             if not spellings:
-                return Page([], None)
+                return Page([], None, 0 if after is None else None)
             where.append("c.state_name IN :states")
             params["states"] = spellings
+        joins = ["JOIN contacts c ON c.id = s.contact_id"]
+        probability = uplift = "NULL"
+        if self.has_conversion_scores:
+            joins.append("LEFT JOIN conversion_scores cs ON cs.contact_id = s.contact_id")
+            probability = "cs.conversion_probability"
+        if self.has_uplift_scores:
+            joins.append("LEFT JOIN uplift_scores u ON u.contact_id = s.contact_id")
+            uplift = "u.uplift"
+        value = {"conversion": probability, "uplift": uplift}.get(sort)
+        # a double: PostgreSQL sends a REAL as rounded text, which would not find its row again
+        key = ("s.total_score" if value is None
+               else f"coalesce(CAST({value} AS DOUBLE PRECISION), {NO_VALUE})")
         with self.engine.connect() as connection:
             in_force = read_in_force(connection, self.database)
             if contactable:
                 where.append(InForce.contactable(self.database.dialect, "c.phone_e164"))
                 params.update(in_force.params(self.database))
+            total = None
+            if after is None:
+                count = sa.text(f"SELECT count(*) FROM lead_scores s {joins[0]} "
+                                f"WHERE {' AND '.join(where)}")
+                if state:
+                    count = count.bindparams(sa.bindparam("states", expanding=True))
+                total = int(connection.execute(count, params).scalar())
+            if after is not None:
+                where.append(f"({key}, s.contact_id) < (:after_key, :after_id)")
+                params.update(after_key=after[0], after_id=after[1])
             sql = sa.text(
-                "SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, "
-                "s.quality_tier, s.confidence_level, s.platform_count, s.last_calculated_at "
-                "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
-                f"WHERE {' AND '.join(where)} "
-                "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT :limit")
+                f"SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, "
+                f"s.quality_tier, s.confidence_level, s.platform_count, s.last_calculated_at, "
+                f"{probability} AS conversion_probability, {uplift} AS uplift, {key} AS sort_key "
+                f"FROM lead_scores s {' '.join(joins)} WHERE {' AND '.join(where)} "
+                f"ORDER BY {key} DESC, s.contact_id DESC LIMIT :limit")
             if state:
                 sql = sql.bindparams(sa.bindparam("states", expanding=True))
             rows = connection.execute(sql, params).mappings().all()
             more, rows = len(rows) > limit, rows[:limit]
             reasons = do_not_contact(connection, self.database, in_force,
                                      [r["phone_e164"] for r in rows])
-        last = (int(rows[-1]["total_score"]), int(rows[-1]["contact_id"])) if more else None
+        last = (_number(rows[-1]["sort_key"]), int(rows[-1]["contact_id"])) if more else None
         if contactable:
             rows = [r for r in rows if r["phone_e164"] not in reasons]
         items = [
-            {"contact_id": int(r["contact_id"]), "phone": mask_phone(r["phone_e164"]),
+            {"contact_id": int(r["contact_id"]), "contact_id_str": str(r["contact_id"]),
+             "phone": mask_phone(r["phone_e164"]),
              "do_not_contact": r["phone_e164"] in reasons,
              "suppression_reasons": reasons.get(r["phone_e164"], []),
-             "state_name": r["state_name"], "total_score": int(r["total_score"]),
+             "state_name": r["state_name"], "state": normalize_state(r["state_name"]),
+             "total_score": int(r["total_score"]),
              "quality_tier": r["quality_tier"],
              "confidence_level": float(r["confidence_level"]),
              "platform_count": int(r["platform_count"]),
+             "conversion_probability": _number(r["conversion_probability"]),
+             "uplift": _number(r["uplift"]),
              "last_calculated_at": _utc(r["last_calculated_at"])}
             for r in rows
         ]
-        return Page(items, last)
+        return Page(items, last, total)
 
     def analytics(self) -> dict | None:
         """The latest analytics run's figures and the history of the headline numbers, read
@@ -331,9 +367,42 @@ class ScoreReader:
                 {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},
             ).mappings().first()
         if entry is None:
-            raise NotFound(f"no contact with id {contact_id}")
-        return {**entry, "created_at": _utc(entry["created_at"]),
+            raise NotFound("no contact with this id")
+        return {**entry, "contact_id_str": str(entry["contact_id"]),
+                "created_at": _utc(entry["created_at"]),
                 "updated_at": _utc(entry["updated_at"])}
+
+    def rescore_status(self, contact_id: int) -> dict:
+        """Whether the contact waits in the queue (and since when), and whether the queue is
+        being processed: ``stalled`` when the next entry to claim (the head of the claim
+        order, read from its index) has waited longer than ``STALLED_AFTER``."""
+        with self.engine.connect() as connection:
+            if connection.execute(sa.text("SELECT 1 FROM contacts WHERE id = :id"),
+                                  {"id": contact_id}).first() is None:
+                raise NotFound("no contact with this id")
+            entry = connection.execute(
+                sa.text("SELECT priority, created_at, updated_at FROM scoring_queue "
+                        "WHERE contact_id = :id"), {"id": contact_id}).mappings().first()
+            head = connection.execute(
+                sa.text("SELECT updated_at FROM scoring_queue WHERE leased_until IS NULL "
+                        "ORDER BY priority DESC, updated_at, contact_id LIMIT 1")).scalar()
+        waiting_since = _utc(head)
+        return {
+            "contact_id": contact_id, "contact_id_str": str(contact_id),
+            "queued": entry is not None,
+            "priority": entry["priority"] if entry else None,
+            "queued_at": _utc(entry["updated_at"]) if entry else None,
+            "next_entry_waiting_since": waiting_since,
+            "stalled": waiting_since is not None
+            and datetime.now(UTC) - waiting_since > STALLED_AFTER,
+        }
+
+
+def _number(value) -> float | int | None:
+    """A sort key or score as JSON can carry it: an int stays an int, a REAL a float."""
+    if value is None or isinstance(value, int):
+        return value
+    return float(value)
 
 
 def _with_top_leads(run: dict) -> dict:

@@ -1,21 +1,31 @@
 """The read-only JSON API under ``/api/v1/lead-scoring`` (plus the rescore queue)."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
+from lead_scoring_assets.api.cursor import BadCursor
+from lead_scoring_assets.api.dagster_runs import (
+    DagsterUnavailable,
+    RunNotFound,
+    export_config,
+)
 from lead_scoring_assets.api.models import (
     Analytics,
     CampaignDetail,
     CampaignList,
     ContactPage,
     Error,
+    ExportRequest,
+    ExportRun,
     ForgetRequest,
     ForgetResult,
+    KeyRole,
     ProofList,
     QueueEntry,
+    RescoreStatus,
     ScoreCard,
     Tier,
 )
@@ -37,6 +47,7 @@ CostPerMessage = Annotated[float, Query(
 ValuePerConversion = Annotated[float, Query(
     ge=0, le=10_000_000, allow_inf_nan=False,
     description="pesos per conversion, for campaigns without their own")]
+Sort = Literal["score", "conversion", "uplift"]
 ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
 ERRORS = {code: {"model": Error} for code in (400, 401, 404, 422)}
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -56,11 +67,11 @@ def _admin(role: Annotated[str, Depends(_role)]) -> None:
 
 
 def _known_parameters(request: Request) -> None:
-    """A misspelt filter (``teir=HIGH``) is an error, not silently a list of everyone."""
+    """A misspelt filter (``teir=HIGH``) is an error, not silently a list of everyone; the
+    answer names the known parameters, never the names sent."""
     known = {p.alias for p in request.scope["route"].dependant.query_params}
-    unknown = sorted(set(request.query_params) - known)
-    if unknown:
-        raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)}; "
+    if set(request.query_params) - known:
+        raise HTTPException(422, "unknown query parameter name(s); "
                                  f"known: {', '.join(sorted(known)) or 'none'}")
 
 
@@ -103,14 +114,22 @@ def list_contacts(
     contactable: Annotated[bool, Query(
         description="true: only contacts that may be messaged (no suppression in force, no "
                     "unprocessed opt-out reply, a readable number)")] = False,
+    sort: Annotated[Sort, Query(
+        description="score (the default), conversion (probability) or uplift; contacts "
+                    "without the value come last")] = "score",
 ) -> dict:
-    """Scored contacts best first (score, then contact id, both descending), a keyset page
-    at a time; each marked do_not_contact with its suppression reasons."""
-    after = request.app.state.cursors.decode(cursor) if cursor else None
+    """Scored contacts best first by ``sort`` (score, conversion probability or uplift; then
+    contact id, both descending), a keyset page at a time, with the total for the filters on
+    the first page; each marked do_not_contact with its suppression reasons."""
+    after = None
+    if cursor:
+        *after, cursor_sort = request.app.state.cursors.decode(cursor)
+        if cursor_sort != sort:
+            raise BadCursor("this cursor belongs to another sort; begin again without a cursor")
     page = reader.page(tier.value if tier else None, state, min_score, after, limit,
-                       contactable)
-    return {"items": page.rows,
-            "next_cursor": request.app.state.cursors.encode(*page.last_key)
+                       contactable, sort)
+    return {"items": page.rows, "total": page.total,
+            "next_cursor": request.app.state.cursors.encode(*page.last_key, sort)
             if page.last_key else None}
 
 
@@ -141,7 +160,7 @@ def campaign(campaign_id: CampaignId, reader: Reader,
     """One campaign's results, with the same per probability decile."""
     found = reader.campaigns(campaign_id, cost_per_message, value_per_conversion)
     if not found:
-        raise NotFound(f"no campaign with id {campaign_id} and outcome rows")
+        raise NotFound("no campaign with this id and outcome rows")
     return found[0]
 
 
@@ -157,6 +176,48 @@ def proof(reader: Reader) -> dict:
 def rescore(contact_id: ContactId, reader: Reader) -> dict:
     """Queue the contact for incremental scoring at top priority (10)."""
     return reader.enqueue(contact_id)
+
+
+@router.get("/contacts/{contact_id}/rescore", response_model=RescoreStatus)
+def rescore_status(contact_id: ContactId, reader: Reader) -> dict:
+    """Whether the contact still waits in the rescoring queue, and whether the queue is being
+    processed (stalled: its next entry has waited more than 5 minutes)."""
+    return reader.rescore_status(contact_id)
+
+
+@router.get("/key", response_model=KeyRole)
+def key_role(role: Annotated[str, Depends(_role)]) -> dict:
+    """What the key sent may do (the dashboard shows the admin actions to admin keys)."""
+    return {"role": role}
+
+
+DAGSTER_ERRORS = {403: {"model": Error}, 503: {"model": Error}}
+RunId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Dagster's run id")]
+
+
+@router.post("/exports", response_model=ExportRun, status_code=202,
+             dependencies=[Depends(_admin)], responses=DAGSTER_ERRORS)
+def export_segment(body: ExportRequest, request: Request) -> dict:
+    """Launch campaign_export_job with the list's filters through Dagster's GraphQL API (503
+    when no Dagster webserver is configured or it does not answer)."""
+    try:
+        return request.app.state.dagster.launch_export(
+            export_config(body.tier.value if body.tier else None, body.state, body.min_score,
+                          body.sort), {"lead_scoring/launched_by": "dashboard"})
+    except DagsterUnavailable as error:
+        raise HTTPException(503, str(error)) from None
+
+
+@router.get("/exports/{run_id}", response_model=ExportRun, dependencies=[Depends(_admin)],
+            responses=DAGSTER_ERRORS)
+def export_status(run_id: RunId, request: Request) -> dict:
+    """The export run's status in Dagster and its address in the Dagster UI."""
+    try:
+        return request.app.state.dagster.status(run_id)
+    except RunNotFound as error:
+        raise NotFound(str(error)) from None
+    except DagsterUnavailable as error:
+        raise HTTPException(503, str(error)) from None
 
 
 @router.post("/forget", response_model=ForgetResult, dependencies=[Depends(_admin)],

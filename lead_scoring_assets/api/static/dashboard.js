@@ -1,19 +1,40 @@
 // The dashboard: pages filled from the JSON API with the key the user typed (kept in
 // sessionStorage for this tab only). Charts are inline SVG; nothing is loaded from elsewhere.
+// Contact ids are read from contact_id_str (a JSON number above 2^53 is inexact here).
 "use strict";
 
 const T = JSON.parse(document.getElementById("labels").textContent);
 const API = "/api/v1/lead-scoring";
 const KEY = "lead-scoring-api-key";
 const TIERS = ["PREMIUM", "HIGH", "MEDIUM", "LOW", "POOR", "UNKNOWN"];
-const TIER_COLOURS = {PREMIUM: "#6a1b9a", HIGH: "#2e7d32", MEDIUM: "#f9a825", LOW: "#ef6c00",
+const TIER_COLOURS = {PREMIUM: "#6a1b9a", HIGH: "#2e7d32", MEDIUM: "#8a6100", LOW: "#b34700",
                       POOR: "#c62828", UNKNOWN: "#757575"};
 const TIER_ICONS = {PREMIUM: "★", HIGH: "▲", MEDIUM: "●", LOW: "▼", POOR: "✖", UNKNOWN: "?"};
 const SVG = "http://www.w3.org/2000/svg";
+const POLL_MS = 3000;
 const integer = new Intl.NumberFormat("es-MX");
 const decimal = new Intl.NumberFormat("es-MX", {maximumFractionDigits: 2});
 const percent = new Intl.NumberFormat("es-MX", {style: "percent", maximumFractionDigits: 1});
 const when = (text) => new Date(text).toLocaleString("es-MX", {timeZone: "America/Mexico_City"});
+
+// A label; a missing one shows as [key] and is listed in <body data-missing>, which the
+// browser test reads.
+function t(key) {
+  if (key in T) return T[key];
+  const missing = new Set((document.body.dataset.missing || "").split(" ").filter(Boolean));
+  document.body.dataset.missing = [...missing.add(key)].join(" ");
+  return `[${key}]`;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function fill(text, values) {
+  return Object.entries(values).reduce((s, [name, value]) => s.replaceAll(`{${name}}`, value), text);
+}
+
+function stateName(canonical) {
+  return canonical ? t(`state_${canonical}`) : t("state_blank");
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -29,27 +50,51 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-function showError(message) {
-  const box = document.getElementById("error");
-  box.textContent = message;
-  box.hidden = false;
+// errors: at the top of the screen (sticky), in the user's language, the API's text behind
+// "detalles"; cleared by the next request that succeeds
+
+const ERROR_LABELS = {0: "error_network", 401: "error_key", 403: "error_forbidden",
+                      404: "error_not_found", 409: "error_busy", 422: "error_invalid",
+                      503: "error_unavailable"};
+
+function errorMessage(error) {
+  if (error.status === 400) return t(/cursor/.test(error.detail) ? "error_cursor" : "error_phone");
+  return t(ERROR_LABELS[error.status] || "error_server");
+}
+
+function showError(error) {
+  document.getElementById("error-message").textContent = errorMessage(error);
+  document.getElementById("error-detail").textContent =
+    `${error.status || ""} ${error.detail || error.message}`.trim();
+  document.getElementById("error").hidden = false;
+}
+
+function clearError() {
+  document.getElementById("error").hidden = true;
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(API + path, {
-    ...options, headers: {"X-API-Key": sessionStorage.getItem(KEY) || ""}});
-  const body = await response.json();
+  let response;
+  try {
+    response = await fetch(API + path, {...options, headers: {
+      ...options.headers, "X-API-Key": sessionStorage.getItem(KEY) || ""}});
+  } catch (failure) {
+    throw Object.assign(new Error(failure.message), {status: 0, detail: failure.message});
+  }
+  const body = await response.json().catch(() => ({detail: response.statusText}));
   if (response.status === 401) {
     sessionStorage.removeItem(KEY);
     askForKey();
   }
-  if (!response.ok) throw Object.assign(new Error(body.detail), {status: response.status});
+  if (!response.ok) {
+    throw Object.assign(new Error(body.detail), {status: response.status, detail: body.detail});
+  }
+  clearError();
   return body;
 }
 
 function tierBadge(tier) {
-  return el("span", {class: "badge", style: `background:${TIER_COLOURS[tier]}`},
-            `${TIER_ICONS[tier]} ${T[tier]}`);
+  return el("span", {class: `badge tier-${tier}`}, `${TIER_ICONS[tier]} ${t(tier)}`);
 }
 
 function withLang(path) {
@@ -59,78 +104,170 @@ function withLang(path) {
 // "no contactar" and why, for a suppressed contact (null for one that may be messaged)
 function doNotContact(item) {
   if (!item.do_not_contact) return null;
-  const reasons = item.suppression_reasons.map((r) => T[`reason_${r}`] || r).join(", ");
-  return el("span", {class: "do-not-contact"}, `⛔ ${T.do_not_contact}: ${reasons}`);
+  const reasons = item.suppression_reasons.map((r) => t(`reason_${r}`)).join(", ");
+  return el("span", {class: "do-not-contact"}, `⊘ ${T.do_not_contact}: ${reasons}`);
 }
+
+// On a phone every table is a list of cards: each cell is labelled with its column's header.
+function labelCells(root) {
+  for (const table of root.querySelectorAll("table")) {
+    const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+    if (!heads.length) continue;
+    for (const row of table.querySelectorAll("tbody tr")) {
+      [...row.children].forEach((cell, i) => {
+        if (heads[i] && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", heads[i]);
+      });
+    }
+  }
+}
+
+new MutationObserver(() => labelCells(document)).observe(document.body,
+  {childList: true, subtree: true});
 
 // contact list
 
 let nextCursor = null;
+const FILTERS = [["tier", "tier"], ["state", "state"], ["min-score", "min_score"], ["sort", "sort"]];
+
+function optional(value, format) {
+  return value === null || value === undefined ? T.no_value : format(value);
+}
 
 function contactRow(item) {
   const flag = doNotContact(item);
-  return el("tr", {"data-contact-id": item.contact_id, class: flag ? "suppressed" : ""},
-    el("td", {}, item.contact_id), el("td", {}, item.phone || "", ...(flag ? [" ", flag] : [])),
-    el("td", {}, item.state_name || ""),
+  const id = item.contact_id_str;
+  return el("tr", {"data-contact-id": id, class: flag ? "suppressed" : ""},
+    el("td", {}, id), el("td", {}, item.phone || "", ...(flag ? [" ", flag] : [])),
+    el("td", {}, stateName(item.state)),
     el("td", {class: "score"}, el("strong", {}, item.total_score), " ", tierBadge(item.quality_tier)),
+    el("td", {class: "probability"}, optional(item.conversion_probability, percent.format)),
+    el("td", {class: "uplift"}, optional(item.uplift, percent.format)),
     el("td", {}, percent.format(item.confidence_level)), el("td", {}, item.platform_count),
     el("td", {}, when(item.last_calculated_at)),
-    el("td", {}, el("a", {href: withLang(`/card?id=${item.contact_id}`), class: "open"}, T.open)));
+    el("td", {}, el("a", {href: withLang(`/card?id=${id}`), class: "open",
+                          "aria-label": `${T.open} ${T.contact} ${id}`}, T.open)));
 }
 
-function listQuery() {
+// the filters, as query parameters of the API and of the page's own address
+function filterParams() {
   const params = new URLSearchParams();
-  for (const [id, name] of [["tier", "tier"], ["state", "state"], ["min-score", "min_score"]]) {
+  for (const [id, name] of FILTERS) {
     const value = document.getElementById(id).value.trim();
-    if (value) params.set(name, value);
+    if (value && !(name === "sort" && value === "score")) params.set(name, value);
   }
   if (document.getElementById("contactable").checked) params.set("contactable", "true");
-  if (nextCursor) params.set("cursor", nextCursor);
   return params;
+}
+
+function restoreFilters() {
+  const saved = new URLSearchParams(location.search);
+  for (const [id, name] of FILTERS) {
+    if (saved.has(name)) document.getElementById(id).value = saved.get(name);
+  }
+  document.getElementById("contactable").checked = saved.get("contactable") === "true";
+}
+
+function saveFilters() {
+  const params = filterParams();
+  params.set("lang", T.lang);
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+  document.getElementById("lang-switch").href = `?${otherLanguage()}`;
 }
 
 async function loadPage(reset) {
   const body = document.querySelector("#contacts tbody");
-  if (reset) { body.replaceChildren(); nextCursor = null; }
-  const page = await api(`/contacts?${listQuery()}`);
+  const params = filterParams();
+  if (!reset && nextCursor) params.set("cursor", nextCursor);
+  const page = await api(`/contacts?${params}`);
+  if (reset) {
+    body.replaceChildren();
+    document.getElementById("total").textContent =
+      fill(T.total_for_filter, {count: integer.format(page.total)});
+  }
   body.append(...page.items.map(contactRow));
+  document.getElementById("contacts").classList.toggle("has-uplift",
+    page.items.some((i) => i.uplift !== null));
   nextCursor = page.next_cursor;
   document.getElementById("more").hidden = !nextCursor;
   document.getElementById("empty").hidden = body.children.length > 0;
 }
 
+const FINISHED = ["SUCCESS", "FAILURE", "CANCELED"];
+
+function showExport(run) {
+  document.getElementById("export-status").replaceChildren(
+    fill(T.export_status, {status: t(`run_${run.status}`)}), " ",
+    el("a", {href: run.dagster_url, rel: "noreferrer"}, T.export_link));
+  document.getElementById("export-status").dataset.status = run.status;
+}
+
+// "Exportar segmento" (admin keys): campaign_export_job with the list's filters, followed
+// until its run ends
+async function exportSegment() {
+  const filters = Object.fromEntries(filterParams());
+  const body = {sort: filters.sort === "conversion" ? "conversion" : "score"};
+  if (filters.tier) body.tier = filters.tier;
+  if (filters.state) body.state = filters.state;
+  if (filters.min_score) body.min_score = Number(filters.min_score);
+  const button = document.getElementById("export");
+  button.disabled = true;
+  try {
+    let run = await api("/exports", {method: "POST", body: JSON.stringify(body),
+                                     headers: {"Content-Type": "application/json"}});
+    showExport(run);
+    while (!FINISHED.includes(run.status)) {
+      await sleep(POLL_MS);
+      run = await api(`/exports/${run.run_id}`);
+      showExport(run);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function offerExport() {
+  const {role} = await api("/key");
+  document.getElementById("export-box").hidden = role !== "admin";
+  document.getElementById("export").addEventListener("click", () => exportSegment().catch(showError));
+}
+
 function contactsPage() {
+  restoreFilters();
   document.getElementById("filters").addEventListener("submit", (event) => {
     event.preventDefault();
-    loadPage(true).catch((e) => showError(e.message));
+    saveFilters();
+    loadPage(true).catch(showError);
   });
-  document.getElementById("more").addEventListener("click",
-    () => loadPage(false).catch((e) => showError(e.message)));
+  document.getElementById("more").addEventListener("click", () => loadPage(false).catch(showError));
   document.getElementById("phone-search").addEventListener("submit", async (event) => {
     event.preventDefault();
     const phone = document.getElementById("phone").value;
     const body = document.querySelector("#contacts tbody");
     document.getElementById("more").hidden = true;
+    document.getElementById("total").textContent = "";
+    body.replaceChildren();
     try {
       const card = await api(`/lookup?${new URLSearchParams({phone})}`);
-      body.replaceChildren(contactRow({...card, state_name: card.profile.state_name}));
+      body.replaceChildren(contactRow({...card, state: card.profile.state,
+                                       conversion_probability: null, uplift: null}));
       document.getElementById("empty").hidden = true;
     } catch (error) {
-      body.replaceChildren();
-      document.getElementById("empty").hidden = false;
-      showError(error.message);
+      // no contact with this number: an answer, not an error
+      document.getElementById("empty").hidden = error.status !== 404;
+      if (error.status === 404) clearError(); else showError(error);
     }
   });
-  return loadPage(true);
+  return Promise.all([loadPage(true), offerExport()]);
 }
 
 // score card
 
 function bar(label, value, max, before) {
-  const width = max ? Math.min(100, (100 * value) / max) : 0;
+  const fill = el("span", {class: "fill"});
+  fill.style.width = `${max ? Math.min(100, (100 * value) / max) : 0}%`;  // CSSOM: allowed by the CSP
   return el("div", {class: "bar-row", "data-platform": label},
-    el("span", {class: "bar-label"}, label),
-    el("span", {class: "bar"}, el("span", {class: "fill", style: `width:${width}%`})),
+    el("span", {class: "bar-label"}, t(`platform_${label}`)),
+    el("span", {class: "bar"}, fill),
     el("span", {class: "bar-value"}, `${value}/${max}`),
     el("span", {class: "bar-note"}, before === null ? "" : `(${before} ${T.before_quality})`));
 }
@@ -146,20 +283,19 @@ function versionNote(card) {
     .replaceAll("{current}", card.current_calculation_version);
 }
 
-async function cardPage() {
-  const id = new URLSearchParams(location.search).get("id");
-  const card = await api(`/contacts/${encodeURIComponent(id)}`);
+function showCard(card) {
   const b = card.score_breakdown;
   const colour = TIER_COLOURS[card.quality_tier];
-  document.getElementById("card").style.borderTopColor = colour;
-  document.getElementById("card-contact").textContent = `#${card.contact_id}`;
+  document.getElementById("card").style.borderTopColor = colour;  // CSSOM: allowed by the CSP
+  document.getElementById("card-contact").textContent = `#${card.contact_id_str}`;
   document.getElementById("card-phone").textContent = card.phone || "";
   const flag = doNotContact(card);
   document.getElementById("do-not-contact").hidden = !flag;
   document.getElementById("do-not-contact").replaceChildren(...(flag ? [flag] : []));
   const p = card.profile;
-  document.getElementById("card-location").textContent =
-    [p.municipality, p.state_name, p.lada && `LADA ${p.lada}`, p.operator].filter(Boolean).join(", ");
+  document.getElementById("card-location").textContent = [
+    p.municipality, p.state && stateName(p.state), p.lada && `LADA ${p.lada}`, p.operator,
+  ].filter(Boolean).join(", ");
   document.getElementById("tier-icon").textContent = TIER_ICONS[card.quality_tier];
   document.getElementById("tier-icon").style.color = colour;
   document.getElementById("total-score").textContent = card.total_score;
@@ -172,21 +308,21 @@ async function cardPage() {
   document.getElementById("bonus-section").hidden = !b;
   if (b) {
     document.querySelector("#factors tbody").replaceChildren(...Object.entries(b.quality_factors)
-      .map(([name, value]) => el("tr", {}, el("td", {}, T[name] || name),
+      .map(([name, value]) => el("tr", {}, el("td", {}, t(name)),
                                  el("td", {}, decimal.format(value)))));
     document.getElementById("multiplier").textContent = decimal.format(b.quality_multiplier);
     document.querySelector("#bonus tbody").replaceChildren(...Object.entries(b.bonus)
       .map(([name, value]) => el("tr", {class: name === "total" ? "sum" : ""},
-                                 el("td", {}, T[name] || name), el("td", {}, `+${value}`))));
+                                 el("td", {}, t(name)), el("td", {}, `+${value}`))));
   }
   document.getElementById("confidence").textContent = percent.format(card.confidence_level);
   document.getElementById("business-accounts").textContent = card.business_account_count;
   document.getElementById("premium-accounts").textContent = card.premium_account_count;
-  document.getElementById("trend").textContent = T[card.trend];
+  document.getElementById("trend").textContent = t(card.trend);
   document.getElementById("trend").className = `trend ${card.trend}`;
   const ml = card.ml_score;
   document.getElementById("ml-score").textContent = ml
-    ? `${decimal.format(ml.predicted_score)}/100 ${T[ml.predicted_tier]} (${percent.format(ml.confidence)})`
+    ? `${decimal.format(ml.predicted_score)}/100 ${t(ml.predicted_tier)} (${percent.format(ml.confidence)})`
     : T.no_ml;
   const conversion = card.conversion_score;
   document.getElementById("conversion-score").textContent = !conversion
@@ -199,33 +335,75 @@ async function cardPage() {
   document.getElementById("conversion-reasons").replaceChildren(
     ...reasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.text[T.lang]} (${effect(r)})`)),
     ...reasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.text[T.lang]} (${effect(r)})`)),
-    ...(reasons.rest ? [el("li", {class: "rest"}, `${T.reasons_rest} (${effect(reasons.rest)})`)] : []));
+    ...(reasons.rest ? [el("li", {class: "rest"}, `${t("reasons_rest")} (${effect(reasons.rest)})`)] : []));
   document.getElementById("reasons-section").hidden = !reasons.rest;
   document.getElementById("reasons-note").textContent = reasons.rest
-    ? T.reasons_note.replace("{average}", percent.format(reasons.average_probability)) : "";
+    ? t("reasons_note").replace("{average}", percent.format(reasons.average_probability)) : "";
   document.getElementById("calculated").textContent =
     `${when(card.last_calculated_at)} · ${card.calculation_version}`;
   document.querySelector("#history tbody").replaceChildren(...card.history.map((h) => el("tr", {},
     el("td", {}, when(h.changed_at)),
     el("td", {}, `${h.old_total_score ?? "–"} → ${h.new_total_score}`),
-    el("td", {}, `${h.old_quality_tier ? T[h.old_quality_tier] : "–"} → ${T[h.new_quality_tier]}`),
+    el("td", {}, `${h.old_quality_tier ? t(h.old_quality_tier) : "–"} → ${t(h.new_quality_tier)}`),
     el("td", {}, h.calculation_version))));
-  document.getElementById("calculate").addEventListener("click", async () => {
-    const result = document.getElementById("calculate-result");
-    try {
-      await api(`/contacts/${card.contact_id}/rescore`, {method: "POST"});
-      result.textContent = T.queued;
-    } catch (error) {
-      result.textContent = error.status === 403 ? T.forbidden : error.message;
+}
+
+// "Calcular": queue the contact, then poll its queue entry until it is scored, warning while
+// the queue is not processed, and show the new score when it lands.
+async function rescore(card) {
+  const id = card.contact_id_str;
+  const result = document.getElementById("calculate-result");
+  const warning = document.getElementById("queue-warning");
+  let entry;
+  try {
+    entry = await api(`/contacts/${id}/rescore`, {method: "POST"});
+  } catch (error) {
+    if (error.status !== 403) throw error;
+    result.textContent = T.forbidden;
+    return card;
+  }
+  document.getElementById("calculate").disabled = true;
+  result.textContent = fill(T.pending, {time: when(entry.updated_at)});
+  document.body.dataset.rescore = "pending";
+  try {
+    for (;;) {
+      await sleep(POLL_MS);
+      const status = await api(`/contacts/${id}/rescore`);
+      warning.hidden = !status.stalled;
+      if (status.stalled) {
+        warning.textContent = fill(T.stalled, {time: when(status.next_entry_waiting_since)});
+      }
+      if (!status.queued) break;
     }
+    const fresh = await api(`/contacts/${id}`);
+    showCard(fresh);
+    result.textContent = fresh.last_calculated_at === card.last_calculated_at ? T.not_queued
+      : fill(T.landed, {score: fresh.total_score, tier: t(fresh.quality_tier),
+                        time: when(fresh.last_calculated_at)});
+    document.body.dataset.rescore = "done";
+    return fresh;
+  } finally {
+    document.getElementById("calculate").disabled = false;
+  }
+}
+
+async function cardPage() {
+  const id = new URLSearchParams(location.search).get("id");
+  let card = await api(`/contacts/${encodeURIComponent(id)}`);
+  showCard(card);
+  const warning = el("p", {id: "queue-warning", class: "warning", role: "alert"});
+  warning.hidden = true;
+  document.getElementById("calculate-result").after(warning);
+  document.getElementById("calculate").addEventListener("click", () => {
+    rescore(card).then((fresh) => { card = fresh; }, showError);
   });
 }
 
 // analytics charts (inline SVG)
 
-function doughnut(entries) {
+function doughnut(entries, label) {
   const total = entries.reduce((sum, e) => sum + e.value, 0) || 1;
-  const chart = svg("svg", {viewBox: "0 0 320 200", role: "img"});
+  const chart = svg("svg", {viewBox: "0 0 320 200", role: "img", "aria-label": label});
   let angle = -Math.PI / 2;
   for (const e of entries) {
     const sweep = (2 * Math.PI * e.value) / total;
@@ -248,10 +426,10 @@ function doughnut(entries) {
   return chart;
 }
 
-function bars(entries, format) {
+function bars(entries, format, label) {
   const max = Math.max(...entries.map((e) => e.value), 0) || 1;
   const width = 320 / entries.length;
-  const chart = svg("svg", {viewBox: "0 0 320 200", role: "img"});
+  const chart = svg("svg", {viewBox: "0 0 320 200", role: "img", "aria-label": label});
   entries.forEach((e, i) => {
     const height = (150 * e.value) / max;
     chart.append(svg("rect", {x: i * width + 6, y: 170 - height, width: width - 12, height,
@@ -263,8 +441,8 @@ function bars(entries, format) {
   return chart;
 }
 
-function line(points, format) {
-  const chart = svg("svg", {viewBox: "0 0 640 200", role: "img"});
+function line(points, format, label) {
+  const chart = svg("svg", {viewBox: "0 0 640 200", role: "img", "aria-label": label});
   const values = points.map((p) => p.value);
   const [low, high] = [Math.min(...values), Math.max(...values)];
   const span = high - low || 1;
@@ -285,7 +463,15 @@ function line(points, format) {
 }
 
 async function analyticsPage() {
-  const {latest, history} = await api("/analytics");
+  let figures;
+  try {
+    figures = await api("/analytics");
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    document.getElementById("computed-at").textContent = T.no_analytics_yet;
+    return;
+  }
+  const {latest, history} = figures;
   document.getElementById("computed-at").textContent = `${T.computed_at} ${when(latest.computed_at)}`;
   document.getElementById("headline").replaceChildren(...[
     ["contacts", integer.format(latest.contacts)],
@@ -294,19 +480,25 @@ async function analyticsPage() {
     ["validated_contacts", integer.format(latest.validated_contacts)],
     ["multi_platform_contacts", integer.format(latest.multi_platform_contacts)],
   ].map(([name, value]) => el("div", {class: "tile", "data-figure": name},
-                              el("span", {}, T[name]), el("strong", {}, value))));
-  document.getElementById("tier-chart").append(doughnut(TIERS.map((tier) => (
-    {label: T[tier], value: latest.tier_distribution[tier] || 0, color: TIER_COLOURS[tier]}))));
-  document.getElementById("score-chart").append(bars(Object.entries(latest.score_distribution)
-    .map(([label, value]) => ({label, value})), (v) => integer.format(v)));
-  document.getElementById("platform-chart").append(bars(Object.entries(latest.platform_success)
-    .map(([label, value]) => ({label, value, color: "#00897b"})), (v) => percent.format(v)));
-  document.getElementById("history-chart").append(history.length < 2
-    ? el("p", {class: "note"}, T.needs_two_runs)
-    : line(history.map((h) => ({label: when(h.computed_at), value: h.average_score})),
-           (v) => decimal.format(v)));
+                              el("span", {}, t(name)), el("strong", {}, value))));
+  const summary = (entries, format) => entries.map((e) => `${e.label}: ${format(e.value)}`).join(", ");
+  const tiers = TIERS.map((tier) => (
+    {label: t(tier), value: latest.tier_distribution[tier] || 0, color: TIER_COLOURS[tier]}));
+  document.getElementById("tier-chart").append(doughnut(tiers, summary(tiers, integer.format)));
+  const scores = Object.entries(latest.score_distribution).map(([label, value]) => ({label, value}));
+  document.getElementById("score-chart").append(
+    bars(scores, (v) => integer.format(v), summary(scores, integer.format)));
+  const platforms = Object.entries(latest.platform_success)
+    .map(([name, value]) => ({label: t(`platform_${name}`), value, color: "#00796b"}));
+  document.getElementById("platform-chart").append(
+    bars(platforms, (v) => percent.format(v), summary(platforms, percent.format)));
+  const runs = history.map((h) => ({label: when(h.computed_at), value: h.average_score}));
+  document.getElementById("history-chart").append(runs.length < 2
+    ? el("p", {class: "note"}, t("needs_two_runs"))
+    : line(runs, (v) => decimal.format(v), summary(runs, decimal.format)));
   document.querySelector("#states tbody").replaceChildren(...(latest.by_state || []).map((s) =>
-    el("tr", {}, el("td", {}, s.state), el("td", {}, integer.format(s.contacts)),
+    el("tr", {}, el("td", {}, stateName(s.state === "(blank)" ? null : s.state)),
+       el("td", {}, integer.format(s.contacts)),
        el("td", {}, integer.format(s.top_leads)), el("td", {}, decimal.format(s.average_score)),
        el("td", {}, percent.format(s.validation_success_rate)))));
 }
@@ -346,8 +538,7 @@ function campaignRow(c) {
     el("td", {}, withInterval(c.effect, "return_per_peso", decimal.format))]
     : [el("td", {colspan: 3, class: "note"}, T.no_control)];
   const open = el("button", {type: "button"}, T.deciles);
-  open.addEventListener("click", () => showDeciles(c.campaign_id)
-    .catch((error) => showError(error.message)));
+  open.addEventListener("click", () => showDeciles(c.campaign_id).catch(showError));
   return el("tr", {"data-campaign-id": c.campaign_id}, el("td", {}, c.name || c.campaign_id),
             el("td", {}, sent), el("td", {}, armCell(c.arms.target)),
             el("td", {}, armCell(c.arms.control)), ...effect, el("td", {}, open));
@@ -432,6 +623,12 @@ function askForKey() {
   document.getElementById("key-form").hidden = false;
 }
 
+function otherLanguage() {
+  const params = new URLSearchParams(location.search);
+  params.set("lang", T.other_lang);
+  return params;
+}
+
 function start() {
   if (!sessionStorage.getItem(KEY)) return askForKey();
   document.getElementById("key-form").hidden = true;
@@ -439,12 +636,10 @@ function start() {
   document.getElementById("logout").hidden = false;
   PAGES[document.body.dataset.page]()
     .then(() => document.body.setAttribute("data-loaded", "true"))
-    .catch((error) => showError(error.message));
+    .catch(showError);
 }
 
-const switchTo = new URLSearchParams(location.search);
-switchTo.set("lang", T.other_lang);
-document.getElementById("lang-switch").href = `?${switchTo}`;
+document.getElementById("lang-switch").href = `?${otherLanguage()}`;
 document.getElementById("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
   sessionStorage.setItem(KEY, document.getElementById("api-key").value.trim());

@@ -1,0 +1,156 @@
+"""The list a marketer acts on, both dialects: ids exact as strings (2^60 + 1), sorting by
+score, conversion probability or uplift with keyset pages, the total per filter, canonical
+state names; and the rescore status the card polls (queued, scored, stalled queue)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from lead_scoring_assets.demo.loader import load_demo_data
+from lead_scoring_assets.geography.states import normalize_state
+from lead_scoring_assets.scoring.full_rescore import rescore_all
+from lead_scoring_assets.scoring.incremental import score_queued
+
+from .api_data import ADMIN_KEY, BIG_ID, READ_KEY, add_big_id_contact, app_for
+from .conftest import AS_OF
+
+API = "/api/v1/lead-scoring"
+READ = {"X-API-Key": READ_KEY}
+ADMIN = {"X-API-Key": ADMIN_KEY}
+
+
+def _execute(database, sql: str, params: dict | None = None) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(sql), params or {})
+
+
+def _rows(database, sql: str, params: dict | None = None) -> list[dict]:
+    with database.engine.connect() as connection:
+        return [dict(r) for r in connection.execute(sa.text(sql), params or {}).mappings()]
+
+
+@pytest.fixture
+def scored(database):
+    load_demo_data(database, 300, seed=9, as_of=AS_OF, batch_size=300)
+    rescore_all(database, AS_OF)
+    add_big_id_contact(database)
+    ids = [r["contact_id"] for r in _rows(database, "SELECT contact_id FROM lead_scores "
+                                                    "ORDER BY contact_id")]
+    with database.engine.begin() as connection:
+        for i, contact in enumerate(ids[::2]):  # every other contact has a probability
+            connection.execute(sa.text(
+                "INSERT INTO conversion_scores (contact_id, conversion_probability, "
+                "probability_decile, model_version, method, calculated_at) "
+                "VALUES (:id, :p, :d, '1', 'hgb', :at)"),
+                {"id": contact, "p": round(((i * 37) % 101) / 1000, 3), "d": 1 + i % 10,
+                 "at": database.bind_timestamp(AS_OF)})
+    return database
+
+
+@pytest.fixture
+def client(scored):
+    with TestClient(app_for(scored), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _walk(client, limit: int, **filters) -> tuple[list[dict], int]:
+    items, cursor, total = [], None, None
+    while True:
+        params = {"limit": limit, **filters, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"{API}/contacts", params=params, headers=READ).json()
+        if cursor is None:
+            total = page["total"]
+        else:
+            assert page["total"] is None
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, total
+
+
+def test_ids_travel_exactly_as_strings(client):
+    first = client.get(f"{API}/contacts", params={"limit": 1}, headers=READ)
+    assert f'"contact_id_str":"{BIG_ID}"' in first.text
+    card = client.get(f"{API}/contacts/{BIG_ID}", headers=READ).json()
+    assert (card["contact_id"], card["contact_id_str"]) == (BIG_ID, str(BIG_ID))
+    entry = client.post(f"{API}/contacts/{BIG_ID}/rescore", headers=ADMIN).json()
+    assert entry["contact_id_str"] == str(BIG_ID)
+    status = client.get(f"{API}/contacts/{BIG_ID}/rescore", headers=READ).json()
+    assert status["contact_id_str"] == str(BIG_ID) and status["queued"]
+    assert client.get(f"{API}/contacts/{BIG_ID - 1}", headers=READ).status_code == 404
+
+
+@pytest.mark.parametrize("sort", ["score", "conversion", "uplift"])
+def test_every_sort_walks_every_contact_once_in_order_with_the_total(scored, client, sort):
+    probabilities = {r["contact_id"]: r["conversion_probability"] for r in _rows(
+        scored, "SELECT contact_id, conversion_probability FROM conversion_scores")}
+    expected = _rows(scored, "SELECT contact_id, total_score FROM lead_scores "
+                             "WHERE total_score >= 30")
+    key = {"score": lambda r: (r["total_score"], r["contact_id"]),
+           "conversion": lambda r: (probabilities.get(r["contact_id"], -2), r["contact_id"]),
+           "uplift": lambda r: (r["contact_id"],)}[sort]
+    items, total = _walk(client, 7, sort=sort, min_score=30)
+    assert total == len(expected)
+    assert [i["contact_id"] for i in items] == [
+        r["contact_id"] for r in sorted(expected, key=key, reverse=True)]
+    for item in items:
+        expected_probability = probabilities.get(item["contact_id"])
+        assert item["conversion_probability"] == (
+            None if expected_probability is None else pytest.approx(expected_probability))
+        assert item["uplift"] is None
+
+
+def test_the_total_follows_every_filter(scored, client):
+    state = _rows(scored, "SELECT state_name FROM contacts WHERE state_name IS NOT NULL "
+                          "LIMIT 1")[0]["state_name"]
+    canonical = normalize_state(state)
+    spellings = [r["state_name"] for r in _rows(scored, "SELECT DISTINCT state_name FROM "
+                                                        "contacts WHERE state_name IS NOT NULL")
+                 if normalize_state(r["state_name"]) == canonical]
+    in_state = [r for r in _rows(scored, "SELECT c.state_name, s.quality_tier FROM lead_scores "
+                                         "s JOIN contacts c ON c.id = s.contact_id")
+                if r["state_name"] in spellings]
+    page = client.get(f"{API}/contacts", params={"state": canonical.lower(), "limit": 2},
+                      headers=READ).json()
+    assert page["total"] == len(in_state)
+    assert {i["state"] for i in page["items"]} == {canonical}
+    high = client.get(f"{API}/contacts", params={"tier": "HIGH", "limit": 1},
+                      headers=READ).json()
+    assert high["total"] == _rows(scored, "SELECT count(*) AS n FROM lead_scores "
+                                          "WHERE quality_tier = 'HIGH'")[0]["n"]
+    nowhere = client.get(f"{API}/contacts", params={"state": "Atlantis"}, headers=READ).json()
+    assert nowhere == {"items": [], "total": 0, "next_cursor": None}
+
+
+def test_a_cursor_of_another_sort_is_refused(client):
+    cursor = client.get(f"{API}/contacts", params={"limit": 3}, headers=READ).json()[
+        "next_cursor"]
+    response = client.get(f"{API}/contacts", params={"cursor": cursor, "sort": "conversion"},
+                          headers=READ)
+    assert response.status_code == 400 and "another sort" in response.json()["detail"]
+
+
+def test_the_rescore_status_says_queued_then_scored_and_a_stalled_queue(scored, client):
+    contact = BIG_ID
+    status = client.get(f"{API}/contacts/{contact}/rescore", headers=READ).json()
+    assert not status["queued"] and not status["stalled"]
+    assert status["next_entry_waiting_since"] is None
+    client.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN)
+    status = client.get(f"{API}/contacts/{contact}/rescore", headers=READ).json()
+    assert status["queued"] and status["priority"] == 10 and not status["stalled"]
+    old = datetime.now(UTC) - timedelta(minutes=6)
+    _execute(scored, "UPDATE scoring_queue SET updated_at = :at",
+             {"at": scored.bind_timestamp(old)})
+    status = client.get(f"{API}/contacts/{contact}/rescore", headers=READ).json()
+    assert status["stalled"]
+    assert abs(pd.Timestamp(status["next_entry_waiting_since"]) - old) < timedelta(seconds=1)
+    report = score_queued(scored, AS_OF + pd.Timedelta(days=1), owner="test-run")
+    assert report.claimed == 1
+    status = client.get(f"{API}/contacts/{contact}/rescore", headers=READ).json()
+    assert not status["queued"] and not status["stalled"]
+    card = client.get(f"{API}/contacts/{contact}", headers=READ).json()
+    assert pd.Timestamp(card["last_calculated_at"]) == AS_OF + pd.Timedelta(days=1)
+    assert client.get(f"{API}/contacts/{BIG_ID - 1}/rescore", headers=READ).status_code == 404
