@@ -468,9 +468,9 @@ def test_stored_reasons_add_up_and_read_the_same_in_card_and_cli(home, outcomes_
 
 
 def test_the_explanations_doc_commands_run(tmp_path):
-    """The ``bash`` block of docs/explanations.md in a fresh folder on its own embedded
+    """The ``bash`` block of docs/ml/explanations.md in a fresh folder on its own embedded
     database: a demo, then a contact's card with its reasons and the rest."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "explanations.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ml" / "explanations.md").read_text()
     [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
     (tmp_path / ".venv").symlink_to(sys.prefix)
     env = {k: v for k, v in os.environ.items()

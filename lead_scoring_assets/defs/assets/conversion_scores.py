@@ -51,7 +51,7 @@ def conversion_scores(
     """Each contact's ``conversion_probability`` as of ``as_of`` from the champion of
     ``lead_conversion``, its ``probability_decile`` over all contacts (10 = most likely) and
     its reasons: the concepts raising and lowering it most and the rest, log-odds effects
-    that add up to its log-odds minus the average contact's (docs/explanations.md). Without a champion: the decile of the rule's ``total_score``,
+    that add up to its log-odds minus the average contact's (docs/ml/explanations.md). Without a champion: the decile of the rule's ``total_score``,
     ``method`` ``rule_rank``. A champion that cannot be reached fails the run and leaves the
     previous rows."""
     target = conversion_target(mlflow.target())
