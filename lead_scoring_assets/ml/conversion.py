@@ -54,7 +54,8 @@ FOREST_SAMPLE = 60_000
 """Rows each tree of the forest draws (bounds its training time at scale)."""
 
 
-def _prepare() -> ColumnTransformer:
+def feature_encoder() -> ColumnTransformer:
+    """``features_v1`` passed through, the categorical columns one-hot encoded."""
     return ColumnTransformer(
         [("numeric", "passthrough", list(FEATURE_COLUMNS)),
          ("categorical", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
@@ -64,14 +65,14 @@ def _prepare() -> ColumnTransformer:
 
 def _candidate(name: str, rows: int, seed: int) -> Pipeline:
     if name == "logistic_regression":
-        return Pipeline([("prepare", _prepare()), ("scale", StandardScaler()),
+        return Pipeline([("prepare", feature_encoder()), ("scale", StandardScaler()),
                          ("model", LogisticRegression(max_iter=2000))])
     if name == "hist_gradient_boosting":
-        return Pipeline([("prepare", _prepare()), ("model", HistGradientBoostingClassifier(
+        return Pipeline([("prepare", feature_encoder()), ("model", HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=150, max_leaf_nodes=15, min_samples_leaf=50,
             l2_regularization=1.0, early_stopping=True, random_state=seed))])
     if name == "random_forest":
-        return Pipeline([("prepare", _prepare()), ("model", RandomForestClassifier(
+        return Pipeline([("prepare", feature_encoder()), ("model", RandomForestClassifier(
             n_estimators=60, max_depth=10, min_samples_leaf=30,
             max_samples=min(1.0, FOREST_SAMPLE / max(rows, 1)), n_jobs=-1,
             random_state=seed))])
@@ -237,7 +238,7 @@ class Explainer:
         self.a, self.b = float(calibrator.a_), float(calibrator.b_)
         self.estimator = self.pipeline.steps[-1][1]
         names = self.pipeline.steps[0][1].get_feature_names_out()
-        self.groups = np.array([_source_feature(n) for n in names])
+        self.groups = np.array([source_feature(n) for n in names])
         self.tree = None
         if not isinstance(self.estimator, LogisticRegression):
             self.tree = shap.TreeExplainer(self.estimator)
@@ -264,11 +265,7 @@ class Explainer:
             if values.ndim == 3:
                 values, expected = values[..., 1], expected[1:]
             margin_parts, margin_base = values, float(expected[-1])
-        by_feature = np.zeros((len(z), len(REASON_FEATURES)))
-        for i, name in enumerate(REASON_FEATURES):
-            columns = self.groups == name
-            if columns.any():
-                by_feature[:, i] = margin_parts[:, columns].sum(axis=1)
+        by_feature = by_source_feature(margin_parts, self.groups)
         scaled = -self.a * by_feature
         base = -(self.a * margin_base + self.b)
         logit = -(self.a * self._margin(z) + self.b)
@@ -280,7 +277,18 @@ class Explainer:
         return self.estimator.predict_proba(z)[:, 1]
 
 
-def _source_feature(column: str) -> str:
+def by_source_feature(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Contributions of encoded columns summed per feature (``REASON_FEATURES`` order);
+    ``groups`` is each column's ``source_feature``."""
+    by_feature = np.zeros((len(values), len(REASON_FEATURES)))
+    for i, name in enumerate(REASON_FEATURES):
+        columns = groups == name
+        if columns.any():
+            by_feature[:, i] = values[:, columns].sum(axis=1)
+    return by_feature
+
+
+def source_feature(column: str) -> str:
     """The input feature an encoded column comes from (one-hot columns: ``<feature>_<value>``)."""
     if column in FEATURE_COLUMNS:
         return column
