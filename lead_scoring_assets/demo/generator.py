@@ -322,7 +322,7 @@ CONTROL_SHARE = 0.2
 """Each campaign's audience share drawn into the control group (no message)."""
 SURE_THING_EFFECT = -0.6
 PERSUADABLE_EFFECT = 1.8
-BASE_EFFECT = 0.3
+BASE_EFFECT = 0.1
 
 
 def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
