@@ -320,9 +320,9 @@ CARRIER_EFFECT = {"Telcel": 0.0, "AT&T": 0.35, "Movistar": -0.25, "Bait": -0.6, 
 PROPENSITY_INTERCEPT = -3.7
 CONTROL_SHARE = 0.2
 """Each campaign's audience share drawn into the control group (no message)."""
-SURE_THING_EFFECT = -0.6
-PERSUADABLE_EFFECT = 1.8
-BASE_EFFECT = 0.1
+SURE_THING_EFFECT = -0.5
+PERSUADABLE_EFFECT = 2.0
+BASE_EFFECT = 0.3
 
 
 def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
@@ -386,13 +386,13 @@ def message_effect(contacts: pd.DataFrame, validations: pd.DataFrame,
                    sent_at: pd.Timestamp) -> np.ndarray:
     """How much the message raises each contact's log-odds of converting (the control arm's
     log-odds are the target arm's minus this): sure things (WhatsApp with a business
-    account: a high propensity) buy anyway and a little less when messaged
-    (``SURE_THING_EFFECT``); persuadables (Instagram on an account under a year old, without
-    a WhatsApp business account: a low propensity without the message) buy mostly because of
-    it (``PERSUADABLE_EFFECT``); everyone else gains ``BASE_EFFECT``."""
+    account, or in the north: a high propensity) buy anyway and less when messaged
+    (``SURE_THING_EFFECT``); persuadables (other accounts under a year old: a low propensity
+    without the message) buy mostly because of it (``PERSUADABLE_EFFECT``); everyone else
+    gains ``BASE_EFFECT``."""
     d = _drivers(contacts, validations, sent_at)
-    sure = (d["whatsapp"] > 0) & (d["business"] > 0)
-    persuadable = ~sure & (d["instagram"] > 0) & (d["age"] < 365)
+    sure = ((d["whatsapp"] > 0) & (d["business"] > 0)) | (d["north"] > 0)
+    persuadable = ~sure & (d["age"] < 365)
     return np.where(sure, SURE_THING_EFFECT,
                     np.where(persuadable, PERSUADABLE_EFFECT, BASE_EFFECT))
 
