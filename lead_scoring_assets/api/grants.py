@@ -10,7 +10,8 @@ SELECT on every table it creates from then on as well.
 """
 
 READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
-               "conversion_scores", "lead_scoring_analytics_history", "suppressions",
+               "conversion_scores", "uplift_scores", "lead_scoring_analytics_history",
+               "suppressions",
                "campaigns", "campaign_recipients", "campaign_outcomes")
 
 

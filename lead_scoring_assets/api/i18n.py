@@ -57,6 +57,10 @@ LABELS: dict[str, dict[str, str]] = {
         "de 95 % (Newcombe); utilidad en pesos, con los costos de la campaña o los "
         "predeterminados.",
         "no_campaigns": "Aún no hay campañas con resultados",
+        "uplift_score": "Efecto del mensaje (uplift)",
+        "uplift_points": "puntos de probabilidad de conversión si se le envía",
+        "no_uplift": "Sin uplift: aún no hay un modelo de uplift campeón (hacen falta campañas "
+        "con grupo de control); no se adivina",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -111,6 +115,10 @@ LABELS: dict[str, dict[str, str]] = {
         "interval_note": "Conversions / recipients (rate). In brackets, the 95 % interval "
         "(Newcombe); profit in pesos, with the campaign's costs or the defaults.",
         "no_campaigns": "No campaign results yet",
+        "uplift_score": "Message effect (uplift)",
+        "uplift_points": "points of conversion probability if messaged",
+        "no_uplift": "No uplift: there is no uplift champion yet (it needs campaigns with a "
+        "control group); no guess",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""

@@ -111,6 +111,7 @@ class ScoreReader:
         self.engine = database.engine
         tables = set(sa.inspect(self.engine).get_table_names())
         self.has_conversion_scores = "conversion_scores" in tables
+        self.has_uplift_scores = "uplift_scores" in tables
         self._states: dict[str, list[str]] = {}
         self._states_read_at = float("-inf")
         self._analytics: tuple[int, dict] | None = None
@@ -158,7 +159,12 @@ class ScoreReader:
             reasons = do_not_contact(connection, self.database,
                                      read_in_force(connection, self.database),
                                      [row["phone_e164"]])
-            conversion = None
+            conversion = uplift = None
+            if self.has_uplift_scores:
+                uplift = connection.execute(
+                    sa.text("SELECT * FROM uplift_scores WHERE contact_id = :id"),
+                    {"id": contact_id},
+                ).mappings().first()
             if self.has_conversion_scores:
                 conversion = connection.execute(
                     sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
@@ -184,6 +190,7 @@ class ScoreReader:
             score_breakdown=stored.breakdown,
             ml_score=ml,
             conversion_score=None if conversion is None else _conversion(conversion),
+            uplift_score=None if uplift is None else _conversion(uplift),
             history=history,
             trend=trend(history, card["last_calculated_at"]),
         )
@@ -329,7 +336,8 @@ class ScoreReader:
 
 
 def _conversion(row) -> dict:
-    """A ``conversion_scores`` row for the card: its reason codes decoded, when it has them."""
+    """A ``conversion_scores`` (or ``uplift_scores``) row for the card: its reason codes
+    decoded, when it has them."""
     values = {k: v for k, v in row.items() if k != "contact_id" and not k.startswith(
         ("up_", "down_"))}
     if "calculated_at" in values:

@@ -261,9 +261,37 @@ PLAIN_WORDS = {
 }
 
 
+PALABRAS = {
+    **{f"has_{p}": f"una cuenta válida de {name}" for p, name in (
+        ("whatsapp", "WhatsApp"), ("instagram", "Instagram"), ("facebook", "Facebook"),
+        ("google", "Google"), ("apple", "Apple"))},
+    **{f"{p}_score": f"su puntuación de {p.title()}" for p in ("whatsapp", "instagram",
+                                                                "facebook", "google", "apple")},
+    "platform_count": "en cuántas plataformas está activo",
+    "business_account_count": "sus cuentas de negocio",
+    "premium_account_count": "sus cuentas premium",
+    "validation_count": "cuántas validaciones tiene",
+    "avg_confidence_score": "la confianza de las validaciones",
+    "profile_completeness": "qué tan completo está su perfil",
+    "geographic_consistency": "si su LADA corresponde a su estado",
+    "account_age_days": "la antigüedad de su cuenta",
+    "validation_recency_days": "hace cuánto se validó por última vez",
+    "has_business_accounts": "tener una cuenta de negocio",
+    "has_premium_accounts": "tener una cuenta premium",
+    "is_multi_platform": "estar en dos plataformas o más",
+    "meta_ecosystem_user": "WhatsApp con Facebook o Instagram",
+    "tech_ecosystem_user": "Google con Apple",
+    "state": "su estado",
+    "carrier": "su compañía telefónica",
+    "lada_status": "si su LADA es conocida",
+}
+"""``PLAIN_WORDS`` in Spanish, for the dashboard."""
+
+
 def decoded_reasons(row: dict) -> dict[str, list[dict]]:
-    """The reason columns of a ``conversion_scores`` row as ``{"raises": [...], "lowers":
-    [...]}``, each ``{"feature", "words", "effect"}`` (log-odds); empty for the fallback."""
+    """The reason columns of a ``conversion_scores`` (or ``uplift_scores``) row as
+    ``{"raises": [...], "lowers": [...]}``, each ``{"feature", "words", "words_es",
+    "effect"}`` (log-odds, or uplift); empty for the fallback."""
     reasons: dict[str, list[dict]] = {"raises": [], "lowers": []}
     for side, key in (("up", "raises"), ("down", "lowers")):
         for i in (1, 2, 3):
@@ -272,5 +300,6 @@ def decoded_reasons(row: dict) -> dict[str, list[dict]]:
                 continue
             name = reason_name(code)
             reasons[key].append({"feature": name, "words": PLAIN_WORDS[name],
+                                 "words_es": PALABRAS[name],
                                  "effect": round(float(row[f"{side}_effect_{i}"]), 4)})
     return reasons

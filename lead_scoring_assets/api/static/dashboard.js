@@ -198,6 +198,15 @@ async function cardPage() {
   document.getElementById("conversion-reasons").replaceChildren(
     ...reasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.words} (${r.effect > 0 ? "+" : ""}${decimal.format(r.effect)})`)),
     ...reasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.words} (${decimal.format(r.effect)})`)));
+  const uplift = card.uplift_score;
+  document.getElementById("uplift-score").textContent = !uplift
+    ? T.no_uplift
+    : `${uplift.uplift > 0 ? "+" : ""}${decimal.format(uplift.uplift * 100)} ${T.uplift_points} · ${T.decile} ${uplift.uplift_decile}/10`;
+  const upliftReasons = (uplift && uplift.reasons) || {raises: [], lowers: []};
+  const words = (r) => (T.lang === "es" ? r.words_es : r.words);
+  document.getElementById("uplift-reasons").replaceChildren(
+    ...upliftReasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${words(r)} (+${decimal.format(r.effect * 100)})`)),
+    ...upliftReasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${words(r)} (${decimal.format(r.effect * 100)})`)));
   document.getElementById("calculated").textContent =
     `${when(card.last_calculated_at)} · ${card.calculation_version}`;
   document.querySelector("#history tbody").replaceChildren(...card.history.map((h) => el("tr", {},
