@@ -387,10 +387,36 @@ def test_conversion_scores_appear_with_their_reasons(scored):
             conversion["method"]) == (9, "2", "hgb")
     assert conversion["reasons"] == {
         "raises": [{"feature": "has_whatsapp", "words": "a valid WhatsApp account",
-                    "effect": 0.5}],
+                    "words_es": "una cuenta válida de WhatsApp", "effect": 0.5}],
         "lowers": [{"feature": "validation_recency_days",
-                    "words": "how long ago it was last validated", "effect": -0.25}]}
+                    "words": "how long ago it was last validated",
+                    "words_es": "hace cuánto se validó por última vez", "effect": -0.25}]}
     assert other["conversion_score"] is None
+
+
+def test_uplift_appears_with_its_reasons_and_is_null_without_a_champion(scored):
+    contact = int(_best_multi_platform(scored)["contact_id"])
+    with TestClient(app_for(scored)) as test_client:
+        before = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
+        page = test_client.get("/card", params={"id": contact, "lang": "es"}).text
+    assert before["uplift_score"] is None
+    assert 'id="uplift-score"' in page and "Efecto del mensaje (uplift)" in page
+    with scored.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
+            "method, calculated_at, up_feature_1, up_effect_1, down_feature_1, down_effect_1) "
+            "VALUES (:id, 0.0231, 10, '4', 'x_learner', :at, 19, 0.012, 26, -0.004)"),
+            {"id": contact, "at": scored.bind_timestamp(AS_OF)})
+    with TestClient(app_for(scored)) as test_client:
+        card = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
+    uplift = card["uplift_score"]
+    assert uplift["uplift"] == pytest.approx(0.0231, rel=1e-6)
+    assert (uplift["uplift_decile"], uplift["model_version"], uplift["method"]) == (
+        10, "4", "x_learner")
+    assert uplift["reasons"]["raises"] == [{
+        "feature": "validation_recency_days", "words": "how long ago it was last validated",
+        "words_es": "hace cuánto se validó por última vez", "effect": 0.012}]
+    assert uplift["reasons"]["lowers"][0]["words_es"] == "su compañía telefónica"
 
 
 def test_no_response_carries_a_full_phone_number(scored, client):

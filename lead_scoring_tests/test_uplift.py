@@ -2,6 +2,11 @@
 effect, the gate, the point-in-time recipients, uplift_scores on both dialects, and the
 assets end to end on demo campaigns with control groups and a real MLflow store."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -12,6 +17,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from lead_scoring_assets.campaigns.results import campaign_results
+from lead_scoring_assets.cli import main
 from lead_scoring_assets.consent.forget import forget
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.assets.uplift_model import uplift_model
@@ -49,6 +55,7 @@ from lead_scoring_assets.scoring.score_card import uplift_summary
 from .conftest import AS_OF, digit_runs
 
 DEMO_CONTACTS = 30_000
+REPOSITORY = Path(__file__).parents[1]
 
 
 def test_qini_auuc_and_top_shares_by_hand():
@@ -237,7 +244,7 @@ def demo(tmp_path_factory) -> SimpleNamespace:
                            folder=folder)
 
 
-def test_demo_campaigns_train_an_uplift_champion_that_scores_every_contact(demo):
+def test_demo_campaigns_train_an_uplift_champion_that_scores_every_contact(demo, capsys):
     database = Database(demo.url)
     empty = _metadata(_materialize(database, demo.tracking_uri, [uplift_scores]),
                       "uplift_scores")
@@ -273,6 +280,9 @@ def test_demo_campaigns_train_an_uplift_champion_that_scores_every_contact(demo)
     assert "decile 10 of 10" in summary and "what raises it" in summary
     assert decoded_reasons(best.to_dict())["raises"][0]["effect"] == pytest.approx(
         best["up_effect_1"], abs=1e-4)
+    assert main(["explain", str(int(best["contact_id"])), "--url", demo.url]) == 0
+    printed = capsys.readouterr().out
+    assert "points of conversion probability when messaged, decile 10 of 10" in printed
     phones = database.read_frame("SELECT phone_e164 FROM contacts")["phone_e164"]
     numbers = {p.lstrip("+").encode() for p in phones.dropna()}
     numbers |= {n[2:] for n in numbers if n.startswith(b"52")}
@@ -305,3 +315,19 @@ def test_uplift_scores_on_both_dialects_and_forget_removes_a_row(database, champ
     assert emptied.contacts == 0 and not emptied.violations.failed
     assert database.count("uplift_scores") == 0
 
+
+
+def test_the_doc_commands_run(tmp_path):
+    """The ``bash`` block of docs/uplift.md, in a fresh folder on its own embedded database:
+    the schema, then both assets: no campaign with a control group, so nothing trained, no
+    rows, and the run succeeds."""
+    doc = (REPOSITORY / "docs" / "uplift.md").read_text()
+    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
+    env.pop("LEAD_SCORING_DATABASE_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RUN_SUCCESS" in run.stderr + run.stdout
