@@ -215,6 +215,8 @@ def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
     assert "nightly_retrain_job succeeded" in result.stdout
     assert "Open the Dagster UI" in result.stdout
     assert "conversion_scores (the lead_conversion champion" in result.stdout
+    assert "uplift_scores (the lead_uplift champion; no rows without one):\nno rows: no " \
+        "uplift champion" in result.stdout
     for noise in (" - DEBUG - ", "Downloading artifacts", "Warning:", "Telemetry"):
         assert noise not in output, f"{noise!r} in the demo's output"
     with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:

@@ -93,8 +93,8 @@ def _synthetic(rows_per_campaign: int = 20_000, campaigns: int = 3, seed: int = 
                ) -> pd.DataFrame:
     """Campaigns with a known effect unlike the propensity: sure things (WhatsApp with a
     business account) convert at 30 % without the message and 24 % with it; persuadables
-    (Instagram, account under a year) 2 % without and 14 % with it; everyone else 5 % and
-    6 %. 20 % control."""
+    (Instagram, account under a year) 1 % without and 8 % with it; everyone else 9 % and
+    10 %: ranked by conversion probability, persuadables come last. 20 % control."""
     rng = np.random.default_rng(seed)
     n = rows_per_campaign * campaigns
     rows = pd.DataFrame({c: rng.integers(0, 2, n) for c in FEATURE_COLUMNS})
@@ -105,8 +105,8 @@ def _synthetic(rows_per_campaign: int = 20_000, campaigns: int = 3, seed: int = 
     rows["lada_status"] = rng.choice(["known", "unknown"], n)
     sure = (rows["has_whatsapp"] == 1) & (rows["business_account_count"] > 0)
     persuadable = ~sure & (rows["has_instagram"] == 1) & (rows["account_age_days"] < 365)
-    without = np.where(sure, 0.30, np.where(persuadable, 0.02, 0.05))
-    with_message = np.where(sure, 0.24, np.where(persuadable, 0.14, 0.06))
+    without = np.where(sure, 0.30, np.where(persuadable, 0.01, 0.09))
+    with_message = np.where(sure, 0.24, np.where(persuadable, 0.08, 0.10))
     treated = rng.random(n) >= 0.2
     rows.insert(0, "campaign_id", np.repeat(np.arange(1, campaigns + 1), rows_per_campaign))
     rows.insert(1, "contact_id", np.arange(n))
@@ -222,7 +222,7 @@ def test_recipients_both_arms_at_campaign_time_as_campaign_results_counts_them(d
     assert set(rows.columns) >= {"campaign_id", "contact_id", "sent_at", TREATED, "converted",
                                  "total_score", *REASON_FEATURES}
     share = rows.groupby("campaign_id")[TREATED].mean()
-    assert share.between(0.77, 0.83).all()
+    assert share.between(0.75, 0.85).all()
     assert not rows.duplicated(["campaign_id", "contact_id"]).any()
     with pytest.raises(NotEnoughControl, match="control conversions"):
         uplift_split(training)
