@@ -139,7 +139,7 @@ def log_baseline(name: str, metrics: dict[str, float], training: UpliftTrainingS
 
 def log_uplift_candidate(trained: TrainedUpliftModel, training: UpliftTrainingSet,
                          split: Split, baselines: dict[str, dict[str, float]],
-                         baseline_scores: dict[str, np.ndarray], dagster_run_id: str | None
+                         scores: dict[str, np.ndarray], dagster_run_id: str | None
                          ) -> LoggedUpliftModel:
     """One run: parameters, holdout metrics next to the baselines', the Qini curves, the
     model with a features-only input example."""
@@ -155,7 +155,7 @@ def log_uplift_candidate(trained: TrainedUpliftModel, training: UpliftTrainingSe
                             **{f"{b}_{k}": v for b, m in baselines.items()
                                for k, v in m.items()}})
         mlflow.log_figure(_qini_plot(split, {trained.name: trained.holdout_uplift,
-                                             **baseline_scores}), "qini_curve.png")
+                                             **scores}), "qini_curve.png")
         example = features_of(split.train.head(5))
         info = mlflow.sklearn.log_model(
             trained.model, name="model",
