@@ -319,10 +319,10 @@ CARRIER_EFFECT = {"Telcel": 0.0, "AT&T": 0.35, "Movistar": -0.25, "Bait": -0.6, 
                   "Virgin Mobile": 0.15}
 PROPENSITY_INTERCEPT = -3.7
 CONTROL_SHARE = 0.2
-"""Each campaign's audience share drawn into the control group (no message)."""
-SURE_THING_EFFECT = -0.5
+"""The control group's share of each campaign's recipients (no message)."""
+SURE_THING_EFFECT = -0.3
 PERSUADABLE_EFFECT = 2.0
-BASE_EFFECT = 0.3
+BASE_EFFECT = 0.5
 
 
 def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
@@ -402,47 +402,58 @@ def generate_campaign_outcomes(
     campaigns: pd.DataFrame, rates: DemoRates = DemoRates(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Outcome rows and control recipients of ``contacts`` in each campaign: a random audience
-    of the contacts that existed then, ``CONTROL_SHARE`` of it drawn into the control group
-    (``campaign_recipients`` rows with arm ``control``, outcome rows not delivered); the
-    target arm delivered or not and, delivered, converted by ``conversion_propensity``; the
-    control arm converted by the same log-odds less ``message_effect``; a few bad target rows
-    (unknown contact or campaign, converted without delivery) planted to be reported."""
-    frames, controls = [], []
+    of the contacts that existed then, delivered or not, converted by
+    ``conversion_propensity``; a few bad rows (unknown contact or campaign, converted without
+    delivery) planted to be reported. Then each campaign's control group, drawn at random
+    from the other contacts that existed then, ``CONTROL_SHARE`` of all its recipients
+    (``campaign_recipients`` rows with arm ``control``, outcome rows not delivered),
+    converted by the same log-odds less ``message_effect``."""
+    frames, others = [], []
     for campaign in campaigns.itertuples():
         existed = contacts["created_at"].isna() | (contacts["created_at"] <= campaign.sent_at)
-        audience = contacts[existed.to_numpy() & (rng.random(len(contacts)) < CAMPAIGN_AUDIENCE)]
+        chosen = existed.to_numpy() & (rng.random(len(contacts)) < CAMPAIGN_AUDIENCE)
+        audience = contacts[chosen]
         delivered = rng.random(len(audience)) < DELIVERY_RATE
         propensity = conversion_propensity(audience, validations, campaign.sent_at)
-        control = rng.random(len(audience)) < CONTROL_SHARE
-        logit = np.log(propensity / (1 - propensity))
-        without = 1.0 / (1.0 + np.exp(-(logit - message_effect(audience, validations,
-                                                                campaign.sent_at))))
-        draw = rng.random(len(audience))
-        delivered &= ~control
-        converted = np.where(control, draw < without, delivered & (draw < propensity))
-        delay = pd.to_timedelta(np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(audience))
-                                         * 86400), unit="s")
-        converted_at = pd.Series(campaign.sent_at + delay).where(converted)
-        frames.append(pd.DataFrame({
-            "campaign_id": campaign.id, "contact_id": audience["id"].to_numpy(),
-            "delivered": delivered, "converted": converted,
-            "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
-        }))
-        controls.append(pd.DataFrame({"campaign_id": campaign.id,
-                                      "contact_id": audience["id"].to_numpy()[control],
-                                      "arm": "control"}))
+        converted = delivered & (rng.random(len(audience)) < propensity)
+        frames.append(_outcomes(rng, campaign, audience, delivered, converted))
+        others.append(existed.to_numpy() & ~chosen)
     outcomes = pd.concat(frames, ignore_index=True)
-    recipients = pd.concat(controls, ignore_index=True)
-    is_control = pd.MultiIndex.from_frame(outcomes[["campaign_id", "contact_id"]]).isin(
-        pd.MultiIndex.from_frame(recipients[["campaign_id", "contact_id"]]))
-    bad = np.flatnonzero((rng.random(len(outcomes)) < BAD_OUTCOME_RATE) & ~is_control)
+    bad = np.flatnonzero(rng.random(len(outcomes)) < BAD_OUTCOME_RATE)
     kind = rng.integers(3, size=len(bad))
     rows = outcomes.index[bad]
     outcomes.loc[rows[kind == 0], "contact_id"] += 10**12
     outcomes.loc[rows[kind == 1], "campaign_id"] += 10**6
     outcomes.loc[rows[kind == 2], ["delivered", "converted"]] = [False, True]
+    draw = CONTROL_SHARE / (1 - CONTROL_SHARE) * CAMPAIGN_AUDIENCE / (1 - CAMPAIGN_AUDIENCE)
+    controls, recipients = [], []
+    for campaign, eligible in zip(campaigns.itertuples(), others):
+        group = contacts[eligible & (rng.random(len(contacts)) < draw)]
+        propensity = conversion_propensity(group, validations, campaign.sent_at)
+        logit = np.log(propensity / (1 - propensity)) - message_effect(
+            group, validations, campaign.sent_at)
+        converted = rng.random(len(group)) < 1.0 / (1.0 + np.exp(-logit))
+        controls.append(_outcomes(rng, campaign, group, np.zeros(len(group), bool), converted))
+        recipients.append(pd.DataFrame({"campaign_id": campaign.id,
+                                        "contact_id": group["id"].to_numpy(),
+                                        "arm": "control"}))
+    outcomes = pd.concat([outcomes, *controls], ignore_index=True)
     outcomes["converted_at"] = pd.to_datetime(outcomes["converted_at"], utc=True)
-    return outcomes, recipients
+    return outcomes, pd.concat(recipients, ignore_index=True)
+
+
+def _outcomes(rng: np.random.Generator, campaign, recipients: pd.DataFrame,
+              delivered: np.ndarray, converted: np.ndarray) -> pd.DataFrame:
+    """Outcome rows of ``recipients``, each conversion ``CONVERSION_DELAY_DAYS`` after the
+    send on average."""
+    delay = pd.to_timedelta(np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(recipients))
+                                     * 86400), unit="s")
+    converted_at = pd.Series(campaign.sent_at + delay).where(converted)
+    return pd.DataFrame({
+        "campaign_id": campaign.id, "contact_id": recipients["id"].to_numpy(),
+        "delivered": delivered, "converted": converted,
+        "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
+    })
 
 
 @dataclass(frozen=True)
