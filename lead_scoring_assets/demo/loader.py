@@ -77,5 +77,4 @@ def load_demo_data(
             connection.execute(sa.text("ANALYZE contacts"))
             connection.execute(sa.text("ANALYZE platform_validations"))
             connection.execute(sa.text("ANALYZE campaign_outcomes"))
-            connection.execute(sa.text("ANALYZE campaign_recipients"))
     return report
