@@ -117,13 +117,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    """Print a contact's score card (stored, or recomputed with --recompute), its ML score and
-    its conversion probability with the top reasons."""
+    """Print a contact's score card (stored, or recomputed with --recompute), its ML score,
+    its conversion probability and its uplift with the top reasons."""
     from lead_scoring_assets.scoring.explain import explain_contact
     from lead_scoring_assets.scoring.score_card import (
         conversion_summary,
         ml_score_summary,
         stored_score,
+        uplift_summary,
     )
 
     database = Database(args.url or default_database_url())
@@ -132,6 +133,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(stored.render())
         print(ml_score_summary(database, int(stored.score["contact_id"])))
         print(conversion_summary(database, int(stored.score["contact_id"])))
+        print(uplift_summary(database, int(stored.score["contact_id"])))
         if args.recompute:
             again = explain_contact(database, int(stored.score["contact_id"]))
             same = again.breakdown == stored.breakdown
@@ -298,6 +300,12 @@ def _print_summary(database: Database) -> None:
     )
     print("\nconversion_scores (the lead_conversion champion, or the rule score's rank):")
     print(conversion.to_string(index=False))
+    uplift = database.read_frame(
+        "SELECT method, model_version, count(*) AS contacts, avg(uplift) AS mean_uplift "
+        "FROM uplift_scores GROUP BY method, model_version")
+    print("\nuplift_scores (the lead_uplift champion; no rows without one):")
+    print(uplift.round(4).to_string(index=False) if len(uplift) else
+          "no rows: no uplift champion (the uplift_model materialisation says why)")
     database.dispose()
 
 

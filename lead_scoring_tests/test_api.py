@@ -405,6 +405,37 @@ def test_conversion_scores_appear_with_their_reasons(scored):
     assert other["conversion_score"] is None
 
 
+def test_uplift_appears_with_its_reasons_and_is_null_without_a_champion(scored):
+    contact = int(_best_multi_platform(scored)["contact_id"])
+    with TestClient(app_for(scored)) as test_client:
+        before = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
+        page = test_client.get("/card", params={"id": contact, "lang": "es"}).text
+    assert before["uplift_score"] is None
+    assert 'id="uplift-score"' in page and "Efecto del mensaje (uplift)" in page
+    with scored.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
+            "method, calculated_at, up_feature_1, up_effect_1, up_feature_2, up_effect_2, "
+            "down_feature_1, down_effect_1) "
+            "VALUES (:id, 0.0231, 10, '4', 'x_learner', :at, :recency, 0.012, :rest, 0.001, "
+            ":carrier, -0.004)"),
+            {"id": contact, "at": scored.bind_timestamp(AS_OF), "recency": reason_code("recency"),
+             "rest": REST_CODE, "carrier": reason_code("carrier")})
+    with TestClient(app_for(scored)) as test_client:
+        card = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
+    uplift = card["uplift_score"]
+    assert uplift["uplift"] == pytest.approx(0.0231, rel=1e-6)
+    assert (uplift["uplift_decile"], uplift["model_version"], uplift["method"]) == (
+        10, "4", "x_learner")
+    reasons = uplift["reasons"]
+    assert [r["feature"] for r in reasons["raises"]] == ["recency"]
+    assert reasons["raises"][0]["text"]["es"].startswith("Validado ")
+    assert reasons["raises"][0]["effect"] == pytest.approx(0.012)
+    assert [r["feature"] for r in reasons["lowers"]] == ["carrier"]
+    assert reasons["lowers"][0]["text"]["es"].startswith("Operador")
+    assert reasons["rest"]["effect"] == pytest.approx(0.001)
+
+
 def test_no_response_carries_a_full_phone_number(scored, client):
     phones = _all_phones(scored)
     bodies = [client.get(f"{API}/contacts", params={"limit": 200}, headers=READ).text,

@@ -69,7 +69,8 @@ def test_definitions_schedule_sensor_and_jobs(definitions):
     job = definitions.resolve_job_def("nightly_retrain_job")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} >= {
         "ladas_reference", "lead_scores", "lead_scoring_analytics", "contact_features",
-        "lead_scoring_model", "ml_lead_scores"}
+        "lead_scoring_model", "ml_lead_scores", "conversion_model", "uplift_model",
+        "uplift_scores"}
 
 
 def test_schedule_hour_and_time_zone_are_configurable(monkeypatch):

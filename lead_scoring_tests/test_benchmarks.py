@@ -173,6 +173,22 @@ def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
     selected, below, same = (int(g.replace(",", "")) for g in rows.groups())
     assert selected == same and selected + below <= 2_000 and 0.4 < selected / 2_000 < 0.7
     assert "median ratio max_profit / total_score" in result.stdout
+
+
+def test_the_uplift_benchmark_runs_as_documented(postgres_url):
+    """The uplift benchmark (small: 40,000 contacts, the latest four demo campaigns) trains
+    every candidate and both baselines, scores every contact with each, and drops its
+    database."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lead_scoring_assets.benchmarks.uplift", "--contacts", "40000",
+         "--url", postgres_url, "--drop"],
+        check=False, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(re.findall(r"^campaign \d+: ", result.stdout, re.MULTILINE)) == 4
+    for name in ("two_model", "x_learner", "transformed_outcome"):
+        assert re.search(rf"uplift_scores with {name}: 40,000 contacts in [\d.]+ s .* audit "
+                         "passed", result.stdout), result.stdout
+    assert "conversion_probability (baseline): Qini" in result.stdout
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from lead_scoring_assets.db.database import Database
+from lead_scoring_assets.demo.generator import generate_demo_data
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.ml.conversion_features import (
     CONVERSION_FEATURE_SET,
@@ -175,7 +176,8 @@ def test_control_recipients_are_never_training_rows(outcomes_database):
     after = build_training_set(database, as_of=AS_OF)
     assert all(_rows(after, campaign, k).empty for k in control)
     assert len(after.rows) == len(before.rows) - 2
-    assert "converted_without_delivery" not in after.rejected
+    assert after.rejected.get("converted_without_delivery") == before.rejected.get(
+        "converted_without_delivery")
 
 
 def test_reloading_the_demo_forgets_the_previous_demos_contacts(database):
@@ -183,14 +185,19 @@ def test_reloading_the_demo_forgets_the_previous_demos_contacts(database):
     records are of contacts that no longer had messages, and go with them."""
     load_demo_data(database, 1_000, seed=11, as_of=AS_OF, batch_size=1_000)
     _execute(database, "INSERT INTO campaign_recipients (campaign_id, contact_id) "
-                       "SELECT campaign_id, contact_id FROM campaign_outcomes")
+                       "SELECT o.campaign_id, o.contact_id FROM campaign_outcomes o WHERE NOT "
+                       "EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = "
+                       "o.campaign_id AND r.contact_id = o.contact_id)")
     _execute(database, "INSERT INTO campaign_recipient_features (campaign_id, contact_id, "
                        "feature_set, platform_count) SELECT campaign_id, contact_id, "
                        "'conversion_v1', 9 FROM campaign_outcomes")
     load_demo_data(database, 1_000, seed=12, as_of=AS_OF, batch_size=1_000,
                    replace_existing=True)
-    assert database.count("campaign_recipients") == database.count(
-        "campaign_recipient_features") == 0
+    controls = pd.concat(b.recipients for b in generate_demo_data(
+        1_000, seed=12, as_of=AS_OF, batch_size=1_000))
+    assert database.count("campaign_recipient_features") == 0
+    assert database.read_frame("SELECT arm, count(*) AS n FROM campaign_recipients "
+                               "GROUP BY arm").values.tolist() == [["control", len(controls)]]
     reloaded = build_training_set(database, as_of=AS_OF)
     _execute(database, "DELETE FROM contact_changes")
     assert build_training_set(database, as_of=AS_OF).sha256 == reloaded.sha256

@@ -115,6 +115,10 @@ LABELS: dict[str, dict[str, str]] = {
         "stalled": "La cola no se está procesando: la siguiente entrada espera desde las "
         "{time} (más de 5 minutos). Avise al equipo de datos.",
         "state_blank": "Sin estado", "no_value": "—",
+        "uplift_score": "Efecto del mensaje (uplift)",
+        "uplift_points": "puntos de probabilidad de conversión si se le envía",
+        "no_uplift": "Sin uplift: aún no hay un modelo de uplift campeón (hacen falta campañas "
+        "con grupo de control); no se adivina",
     },
     "en": {
         "lang": "en", "locale": "es-MX", "other_lang": "es", "other_lang_name": "Español",
@@ -223,6 +227,10 @@ LABELS: dict[str, dict[str, str]] = {
         "stalled": "The queue is not being processed: its next entry has waited since {time} "
         "(over 5 minutes). Tell the data team.",
         "state_blank": "No state", "no_value": "—",
+        "uplift_score": "Message effect (uplift)",
+        "uplift_points": "points of conversion probability if messaged",
+        "no_uplift": "No uplift: there is no uplift champion yet (it needs campaigns with a "
+        "control group); no guess",
     },
 }
 """Numbers and dates are formatted for Mexico (``es-MX``) in both languages."""

@@ -86,6 +86,11 @@ class ScoreCard(BaseModel):
         "calculation_version; null when that version's configuration is not known here.")
     ml_score: MlScore | None
     conversion_score: dict[str, Any] | None
+    uplift_score: dict[str, Any] | None = Field(
+        description="The lead_uplift champion's uplift (change in the probability of "
+        "converting when messaged, e.g. 0.02 = +2 points), uplift_decile (10 = highest), "
+        "model_version, method, calculated_at and reasons (effects in uplift); null when "
+        "there is no uplift champion (uplift_scores is then empty: no guess).")
     history: list[HistoryEntry]
     trend: Literal["improving", "steady", "declining"]
 

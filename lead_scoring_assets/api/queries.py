@@ -168,7 +168,12 @@ class ScoreReader:
             reasons = do_not_contact(connection, self.database,
                                      read_in_force(connection, self.database),
                                      [row["phone_e164"]])
-            conversion = None
+            conversion = uplift = None
+            if self.has_uplift_scores:
+                uplift = connection.execute(
+                    sa.text("SELECT * FROM uplift_scores WHERE contact_id = :id"),
+                    {"id": contact_id},
+                ).mappings().first()
             if self.has_conversion_scores:
                 conversion = connection.execute(
                     sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
@@ -196,6 +201,7 @@ class ScoreReader:
             score_breakdown=stored.breakdown,
             ml_score=ml,
             conversion_score=None if conversion is None else _conversion(conversion, row),
+            uplift_score=None if uplift is None else _conversion(uplift, row),
             history=history,
             trend=trend(history, card["last_calculated_at"]),
         )

@@ -17,7 +17,7 @@ full_rescore_job = dg.define_asset_job(
 nightly_retrain_job = dg.define_asset_job(
     "nightly_retrain_job",
     selection=(dg.AssetSelection.assets("lead_scoring_analytics", "ml_lead_scores",
-                                        "conversion_analytics").upstream()
+                                        "conversion_analytics", "uplift_scores").upstream()
                | dg.AssetSelection.assets("lead_score_history", "hard_bounce_suppressions",
                                           "campaign_results")
                ).materializable(),
@@ -26,7 +26,8 @@ nightly_retrain_job = dg.define_asset_job(
     "candidates trained and compared in MLflow (the champion alias moves only on evidence) and "
     "every contact scored by the champion, the conversion model retrained on the campaign "
     "outcomes and every contact's conversion probability and the conversion rates per tier and "
-    "decile, the hard-bounce suppressions and the campaign results; the checks run with it. All contact buckets in "
+    "decile, the uplift model trained on the campaigns with a control group and every "
+    "contact's uplift, the hard-bounce suppressions and the campaign results; the checks run with it. All contact buckets in "
     "one run.",
     tags={"lead_scoring/writes": "lead_scores", **ALL_BUCKETS},
 )

@@ -5,7 +5,8 @@ numpy so a million contacts take seconds); states are weighted by population (IN
 2020); LADAs and municipalities come from the phonenumbers geocoder; every edge case of
 SCORING_SPEC.md appears at a known small rate. Monthly SMS campaigns get outcomes drawn from a
 conversion propensity of the generator's own (``conversion_propensity``), not from the rule
-score.
+score, and a control group whose conversions follow a known, heterogeneous message effect
+(``message_effect``: sure things and persuadables).
 """
 
 import functools
@@ -317,6 +318,11 @@ SOUTH = {"CHIAPAS", "OAXACA", "GUERRERO", "TABASCO", "CAMPECHE", "YUCATAN", "QUI
 CARRIER_EFFECT = {"Telcel": 0.0, "AT&T": 0.35, "Movistar": -0.25, "Bait": -0.6, "Unefon": -0.3,
                   "Virgin Mobile": 0.15}
 PROPENSITY_INTERCEPT = -3.7
+CONTROL_SHARE = 0.2
+"""The control group's share of each campaign's recipients (no message)."""
+SURE_THING_EFFECT = -0.3
+PERSUADABLE_EFFECT = 2.0
+BASE_EFFECT = 0.5
 
 
 def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
@@ -331,13 +337,9 @@ def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
     })
 
 
-def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
-                          sent_at: pd.Timestamp) -> np.ndarray:
-    """Each contact's probability to convert after a campaign sent at ``sent_at``, from what
-    was true then: valid platforms (WhatsApp and Instagram matter, Facebook and Google do
-    not), business accounts, recency of the latest validation, carrier, region and account
-    age, with interactions (Instagram helps young accounts, Apple helps in the north,
-    business accounts help more on WhatsApp). Deliberately not the rule score."""
+def _drivers(contacts: pd.DataFrame, validations: pd.DataFrame, sent_at: pd.Timestamp
+             ) -> dict[str, np.ndarray]:
+    """What the demo's conversions depend on, per contact, as it was at ``sent_at``."""
     known = validations[validations["validated_at"].notna()
                         & (validations["validated_at"] <= sent_at)
                         & validations["platform"].isin(PLATFORMS)]
@@ -345,52 +347,77 @@ def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
                                                                 keep="last")
     valid = current[current["is_valid"].fillna(False).astype(bool)]
     ids = contacts["id"]
-    has = {p: ids.isin(valid.loc[valid["platform"] == p, "contact_id"]).to_numpy(float)
-           for p in PLATFORMS}
-    business = ids.map(valid[valid["is_business"].fillna(False).astype(bool)]
-                       .groupby("contact_id").size()).fillna(0).to_numpy(float)
+    drivers = {p: ids.isin(valid.loc[valid["platform"] == p, "contact_id"]).to_numpy(float)
+               for p in PLATFORMS}
+    drivers["business"] = ids.map(valid[valid["is_business"].fillna(False).astype(bool)]
+                                  .groupby("contact_id").size()).fillna(0).to_numpy(float)
     latest = contacts[["id"]].merge(
         known.groupby("contact_id")["validated_at"].max().rename("latest"), how="left",
         left_on="id", right_index=True)["latest"]
     recency = (sent_at - latest).dt.days.to_numpy(dtype=float, na_value=np.nan)
-    recency = np.nan_to_num(recency, nan=180.0)
+    drivers["recency"] = np.nan_to_num(recency, nan=180.0)
     age = (sent_at - contacts["created_at"]).dt.days.to_numpy(dtype=float, na_value=np.nan)
-    age = np.nan_to_num(age, nan=365.0).clip(0)
+    drivers["age"] = np.nan_to_num(age, nan=365.0).clip(0)
     state = normalize_state_series(contacts["state_name"].astype("str"))
-    north = state.isin(NORTH).to_numpy(float)
-    south = state.isin(SOUTH).to_numpy(float)
-    carrier = contacts["operator"].map(CARRIER_EFFECT).fillna(-0.2).to_numpy(float)
-    young = (age < 365).astype(float)
-    logit = (PROPENSITY_INTERCEPT + 1.0 * has["whatsapp"] + 0.3 * has["instagram"]
-             + 0.7 * has["instagram"] * young + 0.5 * has["apple"] * north
-             + 0.4 * np.minimum(business, 2) + 0.6 * has["whatsapp"] * (business > 0)
-             - 0.6 * np.minimum(recency, 120) / 120 + carrier + 0.35 * north - 0.3 * south
-             - 0.5 * (age < 60) + 0.25 * np.log1p(age / 365))
+    drivers["north"] = state.isin(NORTH).to_numpy(float)
+    drivers["south"] = state.isin(SOUTH).to_numpy(float)
+    drivers["carrier"] = contacts["operator"].map(CARRIER_EFFECT).fillna(-0.2).to_numpy(float)
+    return drivers
+
+
+def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
+                          sent_at: pd.Timestamp) -> np.ndarray:
+    """Each contact's probability to convert after a campaign sent at ``sent_at``, from what
+    was true then: valid platforms (WhatsApp and Instagram matter, Facebook and Google do
+    not), business accounts, recency of the latest validation, carrier, region and account
+    age, with interactions (Instagram helps young accounts, Apple helps in the north,
+    business accounts help more on WhatsApp). Deliberately not the rule score."""
+    d = _drivers(contacts, validations, sent_at)
+    young = (d["age"] < 365).astype(float)
+    logit = (PROPENSITY_INTERCEPT + 1.0 * d["whatsapp"] + 0.3 * d["instagram"]
+             + 0.7 * d["instagram"] * young + 0.5 * d["apple"] * d["north"]
+             + 0.4 * np.minimum(d["business"], 2) + 0.6 * d["whatsapp"] * (d["business"] > 0)
+             - 0.6 * np.minimum(d["recency"], 120) / 120 + d["carrier"] + 0.35 * d["north"]
+             - 0.3 * d["south"] - 0.5 * (d["age"] < 60) + 0.25 * np.log1p(d["age"] / 365))
     return 1.0 / (1.0 + np.exp(-logit))
+
+
+def message_effect(contacts: pd.DataFrame, validations: pd.DataFrame,
+                   sent_at: pd.Timestamp) -> np.ndarray:
+    """How much the message raises each contact's log-odds of converting (the control arm's
+    log-odds are the target arm's minus this): sure things (WhatsApp with a business
+    account, or in the north: a high propensity) buy anyway and less when messaged
+    (``SURE_THING_EFFECT``); persuadables (other accounts under a year old: a low propensity
+    without the message) buy mostly because of it (``PERSUADABLE_EFFECT``); everyone else
+    gains ``BASE_EFFECT``."""
+    d = _drivers(contacts, validations, sent_at)
+    sure = ((d["whatsapp"] > 0) & (d["business"] > 0)) | (d["north"] > 0)
+    persuadable = ~sure & (d["age"] < 365)
+    return np.where(sure, SURE_THING_EFFECT,
+                    np.where(persuadable, PERSUADABLE_EFFECT, BASE_EFFECT))
 
 
 def generate_campaign_outcomes(
     rng: np.random.Generator, contacts: pd.DataFrame, validations: pd.DataFrame,
     campaigns: pd.DataFrame, rates: DemoRates = DemoRates(),
-) -> pd.DataFrame:
-    """Outcome rows of ``contacts`` in each campaign: a random audience of the contacts that
-    existed then, delivered or not, converted by ``conversion_propensity``; a few bad rows
-    (unknown contact or campaign, converted without delivery) planted to be reported."""
-    frames = []
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Outcome rows and control recipients of ``contacts`` in each campaign: a random audience
+    of the contacts that existed then, delivered or not, converted by
+    ``conversion_propensity``; a few bad rows (unknown contact or campaign, converted without
+    delivery) planted to be reported. Then each campaign's control group, drawn at random
+    from the other contacts that existed then, ``CONTROL_SHARE`` of all its recipients
+    (``campaign_recipients`` rows with arm ``control``, outcome rows not delivered),
+    converted by the same log-odds less ``message_effect``."""
+    frames, others = [], []
     for campaign in campaigns.itertuples():
         existed = contacts["created_at"].isna() | (contacts["created_at"] <= campaign.sent_at)
-        audience = contacts[existed.to_numpy() & (rng.random(len(contacts)) < CAMPAIGN_AUDIENCE)]
+        chosen = existed.to_numpy() & (rng.random(len(contacts)) < CAMPAIGN_AUDIENCE)
+        audience = contacts[chosen]
         delivered = rng.random(len(audience)) < DELIVERY_RATE
         propensity = conversion_propensity(audience, validations, campaign.sent_at)
         converted = delivered & (rng.random(len(audience)) < propensity)
-        delay = pd.to_timedelta(np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(audience))
-                                         * 86400), unit="s")
-        converted_at = pd.Series(campaign.sent_at + delay).where(converted)
-        frames.append(pd.DataFrame({
-            "campaign_id": campaign.id, "contact_id": audience["id"].to_numpy(),
-            "delivered": delivered, "converted": converted,
-            "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
-        }))
+        frames.append(_outcomes(rng, campaign, audience, delivered, converted))
+        others.append(existed.to_numpy() & ~chosen)
     outcomes = pd.concat(frames, ignore_index=True)
     bad = np.flatnonzero(rng.random(len(outcomes)) < BAD_OUTCOME_RATE)
     kind = rng.integers(3, size=len(bad))
@@ -398,8 +425,35 @@ def generate_campaign_outcomes(
     outcomes.loc[rows[kind == 0], "contact_id"] += 10**12
     outcomes.loc[rows[kind == 1], "campaign_id"] += 10**6
     outcomes.loc[rows[kind == 2], ["delivered", "converted"]] = [False, True]
+    draw = CONTROL_SHARE / (1 - CONTROL_SHARE) * CAMPAIGN_AUDIENCE / (1 - CAMPAIGN_AUDIENCE)
+    controls, recipients = [], []
+    for campaign, eligible in zip(campaigns.itertuples(), others):
+        group = contacts[eligible & (rng.random(len(contacts)) < draw)]
+        propensity = conversion_propensity(group, validations, campaign.sent_at)
+        logit = np.log(propensity / (1 - propensity)) - message_effect(
+            group, validations, campaign.sent_at)
+        converted = rng.random(len(group)) < 1.0 / (1.0 + np.exp(-logit))
+        controls.append(_outcomes(rng, campaign, group, np.zeros(len(group), bool), converted))
+        recipients.append(pd.DataFrame({"campaign_id": campaign.id,
+                                        "contact_id": group["id"].to_numpy(),
+                                        "arm": "control"}))
+    outcomes = pd.concat([outcomes, *controls], ignore_index=True)
     outcomes["converted_at"] = pd.to_datetime(outcomes["converted_at"], utc=True)
-    return outcomes
+    return outcomes, pd.concat(recipients, ignore_index=True)
+
+
+def _outcomes(rng: np.random.Generator, campaign, recipients: pd.DataFrame,
+              delivered: np.ndarray, converted: np.ndarray) -> pd.DataFrame:
+    """Outcome rows of ``recipients``, each conversion ``CONVERSION_DELAY_DAYS`` after the
+    send on average."""
+    delay = pd.to_timedelta(np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(recipients))
+                                     * 86400), unit="s")
+    converted_at = pd.Series(campaign.sent_at + delay).where(converted)
+    return pd.DataFrame({
+        "campaign_id": campaign.id, "contact_id": recipients["id"].to_numpy(),
+        "delivered": delivered, "converted": converted,
+        "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
+    })
 
 
 @dataclass(frozen=True)
@@ -407,6 +461,9 @@ class DemoBatch:
     contacts: pd.DataFrame
     validations: pd.DataFrame
     outcomes: pd.DataFrame
+    recipients: pd.DataFrame
+    """The control recipients (``campaign_recipients`` rows); the target arm is the outcome
+    rows without one, as the platform records it."""
 
 
 def generate_demo_data(
@@ -425,6 +482,7 @@ def generate_demo_data(
         validations = generate_validations(rng, contacts, next_validation_id, as_of, rates)
         set_last_platform_validation(rng, contacts, validations, rates)
         next_validation_id += len(validations)
-        outcomes = generate_campaign_outcomes(rng, contacts, validations, campaigns, rates)
-        yield DemoBatch(contacts, validations, outcomes)
+        outcomes, recipients = generate_campaign_outcomes(rng, contacts, validations,
+                                                          campaigns, rates)
+        yield DemoBatch(contacts, validations, outcomes, recipients)
 

@@ -28,7 +28,7 @@ def load_demo_data(
     batch_size: int = 100_000,
 ) -> DemoLoadReport:
     """Write ``n_contacts`` demo contacts, their validations and the demo campaigns'
-    outcomes.
+    outcomes and control recipients.
 
     Refuses to touch a database that already has contacts unless ``replace_existing``, in
     which case contacts (with their recorded changes) and validations are emptied first; and
@@ -69,6 +69,7 @@ def load_demo_data(
         database.append_frame("platform_validations", batch.validations)
         report.contacts += len(batch.contacts)
         database.append_frame("campaign_outcomes", batch.outcomes)
+        database.append_frame("campaign_recipients", batch.recipients)
         report.validations += len(batch.validations)
         report.outcomes += len(batch.outcomes)
     if database.dialect == "postgresql":

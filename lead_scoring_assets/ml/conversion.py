@@ -59,7 +59,8 @@ FOREST_SAMPLE = 60_000
 """Rows each tree of the forest draws (bounds its training time at scale)."""
 
 
-def _prepare() -> ColumnTransformer:
+def feature_encoder() -> ColumnTransformer:
+    """``features_v1`` passed through, the categorical columns one-hot encoded."""
     return ColumnTransformer(
         [("numeric", "passthrough", list(FEATURE_COLUMNS)),
          ("categorical", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
@@ -69,14 +70,14 @@ def _prepare() -> ColumnTransformer:
 
 def _candidate(name: str, rows: int, seed: int) -> Pipeline:
     if name == "logistic_regression":
-        return Pipeline([("prepare", _prepare()), ("scale", StandardScaler()),
+        return Pipeline([("prepare", feature_encoder()), ("scale", StandardScaler()),
                          ("model", LogisticRegression(max_iter=2000))])
     if name == "hist_gradient_boosting":
-        return Pipeline([("prepare", _prepare()), ("model", HistGradientBoostingClassifier(
+        return Pipeline([("prepare", feature_encoder()), ("model", HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=150, max_leaf_nodes=15, min_samples_leaf=50,
             l2_regularization=1.0, early_stopping=True, random_state=seed))])
     if name == "random_forest":
-        return Pipeline([("prepare", _prepare()), ("model", RandomForestClassifier(
+        return Pipeline([("prepare", feature_encoder()), ("model", RandomForestClassifier(
             n_estimators=60, max_depth=10, min_samples_leaf=30,
             max_samples=min(1.0, FOREST_SAMPLE / max(rows, 1)), n_jobs=-1,
             random_state=seed))])
@@ -242,7 +243,7 @@ class Explainer:
         self.a, self.b = float(calibrator.a_), float(calibrator.b_)
         self.estimator = self.pipeline.steps[-1][1]
         names = self.pipeline.steps[0][1].get_feature_names_out()
-        self.groups = np.array([_source_feature(n) for n in names])
+        self.groups = np.array([source_feature(n) for n in names])
         self.tree = None
         if isinstance(self.estimator, LogisticRegression):
             self.margin_base = float(self.estimator.intercept_[0])
@@ -275,11 +276,7 @@ class Explainer:
                 self.tree.shap_values(z, approximate=True, check_additivity=False))
             if margin_parts.ndim == 3:
                 margin_parts = margin_parts[..., 1]
-        by_feature = np.zeros((len(z), len(REASON_FEATURES)))
-        for i, name in enumerate(REASON_FEATURES):
-            columns = self.groups == name
-            if columns.any():
-                by_feature[:, i] = margin_parts[:, columns].sum(axis=1)
+        by_feature = by_source_feature(margin_parts, self.groups)
         logit = -(self.a * self._margin(z) + self.b)
         return Contributions(base=self.base_value, values=-self.a * by_feature, logit=logit)
 
@@ -289,7 +286,18 @@ class Explainer:
         return self.estimator.predict_proba(z)[:, 1]
 
 
-def _source_feature(column: str) -> str:
+def by_source_feature(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Contributions of encoded columns summed per feature (``REASON_FEATURES`` order);
+    ``groups`` is each column's ``source_feature``."""
+    by_feature = np.zeros((len(values), len(REASON_FEATURES)))
+    for i, name in enumerate(REASON_FEATURES):
+        columns = groups == name
+        if columns.any():
+            by_feature[:, i] = values[:, columns].sum(axis=1)
+    return by_feature
+
+
+def source_feature(column: str) -> str:
     """The input feature an encoded column comes from (one-hot columns: ``<feature>_<value>``)."""
     if column in FEATURE_COLUMNS:
         return column
@@ -314,10 +322,11 @@ MIN_EFFECT = 0.01
 """A concept moving the log-odds by less is left in the rest (it would read ±0.00)."""
 
 
-def top_reasons(contributions: np.ndarray, count: int = 3) -> dict[str, np.ndarray]:
+def top_reasons(contributions: np.ndarray, count: int = 3,
+                min_effect: float = MIN_EFFECT) -> dict[str, np.ndarray]:
     """Each contact's reasons from its per-feature contributions, grouped by concept: the
-    concepts raising (largest positive) and lowering (most negative) its log-odds by at least
-    ``MIN_EFFECT``, at most ``count`` a side and ``2 × count − 1`` in all (the smaller of the
+    concepts raising (largest positive) and lowering (most negative) its log-odds (or uplift)
+    by at least ``min_effect``, at most ``count`` a side and ``2 × count − 1`` in all (the smaller of the
     two last ones gives way), and the rest (the sum of every other concept) in the first free
     slot. Codes
     (``reason_code``; 0 in an empty slot) and effects: all of a contact's effects add up to
@@ -327,7 +336,7 @@ def top_reasons(contributions: np.ndarray, count: int = 3) -> dict[str, np.ndarr
     order = np.argsort(effects, axis=1, kind="stable")
     up_index, down_index = order[:, ::-1][:, :count], order[:, :count]
     up, down = effects[rows, up_index], effects[rows, down_index]
-    up_shown, down_shown = up >= MIN_EFFECT, down <= -MIN_EFFECT
+    up_shown, down_shown = up >= min_effect, down <= -min_effect
     full = up_shown[:, -1] & down_shown[:, -1]
     up_gives_way = full & (up[:, -1] <= -down[:, -1])
     up_shown[:, -1] &= ~up_gives_way

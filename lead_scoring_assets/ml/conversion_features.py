@@ -111,36 +111,39 @@ MESSAGES = ("o.campaign_id = :campaign AND o.delivered = :yes AND NOT EXISTS (SE
 IS_MESSAGE = f"EXISTS (SELECT 1 FROM campaign_outcomes o WHERE o.contact_id = {{id}} AND {MESSAGES})"
 
 
-def _message_chunks(database: Database, campaign_id: int, sent_at: pd.Timestamp,
-                    chunk_size: int
+def campaign_chunks(database: Database, campaign_id: int, sent_at: pd.Timestamp,
+                    chunk_size: int, rows_sql: str | None = None, selected: str = IS_MESSAGE
                     ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
-    """(outcomes, contacts, validations, logged) of the campaign's messages, ``chunk_size``
-    messages at a time by contact id: the contacts as they were at ``sent_at``
-    (``point_in_time``), their validation rows, and their logged features with the
-    recipient's ``total_score``."""
+    """(rows, contacts, validations, logged) of a campaign's selected contacts, ``chunk_size``
+    at a time by contact id: ``rows_sql``'s rows (``contact_id``, ``converted``,
+    ``converted_at``, any more columns; default: the campaign's messages), the contacts as
+    they were at ``sent_at`` (``point_in_time``), their validation rows, and their logged
+    features with the recipient's ``total_score``. ``selected`` is the condition on ``{id}``
+    that ``rows_sql``'s contacts meet."""
+    rows_sql = rows_sql or (
+        "SELECT o.contact_id, o.converted, o.converted_at FROM campaign_outcomes o "
+        f"WHERE {MESSAGES} AND o.contact_id > :after ORDER BY o.contact_id LIMIT :limit")
     after = FIRST_ID
     while True:
         outcomes = database.read_frame(
-            "SELECT o.contact_id, o.converted, o.converted_at FROM campaign_outcomes o "
-            f"WHERE {MESSAGES} AND o.contact_id > :after ORDER BY o.contact_id LIMIT :limit",
-            {"campaign": campaign_id, "yes": True, "after": after, "limit": chunk_size})
+            rows_sql, {"campaign": campaign_id, "yes": True, "after": after, "limit": chunk_size})
         if outcomes.empty:
             return
         upto = int(outcomes["contact_id"].iloc[-1])
         window = {"campaign": campaign_id, "yes": True, "after": after, "upto": upto}
         contacts = database.read_frame(
-            contacts_at_sql(IS_MESSAGE), {**window, "at": database.bind_timestamp(sent_at)})
+            contacts_at_sql(selected), {**window, "at": database.bind_timestamp(sent_at)})
         validations = database.read_frame(
             f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} "
             "FROM platform_validations v WHERE v.contact_id > :after AND v.contact_id <= :upto "
-            f"AND {IS_MESSAGE.format(id='v.contact_id')}", window)
+            f"AND {selected.format(id='v.contact_id')}", window)
         logged = database.read_frame(
             f"SELECT f.contact_id, r.total_score, {', '.join(f'f.{c}' for c in REASON_FEATURES)} "
             "FROM campaign_recipient_features f LEFT JOIN campaign_recipients r "
             "ON r.campaign_id = f.campaign_id AND r.contact_id = f.contact_id "
             "WHERE f.campaign_id = :campaign AND f.feature_set = :feature_set "
             "AND f.contact_id > :after AND f.contact_id <= :upto "
-            f"AND {IS_MESSAGE.format(id='f.contact_id')}",
+            f"AND {selected.format(id='f.contact_id')}",
             {**window, "feature_set": CONVERSION_FEATURE_SET})
         yield outcomes, contacts, validations, logged
         after = upto
@@ -178,6 +181,24 @@ def label(outcomes: pd.DataFrame, sent_at: pd.Timestamp, attribution_days: int) 
     return converted & (at.isna() | in_window).to_numpy(bool)
 
 
+def labelled_rows(database: Database, campaign, ladas: LadaReference, attribution_days: int,
+                  chunk_size: int, rows_sql: str | None = None, selected: str = IS_MESSAGE
+                  ) -> Iterator[pd.DataFrame]:
+    """``campaign_chunks``' rows of ``campaign`` (``id``, ``sent_at``) with their features at
+    ``sent_at`` and label: ``campaign_id``, ``contact_id``, ``sent_at``, ``converted``, the
+    rows' other columns, ``total_score`` and the features (a contact created later has none)."""
+    for outcomes, contacts, validations, logged in campaign_chunks(
+            database, campaign.id, campaign.sent_at, chunk_size, rows_sql, selected):
+        features = features_at(campaign.sent_at, contacts, validations, logged, ladas)
+        features = outcomes.merge(features, on="contact_id")
+        converted = label(features, campaign.sent_at, attribution_days)
+        features = features.drop(columns=["converted", "converted_at"])
+        features.insert(0, "campaign_id", np.int64(campaign.id))
+        features.insert(2, "sent_at", campaign.sent_at)
+        features.insert(3, "converted", converted)
+        yield features
+
+
 def build_training_set(
     database: Database, attribution_days: int = DEFAULT_ATTRIBUTION_DAYS, as_of=None,
     chunk_size: int = 100_000,
@@ -193,15 +214,7 @@ def build_training_set(
     frames, summary = [], []
     for campaign in campaigns[closed].itertuples():
         messages = conversions = 0
-        for outcomes, contacts, validations, logged in _message_chunks(
-                database, campaign.id, campaign.sent_at, chunk_size):
-            features = features_at(campaign.sent_at, contacts, validations, logged, ladas)
-            features = outcomes.merge(features, on="contact_id")
-            converted = label(features, campaign.sent_at, attribution_days)
-            features = features.drop(columns=["converted", "converted_at"])
-            features.insert(0, "campaign_id", np.int64(campaign.id))
-            features.insert(2, "sent_at", campaign.sent_at)
-            features.insert(3, "converted", converted)
+        for features in labelled_rows(database, campaign, ladas, attribution_days, chunk_size):
             frames.append(features)
             messages += len(features)
             conversions += int(features["converted"].sum())

@@ -25,7 +25,13 @@ from lead_scoring_assets.db.bucket_inputs import iter_all_inputs
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.db.overlapped import StageSeconds, run_overlapped
 from lead_scoring_assets.db.staged_table import StagedTable
-from lead_scoring_assets.ml.conversion import SHORT_NAMES, Explainer, features_of, top_reasons
+from lead_scoring_assets.ml.conversion import (
+    MIN_EFFECT,
+    SHORT_NAMES,
+    Explainer,
+    features_of,
+    top_reasons,
+)
 from lead_scoring_assets.ml.conversion_features import conversion_features
 from lead_scoring_assets.ml.conversion_tracking import ConversionChampion
 from lead_scoring_assets.scoring.checks import contact_coverage, count_rows
@@ -85,17 +91,24 @@ def score_contacts(contacts, validations, ladas, as_of, champion: ConversionCham
         frame["rank_value"] = probability
         frame["model_version"] = champion.version
         frame["method"] = SHORT_NAMES.get(champion.candidate, champion.candidate)[:16]
-        reasons = top_reasons(contributions.values, REASONS)
-        for side in ("up", "down"):
-            codes, effects = reasons[f"{side}_feature"], reasons[f"{side}_effect"]
-            for i in range(REASONS):
-                present = codes[:, i] > 0
-                frame[f"{side}_feature_{i + 1}"] = pd.Series(
-                    codes[:, i], dtype="Int16").where(present)
-                frame[f"{side}_effect_{i + 1}"] = pd.Series(
-                    effects[:, i], dtype="Float32").where(present)
+        add_reasons(frame, contributions.values)
     frame["calculated_at"] = utc_timestamp(as_of)
     return frame
+
+
+def add_reasons(frame: pd.DataFrame, contributions: np.ndarray,
+                min_effect: float = MIN_EFFECT) -> None:
+    """The ``REASON_COLUMNS`` of ``frame`` from each row's feature contributions (codes and
+    effects; NULL where a row has fewer reasons); see ``top_reasons``."""
+    reasons = top_reasons(contributions, REASONS, min_effect)
+    for side in ("up", "down"):
+        codes, effects = reasons[f"{side}_feature"], reasons[f"{side}_effect"]
+        for i in range(REASONS):
+            present = codes[:, i] > 0
+            frame[f"{side}_feature_{i + 1}"] = pd.Series(
+                codes[:, i], dtype="Int16").where(present)
+            frame[f"{side}_effect_{i + 1}"] = pd.Series(
+                effects[:, i], dtype="Float32").where(present)
 
 
 def write_conversion_scores(database: Database, champion: ConversionChampion | None, as_of,
@@ -106,46 +119,62 @@ def write_conversion_scores(database: Database, champion: ConversionChampion | N
     report = ConversionScoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
     explainer = Explainer(champion.model) if champion is not None else None
+
+    def score(inputs) -> pd.DataFrame:
+        contacts, validations = inputs
+        return score_contacts(contacts, validations, ladas, report.as_of, champion, explainer)
+
+    def count(frame: pd.DataFrame) -> None:
+        report.contacts += len(frame)
+        report.by_method.update(frame["method"].value_counts().to_dict())
+        report.probability_sum += float(frame["conversion_probability"].sum())
+
+    report.stages, report.violations = write_ranked(
+        database, CONVERSION_SCORES, iter_all_inputs(database, chunk_size), score, count,
+        "probability_decile", COLUMNS, report.as_of, chunk_size, audit)
+    report.seconds_total = time.perf_counter() - started
+    return report
+
+
+def write_ranked(database: Database, table: str, inputs, score, count, decile_column: str,
+                 columns, as_of, chunk_size: int, audit) -> tuple[StageSeconds, Violations]:
+    """Score ``inputs`` (``score``: a frame with ``rank_value``; ``count`` sees each frame),
+    spill the frames to Parquet until every ``rank_value`` is known, then stage them with
+    their decile over all rows in ``decile_column``, run ``audit`` and swap them into
+    ``table``; a failure or a failed audit leaves the previous rows. The stage seconds and
+    the audit's violations (None when it did not run)."""
     ranks: list[np.ndarray] = []
-    with tempfile.TemporaryDirectory(prefix="conversion_scores_") as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{table}_") as folder:
         spill = Path(folder) / "scores.parquet"
         writer: list[pq.ParquetWriter] = []
 
-        def score(inputs) -> pd.DataFrame:
-            contacts, validations = inputs
-            return score_contacts(contacts, validations, ladas, report.as_of, champion,
-                                  explainer)
-
         def keep(frame: pd.DataFrame) -> None:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            arrow = pa.Table.from_pandas(frame, preserve_index=False)
             if not writer:
-                writer.append(pq.ParquetWriter(spill, table.schema))
-            writer[0].write_table(table)
+                writer.append(pq.ParquetWriter(spill, arrow.schema))
+            writer[0].write_table(arrow)
             ranks.append(frame["rank_value"].to_numpy(dtype="float64"))
-            report.contacts += len(frame)
-            report.by_method.update(frame["method"].value_counts().to_dict())
-            report.probability_sum += float(frame["conversion_probability"].sum())
+            count(frame)
 
-        report.stages = run_overlapped(iter_all_inputs(database, chunk_size), score, keep)
+        stages = run_overlapped(inputs, score, keep)
         for open_writer in writer:
             open_writer.close()
         values = np.concatenate(ranks) if ranks else np.array([])
         cutoffs = np.quantile(values, np.arange(1, 10) / 10) if len(values) else np.array([])
         ranks.clear()
         del values
-        staged = StagedTable(database, CONVERSION_SCORES, as_of=report.as_of, audit=audit)
+        staged = StagedTable(database, table, as_of=as_of, audit=audit)
         try:
             with staged:
                 if writer:
                     for batch in pq.ParquetFile(spill).iter_batches(batch_size=chunk_size):
                         frame = batch.to_pandas()
-                        frame["probability_decile"] = deciles(
+                        frame[decile_column] = deciles(
                             frame["rank_value"].to_numpy(dtype="float64"), cutoffs)
-                        staged.append(frame[list(COLUMNS)])
+                        staged.append(frame[list(columns)])
         finally:
-            report.violations = staged.violations
-    report.seconds_total = time.perf_counter() - started
-    return report
+            violations = staged.violations
+    return stages, violations
 
 
 @dataclass(frozen=True)

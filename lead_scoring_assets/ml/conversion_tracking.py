@@ -292,7 +292,15 @@ def load_conversion_champion(client: MlflowClient, target: MlflowTarget
                              ) -> tuple[ConversionChampion | None, str]:
     """The ``champion`` of ``lead_conversion``, or None and why; ``ChampionUnavailable`` when
     it could not be reached (the caller keeps the previous scores)."""
-    lookup = resolve_champion(client, target, CONVERSION_FEATURE_SET, CONVERSION_TRUSTED_TYPES)
+    return load_registered_champion(client, target, CONVERSION_TRUSTED_TYPES)
+
+
+def load_registered_champion(client: MlflowClient, target: MlflowTarget, trusted: list[str]
+                             ) -> tuple[ConversionChampion | None, str]:
+    """The ``champion`` of ``target``'s registered model (``conversion_v1`` features, loaded
+    with the ``trusted`` types), or None and why; ``ChampionUnavailable`` when it could not
+    be reached."""
+    lookup = resolve_champion(client, target, CONVERSION_FEATURE_SET, trusted)
     if lookup.status == UNAVAILABLE:
         raise ChampionUnavailable(lookup.problem)
     if lookup.model is None:

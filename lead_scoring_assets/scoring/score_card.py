@@ -143,6 +143,26 @@ def conversion_summary(database: Database, contact_id: int) -> str:
     return "\n".join(lines)
 
 
+def uplift_summary(database: Database, contact_id: int) -> str:
+    """The contact's uplift (the change in its probability of converting when messaged),
+    decile and top reasons in plain words, or why there is none."""
+    rows = database.read_frame("SELECT * FROM uplift_scores WHERE contact_id = :id",
+                               {"id": contact_id})
+    if rows.empty:
+        return ("Uplift: none (no lead_uplift champion yet, or uplift_scores not run: "
+                "see docs/uplift.md)")
+    row = rows.iloc[0].to_dict()
+    lines = [(f"Uplift {float(row['uplift']) * 100:+.2f} points of conversion probability "
+              f"when messaged, decile {int(row['uplift_decile'])} of 10 (10 = highest; model "
+              f"v{row['model_version']} {row['method']}, as of {row['calculated_at']})")]
+    reasons = decoded_reasons(row)
+    for key, verb in (("raises", "raises it"), ("lowers", "lowers it")):
+        if reasons[key]:
+            lines.append(f"  what {verb}: " + "; ".join(
+                f"{r['words']} ({r['effect'] * 100:+.2f} points)" for r in reasons[key]))
+    return "\n".join(lines)
+
+
 def stored_score(database: Database, key: str) -> StoredScore:
     """The stored score of the contact named by ``key``; ``LookupError`` says clearly when the
     contact is unknown or has not been scored yet."""

@@ -339,6 +339,16 @@ function showCard(card) {
   document.getElementById("reasons-section").hidden = !reasons.rest;
   document.getElementById("reasons-note").textContent = reasons.rest
     ? t("reasons_note").replace("{average}", percent.format(reasons.average_probability)) : "";
+  const uplift = card.uplift_score;
+  document.getElementById("uplift-score").textContent = !uplift
+    ? t("no_uplift")
+    : `${uplift.uplift > 0 ? "+" : ""}${decimal.format(uplift.uplift * 100)} ${t("uplift_points")} · ${T.decile} ${uplift.uplift_decile}/10`;
+  const upliftReasons = (uplift && uplift.reasons) || {raises: [], lowers: [], rest: null};
+  const points = (r) => `${r.effect > 0 ? "+" : ""}${decimal.format(r.effect * 100)}`;
+  document.getElementById("uplift-reasons").replaceChildren(
+    ...upliftReasons.raises.map((r) => el("li", {class: "raises"}, `▲ ${r.text[T.lang]} (${points(r)})`)),
+    ...upliftReasons.lowers.map((r) => el("li", {class: "lowers"}, `▼ ${r.text[T.lang]} (${points(r)})`)),
+    ...(upliftReasons.rest ? [el("li", {class: "rest"}, `${t("reasons_rest")} (${points(upliftReasons.rest)})`)] : []));
   document.getElementById("calculated").textContent =
     `${when(card.last_calculated_at)} · ${card.calculation_version}`;
   document.querySelector("#history tbody").replaceChildren(...card.history.map((h) => el("tr", {},
