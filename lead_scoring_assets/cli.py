@@ -220,15 +220,6 @@ def _suppressions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _screenshots(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lead_scoring_assets.screenshots import take_screenshots
-
-    for path in take_screenshots(Path(args.out), contacts=args.contacts):
-        print(f"saved {path}")
-    return 0
-
 
 def _serve(args: argparse.Namespace) -> int:
     """The API and dashboard with uvicorn; keys and the cursor secret from the environment."""
@@ -362,12 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
                                        "or the embedded SQLite file)")
     suppress.set_defaults(handler=_suppressions)
-
-    screens = commands.add_parser("screenshots", help="screenshots of the Dagster UI on demo "
-                                  "data (needs Debian's chromium)")
-    screens.add_argument("--out", default="docs/screenshots")
-    screens.add_argument("--contacts", type=int, default=20_000)
-    screens.set_defaults(handler=_screenshots)
 
     serve = commands.add_parser("serve", help="the scoring API and dashboard (needs "
                                 "LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS)")

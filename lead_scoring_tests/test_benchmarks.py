@@ -9,8 +9,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_scale import (
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_scale import (
     Server,
     load_in_arrival_order,
     rewritten_bytes,
@@ -103,7 +103,7 @@ def test_the_reader_latency_command_runs_as_documented(postgres_url):
     reads quietly, exports and publishes side by side, prints every window and drops its
     database."""
     result = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.reader_latency",
+        [sys.executable, "-m", "benchmarks.reader_latency",
          "--contacts", "2000", "--seconds", "1", "--export-seconds", "3",
          "--url", postgres_url, "--drop"],
         check=False, capture_output=True, text=True, timeout=600)
@@ -123,7 +123,7 @@ def test_the_forget_benchmark_runs_as_documented(postgres_url):
     """The forget benchmark (small: 2,000 contacts, 2 numbers, one stored in the old form)
     forgets each number, times it, masks it and drops its database."""
     result = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.forget", "--contacts", "2000",
+        [sys.executable, "-m", "benchmarks.forget", "--contacts", "2000",
          "--samples", "2", "--url", postgres_url],
         check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -144,7 +144,7 @@ def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_ur
     suppressions, leaves out the matching contacts, prints the pair's ratio and drops its
     database."""
     result = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.suppressed_export",
+        [sys.executable, "-m", "benchmarks.suppressed_export",
          "--contacts", "2000", "--pairs", "1", "--url", postgres_url],
         check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -163,7 +163,7 @@ def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
     """The profit-export benchmark (small: 2,000 contacts, one pair): max_profit writes the
     contacts above break-even, the score export as many, and the database is dropped."""
     result = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.profit_export",
+        [sys.executable, "-m", "benchmarks.profit_export",
          "--contacts", "2000", "--pairs", "1", "--url", postgres_url],
         check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -180,7 +180,7 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
     every candidate and both baselines, scores every contact with each, and drops its
     database."""
     result = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.uplift", "--contacts", "40000",
+        [sys.executable, "-m", "benchmarks.uplift", "--contacts", "40000",
          "--url", postgres_url, "--drop"],
         check=False, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -369,7 +369,7 @@ def test_the_benchmark_runs_as_documented(tmp_path):
     removes the file."""
     path = tmp_path / "bench.db"
     run = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.campaign_results",
+        [sys.executable, "-m", "benchmarks.campaign_results",
          "--recipients", "20000", "--url", f"sqlite:///{path}"],
         capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]

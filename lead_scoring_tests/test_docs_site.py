@@ -9,7 +9,7 @@ from pathlib import Path
 from lead_scoring_assets.cli import build_parser
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-CODE_FOLDERS = ("lead_scoring_assets", "lead_scoring_tests")
+CODE_FOLDERS = ("lead_scoring_assets", "lead_scoring_tests", "benchmarks", "tools")
 INSTANCE_FILES = ("dagster.yaml", "deploy/dagster.yaml")
 
 

@@ -210,7 +210,7 @@ def test_the_cost_benchmark_runs_as_documented(dialect, request):
     where = (["--sqlite"] if dialect == "sqlite"
              else ["--url", request.getfixturevalue("postgres_url")])
     result = subprocess.run(
-        [sys.executable, "-m", "lead_scoring_assets.benchmarks.contact_changes",
+        [sys.executable, "-m", "benchmarks.contact_changes",
          "--contacts", "2000", "--repeat", "1", *where],
         check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -39,9 +39,6 @@ def test_the_wheel_holds_the_product(wheel_names):
         assert expected in wheel_names
 
 
-@pytest.mark.xfail(strict=True, reason="expects lead_scoring_assets/benchmarks/ moved to a "
-                   "top-level benchmarks/ and lead_scoring_assets/screenshots.py out of the "
-                   "package (issue 25, item 5): remove this marker with that move")
 def test_the_wheel_holds_no_benchmark_screenshot_tool_or_test(wheel_names):
     tooling = [name for name in wheel_names
                if name.startswith(("lead_scoring_assets/benchmarks/", "benchmarks/",

@@ -1,7 +1,7 @@
 """Benchmark: API read latency on PostgreSQL, quiet and during the nightly publish with a
 campaign export running.
 
-    python -m lead_scoring_assets.benchmarks.reader_latency --contacts 100000 --drop
+    python -m benchmarks.reader_latency --contacts 100000 --drop
 
 Loads N demo contacts into a scratch database (``lead_scoring_bench_readers`` unless
 ``--url``; kept for a look unless ``--drop``, reused as it is with ``--reuse``) and publishes
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.api import TIERS, database_exists
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import AS_OF, drop_database, load_fresh_database
+from benchmarks.api import TIERS, database_exists
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import AS_OF, drop_database, load_fresh_database
 from lead_scoring_assets.db.database import Database, redact
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_readers"

@@ -1,6 +1,6 @@
 """Benchmark: contact features, training and predictions at N contacts on PostgreSQL.
 
-    python -m lead_scoring_assets.benchmarks.ml --contacts 1000000
+    python -m benchmarks.ml --contacts 1000000
 
 Loads N demo contacts into a scratch database and rescores them (unless ``--reuse``), then
 times each stage in a fresh process: ``contact_features``, the retraining on a sample
@@ -18,8 +18,8 @@ import time
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import (
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import (
     AS_OF,
     SCORING_INPUTS,
     copy_baseline,

@@ -1,6 +1,6 @@
 """Benchmark: ``forget`` (the ARCO cancellation of one number) on N contacts on PostgreSQL.
 
-    python -m lead_scoring_assets.benchmarks.forget --contacts 1000000
+    python -m benchmarks.forget --contacts 1000000
 
 Creates the scratch database ``lead_scoring_bench_forget``, loads N demo contacts, rescores
 them (scores and their history) and builds their contact features; every contact becomes the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import (
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import (
     AS_OF,
     drop_database,
     load_fresh_database,

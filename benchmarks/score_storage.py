@@ -1,6 +1,6 @@
 """Benchmark: bytes per contact of the per-contact tables on PostgreSQL, indexes included.
 
-    python -m lead_scoring_assets.benchmarks.score_storage --contacts 100000
+    python -m benchmarks.score_storage --contacts 100000
 
 Loads N demo contacts into a scratch database, runs the full rescoring, ``contact_features``
 and ``ml_lead_scores`` (rule fallback, no model needed), then prints each table's heap, index
@@ -14,7 +14,7 @@ import argparse
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.full_rescore import AS_OF, drop_database, load_fresh_database
+from benchmarks.full_rescore import AS_OF, drop_database, load_fresh_database
 from lead_scoring_assets.db.database import Database, redact
 
 TABLES = ("lead_scores", "contact_features", "ml_lead_scores")

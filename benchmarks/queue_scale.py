@@ -1,7 +1,7 @@
 """Benchmark: the scoring queue at scale on PostgreSQL (depth, a 50k claim, space after
 settling).
 
-    python -m lead_scoring_assets.benchmarks.queue_scale --entries 5000000
+    python -m benchmarks.queue_scale --entries 5000000
 
 Creates the database (default ``lead_scoring_bench_queue``), fills ``scoring_queue`` with
 ``--entries`` entries (100k of them leased by two runs in flight, as mid-operation), and
@@ -18,7 +18,7 @@ import time
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.full_rescore import drop_database, recreate_database
+from benchmarks.full_rescore import drop_database, recreate_database
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.db.scoring_queue import ScoringQueue
 

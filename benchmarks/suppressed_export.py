@@ -1,6 +1,6 @@
 """Benchmark: the campaign export with N suppressions against the same export without any.
 
-    python -m lead_scoring_assets.benchmarks.suppressed_export --contacts 1000000
+    python -m benchmarks.suppressed_export --contacts 1000000
 
 Creates the scratch database ``lead_scoring_bench_suppressed``, loads and rescores N demo
 contacts, records N suppressions (``--matching-share`` of them, half by default, the numbers
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import drop_database, scored_database
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import drop_database, scored_database
 from lead_scoring_assets.consent.suppressions import REASONS
 from lead_scoring_assets.db.database import Database, redact
 

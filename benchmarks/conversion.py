@@ -1,6 +1,6 @@
 """Benchmark: the conversion model's training set and training, and conversion_scores.
 
-    python -m lead_scoring_assets.benchmarks.conversion --contacts 1000000
+    python -m benchmarks.conversion --contacts 1000000
 
 Loads N demo contacts with their campaign outcomes into a scratch PostgreSQL database and
 rescores them (unless ``--reuse``), keeps the outcomes of one contact in ``--keep-one-in``
@@ -18,8 +18,8 @@ import time
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import (
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import (
     AS_OF,
     SCORING_INPUTS,
     copy_baseline,

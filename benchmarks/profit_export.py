@@ -1,7 +1,7 @@
 """Benchmark: the export ranked by uplift with ``select: max_profit`` against the same number
 of rows ranked by total score, in the same run.
 
-    python -m lead_scoring_assets.benchmarks.profit_export --contacts 1000000
+    python -m benchmarks.profit_export --contacts 1000000
 
 Creates the scratch database ``lead_scoring_bench_profit``, loads and rescores N demo
 contacts, gives every contact an uplift score (spread evenly from -0.015 to 0.025 by a hash of
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import drop_database, scored_database
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import drop_database, scored_database
 from lead_scoring_assets.db.database import Database, redact
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_profit"

@@ -1,6 +1,6 @@
 """Benchmark: demo data load and full rescoring of N contacts on PostgreSQL.
 
-    python -m lead_scoring_assets.benchmarks.full_rescore --contacts 1000000
+    python -m benchmarks.full_rescore --contacts 1000000
 
 Creates (or recreates) a scratch database, loads N demo contacts, then times in the same run:
 the baseline (raw COPY of the scoring inputs out and of the score rows back in) and the full
@@ -16,7 +16,7 @@ import time
 import psycopg
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.fresh_process import run_in_fresh_process
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.db.tables import CONTACT_COLUMNS, VALIDATION_COLUMNS
 from lead_scoring_assets.demo.loader import load_demo_data

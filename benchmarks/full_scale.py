@@ -1,6 +1,6 @@
 """Benchmark: the nightly pipeline end to end at full scale on PostgreSQL.
 
-    python -m lead_scoring_assets.benchmarks.full_scale --contacts 31800000
+    python -m benchmarks.full_scale --contacts 31800000
 
 Loads N demo contacts (3-4 validation rows each) into a scratch database with the validation
 rows stored in arrival order (by ``validated_at``, ids following it, as the platform writes
@@ -30,17 +30,17 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.export import timed_export
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import (
+from benchmarks.export import timed_export
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import (
     AS_OF,
     copy_baseline,
     drop_database,
     recreate_database,
     timed_rescore,
 )
-from lead_scoring_assets.benchmarks.incremental import dirty_random_contacts
-from lead_scoring_assets.benchmarks.ml import timed_stage
+from benchmarks.incremental import dirty_random_contacts
+from benchmarks.ml import timed_stage
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.db.tables import VALIDATION_COLUMNS
 from lead_scoring_assets.demo.generator import generate_demo_data
@@ -495,7 +495,7 @@ def main() -> None:
     server = Server(args.url)
     contacts = int(server.value("SELECT count(*) FROM contacts"))
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": args.code,
-               "command": "python -m lead_scoring_assets.benchmarks.full_scale "
+               "command": "python -m benchmarks.full_scale "
                           f"--contacts {args.contacts}", "contacts": contacts,
                "validations": int(server.value("SELECT count(*) FROM platform_validations")),
                "load": load, "size_before_steps": server.database_size(),

@@ -1,7 +1,7 @@
 """Benchmark: ``campaign_results`` over N recipients, on PostgreSQL (or SQLite with a
 ``sqlite:///`` URL).
 
-    python -m lead_scoring_assets.benchmarks.campaign_results --recipients 1000000
+    python -m benchmarks.campaign_results --recipients 1000000
 
 Recreates the scratch database (PostgreSQL: ``lead_scoring_bench_campaign_results``; a SQLite
 file is replaced), writes ``--campaigns`` campaigns sharing N recipients, 20 % control, each
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.full_rescore import drop_database, recreate_database
+from benchmarks.full_rescore import drop_database, recreate_database
 from lead_scoring_assets.campaigns.results import campaign_results
 from lead_scoring_assets.db.database import Database, redact
 

@@ -1,6 +1,6 @@
 """Benchmark: what recording contact changes (migration ``0016``) adds to a bulk UPDATE.
 
-    python -m lead_scoring_assets.benchmarks.contact_changes --contacts 100000
+    python -m benchmarks.contact_changes --contacts 100000
 
 Loads N synthetic contacts into a scratch PostgreSQL database (``--sqlite``: a SQLite file
 instead), then times one UPDATE that changes every contact's carrier, at revision ``0015``
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.full_rescore import drop_database, recreate_database
+from benchmarks.full_rescore import drop_database, recreate_database
 from lead_scoring_assets.db.database import Database, redact
 
 BEFORE = "0015"

@@ -1,10 +1,10 @@
 """Benchmark: incremental scoring throughput, and insert-to-score latency with the daemon.
 
-    python -m lead_scoring_assets.benchmarks.incremental throughput
-    python -m lead_scoring_assets.benchmarks.incremental latency --inserts 50
+    python -m benchmarks.incremental throughput
+    python -m benchmarks.incremental latency --inserts 50
 
 Both run on the database the full-rescoring benchmark leaves (``lead_scoring_bench``, load
-it first with ``lead_scoring_assets.benchmarks.full_rescore``). ``throughput`` dirties 1k, 10k
+it first with ``benchmarks.full_rescore``). ``throughput`` dirties 1k, 10k
 and 50k random contacts (one new validation row each) and times one incremental batch for
 each, against the full rescoring's per-contact rate measured in the same run. ``latency``
 starts a code server and ``dagster-daemon`` on a scratch instance, inserts validation rows

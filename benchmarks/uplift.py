@@ -1,6 +1,6 @@
 """Benchmark: the uplift model's training set and candidates, and uplift_scores.
 
-    python -m lead_scoring_assets.benchmarks.uplift --contacts 1000000
+    python -m benchmarks.uplift --contacts 1000000
 
 Loads N demo contacts into a scratch PostgreSQL database and rescores them (unless
 ``--reuse``); their six demo campaigns have 20 % control groups, of which the latest
@@ -18,8 +18,8 @@ import time
 
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import AS_OF, drop_database, scored_database
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import AS_OF, drop_database, scored_database
 from lead_scoring_assets.db.database import Database, redact
 
 TARGET_SECONDS = 60.0

@@ -1,6 +1,6 @@
 """Benchmark: the campaign export of N contacts on PostgreSQL, time and peak RSS.
 
-    python -m lead_scoring_assets.benchmarks.export --contacts 1000000
+    python -m benchmarks.export --contacts 1000000
 
 Creates the scratch database ``lead_scoring_bench_export``, loads N demo contacts and
 rescores them, then exports growing segments (a quarter, half and all of the contacts as CSV,
@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from lead_scoring_assets.benchmarks.fresh_process import run_in_fresh_process
-from lead_scoring_assets.benchmarks.full_rescore import (
+from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import (
     drop_database,
     load_fresh_database,
     timed_rescore,

@@ -1,6 +1,6 @@
 """Screenshots of the Dagster UI on demo data, for the README (headless Chromium).
 
-    lead-scoring screenshots [--out docs/screenshots]
+    python -m tools.screenshots [--out docs/screenshots]
 
 Runs the demo in a scratch data folder, starts ``dagster-webserver`` and the MLflow UI on it,
 and saves PNGs of the analytics asset, the ``lead_scores`` checks, the lineage, the ML assets,
@@ -8,6 +8,7 @@ and the MLflow run comparison and registry. Needs Debian's ``chromium``
 (``apt-get install chromium``).
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -117,3 +118,16 @@ def _mlflow_pages(tracking_uri: str) -> dict[str, str]:
                f"&experiments={json.dumps([experiment.experiment_id])}")
     return {"mlflow_compare_runs.png": compare.replace(" ", ""),
             "mlflow_registered_model.png": "#/models/lead_scoring"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.screenshots", description=__doc__)
+    parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--contacts", type=int, default=20_000)
+    args = parser.parse_args()
+    for path in take_screenshots(Path(args.out), contacts=args.contacts):
+        print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Benchmark: the scoring API under load on N contacts in PostgreSQL, with Debian's ``wrk``.
 
-    python -m lead_scoring_assets.benchmarks.api --contacts 1000000
+    python -m benchmarks.api --contacts 1000000
 
 Loads N demo contacts into a scratch database (``lead_scoring_bench_api``, dropped at the end
 unless ``--reuse``), scores them and runs the analytics twice, starts ``lead-scoring serve`` on
@@ -32,13 +32,13 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from lead_scoring_assets.analytics.figures import compute_figures
-from lead_scoring_assets.analytics.history import append_figures
-from lead_scoring_assets.benchmarks.full_rescore import (
+from benchmarks.full_rescore import (
     AS_OF,
     drop_database,
     load_fresh_database,
 )
+from lead_scoring_assets.analytics.figures import compute_figures
+from lead_scoring_assets.analytics.history import append_figures
 from lead_scoring_assets.db.database import Database, redact
 from lead_scoring_assets.scoring.full_rescore import rescore_all
 
