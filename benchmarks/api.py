@@ -78,21 +78,35 @@ def prepare(url: str, contacts: int) -> None:
 
 def _phone_formats(phone: str) -> list[str]:
     national = phone[3:]
-    return [phone, national, f"{national[:3]} {national[3:6]} {national[6:]}",
-            f"+52 ({national[:3]}) {national[3:6]}-{national[6:]}"]
+    return [
+        phone,
+        national,
+        f"{national[:3]} {national[3:6]} {national[6:]}",
+        f"+52 ({national[:3]}) {national[3:6]}-{national[6:]}",
+    ]
 
 
 def lookup_paths(url: str, count: int, seed: int) -> list[str]:
     database = Database(url)
     with database.engine.connect() as connection:
         connection.execute(sa.text("SELECT setseed(:seed)"), {"seed": seed / 1000})
-        phones = connection.execute(sa.text(
-            "SELECT phone_e164 FROM contacts TABLESAMPLE BERNOULLI (1) ORDER BY random() "
-            "LIMIT :n"), {"n": count}).scalars().all()
+        phones = (
+            connection.execute(
+                sa.text(
+                    "SELECT phone_e164 FROM contacts TABLESAMPLE BERNOULLI (1) ORDER BY random() "
+                    "LIMIT :n"
+                ),
+                {"n": count},
+            )
+            .scalars()
+            .all()
+        )
     database.dispose()
     pick = random.Random(seed)
-    return [f"{API}/lookup?" + urllib.parse.urlencode({"phone": pick.choice(_phone_formats(p))})
-            for p in phones]
+    return [
+        f"{API}/lookup?" + urllib.parse.urlencode({"phone": pick.choice(_phone_formats(p))})
+        for p in phones
+    ]
 
 
 def _get(base: str, path: str) -> dict:
@@ -133,8 +147,22 @@ def free_port() -> int:
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "LEAD_SCORING_DATABASE_URL": url, "LEAD_SCORING_API_KEYS": KEY}
     server = subprocess.Popen(
-        [sys.executable, "-m", "lead_scoring_assets.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--log-level", "warning"], env=env)
+        [
+            sys.executable,
+            "-m",
+            "lead_scoring_assets.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -148,20 +176,42 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
     raise RuntimeError("the server did not answer within 60 s")
 
 
-def run_wrk(base: str, paths: list[str], connections: int, seconds: int, threads: int,
-            rate: float | None = None) -> dict:
+def run_wrk(
+    base: str,
+    paths: list[str],
+    connections: int,
+    seconds: int,
+    threads: int,
+    rate: float | None = None,
+) -> dict:
     """``connections`` clients for ``seconds``: each sends its next request as soon as the
     last is answered, or, with ``rate`` (requests/s over all clients), after a random pause
     (exponential, mean ``connections / rate``: Poisson arrivals)."""
     delay_ms = 1000 * connections / rate if rate else 0
-    script = WRK_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in paths), "key": KEY,
-                           "delay_ms": delay_ms}
+    script = WRK_SCRIPT % {
+        "paths": ", ".join(json.dumps(p) for p in paths),
+        "key": KEY,
+        "delay_ms": delay_ms,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
         output = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-             "-s", handle.name, base], capture_output=True, text=True, check=True).stdout
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                handle.name,
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         Path(handle.name).unlink()
     result = json.loads(output.split("RESULT ", 1)[1])
@@ -172,8 +222,12 @@ def run_wrk(base: str, paths: list[str], connections: int, seconds: int, threads
 def database_exists(url: str) -> bool:
     admin = sa.make_url(url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            (sa.make_url(url).database,)).fetchone() is not None
+        return (
+            conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (sa.make_url(url).database,)
+            ).fetchone()
+            is not None
+        )
 
 
 def main() -> None:
@@ -184,15 +238,21 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="concurrent clients")
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--rate", type=float, default=600,
-                        help="offered requests/s of the paced runs")
-    parser.add_argument("--reuse", action="store_true",
-                        help="reuse the loaded database if there is one, and keep it")
+    parser.add_argument(
+        "--rate", type=float, default=600, help="offered requests/s of the paced runs"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the loaded database if there is one, and keep it",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
-    print(f"database {redact(args.url)}, {args.contacts:,} contacts; {args.workers} server "
-          f"workers, {args.connections} clients, {args.seconds} s per endpoint")
+    print(
+        f"database {redact(args.url)}, {args.contacts:,} contacts; {args.workers} server "
+        f"workers, {args.connections} clients, {args.seconds} s per endpoint"
+    )
     if args.reuse and database_exists(args.url):
         print("reusing the loaded database")
     else:
@@ -211,10 +271,12 @@ def main() -> None:
             run_wrk(base, paths, args.connections, 2, args.threads)
         results = {}
         for name, paths in endpoints.items():
-            results[f"{name}, saturated"] = run_wrk(base, paths, args.connections,
-                                                    args.seconds, args.threads)
-            results[f"{name}, paced"] = run_wrk(base, paths, args.connections, args.seconds,
-                                                args.threads, args.rate)
+            results[f"{name}, saturated"] = run_wrk(
+                base, paths, args.connections, args.seconds, args.threads
+            )
+            results[f"{name}, paced"] = run_wrk(
+                base, paths, args.connections, args.seconds, args.threads, args.rate
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -222,10 +284,12 @@ def main() -> None:
             drop_database(sa.make_url(args.url))
     baseline = results["baseline: static file, saturated"]
     for name, r in results.items():
-        print(f"{name:<33} p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  "
-              f"p99 {r['p99_ms']:6.2f} ms  {r['per_second']:7,.0f} req/s "
-              f"({r['per_second'] / baseline['per_second']:.2f}x the baseline's throughput)  "
-              f"{r['requests']:,} requests, {r['errors']} errors, {r['non_2xx']} non-2xx")
+        print(
+            f"{name:<33} p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  "
+            f"p99 {r['p99_ms']:6.2f} ms  {r['per_second']:7,.0f} req/s "
+            f"({r['per_second'] / baseline['per_second']:.2f}x the baseline's throughput)  "
+            f"{r['requests']:,} requests, {r['errors']} errors, {r['non_2xx']} non-2xx"
+        )
 
 
 if __name__ == "__main__":

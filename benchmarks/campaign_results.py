@@ -30,22 +30,45 @@ SENT_AT = pd.Timestamp("2026-09-01T00:00:00Z")
 def write_campaigns(database: Database, recipients: int, campaigns: int, seed: int = 1) -> None:
     """``campaigns`` campaigns of ``recipients // campaigns`` recipients each."""
     rng = np.random.default_rng(seed)
-    database.append_frame("campaigns", pd.DataFrame({
-        "id": np.arange(1, campaigns + 1), "name": [f"bench {c}" for c in range(campaigns)],
-        "sent_at": pd.Series([SENT_AT] * campaigns, dtype="datetime64[us, UTC]")}))
+    database.append_frame(
+        "campaigns",
+        pd.DataFrame(
+            {
+                "id": np.arange(1, campaigns + 1),
+                "name": [f"bench {c}" for c in range(campaigns)],
+                "sent_at": pd.Series([SENT_AT] * campaigns, dtype="datetime64[us, UTC]"),
+            }
+        ),
+    )
     size = recipients // campaigns
     ids = np.arange(1, size + 1, dtype="int64")
     for campaign in range(1, campaigns + 1):
         arm = np.where(rng.random(size) < 0.2, "control", "target")
-        database.append_frame("campaign_recipients", pd.DataFrame({
-            "campaign_id": campaign, "contact_id": ids, "arm": arm,
-            "probability_decile": rng.integers(1, 11, size).astype("int16")}))
+        database.append_frame(
+            "campaign_recipients",
+            pd.DataFrame(
+                {
+                    "campaign_id": campaign,
+                    "contact_id": ids,
+                    "arm": arm,
+                    "probability_decile": rng.integers(1, 11, size).astype("int16"),
+                }
+            ),
+        )
         converted = rng.random(size) < 0.05
         at = SENT_AT + pd.to_timedelta(rng.integers(0, 40 * 86400, size), unit="s")
-        database.append_frame("campaign_outcomes", pd.DataFrame({
-            "campaign_id": campaign, "contact_id": ids, "delivered": arm == "target",
-            "converted": converted,
-            "converted_at": pd.Series(at).where(converted).astype("datetime64[us, UTC]")}))
+        database.append_frame(
+            "campaign_outcomes",
+            pd.DataFrame(
+                {
+                    "campaign_id": campaign,
+                    "contact_id": ids,
+                    "delivered": arm == "target",
+                    "converted": converted,
+                    "converted_at": pd.Series(at).where(converted).astype("datetime64[us, UTC]"),
+                }
+            ),
+        )
     with database.engine.begin() as connection:
         connection.execute(sa.text("ANALYZE"))
 
@@ -59,8 +82,9 @@ def main() -> None:
     args = parser.parse_args()
     url = sa.make_url(args.url)
     sqlite = url.get_backend_name() == "sqlite"
-    print(f"database {redact(args.url)}, {args.recipients:,} recipients, "
-          f"{args.campaigns} campaigns")
+    print(
+        f"database {redact(args.url)}, {args.recipients:,} recipients, {args.campaigns} campaigns"
+    )
     if sqlite:
         Path(url.database).unlink(missing_ok=True)
     else:
@@ -72,9 +96,11 @@ def main() -> None:
         started = time.perf_counter()
         results = campaign_results(database)
         seconds = time.perf_counter() - started
-        print(f"campaign_results: {len(results)} campaigns, "
-              f"{sum(r.target.recipients + r.control.recipients for r in results):,} "
-              f"recipients in {seconds:.2f} s (target {TARGET_SECONDS:.0f} s)")
+        print(
+            f"campaign_results: {len(results)} campaigns, "
+            f"{sum(r.target.recipients + r.control.recipients for r in results):,} "
+            f"recipients in {seconds:.2f} s (target {TARGET_SECONDS:.0f} s)"
+        )
     finally:
         database.dispose()
         if not args.keep and sqlite:

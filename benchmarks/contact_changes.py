@@ -27,13 +27,21 @@ BEFORE = "0015"
 
 def synthetic_contacts(count: int) -> pd.DataFrame:
     ids = np.arange(1, count + 1)
-    return pd.DataFrame({
-        "id": ids, "phone_e164": [f"+52{5500000000 + i}" for i in ids],
-        "full_name": [f"Contacto {i}" for i in ids], "address": "Av. Reforma 1",
-        "state_name": "Jalisco", "municipality": "Guadalajara", "lada": "33",
-        "operator": "TELCEL",
-        "created_at": pd.Series(pd.Timestamp("2026-01-01", tz="UTC"), index=ids - 1,
-                                dtype="datetime64[us, UTC]")})
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "phone_e164": [f"+52{5500000000 + i}" for i in ids],
+            "full_name": [f"Contacto {i}" for i in ids],
+            "address": "Av. Reforma 1",
+            "state_name": "Jalisco",
+            "municipality": "Guadalajara",
+            "lada": "33",
+            "operator": "TELCEL",
+            "created_at": pd.Series(
+                pd.Timestamp("2026-01-01", tz="UTC"), index=ids - 1, dtype="datetime64[us, UTC]"
+            ),
+        }
+    )
 
 
 def timed_update(database: Database, carrier: str) -> float:
@@ -41,8 +49,7 @@ def timed_update(database: Database, carrier: str) -> float:
         connection.execute(sa.text("DELETE FROM scoring_queue"))
     started = time.perf_counter()
     with database.engine.begin() as connection:
-        connection.execute(sa.text("UPDATE contacts SET operator = :carrier"),
-                           {"carrier": carrier})
+        connection.execute(sa.text("UPDATE contacts SET operator = :carrier"), {"carrier": carrier})
     return time.perf_counter() - started
 
 
@@ -50,8 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/"
-                                         "lead_scoring_bench_changes")
+    parser.add_argument(
+        "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_changes"
+    )
     parser.add_argument("--sqlite", action="store_true", help="a scratch SQLite file instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -75,10 +83,12 @@ def main() -> None:
         if not args.sqlite:
             drop_database(sa.make_url(url))
     without, with_changes = (statistics.median(seconds[r]) for r in (BEFORE, "head"))
-    print(f"{database.dialect} {redact(url)}: UPDATE of {args.contacts:,} contacts' carrier, "
-          f"median of {args.repeat}: without contact_changes {without:.3f} s, with "
-          f"{with_changes:.3f} s ({with_changes / without:.2f}x, {recorded:,} changes "
-          "recorded by the last)")
+    print(
+        f"{database.dialect} {redact(url)}: UPDATE of {args.contacts:,} contacts' carrier, "
+        f"median of {args.repeat}: without contact_changes {without:.3f} s, with "
+        f"{with_changes:.3f} s ({with_changes / without:.2f}x, {recorded:,} changes "
+        "recorded by the last)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,16 +38,22 @@ def timed_training(url: str, tracking_uri: str) -> dict:
 
     database = Database(url)
     started = time.perf_counter()
-    report = train_conversion_model(database, conversion_target(MlflowTarget(tracking_uri)),
-                                    CANDIDATES, 30, AS_OF)
+    report = train_conversion_model(
+        database, conversion_target(MlflowTarget(tracking_uri)), CANDIDATES, 30, AS_OF
+    )
     database.dispose()
     return {
-        "total": time.perf_counter() - started, "training_set": report.training.seconds,
-        "messages": report.training.messages, "conversions": report.training.conversions,
-        "fits": {c.trained.name: (c.trained.seconds_fit, c.trained.evaluation.metrics)
-                 for c in report.logged},
+        "total": time.perf_counter() - started,
+        "training_set": report.training.seconds,
+        "messages": report.training.messages,
+        "conversions": report.training.conversions,
+        "fits": {
+            c.trained.name: (c.trained.seconds_fit, c.trained.evaluation.metrics)
+            for c in report.logged
+        },
         "runs": {c.trained.name: c.run_id for c in report.logged},
-        "rule": report.rule.metrics, "decision": report.decision.reason,
+        "rule": report.rule.metrics,
+        "decision": report.decision.reason,
     }
 
 
@@ -71,26 +77,44 @@ def timed_scoring(url: str, tracking_uri: str, candidate: str, run_id: str) -> d
         model = skops.io.load(f"{path}/model.skops", trusted=CONVERSION_TRUSTED_TYPES)
     database = Database(url)
     started = time.perf_counter()
-    report = write_conversion_scores(database, ConversionChampion(model, "bench", candidate),
-                                     AS_OF, audit=conversion_score_violations)
+    report = write_conversion_scores(
+        database,
+        ConversionChampion(model, "bench", candidate),
+        AS_OF,
+        audit=conversion_score_violations,
+    )
     seconds = time.perf_counter() - started
     with database.engine.connect() as connection:
-        size = connection.execute(sa.text(
-            "SELECT sum(pg_total_relation_size(relid)) "
-            "FROM pg_partition_tree('conversion_scores')")).scalar()
+        size = connection.execute(
+            sa.text(
+                "SELECT sum(pg_total_relation_size(relid)) "
+                "FROM pg_partition_tree('conversion_scores')"
+            )
+        ).scalar()
     database.dispose()
-    return {"total": seconds, "rows": report.contacts, "read": report.stages.read,
-            "compute": report.stages.compute, "bytes_per_row": size / max(report.contacts, 1),
-            "audit_failed": report.violations.failed}
+    return {
+        "total": seconds,
+        "rows": report.contacts,
+        "read": report.stages.read,
+        "compute": report.stages.compute,
+        "bytes_per_row": size / max(report.contacts, 1),
+        "audit_failed": report.violations.failed,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
-    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/"
-                        "lead_scoring_bench_conversion")
-    parser.add_argument("--keep-one-in", type=int, default=4,
-                        help="keep the outcomes of contacts whose id is a multiple of this")
+    parser.add_argument(
+        "--url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_conversion",
+    )
+    parser.add_argument(
+        "--keep-one-in",
+        type=int,
+        default=4,
+        help="keep the outcomes of contacts whose id is a multiple of this",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -98,34 +122,48 @@ def main() -> None:
     print(f"database {redact(args.url)}, {args.contacts:,} contacts")
     database = scored_database(url, args.contacts, args.reuse)
     with database.engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM campaign_outcomes WHERE contact_id % :n <> 0"),
-                           {"n": args.keep_one_in})
+        connection.execute(
+            sa.text("DELETE FROM campaign_outcomes WHERE contact_id % :n <> 0"),
+            {"n": args.keep_one_in},
+        )
         connection.execute(sa.text("ANALYZE campaign_outcomes"))
     database.dispose()
 
     with tempfile.TemporaryDirectory() as folder:
         tracking_uri = f"sqlite:///{folder}/mlflow.db"
         training = run_in_fresh_process(timed_training, args.url, tracking_uri)
-        scoring = {name: run_in_fresh_process(timed_scoring, args.url, tracking_uri, name, run)
-                   for name, run in training["runs"].items()}
+        scoring = {
+            name: run_in_fresh_process(timed_scoring, args.url, tracking_uri, name, run)
+            for name, run in training["runs"].items()
+        }
     baseline = copy_baseline(url, "conversion_scores", SCORING_INPUTS)
 
-    print(f"training set: {training['messages']:,} delivered messages "
-          f"({training['conversions']:,} conversions) built as of each campaign in "
-          f"{training['training_set']:.1f} s")
+    print(
+        f"training set: {training['messages']:,} delivered messages "
+        f"({training['conversions']:,} conversions) built as of each campaign in "
+        f"{training['training_set']:.1f} s"
+    )
     for name, (seconds, metrics) in training["fits"].items():
-        print(f"  {name}: fit + calibration {seconds:.1f} s, holdout AUC-PR "
-              f"{metrics['auc_pr']:.4f}, top-decile lift {metrics['lift_top_decile']:.2f}")
-    print(f"  rule total_score: AUC-PR {training['rule']['auc_pr']:.4f}, top-decile lift "
-          f"{training['rule']['lift_top_decile']:.2f}; {training['decision']}")
-    print(f"training set + training + MLflow logging: {training['total']:.1f} s; peak RSS "
-          f"{training['peak_rss_mb']:,.0f} MB")
+        print(
+            f"  {name}: fit + calibration {seconds:.1f} s, holdout AUC-PR "
+            f"{metrics['auc_pr']:.4f}, top-decile lift {metrics['lift_top_decile']:.2f}"
+        )
+    print(
+        f"  rule total_score: AUC-PR {training['rule']['auc_pr']:.4f}, top-decile lift "
+        f"{training['rule']['lift_top_decile']:.2f}; {training['decision']}"
+    )
+    print(
+        f"training set + training + MLflow logging: {training['total']:.1f} s; peak RSS "
+        f"{training['peak_rss_mb']:,.0f} MB"
+    )
     for name, result in scoring.items():
-        print(f"conversion_scores with {name}: {result['rows']:,} contacts in "
-              f"{result['total']:.1f} s ({result['rows'] / result['total']:,.0f}/s), reasons "
-              f"included; read {result['read']:.1f} / score {result['compute']:.1f} s; "
-              f"{result['bytes_per_row']:.0f} bytes/row with indexes; peak RSS "
-              f"{result['peak_rss_mb']:,.0f} MB; audit {'FAILED' if result['audit_failed'] else 'passed'}")
+        print(
+            f"conversion_scores with {name}: {result['rows']:,} contacts in "
+            f"{result['total']:.1f} s ({result['rows'] / result['total']:,.0f}/s), reasons "
+            f"included; read {result['read']:.1f} / score {result['compute']:.1f} s; "
+            f"{result['bytes_per_row']:.0f} bytes/row with indexes; peak RSS "
+            f"{result['peak_rss_mb']:,.0f} MB; audit {'FAILED' if result['audit_failed'] else 'passed'}"
+        )
     print(f"  baseline raw COPY inputs out + conversion_scores in: {baseline['total']:.1f} s")
 
 

@@ -36,12 +36,15 @@ def timed_export(url: str, folder: str, name: str, file_format: str, limit: int 
 
     database = Database(url)
     started = time.perf_counter()
-    report = export_segment(database, Segment(limit=limit), name, file_format,
-                            folder=Path(folder))
+    report = export_segment(database, Segment(limit=limit), name, file_format, folder=Path(folder))
     seconds = time.perf_counter() - started
     database.dispose()
-    return {"rows": report.rows, "seconds": seconds, "bytes": report.bytes,
-            "duplicates": report.duplicates_dropped}
+    return {
+        "rows": report.rows,
+        "seconds": seconds,
+        "bytes": report.bytes,
+        "duplicates": report.duplicates_dropped,
+    }
 
 
 def copy_baseline(url: sa.URL) -> float:
@@ -51,14 +54,14 @@ def copy_baseline(url: sa.URL) -> float:
 
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     database = Database(url.render_as_string(hide_password=False))
-    query, _, _, params = _segment_query(database, Segment(), None,
-                                      InForce(at=datetime.now(UTC), snapshot=None), {})
+    query, _, _, params = _segment_query(
+        database, Segment(), None, InForce(at=datetime.now(UTC), snapshot=None), {}
+    )
     database.dispose()
     sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", query.text)
     with psycopg.connect(dsn) as connection:
         started = time.perf_counter()
-        with connection.cursor().copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)",
-                                      params) as copy:
+        with connection.cursor().copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
             for _ in copy:
                 pass
         return time.perf_counter() - started
@@ -79,13 +82,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             for fraction, file_format in ((4, "csv"), (2, "csv"), (1, "csv"), (1, "parquet")):
                 limit = args.contacts // fraction
-                run = run_in_fresh_process(timed_export, args.url, folder,
-                                           f"top_{limit}.{file_format}", file_format, limit)
-                print(f"export {file_format:<7} {run['rows']:>9,} rows: {run['seconds']:6.2f} s "
-                      f"({run['rows'] / run['seconds']:,.0f} rows/s, "
-                      f"{run['seconds'] / run['rows'] * 1e6:.2f} µs/row), "
-                      f"{run['bytes'] / 1e6:,.0f} MB, peak RSS {run['peak_rss_mb']:,.0f} MB, "
-                      f"{run['duplicates']:,} duplicate phones dropped")
+                run = run_in_fresh_process(
+                    timed_export, args.url, folder, f"top_{limit}.{file_format}", file_format, limit
+                )
+                print(
+                    f"export {file_format:<7} {run['rows']:>9,} rows: {run['seconds']:6.2f} s "
+                    f"({run['rows'] / run['seconds']:,.0f} rows/s, "
+                    f"{run['seconds'] / run['rows'] * 1e6:.2f} µs/row), "
+                    f"{run['bytes'] / 1e6:,.0f} MB, peak RSS {run['peak_rss_mb']:,.0f} MB, "
+                    f"{run['duplicates']:,} duplicate phones dropped"
+                )
         baseline = copy_baseline(url)
         print(f"baseline: the same query as CSV by PostgreSQL (COPY TO STDOUT) {baseline:.2f} s")
     finally:

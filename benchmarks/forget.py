@@ -44,19 +44,28 @@ def plant(database: Database) -> None:
     with database.engine.begin() as connection:
         for sql in (
             "INSERT INTO campaigns (id, name, sent_at) VALUES (1000, 'bench', :at)",
-            ("INSERT INTO campaign_recipients (campaign_id, contact_id, arm, rank) "
-            "SELECT 1000, id, 'target', id FROM contacts"),
-            ("INSERT INTO campaign_recipient_features (campaign_id, contact_id, feature_set, "
-            "state) SELECT 1000, id, 'conversion_v1', state_name FROM contacts"),
-            ("UPDATE contacts SET phone_e164 = '044 ' || substr(phone_e164, 4, 3) || ' ' || "
-            "substr(phone_e164, 7, 3) || ' ' || substr(phone_e164, 10) WHERE id % 100 = 0"),
-            ("INSERT INTO sms_replies (id, phone_e164, body, received_at) "
-            "SELECT id, phone_e164, 'BAJA', :at FROM contacts WHERE id % 10 = 1"),
+            (
+                "INSERT INTO campaign_recipients (campaign_id, contact_id, arm, rank) "
+                "SELECT 1000, id, 'target', id FROM contacts"
+            ),
+            (
+                "INSERT INTO campaign_recipient_features (campaign_id, contact_id, feature_set, "
+                "state) SELECT 1000, id, 'conversion_v1', state_name FROM contacts"
+            ),
+            (
+                "UPDATE contacts SET phone_e164 = '044 ' || substr(phone_e164, 4, 3) || ' ' || "
+                "substr(phone_e164, 7, 3) || ' ' || substr(phone_e164, 10) WHERE id % 100 = 0"
+            ),
+            (
+                "INSERT INTO sms_replies (id, phone_e164, body, received_at) "
+                "SELECT id, phone_e164, 'BAJA', :at FROM contacts WHERE id % 10 = 1"
+            ),
         ):
             connection.execute(sa.text(sql), {"at": at})
     with database.engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-            sa.text("VACUUM ANALYZE"))
+            sa.text("VACUUM ANALYZE")
+        )
 
 
 def write_export(database: Database, folder: Path) -> Path:
@@ -87,7 +96,9 @@ def main() -> None:
         ids[-1] = 100 * max(1, ids[-1] // 100)  # the last one stored in the old form
         phones = database.read_frame(
             "SELECT id, phone_e164 FROM contacts WHERE id IN ("
-            + ", ".join(map(str, ids)) + ") ORDER BY id")["phone_e164"].tolist()
+            + ", ".join(map(str, ids))
+            + ") ORDER BY id"
+        )["phone_e164"].tolist()
         with tempfile.TemporaryDirectory() as exports, tempfile.TemporaryDirectory() as empty:
             export = write_export(database, Path(exports))
             print(f"export file: {export.stat().st_size / 1e6:,.1f} MB")
@@ -100,20 +111,26 @@ def main() -> None:
                 files = files_holding(Path(exports), normalize_phone(phone))
                 scan = time.perf_counter() - started
                 timings.append((seconds, scan, bool(report.campaigns_counted)))
-                print(f"forget {report.masked_phone}: {report.contacts} contact(s), "
-                      f"{sum(report.deleted.values())} rows in "
-                      f"{sum(1 for rows in report.deleted.values() if rows)} tables, "
-                      f"{len(report.campaigns_counted)} campaign(s) counted, database "
-                      f"{seconds:.3f} s, export scan {scan:.3f} s ({len(files)} file)")
+                print(
+                    f"forget {report.masked_phone}: {report.contacts} contact(s), "
+                    f"{sum(report.deleted.values())} rows in "
+                    f"{sum(1 for rows in report.deleted.values() if rows)} tables, "
+                    f"{len(report.campaigns_counted)} campaign(s) counted, database "
+                    f"{seconds:.3f} s, export scan {scan:.3f} s ({len(files)} file)"
+                )
         database.dispose()
-        for counting, label in ((True, "forgets that filled campaign counts"),
-                                (False, "forgets of counted campaigns only")):
+        for counting, label in (
+            (True, "forgets that filled campaign counts"),
+            (False, "forgets of counted campaigns only"),
+        ):
             chosen = [seconds for seconds, _, counted in timings if counted == counting]
             if chosen:
-                print(f"{label} ({len(chosen)}): database median "
-                      f"{statistics.median(chosen):.3f} s, max {max(chosen):.3f} s (target < "
-                      f"{TARGET_SECONDS:.0f} s: "
-                      f"{'met' if max(chosen) < TARGET_SECONDS else 'NOT met'})")
+                print(
+                    f"{label} ({len(chosen)}): database median "
+                    f"{statistics.median(chosen):.3f} s, max {max(chosen):.3f} s (target < "
+                    f"{TARGET_SECONDS:.0f} s: "
+                    f"{'met' if max(chosen) < TARGET_SECONDS else 'NOT met'})"
+                )
         print(f"export scan: median {statistics.median(t[1] for t in timings):.3f} s")
     finally:
         if not args.keep:

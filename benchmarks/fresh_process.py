@@ -37,7 +37,8 @@ def run_in_fresh_process(function, *args) -> dict:
             break
         except queues.Empty:
             if not process.is_alive():
-                raise RuntimeError(f"{function.__name__} failed in its process (exit code "
-                                   f"{process.exitcode})") from None
+                raise RuntimeError(
+                    f"{function.__name__} failed in its process (exit code {process.exitcode})"
+                ) from None
     process.join()
     return result

@@ -54,8 +54,10 @@ def load_fresh_database(url: sa.URL, contacts: int) -> None:
     loaded = load_demo_data(database, contacts, seed=1, as_of=AS_OF)
     seconds = time.perf_counter() - started
     database.dispose()
-    print(f"demo data: {loaded.contacts:,} contacts + {loaded.validations:,} validations "
-          f"in {seconds:.1f} s ({loaded.contacts / seconds:,.0f} contacts/s)")
+    print(
+        f"demo data: {loaded.contacts:,} contacts + {loaded.validations:,} validations "
+        f"in {seconds:.1f} s ({loaded.contacts / seconds:,.0f} contacts/s)"
+    )
 
 
 def scored_database(url: sa.URL, contacts: int, reuse: bool) -> Database:
@@ -110,18 +112,25 @@ def timed_rescore(url: str, chunk_size: int, buckets: list[int] | None = None) -
     database = Database(url)
     report = rescore_all(database, AS_OF, chunk_size=chunk_size, buckets=buckets)
     database.dispose()
-    return {"contacts": report.contacts_scored, "read": report.seconds_read,
-            "score": report.seconds_score, "write": report.seconds_write,
-            "audit": report.seconds_audit,
-            "swap": report.seconds_swap, "locked": report.seconds_locked,
-            "total": report.seconds_total,
-            "malformed": sum(report.malformed_by_reason.values())}
+    return {
+        "contacts": report.contacts_scored,
+        "read": report.seconds_read,
+        "score": report.seconds_score,
+        "write": report.seconds_write,
+        "audit": report.seconds_audit,
+        "swap": report.seconds_swap,
+        "locked": report.seconds_locked,
+        "total": report.seconds_total,
+        "malformed": sum(report.malformed_by_reason.values()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
-    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench")
+    parser.add_argument(
+        "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench"
+    )
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
@@ -136,19 +145,25 @@ def main() -> None:
     for attempt in range(1, args.repeat + 1):
         run = run_in_fresh_process(timed_rescore, args.url, args.chunk_size)
         runs.append(run)
-        print(f"rescore #{attempt}: {run['total']:.2f} s ({run['contacts'] / run['total']:,.0f} "
-              f"contacts/s); stages (overlapping) read {run['read']:.2f} / score "
-              f"{run['score']:.2f} / write {run['write']:.2f} s, then audit "
-              f"{run['audit']:.2f} s, publish {run['swap']:.2f} s (lead_scores locked "
-              f"{run['locked']:.2f} s); peak RSS {run['peak_rss_mb']:,.0f} MB, "
-              f"{run['malformed']:,} malformed rows")
+        print(
+            f"rescore #{attempt}: {run['total']:.2f} s ({run['contacts'] / run['total']:,.0f} "
+            f"contacts/s); stages (overlapping) read {run['read']:.2f} / score "
+            f"{run['score']:.2f} / write {run['write']:.2f} s, then audit "
+            f"{run['audit']:.2f} s, publish {run['swap']:.2f} s (lead_scores locked "
+            f"{run['locked']:.2f} s); peak RSS {run['peak_rss_mb']:,.0f} MB, "
+            f"{run['malformed']:,} malformed rows"
+        )
     baseline = copy_baseline(url)
     median = statistics.median(run["total"] for run in runs)
-    print(f"baseline raw COPY: out {baseline['read']:.2f} s + in {baseline['write']:.2f} s = "
-          f"{baseline['total']:.2f} s")
-    print(f"full rescoring median {median:.2f} s = {median / baseline['total']:.2f}x the raw "
-          f"COPY baseline; {runs[0]['contacts'] / median:,.0f} contacts/s; peak RSS "
-          f"{max(r['peak_rss_mb'] for r in runs):,.0f} MB")
+    print(
+        f"baseline raw COPY: out {baseline['read']:.2f} s + in {baseline['write']:.2f} s = "
+        f"{baseline['total']:.2f} s"
+    )
+    print(
+        f"full rescoring median {median:.2f} s = {median / baseline['total']:.2f}x the raw "
+        f"COPY baseline; {runs[0]['contacts'] / median:,.0f} contacts/s; peak RSS "
+        f"{max(r['peak_rss_mb'] for r in runs):,.0f} MB"
+    )
 
 
 if __name__ == "__main__":

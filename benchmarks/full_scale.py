@@ -54,17 +54,38 @@ ARRIVALS = "full_scale_arrivals"
 PLATFORM_TABLES = ("contacts", "platform_validations")
 """Written by the platform; every other table is the project's (200 bytes/contact target)."""
 NIGHTLY = ("rescore_warm", "analytics", "contact_features", "retraining", "ml_lead_scores")
-SETTINGS = ("server_version", "shared_buffers", "effective_cache_size", "work_mem",
-            "maintenance_work_mem", "max_wal_size", "min_wal_size", "checkpoint_timeout",
-            "checkpoint_completion_target", "wal_level", "wal_compression", "full_page_writes",
-            "synchronous_commit", "max_parallel_workers_per_gather", "max_worker_processes",
-            "random_page_cost", "autovacuum")
+SETTINGS = (
+    "server_version",
+    "shared_buffers",
+    "effective_cache_size",
+    "work_mem",
+    "maintenance_work_mem",
+    "max_wal_size",
+    "min_wal_size",
+    "checkpoint_timeout",
+    "checkpoint_completion_target",
+    "wal_level",
+    "wal_compression",
+    "full_page_writes",
+    "synchronous_commit",
+    "max_parallel_workers_per_gather",
+    "max_worker_processes",
+    "random_page_cost",
+    "autovacuum",
+)
 LOAD_SORT_WORK_MEM = "256MB"
 """Session ``work_mem`` of the query that sorts the validation rows into arrival order, and
 ``maintenance_work_mem`` of the index builds after it."""
-TARGETS = {"rescore_rate": 106_000, "rescore_vs_copy": 2.0, "nightly_seconds_at_full": 1200,
-           "peak_rss_mb": 2048, "bytes_per_contact": 200, "wal_vs_rewritten": 2.0,
-           "first_vs_warm": 2.0, "cost_vs_compare": 1.2}
+TARGETS = {
+    "rescore_rate": 106_000,
+    "rescore_vs_copy": 2.0,
+    "nightly_seconds_at_full": 1200,
+    "peak_rss_mb": 2048,
+    "bytes_per_contact": 200,
+    "wal_vs_rewritten": 2.0,
+    "first_vs_warm": 2.0,
+    "cost_vs_compare": 1.2,
+}
 
 
 def dsn(url: str) -> str:
@@ -73,8 +94,10 @@ def dsn(url: str) -> str:
 
 # loading in arrival order
 
-def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
-                          rows_per_commit: int = 1_000_000) -> dict:
+
+def load_in_arrival_order(
+    url: str, contacts: int, batch_size: int = 100_000, rows_per_commit: int = 1_000_000
+) -> dict:
     """A fresh database with ``contacts`` demo contacts, their validations in arrival order.
 
     Contacts go in as generated (ascending ids, as they are created); the validation rows go
@@ -91,9 +114,13 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
     database.upgrade()
     database.replace_rows("ladas_reference", build_lada_reference())
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            f"INSERT INTO {MARKER_TABLE} (id, seed, contacts, loaded_at) "
-            "VALUES (1, 1, :contacts, now())"), {"contacts": contacts})
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {MARKER_TABLE} (id, seed, contacts, loaded_at) "
+                "VALUES (1, 1, :contacts, now())"
+            ),
+            {"contacts": contacts},
+        )
         connection.execute(sa.text(f"CREATE UNLOGGED TABLE {ARRIVALS} (LIKE platform_validations)"))
     started = time.perf_counter()
     loaded = {"contacts": 0, "validations": 0}
@@ -103,8 +130,11 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
         loaded["contacts"] += len(batch.contacts)
         loaded["validations"] += len(batch.validations)
         if loaded["contacts"] % (10 * batch_size) == 0 or loaded["contacts"] == contacts:
-            print(f"  generated {loaded['contacts']:,} contacts, {loaded['validations']:,} "
-                  f"validation rows ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"  generated {loaded['contacts']:,} contacts, {loaded['validations']:,} "
+                f"validation rows ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     loaded["seconds_generate"] = time.perf_counter() - started
     started = time.perf_counter()
     with database.engine.begin() as connection:
@@ -133,21 +163,33 @@ def load_in_arrival_order(url: str, contacts: int, batch_size: int = 100_000,
 def _drop_indexes(connection: sa.Connection, table: str) -> list[str]:
     """Drop the indexes and unique constraints of ``table``; return the statements that
     recreate them."""
-    constraints = connection.execute(sa.text(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = "
-        "CAST(:table AS regclass) AND contype IN ('p', 'u')"), {"table": table}).all()
-    indexes = connection.execute(sa.text(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND "
-        "tablename = :table"), {"table": table}).all()
+    constraints = connection.execute(
+        sa.text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = "
+            "CAST(:table AS regclass) AND contype IN ('p', 'u')"
+        ),
+        {"table": table},
+    ).all()
+    indexes = connection.execute(
+        sa.text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND "
+            "tablename = :table"
+        ),
+        {"table": table},
+    ).all()
     owned = {name for name, _ in constraints}
     for name, _ in constraints:
         connection.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
     for name, _ in indexes:
         if name not in owned:
             connection.execute(sa.text(f'DROP INDEX "{name}"'))
-    return [*(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
-              for name, definition in constraints),
-            *(definition for name, definition in indexes if name not in owned)]
+    return [
+        *(
+            f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+            for name, definition in constraints
+        ),
+        *(definition for name, definition in indexes if name not in owned),
+    ]
 
 
 def _copy_in_arrival_order(url: str, total: int, rows_per_commit: int) -> None:
@@ -155,21 +197,28 @@ def _copy_in_arrival_order(url: str, total: int, rows_per_commit: int) -> None:
     ``rows_per_commit`` rows per COPY and transaction."""
     columns = [c for c in VALIDATION_COLUMNS if c != "id"]
     order = "validated_at NULLS LAST, id"
-    select = (f"SELECT row_number() OVER (ORDER BY {order}), {', '.join(columns)} "
-              f"FROM {ARRIVALS} ORDER BY {order}")
+    select = (
+        f"SELECT row_number() OVER (ORDER BY {order}), {', '.join(columns)} "
+        f"FROM {ARRIVALS} ORDER BY {order}"
+    )
     into = f"COPY platform_validations (id, {', '.join(columns)}) FROM STDIN"
     started = time.perf_counter()
     copied = 0
-    with (psycopg.connect(dsn(url), options=f"-c work_mem={LOAD_SORT_WORK_MEM}") as source,
-          psycopg.connect(dsn(url)) as target,
-          source.cursor().copy(f"COPY ({select}) TO STDOUT") as reader):
+    with (
+        psycopg.connect(dsn(url), options=f"-c work_mem={LOAD_SORT_WORK_MEM}") as source,
+        psycopg.connect(dsn(url)) as target,
+        source.cursor().copy(f"COPY ({select}) TO STDOUT") as reader,
+    ):
         for rows, piece in row_groups(reader, rows_per_commit):
             with target.cursor().copy(into) as writer:
                 writer.write(piece)
             target.commit()
             copied += rows
-            print(f"  validations in arrival order: {copied:,} of {total:,} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"  validations in arrival order: {copied:,} of {total:,} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
 
 
 def row_groups(blocks, rows: int):
@@ -194,6 +243,7 @@ def row_groups(blocks, rows: int):
 
 # the steps, each in a fresh process
 
+
 def timed_analytics(url: str) -> dict:
     """The analytics asset's work: the figures, the previous run's tiers, the history row."""
     from lead_scoring_assets.analytics.figures import compute_figures
@@ -216,8 +266,11 @@ def timed_incremental(url: str, batch_size: int) -> dict:
     started = time.perf_counter()
     report = score_queued(database, AS_OF, owner="full-scale-benchmark", batch_size=batch_size)
     database.dispose()
-    return {"contacts": report.scored, "claimed": report.claimed,
-            "total": time.perf_counter() - started}
+    return {
+        "contacts": report.scored,
+        "claimed": report.claimed,
+        "total": time.perf_counter() - started,
+    }
 
 
 class Server:
@@ -245,7 +298,8 @@ class Server:
             "SELECT pg_relation_filenode(c.oid), pg_relation_size(c.oid) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'i', 't', "
             "'m') AND c.relpersistence = 'p' AND n.nspname NOT IN ('pg_catalog', "
-            "'information_schema')").fetchall()
+            "'information_schema')"
+        ).fetchall()
         return {node: size for node, size in rows if node}
 
     def table_sizes(self) -> list[dict]:
@@ -255,7 +309,8 @@ class Server:
             "pg_total_relation_size(relid)), 0) FROM pg_partition_tree(c.oid)) ELSE "
             "pg_total_relation_size(c.oid) END FROM pg_class c JOIN pg_namespace n ON n.oid = "
             "c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
-            "AND NOT c.relispartition ORDER BY c.relname").fetchall()
+            "AND NOT c.relispartition ORDER BY c.relname"
+        ).fetchall()
         sizes = []
         for name, total in tables:
             rows = self.value(f'SELECT count(*) FROM "{name}"')
@@ -263,8 +318,7 @@ class Server:
         return sizes
 
     def settings(self) -> dict[str, str]:
-        return {name: str(self.value("SELECT current_setting(%s)", (name,)))
-                for name in SETTINGS}
+        return {name: str(self.value("SELECT current_setting(%s)", (name,))) for name in SETTINGS}
 
     def close(self) -> None:
         self.connection.close()
@@ -272,8 +326,9 @@ class Server:
 
 def rewritten_bytes(before: dict[int, int], after: dict[int, int]) -> int:
     """Bytes of relation files created during a step plus the growth of the others."""
-    return sum(size if node not in before else max(0, size - before[node])
-               for node, size in after.items())
+    return sum(
+        size if node not in before else max(0, size - before[node]) for node, size in after.items()
+    )
 
 
 def measure(server: Server, step: str, function, *args) -> dict:
@@ -300,14 +355,21 @@ def measure(server: Server, step: str, function, *args) -> dict:
         sampler.join()
         sampler_server.close()
     result["seconds"] = time.perf_counter() - started
-    result.update(step=step, wal_bytes=server.wal_since(lsn), size_before=size,
-                  load_average=sum(loads) / len(loads),
-                  size_peak=max(peak[0], server.database_size()),
-                  rewritten_bytes=rewritten_bytes(files, server.relation_files()))
-    print(f"{step}: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB, WAL "
-          f"{result['wal_bytes'] / 2**20:,.0f} MiB, rewrote {result['rewritten_bytes'] / 2**20:,.0f}"
-          f" MiB, database peak +{(result['size_peak'] - size) / 2**20:,.0f} MiB, load average "
-          f"{result['load_average']:.1f}", flush=True)
+    result.update(
+        step=step,
+        wal_bytes=server.wal_since(lsn),
+        size_before=size,
+        load_average=sum(loads) / len(loads),
+        size_peak=max(peak[0], server.database_size()),
+        rewritten_bytes=rewritten_bytes(files, server.relation_files()),
+    )
+    print(
+        f"{step}: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB, WAL "
+        f"{result['wal_bytes'] / 2**20:,.0f} MiB, rewrote {result['rewritten_bytes'] / 2**20:,.0f}"
+        f" MiB, database peak +{(result['size_peak'] - size) / 2**20:,.0f} MiB, load average "
+        f"{result['load_average']:.1f}",
+        flush=True,
+    )
     return result
 
 
@@ -324,15 +386,19 @@ def run_steps(url: str, results: dict, options: argparse.Namespace, save) -> Non
     step("rescore_first", timed_rescore, url, options.chunk_size)
     step("rescore_warm", timed_rescore, url, options.chunk_size)
     step("rescore_one_bucket", timed_rescore, url, options.chunk_size, [0])
-    results["partition_bytes"] = int(server.value(
-        "SELECT pg_total_relation_size('lead_scores_p00')"))
+    results["partition_bytes"] = int(
+        server.value("SELECT pg_total_relation_size('lead_scores_p00')")
+    )
     print("raw COPY baseline ...", flush=True)
     results["copy_baseline"] = copy_baseline(sa.make_url(url))
     step("analytics", timed_analytics, url)
     with tempfile.TemporaryDirectory() as folder:
         tracking = f"sqlite:///{folder}/mlflow.db"
-        for name, stage in (("contact_features", "features"), ("retraining", "training"),
-                            ("ml_lead_scores", "predictions")):
+        for name, stage in (
+            ("contact_features", "features"),
+            ("retraining", "training"),
+            ("ml_lead_scores", "predictions"),
+        ):
             step(name, timed_stage, stage, url, tracking, options.sample_size)
         database = Database(url)
         dirty_random_contacts(database, options.incremental, seed=1)
@@ -348,6 +414,7 @@ def run_steps(url: str, results: dict, options: argparse.Namespace, save) -> Non
 
 # the report
 
+
 def _rows(step: dict) -> int:
     return int(step.get("contacts") or step.get("rows") or 0)
 
@@ -360,66 +427,133 @@ def evaluate(results: dict, compare: dict | None) -> list[dict]:
     checks = []
     warm, first = steps.get("rescore_warm"), steps.get("rescore_first")
     if warm:
-        checks += [("warm full rescoring, contacts/s", contacts / warm["seconds"], "≥",
-                    TARGETS["rescore_rate"]),
-                   ("WAL of the warm rescoring / bytes it rewrote",
-                    warm["wal_bytes"] / max(warm["rewritten_bytes"], 1), "≤",
-                    TARGETS["wal_vs_rewritten"]),
-                   ("first rescoring / warm rescoring", first["seconds"] / warm["seconds"], "≤",
-                    TARGETS["first_vs_warm"])]
+        checks += [
+            (
+                "warm full rescoring, contacts/s",
+                contacts / warm["seconds"],
+                "≥",
+                TARGETS["rescore_rate"],
+            ),
+            (
+                "WAL of the warm rescoring / bytes it rewrote",
+                warm["wal_bytes"] / max(warm["rewritten_bytes"], 1),
+                "≤",
+                TARGETS["wal_vs_rewritten"],
+            ),
+            (
+                "first rescoring / warm rescoring",
+                first["seconds"] / warm["seconds"],
+                "≤",
+                TARGETS["first_vs_warm"],
+            ),
+        ]
     if warm and "copy_baseline" in results:
-        checks.append(("warm full rescoring / raw COPY baseline",
-                       warm["seconds"] / results["copy_baseline"]["total"], "≤",
-                       TARGETS["rescore_vs_copy"]))
+        checks.append(
+            (
+                "warm full rescoring / raw COPY baseline",
+                warm["seconds"] / results["copy_baseline"]["total"],
+                "≤",
+                TARGETS["rescore_vs_copy"],
+            )
+        )
     bucket = steps.get("rescore_one_bucket")
     if bucket and "partition_bytes" in results:
         for name, measured in (("all buckets in one run", warm), ("one bucket per run", bucket)):
             if measured:
-                extra = max(measured["size_peak"] - measured["size_before"],
-                            measured["rewritten_bytes"])
-                target = (f"extra disk of a rescoring ({name}) / one partition of "
-                          "lead_scores (peak growth or bytes written, the larger)")
+                extra = max(
+                    measured["size_peak"] - measured["size_before"], measured["rewritten_bytes"]
+                )
+                target = (
+                    f"extra disk of a rescoring ({name}) / one partition of "
+                    "lead_scores (peak growth or bytes written, the larger)"
+                )
                 checks.append((target, extra / results["partition_bytes"], "≤", 1.0))
     if all(name in steps for name in NIGHTLY):
         nightly = sum(steps[name]["seconds"] for name in NIGHTLY)
-        checks.append((f"nightly ({', '.join(NIGHTLY)}) scaled to {FULL_SIZE:,} contacts, s",
-                       nightly * FULL_SIZE / contacts, "≤", TARGETS["nightly_seconds_at_full"]))
+        checks.append(
+            (
+                f"nightly ({', '.join(NIGHTLY)}) scaled to {FULL_SIZE:,} contacts, s",
+                nightly * FULL_SIZE / contacts,
+                "≤",
+                TARGETS["nightly_seconds_at_full"],
+            )
+        )
     if steps:
-        checks.append(("largest peak RSS of a step, MB",
-                       max(s["peak_rss_mb"] for s in steps.values()), "≤", TARGETS["peak_rss_mb"]))
+        checks.append(
+            (
+                "largest peak RSS of a step, MB",
+                max(s["peak_rss_mb"] for s in steps.values()),
+                "≤",
+                TARGETS["peak_rss_mb"],
+            )
+        )
     if "tables" in results:
-        checks.append(("largest project table, bytes per contact",
-                       max(t["bytes"] / contacts for t in results["tables"]
-                           if t["table"] not in PLATFORM_TABLES), "≤",
-                       TARGETS["bytes_per_contact"]))
+        checks.append(
+            (
+                "largest project table, bytes per contact",
+                max(
+                    t["bytes"] / contacts
+                    for t in results["tables"]
+                    if t["table"] not in PLATFORM_TABLES
+                ),
+                "≤",
+                TARGETS["bytes_per_contact"],
+            )
+        )
     if compare:
         before = {s["step"]: s for s in compare["steps"]}
         for name in ("rescore_first", *NIGHTLY):
             if name in steps and name in before:
                 cost = steps[name]["seconds"] / contacts
                 then = before[name]["seconds"] / compare["contacts"]
-                checks.append((f"{name}: cost per contact / at {compare['contacts']:,}",
-                               cost / then, "≤", TARGETS["cost_vs_compare"]))
-    return [{"target": name, "value": value, "bound": f"{op} {bound:,}",
-             "met": value >= bound if op == "≥" else value <= bound}
-            for name, value, op, bound in checks]
+                checks.append(
+                    (
+                        f"{name}: cost per contact / at {compare['contacts']:,}",
+                        cost / then,
+                        "≤",
+                        TARGETS["cost_vs_compare"],
+                    )
+                )
+    return [
+        {
+            "target": name,
+            "value": value,
+            "bound": f"{op} {bound:,}",
+            "met": value >= bound if op == "≥" else value <= bound,
+        }
+        for name, value, op, bound in checks
+    ]
 
 
 def markdown(results: dict) -> str:
     contacts = results["contacts"]
     mib = 2**20
-    lines = [(f"Measured {results['date']} on {results['code']}, {contacts:,} contacts, "
-             f"{results['validations']:,} validation rows in arrival order: "
-             f"`{results['command']}`"), ""]
+    lines = [
+        (
+            f"Measured {results['date']} on {results['code']}, {contacts:,} contacts, "
+            f"{results['validations']:,} validation rows in arrival order: "
+            f"`{results['command']}`"
+        ),
+        "",
+    ]
     if results.get("load"):
         load = results["load"]
-        index = (f", indexed in {load['seconds_index']:.0f} s" if "seconds_index" in load
-                 else "")
-        lines += [(f"Load: generated and staged in {load['seconds_generate']:.0f} s, sorted into "
-                  f"arrival order and copied in {load['seconds_sort_copy']:.0f} s{index}, "
-                  f"vacuumed and analysed in {load.get('seconds_vacuum', 0):.0f} s."), ""]
-    lines += [("| step | s | contacts/s | peak RSS MB | WAL MiB | rewritten MiB | "
-              "database peak +MiB | load average |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        index = f", indexed in {load['seconds_index']:.0f} s" if "seconds_index" in load else ""
+        lines += [
+            (
+                f"Load: generated and staged in {load['seconds_generate']:.0f} s, sorted into "
+                f"arrival order and copied in {load['seconds_sort_copy']:.0f} s{index}, "
+                f"vacuumed and analysed in {load.get('seconds_vacuum', 0):.0f} s."
+            ),
+            "",
+        ]
+    lines += [
+        (
+            "| step | s | contacts/s | peak RSS MB | WAL MiB | rewritten MiB | "
+            "database peak +MiB | load average |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for step in results["steps"]:
         rows = _rows(step)
         rate = f"{rows / step['seconds']:,.0f}" if rows else "–"
@@ -427,29 +561,53 @@ def markdown(results: dict) -> str:
             f"| {step['step']} | {step['seconds']:,.1f} | {rate} | {step['peak_rss_mb']:,.0f} | "
             f"{step['wal_bytes'] / mib:,.0f} | {step['rewritten_bytes'] / mib:,.0f} | "
             f"{(step['size_peak'] - step['size_before']) / mib:,.0f} | "
-            f"{step.get('load_average', float('nan')):.1f} |")
+            f"{step.get('load_average', float('nan')):.1f} |"
+        )
     steps = {step["step"]: step for step in results["steps"]}
-    growth = ", ".join(f"{name} +{(steps[name]['size_peak'] - steps[name]['size_before']) / mib:,.0f}"
-                       f" MiB" for name in ("rescore_first", "rescore_warm") if name in steps)
+    growth = ", ".join(
+        f"{name} +{(steps[name]['size_peak'] - steps[name]['size_before']) / mib:,.0f} MiB"
+        for name in ("rescore_first", "rescore_warm")
+        if name in steps
+    )
     if growth:
-        lines += ["", (f"Peak extra disk during the rescoring (database size; WAL and temporary "
-                  f"files not counted): {growth}.")]
+        lines += [
+            "",
+            (
+                f"Peak extra disk during the rescoring (database size; WAL and temporary "
+                f"files not counted): {growth}."
+            ),
+        ]
     copy = results.get("copy_baseline", {"read": 0.0, "write": 0.0, "total": 0.0})
-    lines += ["", (f"Raw COPY baseline (contacts + validations out, lead_scores in): "
-              f"{copy['read']:.1f} + {copy['write']:.1f} = {copy['total']:.1f} s. "
-              f"Database: {results['size_before_steps'] / mib:,.0f} MiB after the load, "
-              f"{results.get('database_size', 0) / mib:,.0f} MiB at the end."), "",
-              "| table | rows | MiB | bytes/row | bytes/contact |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        (
+            f"Raw COPY baseline (contacts + validations out, lead_scores in): "
+            f"{copy['read']:.1f} + {copy['write']:.1f} = {copy['total']:.1f} s. "
+            f"Database: {results['size_before_steps'] / mib:,.0f} MiB after the load, "
+            f"{results.get('database_size', 0) / mib:,.0f} MiB at the end."
+        ),
+        "",
+        "| table | rows | MiB | bytes/row | bytes/contact |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for table in results.get("tables", []):
         per_row = table["bytes"] / table["rows"] if table["rows"] else 0
-        lines.append(f"| {table['table']} | {table['rows']:,} | {table['bytes'] / mib:,.1f} | "
-                     f"{per_row:,.0f} | {table['bytes'] / contacts:,.1f} |")
+        lines.append(
+            f"| {table['table']} | {table['rows']:,} | {table['bytes'] / mib:,.1f} | "
+            f"{per_row:,.0f} | {table['bytes'] / contacts:,.1f} |"
+        )
     lines += ["", "| target | value | bound | |", "|---|---:|---:|---|"]
     for check in results["targets"]:
-        lines.append(f"| {check['target']} | {check['value']:,.2f} | {check['bound']} | "
-                     f"{'met' if check['met'] else '**missed**'} |")
-    lines += ["", "Server settings: " + ", ".join(
-        f"{name} {value}" for name, value in results["settings"].items()), ""]
+        lines.append(
+            f"| {check['target']} | {check['value']:,.2f} | {check['bound']} | "
+            f"{'met' if check['met'] else '**missed**'} |"
+        )
+    lines += [
+        "",
+        "Server settings: "
+        + ", ".join(f"{name} {value}" for name, value in results["settings"].items()),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -459,18 +617,25 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
-    parser.add_argument("--load-only", action="store_true",
-                        help="load the data and stop (the steps later with --reuse)")
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="load the data and stop (the steps later with --reuse)",
+    )
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--sample-size", type=int, default=200_000)
     parser.add_argument("--incremental", type=int, default=50_000)
     parser.add_argument("--export", type=int, default=1_000_000)
     parser.add_argument("--compare", type=Path, help="JSON of another run (e.g. at 1M)")
     parser.add_argument("--output", type=Path, default=Path("."))
-    parser.add_argument("--code", default="this checkout", help="the code measured, for the "
-                        "report (e.g. a commit)")
-    parser.add_argument("--report", type=Path, help="only print the report of a saved JSON "
-                        "(with --compare: against another run)")
+    parser.add_argument(
+        "--code", default="this checkout", help="the code measured, for the report (e.g. a commit)"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="only print the report of a saved JSON (with --compare: against another run)",
+    )
     args = parser.parse_args()
     compare = json.loads(args.compare.read_text()) if args.compare else None
     if args.report:
@@ -494,12 +659,17 @@ def main() -> None:
     Database(args.url).upgrade()
     server = Server(args.url)
     contacts = int(server.value("SELECT count(*) FROM contacts"))
-    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": args.code,
-               "command": "python -m benchmarks.full_scale "
-                          f"--contacts {args.contacts}", "contacts": contacts,
-               "validations": int(server.value("SELECT count(*) FROM platform_validations")),
-               "load": load, "size_before_steps": server.database_size(),
-               "settings": server.settings(), "steps": []}
+    results = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "code": args.code,
+        "command": f"python -m benchmarks.full_scale --contacts {args.contacts}",
+        "contacts": contacts,
+        "validations": int(server.value("SELECT count(*) FROM platform_validations")),
+        "load": load,
+        "size_before_steps": server.database_size(),
+        "settings": server.settings(),
+        "steps": [],
+    }
     server.close()
     stem = args.output / f"full_scale_{contacts}"
 
@@ -516,8 +686,10 @@ def main() -> None:
         if args.drop:
             drop_database(sa.make_url(args.url))
     print("\n" + save())
-    print(f"results: {stem}.json, {stem}.md; database "
-          f"{'dropped' if args.drop else f'{sa.make_url(args.url).database} kept (--reuse)'}")
+    print(
+        f"results: {stem}.json, {stem}.md; database "
+        f"{'dropped' if args.drop else f'{sa.make_url(args.url).database} kept (--reuse)'}"
+    )
 
 
 if __name__ == "__main__":

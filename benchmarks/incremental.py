@@ -63,9 +63,11 @@ def throughput(url: str) -> None:
         report = score_queued(database, AS_OF, owner=f"benchmark-{size}", batch_size=size)
         seconds = time.perf_counter() - started
         rate = report.scored / seconds
-        print(f"incremental batch of {report.claimed:,} dirty contacts: {seconds:.2f} s "
-              f"({rate:,.0f} contacts/s, {rate / full_rate:.2f}x the full rescoring's rate), "
-              f"{report.removed:,} queue entries removed")
+        print(
+            f"incremental batch of {report.claimed:,} dirty contacts: {seconds:.2f} s "
+            f"({rate:,.0f} contacts/s, {rate / full_rate:.2f}x the full rescoring's rate), "
+            f"{report.removed:,} queue entries removed"
+        )
     database.dispose()
 
 
@@ -95,17 +97,37 @@ def latency(url: str, inserts: int, spacing: float) -> None:
     binaries = Path(sys.executable).parent
     repository = Path(__file__).resolve().parents[2]
     workspace = home / "workspace.yaml"
-    workspace.write_text("load_from:\n  - grpc_server:\n      host: localhost\n      port: 4266\n"
-                         "      location_name: lead_scoring_assets.definitions\n")
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n      host: localhost\n      port: 4266\n"
+        "      location_name: lead_scoring_assets.definitions\n"
+    )
     processes = [
-        subprocess.Popen([str(binaries / "dagster"), "code-server", "start", "-m",
-                          "lead_scoring_assets.definitions", "-p", "4266"], env=env,
-                         cwd=repository, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [
+                str(binaries / "dagster"),
+                "code-server",
+                "start",
+                "-m",
+                "lead_scoring_assets.definitions",
+                "-p",
+                "4266",
+            ],
+            env=env,
+            cwd=repository,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     time.sleep(8)
-    processes.append(subprocess.Popen(
-        [str(binaries / "dagster-daemon"), "run", "-w", str(workspace)], env=env, cwd=home,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    processes.append(
+        subprocess.Popen(
+            [str(binaries / "dagster-daemon"), "run", "-w", str(workspace)],
+            env=env,
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     pending: dict[int, float] = {}
     latencies: list[float] = []
     stop = threading.Event()
@@ -116,11 +138,14 @@ def latency(url: str, inserts: int, spacing: float) -> None:
         top = int(database.read_frame("SELECT max(id) AS m FROM platform_validations")["m"][0])
         for i, contact_id in enumerate(targets):
             with database.engine.begin() as connection:
-                connection.execute(sa.text(
-                    "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-                    "is_business, is_premium, confidence_score, validated_at) VALUES "
-                    "(:id, :contact, 'apple', true, false, false, 1.0, :at)"),
-                    {"id": top + 1 + i, "contact": contact_id, "at": AS_OF.to_pydatetime()})
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+                        "is_business, is_premium, confidence_score, validated_at) VALUES "
+                        "(:id, :contact, 'apple', true, false, false, 1.0, :at)"
+                    ),
+                    {"id": top + 1 + i, "contact": contact_id, "at": AS_OF.to_pydatetime()},
+                )
             pending[int(contact_id)] = time.monotonic()
             time.sleep(spacing)
         deadline = time.monotonic() + 180
@@ -137,9 +162,11 @@ def latency(url: str, inserts: int, spacing: float) -> None:
     ordered = sorted(latencies)
     p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)] if ordered else float("nan")
     print(f"{len(latencies)} of {inserts} inserts scored, {len(pending)} not within 180 s")
-    print(f"insert -> updated score: p50 {statistics.median(ordered):.1f} s, p95 {p95:.1f} s, "
-          f"max {ordered[-1]:.1f} s (sensor interval "
-          f"{os.environ.get('LEAD_SCORING_QUEUE_INTERVAL_SECONDS', '30')} s)")
+    print(
+        f"insert -> updated score: p50 {statistics.median(ordered):.1f} s, p95 {p95:.1f} s, "
+        f"max {ordered[-1]:.1f} s (sensor interval "
+        f"{os.environ.get('LEAD_SCORING_QUEUE_INTERVAL_SECONDS', '30')} s)"
+    )
     database.dispose()
 
 

@@ -32,12 +32,14 @@ COST, VALUE = 0.35, 120.0
 def score_uplift(database: Database) -> int:
     """An uplift score for every scored contact; the rows written."""
     with database.engine.begin() as connection:
-        rows = connection.execute(sa.text(
-            "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
-            "method, calculated_at) SELECT contact_id, u, ntile(10) OVER (ORDER BY u), "
-            "'bench', 'synthetic', now() FROM (SELECT contact_id, "
-            "(contact_id * 7919 % 1000) / 1000.0 * 0.04 - 0.015 AS u FROM lead_scores) x"
-        )).rowcount
+        rows = connection.execute(
+            sa.text(
+                "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
+                "method, calculated_at) SELECT contact_id, u, ntile(10) OVER (ORDER BY u), "
+                "'bench', 'synthetic', now() FROM (SELECT contact_id, "
+                "(contact_id * 7919 % 1000) / 1000.0 * 0.04 - 0.015 AS u FROM lead_scores) x"
+            )
+        ).rowcount
         connection.execute(sa.text("ANALYZE uplift_scores"))
     return rows
 
@@ -46,16 +48,29 @@ def timed_export(url: str, folder: str, by_uplift: bool, limit: int | None) -> d
     """One CSV export, max_profit by uplift or the best ``limit`` by score, timed."""
     from lead_scoring_assets.campaigns.segment_export import Segment, export_segment
 
-    segment = Segment(rank_by="uplift", select="max_profit", cost_per_message=COST,
-                      value_per_conversion=VALUE) if by_uplift else Segment(limit=limit)
+    segment = (
+        Segment(
+            rank_by="uplift", select="max_profit", cost_per_message=COST, value_per_conversion=VALUE
+        )
+        if by_uplift
+        else Segment(limit=limit)
+    )
     database = Database(url)
     started = time.perf_counter()
-    report = export_segment(database, segment, "profit.csv" if by_uplift else "score.csv",
-                            folder=Path(folder), overwrite=True)
+    report = export_segment(
+        database,
+        segment,
+        "profit.csv" if by_uplift else "score.csv",
+        folder=Path(folder),
+        overwrite=True,
+    )
     seconds = time.perf_counter() - started
     database.dispose()
-    return {"rows": report.rows, "seconds": seconds,
-            "below": report.left_out.get("below_break_even")}
+    return {
+        "rows": report.rows,
+        "seconds": seconds,
+        "below": report.left_out.get("below_break_even"),
+    }
 
 
 def main() -> None:
@@ -77,23 +92,30 @@ def main() -> None:
             for pair in range(args.pairs + 1):
                 runs = {}
                 for by_uplift in (True, False) if pair % 2 == 0 else (False, True):
-                    runs[by_uplift] = run_in_fresh_process(timed_export, args.url, folder,
-                                                           by_uplift, limit)
+                    runs[by_uplift] = run_in_fresh_process(
+                        timed_export, args.url, folder, by_uplift, limit
+                    )
                     limit = runs[True]["rows"] if True in runs else limit
                 profit, score = runs[True], runs[False]
                 if pair == 0:
-                    print(f"warm-up pair (not counted): max_profit {profit['seconds']:.2f} s, "
-                          f"total_score {score['seconds']:.2f} s")
+                    print(
+                        f"warm-up pair (not counted): max_profit {profit['seconds']:.2f} s, "
+                        f"total_score {score['seconds']:.2f} s"
+                    )
                     continue
                 ratio = profit["seconds"] / score["seconds"]
                 ratios.append(ratio)
-                print(f"pair {pair}: max_profit {profit['seconds']:6.2f} s ({profit['rows']:,} "
-                      f"rows, {profit['below']:,} below break-even, peak RSS "
-                      f"{profit['peak_rss_mb']:,.0f} MB), total_score {score['seconds']:6.2f} s "
-                      f"({score['rows']:,} rows, peak RSS {score['peak_rss_mb']:,.0f} MB): "
-                      f"{ratio:.3f}x")
-        print(f"median ratio max_profit / total_score: {statistics.median(ratios):.3f}x "
-              f"over {len(ratios)} pairs")
+                print(
+                    f"pair {pair}: max_profit {profit['seconds']:6.2f} s ({profit['rows']:,} "
+                    f"rows, {profit['below']:,} below break-even, peak RSS "
+                    f"{profit['peak_rss_mb']:,.0f} MB), total_score {score['seconds']:6.2f} s "
+                    f"({score['rows']:,} rows, peak RSS {score['peak_rss_mb']:,.0f} MB): "
+                    f"{ratio:.3f}x"
+                )
+        print(
+            f"median ratio max_profit / total_score: {statistics.median(ratios):.3f}x "
+            f"over {len(ratios)} pairs"
+        )
     finally:
         if not args.keep:
             drop_database(url)

@@ -70,8 +70,12 @@ def publish_every_table(url: str, as_of: str, niceness: int = 0) -> dict:
     write_conversion_scores(database, None, as_of)
     ended["conversion_scores"] = time.time()
     database.dispose()
-    return {**ended, "waited": getattr(swap, "seconds_waited", None),
-            "locked": swap.seconds_locked, "swap": swap.seconds}
+    return {
+        **ended,
+        "waited": getattr(swap, "seconds_waited", None),
+        "locked": swap.seconds_locked,
+        "swap": swap.seconds,
+    }
 
 
 def paced_export(url: str, folder: str, pause: float, niceness: int = 0) -> dict:
@@ -82,9 +86,16 @@ def paced_export(url: str, folder: str, pause: float, niceness: int = 0) -> dict
     os.nice(niceness)
     database = Database(url)
     started = time.time()
-    report = export_segment(database, Segment(rank_by="conversion_probability"),
-                            "everyone.parquet", "parquet", overwrite=True, folder=Path(folder),
-                            batch_size=EXPORT_BATCH, after_batch=lambda rows: time.sleep(pause))
+    report = export_segment(
+        database,
+        Segment(rank_by="conversion_probability"),
+        "everyone.parquet",
+        "parquet",
+        overwrite=True,
+        folder=Path(folder),
+        batch_size=EXPORT_BATCH,
+        after_batch=lambda rows: time.sleep(pause),
+    )
     database.dispose()
     return {"started": started, "ended": time.time(), "rows": report.rows}
 
@@ -93,8 +104,10 @@ def prepare(url: str, contacts: int) -> None:
     load_fresh_database(sa.make_url(url), contacts)
     started = time.perf_counter()
     result = publish_every_table(url, AS_OF)
-    print(f"first publish of every table in {time.perf_counter() - started:.1f} s "
-          f"(lead_scores swap {result['swap']:.1f} s)")
+    print(
+        f"first publish of every table in {time.perf_counter() - started:.1f} s "
+        f"(lead_scores swap {result['swap']:.1f} s)"
+    )
 
 
 class Client(threading.Thread):
@@ -128,9 +141,11 @@ def summary(name: str, latencies: list[float], quiet_p95: float | None) -> str:
     if not latencies:
         return f"{name:<52} no reads"
     ms = [1000 * x for x in latencies]
-    line = (f"{name:<52} {len(ms):>6,} reads  p50 {statistics.median(ms):7.2f} ms  "
-            f"p95 {percentile(ms, 0.95):7.2f} ms  p99 {percentile(ms, 0.99):7.2f} ms  "
-            f"max {max(ms):8.2f} ms")
+    line = (
+        f"{name:<52} {len(ms):>6,} reads  p50 {statistics.median(ms):7.2f} ms  "
+        f"p95 {percentile(ms, 0.95):7.2f} ms  p99 {percentile(ms, 0.99):7.2f} ms  "
+        f"max {max(ms):8.2f} ms"
+    )
     if quiet_p95:
         line += f"  p95 {percentile(ms, 0.95) / quiet_p95:.2f}x quiet"
     return line
@@ -141,24 +156,36 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
-    parser.add_argument("--reuse", action="store_true",
-                        help="use the database as it is if it exists (no load)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="use the database as it is if it exists (no load)"
+    )
     parser.add_argument("--clients", type=int, default=4, help="reading threads")
-    parser.add_argument("--pause", type=float, default=0.02,
-                        help="mean pause between one client's reads, s")
+    parser.add_argument(
+        "--pause", type=float, default=0.02, help="mean pause between one client's reads, s"
+    )
     parser.add_argument("--seconds", type=float, default=20, help="quiet reading, s")
-    parser.add_argument("--export-seconds", type=float, default=30,
-                        help="how long the export keeps its snapshot open, s")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness of the export's and the nightly's Python processes (on "
-                        "a small machine: as if they ran on hosts of their own; the database's "
-                        "work for them is not niced)")
+    parser.add_argument(
+        "--export-seconds",
+        type=float,
+        default=30,
+        help="how long the export keeps its snapshot open, s",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the export's and the nightly's Python processes (on "
+        "a small machine: as if they ran on hosts of their own; the database's "
+        "work for them is not niced)",
+    )
     args = parser.parse_args()
     from lead_scoring_assets.api.queries import ScoreReader
 
-    print(f"database {redact(args.url)}, {args.contacts:,} contacts, {args.clients} clients "
-          f"(mean pause {args.pause * 1000:.0f} ms), export held {args.export_seconds:.0f} s, "
-          f"niceness {args.nice}")
+    print(
+        f"database {redact(args.url)}, {args.contacts:,} contacts, {args.clients} clients "
+        f"(mean pause {args.pause * 1000:.0f} ms), export held {args.export_seconds:.0f} s, "
+        f"niceness {args.nice}"
+    )
     try:
         if args.reuse and database_exists(args.url):
             print("reusing the loaded database")
@@ -166,9 +193,15 @@ def main() -> None:
             prepare(args.url, args.contacts)
         database = Database(args.url, pool_size=args.clients)
         with database.engine.connect() as connection:
-            ids = connection.execute(sa.text(
-                "SELECT contact_id FROM lead_scores TABLESAMPLE BERNOULLI (5) LIMIT 5000"
-            )).scalars().all()
+            ids = (
+                connection.execute(
+                    sa.text(
+                        "SELECT contact_id FROM lead_scores TABLESAMPLE BERNOULLI (5) LIMIT 5000"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         reader = ScoreReader(database)
         clients = [Client(reader, ids, args.pause, seed) for seed in range(args.clients)]
         for client in clients:
@@ -180,12 +213,16 @@ def main() -> None:
         pause = args.export_seconds / max(1, math.ceil(args.contacts / EXPORT_BATCH))
         results: dict = {}
         with tempfile.TemporaryDirectory(prefix="reader_latency_") as folder:
-            exporter = threading.Thread(target=lambda: results.update(
-                export=run_in_fresh_process(paced_export, args.url, folder, pause, args.nice)))
+            exporter = threading.Thread(
+                target=lambda: results.update(
+                    export=run_in_fresh_process(paced_export, args.url, folder, pause, args.nice)
+                )
+            )
             exporter.start()
             time.sleep(1)
-            results["publish"] = run_in_fresh_process(publish_every_table, args.url, LATER,
-                                                      args.nice)
+            results["publish"] = run_in_fresh_process(
+                publish_every_table, args.url, LATER, args.nice
+            )
             exporter.join()
         time.sleep(1)
         for client in clients:
@@ -205,28 +242,54 @@ def main() -> None:
     quiet = window(quiet_from, quiet_to)
     quiet_p95 = 1000 * percentile(quiet, 0.95)
     print(summary(f"quiet ({args.seconds:.0f} s)", quiet, None))
-    print(summary("export running, rescoring staging",
-                  window(export["started"], min(publish["staged"], export["ended"])), quiet_p95))
-    print(summary("export running, publish waiting for it",
-                  window(publish["staged"], export["ended"]), quiet_p95))
-    print(summary("lead_scores published after the export",
-                  window(max(export["ended"], publish["staged"]), publish["lead_scores"]),
-                  quiet_p95))
-    print(summary("then features, ML and conversion scores",
-                  window(publish["lead_scores"], publish["conversion_scores"]), quiet_p95))
-    print(summary("whole window (export start to last publish)",
-                  window(export["started"], publish["conversion_scores"]), quiet_p95))
+    print(
+        summary(
+            "export running, rescoring staging",
+            window(export["started"], min(publish["staged"], export["ended"])),
+            quiet_p95,
+        )
+    )
+    print(
+        summary(
+            "export running, publish waiting for it",
+            window(publish["staged"], export["ended"]),
+            quiet_p95,
+        )
+    )
+    print(
+        summary(
+            "lead_scores published after the export",
+            window(max(export["ended"], publish["staged"]), publish["lead_scores"]),
+            quiet_p95,
+        )
+    )
+    print(
+        summary(
+            "then features, ML and conversion scores",
+            window(publish["lead_scores"], publish["conversion_scores"]),
+            quiet_p95,
+        )
+    )
+    print(
+        summary(
+            "whole window (export start to last publish)",
+            window(export["started"], publish["conversion_scores"]),
+            quiet_p95,
+        )
+    )
     waited = publish["waited"]
-    print(f"export: {export['rows']:,} rows in {export['ended'] - export['started']:.1f} s "
-          f"(snapshot held open); lead_scores published "
-          f"{publish['lead_scores'] - export['ended']:+.1f} s after the export ended, "
-          f"publish {publish['swap']:.1f} s"
-          + (f" of which {waited:.1f} s waiting for readers" if waited is not None else "")
-          + f", longest exclusive lock {publish['locked'] * 1000:.0f} ms; "
-          f"contact_features, ml_lead_scores, conversion_scores "
-          f"{publish['contact_features'] - publish['lead_scores']:.1f} / "
-          f"{publish['ml_lead_scores'] - publish['contact_features']:.1f} / "
-          f"{publish['conversion_scores'] - publish['ml_lead_scores']:.1f} s")
+    print(
+        f"export: {export['rows']:,} rows in {export['ended'] - export['started']:.1f} s "
+        f"(snapshot held open); lead_scores published "
+        f"{publish['lead_scores'] - export['ended']:+.1f} s after the export ended, "
+        f"publish {publish['swap']:.1f} s"
+        + (f" of which {waited:.1f} s waiting for readers" if waited is not None else "")
+        + f", longest exclusive lock {publish['locked'] * 1000:.0f} ms; "
+        f"contact_features, ml_lead_scores, conversion_scores "
+        f"{publish['contact_features'] - publish['lead_scores']:.1f} / "
+        f"{publish['ml_lead_scores'] - publish['contact_features']:.1f} / "
+        f"{publish['conversion_scores'] - publish['ml_lead_scores']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

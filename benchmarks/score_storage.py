@@ -27,18 +27,23 @@ def bytes_per_row(database: Database, table: str) -> dict:
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
         rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-        heap, indexes, total = conn.execute(sa.text(
-            "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), "
-            f"sum(pg_total_relation_size(relid)) FROM (SELECT CAST('{table}' AS regclass) "
-            f"AS relid UNION SELECT relid FROM pg_partition_tree('{table}')) AS tree")).one()
+        heap, indexes, total = conn.execute(
+            sa.text(
+                "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), "
+                f"sum(pg_total_relation_size(relid)) FROM (SELECT CAST('{table}' AS regclass) "
+                f"AS relid UNION SELECT relid FROM pg_partition_tree('{table}')) AS tree"
+            )
+        ).one()
     return {"rows": rows, "heap": heap / rows, "indexes": indexes / rows, "total": total / rows}
 
 
 def _line(name: str, size: dict) -> str:
     verdict = "within" if size["total"] <= TARGET_BYTES else "OVER"
-    return (f"  {name:<28} {size['rows']:>10,} rows  heap {size['heap']:6.1f}  indexes "
-            f"{size['indexes']:6.1f}  total {size['total']:6.1f} B/row ({verdict} "
-            f"{TARGET_BYTES} B)")
+    return (
+        f"  {name:<28} {size['rows']:>10,} rows  heap {size['heap']:6.1f}  indexes "
+        f"{size['indexes']:6.1f}  total {size['total']:6.1f} B/row ({verdict} "
+        f"{TARGET_BYTES} B)"
+    )
 
 
 def main() -> None:
@@ -49,7 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument(
-        "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_storage_bench")
+        "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_storage_bench"
+    )
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
     args = parser.parse_args()
     url = sa.make_url(args.url)

@@ -33,17 +33,19 @@ def timed_training(url: str, tracking_uri: str) -> dict:
 
     database = Database(url)
     started = time.perf_counter()
-    report = train_uplift_model(database, uplift_target(MlflowTarget(tracking_uri)),
-                                CANDIDATES, 30, AS_OF)
+    report = train_uplift_model(
+        database, uplift_target(MlflowTarget(tracking_uri)), CANDIDATES, 30, AS_OF
+    )
     database.dispose()
     return {
-        "total": time.perf_counter() - started, "training_set": report.training.seconds,
+        "total": time.perf_counter() - started,
+        "training_set": report.training.seconds,
         "recipients": len(report.training.rows),
         "campaigns": report.training.campaigns.to_dict("records"),
-        "fits": {c.trained.name: (c.trained.seconds_fit, c.trained.metrics)
-                 for c in report.logged},
+        "fits": {c.trained.name: (c.trained.seconds_fit, c.trained.metrics) for c in report.logged},
         "runs": {c.trained.name: c.run_id for c in report.logged},
-        "baselines": report.baselines, "decision": report.decision.reason,
+        "baselines": report.baselines,
+        "decision": report.decision.reason,
     }
 
 
@@ -62,21 +64,32 @@ def timed_scoring(url: str, tracking_uri: str, candidate: str, run_id: str) -> d
         model = skops.io.load(f"{path}/model.skops", trusted=UPLIFT_TRUSTED_TYPES)
     database = Database(url)
     started = time.perf_counter()
-    report = write_uplift_scores(database, ConversionChampion(model, "bench", candidate), AS_OF,
-                                 audit=uplift_score_violations)
+    report = write_uplift_scores(
+        database,
+        ConversionChampion(model, "bench", candidate),
+        AS_OF,
+        audit=uplift_score_violations,
+    )
     seconds = time.perf_counter() - started
     database.dispose()
-    return {"total": seconds, "rows": report.contacts, "read": report.stages.read,
-            "compute": report.stages.compute, "audit_failed": report.violations.failed}
+    return {
+        "total": seconds,
+        "rows": report.contacts,
+        "read": report.stages.read,
+        "compute": report.stages.compute,
+        "audit_failed": report.violations.failed,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
-    parser.add_argument("--campaigns", type=int, default=4,
-                        help="the latest demo campaigns kept (the demo has six)")
-    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/"
-                        "lead_scoring_bench_uplift")
+    parser.add_argument(
+        "--campaigns", type=int, default=4, help="the latest demo campaigns kept (the demo has six)"
+    )
+    parser.add_argument(
+        "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_uplift"
+    )
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args()
@@ -87,41 +100,56 @@ def main() -> None:
     with database.engine.begin() as connection:
         old = "SELECT id FROM campaigns ORDER BY sent_at DESC, id DESC OFFSET :keep"
         for table in ("campaign_recipients", "campaign_outcomes"):
-            connection.execute(sa.text(f"DELETE FROM {table} WHERE campaign_id IN ({old})"),
-                               {"keep": args.campaigns})
+            connection.execute(
+                sa.text(f"DELETE FROM {table} WHERE campaign_id IN ({old})"),
+                {"keep": args.campaigns},
+            )
         connection.execute(sa.text("ANALYZE"))
     database.dispose()
     try:
         with tempfile.TemporaryDirectory() as folder:
             tracking_uri = f"sqlite:///{folder}/mlflow.db"
             training = run_in_fresh_process(timed_training, args.url, tracking_uri)
-            scoring = {name: run_in_fresh_process(timed_scoring, args.url, tracking_uri, name,
-                                                  run)
-                       for name, run in training["runs"].items()}
+            scoring = {
+                name: run_in_fresh_process(timed_scoring, args.url, tracking_uri, name, run)
+                for name, run in training["runs"].items()
+            }
     finally:
         if args.drop:
             drop_database(url)
 
     for c in training["campaigns"]:
-        print(f"campaign {c['id']}: {c['target']:,} target ({c['target_conversions']:,} "
-              f"conversions), {c['control']:,} control ({c['control_conversions']:,})")
-    print(f"training set: {training['recipients']:,} recipients built as of each campaign in "
-          f"{training['training_set']:.1f} s")
+        print(
+            f"campaign {c['id']}: {c['target']:,} target ({c['target_conversions']:,} "
+            f"conversions), {c['control']:,} control ({c['control_conversions']:,})"
+        )
+    print(
+        f"training set: {training['recipients']:,} recipients built as of each campaign in "
+        f"{training['training_set']:.1f} s"
+    )
     for name, (seconds, metrics) in training["fits"].items():
-        print(f"  {name}: fit {seconds:.1f} s, holdout Qini {metrics['qini']:.5f}, "
-              f"incremental conversions in the top 10 % {metrics['incremental_top_10pct']:.1f}")
+        print(
+            f"  {name}: fit {seconds:.1f} s, holdout Qini {metrics['qini']:.5f}, "
+            f"incremental conversions in the top 10 % {metrics['incremental_top_10pct']:.1f}"
+        )
     for name, metrics in training["baselines"].items():
-        print(f"  {name} (baseline): Qini {metrics['qini']:.5f}, incremental conversions in "
-              f"the top 10 % {metrics['incremental_top_10pct']:.1f}")
+        print(
+            f"  {name} (baseline): Qini {metrics['qini']:.5f}, incremental conversions in "
+            f"the top 10 % {metrics['incremental_top_10pct']:.1f}"
+        )
     print(f"  gate: {training['decision']}")
-    print(f"training set + baselines + candidates + MLflow logging: {training['total']:.1f} s; "
-          f"peak RSS {training['peak_rss_mb']:,.0f} MB (target {TARGET_RSS_MB:,} MB)")
+    print(
+        f"training set + baselines + candidates + MLflow logging: {training['total']:.1f} s; "
+        f"peak RSS {training['peak_rss_mb']:,.0f} MB (target {TARGET_RSS_MB:,} MB)"
+    )
     for name, result in scoring.items():
-        print(f"uplift_scores with {name}: {result['rows']:,} contacts in "
-              f"{result['total']:.1f} s (target {TARGET_SECONDS:.0f} s), reasons included; "
-              f"read {result['read']:.1f} / score {result['compute']:.1f} s; peak RSS "
-              f"{result['peak_rss_mb']:,.0f} MB; audit "
-              f"{'FAILED' if result['audit_failed'] else 'passed'}")
+        print(
+            f"uplift_scores with {name}: {result['rows']:,} contacts in "
+            f"{result['total']:.1f} s (target {TARGET_SECONDS:.0f} s), reasons included; "
+            f"read {result['read']:.1f} / score {result['compute']:.1f} s; peak RSS "
+            f"{result['peak_rss_mb']:,.0f} MB; audit "
+            f"{'FAILED' if result['audit_failed'] else 'passed'}"
+        )
 
 
 if __name__ == "__main__":

@@ -85,11 +85,25 @@ def _demo(args: argparse.Namespace) -> int:
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with dg.DagsterInstance.get() as instance:
         for job_name, run_config in (
-            ("demo_data_job", {"ops": {"generate_demo_data_op": {"config": {
-                "contacts": args.contacts, "seed": args.seed, "as_of": args.as_of,
-                "replace_existing": True}}}}),
-            ("nightly_retrain_job",
-             {"ops": {"staged_lead_scores": {"config": {"as_of": args.as_of}}}}),
+            (
+                "demo_data_job",
+                {
+                    "ops": {
+                        "generate_demo_data_op": {
+                            "config": {
+                                "contacts": args.contacts,
+                                "seed": args.seed,
+                                "as_of": args.as_of,
+                                "replace_existing": True,
+                            }
+                        }
+                    }
+                },
+            ),
+            (
+                "nightly_retrain_job",
+                {"ops": {"staged_lead_scores": {"config": {"as_of": args.as_of}}}},
+            ),
         ):
             print(f"{job_name} running ...", flush=True)
             started = time.monotonic()
@@ -101,18 +115,28 @@ def _demo(args: argparse.Namespace) -> int:
                 seconds = event.event_specific_data.duration_ms / 1000
                 print(f"  {event.step_key}: {seconds:.1f} s")
             if not result.success:
-                print(f"{job_name} failed (run {result.run_id}); its log: the Dagster UI",
-                      file=sys.stderr)
+                print(
+                    f"{job_name} failed (run {result.run_id}); its log: the Dagster UI",
+                    file=sys.stderr,
+                )
                 return 1
-            print(f"{job_name} succeeded in {time.monotonic() - started:.1f} s "
-                  f"(run {result.run_id})", flush=True)
+            print(
+                f"{job_name} succeeded in {time.monotonic() - started:.1f} s (run {result.run_id})",
+                flush=True,
+            )
     _print_summary(Database(default_database_url()))
-    print(f"\nOpen the Dagster UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
-          ".venv/bin/dg dev  (then http://127.0.0.1:3000)")
-    print(f"Compare the models: .venv/bin/mlflow ui --backend-store-uri {default_tracking_uri()} "
-          "--port 5000  (then http://127.0.0.1:5000)")
-    print("Open the dashboard: LEAD_SCORING_ADMIN_KEYS=choose-a-key .venv/bin/lead-scoring serve  "
-          "(then http://127.0.0.1:8000/, and type that key)")
+    print(
+        f"\nOpen the Dagster UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        ".venv/bin/dg dev  (then http://127.0.0.1:3000)"
+    )
+    print(
+        f"Compare the models: .venv/bin/mlflow ui --backend-store-uri {default_tracking_uri()} "
+        "--port 5000  (then http://127.0.0.1:5000)"
+    )
+    print(
+        "Open the dashboard: LEAD_SCORING_ADMIN_KEYS=choose-a-key .venv/bin/lead-scoring serve  "
+        "(then http://127.0.0.1:8000/, and type that key)"
+    )
     return 0
 
 
@@ -138,10 +162,15 @@ def _explain(args: argparse.Namespace) -> int:
             again = explain_contact(database, int(stored.score["contact_id"]))
             same = again.breakdown == stored.breakdown
             versions = (stored.score["calculation_version"], again.score["calculation_version"])
-            by = "" if versions[0] == versions[1] else (
-                f" (stored by {versions[0]}, recomputed by {versions[1]})")
-            print(f"\nrecomputed from the current rows at the same as_of{by}: "
-                  f"{'identical' if same else 'DIFFERENT'}")
+            by = (
+                ""
+                if versions[0] == versions[1]
+                else (f" (stored by {versions[0]}, recomputed by {versions[1]})")
+            )
+            print(
+                f"\nrecomputed from the current rows at the same as_of{by}: "
+                f"{'identical' if same else 'DIFFERENT'}"
+            )
             if not same:
                 print(again.render())
     except LookupError as error:
@@ -167,44 +196,59 @@ def _suppressions(args: argparse.Namespace) -> int:
     try:
         if args.suppressions_command == "import":
             expires = pd.Timestamp(args.expires_at) if args.expires_at else None
-            report = suppressions.import_file(database, Path(args.file), args.reason,
-                                              args.source, expires)
-            print(f"{args.reason} import of {Path(args.file).name}: {report.lines} lines, "
-                  f"{report.numbers} numbers ({report.duplicates} repeated), "
-                  f"{len(report.refused)} lines refused")
+            report = suppressions.import_file(
+                database, Path(args.file), args.reason, args.source, expires
+            )
+            print(
+                f"{args.reason} import of {Path(args.file).name}: {report.lines} lines, "
+                f"{report.numbers} numbers ({report.duplicates} repeated), "
+                f"{len(report.refused)} lines refused"
+            )
             print(f"added {report.added}, removed {report.removed}, kept {report.kept}")
             for line, reason in report.refused[:REFUSED_SHOWN]:
                 print(f"  line {line} refused: {reason}")
             if len(report.refused) > REFUSED_SHOWN:
                 print(f"  ... and {len(report.refused) - REFUSED_SHOWN} more refused lines")
-            for reason, count in (report.refused_by_reason().items()
-                                  if len(report.refused) > REFUSED_SHOWN else ()):
+            for reason, count in (
+                report.refused_by_reason().items() if len(report.refused) > REFUSED_SHOWN else ()
+            ):
                 print(f"  {count} refused: {reason}")
         elif args.suppressions_command == "add":
             added = suppressions.add(database, args.phone, args.reason, args.source)
-            print(f"{mask_phone(normalize_phone(args.phone))} "
-                  f"{'added as' if added else 'already suppressed as'} {args.reason}")
+            print(
+                f"{mask_phone(normalize_phone(args.phone))} "
+                f"{'added as' if added else 'already suppressed as'} {args.reason}"
+            )
         elif args.suppressions_command == "remove":
             removed = suppressions.remove(database, args.phone, args.reason)
-            print(f"{mask_phone(normalize_phone(args.phone))}: "
-                  f"{'removed' if removed else 'had no'} {args.reason} suppression")
+            print(
+                f"{mask_phone(normalize_phone(args.phone))}: "
+                f"{'removed' if removed else 'had no'} {args.reason} suppression"
+            )
         elif args.suppressions_command == "list":
             counts = suppressions.counts(database)
             print(counts.to_string(index=False) if len(counts) else "no suppressions")
             for row in suppressions.latest(database, args.reason, args.limit):
-                print(f"{mask_phone(row.phone_e164)}  {row.reason:<11} {row.source}  "
-                      f"recorded {row.recorded_at:%Y-%m-%d %H:%M}  expires "
-                      f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
+                print(
+                    f"{mask_phone(row.phone_e164)}  {row.reason:<11} {row.source}  "
+                    f"recorded {row.recorded_at:%Y-%m-%d %H:%M}  expires "
+                    f"{'never' if row.expires_at is None else row.expires_at.isoformat()}"
+                )
         else:
             phone = normalize_phone(args.phone)
             with database.engine.connect() as connection:
                 state = read_in_force(connection, database)
-            rows = [row for row in suppressions.in_force(database, phone)
-                    if not (row.reason == "opt_out" and phone in state.lifted)]
+            rows = [
+                row
+                for row in suppressions.in_force(database, phone)
+                if not (row.reason == "opt_out" and phone in state.lifted)
+            ]
             for row in rows:
-                print(f"{mask_phone(phone)} suppressed: {row.reason} ({row.source}), recorded "
-                      f"{row.recorded_at.isoformat()}, expires "
-                      f"{'never' if row.expires_at is None else row.expires_at.isoformat()}")
+                print(
+                    f"{mask_phone(phone)} suppressed: {row.reason} ({row.source}), recorded "
+                    f"{row.recorded_at.isoformat()}, expires "
+                    f"{'never' if row.expires_at is None else row.expires_at.isoformat()}"
+                )
             pending = phone in state.reply_opt_outs
             if pending:
                 print(f"{mask_phone(phone)} suppressed: opt-out reply not yet processed")
@@ -212,13 +256,11 @@ def _suppressions(args: argparse.Namespace) -> int:
                 print(f"{mask_phone(phone)} is not suppressed")
             return 1 if rows or pending else 0
     except (PhoneRejected, suppressions.ImportRefused, ValueError, OSError) as error:
-        print(f"lead-scoring suppressions {args.suppressions_command}: {error}",
-              file=sys.stderr)
+        print(f"lead-scoring suppressions {args.suppressions_command}: {error}", file=sys.stderr)
         return 2
     finally:
         database.dispose()
     return 0
-
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -239,10 +281,18 @@ def _serve(args: argparse.Namespace) -> int:
     if args.url:
         os.environ[DATABASE_URL_ENV] = args.url
     os.environ.setdefault(CURSOR_SECRET_ENV, secrets.token_hex(32))
-    print(f"serving {redact(default_database_url())} on http://{args.host}:{args.port}/ "
-          f"({args.workers} worker{'s' if args.workers > 1 else ''})")
-    uvicorn.run("lead_scoring_assets.api.app:create_app", factory=True, host=args.host,
-                port=args.port, workers=args.workers, log_level=args.log_level)
+    print(
+        f"serving {redact(default_database_url())} on http://{args.host}:{args.port}/ "
+        f"({args.workers} worker{'s' if args.workers > 1 else ''})"
+    )
+    uvicorn.run(
+        "lead_scoring_assets.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -293,10 +343,14 @@ def _print_summary(database: Database) -> None:
     print(conversion.to_string(index=False))
     uplift = database.read_frame(
         "SELECT method, model_version, count(*) AS contacts, avg(uplift) AS mean_uplift "
-        "FROM uplift_scores GROUP BY method, model_version")
+        "FROM uplift_scores GROUP BY method, model_version"
+    )
     print("\nuplift_scores (the lead_uplift champion; no rows without one):")
-    print(uplift.round(4).to_string(index=False) if len(uplift) else
-          "no rows: no uplift champion (the uplift_model materialisation says why)")
+    print(
+        uplift.round(4).to_string(index=False)
+        if len(uplift)
+        else "no rows: no uplift champion (the uplift_model materialisation says why)"
+    )
     database.dispose()
 
 
@@ -311,32 +365,49 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--revision", default="head")
     current = db.add_parser("current", help="print the schema revision")
     for sub, handler in ((upgrade, _db_upgrade), (current, _db_current)):
-        sub.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
-                                       "or the embedded SQLite file)")
+        sub.add_argument(
+            "--url",
+            help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL or the embedded SQLite file)",
+        )
         sub.set_defaults(handler=handler)
 
     explain = commands.add_parser("explain", help="print a contact's score card")
-    explain.add_argument("contact", help="contact id, or phone number: 10 digits alone or after "
-                         "+52, 52, 0052, +52 1, 521, 044 or 045")
-    explain.add_argument("--recompute", action="store_true",
-                         help="also recompute it from the current rows and compare")
-    explain.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
-                                       "or the embedded SQLite file)")
+    explain.add_argument(
+        "contact",
+        help="contact id, or phone number: 10 digits alone or after "
+        "+52, 52, 0052, +52 1, 521, 044 or 045",
+    )
+    explain.add_argument(
+        "--recompute",
+        action="store_true",
+        help="also recompute it from the current rows and compare",
+    )
+    explain.add_argument(
+        "--url",
+        help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL or the embedded SQLite file)",
+    )
     explain.set_defaults(handler=_explain)
 
     suppress = commands.add_parser(
-        "suppressions", help="numbers never to message: import, add, remove, list, check "
-        "(exit codes: 0 done or not suppressed, 1 suppressed, 2 refused input)")
+        "suppressions",
+        help="numbers never to message: import, add, remove, list, check "
+        "(exit codes: 0 done or not suppressed, 1 suppressed, 2 refused input)",
+    )
     actions = suppress.add_subparsers(dest="suppressions_command", required=True)
     reasons = {"choices": REASONS, "required": True}
-    importer = actions.add_parser("import", help="numbers of a CSV (column phone, phone_e164, "
-                                  "telefono or número, or no header) or one per line; a repus "
-                                  "import replaces the previous REPUS snapshot")
+    importer = actions.add_parser(
+        "import",
+        help="numbers of a CSV (column phone, phone_e164, "
+        "telefono or número, or no header) or one per line; a repus "
+        "import replaces the previous REPUS snapshot",
+    )
     importer.add_argument("file")
     importer.add_argument("--reason", **reasons)
     importer.add_argument("--source", help="where the list came from (default: file NAME)")
-    importer.add_argument("--expires-at", help="ISO-8601 time the rows stop applying (UTC "
-                          "without an offset; default: never)")
+    importer.add_argument(
+        "--expires-at",
+        help="ISO-8601 time the rows stop applying (UTC without an offset; default: never)",
+    )
     adder = actions.add_parser("add", help="suppress one number")
     adder.add_argument("--source", default="cli", help="where the request came from")
     remover = actions.add_parser("remove", help="lift one number's suppression for a reason")
@@ -346,29 +417,42 @@ def build_parser() -> argparse.ArgumentParser:
     lister = actions.add_parser("list", help="counts per reason and the latest rows, masked")
     lister.add_argument("--reason", choices=REASONS)
     lister.add_argument("--limit", type=int, default=20)
-    checker = actions.add_parser("check", help="every suppression in force for a number: "
-                                 "exit 1 if suppressed, 0 if not")
+    checker = actions.add_parser(
+        "check", help="every suppression in force for a number: exit 1 if suppressed, 0 if not"
+    )
     checker.add_argument("--phone", required=True)
     for sub in (importer, adder, remover, lister, checker):
-        sub.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
-                                       "or the embedded SQLite file)")
+        sub.add_argument(
+            "--url",
+            help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL or the embedded SQLite file)",
+        )
     suppress.set_defaults(handler=_suppressions)
 
-    serve = commands.add_parser("serve", help="the scoring API and dashboard (needs "
-                                "LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS)")
+    serve = commands.add_parser(
+        "serve",
+        help="the scoring API and dashboard (needs "
+        "LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
-    serve.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
-                                     "or the embedded SQLite file)")
+    serve.add_argument(
+        "--url",
+        help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL or the embedded SQLite file)",
+    )
     serve.set_defaults(handler=_serve)
 
-    forget = commands.add_parser("forget", help="ARCO cancellation: delete a person's rows, "
-                                 "suppress the number, list the export files holding it")
+    forget = commands.add_parser(
+        "forget",
+        help="ARCO cancellation: delete a person's rows, "
+        "suppress the number, list the export files holding it",
+    )
     forget.add_argument("--phone", required=True, help="the number, in any Mexican format")
-    forget.add_argument("--url", help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL "
-                                      "or the embedded SQLite file)")
+    forget.add_argument(
+        "--url",
+        help="SQLAlchemy URL (default: $LEAD_SCORING_DATABASE_URL or the embedded SQLite file)",
+    )
     forget.set_defaults(handler=_forget)
 
     demo = commands.add_parser("demo", help="demo data + full rescoring on the embedded default")

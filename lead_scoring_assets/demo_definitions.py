@@ -22,8 +22,9 @@ class DemoDataConfig(dg.Config):
         default="2026-11-24T00:00:00Z", description="ISO-8601 time the data is generated around."
     )
     replace_existing: bool = Field(
-        default=False, description="Empty contacts and platform_validations first (only in a "
-        "database the demo loader filled: one holding its demo_data_marker row)."
+        default=False,
+        description="Empty contacts and platform_validations first (only in a "
+        "database the demo loader filled: one holding its demo_data_marker row).",
     )
 
 
@@ -38,16 +39,25 @@ def generate_demo_data_op(
             db, config.contacts, config.seed, config.as_of, config.replace_existing
         )
     seconds = round(time.perf_counter() - started, 2)
-    context.log.info(f"loaded {report.contacts} contacts, {report.validations} validations, "
-                     f"{report.outcomes} outcomes of {report.campaigns} campaigns in {seconds}s")
-    context.log_event(
-        dg.AssetMaterialization("contacts", metadata={"dagster/row_count": report.contacts,
-                                                      "seed": config.seed, "seconds": seconds})
+    context.log.info(
+        f"loaded {report.contacts} contacts, {report.validations} validations, "
+        f"{report.outcomes} outcomes of {report.campaigns} campaigns in {seconds}s"
     )
     context.log_event(
-        dg.AssetMaterialization("platform_validations",
-                                metadata={"dagster/row_count": report.validations,
-                                          "seed": config.seed})
+        dg.AssetMaterialization(
+            "contacts",
+            metadata={
+                "dagster/row_count": report.contacts,
+                "seed": config.seed,
+                "seconds": seconds,
+            },
+        )
+    )
+    context.log_event(
+        dg.AssetMaterialization(
+            "platform_validations",
+            metadata={"dagster/row_count": report.validations, "seed": config.seed},
+        )
     )
 
 

@@ -31,8 +31,9 @@ def prepare(database: Database) -> None:
 
 
 def app_for(database: Database):
-    return create_app(database.url.render_as_string(hide_password=False), keys=KEYS,
-                      cursor_secret=CURSOR_SECRET)
+    return create_app(
+        database.url.render_as_string(hide_password=False), keys=KEYS, cursor_secret=CURSOR_SECRET
+    )
 
 
 def _rows(database: Database, sql: str, params: dict | None = None) -> list[dict]:
@@ -43,21 +44,36 @@ def _rows(database: Database, sql: str, params: dict | None = None) -> list[dict
 def add_big_id_contact(database: Database, big_id: int = BIG_ID) -> dict:
     """A copy of the best contact (its profile, validations and score) under ``big_id``, with
     its own phone number; returns its ``lead_scores`` row."""
-    best = _rows(database, "SELECT contact_id FROM lead_scores "
-                           "ORDER BY total_score DESC, contact_id DESC LIMIT 1")[0]["contact_id"]
+    best = _rows(
+        database,
+        "SELECT contact_id FROM lead_scores ORDER BY total_score DESC, contact_id DESC LIMIT 1",
+    )[0]["contact_id"]
     contact = _rows(database, "SELECT * FROM contacts WHERE id = :id", {"id": best})[0]
     contact.update(id=big_id, phone_e164="+525599990001")
     next_id = _rows(database, "SELECT max(id) AS n FROM platform_validations")[0]["n"] + 1
-    validations = [{**v, "id": next_id + i, "contact_id": big_id} for i, v in enumerate(_rows(
-        database, "SELECT * FROM platform_validations WHERE contact_id = :id", {"id": best}))]
+    validations = [
+        {**v, "id": next_id + i, "contact_id": big_id}
+        for i, v in enumerate(
+            _rows(
+                database, "SELECT * FROM platform_validations WHERE contact_id = :id", {"id": best}
+            )
+        )
+    ]
     score = _rows(database, "SELECT * FROM lead_scores WHERE contact_id = :id", {"id": best})[0]
     score["contact_id"] = big_id
     with database.engine.begin() as connection:
-        for table, rows in (("contacts", [contact]), ("platform_validations", validations),
-                            ("lead_scores", [score])):
+        for table, rows in (
+            ("contacts", [contact]),
+            ("platform_validations", validations),
+            ("lead_scores", [score]),
+        ):
             for row in rows:
-                connection.execute(sa.text(
-                    f"INSERT INTO {table} ({', '.join(row)}) "
-                    f"VALUES ({', '.join(':' + k for k in row)})"), row)
+                connection.execute(
+                    sa.text(
+                        f"INSERT INTO {table} ({', '.join(row)}) "
+                        f"VALUES ({', '.join(':' + k for k in row)})"
+                    ),
+                    row,
+                )
         connection.execute(sa.text("DELETE FROM scoring_queue"))
     return score

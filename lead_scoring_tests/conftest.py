@@ -28,13 +28,19 @@ POSTGRES_URL = os.environ.get(
 REQUIRE_POSTGRES = os.environ.get("LEAD_SCORING_REQUIRE_POSTGRES") == "1"
 AS_OF = pd.Timestamp("2026-11-24T00:00:00Z")
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _admin_dsn() -> str:
-    return sa.make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        sa.make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
     )
 
 

@@ -18,8 +18,11 @@ def floor_plus(x: float) -> int:
 
 
 def blank(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (
-        str(value).strip() == "")
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (str(value).strip() == "")
+    )
 
 
 def days(a: datetime, b: datetime) -> int:
@@ -46,8 +49,7 @@ def malformed_reason(row: dict, contact_ids: set, as_of: datetime) -> str | None
 
 
 def tier(total: int) -> str:
-    for name, minimum in (("PREMIUM", 90), ("HIGH", 75), ("MEDIUM", 50), ("LOW", 25),
-                          ("POOR", 1)):
+    for name, minimum in (("PREMIUM", 90), ("HIGH", 75), ("MEDIUM", 50), ("LOW", 25), ("POOR", 1)):
         if total >= minimum:
             return name
     return "UNKNOWN"
@@ -72,8 +74,12 @@ def reference_score(contact: dict, rows: list[dict], lada_pairs: set, as_of: dat
     factors = {}
     lada = None if blank(contact.get("lada")) else str(contact["lada"]).strip()
     known_ladas = {l for l, _ in lada_pairs}
-    if (not blank(contact.get("state_name")) and not blank(contact.get("municipality"))
-            and lada is not None and lada in known_ladas):
+    if (
+        not blank(contact.get("state_name"))
+        and not blank(contact.get("municipality"))
+        and lada is not None
+        and lada in known_ladas
+    ):
         state = normalize_state(contact["state_name"])
         factors["geographic_consistency"] = 1.0 if (lada, state) in lada_pairs else 0.3
     if contact.get("created_at") is not None:
@@ -84,16 +90,19 @@ def reference_score(contact: dict, rows: list[dict], lada_pairs: set, as_of: dat
         last = max(r["validated_at"] for r in rows)
         factors["validation_recency"] = max(0.5, 1 - days(last, as_of) / 30)
 
-    order = ["geographic_consistency", "account_age", "profile_completeness",
-             "validation_recency"]
+    order = ["geographic_consistency", "account_age", "profile_completeness", "validation_recency"]
     m = 1 - sum(0.10 * (1 - factors[f]) for f in order if f in factors)
     adjusted = {p: floor_plus(points[p] * m) for p in PLATFORMS}
     active = {p for p in PLATFORMS if adjusted[p] > 0}
 
     count_bonus = {5: 10, 4: 7, 3: 5, 2: 2}.get(len(active), 0)
     synergy = 0
-    for a, b, bonus in (("whatsapp", "facebook", 3), ("instagram", "facebook", 3),
-                        ("whatsapp", "instagram", 2), ("google", "apple", 2)):
+    for a, b, bonus in (
+        ("whatsapp", "facebook", 3),
+        ("instagram", "facebook", 3),
+        ("whatsapp", "instagram", 2),
+        ("google", "apple", 2),
+    ):
         if a in active and b in active:
             synergy += bonus
     b = sum(1 for r in valid.values() if r.get("is_business"))
@@ -123,6 +132,11 @@ def reference_score(contact: dict, rows: list[dict], lada_pairs: set, as_of: dat
         "points": points,
         "factors": factors,
         "multiplier": m,
-        "bonus": {"platform_count": count_bonus, "synergy": synergy, "business": business,
-                  "premium": premium, "total": bonus_total},
+        "bonus": {
+            "platform_count": count_bonus,
+            "synergy": synergy,
+            "business": business,
+            "premium": premium,
+            "total": bonus_total,
+        },
     }

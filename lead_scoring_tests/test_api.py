@@ -50,10 +50,12 @@ def _rows(database, sql: str, params: dict | None = None) -> list[dict]:
 
 
 def _best_multi_platform(database) -> dict:
-    return _rows(database,
-                 "SELECT s.*, c.phone_e164 AS phone FROM lead_scores s JOIN contacts c "
-                 "ON c.id = s.contact_id WHERE s.platform_count >= 2 "
-                 "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1")[0]
+    return _rows(
+        database,
+        "SELECT s.*, c.phone_e164 AS phone FROM lead_scores s JOIN contacts c "
+        "ON c.id = s.contact_id WHERE s.platform_count >= 2 "
+        "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1",
+    )[0]
 
 
 def _all_phones(database) -> list[str]:
@@ -65,14 +67,29 @@ def test_score_card_by_id_has_the_stored_score_and_a_masked_phone(scored, client
     response = client.get(f"{API}/contacts/{row['contact_id']}", headers=READ)
     assert response.status_code == 200
     card = response.json()
-    for column in ("total_score", "quality_tier", "whatsapp_score", "instagram_score",
-                   "facebook_score", "google_score", "apple_score", "platform_count",
-                   "business_account_count", "premium_account_count", "calculation_version"):
+    for column in (
+        "total_score",
+        "quality_tier",
+        "whatsapp_score",
+        "instagram_score",
+        "facebook_score",
+        "google_score",
+        "apple_score",
+        "platform_count",
+        "business_account_count",
+        "premium_account_count",
+        "calculation_version",
+    ):
         assert card[column] == row[column], column
     assert card["confidence_level"] == pytest.approx(float(row["confidence_level"]))
     assert card["score_breakdown"]["total_score"] == row["total_score"]
-    assert card["display_weights"] == {"whatsapp": 25, "instagram": 20, "facebook": 20,
-                                       "google": 20, "apple": 15}
+    assert card["display_weights"] == {
+        "whatsapp": 25,
+        "instagram": 20,
+        "facebook": 20,
+        "google": 20,
+        "apple": 15,
+    }
     assert card["phone"] == mask_phone(row["phone"]) == f"+52 *** *** {row['phone'][-4:]}"
     assert row["phone"] not in response.text and row["phone"][3:] not in response.text
     assert card["ml_score"] is None and card["conversion_score"] is None
@@ -83,20 +100,29 @@ def test_score_card_by_id_has_the_stored_score_and_a_masked_phone(scored, client
 def test_score_card_shows_the_ml_score_and_the_trend_of_the_history(scored, client):
     row = _best_multi_platform(scored)
     contact_id = int(row["contact_id"])
-    history = _rows(scored, "SELECT old_total_score, new_total_score FROM lead_score_history "
-                            "WHERE contact_id = :id ORDER BY changed_at", {"id": contact_id})
+    history = _rows(
+        scored,
+        "SELECT old_total_score, new_total_score FROM lead_score_history "
+        "WHERE contact_id = :id ORDER BY changed_at",
+        {"id": contact_id},
+    )
     with scored.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO ml_lead_scores VALUES (:id, 57.31, 'MEDIUM', 0.9876, '3', "
-            "'ml_random_forest', :at)"), {"id": contact_id,
-                                          "at": scored.bind_timestamp(datetime.now(UTC))})
+        connection.execute(
+            sa.text(
+                "INSERT INTO ml_lead_scores VALUES (:id, 57.31, 'MEDIUM', 0.9876, '3', "
+                "'ml_random_forest', :at)"
+            ),
+            {"id": contact_id, "at": scored.bind_timestamp(datetime.now(UTC))},
+        )
     card = client.get(f"{API}/contacts/{contact_id}", headers=READ).json()
     assert card["ml_score"]["predicted_score"] == 57.31
     assert card["ml_score"]["model_version"] == "3"
     assert [h["new_total_score"] for h in card["history"]] == [
-        h["new_total_score"] for h in reversed(history)]
-    delta = history[-1]["new_total_score"] - (history[-1]["old_total_score"]
-                                              or history[-1]["new_total_score"])
+        h["new_total_score"] for h in reversed(history)
+    ]
+    delta = history[-1]["new_total_score"] - (
+        history[-1]["old_total_score"] or history[-1]["new_total_score"]
+    )
     expected = "improving" if delta > 0 else "declining" if delta < 0 else "steady"
     assert card["trend"] == expected
 
@@ -107,16 +133,28 @@ def test_a_score_of_an_unknown_calculation_version_shows_its_stored_values(score
     breakdown; never a 500."""
     row = _best_multi_platform(scored)
     with scored.engine.begin() as connection:
-        connection.execute(sa.text("UPDATE lead_scores SET calculation_version = 'advanced_v9.9' "
-                                   "WHERE contact_id = :id"), {"id": row["contact_id"]})
+        connection.execute(
+            sa.text(
+                "UPDATE lead_scores SET calculation_version = 'advanced_v9.9' "
+                "WHERE contact_id = :id"
+            ),
+            {"id": row["contact_id"]},
+        )
     response = client.get(f"{API}/contacts/{row['contact_id']}", headers=READ)
     assert response.status_code == 200, response.text
     card = response.json()
     assert (card["calculation_version"], card["is_current_version"]) == ("advanced_v9.9", False)
     assert card["score_breakdown"] is None
     assert "advanced_v9.9" in card["version_note"] and "stored values" in card["version_note"]
-    for column in ("total_score", "quality_tier", "whatsapp_score", "apple_score",
-                   "platform_count", "business_account_count", "premium_account_count"):
+    for column in (
+        "total_score",
+        "quality_tier",
+        "whatsapp_score",
+        "apple_score",
+        "platform_count",
+        "business_account_count",
+        "premium_account_count",
+    ):
         assert card[column] == row[column], column
 
 
@@ -124,14 +162,16 @@ def test_trend_over_the_last_30_days():
     now = datetime(2026, 11, 24, tzinfo=UTC)
 
     def change(days_ago, old, new):
-        return {"changed_at": now - timedelta(days=days_ago), "old_total_score": old,
-                "new_total_score": new}
+        return {
+            "changed_at": now - timedelta(days=days_ago),
+            "old_total_score": old,
+            "new_total_score": new,
+        }
 
     assert trend([], now) == "steady"
     assert trend([change(0, None, 40)], now) == "steady"
     assert trend([change(0, 40, 55), change(40, None, 40)], now) == "improving"
-    assert trend([change(0, 55, 50), change(10, 40, 55), change(60, None, 40)], now) == \
-        "improving"
+    assert trend([change(0, 55, 50), change(10, 40, 55), change(60, None, 40)], now) == "improving"
     assert trend([change(0, 55, 30), change(10, 40, 55)], now) == "declining"
     assert trend([change(0, 55, 40), change(10, 40, 55)], now) == "steady"
     assert trend([change(45, 40, 80)], now) == "steady"
@@ -140,8 +180,13 @@ def test_trend_over_the_last_30_days():
 def test_lookup_by_phone_in_any_mexican_format(scored, client):
     row = _best_multi_platform(scored)
     national = row["phone"][3:]
-    for text in (row["phone"], national, f"{national[:3]} {national[3:6]} {national[6:]}",
-                 f"({national[:3]}) {national[3:6]}-{national[6:]}", f"+52 {national}"):
+    for text in (
+        row["phone"],
+        national,
+        f"{national[:3]} {national[3:6]} {national[6:]}",
+        f"({national[:3]}) {national[3:6]}-{national[6:]}",
+        f"+52 {national}",
+    ):
         response = client.get(f"{API}/lookup", params={"phone": text}, headers=READ)
         assert response.status_code == 200, text
         assert response.json()["contact_id"] == row["contact_id"]
@@ -151,8 +196,13 @@ def test_lookup_by_phone_in_the_old_mobile_forms(scored, client):
     row = _best_multi_platform(scored)
     national = row["phone"][3:]
     spaced = f"{national[:3]} {national[3:6]} {national[6:]}"
-    for text in (f"+52 1 {spaced}", f"521{national}", f"044 {spaced}", f"045-{national}",
-                 f"0052 1 {spaced}"):
+    for text in (
+        f"+52 1 {spaced}",
+        f"521{national}",
+        f"044 {spaced}",
+        f"045-{national}",
+        f"0052 1 {spaced}",
+    ):
         response = client.get(f"{API}/lookup", params={"phone": text}, headers=READ)
         assert response.status_code == 200, (text, response.text)
         assert response.json()["contact_id"] == row["contact_id"]
@@ -172,8 +222,10 @@ def test_bad_input_gets_4xx_with_a_message_never_the_phone(scored, client):
     assert "not a Mexican" in error("/lookup", 400, phone="+1 212 555 0101")
     assert "not a Mexican" in error("/lookup", 400, phone="667 12")
     assert "no contact has this phone number" == error("/lookup", 404, phone="999 000 0000")
-    assert "9990000" not in client.get(f"{API}/lookup", params={"phone": "999 000 0000"},
-                                       headers=READ).text
+    assert (
+        "9990000"
+        not in client.get(f"{API}/lookup", params={"phone": "999 000 0000"}, headers=READ).text
+    )
     assert "query.limit" in error("/contacts", 422, limit=0)
     assert "query.tier" in error("/contacts", 422, tier="GOLD")
     assert "unknown query parameter name(s)" in error("/contacts", 422, teir="HIGH")
@@ -193,13 +245,11 @@ def test_a_tampered_cursor_is_refused(scored, client):
     payload, signature = cursor.split(".")
     forged = CursorSigner("another secret").encode(100, 1)
     flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
-    for bad in (f"{flipped}.{signature}", forged, "garbage", "a.b.c", f"{payload}.",
-                "%%%.###"):
+    for bad in (f"{flipped}.{signature}", forged, "garbage", "a.b.c", f"{payload}.", "%%%.###"):
         response = client.get(f"{API}/contacts", params={"cursor": bad}, headers=READ)
         assert response.status_code == 400, bad
         assert "cursor" in response.json()["detail"]
-    assert client.get(f"{API}/contacts", params={"cursor": cursor},
-                      headers=READ).status_code == 200
+    assert client.get(f"{API}/contacts", params={"cursor": cursor}, headers=READ).status_code == 200
 
 
 def _walk(client, limit: int, **filters) -> list[dict]:
@@ -214,22 +264,29 @@ def _walk(client, limit: int, **filters) -> list[dict]:
 
 
 def test_keyset_pages_walk_every_contact_best_first(scored, client):
-    expected = _rows(scored, "SELECT s.contact_id, s.total_score, c.phone_e164 FROM lead_scores "
-                             "s JOIN contacts c ON c.id = s.contact_id "
-                             "ORDER BY s.total_score DESC, s.contact_id DESC")
+    expected = _rows(
+        scored,
+        "SELECT s.contact_id, s.total_score, c.phone_e164 FROM lead_scores "
+        "s JOIN contacts c ON c.id = s.contact_id "
+        "ORDER BY s.total_score DESC, s.contact_id DESC",
+    )
     items = _walk(client, 200)
     assert [i["contact_id"] for i in items] == [r["contact_id"] for r in expected]
     assert [i["phone"] for i in items[:50]] == [mask_phone(r["phone_e164"]) for r in expected[:50]]
     high = _walk(client, 37, tier="HIGH")
     assert high and {i["quality_tier"] for i in high} == {"HIGH"}
-    assert len(high) == sum(1 for r in _rows(scored, "SELECT quality_tier FROM lead_scores")
-                            if r["quality_tier"] == "HIGH")
+    assert len(high) == sum(
+        1
+        for r in _rows(scored, "SELECT quality_tier FROM lead_scores")
+        if r["quality_tier"] == "HIGH"
+    )
     assert all(i["total_score"] >= 60 for i in _walk(client, 100, min_score=60))
     cdmx = _walk(client, 50, state="cdmx")
     assert cdmx and {normalize_state(i["state_name"]) for i in cdmx} == {"CIUDAD DE MEXICO"}
     spellings = _rows(scored, "SELECT state_name FROM contacts")
-    assert len(cdmx) == sum(1 for r in spellings
-                            if normalize_state(r["state_name"]) == "CIUDAD DE MEXICO")
+    assert len(cdmx) == sum(
+        1 for r in spellings if normalize_state(r["state_name"]) == "CIUDAD DE MEXICO"
+    )
     assert _walk(client, 10, state="Atlantis") == []
 
 
@@ -239,29 +296,45 @@ def test_paging_stays_stable_while_scores_change(scored, client):
     first = client.get(f"{API}/contacts", params={"limit": 100}, headers=READ).json()
     seen = first["items"]
     boundary = seen[-1]["total_score"]
-    movers = [r["contact_id"] for r in _rows(
-        scored, "SELECT contact_id FROM lead_scores WHERE total_score < :b - 5 "
-                "ORDER BY contact_id LIMIT 20", {"b": boundary})]
+    movers = [
+        r["contact_id"]
+        for r in _rows(
+            scored,
+            "SELECT contact_id FROM lead_scores WHERE total_score < :b - 5 "
+            "ORDER BY contact_id LIMIT 20",
+            {"b": boundary},
+        )
+    ]
     fallers = [i["contact_id"] for i in seen[:10]]
     other = sa.create_engine(scored.url)
     with other.begin() as connection:
-        connection.execute(sa.text("UPDATE lead_scores SET total_score = 100 "
-                                   "WHERE contact_id IN :ids").bindparams(
-            sa.bindparam("ids", expanding=True)), {"ids": movers})
-        connection.execute(sa.text("UPDATE lead_scores SET total_score = 0 "
-                                   "WHERE contact_id IN :ids").bindparams(
-            sa.bindparam("ids", expanding=True)), {"ids": fallers})
+        connection.execute(
+            sa.text("UPDATE lead_scores SET total_score = 100 WHERE contact_id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": movers},
+        )
+        connection.execute(
+            sa.text("UPDATE lead_scores SET total_score = 0 WHERE contact_id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": fallers},
+        )
     other.dispose()
     cursor = first["next_cursor"]
     while cursor:
-        page = client.get(f"{API}/contacts", params={"limit": 100, "cursor": cursor},
-                          headers=READ).json()
+        page = client.get(
+            f"{API}/contacts", params={"limit": 100, "cursor": cursor}, headers=READ
+        ).json()
         seen += page["items"]
         cursor = page["next_cursor"]
     keys = [(-i["total_score"], -i["contact_id"]) for i in seen]
     assert keys[100:] == sorted(keys[100:]) and keys[:100] == sorted(keys[:100])
-    unchanged = _rows(scored, "SELECT contact_id FROM lead_scores WHERE contact_id NOT IN "
-                              f"({', '.join(str(i) for i in movers + fallers)})")
+    unchanged = _rows(
+        scored,
+        "SELECT contact_id FROM lead_scores WHERE contact_id NOT IN "
+        f"({', '.join(str(i) for i in movers + fallers)})",
+    )
     counts = {}
     for item in seen:
         counts[item["contact_id"]] = counts.get(item["contact_id"], 0) + 1
@@ -277,11 +350,17 @@ def test_analytics_reads_the_latest_run_and_its_history(scored, client):
     assert latest["run_id"] == "run-2"
     assert latest["contacts"] == scored.count("lead_scores")
     assert sum(latest["tier_distribution"].values()) == latest["contacts"]
-    assert set(latest["platform_success"]) == {"whatsapp", "instagram", "facebook", "google",
-                                               "apple"}
+    assert set(latest["platform_success"]) == {
+        "whatsapp",
+        "instagram",
+        "facebook",
+        "google",
+        "apple",
+    }
     assert sum(s["contacts"] for s in latest["by_state"]) == latest["contacts"]
-    assert {"state", "contacts", "top_leads", "average_score",
-            "validation_success_rate"} <= set(latest["by_state"][0])
+    assert {"state", "contacts", "top_leads", "average_score", "validation_success_rate"} <= set(
+        latest["by_state"][0]
+    )
     assert [h["contacts"] for h in body["history"]] == [latest["contacts"]] * 2
     assert body["history"][0]["computed_at"] < body["history"][1]["computed_at"]
     with scored.engine.begin() as connection:  # the API never recomputes: it reads the table
@@ -296,11 +375,14 @@ def test_analytics_reads_the_latest_run_and_its_history(scored, client):
 
 def test_keys_read_and_admin(scored, client):
     contact = _best_multi_platform(scored)["contact_id"]
-    for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": "wrong"},
-                    {"X-API-Key": READ_KEY + "x"}):
-        for method, path in (("GET", f"/contacts/{contact}"), ("GET", "/contacts"),
-                             ("GET", "/analytics"), ("GET", "/lookup?phone=1"),
-                             ("POST", f"/contacts/{contact}/rescore")):
+    for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": "wrong"}, {"X-API-Key": READ_KEY + "x"}):
+        for method, path in (
+            ("GET", f"/contacts/{contact}"),
+            ("GET", "/contacts"),
+            ("GET", "/analytics"),
+            ("GET", "/lookup?phone=1"),
+            ("POST", f"/contacts/{contact}/rescore"),
+        ):
             response = client.request(method, f"{API}{path}", headers=headers)
             assert response.status_code == 401, (headers, path)
             assert "API key" in response.json()["detail"]
@@ -324,7 +406,8 @@ def test_rescore_enqueues_at_top_priority_and_bumps_a_queued_entry(scored, clien
     again = client.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN).json()
     assert (again["priority"], again["version"]) == (10, 2)
     assert _rows(scored, "SELECT priority, version, leased_by FROM scoring_queue") == [
-        {"priority": 10, "version": 2, "leased_by": "run-x"}]
+        {"priority": 10, "version": 2, "leased_by": "run-x"}
+    ]
     response = client.post(f"{API}/contacts/99999999/rescore", headers=ADMIN)
     assert response.status_code == 404
     assert scored.count("scoring_queue") == 1
@@ -337,18 +420,24 @@ def test_rescore_wakes_an_entry_waiting_for_a_row_due_later(scored, client):
     ahead = scored.bind_timestamp(datetime.now(UTC) + timedelta(hours=20))
     with scored.engine.begin() as connection:
         connection.execute(sa.text("DELETE FROM scoring_queue"))
-        connection.execute(sa.text(
-            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
-            "leased_until) VALUES (:id, 5, :at, :at, :ahead)"),
-            {"id": contact, "at": scored.bind_timestamp(datetime.now(UTC)), "ahead": ahead})
+        connection.execute(
+            sa.text(
+                "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+                "leased_until) VALUES (:id, 5, :at, :at, :ahead)"
+            ),
+            {"id": contact, "at": scored.bind_timestamp(datetime.now(UTC)), "ahead": ahead},
+        )
     assert ScoringQueue(scored).depth().claimable == 0
     assert client.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN).status_code == 202
     assert _rows(scored, "SELECT leased_by, leased_until, version FROM scoring_queue") == [
-        {"leased_by": None, "leased_until": None, "version": 2}]
+        {"leased_by": None, "leased_until": None, "version": 2}
+    ]
     assert ScoringQueue(scored).depth().claimable == 1
     with scored.engine.begin() as connection:
-        connection.execute(sa.text("UPDATE scoring_queue SET leased_by = 'run-x', "
-                                   "leased_until = :ahead"), {"ahead": ahead})
+        connection.execute(
+            sa.text("UPDATE scoring_queue SET leased_by = 'run-x', leased_until = :ahead"),
+            {"ahead": ahead},
+        )
     lease = _rows(scored, "SELECT leased_by, leased_until FROM scoring_queue")
     assert client.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN).status_code == 202
     assert _rows(scored, "SELECT leased_by, leased_until FROM scoring_queue") == lease
@@ -358,8 +447,9 @@ def test_rescore_wakes_an_entry_waiting_for_a_row_due_later(scored, client):
 def test_unscored_contact_and_unexpected_errors_answer_json(scored, client):
     contact = int(_best_multi_platform(scored)["contact_id"])
     with scored.engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM lead_scores WHERE contact_id = :id"),
-                           {"id": contact})
+        connection.execute(
+            sa.text("DELETE FROM lead_scores WHERE contact_id = :id"), {"id": contact}
+        )
     response = client.get(f"{API}/contacts/{contact}", headers=READ)
     assert response.status_code == 404
     assert "has not been scored yet" in response.json()["detail"]
@@ -367,36 +457,52 @@ def test_unscored_contact_and_unexpected_errors_answer_json(scored, client):
         connection.execute(sa.text("DROP TABLE lead_score_history"))
     response = client.get(f"{API}/contacts/{contact + 1}", headers=READ)
     assert response.status_code == 500
-    assert response.json() == {"detail": "internal server error; the server log names the "
-                                          "error"}
+    assert response.json() == {"detail": "internal server error; the server log names the error"}
 
 
 def test_conversion_scores_appear_with_their_reasons(scored):
     best = _best_multi_platform(scored)
     contact = int(best["contact_id"])
     with scored.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO conversion_scores (contact_id, conversion_probability, "
-            "probability_decile, model_version, method, calculated_at, up_feature_1, "
-            "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
-            "VALUES (:id, 0.0421, 9, '2', 'hgb', :at, :whatsapp, 0.5, :rest, 0.125, "
-            ":recency, -0.25)"),
-            {"id": contact, "at": scored.bind_timestamp(AS_OF),
-             "whatsapp": reason_code("whatsapp"), "rest": REST_CODE,
-             "recency": reason_code("recency")})
+        connection.execute(
+            sa.text(
+                "INSERT INTO conversion_scores (contact_id, conversion_probability, "
+                "probability_decile, model_version, method, calculated_at, up_feature_1, "
+                "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
+                "VALUES (:id, 0.0421, 9, '2', 'hgb', :at, :whatsapp, 0.5, :rest, 0.125, "
+                ":recency, -0.25)"
+            ),
+            {
+                "id": contact,
+                "at": scored.bind_timestamp(AS_OF),
+                "whatsapp": reason_code("whatsapp"),
+                "rest": REST_CODE,
+                "recency": reason_code("recency"),
+            },
+        )
     with TestClient(app_for(scored)) as test_client:
         card = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
         other = test_client.get(f"{API}/contacts/{contact + 1}", headers=READ).json()
     conversion = card["conversion_score"]
     assert conversion["conversion_probability"] == pytest.approx(0.0421, rel=1e-6)
-    assert (conversion["probability_decile"], conversion["model_version"],
-            conversion["method"]) == (9, "2", "hgb")
+    assert (
+        conversion["probability_decile"],
+        conversion["model_version"],
+        conversion["method"],
+    ) == (9, "2", "hgb")
     reasons = conversion["reasons"]
     whatsapp = card["whatsapp_score"]
-    assert reasons["raises"] == [{
-        "feature": "whatsapp", "words": f"Validated on WhatsApp ({whatsapp}/25)",
-        "text": {"es": f"WhatsApp validado ({whatsapp}/25)",
-                 "en": f"Validated on WhatsApp ({whatsapp}/25)"}, "effect": 0.5}]
+    assert reasons["raises"] == [
+        {
+            "feature": "whatsapp",
+            "words": f"Validated on WhatsApp ({whatsapp}/25)",
+            "text": {
+                "es": f"WhatsApp validado ({whatsapp}/25)",
+                "en": f"Validated on WhatsApp ({whatsapp}/25)",
+            },
+            "effect": 0.5,
+        }
+    ]
     assert [r["feature"] for r in reasons["lowers"]] == ["recency"]
     assert reasons["lowers"][0]["text"]["es"].startswith("Validado ")
     assert reasons["rest"]["effect"] == 0.125
@@ -413,20 +519,31 @@ def test_uplift_appears_with_its_reasons_and_is_null_without_a_champion(scored):
     assert before["uplift_score"] is None
     assert 'id="uplift-score"' in page and "Efecto del mensaje (uplift)" in page
     with scored.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
-            "method, calculated_at, up_feature_1, up_effect_1, up_feature_2, up_effect_2, "
-            "down_feature_1, down_effect_1) "
-            "VALUES (:id, 0.0231, 10, '4', 'x_learner', :at, :recency, 0.012, :rest, 0.001, "
-            ":carrier, -0.004)"),
-            {"id": contact, "at": scored.bind_timestamp(AS_OF), "recency": reason_code("recency"),
-             "rest": REST_CODE, "carrier": reason_code("carrier")})
+        connection.execute(
+            sa.text(
+                "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
+                "method, calculated_at, up_feature_1, up_effect_1, up_feature_2, up_effect_2, "
+                "down_feature_1, down_effect_1) "
+                "VALUES (:id, 0.0231, 10, '4', 'x_learner', :at, :recency, 0.012, :rest, 0.001, "
+                ":carrier, -0.004)"
+            ),
+            {
+                "id": contact,
+                "at": scored.bind_timestamp(AS_OF),
+                "recency": reason_code("recency"),
+                "rest": REST_CODE,
+                "carrier": reason_code("carrier"),
+            },
+        )
     with TestClient(app_for(scored)) as test_client:
         card = test_client.get(f"{API}/contacts/{contact}", headers=READ).json()
     uplift = card["uplift_score"]
     assert uplift["uplift"] == pytest.approx(0.0231, rel=1e-6)
     assert (uplift["uplift_decile"], uplift["model_version"], uplift["method"]) == (
-        10, "4", "x_learner")
+        10,
+        "4",
+        "x_learner",
+    )
     reasons = uplift["reasons"]
     assert [r["feature"] for r in reasons["raises"]] == ["recency"]
     assert reasons["raises"][0]["text"]["es"].startswith("Validado ")
@@ -438,8 +555,10 @@ def test_uplift_appears_with_its_reasons_and_is_null_without_a_champion(scored):
 
 def test_no_response_carries_a_full_phone_number(scored, client):
     phones = _all_phones(scored)
-    bodies = [client.get(f"{API}/contacts", params={"limit": 200}, headers=READ).text,
-              client.get(f"{API}/analytics", headers=READ).text]
+    bodies = [
+        client.get(f"{API}/contacts", params={"limit": 200}, headers=READ).text,
+        client.get(f"{API}/analytics", headers=READ).text,
+    ]
     for phone in phones[:50]:
         bodies.append(client.get(f"{API}/lookup", params={"phone": phone}, headers=READ).text)
     text = "\n".join(bodies)
@@ -458,17 +577,26 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
         response = client.get(asset)
         assert response.status_code == 200
         for page in (spanish, english, response):
-            external = set(re.findall(r"https?://[^\s\"'`)]+|(?:src|href)=\"//[^\"]*",
-                                      page.text)) - {"http://www.w3.org/2000/svg"}
+            external = set(
+                re.findall(r"https?://[^\s\"'`)]+|(?:src|href)=\"//[^\"]*", page.text)
+            ) - {"http://www.w3.org/2000/svg"}
             assert external == set(), asset
     assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {f"{API}/contacts/{{contact_id}}", f"{API}/lookup",
-                                    f"{API}/contacts", f"{API}/analytics",
-                                    f"{API}/contacts/{{contact_id}}/rescore", f"{API}/forget",
-                                    f"{API}/campaigns", f"{API}/campaigns/{{campaign_id}}",
-                                    f"{API}/proof",
-                                    f"{API}/key", f"{API}/exports", f"{API}/exports/{{run_id}}"}
+    assert set(schema["paths"]) == {
+        f"{API}/contacts/{{contact_id}}",
+        f"{API}/lookup",
+        f"{API}/contacts",
+        f"{API}/analytics",
+        f"{API}/contacts/{{contact_id}}/rescore",
+        f"{API}/forget",
+        f"{API}/campaigns",
+        f"{API}/campaigns/{{campaign_id}}",
+        f"{API}/proof",
+        f"{API}/key",
+        f"{API}/exports",
+        f"{API}/exports/{{run_id}}",
+    }
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch, capsys):
@@ -482,7 +610,10 @@ def test_cursor_round_trip():
     signer = CursorSigner(CURSOR_SECRET)
     assert signer.decode(signer.encode(87, 123456)) == (87, 123456, "score")
     assert signer.decode(signer.encode(0.25, 2**60 + 1, "conversion")) == (
-        0.25, 2**60 + 1, "conversion")
+        0.25,
+        2**60 + 1,
+        "conversion",
+    )
 
 
 @pytest.mark.postgres
@@ -503,30 +634,41 @@ def test_the_documented_grants_suffice_and_survive_a_full_rescoring(postgres_url
     try:
         contact = int(_best_multi_platform(owner)["contact_id"])
         rescore_all(owner, LATER + timedelta(days=1), run_id="run-3")  # swaps lead_scores
-        app = create_app(as_role, keys=ApiKeys((READ_KEY,), (ADMIN_KEY,)),
-                         cursor_secret=CURSOR_SECRET)
+        app = create_app(
+            as_role, keys=ApiKeys((READ_KEY,), (ADMIN_KEY,)), cursor_secret=CURSOR_SECRET
+        )
         with TestClient(app) as api:
             assert api.get(f"{API}/contacts/{contact}", headers=READ).status_code == 200
             assert api.get(f"{API}/contacts", headers=READ).status_code == 200
-            assert api.get(f"{API}/contacts", params={"contactable": "true"},
-                           headers=READ).status_code == 200
+            assert (
+                api.get(f"{API}/contacts", params={"contactable": "true"}, headers=READ).status_code
+                == 200
+            )
             assert api.get(f"{API}/analytics", headers=READ).status_code == 200
             assert api.get(f"{API}/campaigns", headers=READ).json()["items"]
             for _ in range(2):
-                assert api.post(f"{API}/contacts/{contact}/rescore",
-                                headers=ADMIN).status_code == 202
-            phone = _rows(owner, "SELECT phone_e164 FROM contacts WHERE id = :id",
-                          {"id": contact})[0]["phone_e164"]
+                assert (
+                    api.post(f"{API}/contacts/{contact}/rescore", headers=ADMIN).status_code == 202
+                )
+            phone = _rows(owner, "SELECT phone_e164 FROM contacts WHERE id = :id", {"id": contact})[
+                0
+            ]["phone_e164"]
             refused = api.post(f"{API}/forget", json={"phone": phone}, headers=ADMIN)
             assert refused.status_code == 503
             assert "may not delete" in refused.json()["detail"]
             assert phone[3:] not in refused.text
         assert owner.count("suppressions") == 0
-        assert _rows(owner, "SELECT count(*) AS n FROM contacts WHERE id = :id",
-                     {"id": contact})[0]["n"] == 1
+        assert (
+            _rows(owner, "SELECT count(*) AS n FROM contacts WHERE id = :id", {"id": contact})[0][
+                "n"
+            ]
+            == 1
+        )
         reader = sa.create_engine(as_role)
-        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), \
-                reader.begin() as connection:
+        with (
+            pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+            reader.begin() as connection,
+        ):
             connection.execute(sa.text("UPDATE lead_scores SET total_score = 100"))
         reader.dispose()
     finally:

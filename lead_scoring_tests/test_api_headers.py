@@ -38,8 +38,10 @@ def _contact_id(database) -> int:
 def test_every_response_carries_the_security_headers(scored, client):
     contact = _contact_id(scored)
     responses = {
-        "page": client.get("/"), "card page": client.get("/card", params={"id": contact}),
-        "script": client.get("/static/dashboard.js"), "css": client.get("/static/dashboard.css"),
+        "page": client.get("/"),
+        "card page": client.get("/card", params={"id": contact}),
+        "script": client.get("/static/dashboard.js"),
+        "css": client.get("/static/dashboard.css"),
         "schema": client.get("/openapi.json"),
         "card": client.get(f"{API}/contacts/{contact}", headers=READ),
         "list": client.get(f"{API}/contacts", headers=READ),
@@ -47,8 +49,9 @@ def test_every_response_carries_the_security_headers(scored, client):
         "not found": client.get(f"{API}/contacts/1234567", headers=READ),
         "invalid": client.get(f"{API}/contacts", params={"limit": 0}, headers=READ),
         "no route": client.get("/nothing-here"),
-        "rescore": client.post(f"{API}/contacts/{contact}/rescore",
-                               headers={"X-API-Key": ADMIN_KEY}),
+        "rescore": client.post(
+            f"{API}/contacts/{contact}/rescore", headers={"X-API-Key": ADMIN_KEY}
+        ),
     }
     with scored.engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE lead_score_history"))
@@ -56,8 +59,11 @@ def test_every_response_carries_the_security_headers(scored, client):
     assert responses["server error"].status_code == 500
     for name, response in responses.items():
         headers = response.headers
-        policy = {d.split()[0]: d.split()[1:] for d in
-                  headers["content-security-policy"].split(";") if d.strip()}
+        policy = {
+            d.split()[0]: d.split()[1:]
+            for d in headers["content-security-policy"].split(";")
+            if d.strip()
+        }
         assert policy["default-src"] == ["'self'"], name
         assert policy["script-src"] == ["'self'"], name
         assert policy["style-src"] == ["'self'"], name
@@ -96,5 +102,7 @@ def test_errors_never_echo_what_was_sent(client):
         assert response.json()["detail"], path
         assert value not in response.text and value.replace(" ", "") not in response.text, path
     unknown = client.get(f"{API}/contacts?4271185601=1", headers=READ).json()["detail"]
-    assert unknown == ("unknown query parameter name(s); known: contactable, cursor, limit, "
-                       "min_score, sort, state, tier")
+    assert unknown == (
+        "unknown query parameter name(s); known: contactable, cursor, limit, "
+        "min_score, sort, state, tier"
+    )

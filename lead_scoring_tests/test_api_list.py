@@ -37,16 +37,25 @@ def scored(database):
     load_demo_data(database, 300, seed=9, as_of=AS_OF, batch_size=300)
     rescore_all(database, AS_OF)
     add_big_id_contact(database)
-    ids = [r["contact_id"] for r in _rows(database, "SELECT contact_id FROM lead_scores "
-                                                    "ORDER BY contact_id")]
+    ids = [
+        r["contact_id"]
+        for r in _rows(database, "SELECT contact_id FROM lead_scores ORDER BY contact_id")
+    ]
     with database.engine.begin() as connection:
         for i, contact in enumerate(ids[::2]):  # every other contact has a probability
-            connection.execute(sa.text(
-                "INSERT INTO conversion_scores (contact_id, conversion_probability, "
-                "probability_decile, model_version, method, calculated_at) "
-                "VALUES (:id, :p, :d, '1', 'hgb', :at)"),
-                {"id": contact, "p": round(((i * 37) % 101) / 1000, 3), "d": 1 + i % 10,
-                 "at": database.bind_timestamp(AS_OF)})
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversion_scores (contact_id, conversion_probability, "
+                    "probability_decile, model_version, method, calculated_at) "
+                    "VALUES (:id, :p, :d, '1', 'hgb', :at)"
+                ),
+                {
+                    "id": contact,
+                    "p": round(((i * 37) % 101) / 1000, 3),
+                    "d": 1 + i % 10,
+                    "at": database.bind_timestamp(AS_OF),
+                },
+            )
     return database
 
 
@@ -85,51 +94,73 @@ def test_ids_travel_exactly_as_strings(client):
 
 @pytest.mark.parametrize("sort", ["score", "conversion", "uplift"])
 def test_every_sort_walks_every_contact_once_in_order_with_the_total(scored, client, sort):
-    probabilities = {r["contact_id"]: r["conversion_probability"] for r in _rows(
-        scored, "SELECT contact_id, conversion_probability FROM conversion_scores")}
-    expected = _rows(scored, "SELECT contact_id, total_score FROM lead_scores "
-                             "WHERE total_score >= 30")
-    key = {"score": lambda r: (r["total_score"], r["contact_id"]),
-           "conversion": lambda r: (probabilities.get(r["contact_id"], -2), r["contact_id"]),
-           "uplift": lambda r: (r["contact_id"],)}[sort]
+    probabilities = {
+        r["contact_id"]: r["conversion_probability"]
+        for r in _rows(scored, "SELECT contact_id, conversion_probability FROM conversion_scores")
+    }
+    expected = _rows(
+        scored, "SELECT contact_id, total_score FROM lead_scores WHERE total_score >= 30"
+    )
+    key = {
+        "score": lambda r: (r["total_score"], r["contact_id"]),
+        "conversion": lambda r: (probabilities.get(r["contact_id"], -2), r["contact_id"]),
+        "uplift": lambda r: (r["contact_id"],),
+    }[sort]
     items, total = _walk(client, 7, sort=sort, min_score=30)
     assert total == len(expected)
     assert [i["contact_id"] for i in items] == [
-        r["contact_id"] for r in sorted(expected, key=key, reverse=True)]
+        r["contact_id"] for r in sorted(expected, key=key, reverse=True)
+    ]
     for item in items:
         expected_probability = probabilities.get(item["contact_id"])
         assert item["conversion_probability"] == (
-            None if expected_probability is None else pytest.approx(expected_probability))
+            None if expected_probability is None else pytest.approx(expected_probability)
+        )
         assert item["uplift"] is None
 
 
 def test_the_total_follows_every_filter(scored, client):
-    state = _rows(scored, "SELECT state_name FROM contacts WHERE state_name IS NOT NULL "
-                          "LIMIT 1")[0]["state_name"]
+    state = _rows(scored, "SELECT state_name FROM contacts WHERE state_name IS NOT NULL LIMIT 1")[
+        0
+    ]["state_name"]
     canonical = normalize_state(state)
-    spellings = [r["state_name"] for r in _rows(scored, "SELECT DISTINCT state_name FROM "
-                                                        "contacts WHERE state_name IS NOT NULL")
-                 if normalize_state(r["state_name"]) == canonical]
-    in_state = [r for r in _rows(scored, "SELECT c.state_name, s.quality_tier FROM lead_scores "
-                                         "s JOIN contacts c ON c.id = s.contact_id")
-                if r["state_name"] in spellings]
-    page = client.get(f"{API}/contacts", params={"state": canonical.lower(), "limit": 2},
-                      headers=READ).json()
+    spellings = [
+        r["state_name"]
+        for r in _rows(
+            scored, "SELECT DISTINCT state_name FROM contacts WHERE state_name IS NOT NULL"
+        )
+        if normalize_state(r["state_name"]) == canonical
+    ]
+    in_state = [
+        r
+        for r in _rows(
+            scored,
+            "SELECT c.state_name, s.quality_tier FROM lead_scores "
+            "s JOIN contacts c ON c.id = s.contact_id",
+        )
+        if r["state_name"] in spellings
+    ]
+    page = client.get(
+        f"{API}/contacts", params={"state": canonical.lower(), "limit": 2}, headers=READ
+    ).json()
     assert page["total"] == len(in_state)
     assert {i["state"] for i in page["items"]} == {canonical}
-    high = client.get(f"{API}/contacts", params={"tier": "HIGH", "limit": 1},
-                      headers=READ).json()
-    assert high["total"] == _rows(scored, "SELECT count(*) AS n FROM lead_scores "
-                                          "WHERE quality_tier = 'HIGH'")[0]["n"]
+    high = client.get(f"{API}/contacts", params={"tier": "HIGH", "limit": 1}, headers=READ).json()
+    assert (
+        high["total"]
+        == _rows(scored, "SELECT count(*) AS n FROM lead_scores WHERE quality_tier = 'HIGH'")[0][
+            "n"
+        ]
+    )
     nowhere = client.get(f"{API}/contacts", params={"state": "Atlantis"}, headers=READ).json()
     assert nowhere == {"items": [], "total": 0, "next_cursor": None}
 
 
 def test_a_cursor_of_another_sort_is_refused(client):
-    cursor = client.get(f"{API}/contacts", params={"limit": 3}, headers=READ).json()[
-        "next_cursor"]
-    response = client.get(f"{API}/contacts", params={"cursor": cursor, "sort": "conversion"},
-                          headers=READ)
+    cursor = client.get(f"{API}/contacts", params={"limit": 3}, headers=READ).json()["next_cursor"]
+    response = client.get(
+        f"{API}/contacts", params={"cursor": cursor, "sort": "conversion"}, headers=READ
+    )
     assert response.status_code == 400 and "another sort" in response.json()["detail"]
 
 
@@ -142,8 +173,9 @@ def test_the_rescore_status_says_queued_then_scored_and_a_stalled_queue(scored, 
     status = client.get(f"{API}/contacts/{contact}/rescore", headers=READ).json()
     assert status["queued"] and status["priority"] == 10 and not status["stalled"]
     old = datetime.now(UTC) - timedelta(minutes=6)
-    _execute(scored, "UPDATE scoring_queue SET updated_at = :at",
-             {"at": scored.bind_timestamp(old)})
+    _execute(
+        scored, "UPDATE scoring_queue SET updated_at = :at", {"at": scored.bind_timestamp(old)}
+    )
     status = client.get(f"{API}/contacts/{contact}/rescore", headers=READ).json()
     assert status["stalled"]
     assert abs(pd.Timestamp(status["next_entry_waiting_since"]) - old) < timedelta(seconds=1)

@@ -47,9 +47,18 @@ def _type(schema: dict | bool) -> str:
         return f"array of {_type(schema.get('items', {}))}"
     if kind == "object" and "additionalProperties" in schema:
         return f"object of {_type(schema['additionalProperties'])}"
-    bounds = [f"{word} {schema[key]}" for key, word in (
-        ("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("maxLength", "length ≤"),
-        ("pattern", "pattern"), ("format", "format")) if key in schema]
+    bounds = [
+        f"{word} {schema[key]}"
+        for key, word in (
+            ("minimum", "≥"),
+            ("maximum", "≤"),
+            ("minLength", "length ≥"),
+            ("maxLength", "length ≤"),
+            ("pattern", "pattern"),
+            ("format", "format"),
+        )
+        if key in schema
+    ]
     return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
 
@@ -58,22 +67,34 @@ def _cell(text: str | None) -> str:
 
 
 def reference_markdown(schema: dict) -> str:
-    lines = [HEADER, f"Version {schema['info']['version']}: {_cell(schema['info'].get('description'))}", ""]
+    lines = [
+        HEADER,
+        f"Version {schema['info']['version']}: {_cell(schema['info'].get('description'))}",
+        "",
+    ]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            lines += [f"## `{method.upper()} {path}`", "", operation.get("description", "").strip(), ""]
+            lines += [
+                f"## `{method.upper()} {path}`",
+                "",
+                operation.get("description", "").strip(),
+                "",
+            ]
             if operation.get("security"):
                 lines += ["Needs an API key in the `X-API-Key` header.", ""]
             parameters = operation.get("parameters", [])
             if parameters:
-                lines += ["| parameter | in | required | type | default | meaning |",
-                          "|---|---|---|---|---|---|"]
+                lines += [
+                    "| parameter | in | required | type | default | meaning |",
+                    "|---|---|---|---|---|---|",
+                ]
                 for p in parameters:
                     default = p["schema"].get("default")
                     lines.append(
                         f"| `{p['name']}` | {p['in']} | {'yes' if p.get('required') else 'no'} | "
                         f"{_type(p['schema'])} | {'' if default is None else f'`{json.dumps(default)}`'} | "
-                        f"{_cell(p.get('description'))} |")
+                        f"{_cell(p.get('description'))} |"
+                    )
                 lines.append("")
             body = operation.get("requestBody")
             if body:
@@ -96,9 +117,11 @@ def reference_markdown(schema: dict) -> str:
         required = set(model.get("required", []))
         lines += ["| field | type | required | meaning |", "|---|---|---|---|"]
         for field, field_schema in model.get("properties", {}).items():
-            lines.append(f"| `{field}` | {_type(field_schema)} | "
-                         f"{'yes' if field in required else 'no'} | "
-                         f"{_cell(field_schema.get('description'))} |")
+            lines.append(
+                f"| `{field}` | {_type(field_schema)} | "
+                f"{'yes' if field in required else 'no'} | "
+                f"{_cell(field_schema.get('description'))} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -110,7 +133,8 @@ def _schema_text(schema: dict) -> str:
 def test_the_openapi_copy_is_the_served_schema():
     assert SCHEMA_FILE.read_text() == _schema_text(openapi_schema()), (
         "docs/api/openapi.json is stale: run .venv/bin/python -m "
-        "lead_scoring_tests.test_api_reference")
+        "lead_scoring_tests.test_api_reference"
+    )
 
 
 def test_the_reference_page_is_written_from_the_schema():
@@ -118,7 +142,8 @@ def test_the_reference_page_is_written_from_the_schema():
     page = REFERENCE_FILE.read_text()
     assert page == reference_markdown(schema), (
         "docs/api/reference.md is stale: run .venv/bin/python -m "
-        "lead_scoring_tests.test_api_reference")
+        "lead_scoring_tests.test_api_reference"
+    )
     for path, operations in schema["paths"].items():
         for method in operations:
             assert f"## `{method.upper()} {path}`" in page

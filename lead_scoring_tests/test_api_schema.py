@@ -23,8 +23,12 @@ def test_generated_requests_never_fail_the_server(demo_database):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=50, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=50,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             def run(case):
                 # Left out: "every schema-valid request succeeds" (a string the schema allows
                 # may still be no Mexican phone number: 400 with a message), and "every
@@ -38,8 +42,12 @@ def test_generated_requests_never_fail_the_server(demo_database):
                 unavailable = [not_a_server_error] if "/exports" in case.operation.path else []
                 response = case.call_and_validate(
                     headers={"X-API-Key": ADMIN_KEY},
-                    excluded_checks=[positive_data_acceptance, negative_data_rejection,
-                                     *unavailable])
+                    excluded_checks=[
+                        positive_data_acceptance,
+                        negative_data_rejection,
+                        *unavailable,
+                    ],
+                )
                 assert response.status_code != 500
 
             run()

@@ -39,11 +39,17 @@ def _execute(database, sql: str, params: dict) -> None:
 
 
 def _suppress(database, phone: str, reason: str, expires=None) -> None:
-    _execute(database, "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, "
-                       "expires_at) VALUES (:p, :r, 'test', :at, :exp)",
-             {"p": normalize_phone(phone), "r": reason,
-              "at": database.bind_timestamp(NOW - pd.Timedelta(days=1)),
-              "exp": database.bind_timestamp(expires)})
+    _execute(
+        database,
+        "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, "
+        "expires_at) VALUES (:p, :r, 'test', :at, :exp)",
+        {
+            "p": normalize_phone(phone),
+            "r": reason,
+            "at": database.bind_timestamp(NOW - pd.Timedelta(days=1)),
+            "exp": database.bind_timestamp(expires),
+        },
+    )
 
 
 def _walk(client, limit: int, **filters) -> list[dict]:
@@ -66,21 +72,32 @@ def test_the_list_and_the_card_flag_suppressed_contacts(scored, client):
     _suppress(scored, phones[both], "repus")
     _suppress(scored, phones[both], "opt_out")
     _suppress(scored, phones[expired], "hard_bounce", expires=NOW - pd.Timedelta(hours=1))
-    _execute(scored, "INSERT INTO sms_replies (id, phone_e164, body, received_at) "
-                     "VALUES (1, :p, 'Baja', :at)",
-             {"p": f"044 {phones[replied][3:]}",
-              "at": scored.bind_timestamp(NOW - pd.Timedelta(minutes=1))})
-    _execute(scored, "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
-             {"p": f"+52 1 {phones[other_form][3:]}", "id": other_form})
+    _execute(
+        scored,
+        "INSERT INTO sms_replies (id, phone_e164, body, received_at) VALUES (1, :p, 'Baja', :at)",
+        {
+            "p": f"044 {phones[replied][3:]}",
+            "at": scored.bind_timestamp(NOW - pd.Timedelta(minutes=1)),
+        },
+    )
+    _execute(
+        scored,
+        "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
+        {"p": f"+52 1 {phones[other_form][3:]}", "id": other_form},
+    )
     _suppress(scored, phones[other_form], "manual")
-    _execute(scored, "UPDATE contacts SET phone_e164 = '12-34' WHERE id = :id",
-             {"id": unreadable})
+    _execute(scored, "UPDATE contacts SET phone_e164 = '12-34' WHERE id = :id", {"id": unreadable})
 
     page = client.get(f"{API}/contacts", params={"limit": 10}, headers=READ).json()["items"]
     flags = {i["contact_id"]: (i["do_not_contact"], i["suppression_reasons"]) for i in page}
     assert [flags[i] for i in ids] == [
-        (True, ["opt_out", "repus"]), (False, []), (True, ["opt_out"]), (True, ["manual"]),
-        (True, ["unreadable_phone"]), (False, [])]
+        (True, ["opt_out", "repus"]),
+        (False, []),
+        (True, ["opt_out"]),
+        (True, ["manual"]),
+        (True, ["unreadable_phone"]),
+        (False, []),
+    ]
     assert all(flags[i] == (False, []) for i in flags if i not in ids)
 
     card = client.get(f"{API}/contacts/{both}", headers=READ).json()
@@ -92,8 +109,10 @@ def test_the_list_and_the_card_flag_suppressed_contacts(scored, client):
 
     contactable = _walk(client, 3, contactable="true")
     assert [i["contact_id"] for i in contactable] == [
-        i["contact_id"] for i in top if i["contact_id"] not in (both, replied, other_form,
-                                                                  unreadable)]
+        i["contact_id"]
+        for i in top
+        if i["contact_id"] not in (both, replied, other_form, unreadable)
+    ]
     assert not any(i["do_not_contact"] for i in contactable)
     assert len(_walk(client, 50, contactable="false")) == len(top)
 

@@ -30,8 +30,11 @@ def test_a_failing_step_raises_instead_of_waiting_forever():
 
 def test_row_groups_cut_between_rows_only():
     stream = [b"1\ta\n2\tb", b"\n3\tc\n4", b"\td\n5\te\n"]
-    assert list(row_groups(stream, 2)) == [(2, b"1\ta\n2\tb\n"), (2, b"3\tc\n4\td\n"),
-                                           (1, b"5\te\n")]
+    assert list(row_groups(stream, 2)) == [
+        (2, b"1\ta\n2\tb\n"),
+        (2, b"3\tc\n4\td\n"),
+        (1, b"5\te\n"),
+    ]
     assert list(row_groups([b"1\n2\n"], 2)) == [(2, b"1\n2\n")]
 
 
@@ -42,8 +45,9 @@ def test_rewritten_bytes_count_new_files_and_growth():
 def test_validations_load_in_arrival_order(postgres_url):
     loaded = load_in_arrival_order(postgres_url, 3_000, batch_size=1_000, rows_per_commit=2_500)
     database = Database(postgres_url)
-    rows = database.read_frame("SELECT id, contact_id, validated_at, ctid::text AS ctid "
-                               "FROM platform_validations")
+    rows = database.read_frame(
+        "SELECT id, contact_id, validated_at, ctid::text AS ctid FROM platform_validations"
+    )
     queued = database.count("scoring_queue")
     database.dispose()
     assert loaded["contacts"] == 3_000 and len(rows) == loaded["validations"] > 9_000
@@ -59,36 +63,50 @@ def test_validations_load_in_arrival_order(postgres_url):
     assert queued == 3_000
     indexes = database_indexes(postgres_url)
     assert {"platform_validations_pkey", "ix_platform_validations_current"} <= indexes
-    with psycopg.connect(sa.make_url(postgres_url).set(drivername="postgresql")
-                         .render_as_string(hide_password=False)) as connection:
+    with psycopg.connect(
+        sa.make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    ) as connection:
         assert connection.execute("SELECT to_regclass('full_scale_arrivals')").fetchone() == (None,)
 
 
 def database_indexes(url: str) -> set[str]:
     database = Database(url)
-    names = set(database.read_frame(
-        "SELECT indexname FROM pg_indexes WHERE tablename = 'platform_validations'")["indexname"])
+    names = set(
+        database.read_frame(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'platform_validations'"
+        )["indexname"]
+    )
     triggers = database.read_frame(
         "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'platform_validations'::regclass "
-        "AND NOT tgisinternal")["tgenabled"]
+        "AND NOT tgisinternal"
+    )["tgenabled"]
     database.dispose()
     assert len(triggers) and (triggers == "O").all()
     return names
 
 
 def test_table_sizes_count_indexes_and_partitions(postgres_url):
-    with psycopg.connect(sa.make_url(postgres_url).set(drivername="postgresql")
-                         .render_as_string(hide_password=False), autocommit=True) as connection:
+    with psycopg.connect(
+        sa.make_url(postgres_url)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False),
+        autocommit=True,
+    ) as connection:
         connection.execute("CREATE TABLE plain (id bigint PRIMARY KEY)")
         connection.execute("CREATE TABLE split (id bigint PRIMARY KEY) PARTITION BY HASH (id)")
         for remainder in range(2):
-            connection.execute(f"CREATE TABLE split_{remainder} PARTITION OF split FOR VALUES "
-                               f"WITH (modulus 2, remainder {remainder})")
+            connection.execute(
+                f"CREATE TABLE split_{remainder} PARTITION OF split FOR VALUES "
+                f"WITH (modulus 2, remainder {remainder})"
+            )
         connection.execute("INSERT INTO plain SELECT generate_series(1, 10000)")
         connection.execute("INSERT INTO split SELECT generate_series(1, 10000)")
-        expected = dict(connection.execute(
-            "SELECT 'plain', pg_total_relation_size('plain') UNION ALL SELECT 'split', "
-            "pg_total_relation_size('split_0') + pg_total_relation_size('split_1')").fetchall())
+        expected = dict(
+            connection.execute(
+                "SELECT 'plain', pg_total_relation_size('plain') UNION ALL SELECT 'split', "
+                "pg_total_relation_size('split_0') + pg_total_relation_size('split_1')"
+            ).fetchall()
+        )
     server = Server(postgres_url)
     sizes = {t["table"]: t for t in server.table_sizes()}
     server.close()
@@ -103,40 +121,75 @@ def test_the_reader_latency_command_runs_as_documented(postgres_url):
     reads quietly, exports and publishes side by side, prints every window and drops its
     database."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.reader_latency",
-         "--contacts", "2000", "--seconds", "1", "--export-seconds", "3",
-         "--url", postgres_url, "--drop"],
-        check=False, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.reader_latency",
+            "--contacts",
+            "2000",
+            "--seconds",
+            "1",
+            "--export-seconds",
+            "3",
+            "--url",
+            postgres_url,
+            "--drop",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    for window in ("quiet (1 s)", "export running, publish waiting for it",
-                   "lead_scores published after the export", "whole window"):
+    for window in (
+        "quiet (1 s)",
+        "export running, publish waiting for it",
+        "lead_scores published after the export",
+        "whole window",
+    ):
         assert window in result.stdout
     assert "export: 2,000 rows" in result.stdout
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                                  (name,)).fetchone() == (0,)
+        assert connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone() == (0,)
 
 
 def test_the_forget_benchmark_runs_as_documented(postgres_url):
     """The forget benchmark (small: 2,000 contacts, 2 numbers, one stored in the old form)
     forgets each number, times it, masks it and drops its database."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.forget", "--contacts", "2000",
-         "--samples", "2", "--url", postgres_url],
-        check=False, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.forget",
+            "--contacts",
+            "2000",
+            "--samples",
+            "2",
+            "--url",
+            postgres_url,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     forgotten = [line for line in result.stdout.splitlines() if line.startswith("forget +52 ***")]
-    assert len(forgotten) == 2 and all("1 contact(s)" in line and "(1 file)" in line
-                                       for line in forgotten)
+    assert len(forgotten) == 2 and all(
+        "1 contact(s)" in line and "(1 file)" in line for line in forgotten
+    )
     assert "export scan: median" in result.stdout
     assert not re.search(r"\d{10}", "\n".join(forgotten).replace(" ", ""))
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                                  (name,)).fetchone() == (0,)
+        assert connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone() == (0,)
 
 
 def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_url):
@@ -144,32 +197,65 @@ def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_ur
     suppressions, leaves out the matching contacts, prints the pair's ratio and drops its
     database."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suppressed_export",
-         "--contacts", "2000", "--pairs", "1", "--url", postgres_url],
-        check=False, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.suppressed_export",
+            "--contacts",
+            "2000",
+            "--pairs",
+            "1",
+            "--url",
+            postgres_url,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2,000 suppressions, 1,000 of them contacts' numbers" in result.stdout
-    assert re.search(r"pair 1: with suppressions .*\(1,000 rows, 1,000 left out\), "
-                     r"without .*\(2,000 rows\): [\d.]+x", result.stdout)
+    assert re.search(
+        r"pair 1: with suppressions .*\(1,000 rows, 1,000 left out\), "
+        r"without .*\(2,000 rows\): [\d.]+x",
+        result.stdout,
+    )
     assert "median ratio with / without suppressions" in result.stdout
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                                  (name,)).fetchone() == (0,)
+        assert connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone() == (0,)
 
 
 def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
     """The profit-export benchmark (small: 2,000 contacts, one pair): max_profit writes the
     contacts above break-even, the score export as many, and the database is dropped."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.profit_export",
-         "--contacts", "2000", "--pairs", "1", "--url", postgres_url],
-        check=False, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.profit_export",
+            "--contacts",
+            "2000",
+            "--pairs",
+            "1",
+            "--url",
+            postgres_url,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2,000 uplift scores" in result.stdout
-    rows = re.search(r"pair 1: max_profit .*\(([\d,]+) rows, ([\d,]+) below break-even, "
-                     r"peak RSS [\d,]+ MB\), total_score .*\(([\d,]+) rows", result.stdout)
+    rows = re.search(
+        r"pair 1: max_profit .*\(([\d,]+) rows, ([\d,]+) below break-even, "
+        r"peak RSS [\d,]+ MB\), total_score .*\(([\d,]+) rows",
+        result.stdout,
+    )
     selected, below, same = (int(g.replace(",", "")) for g in rows.groups())
     assert selected == same and selected + below <= 2_000 and 0.4 < selected / 2_000 < 0.7
     assert "median ratio max_profit / total_score" in result.stdout
@@ -180,17 +266,33 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
     every candidate and both baselines, scores every contact with each, and drops its
     database."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.uplift", "--contacts", "40000",
-         "--url", postgres_url, "--drop"],
-        check=False, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.uplift",
+            "--contacts",
+            "40000",
+            "--url",
+            postgres_url,
+            "--drop",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(re.findall(r"^campaign \d+: ", result.stdout, re.MULTILINE)) == 4
     for name in ("two_model", "x_learner", "transformed_outcome"):
-        assert re.search(rf"uplift_scores with {name}: 40,000 contacts in [\d.]+ s .* audit "
-                         "passed", result.stdout), result.stdout
+        assert re.search(
+            rf"uplift_scores with {name}: 40,000 contacts in [\d.]+ s .* audit "
+            "passed",
+            result.stdout,
+        ), result.stdout
     assert "conversion_probability (baseline): Qini" in result.stdout
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                                  (name,)).fetchone() == (0,)
+        assert connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone() == (0,)

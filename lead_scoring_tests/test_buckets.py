@@ -38,15 +38,18 @@ ALL = list(range(BUCKET_COUNT))
 
 def _buckets_of_contacts(database: Database) -> dict[int, int]:
     frame = database.read_frame(
-        f"SELECT id, {bucket_sql(database.dialect, 'id')} AS bucket FROM contacts")
+        f"SELECT id, {bucket_sql(database.dialect, 'id')} AS bucket FROM contacts"
+    )
     return dict(zip(frame["id"].astype(int), frame["bucket"].astype(int), strict=True))
 
 
 def _add_stray_validations(database: Database) -> list[int]:
     """Three rows whose contact does not exist: below every id, none, above every id."""
-    rows = database.read_frame(f"SELECT {', '.join(VALIDATION_COLUMNS)} FROM "
-                               "platform_validations WHERE is_valid IS NOT NULL ORDER BY id "
-                               "LIMIT 3")
+    rows = database.read_frame(
+        f"SELECT {', '.join(VALIDATION_COLUMNS)} FROM "
+        "platform_validations WHERE is_valid IS NOT NULL ORDER BY id "
+        "LIMIT 3"
+    )
     top = int(database.read_frame("SELECT max(id) AS m FROM platform_validations")["m"][0])
     rows["id"] = [top + 1, top + 2, top + 3]
     rows["contact_id"] = pd.array([-5, None, 10**12], dtype="Int64")
@@ -58,11 +61,13 @@ def _add_stray_validations(database: Database) -> list[int]:
 def test_the_bucket_function_is_where_postgresql_puts_the_rows(demo_database):
     rescore_all(demo_database, AS_OF)
     with demo_database.engine.connect() as connection:
-        rows, misplaced = connection.execute(sa.text(
-            "SELECT count(*), count(*) FILTER (WHERE right(tableoid::regclass::text, 2)::int "
-            "<> lead_scoring_bucket(contact_id)) FROM lead_scores")).one()
-        null_bucket = connection.execute(sa.text(
-            "SELECT lead_scoring_bucket(NULL)")).scalar_one()
+        rows, misplaced = connection.execute(
+            sa.text(
+                "SELECT count(*), count(*) FILTER (WHERE right(tableoid::regclass::text, 2)::int "
+                "<> lead_scoring_bucket(contact_id)) FROM lead_scores"
+            )
+        ).one()
+        null_bucket = connection.execute(sa.text("SELECT lead_scoring_bucket(NULL)")).scalar_one()
     assert rows == demo_database.count("contacts") and misplaced == 0
     assert null_bucket == 0
 
@@ -127,11 +132,11 @@ def test_a_publish_stopped_half_way_is_finished_by_its_retry(demo_database, monk
     monkeypatch.undo()
     publish_rescore(demo_database, "halfway")
     stored = demo_database.read_frame("SELECT last_calculated_at FROM lead_scores")
-    assert (pd.to_datetime(stored["last_calculated_at"], utc=True, format="ISO8601")
-            == later).all()
+    assert (pd.to_datetime(stored["last_calculated_at"], utc=True, format="ISO8601") == later).all()
     assert demo_database.count("writer_locks") == demo_database.count("staged_builds") == 0
     assert not {staged_scores(b) for b in ALL} & set(
-        sa.inspect(demo_database.engine).get_table_names())
+        sa.inspect(demo_database.engine).get_table_names()
+    )
 
 
 def test_buckets_per_run_sets_the_backfill_policy(monkeypatch):
@@ -161,11 +166,15 @@ def _materialize_buckets(url: str, first: str, last: str, home: str, together=No
     Path(home).mkdir(parents=True)
     with dg.instance_for_test(temp_dir=home) as instance:
         result = dg.materialize(
-            [staged_lead_scores, staged_lead_scores_pass_audit, lead_scores], instance=instance,
+            [staged_lead_scores, staged_lead_scores_pass_audit, lead_scores],
+            instance=instance,
             resources={"database": DatabaseResource(url=url)},
-            run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(
-                as_of=AS_OF.isoformat())}),
-            tags=bucket_range(first, last), raise_on_error=False)
+            run_config=dg.RunConfig(
+                {"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}
+            ),
+            tags=bucket_range(first, last),
+            raise_on_error=False,
+        )
     if not result.success:
         raise SystemExit(f"run {first}-{last} failed")
 
@@ -173,13 +182,14 @@ def _materialize_buckets(url: str, first: str, last: str, home: str, together=No
 def _published(database: Database) -> dict[str, pd.DataFrame]:
     history = database.read_frame(
         "SELECT contact_id, old_total_score, new_total_score, old_quality_tier, "
-        "new_quality_tier, calculation_version, changed_at FROM lead_score_history")
+        "new_quality_tier, calculation_version, changed_at FROM lead_score_history"
+    )
     return {
         "lead_scores": database.read_frame("SELECT * FROM lead_scores"),
         "malformed": database.read_frame(
-            "SELECT validation_id, contact_id, reason FROM malformed_validations"),
-        "last_validation": database.read_frame(
-            "SELECT id, last_platform_validation FROM contacts"),
+            "SELECT validation_id, contact_id, reason FROM malformed_validations"
+        ),
+        "last_validation": database.read_frame("SELECT id, last_platform_validation FROM contacts"),
         "history": history,
         "queue": database.read_frame("SELECT contact_id FROM scoring_queue"),
     }
@@ -191,7 +201,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_backfill_in_two_concurrent_runs_publishes_what_one_run_does(
-        demo_database, database_url, tmp_path):
+    demo_database, database_url, tmp_path
+):
     """The same data in two databases: one run of every bucket in one, a backfill of two
     concurrent runs (buckets 00-07 and 08-15, each its own process, both staging at once) in
     the other."""
@@ -204,15 +215,20 @@ def test_a_backfill_in_two_concurrent_runs_publishes_what_one_run_does(
     twin_url = url.set(database=twin).render_as_string(hide_password=False)
     try:
         context = multiprocessing.get_context("spawn")
-        single = context.Process(target=_materialize_buckets,
-                                 args=(database_url, "00", "15", str(tmp_path / "one")))
+        single = context.Process(
+            target=_materialize_buckets, args=(database_url, "00", "15", str(tmp_path / "one"))
+        )
         single.start()
         single.join(timeout=300)
         assert single.exitcode == 0
         together = context.Barrier(2)
-        runs = [context.Process(target=_materialize_buckets,
-                                args=(twin_url, first, last, str(tmp_path / first), together))
-                for first, last in (("00", "07"), ("08", "15"))]
+        runs = [
+            context.Process(
+                target=_materialize_buckets,
+                args=(twin_url, first, last, str(tmp_path / first), together),
+            )
+            for first, last in (("00", "07"), ("08", "15"))
+        ]
         for run in runs:
             run.start()
         for run in runs:
@@ -221,8 +237,7 @@ def test_a_backfill_in_two_concurrent_runs_publishes_what_one_run_does(
         one, backfilled = Database(database_url), Database(twin_url)
         expected, actual = _published(one), _published(backfilled)
         for name in expected:
-            pd.testing.assert_frame_equal(_sorted(expected[name]), _sorted(actual[name]),
-                                          obj=name)
+            pd.testing.assert_frame_equal(_sorted(expected[name]), _sorted(actual[name]), obj=name)
         assert len(expected["lead_scores"]) == one.count("contacts") > 0
         assert len(expected["malformed"]) > 0
         assert backfilled.count("writer_locks") == backfilled.count("staged_builds") == 0
@@ -231,4 +246,3 @@ def test_a_backfill_in_two_concurrent_runs_publishes_what_one_run_does(
     finally:
         with psycopg.connect(_admin_dsn(), autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{twin}" WITH (FORCE)')
-

@@ -71,8 +71,9 @@ def test_filters_and_order(scored):
 
 def test_limit_keeps_the_best_and_batches_add_up(scored):
     whole = select_segment(scored, Segment(states=("Jalisco",)))
-    pd.testing.assert_frame_equal(whole, select_segment(scored, Segment(states=("Jalisco",)),
-                                                        batch_size=100))
+    pd.testing.assert_frame_equal(
+        whole, select_segment(scored, Segment(states=("Jalisco",)), batch_size=100)
+    )
     top = select_segment(scored, Segment(states=("Jalisco",), limit=7), batch_size=3)
     pd.testing.assert_frame_equal(top, whole.head(7))
     assert len(select_segment(scored, Segment(limit=50), batch_size=50)) == 50
@@ -87,12 +88,18 @@ def test_the_phone_comes_from_contacts(scored, folder):
     """A changed number is exported at once, and the change enqueues the contact."""
     contact_id = int(select_segment(scored, Segment(limit=1))["contact_id"].iloc[0])
     _execute(scored, "DELETE FROM scoring_queue")
-    _execute(scored, "UPDATE contacts SET phone_e164 = '+523399990000', full_name = 'NEW OWNER' "
-                     "WHERE id = :id", {"id": contact_id})
+    _execute(
+        scored,
+        "UPDATE contacts SET phone_e164 = '+523399990000', full_name = 'NEW OWNER' WHERE id = :id",
+        {"id": contact_id},
+    )
     report = export_segment(scored, Segment(limit=1), "top.csv")
     row = _read(report.path).iloc[0]
     assert (row.contact_id, row.phone_e164, row.full_name) == (
-        contact_id, "+523399990000", "NEW OWNER")
+        contact_id,
+        "+523399990000",
+        "NEW OWNER",
+    )
     queued = scored.read_frame("SELECT contact_id FROM scoring_queue")["contact_id"].tolist()
     assert queued == [contact_id]
 
@@ -102,18 +109,31 @@ def test_each_phone_once_best_score_then_latest_contact(scored, folder):
     best, second, low = everyone.index[0], everyone.index[1], everyone.index[-1]
     shared = everyone.loc[best, "phone_e164"]
     # `low` shares the best contact's phone: the best score wins
-    _execute(scored, "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
-             {"p": shared, "id": int(low)})
+    _execute(
+        scored, "UPDATE contacts SET phone_e164 = :p WHERE id = :id", {"p": shared, "id": int(low)}
+    )
     # `second` and a copy of its score share a phone with `twin`: same score, later created wins
     twin = int(everyone.index[2])
-    _execute(scored, "UPDATE contacts SET phone_e164 = :p, created_at = :newer WHERE id = :id",
-             {"p": everyone.loc[second, "phone_e164"], "id": twin,
-              "newer": scored.bind_timestamp(AS_OF)})
-    _execute(scored, "UPDATE contacts SET created_at = :older WHERE id = :id",
-             {"older": scored.bind_timestamp(AS_OF - pd.Timedelta(days=900)), "id": int(second)})
-    _execute(scored, "UPDATE lead_scores SET total_score = (SELECT total_score FROM lead_scores "
-                     "WHERE contact_id = :second) WHERE contact_id = :twin",
-             {"second": int(second), "twin": twin})
+    _execute(
+        scored,
+        "UPDATE contacts SET phone_e164 = :p, created_at = :newer WHERE id = :id",
+        {
+            "p": everyone.loc[second, "phone_e164"],
+            "id": twin,
+            "newer": scored.bind_timestamp(AS_OF),
+        },
+    )
+    _execute(
+        scored,
+        "UPDATE contacts SET created_at = :older WHERE id = :id",
+        {"older": scored.bind_timestamp(AS_OF - pd.Timedelta(days=900)), "id": int(second)},
+    )
+    _execute(
+        scored,
+        "UPDATE lead_scores SET total_score = (SELECT total_score FROM lead_scores "
+        "WHERE contact_id = :second) WHERE contact_id = :twin",
+        {"second": int(second), "twin": twin},
+    )
     report = export_segment(scored, Segment(), "all.parquet", "parquet")
     exported = _read(report.path)
     assert exported["phone_e164"].is_unique
@@ -146,8 +166,14 @@ def test_paths_outside_the_export_folder_are_refused(scored, folder, tmp_path):
     folder.mkdir()
     (folder / "link").symlink_to(outside, target_is_directory=True)
     (folder / "file_link.csv").symlink_to(outside / "stolen.csv")
-    for path in ("../escape.csv", str(outside / "abs.csv"), "link/escape.csv",
-                 "file_link.csv", "a/../../escape.csv", ""):
+    for path in (
+        "../escape.csv",
+        str(outside / "abs.csv"),
+        "link/escape.csv",
+        "file_link.csv",
+        "a/../../escape.csv",
+        "",
+    ):
         with pytest.raises(UnsafeExportPath, match="export folder"):
             export_segment(scored, Segment(limit=3), path)
     assert list(outside.iterdir()) == []
@@ -181,9 +207,12 @@ def test_snapshot_sees_one_state_of_the_database(scored, database_url):
         _execute(writer, "DELETE FROM lead_scores WHERE contact_id <= 10")
         after = connection.execute(sa.text("SELECT count(*) FROM lead_scores")).scalar()
         if scored.dialect == "postgresql":
-            settings = connection.execute(sa.text(
-                "SELECT current_setting('transaction_isolation'), "
-                "current_setting('transaction_read_only')")).one()
+            settings = connection.execute(
+                sa.text(
+                    "SELECT current_setting('transaction_isolation'), "
+                    "current_setting('transaction_read_only')"
+                )
+            ).one()
             assert tuple(settings) == ("repeatable read", "on")
     writer.dispose()
     assert before == after == scored.count("lead_scores") + 10
@@ -202,20 +231,27 @@ def test_export_reads_one_snapshot_while_scores_change(scored, folder, database_
     def move_scores(rows_fetched: int) -> None:
         exported, waiting = order[:rows_fetched][:5], order[rows_fetched:][-5:]
         with writer.engine.begin() as connection:
-            connection.execute(sa.text(
-                "UPDATE lead_scores SET total_score = 1, confidence_level = 0 "
-                "WHERE contact_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
-                {"ids": exported})
-            connection.execute(sa.text(
-                "UPDATE lead_scores SET total_score = 100, confidence_level = 1 "
-                "WHERE contact_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
-                {"ids": waiting})
-            connection.execute(sa.text("DELETE FROM lead_scores WHERE contact_id = :id"),
-                               {"id": order[-1 - len(changes)]})
+            connection.execute(
+                sa.text(
+                    "UPDATE lead_scores SET total_score = 1, confidence_level = 0 "
+                    "WHERE contact_id IN :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"ids": exported},
+            )
+            connection.execute(
+                sa.text(
+                    "UPDATE lead_scores SET total_score = 100, confidence_level = 1 "
+                    "WHERE contact_id IN :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"ids": waiting},
+            )
+            connection.execute(
+                sa.text("DELETE FROM lead_scores WHERE contact_id = :id"),
+                {"id": order[-1 - len(changes)]},
+            )
         changes.append(rows_fetched)
 
-    report = export_segment(scored, segment, "snapshot.csv", batch_size=50,
-                            after_batch=move_scores)
+    report = export_segment(scored, segment, "snapshot.csv", batch_size=50, after_batch=move_scores)
     writer.dispose()
     exported = _read(report.path)
     assert len(changes) == -(-len(at_start) // 50) > 10
@@ -227,8 +263,13 @@ def test_export_reads_one_snapshot_while_scores_change(scored, folder, database_
 
 def test_campaign_export_job_reports_the_file_not_the_phones(scored, database_url, folder):
     result = campaign_export_job.execute_in_process(
-        run_config=dg.RunConfig({"export_campaign_segment": CampaignExportConfig(
-            min_tier="LOW", states=["NL"], output_path="nl.csv")}),
+        run_config=dg.RunConfig(
+            {
+                "export_campaign_segment": CampaignExportConfig(
+                    min_tier="LOW", states=["NL"], output_path="nl.csv"
+                )
+            }
+        ),
         resources={"database": DatabaseResource(url=database_url)},
     )
     assert result.success
@@ -243,7 +284,12 @@ def test_campaign_export_job_reports_the_file_not_the_phones(scored, database_ur
     assert not [p for p in exported["phone_e164"] if p[3:] in text]
     with pytest.raises(UnsafeExportPath, match="export folder"):
         campaign_export_job.execute_in_process(
-            run_config=dg.RunConfig({"export_campaign_segment": CampaignExportConfig(
-                output_path=os.path.join("..", "nl.csv"))}),
+            run_config=dg.RunConfig(
+                {
+                    "export_campaign_segment": CampaignExportConfig(
+                        output_path=os.path.join("..", "nl.csv")
+                    )
+                }
+            ),
             resources={"database": DatabaseResource(url=database_url)},
         )

@@ -57,8 +57,10 @@ def _live(database) -> dict[str, pd.DataFrame]:
 
 
 def test_audits_are_blocking_and_read_the_staged_assets():
-    for check, asset in ((staged_lead_scores_pass_audit, "staged_lead_scores"),
-                         (staged_ladas_reference_covers_mexico, "staged_ladas_reference")):
+    for check, asset in (
+        (staged_lead_scores_pass_audit, "staged_lead_scores"),
+        (staged_ladas_reference_covers_mexico, "staged_ladas_reference"),
+    ):
         (spec,) = check.check_specs
         assert spec.blocking and spec.asset_key.to_user_string() == asset
 
@@ -68,21 +70,23 @@ def test_audits_are_blocking_and_read_the_staged_assets():
     [
         ("UPDATE {staged} SET total_score = 101 WHERE contact_id = 1", "total_out_of_range"),
         ("UPDATE {staged} SET apple_score = 21 WHERE contact_id = 1", "platform_over_cap"),
-        ("UPDATE {staged} SET quality_tier = 'PREMIUM' WHERE total_score < 90",
-         "tier_mismatch"),
-        ("UPDATE {staged} SET confidence_level = 1.5 WHERE contact_id = 1",
-         "confidence_out_of_range"),
+        ("UPDATE {staged} SET quality_tier = 'PREMIUM' WHERE total_score < 90", "tier_mismatch"),
+        (
+            "UPDATE {staged} SET confidence_level = 1.5 WHERE contact_id = 1",
+            "confidence_out_of_range",
+        ),
         ("DELETE FROM {staged} WHERE contact_id = 1", "contacts_without_score"),
-        ("UPDATE {staged} SET contact_id = {stranger} WHERE contact_id = 1",
-         "scores_without_contact"),
+        (
+            "UPDATE {staged} SET contact_id = {stranger} WHERE contact_id = 1",
+            "scores_without_contact",
+        ),
     ],
 )
 def test_each_rule_catches_its_breakage_in_the_staged_scores(demo_database, breakage, rule):
     stage_rescore(demo_database, AS_OF, run_id="audited")
     assert not staged_score_violations(demo_database, "audited").failed
     bucket = _bucket_of(demo_database, 1)
-    stranger = next(i for i in range(10**9, 10**9 + 1000)
-                    if _bucket_of(demo_database, i) == bucket)
+    stranger = next(i for i in range(10**9, 10**9 + 1000) if _bucket_of(demo_database, i) == bucket)
     _execute(demo_database, breakage.format(staged=staged_scores(bucket), stranger=stranger))
     violations = staged_score_violations(demo_database, "audited")
     assert getattr(violations, rule) >= 1
@@ -90,7 +94,8 @@ def test_each_rule_catches_its_breakage_in_the_staged_scores(demo_database, brea
 
 
 def test_contacts_inserted_or_deleted_while_the_run_reads_do_not_fail_the_audit(
-        demo_database, monkeypatch):
+    demo_database, monkeypatch
+):
     """A second connection inserts a contact behind the run's walk and deletes one it already
     read: both are the queue's work, not a failure; the new contact stays queued."""
     real = full_rescore.score_chunk
@@ -99,8 +104,9 @@ def test_contacts_inserted_or_deleted_while_the_run_reads_do_not_fail_the_audit(
     def platform_writes_meanwhile(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
-            _execute(demo_database, "INSERT INTO contacts (id, phone_e164) VALUES "
-                                    "(0, '+523311111111')")
+            _execute(
+                demo_database, "INSERT INTO contacts (id, phone_e164) VALUES (0, '+523311111111')"
+            )
             _execute(demo_database, "DELETE FROM contacts WHERE id = 1")
         return real(*args, **kwargs)
 
@@ -111,14 +117,16 @@ def test_contacts_inserted_or_deleted_while_the_run_reads_do_not_fail_the_audit(
     assert {0, 1} <= queued
     unscored = demo_database.read_frame(
         "SELECT count(*) AS n FROM contacts c WHERE NOT EXISTS "
-        "(SELECT 1 FROM lead_scores s WHERE s.contact_id = c.id)")["n"][0]
+        "(SELECT 1 FROM lead_scores s WHERE s.contact_id = c.id)"
+    )["n"][0]
     assert unscored == 1
 
 
 def _bucket_of(database, contact_id: int) -> int:
     with database.engine.connect() as connection:
-        return connection.execute(sa.text(
-            f"SELECT {bucket_sql(database.dialect, ':id')}"), {"id": contact_id}).scalar_one()
+        return connection.execute(
+            sa.text(f"SELECT {bucket_sql(database.dialect, ':id')}"), {"id": contact_id}
+        ).scalar_one()
 
 
 def _staged_tables(database) -> list[str]:
@@ -128,8 +136,14 @@ def _staged_tables(database) -> list[str]:
 
 def _materialize(database_url, as_of, **kwargs):
     return dg.materialize(
-        [staged_ladas_reference, ladas_reference, staged_lead_scores, lead_scores,
-         staged_lead_scores_pass_audit, staged_ladas_reference_covers_mexico],
+        [
+            staged_ladas_reference,
+            ladas_reference,
+            staged_lead_scores,
+            lead_scores,
+            staged_lead_scores_pass_audit,
+            staged_ladas_reference_covers_mexico,
+        ],
         resources={"database": DatabaseResource(url=database_url)},
         run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(as_of=as_of)}),
         tags=ALL_BUCKETS,
@@ -138,11 +152,15 @@ def _materialize(database_url, as_of, **kwargs):
 
 
 def test_planted_violation_in_the_staged_scores_publishes_nothing(
-        demo_database, database_url, monkeypatch):
+    demo_database, database_url, monkeypatch
+):
     assert _materialize(database_url, AS_OF.isoformat()).success
-    _execute(demo_database, "INSERT INTO platform_validations (id, contact_id, platform, "
-                            "is_valid, confidence_score, validated_at) VALUES "
-                            "(10000000, 7, 'tiktok', true, 0.5, '2026-11-01 00:00:00')")
+    _execute(
+        demo_database,
+        "INSERT INTO platform_validations (id, contact_id, platform, "
+        "is_valid, confidence_score, validated_at) VALUES "
+        "(10000000, 7, 'tiktok', true, 0.5, '2026-11-01 00:00:00')",
+    )
     before = _live(demo_database)
     real = full_rescore.score_chunk
 
@@ -177,13 +195,15 @@ def test_failed_lada_audit_keeps_the_live_reference(demo_database, database_url,
 
     before = _live(demo_database)["ladas_reference"]
     real = module.build_lada_reference
-    monkeypatch.setattr(module, "build_lada_reference",
-                        lambda: real().query("state_name != 'COLIMA'"))
+    monkeypatch.setattr(
+        module, "build_lada_reference", lambda: real().query("state_name != 'COLIMA'")
+    )
     result = _materialize(database_url, AS_OF.isoformat(), raise_on_error=False)
     audit = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not audit["staged_ladas_reference_covers_mexico"].passed
-    assert audit["staged_ladas_reference_covers_mexico"].metadata[
-        "missing_states"].value == ["COLIMA"]
+    assert audit["staged_ladas_reference_covers_mexico"].metadata["missing_states"].value == [
+        "COLIMA"
+    ]
     assert not result.asset_materializations_for_node("ladas_reference")
     pd.testing.assert_frame_equal(before, _live(demo_database)["ladas_reference"])
 
@@ -208,8 +228,9 @@ def test_only_the_run_that_staged_may_publish_or_discard(demo_database):
 def test_an_audit_that_did_not_run_is_a_failed_check():
     """A build that comes back without the audit's counts reports a failed check saying so
     (not a crash without a result, never a pass) and fails the step."""
-    results = staged_audit("features_are_valid", "contact_features",
-                           lambda: SimpleNamespace(violations=None))
+    results = staged_audit(
+        "features_are_valid", "contact_features", lambda: SimpleNamespace(violations=None)
+    )
     result = next(results)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert result.check_name == "features_are_valid"

@@ -47,13 +47,20 @@ def serving(database, log_path: Path, **env: str):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ,
-           "LEAD_SCORING_DATABASE_URL": database.url.render_as_string(hide_password=False),
-           "LEAD_SCORING_API_KEYS": READ_KEY, "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY, **env}
+    env = {
+        **os.environ,
+        "LEAD_SCORING_DATABASE_URL": database.url.render_as_string(hide_password=False),
+        "LEAD_SCORING_API_KEYS": READ_KEY,
+        "LEAD_SCORING_ADMIN_KEYS": ADMIN_KEY,
+        **env,
+    }
     log = log_path.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "lead_scoring_assets.cli", "serve",
-                                "--port", str(port)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lead_scoring_assets.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -83,14 +90,17 @@ def _row(database, sql: str, params: dict | None = None) -> dict:
 
 
 def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
-        chromium, server, server_log, demo_database, database_url, tmp_path):
+    chromium, server, server_log, demo_database, database_url, tmp_path
+):
     shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     save = database_url.startswith("sqlite")
-    contact = _row(demo_database,
-                   "SELECT s.*, c.phone_e164 FROM lead_scores s JOIN contacts c "
-                   "ON c.id = s.contact_id WHERE s.platform_count >= 3 "
-                   "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1")
+    contact = _row(
+        demo_database,
+        "SELECT s.*, c.phone_e164 FROM lead_scores s JOIN contacts c "
+        "ON c.id = s.contact_id WHERE s.platform_count >= 3 "
+        "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1",
+    )
     phone = contact["phone_e164"]
     requested = []
     with sync_playwright() as playwright:
@@ -104,7 +114,8 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         expect(page.locator("#contacts tbody tr")).to_have_count(50)
         expect(page.locator("#contacts tbody tr").first).to_have_attribute(
-            "data-contact-id", str(contact["contact_id"]))
+            "data-contact-id", str(contact["contact_id"])
+        )
         if save:
             page.screenshot(path=shots / "dashboard_contacts.png")
 
@@ -120,21 +131,32 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         assert page.url.endswith(f"/card?id={contact['contact_id']}&lang=es")
         expect(page.locator("#total-score")).to_have_text(str(contact["total_score"]))
         expect(page.locator("#tier")).to_contain_text(
-            {"PREMIUM": "Premium", "HIGH": "Alto", "MEDIUM": "Medio"}[contact["quality_tier"]])
-        for platform, weight in (("whatsapp", 25), ("instagram", 20), ("facebook", 20),
-                                 ("google", 20), ("apple", 15)):
+            {"PREMIUM": "Premium", "HIGH": "Alto", "MEDIUM": "Medio"}[contact["quality_tier"]]
+        )
+        for platform, weight in (
+            ("whatsapp", 25),
+            ("instagram", 20),
+            ("facebook", 20),
+            ("google", 20),
+            ("apple", 15),
+        ):
             expect(page.locator(f".bar-row[data-platform='{platform}'] .bar-value")).to_have_text(
-                f"{contact[f'{platform}_score']}/{weight}")
+                f"{contact[f'{platform}_score']}/{weight}"
+            )
         expect(page.locator("#business-accounts")).to_have_text(
-            str(contact["business_account_count"]))
+            str(contact["business_account_count"])
+        )
         expect(page.locator("#bonus tr.sum")).to_contain_text("+")
         expect(page.locator("#version-note")).to_be_hidden()
         expect(page.locator("#card-phone")).to_have_text(mask_phone(phone))
         assert national not in page.content()
         page.click("#calculate")
         expect(page.locator("#calculate-result")).to_contain_text("En cola desde las")
-        queued = _row(demo_database, "SELECT priority FROM scoring_queue WHERE contact_id = :id",
-                      {"id": contact["contact_id"]})
+        queued = _row(
+            demo_database,
+            "SELECT priority FROM scoring_queue WHERE contact_id = :id",
+            {"id": contact["contact_id"]},
+        )
         assert queued["priority"] == 10
         if save:
             page.screenshot(path=shots / "dashboard_score_card.png", full_page=True)
@@ -142,8 +164,7 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         page.click("header nav a[href^='/analytics']")
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         contacts = demo_database.count("contacts")
-        expect(page.locator(".tile[data-figure='contacts'] strong")).to_have_text(
-            f"{contacts:,}")
+        expect(page.locator(".tile[data-figure='contacts'] strong")).to_have_text(f"{contacts:,}")
         expect(page.locator("#tier-chart svg path")).not_to_have_count(0)
         expect(page.locator("#score-chart svg rect")).to_have_count(6)
         expect(page.locator("#platform-chart svg rect")).to_have_count(5)
@@ -158,7 +179,7 @@ def test_search_a_phone_open_its_card_queue_it_and_read_the_analytics(
         browser.close()
     assert all(url.startswith(server) for url in requested), "a request left the server"
     log = server_log.read_text()
-    assert "GET /api/v1/lead-scoring/lookup?phone=[hidden] HTTP/1.1\" 200" in log
+    assert 'GET /api/v1/lead-scoring/lookup?phone=[hidden] HTTP/1.1" 200' in log
     assert national[-7:] not in log
 
 
@@ -166,14 +187,21 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
     """A score of an older known version: its breakdown, with a note naming its version; of a
     version the server does not know: its stored scores and the note, no breakdown. No
     error either way."""
-    older, unknown = (_row(demo_database,
-                           "SELECT * FROM lead_scores WHERE platform_count >= 2 "
-                           "ORDER BY contact_id LIMIT 1 OFFSET :n", {"n": n}) for n in (0, 1))
+    older, unknown = (
+        _row(
+            demo_database,
+            "SELECT * FROM lead_scores WHERE platform_count >= 2 "
+            "ORDER BY contact_id LIMIT 1 OFFSET :n",
+            {"n": n},
+        )
+        for n in (0, 1)
+    )
     with demo_database.engine.begin() as connection:
         for row, version in ((older, "advanced_v1.0"), (unknown, "advanced_v9.9")):
-            connection.execute(sa.text("UPDATE lead_scores SET calculation_version = :v "
-                                       "WHERE contact_id = :id"),
-                               {"v": version, "id": row["contact_id"]})
+            connection.execute(
+                sa.text("UPDATE lead_scores SET calculation_version = :v WHERE contact_id = :id"),
+                {"v": version, "id": row["contact_id"]},
+            )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page()
@@ -183,7 +211,8 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         expect(page.locator("#version-note")).to_have_text(
             "Computed by advanced_v1.0, not the current advanced_v1.1: breakdown read with "
-            "advanced_v1.0's configuration. Recomputed at the next rescoring.")
+            "advanced_v1.0's configuration. Recomputed at the next rescoring."
+        )
         expect(page.locator("#factors-section")).to_be_visible()
         expect(page.locator("#bonus tr.sum")).to_contain_text("+")
         expect(page.locator("#error")).to_be_hidden()
@@ -192,10 +221,12 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         expect(page.locator("#version-note")).to_contain_text(
             "Calculada con advanced_v9.9, no con la versión actual advanced_v1.1: solo los "
-            "valores guardados")
+            "valores guardados"
+        )
         expect(page.locator("#total-score")).to_have_text(str(unknown["total_score"]))
         expect(page.locator(".bar-row[data-platform='whatsapp'] .bar-value")).to_have_text(
-            f"{unknown['whatsapp_score']}/25")
+            f"{unknown['whatsapp_score']}/25"
+        )
         expect(page.locator(".bar-row[data-platform='whatsapp'] .bar-note")).to_have_text("")
         expect(page.locator("#factors-section")).to_be_hidden()
         expect(page.locator("#bonus-section")).to_be_hidden()
@@ -207,11 +238,14 @@ def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, d
     """A demo campaign (no control group) planned with an expectation: its row in "Previsto
     vs medido" with the expected figures and nothing measured yet."""
     with demo_database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "UPDATE campaigns SET expected_incremental_conversions = 12.5, "
-            "expected_incremental_low = 4.25, expected_incremental_high = 20.75, "
-            "expected_profit = 1300, expected_profit_low = 290, expected_profit_high = 2310, "
-            "select_rule = 'max_profit', rank_by = 'uplift' WHERE id = 1"))
+        connection.execute(
+            sa.text(
+                "UPDATE campaigns SET expected_incremental_conversions = 12.5, "
+                "expected_incremental_low = 4.25, expected_incremental_high = 20.75, "
+                "expected_profit = 1300, expected_profit_low = 290, expected_profit_high = 2310, "
+                "select_rule = 'max_profit', rank_by = 'uplift' WHERE id = 1"
+            )
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page()
@@ -230,7 +264,8 @@ def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, d
 
 
 def test_card_reasons_proof_page_and_figures_in_both_languages(
-        chromium, server, demo_database, database_url, tmp_path):
+    chromium, server, demo_database, database_url, tmp_path
+):
     """The card words its reasons as the contact's facts with the rest, in Spanish and
     English; the proof page lists every campaign with outcomes, latest first, by tier; the
     top-leads tile is the state table's sum; one analytics run shows no trend. Screenshots of
@@ -238,26 +273,45 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
     shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     save = database_url.startswith("sqlite")
-    contact = _row(demo_database,
-                   "SELECT * FROM lead_scores WHERE platform_count >= 3 AND whatsapp_score > 0 "
-                   "ORDER BY total_score DESC, contact_id DESC LIMIT 1")
+    contact = _row(
+        demo_database,
+        "SELECT * FROM lead_scores WHERE platform_count >= 3 AND whatsapp_score > 0 "
+        "ORDER BY total_score DESC, contact_id DESC LIMIT 1",
+    )
     write_conversion_scores(demo_database, None, LATER)
     with demo_database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "UPDATE conversion_scores SET conversion_probability = 0.08, model_version = '1', "
-            "method = 'lr', up_feature_1 = :whatsapp, up_effect_1 = 0.5, up_feature_2 = :rest, "
-            "up_effect_2 = 0.125, down_feature_1 = :carrier, down_effect_1 = -0.25 "
-            "WHERE contact_id = :id"),
-            {"id": contact["contact_id"], "whatsapp": reason_code("whatsapp"),
-             "rest": REST_CODE, "carrier": reason_code("carrier")})
-        connection.execute(sa.text(
-            "DELETE FROM lead_scoring_analytics_history WHERE run_id = 'run-1'"))
+        connection.execute(
+            sa.text(
+                "UPDATE conversion_scores SET conversion_probability = 0.08, model_version = '1', "
+                "method = 'lr', up_feature_1 = :whatsapp, up_effect_1 = 0.5, up_feature_2 = :rest, "
+                "up_effect_2 = 0.125, down_feature_1 = :carrier, down_effect_1 = -0.25 "
+                "WHERE contact_id = :id"
+            ),
+            {
+                "id": contact["contact_id"],
+                "whatsapp": reason_code("whatsapp"),
+                "rest": REST_CODE,
+                "carrier": reason_code("carrier"),
+            },
+        )
+        connection.execute(
+            sa.text("DELETE FROM lead_scoring_analytics_history WHERE run_id = 'run-1'")
+        )
     with demo_database.engine.connect() as connection:
-        campaigns = connection.execute(sa.text(
-            "SELECT id FROM campaigns c WHERE EXISTS (SELECT 1 FROM campaign_outcomes o "
-            "WHERE o.campaign_id = c.id) ORDER BY sent_at DESC, id DESC")).scalars().all()
-    top = _row(demo_database, "SELECT count(*) AS n FROM lead_scores "
-                              "WHERE quality_tier IN ('PREMIUM', 'HIGH')")["n"]
+        campaigns = (
+            connection.execute(
+                sa.text(
+                    "SELECT id FROM campaigns c WHERE EXISTS (SELECT 1 FROM campaign_outcomes o "
+                    "WHERE o.campaign_id = c.id) ORDER BY sent_at DESC, id DESC"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    top = _row(
+        demo_database,
+        "SELECT count(*) AS n FROM lead_scores WHERE quality_tier IN ('PREMIUM', 'HIGH')",
+    )["n"]
     whatsapp = contact["whatsapp_score"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
@@ -266,16 +320,17 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
         page.fill("#api-key", READ_KEY)
         page.click("#key-form button[type=submit]")
         for lang, fact, carrier, rest in (
-                ("es", f"WhatsApp validado ({whatsapp}/25)", "Operador", "Todo lo demás"),
-                ("en", f"Validated on WhatsApp ({whatsapp}/25)", "Carrier", "Everything else")):
+            ("es", f"WhatsApp validado ({whatsapp}/25)", "Operador", "Todo lo demás"),
+            ("en", f"Validated on WhatsApp ({whatsapp}/25)", "Carrier", "Everything else"),
+        ):
             page.goto(f"{server}/card?id={contact['contact_id']}&lang={lang}")
             expect(page.locator("body")).to_have_attribute("data-loaded", "true")
-            expect(page.locator("#conversion-reasons li.raises")).to_have_text(
-                f"▲ {fact} (+0.5)")
+            expect(page.locator("#conversion-reasons li.raises")).to_have_text(f"▲ {fact} (+0.5)")
             expect(page.locator("#conversion-reasons li.lowers")).to_contain_text(carrier)
             expect(page.locator("#conversion-reasons li.rest")).to_contain_text(rest)
             expect(page.locator("#reasons-note")).to_contain_text(
-                {"es": "contacto promedio", "en": "average contact"}[lang])
+                {"es": "contacto promedio", "en": "average contact"}[lang]
+            )
             expect(page.locator("#error")).to_be_hidden()
             if save and lang == "es":
                 page.screenshot(path=shots / "dashboard_reasons.png", full_page=True)
@@ -283,7 +338,8 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
             page.goto(f"{server}/proof?lang={lang}")
             expect(page.locator("body")).to_have_attribute("data-loaded", "true")
             expect(page.locator("h1")).to_have_text(
-                {"es": "¿La puntuación paga?", "en": "Does the score pay?"}[lang])
+                {"es": "¿La puntuación paga?", "en": "Does the score pay?"}[lang]
+            )
             sections = page.locator(".proof-campaign")
             expect(sections).to_have_count(len(campaigns))
             expect(sections.first).to_have_attribute("data-campaign-id", str(campaigns[0]))
@@ -291,8 +347,11 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
             expect(sections.first.locator(".proof-tier-chart svg rect")).not_to_have_count(0)
             expect(sections.first.locator(".proof-deciles tbody tr")).to_have_count(10)
             expect(sections.first.locator(".proof-control")).to_have_text(
-                {"es": "Sin grupo de control: solo conversiones",
-                 "en": "No control group: conversions only"}[lang])
+                {
+                    "es": "Sin grupo de control: solo conversiones",
+                    "en": "No control group: conversions only",
+                }[lang]
+            )
             expect(page.locator("#error")).to_be_hidden()
             if save and lang == "es":
                 sections.first.screenshot(path=shots / "dashboard_proof.png")
@@ -303,8 +362,11 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
             states = page.locator("#states tbody tr td:nth-child(3)").all_inner_texts()
             assert sum(int(s.replace(",", "")) for s in states) == top
             expect(page.locator("#history-chart")).to_have_text(
-                {"es": "Necesita 2 ejecuciones para mostrar una tendencia.",
-                 "en": "Needs 2 runs to show a trend."}[lang])
+                {
+                    "es": "Necesita 2 ejecuciones para mostrar una tendencia.",
+                    "en": "Needs 2 runs to show a trend.",
+                }[lang]
+            )
 
 
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1440, "height": 900}
@@ -352,39 +414,59 @@ def _visit(page, url: str) -> None:
 def _other_language_words(lang: str) -> set[str]:
     """The other language's labels that differ from this one's (long enough to be words)."""
     other = LABELS["en" if lang == "es" else "es"]
-    return {value for key, value in other.items() if value != LABELS[lang].get(key)
-            and len(value) >= 5 and "{" not in value and key not in ("other_lang_name",)}
+    return {
+        value
+        for key, value in other.items()
+        if value != LABELS[lang].get(key)
+        and len(value) >= 5
+        and "{" not in value
+        and key not in ("other_lang_name",)
+    }
 
 
 def _add_reasons_and_a_suppression(database, contact: dict) -> None:
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO conversion_scores (contact_id, conversion_probability, "
-            "probability_decile, model_version, method, calculated_at, up_feature_1, "
-            "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
-            "VALUES (:id, 0.0421, 9, '2', 'hgb', :at, 1, 0.5, 6, 0.2, 19, -0.25)"),
-            {"id": contact["contact_id"], "at": database.bind_timestamp(LATER)})
-        connection.execute(sa.text(
-            "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
-            "VALUES (:p, 'repus', 'test', :at)"),
-            {"p": contact["phone_e164"], "at": database.bind_timestamp(LATER)})
+        connection.execute(
+            sa.text(
+                "INSERT INTO conversion_scores (contact_id, conversion_probability, "
+                "probability_decile, model_version, method, calculated_at, up_feature_1, "
+                "up_effect_1, up_feature_2, up_effect_2, down_feature_1, down_effect_1) "
+                "VALUES (:id, 0.0421, 9, '2', 'hgb', :at, 1, 0.5, 6, 0.2, 19, -0.25)"
+            ),
+            {"id": contact["contact_id"], "at": database.bind_timestamp(LATER)},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
+                "VALUES (:p, 'repus', 'test', :at)"
+            ),
+            {"p": contact["phone_e164"], "at": database.bind_timestamp(LATER)},
+        )
 
 
 def test_every_page_fits_a_phone_and_a_desktop_in_both_languages_with_no_axe_violation(
-        chromium, server, demo_database, database_url, tmp_path):
+    chromium, server, demo_database, database_url, tmp_path
+):
     """Contacts, a card (with conversion reasons and a suppression), analytics and campaigns at
     390 × 844 and 1440 × 900, in Spanish and English: nothing wider than the screen, targets
     of 44 px, bars drawn, every label translated (none missing, none of the other language),
     no serious or critical axe-core violation, no console error (a CSP refusal is one)."""
     shots = Path(os.environ.get("LEAD_SCORING_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    contact = _row(demo_database,
-                   "SELECT s.contact_id, c.phone_e164 FROM lead_scores s JOIN contacts c "
-                   "ON c.id = s.contact_id WHERE s.platform_count >= 3 "
-                   "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1")
+    contact = _row(
+        demo_database,
+        "SELECT s.contact_id, c.phone_e164 FROM lead_scores s JOIN contacts c "
+        "ON c.id = s.contact_id WHERE s.platform_count >= 3 "
+        "ORDER BY s.total_score DESC, s.contact_id DESC LIMIT 1",
+    )
     _add_reasons_and_a_suppression(demo_database, contact)
-    pages = {"contacts": "/", "card": f"/card?id={contact['contact_id']}",
-             "analytics": "/analytics", "campaigns": "/campaigns", "proof": "/proof"}
+    pages = {
+        "contacts": "/",
+        "card": f"/card?id={contact['contact_id']}",
+        "analytics": "/analytics",
+        "campaigns": "/campaigns",
+        "proof": "/proof",
+    }
     axe, console = Axe(), []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
@@ -400,21 +482,31 @@ def test_every_page_fits_a_phone_and_a_desktop_in_both_languages_with_no_axe_vio
                     assert page.evaluate(LAYOUT_PROBLEMS, [TARGETS]) == [], where
                     assert page.locator("body").get_attribute("data-missing") is None, where
                     text = page.inner_text("body")
-                    assert not [w for w in foreign if re.search(rf"\b{re.escape(w)}\b", text)], where
-                    serious = [v for v in axe.run(page).response["violations"]
-                               if v["impact"] in ("serious", "critical")]
-                    assert serious == [], (where, [(v["id"], [n["target"] for n in v["nodes"]])
-                                                   for v in serious])
+                    assert not [w for w in foreign if re.search(rf"\b{re.escape(w)}\b", text)], (
+                        where
+                    )
+                    serious = [
+                        v
+                        for v in axe.run(page).response["violations"]
+                        if v["impact"] in ("serious", "critical")
+                    ]
+                    assert serious == [], (
+                        where,
+                        [(v["id"], [n["target"] for n in v["nodes"]]) for v in serious],
+                    )
                     if lang == "es" and database_url.startswith("sqlite"):
-                        page.screenshot(path=shots / f"dashboard_{name}_{size_name}.png",
-                                        full_page=name != "contacts")  # 50 cards: one screen
+                        page.screenshot(
+                            path=shots / f"dashboard_{name}_{size_name}.png",
+                            full_page=name != "contacts",
+                        )  # 50 cards: one screen
             page.close()
         browser.close()
     assert console == []
 
 
 def test_an_id_above_2_to_the_53_opens_links_and_rescores_that_contact(
-        chromium, server, demo_database):
+    chromium, server, demo_database
+):
     """The contact 2^60 + 1 heads the list; its "Ver" link, card and "Calcular" name it
     exactly; the card says it is pending, warns while the queue stands still, and shows the
     new score when a scoring run has processed it."""
@@ -425,7 +517,8 @@ def test_an_id_above_2_to_the_53_opens_links_and_rescores_that_contact(
         _start(page, f"{server}/?lang=en", ADMIN_KEY)
         page.click("#export")  # this server has no Dagster webserver configured
         expect(page.locator("#error-message")).to_have_text(
-            "The service is not available: try again later.")
+            "The service is not available: try again later."
+        )
         first = page.locator("#contacts tbody tr").first
         expect(first).to_have_attribute("data-contact-id", str(BIG_ID))
         first.locator("a.open").click()
@@ -440,23 +533,31 @@ def test_an_id_above_2_to_the_53_opens_links_and_rescores_that_contact(
         queued = _row(demo_database, "SELECT contact_id FROM scoring_queue")
         assert queued["contact_id"] == BIG_ID
         with demo_database.engine.begin() as connection:
-            connection.execute(sa.text("UPDATE scoring_queue SET updated_at = :at"), {
-                "at": demo_database.bind_timestamp(pd.Timestamp.now(tz="UTC")
-                                                   - pd.Timedelta(minutes=7))})
-        expect(page.locator("#queue-warning")).to_contain_text(
-            "The queue is not being processed")
+            connection.execute(
+                sa.text("UPDATE scoring_queue SET updated_at = :at"),
+                {
+                    "at": demo_database.bind_timestamp(
+                        pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=7)
+                    )
+                },
+            )
+        expect(page.locator("#queue-warning")).to_contain_text("The queue is not being processed")
         assert score_queued(demo_database, LATER + pd.Timedelta(days=1), owner="test").claimed == 1
         expect(page.locator("body")).to_have_attribute("data-rescore", "done")
         expect(page.locator("#queue-warning")).to_be_hidden()
-        score = _row(demo_database, "SELECT total_score FROM lead_scores WHERE contact_id = :id",
-                     {"id": BIG_ID})["total_score"]
+        score = _row(
+            demo_database,
+            "SELECT total_score FROM lead_scores WHERE contact_id = :id",
+            {"id": BIG_ID},
+        )["total_score"]
         expect(page.locator("#calculate-result")).to_contain_text(f"New score: {score}/100")
         expect(page.locator("#total-score")).to_have_text(str(score))
         browser.close()
 
 
 def test_errors_show_where_the_user_looks_in_spanish_and_clear_on_success(
-        chromium, server, demo_database):
+    chromium, server, demo_database
+):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=PHONE)
@@ -474,7 +575,8 @@ def test_errors_show_where_the_user_looks_in_spanish_and_clear_on_success(
         page.fill("#phone", "667 12")
         page.click("#phone-search button")
         expect(page.locator("#error-message")).to_have_text(
-            "Ese número no es un teléfono mexicano válido.")
+            "Ese número no es un teléfono mexicano válido."
+        )
         expect(page.locator("#empty")).to_be_hidden()
         expect(page.locator("#error-detail")).to_be_hidden()
         page.click("#error summary")
@@ -487,7 +589,8 @@ def test_errors_show_where_the_user_looks_in_spanish_and_clear_on_success(
 
         page.goto(f"{server}/card?id=abc")
         expect(page.locator("#error-message")).to_have_text(
-            "La solicitud no es válida: revise los filtros.")
+            "La solicitud no es válida: revise los filtros."
+        )
         page.goto(f"{server}/card?id=123456789")
         expect(page.locator("#error-message")).to_contain_text("No se encontró")
         assert "123456789" not in page.inner_text("#error-detail")
@@ -495,7 +598,8 @@ def test_errors_show_where_the_user_looks_in_spanish_and_clear_on_success(
 
 
 def test_keyboard_alone_filters_sorts_saves_the_filters_in_the_address_and_opens_a_card(
-        chromium, server, demo_database):
+    chromium, server, demo_database
+):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=DESKTOP)
@@ -516,8 +620,9 @@ def test_keyboard_alone_filters_sorts_saves_the_filters_in_the_address_and_opens
         page.keyboard.press("Enter")
         expect(page.locator("#total")).to_contain_text("contactos con estos filtros")
         assert "min_score=40" in page.url and "sort=conversion" in page.url
-        expected = _row(demo_database, "SELECT count(*) AS n FROM lead_scores "
-                                       "WHERE total_score >= 40")["n"]
+        expected = _row(
+            demo_database, "SELECT count(*) AS n FROM lead_scores WHERE total_score >= 40"
+        )["n"]
         expect(page.locator("#total")).to_have_text(f"{expected:,} contactos con estos filtros")
         scores = page.locator("#contacts tbody td.score strong").all_inner_texts()
         assert scores and all(int(s) >= 40 for s in scores)

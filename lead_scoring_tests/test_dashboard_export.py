@@ -1,4 +1,4 @@
-""""Exportar segmento" in the dashboard: the API launches ``campaign_export_job`` through a
+""" "Exportar segmento" in the dashboard: the API launches ``campaign_export_job`` through a
 real Dagster webserver's GraphQL API (``dagster-webserver`` in a subprocess, on the embedded
 SQLite database), the page follows its run to the end and links to it in the Dagster UI;
 admin keys only; 503 without Dagster."""
@@ -55,18 +55,33 @@ def dagster_webserver(scored, tmp_path):
     home.mkdir()
     (home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\nrun_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
+        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DAGSTER_HOME": str(home),
-           "LEAD_SCORING_DATABASE_URL": scored.url.render_as_string(hide_password=False),
-           "LEAD_SCORING_EXPORT_DIR": str(tmp_path / "exports")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LEAD_SCORING_DATABASE_URL": scored.url.render_as_string(hide_password=False),
+        "LEAD_SCORING_EXPORT_DIR": str(tmp_path / "exports"),
+    }
     log = (tmp_path / "dagster.log").open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p",
-         str(port), "-m", "lead_scoring_assets.definitions"],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            "lead_scoring_assets.definitions",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while True:
@@ -84,18 +99,32 @@ def dagster_webserver(scored, tmp_path):
 
 
 def _client(database: Database, dagster: DagsterRuns) -> TestClient:
-    return TestClient(create_app(database.url.render_as_string(hide_password=False), keys=KEYS,
-                                 cursor_secret=CURSOR_SECRET, dagster=dagster),
-                      raise_server_exceptions=False)
+    return TestClient(
+        create_app(
+            database.url.render_as_string(hide_password=False),
+            keys=KEYS,
+            cursor_secret=CURSOR_SECRET,
+            dagster=dagster,
+        ),
+        raise_server_exceptions=False,
+    )
 
 
 def test_export_segment_launches_the_job_in_dagster_and_follows_its_run(
-        chromium, scored, dagster_webserver, tmp_path):
+    chromium, scored, dagster_webserver, tmp_path
+):
     """In the dashboard with an admin key: filter, press "Exportar segmento", see the run end
     and its link; the file holds the segment. The API refuses read keys and unknown runs."""
     ui = "https://dagster.example"
-    with serving(scored, tmp_path / "server.log", LEAD_SCORING_DAGSTER_URL=dagster_webserver,
-                 LEAD_SCORING_DAGSTER_UI_URL=ui) as server, sync_playwright() as playwright:
+    with (
+        serving(
+            scored,
+            tmp_path / "server.log",
+            LEAD_SCORING_DAGSTER_URL=dagster_webserver,
+            LEAD_SCORING_DAGSTER_UI_URL=ui,
+        ) as server,
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{server}/?tier=HIGH&min_score=40")
@@ -104,10 +133,10 @@ def test_export_segment_launches_the_job_in_dagster_and_follows_its_run(
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         page.click("#export")
         status = page.locator("#export-status")
-        expect(status).to_have_attribute("data-status", re.compile("|".join(FINISHED)),
-                                         timeout=300_000)
-        expect(status).to_contain_text("Exportación: terminada",
-                                       timeout=1_000)
+        expect(status).to_have_attribute(
+            "data-status", re.compile("|".join(FINISHED)), timeout=300_000
+        )
+        expect(status).to_contain_text("Exportación: terminada", timeout=1_000)
         link = status.locator("a").get_attribute("href")
         assert re.fullmatch(rf"{ui}/runs/[0-9a-f-]{{36}}", link), link
         browser.close()
@@ -118,21 +147,25 @@ def test_export_segment_launches_the_job_in_dagster_and_follows_its_run(
     with scored.engine.connect() as connection:
         expected = connection.exec_driver_sql(
             "SELECT count(DISTINCT c.phone_e164) FROM lead_scores s JOIN contacts c "
-            "ON c.id = s.contact_id WHERE s.total_score >= ?", (TIER_RANGES["HIGH"][0],)
+            "ON c.id = s.contact_id WHERE s.total_score >= ?",
+            (TIER_RANGES["HIGH"][0],),
         ).scalar()
     assert len(rows) == expected > 0
     assert all(row["quality_tier"] in ("PREMIUM", "HIGH") for row in rows)
 
     with _client(scored, DagsterRuns(dagster_webserver, ui)) as client:
         assert client.get(f"{API}/key", headers=ADMIN).json() == {"role": "admin"}
-        assert client.get(f"{API}/key", headers={"X-API-Key": READ_KEY}).json() == {
-            "role": "read"}
-        refused = client.post(f"{API}/exports", json={"tier": "HIGH"},
-                              headers={"X-API-Key": READ_KEY})
+        assert client.get(f"{API}/key", headers={"X-API-Key": READ_KEY}).json() == {"role": "read"}
+        refused = client.post(
+            f"{API}/exports", json={"tier": "HIGH"}, headers={"X-API-Key": READ_KEY}
+        )
         assert refused.status_code == 403
         run_id = link.rsplit("/", 1)[1]
         assert client.get(f"{API}/exports/{run_id}", headers=ADMIN).json() == {
-            "run_id": run_id, "status": "SUCCESS", "dagster_url": link}
+            "run_id": run_id,
+            "status": "SUCCESS",
+            "dagster_url": link,
+        }
         assert client.get(f"{API}/exports/{uuid.uuid4()}", headers=ADMIN).status_code == 404
 
 

@@ -65,8 +65,13 @@ def test_ml_lineage(definitions):
 
 def _run_demo_job(url: str, contacts: int = 2_000, instance=None, replace: bool = False) -> None:
     result = demo_data_job.execute_in_process(
-        run_config=dg.RunConfig({"generate_demo_data_op": DemoDataConfig(
-            contacts=contacts, seed=3, replace_existing=replace)}),
+        run_config=dg.RunConfig(
+            {
+                "generate_demo_data_op": DemoDataConfig(
+                    contacts=contacts, seed=3, replace_existing=replace
+                )
+            }
+        ),
         resources={"database": DatabaseResource(url=url)},
         instance=instance,
     )
@@ -78,9 +83,9 @@ def test_materialize_lead_scores(database_url):
     _run_demo_job(database_url)
     result = dg.materialize(
         SCORING,
-        resources={"database": DatabaseResource(url=database_url)}, tags=ALL_BUCKETS,
-        run_config=dg.RunConfig(
-            {"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
+        resources={"database": DatabaseResource(url=database_url)},
+        tags=ALL_BUCKETS,
+        run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
     )
     assert result.success
     published = result.asset_materializations_for_node("lead_scores")[0].metadata
@@ -92,25 +97,32 @@ def test_materialize_lead_scores(database_url):
     assert sum(metadata["malformed_rows_by_reason"].value.values()) > 0
     assert metadata["as_of"].value == AS_OF.isoformat()
     stored = Database(database_url).read_frame("SELECT last_calculated_at FROM lead_scores")
-    assert (pd.to_datetime(stored["last_calculated_at"], utc=True, format="ISO8601")
-            == AS_OF).all()
+    assert (pd.to_datetime(stored["last_calculated_at"], utc=True, format="ISO8601") == AS_OF).all()
     ladas = result.asset_materializations_for_node("staged_ladas_reference")[0].metadata
     assert ladas["states"].value == 32
     assert (published["kept_newer_scores"].value, published["queued_due_later"].value) == (0, 0)
 
     database = Database(database_url)
     with database.engine.begin() as connection:  # a row an hour after as_of, scored later
-        connection.execute(sa.text(
-            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-            "confidence_score, validated_at) VALUES (:id, 1, 'apple', :yes, 0.9, :at)"),
-            {"id": 10**9, "yes": True, "at": database.bind_timestamp(AS_OF + pd.Timedelta(
-                hours=1))})
+        connection.execute(
+            sa.text(
+                "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+                "confidence_score, validated_at) VALUES (:id, 1, 'apple', :yes, 0.9, :at)"
+            ),
+            {
+                "id": 10**9,
+                "yes": True,
+                "at": database.bind_timestamp(AS_OF + pd.Timedelta(hours=1)),
+            },
+        )
     assert score_queued(database, AS_OF + pd.Timedelta(hours=2), owner="incremental").scored
     database.dispose()
     again = dg.materialize(
-        SCORING[2:], resources={"database": DatabaseResource(url=database_url)},
-        tags=ALL_BUCKETS, run_config=dg.RunConfig(
-            {"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}))
+        SCORING[2:],
+        resources={"database": DatabaseResource(url=database_url)},
+        tags=ALL_BUCKETS,
+        run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(as_of=AS_OF.isoformat())}),
+    )
     published = again.asset_materializations_for_node("lead_scores")[0].metadata
     assert (published["kept_newer_scores"].value, published["queued_due_later"].value) == (1, 1)
     staged = again.asset_materializations_for_node("staged_lead_scores")[0].metadata
@@ -121,17 +133,22 @@ def test_as_of_defaults_to_the_run_start(sqlite_url):
     Database(sqlite_url).upgrade()
     _run_demo_job(sqlite_url, contacts=50)
     before = pd.Timestamp.now(tz="UTC").floor("s")
-    result = dg.materialize(SCORING, resources={"database": DatabaseResource(url=sqlite_url)},
-                            tags=ALL_BUCKETS)
-    as_of = pd.Timestamp(result.asset_materializations_for_node("staged_lead_scores")[0]
-                         .metadata["as_of"].value)
+    result = dg.materialize(
+        SCORING, resources={"database": DatabaseResource(url=sqlite_url)}, tags=ALL_BUCKETS
+    )
+    as_of = pd.Timestamp(
+        result.asset_materializations_for_node("staged_lead_scores")[0].metadata["as_of"].value
+    )
     assert before - pd.Timedelta(seconds=5) <= as_of <= pd.Timestamp.now(tz="UTC")
 
 
 def test_missing_schema_fails_clearly(sqlite_url):
     with pytest.raises(RuntimeError, match="lead-scoring db upgrade"):
-        dg.materialize([staged_lead_scores], tags=ALL_BUCKETS,
-                       resources={"database": DatabaseResource(url=sqlite_url)})
+        dg.materialize(
+            [staged_lead_scores],
+            tags=ALL_BUCKETS,
+            resources={"database": DatabaseResource(url=sqlite_url)},
+        )
 
 
 def test_demo_job_refuses_to_overwrite_contacts(sqlite_url):
@@ -149,8 +166,9 @@ def test_demo_job_never_empties_the_platforms_tables(database_url):
     database = Database(database_url)
     database.upgrade()
     with database.engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO contacts (id, phone_e164) VALUES "
-                                   "(7, '+523312345678')"))
+        connection.execute(
+            sa.text("INSERT INTO contacts (id, phone_e164) VALUES (7, '+523312345678')")
+        )
     with pytest.raises(RuntimeError, match="demo loader did not write"):
         _run_demo_job(database_url, contacts=10, replace=True)
     assert database.read_frame("SELECT id FROM contacts")["id"].tolist() == [7]
@@ -189,7 +207,11 @@ def test_dagster_cli_validates_the_code_location(tmp_path):
     dagster = Path(sys.executable).with_name("dagster")
     result = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", str(REPOSITORY / "workspace.yaml")],
-        check=False, capture_output=True, text=True, cwd=REPOSITORY, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=120,
         env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -207,10 +229,16 @@ def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
 
     command = Path(sys.executable).with_name("lead-scoring")
     result = subprocess.run(
-        [str(command), "demo", "--contacts", "3000"], capture_output=True, text=True,
-        cwd=tmp_path, timeout=600, check=False,
-        env={**{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
-             "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")},
+        [str(command), "demo", "--contacts", "3000"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+            "LEAD_SCORING_DATA_DIR": str(tmp_path / "data"),
+        },
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -218,19 +246,30 @@ def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
     assert re.search(r"^  staged_lead_scores: \d+\.\d s$", result.stdout, re.MULTILINE)
     assert "Open the Dagster UI" in result.stdout
     assert "conversion_scores (the lead_conversion champion" in result.stdout
-    assert "uplift_scores (the lead_uplift champion; no rows without one):\nno rows: no " \
+    assert (
+        "uplift_scores (the lead_uplift champion; no rows without one):\nno rows: no "
         "uplift champion" in result.stdout
+    )
     table = result.stdout.split("malformed validation rows kept in malformed_validations:\n")[1]
     header, *rows = table.split("\n\n")[0].splitlines()
     assert header.split() == ["reason", "rows"]
     assert {row.split()[0] for row in rows} >= {"unknown_platform", "missing_is_valid"}
     assert result.stderr == "", result.stderr[-3000:]
-    for noise in (" - DEBUG - ", " - WARNING - ", " INFO ", "Downloading artifacts",
-                  "Warning:", "Telemetry", "Successfully registered model", "Created version"):
+    for noise in (
+        " - DEBUG - ",
+        " - WARNING - ",
+        " INFO ",
+        "Downloading artifacts",
+        "Warning:",
+        "Telemetry",
+        "Successfully registered model",
+        "Created version",
+    ):
         assert noise not in output, f"{noise!r} in the demo's output"
     with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
         runs = instance.get_run_records()
         assert {r.dagster_run.job_name for r in runs} == {"demo_data_job", "nightly_retrain_job"}
         logged = instance.all_logs(runs[0].dagster_run.run_id)
-        assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
-                   for e in logged)
+        assert any(
+            e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in logged
+        )

@@ -19,17 +19,21 @@ from .conftest import AS_OF
 @pytest.fixture(scope="module")
 def demo():
     batches = list(generate_demo_data(20_000, seed=5, as_of=AS_OF, batch_size=7_000))
-    return (pd.concat([b.contacts for b in batches], ignore_index=True),
-            pd.concat([b.validations for b in batches], ignore_index=True))
+    return (
+        pd.concat([b.contacts for b in batches], ignore_index=True),
+        pd.concat([b.validations for b in batches], ignore_index=True),
+    )
 
 
 def test_same_seed_same_rows_other_seed_other_rows(demo):
     contacts, validations = demo
     again = list(generate_demo_data(20_000, seed=5, as_of=AS_OF, batch_size=7_000))
-    pd.testing.assert_frame_equal(contacts, pd.concat([b.contacts for b in again],
-                                                      ignore_index=True))
-    pd.testing.assert_frame_equal(validations, pd.concat([b.validations for b in again],
-                                                         ignore_index=True))
+    pd.testing.assert_frame_equal(
+        contacts, pd.concat([b.contacts for b in again], ignore_index=True)
+    )
+    pd.testing.assert_frame_equal(
+        validations, pd.concat([b.validations for b in again], ignore_index=True)
+    )
     other = next(generate_demo_data(1_000, seed=6, as_of=AS_OF))
     assert other.contacts["phone_e164"].tolist() != contacts["phone_e164"][:1_000].tolist()
 
@@ -71,8 +75,11 @@ def test_edge_cases_are_present(demo):
     assert contacts["full_name"].isna().any() and (contacts["address"] == "  ").any()
     assert contacts["created_at"].isna().any()
     assert contacts["state_name"].isin(["CDMX", "Edo. Méx.", "NL"]).any()
-    assert (~contacts["lada"].isin(build_lada_reference()["lada"]) & contacts["lada"].notna()
-            & (contacts["lada"] != "  ")).any()
+    assert (
+        ~contacts["lada"].isin(build_lada_reference()["lada"])
+        & contacts["lada"].notna()
+        & (contacts["lada"] != "  ")
+    ).any()
     assert (~contacts["id"].isin(validations["contact_id"])).mean() > 0.05
     reasons = classify_malformed(validations, contacts["id"].to_numpy(), AS_OF).value_counts()
     assert len(reasons) == 7 and reasons.sum() / len(validations) < 0.01
@@ -105,13 +112,19 @@ def test_loader_refuses_to_delete_the_platforms_rows(database, table):
     """Rows the loader did not write (no marker) are never deleted, even when told to."""
     with database.engine.begin() as connection:
         if table == "contacts":
-            connection.execute(sa.text(
-                "INSERT INTO contacts (id, phone_e164, full_name) VALUES "
-                "(1, '+523312345678', 'Cliente Real'), (2, '+523312345679', 'Otra Persona')"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO contacts (id, phone_e164, full_name) VALUES "
+                    "(1, '+523312345678', 'Cliente Real'), (2, '+523312345679', 'Otra Persona')"
+                )
+            )
         else:
-            connection.execute(sa.text(
-                "INSERT INTO platform_validations (id, contact_id, platform) "
-                "VALUES (1, 1, 'whatsapp')"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO platform_validations (id, contact_id, platform) "
+                    "VALUES (1, 1, 'whatsapp')"
+                )
+            )
     before = database.count(table)
     with pytest.raises(RuntimeError, match="demo loader did not write"):
         load_demo_data(database, 100, seed=1, as_of=AS_OF, replace_existing=True)

@@ -35,7 +35,8 @@ FIRST_PAGES = ["docs/getting-started.md", "README.md"]
 TOOLS = re.compile(r"(?:^|[\s;&|(])(?:\.venv/bin/)?(lead-scoring|dagster|dg|mlflow)(?=\s|$)")
 SERVERS = re.compile(
     r"(?:\.venv/bin/)?(?:dg dev|dagster dev|dagster-webserver|mlflow ui|mlflow server"
-    r"|lead-scoring serve)(?=\s|$)")
+    r"|lead-scoring serve)(?=\s|$)"
+)
 PORT = re.compile(r"(--port|-p)(\s+|=)(\d+)")
 NOT_RUN = re.compile(r"\s*<!--\s*not-run:\s*(.*?)\s*-->\s*")
 FENCE = re.compile(r"^\s*```(\w*)\s*$")
@@ -67,7 +68,9 @@ class Block:
 
 
 def _command_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def code_blocks(page: str, markdown: str) -> list[Block]:
@@ -84,21 +87,31 @@ def code_blocks(page: str, markdown: str) -> list[Block]:
             continue
         fence = FENCE.match(lines[i])
         if fence:
-            end = next((j for j in range(i + 1, len(lines)) if lines[j].lstrip().startswith("```")),
-                       None)
+            end = next(
+                (j for j in range(i + 1, len(lines)) if lines[j].lstrip().startswith("```")), None
+            )
             if end is None:
                 raise ValueError(f"{page}:{i + 1}: unclosed code block")
             if pending and fence.group(1) not in SHELLS:
-                raise ValueError(f"{page}:{pending[1]}: not-run comment above a "
-                                 f"{fence.group(1) or 'plain'} block")
+                raise ValueError(
+                    f"{page}:{pending[1]}: not-run comment above a "
+                    f"{fence.group(1) or 'plain'} block"
+                )
             if fence.group(1) in SHELLS:
-                blocks.append(Block(page, i + 1, textwrap.dedent("\n".join(lines[i + 1:end])),
-                                    pending[0] if pending else None))
+                blocks.append(
+                    Block(
+                        page,
+                        i + 1,
+                        textwrap.dedent("\n".join(lines[i + 1 : end])),
+                        pending[0] if pending else None,
+                    )
+                )
             pending, i = None, end + 1
             continue
         if pending and lines[i].strip():
-            raise ValueError(f"{page}:{pending[1]}: a not-run comment must be followed by its "
-                             "code block")
+            raise ValueError(
+                f"{page}:{pending[1]}: a not-run comment must be followed by its code block"
+            )
         i += 1
     if pending:
         raise ValueError(f"{page}:{pending[1]}: a not-run comment must be followed by its block")
@@ -106,19 +119,26 @@ def code_blocks(page: str, markdown: str) -> list[Block]:
 
 
 def documented_pages() -> list[str]:
-    pages = ["README.md"] + sorted(str(p.relative_to(REPOSITORY))
-                                   for p in (REPOSITORY / "docs").rglob("*.md"))
+    pages = ["README.md"] + sorted(
+        str(p.relative_to(REPOSITORY)) for p in (REPOSITORY / "docs").rglob("*.md")
+    )
     return FIRST_PAGES + [p for p in pages if p not in FIRST_PAGES]
 
 
 def all_blocks() -> list[Block]:
-    return [block for page in documented_pages()
-            for block in code_blocks(page, (REPOSITORY / page).read_text())]
+    return [
+        block
+        for page in documented_pages()
+        for block in code_blocks(page, (REPOSITORY / page).read_text())
+    ]
 
 
 BLOCKS = [block for block in all_blocks() if block.runs_a_documented_tool]
-RUN_ONCE = [block for i, block in enumerate(BLOCKS) if not block.not_run
-            and block.text not in {earlier.text for earlier in BLOCKS[:i]}]
+RUN_ONCE = [
+    block
+    for i, block in enumerate(BLOCKS)
+    if not block.not_run and block.text not in {earlier.text for earlier in BLOCKS[:i]}
+]
 """The blocks run: not the not-run ones (CI allows no skipped test), and a block repeated
 word for word on another page once, where it first appears."""
 
@@ -139,8 +159,11 @@ def workdir(tmp_path_factory) -> Path:
 def _environment(root: Path) -> dict[str, str]:
     """The caller's environment without the project's settings: the commands must say what
     they need (``DAGSTER_HOME`` above all)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LEAD_SCORING_", "DAGSTER_", "MLFLOW_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LEAD_SCORING_", "DAGSTER_", "MLFLOW_"))
+    }
     return {**env, "PWD": str(root), "PYTHONUNBUFFERED": "1"}
 
 
@@ -166,11 +189,20 @@ def _serve(block: Block, root: Path) -> None:
     found = PORT.search(server)
     assert found, f"{block.id}: a server command must give its port (--port or -p): {server}"
     port = _free_port()
-    script = block.text.replace(server, "exec env " + PORT.sub(
-        lambda m: f"{m.group(1)}{m.group(2)}{port}", server, count=1), 1)
+    script = block.text.replace(
+        server,
+        "exec env " + PORT.sub(lambda m: f"{m.group(1)}{m.group(2)}{port}", server, count=1),
+        1,
+    )
     process = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=root, env=_environment(root),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=root,
+        env=_environment(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline, status = time.monotonic() + SERVER_START_SECONDS, None
         while time.monotonic() < deadline and process.poll() is None:
@@ -187,16 +219,24 @@ def _serve(block: Block, root: Path) -> None:
         output = _stop(process)
     assert status is not None and status < 500, (
         f"{block.id}: the server did not answer on port {port} (status {status}, exit "
-        f"{process.returncode}):\n{output[-3000:]}")
+        f"{process.returncode}):\n{output[-3000:]}"
+    )
 
 
 def _run(block: Block, root: Path) -> None:
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.text], cwd=root, env=_environment(root),
-        capture_output=True, text=True, timeout=BLOCK_SECONDS, check=False)
+        ["bash", "-euo", "pipefail", "-c", block.text],
+        cwd=root,
+        env=_environment(root),
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_SECONDS,
+        check=False,
+    )
     assert result.returncode == 0, (
         f"{block.id} failed (exit {result.returncode}):\n{block.text}\n--- stdout\n"
-        f"{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}")
+        f"{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+    )
 
 
 @pytest.mark.parametrize("block", RUN_ONCE, ids=[b.id for b in RUN_ONCE])
@@ -238,7 +278,12 @@ ops: {}
   ```"""
     blocks = code_blocks("example.md", page)
     assert [(b.line, b.not_run) for b in blocks] == [
-        (1, None), (6, "needs the production cluster"), (9, None), (12, None), (20, None)]
+        (1, None),
+        (6, "needs the production cluster"),
+        (9, None),
+        (12, None),
+        (20, None),
+    ]
     assert [b.runs_a_documented_tool for b in blocks] == [True, False, False, True, True]
     assert blocks[4].text == ".venv/bin/lead-scoring explain 1"
     assert blocks[3].server_line and not blocks[0].server_line
@@ -254,8 +299,11 @@ def test_the_readme_commands_are_the_tested_ones():
     """The README's inline commands (its table of user interfaces) are lines of blocks this
     test runs, so they are tested too."""
     readme = (REPOSITORY / "README.md").read_text()
-    inline = [c for c in re.findall(r"`([^`\n]+)`", readme)
-              if re.search(r"\.venv/bin/(lead-scoring|dagster|dg|mlflow)\b", c)]
+    inline = [
+        c
+        for c in re.findall(r"`([^`\n]+)`", readme)
+        if re.search(r"\.venv/bin/(lead-scoring|dagster|dg|mlflow)\b", c)
+    ]
     run_lines = [line for b in BLOCKS if not b.not_run for line in b.text.splitlines()]
     assert inline, "the README's table of user interfaces"
     for command in inline:

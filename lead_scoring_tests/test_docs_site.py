@@ -16,9 +16,20 @@ INSTANCE_FILES = ("dagster.yaml", "deploy/dagster.yaml")
 def test_the_site_builds_strictly(tmp_path):
     """No broken link or anchor, no page missing from the nav (mkdocs.yml's validation)."""
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("mkdocs")), "build", "--strict", "--site-dir",
-         str(tmp_path / "site")], cwd=REPOSITORY, capture_output=True, text=True, timeout=300,
-        check=False, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"})
+        [
+            str(Path(sys.executable).with_name("mkdocs")),
+            "build",
+            "--strict",
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "configuration" / "index.html").exists()
 
@@ -44,8 +55,12 @@ def _variables_in_code() -> set[str]:
             text = path.read_text()
             found |= set(re.findall(r"[\"'](LEAD_SCORING_[A-Z0-9_]+)[\"']", text))
             found |= set(re.findall(r"_ENV\s*=\s*[\"']([A-Z][A-Z0-9_]+)[\"']", text))
-            found |= set(re.findall(
-                r"(?:environ\.get\(|environ\[|getenv\(|EnvVar\()[\"']([A-Z][A-Z0-9_]+)[\"']", text))
+            found |= set(
+                re.findall(
+                    r"(?:environ\.get\(|environ\[|getenv\(|EnvVar\()[\"']([A-Z][A-Z0-9_]+)[\"']",
+                    text,
+                )
+            )
     for name in INSTANCE_FILES:
         found |= set(re.findall(r"env:\s*([A-Z][A-Z0-9_]+)", (REPOSITORY / name).read_text()))
     return found

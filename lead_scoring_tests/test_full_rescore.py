@@ -49,8 +49,10 @@ def test_every_contact_gets_one_row_equal_to_the_engine(demo_database):
         assert stored[column].tolist() == expected[column].tolist(), column
     for row in stored.to_dict("records"):
         parts = breakdown_of(row)
-        assert min(100, sum(parts["adjusted_scores"].values()) + parts["bonus"]["total"]) == (
-            row["total_score"])
+        assert (
+            min(100, sum(parts["adjusted_scores"].values()) + parts["bonus"]["total"])
+            == (row["total_score"])
+        )
     assert set(stored["calculation_method"]) == {"advanced_v1"}
     assert report.tier_counts == stored["quality_tier"].value_counts().to_dict()
 
@@ -91,7 +93,8 @@ def test_last_platform_validation_is_kept_up_to_date(demo_database):
         "WHERE v.platform IN ('whatsapp','instagram','facebook','google','apple') "
         "AND v.is_valid IS NOT NULL AND v.validated_at IS NOT NULL "
         "AND v.confidence_score BETWEEN 0 AND 1 AND v.validated_at <= :as_of "
-        "GROUP BY c.id, c.last_platform_validation", {"as_of": demo_database.bind_timestamp(AS_OF)}
+        "GROUP BY c.id, c.last_platform_validation",
+        {"as_of": demo_database.bind_timestamp(AS_OF)},
     )
     assert (
         pd.to_datetime(stored["last_platform_validation"], utc=True, format="ISO8601")
@@ -138,13 +141,15 @@ before the kill, and the run stopped by itself), short for the next run to wait 
 
 
 def _rescore_forever(url: str) -> None:
-    rescore_all(Database(url), AS_OF + pd.Timedelta(days=1), chunk_size=50,
-                lease_seconds=KILLED_RUN_LEASE)
+    rescore_all(
+        Database(url), AS_OF + pd.Timedelta(days=1), chunk_size=50, lease_seconds=KILLED_RUN_LEASE
+    )
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_killed_run_leaves_previous_scores_intact(demo_database, database_url, tmp_path,
-                                                  monkeypatch):
+def test_killed_run_leaves_previous_scores_intact(
+    demo_database, database_url, tmp_path, monkeypatch
+):
     monkeypatch.setenv(SPILL_DIR_ENV, str(tmp_path))
     rescore_all(demo_database, AS_OF)
     before = _scores(demo_database)
@@ -173,8 +178,10 @@ def test_killed_run_leaves_previous_scores_intact(demo_database, database_url, t
 
 
 def test_concurrent_full_rescore_is_refused(demo_database):
-    with ScoreSwap(demo_database, run_id="first").stage(), pytest.raises(
-            LockBusy, match="another run holds lead_scores"):
+    with (
+        ScoreSwap(demo_database, run_id="first").stage(),
+        pytest.raises(LockBusy, match="another run holds lead_scores"),
+    ):
         rescore_all(demo_database, AS_OF, run_id="second")
 
 
@@ -196,15 +203,25 @@ def test_validation_rows_outside_every_contact_range_are_reported(demo_database)
     assert set(kept["reason"]) == {"unknown_contact"}
 
 
-def _insert_validation(database: Database, id: int, contact_id, validated_at, valid=True,
-                       platform="whatsapp") -> None:
+def _insert_validation(
+    database: Database, id: int, contact_id, validated_at, valid=True, platform="whatsapp"
+) -> None:
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, is_business, "
-            "is_premium, confidence_score, validated_at) VALUES (:id, :contact, :platform, "
-            ":valid, :no, :no, 0.9, :at)"),
-            {"id": id, "contact": contact_id, "platform": platform, "valid": valid, "no": False,
-             "at": database.bind_timestamp(validated_at)})
+        connection.execute(
+            sa.text(
+                "INSERT INTO platform_validations (id, contact_id, platform, is_valid, is_business, "
+                "is_premium, confidence_score, validated_at) VALUES (:id, :contact, :platform, "
+                ":valid, :no, :no, 0.9, :at)"
+            ),
+            {
+                "id": id,
+                "contact": contact_id,
+                "platform": platform,
+                "valid": valid,
+                "no": False,
+                "at": database.bind_timestamp(validated_at),
+            },
+        )
 
 
 def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_database):
@@ -213,11 +230,13 @@ def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_
     rescore_all(demo_database, AS_OF)
     that_day = _scores(demo_database)
     _insert_validation(demo_database, 10**8, 11, AS_OF + pd.Timedelta(hours=2), valid=False)
-    _insert_validation(demo_database, 10**8 + 1, 12, pd.Timestamp("2099-01-01T00:00:00Z"),
-                       valid=False)
+    _insert_validation(
+        demo_database, 10**8 + 1, 12, pd.Timestamp("2099-01-01T00:00:00Z"), valid=False
+    )
     for i in range(20):
-        _insert_validation(demo_database, 10**8 + 10 + i, 100 + i,
-                           AS_OF + pd.Timedelta(days=3), platform="apple")
+        _insert_validation(
+            demo_database, 10**8 + 10 + i, 100 + i, AS_OF + pd.Timedelta(days=3), platform="apple"
+        )
     report = rescore_all(demo_database, AS_OF)
     assert report.rows_after_as_of == 1
     assert report.malformed_by_reason["validated_in_future"] >= 21
@@ -225,7 +244,8 @@ def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_
     latest = demo_database.read_frame("SELECT max(last_platform_validation) AS m FROM contacts")
     assert pd.Timestamp(latest["m"][0]).tz_localize(None) <= AS_OF.tz_localize(None)
     kept = demo_database.read_frame(
-        "SELECT reason FROM malformed_validations WHERE validation_id = :id", {"id": 10**8 + 1})
+        "SELECT reason FROM malformed_validations WHERE validation_id = :id", {"id": 10**8 + 1}
+    )
     assert kept["reason"].tolist() == ["validated_in_future"]
     later = rescore_all(demo_database, AS_OF + pd.Timedelta(days=4))
     assert later.rows_after_as_of == 0
@@ -233,8 +253,12 @@ def test_rows_dated_after_as_of_take_no_part_and_old_as_of_is_reproducible(demo_
     assert not later_scores.equals(that_day)
     full_rescore.stage_rescore(demo_database, AS_OF, run_id="that-day-again")
     staged = demo_database.read_frame(
-        " UNION ALL ".join(f"SELECT {', '.join(SCORE_COLUMNS)} FROM {staged_scores(b)}"
-                           for b in range(BUCKET_COUNT)) + " ORDER BY contact_id")
+        " UNION ALL ".join(
+            f"SELECT {', '.join(SCORE_COLUMNS)} FROM {staged_scores(b)}"
+            for b in range(BUCKET_COUNT)
+        )
+        + " ORDER BY contact_id"
+    )
     pd.testing.assert_frame_equal(that_day, staged)
     swap = full_rescore.publish_rescore(demo_database, "that-day-again")
     assert swap.kept_newer_scores == len(later_scores)
@@ -245,19 +269,28 @@ def test_ids_above_two_to_the_53_stay_exact_next_to_a_null_contact_id(database):
     huge = [2**60 + 1, 2**60 + 2, 2**60 + 3]
     with database.engine.begin() as connection:
         for contact_id in huge:
-            connection.execute(sa.text(
-                "INSERT INTO contacts (id, phone_e164, full_name) VALUES (:id, :phone, 'X')"),
-                {"id": contact_id, "phone": f"+52331000000{contact_id % 10}"})
+            connection.execute(
+                sa.text(
+                    "INSERT INTO contacts (id, phone_e164, full_name) VALUES (:id, :phone, 'X')"
+                ),
+                {"id": contact_id, "phone": f"+52331000000{contact_id % 10}"},
+            )
     for i, contact_id in enumerate(huge):
-        _insert_validation(database, 10 + i, contact_id, AS_OF - pd.Timedelta(days=1),
-                           platform=("whatsapp", "apple", "google")[i])
+        _insert_validation(
+            database,
+            10 + i,
+            contact_id,
+            AS_OF - pd.Timedelta(days=1),
+            platform=("whatsapp", "apple", "google")[i],
+        )
     _insert_validation(database, 99, None, AS_OF - pd.Timedelta(days=1))
     report = rescore_all(database, AS_OF, chunk_size=2)
     assert report.malformed_by_reason == {"unknown_contact": 1}
     scores = _scores(database).set_index("contact_id")
     assert list(scores.index) == huge
-    per_contact = [scores.loc[c, f"{p}_score"] for c, p in zip(huge, ("whatsapp", "apple",
-                                                                      "google"))]
+    per_contact = [
+        scores.loc[c, f"{p}_score"] for c, p in zip(huge, ("whatsapp", "apple", "google"))
+    ]
     assert per_contact[0] > 0 and per_contact == [per_contact[0]] * 3
     contacts = database.read_frame("SELECT id FROM contacts ORDER BY id")
     assert contacts["id"].tolist() == huge

@@ -51,8 +51,16 @@ def reference():
 
 @pytest.mark.parametrize(
     ("lada", "state"),
-    [("33", "JALISCO"), ("55", "CIUDAD DE MEXICO"), ("81", "NUEVO LEON"), ("667", "SINALOA"),
-     ("999", "YUCATAN"), ("720", "MEXICO"), ("443", "MICHOACAN"), ("222", "PUEBLA")],
+    [
+        ("33", "JALISCO"),
+        ("55", "CIUDAD DE MEXICO"),
+        ("81", "NUEVO LEON"),
+        ("667", "SINALOA"),
+        ("999", "YUCATAN"),
+        ("720", "MEXICO"),
+        ("443", "MICHOACAN"),
+        ("222", "PUEBLA"),
+    ],
 )
 def test_known_ladas(reference, lada, state):
     assert reference.loc[reference.lada == lada, "state_name"].tolist() == [state]

@@ -29,14 +29,20 @@ def test_upgrade_creates_the_spec_tables(database_url):
     assert database.current_revision() is None
     database.upgrade()
     inspector = sa.inspect(database.engine)
-    columns = {t: [c["name"] for c in inspector.get_columns(t)] for t in inspector.get_table_names()}
+    columns = {
+        t: [c["name"] for c in inspector.get_columns(t)] for t in inspector.get_table_names()
+    }
     assert columns["contacts"] == list(CONTACT_COLUMNS)
     assert columns["platform_validations"] == list(VALIDATION_COLUMNS)
     assert columns["ladas_reference"] == ["lada", "state_name"]
     assert columns["lead_scores"] == list(SCORE_COLUMNS)
     assert "reason" in columns["malformed_validations"]
     assert columns["contact_features"] == [
-        "contact_id", *FEATURE_COLUMNS, "feature_set_version", "as_of"]
+        "contact_id",
+        *FEATURE_COLUMNS,
+        "feature_set_version",
+        "as_of",
+    ]
     assert columns["ml_lead_scores"] == list(ML_SCORE_COLUMNS)
     assert columns["writer_locks"] == ["resource", "holder", "mode", "acquired_at", "expires_at"]
     assert columns["staged_builds"] == ["table_name", "run_id", "as_of", "staged_at"]
@@ -60,22 +66,40 @@ def test_downgrade_and_upgrade_again(database_url):
 def test_platform_tables_accept_explicit_ids_and_malformed_rows(database_url):
     database = Database(database_url)
     database.upgrade()
-    database.append_frame("contacts", pd.DataFrame({
-        "id": [900_001], "phone_e164": ["+523312345678"], "full_name": [None], "address": [None],
-        "state_name": ["  "], "municipality": [None], "lada": ["33"], "operator": [None],
-        "created_at": pd.Series([pd.NaT], dtype="datetime64[us, UTC]"),
-        "last_platform_validation": pd.Series([pd.NaT], dtype="datetime64[us, UTC]"),
-    }))
-    database.append_frame("platform_validations", pd.DataFrame({
-        "id": [5, 6, 7], "contact_id": pd.array([900_001, 424242, None], dtype="Int64"),
-        "platform": ["tiktok", "whatsapp", None], "is_valid": pd.array([None, True, False],
-                                                                        dtype="boolean"),
-        "is_business": pd.array([None, None, None], dtype="boolean"),
-        "is_premium": pd.array([None, None, None], dtype="boolean"),
-        "confidence_score": [1.7, None, -3.0], "validation_method": [None, "api", None],
-        "response_time_ms": pd.array([None, 5, None], dtype="Int32"),
-        "validated_at": pd.to_datetime([None, "2026-01-01", None], utc=True).as_unit("us"),
-    }))
+    database.append_frame(
+        "contacts",
+        pd.DataFrame(
+            {
+                "id": [900_001],
+                "phone_e164": ["+523312345678"],
+                "full_name": [None],
+                "address": [None],
+                "state_name": ["  "],
+                "municipality": [None],
+                "lada": ["33"],
+                "operator": [None],
+                "created_at": pd.Series([pd.NaT], dtype="datetime64[us, UTC]"),
+                "last_platform_validation": pd.Series([pd.NaT], dtype="datetime64[us, UTC]"),
+            }
+        ),
+    )
+    database.append_frame(
+        "platform_validations",
+        pd.DataFrame(
+            {
+                "id": [5, 6, 7],
+                "contact_id": pd.array([900_001, 424242, None], dtype="Int64"),
+                "platform": ["tiktok", "whatsapp", None],
+                "is_valid": pd.array([None, True, False], dtype="boolean"),
+                "is_business": pd.array([None, None, None], dtype="boolean"),
+                "is_premium": pd.array([None, None, None], dtype="boolean"),
+                "confidence_score": [1.7, None, -3.0],
+                "validation_method": [None, "api", None],
+                "response_time_ms": pd.array([None, 5, None], dtype="Int32"),
+                "validated_at": pd.to_datetime([None, "2026-01-01", None], utc=True).as_unit("us"),
+            }
+        ),
+    )
     assert database.count("platform_validations") == 3
     assert database.read_frame("SELECT id FROM contacts")["id"].tolist() == [900_001]
     database.dispose()
@@ -93,20 +117,28 @@ def test_0007_moves_the_phone_to_contacts_and_back(demo_database):
     phones again."""
     rescore_all(demo_database, AS_OF)
     scores = demo_database.read_frame(
-        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id")
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"
+    )
     demo_database.downgrade("0006")
     phones = demo_database.read_frame(
         "SELECT s.phone_e164 AS kept, c.phone_e164 AS phone FROM lead_scores s "
-        "JOIN contacts c ON c.id = s.contact_id")
+        "JOIN contacts c ON c.id = s.contact_id"
+    )
     assert len(phones) == len(scores) and (phones["kept"] == phones["phone"]).all()
     assert "demo_data_marker" not in sa.inspect(demo_database.engine).get_table_names()
     demo_database.upgrade()
     columns = [c["name"] for c in sa.inspect(demo_database.engine).get_columns("lead_scores")]
     assert columns == list(SCORE_COLUMNS)
     assert {ix["name"] for ix in sa.inspect(demo_database.engine).get_indexes("lead_scores")} >= {
-        "ix_lead_scores_rank", "ix_lead_scores_quality_tier"}
-    pd.testing.assert_frame_equal(scores, demo_database.read_frame(
-        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"))
+        "ix_lead_scores_rank",
+        "ix_lead_scores_quality_tier",
+    }
+    pd.testing.assert_frame_equal(
+        scores,
+        demo_database.read_frame(
+            f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"
+        ),
+    )
 
 
 def test_0008_per_state_analytics_column_and_rank_index(database_url):
@@ -116,8 +148,9 @@ def test_0008_per_state_analytics_column_and_rank_index(database_url):
     def schema() -> tuple[list[str], dict[str, list[str]]]:
         inspector = sa.inspect(database.engine)
         columns = [c["name"] for c in inspector.get_columns("lead_scoring_analytics_history")]
-        return columns, {ix["name"]: ix["column_names"]
-                         for ix in inspector.get_indexes("lead_scores")}
+        return columns, {
+            ix["name"]: ix["column_names"] for ix in inspector.get_indexes("lead_scores")
+        }
 
     columns, indexes = schema()
     assert columns[-1] == "by_state"
@@ -136,19 +169,27 @@ def test_0010_keeps_the_breakdown_both_ways(demo_database):
     columns read back as; upgraded again, the typed columns are as they were."""
     rescore_all(demo_database, AS_OF)
     scores = demo_database.read_frame(
-        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id")
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"
+    )
     demo_database.downgrade("0008")
     old = demo_database.read_frame(
-        "SELECT contact_id, score_breakdown, total_score FROM lead_scores ORDER BY contact_id")
+        "SELECT contact_id, score_breakdown, total_score FROM lead_scores ORDER BY contact_id"
+    )
     assert old["contact_id"].tolist() == scores["contact_id"].tolist()
     for row, stored in zip(scores.to_dict("records"), old["score_breakdown"]):
         assert (json.loads(stored) if isinstance(stored, str) else stored) == breakdown_of(row)
     assert {ix["name"] for ix in sa.inspect(demo_database.engine).get_indexes("lead_scores")} >= {
-        "ix_lead_scores_rank", "ix_lead_scores_quality_tier"}
+        "ix_lead_scores_rank",
+        "ix_lead_scores_quality_tier",
+    }
     demo_database.upgrade()
-    pd.testing.assert_frame_equal(scores, demo_database.read_frame(
-        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"),
-        check_dtype=False)
+    pd.testing.assert_frame_equal(
+        scores,
+        demo_database.read_frame(
+            f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"
+        ),
+        check_dtype=False,
+    )
 
 
 def test_0011_partitions_the_history_by_month_and_counts_the_queue(demo_database):
@@ -156,13 +197,19 @@ def test_0011_partitions_the_history_by_month_and_counts_the_queue(demo_database
     one partition per month, then a plain table again), the queue's size is counted."""
     demo_database.downgrade("0008")
     with demo_database.engine.begin() as connection:
-        for contact_id, at in ((1, "2025-03-31T23:59:59Z"), (2, "2026-11-01T00:00:00Z"),
-                               (1, "2026-11-24T10:00:00Z")):
-            connection.execute(sa.text(
-                "INSERT INTO lead_score_history (contact_id, old_total_score, new_total_score, "
-                "old_quality_tier, new_quality_tier, calculation_version, run_id, changed_at) "
-                "VALUES (:id, NULL, 40, NULL, 'MEDIUM', 'advanced_v1.1', 'old', :at)"),
-                {"id": contact_id, "at": demo_database.bind_timestamp(pd.Timestamp(at))})
+        for contact_id, at in (
+            (1, "2025-03-31T23:59:59Z"),
+            (2, "2026-11-01T00:00:00Z"),
+            (1, "2026-11-24T10:00:00Z"),
+        ):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO lead_score_history (contact_id, old_total_score, new_total_score, "
+                    "old_quality_tier, new_quality_tier, calculation_version, run_id, changed_at) "
+                    "VALUES (:id, NULL, 40, NULL, 'MEDIUM', 'advanced_v1.1', 'old', :at)"
+                ),
+                {"id": contact_id, "at": demo_database.bind_timestamp(pd.Timestamp(at))},
+            )
     history_sql = "SELECT * FROM lead_score_history ORDER BY id"
     before = demo_database.read_frame(history_sql)
     queued = demo_database.count("scoring_queue")
@@ -178,8 +225,11 @@ def test_0011_partitions_the_history_by_month_and_counts_the_queue(demo_database
     assert ScoringQueue(demo_database).depth().claimable == queued
     if demo_database.dialect == "postgresql":
         assert kind() == "p"
-        parts = set(demo_database.read_frame(
-            "SELECT tableoid::regclass::text AS part FROM lead_score_history")["part"])
+        parts = set(
+            demo_database.read_frame(
+                "SELECT tableoid::regclass::text AS part FROM lead_score_history"
+            )["part"]
+        )
         assert parts == {"lead_score_history_2025_03", "lead_score_history_2026_11"}
     rescore_all(demo_database, AS_OF, run_id="after")
     after = demo_database.read_frame(history_sql)
@@ -194,7 +244,8 @@ def test_0011_partitions_the_history_by_month_and_counts_the_queue(demo_database
 
 
 def test_scores_of_advanced_v1_0_read_through_the_api_across_0010_and_the_first_rescoring(
-        demo_database):
+    demo_database,
+):
     """Rows advanced_v1.0 wrote before 0010 (JSON breakdowns) are read through the API after
     the upgrade, before any rescoring: their stored values and breakdown (v1.0's
     configuration), marked as of that version; after the first rescoring, as advanced_v1.1.
@@ -203,11 +254,11 @@ def test_scores_of_advanced_v1_0_read_through_the_api_across_0010_and_the_first_
     demo_database.downgrade("0009")
     with demo_database.engine.begin() as connection:
         for table in ("lead_scores", "lead_score_history"):
-            connection.execute(sa.text(
-                f"UPDATE {table} SET calculation_version = 'advanced_v1.0'"))
+            connection.execute(sa.text(f"UPDATE {table} SET calculation_version = 'advanced_v1.0'"))
     old = demo_database.read_frame(
         "SELECT contact_id, total_score, quality_tier, score_breakdown FROM lead_scores "
-        "WHERE platform_count >= 2 ORDER BY total_score DESC, contact_id LIMIT 1").iloc[0]
+        "WHERE platform_count >= 2 ORDER BY total_score DESC, contact_id LIMIT 1"
+    ).iloc[0]
     contact = int(old["contact_id"])
     breakdown = old["score_breakdown"]
     breakdown = json.loads(breakdown) if isinstance(breakdown, str) else breakdown
@@ -217,8 +268,9 @@ def test_scores_of_advanced_v1_0_read_through_the_api_across_0010_and_the_first_
     with TestClient(app_for(demo_database), raise_server_exceptions=False) as client:
         before = client.get(path, headers=headers)
     demo_database.downgrade("0009")
-    again = demo_database.read_frame("SELECT score_breakdown FROM lead_scores "
-                                     "WHERE contact_id = :id", {"id": contact}).iloc[0, 0]
+    again = demo_database.read_frame(
+        "SELECT score_breakdown FROM lead_scores WHERE contact_id = :id", {"id": contact}
+    ).iloc[0, 0]
     assert (json.loads(again) if isinstance(again, str) else again) == breakdown
     demo_database.upgrade()
     rescore_all(demo_database, LATER, run_id="v1.1")
@@ -226,17 +278,22 @@ def test_scores_of_advanced_v1_0_read_through_the_api_across_0010_and_the_first_
         after = client.get(path, headers=headers)
     assert before.status_code == 200, before.text
     card = before.json()
-    assert (card["calculation_version"], card["current_calculation_version"],
-            card["is_current_version"]) == ("advanced_v1.0", "advanced_v1.1", False)
+    assert (
+        card["calculation_version"],
+        card["current_calculation_version"],
+        card["is_current_version"],
+    ) == ("advanced_v1.0", "advanced_v1.1", False)
     assert "computed by advanced_v1.0" in card["version_note"]
     assert "next rescoring" in card["version_note"]
-    assert (card["total_score"], card["quality_tier"]) == (old["total_score"],
-                                                           old["quality_tier"])
+    assert (card["total_score"], card["quality_tier"]) == (old["total_score"], old["quality_tier"])
     assert card["score_breakdown"] == breakdown
     assert after.status_code == 200, after.text
     card = after.json()
     assert (card["calculation_version"], card["is_current_version"], card["version_note"]) == (
-        "advanced_v1.1", True, None)
+        "advanced_v1.1",
+        True,
+        None,
+    )
     assert card["score_breakdown"]["as_of"] == LATER.isoformat()
 
 
@@ -244,30 +301,38 @@ def test_0013_new_work_wakes_waiting_entries_and_back(database):
     """From 0013 a new validation or a profile change (the phone included) wakes an entry
     waiting for a row due later; downgraded to 0012 the entry keeps waiting, as before."""
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO contacts (id, phone_e164, full_name) VALUES (1, '+523300000001', 'A')"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO contacts (id, phone_e164, full_name) VALUES (1, '+523300000001', 'A')"
+            )
+        )
     ahead = database.bind_timestamp(pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=20))
     queue = ScoringQueue(database)
 
     def wait_then(change: str) -> bool:
         """``change`` applied to a waiting entry of contact 1: is it claimable at once?"""
         with database.engine.begin() as connection:
-            connection.execute(sa.text(
-                "UPDATE scoring_queue SET leased_by = NULL, leased_until = :ahead"),
-                {"ahead": ahead})
+            connection.execute(
+                sa.text("UPDATE scoring_queue SET leased_by = NULL, leased_until = :ahead"),
+                {"ahead": ahead},
+            )
         assert queue.depth().claimable == 0
         with database.engine.begin() as connection:
             connection.execute(sa.text(change), {"at": database.bind_timestamp(AS_OF)})
         return queue.depth().claimable == 1
 
     changes = [
-        ("INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-         "confidence_score, validated_at) VALUES ((SELECT coalesce(max(id), 0) + 1 FROM "
-         "platform_validations), 1, 'apple', true, 0.9, :at)"),
+        (
+            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+            "confidence_score, validated_at) VALUES ((SELECT coalesce(max(id), 0) + 1 FROM "
+            "platform_validations), 1, 'apple', true, 0.9, :at)"
+        ),
         "UPDATE platform_validations SET confidence_score = 0.8 WHERE contact_id = 1",
         "UPDATE contacts SET full_name = full_name || 'x' WHERE id = 1",
-        ("UPDATE contacts SET phone_e164 = CASE WHEN phone_e164 = '+523300000001' "
-         "THEN '+523300000002' ELSE '+523300000001' END WHERE id = 1"),
+        (
+            "UPDATE contacts SET phone_e164 = CASE WHEN phone_e164 = '+523300000001' "
+            "THEN '+523300000002' ELSE '+523300000001' END WHERE id = 1"
+        ),
         "DELETE FROM platform_validations WHERE contact_id = 1",
     ]
     assert [wait_then(change) for change in changes] == [True] * len(changes)
@@ -282,40 +347,67 @@ def test_0015_consent_and_send_record_tables_and_back(database):
     refused); a control recipient's conversion without delivery is no longer rejected, and
     downgraded to 0014 it is again; the platform's own campaign rows still insert."""
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO contacts (id, phone_e164, full_name) VALUES (1, '+523300000001', 'A'), "
-            "(2, '+523300000002', 'B')"))
-        connection.execute(sa.text("INSERT INTO campaigns (id, name, sent_at) VALUES "
-                                   "(7, 'platform', :at)"), {"at": database.bind_timestamp(AS_OF)})
-        connection.execute(sa.text(
-            "INSERT INTO campaign_recipients (campaign_id, contact_id, arm) VALUES (7, 1, "
-            "'control')"))
-        connection.execute(sa.text("INSERT INTO campaign_recipients (campaign_id, contact_id) "
-                                   "VALUES (7, 2)"))
-        connection.execute(sa.text(
-            "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
-            "VALUES (7, 1, false, true), (7, 2, false, true)"))
-        connection.execute(sa.text(
-            "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) VALUES "
-            "('+523300000001', 'opt_out', 'reply 1', :at), "
-            "('+523300000001', 'repus', 'repus.csv', :at)"), {"at": database.bind_timestamp(AS_OF)})
-    refused = ["('+523300000001', 'opt_out', 'again', :at)", "('+523300000001', 'spam', 'x', :at)",
-               "('3300000001', 'manual', 'x', :at)", "('+5233000000011', 'manual', 'x', :at)"]
+        connection.execute(
+            sa.text(
+                "INSERT INTO contacts (id, phone_e164, full_name) VALUES (1, '+523300000001', 'A'), "
+                "(2, '+523300000002', 'B')"
+            )
+        )
+        connection.execute(
+            sa.text("INSERT INTO campaigns (id, name, sent_at) VALUES (7, 'platform', :at)"),
+            {"at": database.bind_timestamp(AS_OF)},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO campaign_recipients (campaign_id, contact_id, arm) VALUES (7, 1, "
+                "'control')"
+            )
+        )
+        connection.execute(
+            sa.text("INSERT INTO campaign_recipients (campaign_id, contact_id) VALUES (7, 2)")
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
+                "VALUES (7, 1, false, true), (7, 2, false, true)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) VALUES "
+                "('+523300000001', 'opt_out', 'reply 1', :at), "
+                "('+523300000001', 'repus', 'repus.csv', :at)"
+            ),
+            {"at": database.bind_timestamp(AS_OF)},
+        )
+    refused = [
+        "('+523300000001', 'opt_out', 'again', :at)",
+        "('+523300000001', 'spam', 'x', :at)",
+        "('3300000001', 'manual', 'x', :at)",
+        "('+5233000000011', 'manual', 'x', :at)",
+    ]
     for values in refused:
         with pytest.raises(sa.exc.IntegrityError), database.engine.begin() as connection:
-            connection.execute(sa.text(
-                f"INSERT INTO suppressions (phone_e164, reason, source, recorded_at) VALUES "
-                f"{values}"), {"at": database.bind_timestamp(AS_OF)})
+            connection.execute(
+                sa.text(
+                    f"INSERT INTO suppressions (phone_e164, reason, source, recorded_at) VALUES "
+                    f"{values}"
+                ),
+                {"at": database.bind_timestamp(AS_OF)},
+            )
 
     def rejected() -> list:
         with database.engine.connect() as connection:
-            return connection.execute(sa.text(
-                "SELECT contact_id, reason FROM rejected_campaign_outcomes ORDER BY contact_id"
-            )).all()
+            return connection.execute(
+                sa.text(
+                    "SELECT contact_id, reason FROM rejected_campaign_outcomes ORDER BY contact_id"
+                )
+            ).all()
 
     assert rejected() == [(2, "converted_without_delivery")]
     assert database.read_frame("SELECT arm FROM campaign_recipients ORDER BY contact_id")[
-        "arm"].tolist() == ["control", "target"]
+        "arm"
+    ].tolist() == ["control", "target"]
     database.downgrade("0014")
     assert rejected() == [(1, "converted_without_delivery"), (2, "converted_without_delivery")]
     assert "suppressions" not in sa.inspect(database.engine).get_table_names()
@@ -331,45 +423,65 @@ def test_0016_records_contact_changes_and_back(database):
     to ``rejected_campaign_outcomes``; downgraded to 0015 it is, and nothing is recorded."""
     clock = pd.Timestamp.now(tz="UTC").floor("ms")
     assert {"contact_changes_by_contact": ["contact_id", "changed_at"]} == {
-        i["name"]: i["column_names"] for i in sa.inspect(database.engine).get_indexes(
-            "contact_changes")}
+        i["name"]: i["column_names"]
+        for i in sa.inspect(database.engine).get_indexes("contact_changes")
+    }
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO contacts (id, phone_e164, full_name, operator) VALUES "
-            "(1, '+523300000001', 'A', 'TELCEL'), (2, '+523300000002', 'B', 'TELCEL'), "
-            "(3, '+523300000003', 'C', 'AT&T'), (4, '+523300000004', NULL, 'AT&T')"))
-        connection.execute(sa.text("INSERT INTO campaigns (id, name, sent_at) VALUES "
-                                   "(7, 'platform', :at)"), {"at": database.bind_timestamp(AS_OF)})
-        connection.execute(sa.text(
-            "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
-            "VALUES (7, 2, true, false), (7, 9, true, false)"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO contacts (id, phone_e164, full_name, operator) VALUES "
+                "(1, '+523300000001', 'A', 'TELCEL'), (2, '+523300000002', 'B', 'TELCEL'), "
+                "(3, '+523300000003', 'C', 'AT&T'), (4, '+523300000004', NULL, 'AT&T')"
+            )
+        )
+        connection.execute(
+            sa.text("INSERT INTO campaigns (id, name, sent_at) VALUES (7, 'platform', :at)"),
+            {"at": database.bind_timestamp(AS_OF)},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO campaign_outcomes (campaign_id, contact_id, delivered, converted) "
+                "VALUES (7, 2, true, false), (7, 9, true, false)"
+            )
+        )
     with database.engine.begin() as connection:
         connection.execute(sa.text("UPDATE contacts SET operator = 'AT&T'"))
-        connection.execute(sa.text("UPDATE contacts SET last_platform_validation = :at, "
-                                   "full_name = full_name"), {"at": database.bind_timestamp(AS_OF)})
+        connection.execute(
+            sa.text("UPDATE contacts SET last_platform_validation = :at, full_name = full_name"),
+            {"at": database.bind_timestamp(AS_OF)},
+        )
         connection.execute(sa.text("UPDATE contacts SET full_name = 'D' WHERE id = 4"))
         connection.execute(sa.text("DELETE FROM contacts WHERE id = 2"))
-    changes = database.read_frame("SELECT contact_id, change, phone_e164, full_name, operator, "
-                                  "changed_at FROM contact_changes ORDER BY id")
+    changes = database.read_frame(
+        "SELECT contact_id, change, phone_e164, full_name, operator, "
+        "changed_at FROM contact_changes ORDER BY id"
+    )
     assert changes.drop(columns="changed_at").fillna("-").values.tolist() == [
-        [1, "update", "+523300000001", "A", "TELCEL"], [2, "update", "+523300000002", "B", "TELCEL"],
-        [4, "update", "+523300000004", "-", "AT&T"], [2, "delete", "+523300000002", "B", "AT&T"]]
+        [1, "update", "+523300000001", "A", "TELCEL"],
+        [2, "update", "+523300000002", "B", "TELCEL"],
+        [4, "update", "+523300000004", "-", "AT&T"],
+        [2, "delete", "+523300000002", "B", "AT&T"],
+    ]
     changed_at = pd.to_datetime(changes["changed_at"], utc=True, format="ISO8601")
     assert changed_at.between(clock, pd.Timestamp.now(tz="UTC")).all()
     assert changed_at.is_monotonic_increasing
 
     def rejected() -> list:
         with database.engine.connect() as connection:
-            return connection.execute(sa.text(
-                "SELECT contact_id, reason FROM rejected_campaign_outcomes ORDER BY contact_id"
-            )).all()
+            return connection.execute(
+                sa.text(
+                    "SELECT contact_id, reason FROM rejected_campaign_outcomes ORDER BY contact_id"
+                )
+            ).all()
 
     assert rejected() == [(9, "unknown_contact")]
     with database.engine.begin() as connection:  # forget's order: contacts, then the changes
         connection.execute(sa.text("DELETE FROM contacts WHERE id = 1"))
         connection.execute(sa.text("DELETE FROM contact_changes WHERE contact_id = 1"))
-    assert 1 not in database.read_frame("SELECT contact_id FROM contact_changes")[
-        "contact_id"].tolist()
+    assert (
+        1
+        not in database.read_frame("SELECT contact_id FROM contact_changes")["contact_id"].tolist()
+    )
     database.downgrade("0015")
     assert "contact_changes" not in sa.inspect(database.engine).get_table_names()
     assert rejected() == [(2, "unknown_contact"), (9, "unknown_contact")]
@@ -389,16 +501,20 @@ def test_0017_adds_uplift_scores_and_campaign_expectations_and_back(database):
     inspector = sa.inspect(database.engine)
     assert "uplift_scores" in inspector.get_table_names()
     assert {"rank_by", "select_rule", "budget", "expected_profit_high"} <= {
-        c["name"] for c in inspector.get_columns("campaigns")}
+        c["name"] for c in inspector.get_columns("campaigns")
+    }
     if database.dialect == "postgresql":
         partitions = database.read_frame(
-            "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'uplift_scores'::regclass")
+            "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'uplift_scores'::regclass"
+        )
         assert partitions["n"].iloc[0] == 16
     database.downgrade("0016")
     inspector = sa.inspect(database.engine)
     assert "uplift_scores" not in inspector.get_table_names()
     assert "rank_by" not in {c["name"] for c in inspector.get_columns("campaigns")}
-    assert database.read_frame("SELECT count(*) AS n FROM rejected_campaign_outcomes")[
-        "n"].iloc[0] == 0
+    assert (
+        database.read_frame("SELECT count(*) AS n FROM rejected_campaign_outcomes")["n"].iloc[0]
+        == 0
+    )
     database.upgrade()
     assert "uplift_scores" in sa.inspect(database.engine).get_table_names()

@@ -51,8 +51,22 @@ from lead_scoring_assets.scoring.incremental import score_queued
 from .conftest import AS_OF
 from .test_ml_pipeline import _metadata, _scored_database
 
-EXTREME_IDS = [-(2**63), -(2**63) + 1, -(2**53) - 1, -3_500_000_001, -1, 0, 1, 2, 3_470_000_000,
-               3_500_000_001, 2**53 + 1, 2**62 + 12_345, 2**63 - 2, 2**63 - 1]
+EXTREME_IDS = [
+    -(2**63),
+    -(2**63) + 1,
+    -(2**53) - 1,
+    -3_500_000_001,
+    -1,
+    0,
+    1,
+    2,
+    3_470_000_000,
+    3_500_000_001,
+    2**53 + 1,
+    2**62 + 12_345,
+    2**63 - 2,
+    2**63 - 1,
+]
 LINEAR = LeadScoringModelConfig(candidates=["linear_baseline"])
 
 
@@ -70,15 +84,28 @@ def home(scored, tmp_path) -> SimpleNamespace:
     url = f"sqlite:///{tmp_path / 'lead_scoring.db'}"
     shutil.copy(sa.make_url(scored).database, sa.make_url(url).database)
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    resources = {"database": DatabaseResource(url=url), "mlflow": MlflowResource(
-        tracking_uri=tracking_uri, champion_load_attempts=3, champion_retry_seconds=0.01)}
-    return SimpleNamespace(url=url, database=Database(url), tracking_uri=tracking_uri,
-                           resources=resources, client=MlflowClient(tracking_uri, tracking_uri))
+    resources = {
+        "database": DatabaseResource(url=url),
+        "mlflow": MlflowResource(
+            tracking_uri=tracking_uri, champion_load_attempts=3, champion_retry_seconds=0.01
+        ),
+    }
+    return SimpleNamespace(
+        url=url,
+        database=Database(url),
+        tracking_uri=tracking_uri,
+        resources=resources,
+        client=MlflowClient(tracking_uri, tracking_uri),
+    )
 
 
 def _train(home, instance, config=LINEAR) -> dg.ExecuteInProcessResult:
-    return dg.materialize([lead_scoring_model], resources=home.resources, instance=instance,
-                          run_config=dg.RunConfig({"lead_scoring_model": config}))
+    return dg.materialize(
+        [lead_scoring_model],
+        resources=home.resources,
+        instance=instance,
+        run_config=dg.RunConfig({"lead_scoring_model": config}),
+    )
 
 
 def _alias(home, name: str) -> str:
@@ -91,11 +118,21 @@ def _alias(home, name: str) -> str:
 def _insert_validations(database: Database, contact_ids, first_id: int) -> None:
     with database.engine.begin() as connection:
         connection.execute(
-            sa.text("INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-                    "is_business, is_premium, confidence_score, validated_at) VALUES "
-                    "(:id, :contact, 'apple', :yes, :no, :no, 1.0, :at)"),
-            [{"id": first_id + i, "contact": int(c), "yes": True, "no": False,
-              "at": database.bind_timestamp(AS_OF)} for i, c in enumerate(contact_ids)],
+            sa.text(
+                "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+                "is_business, is_premium, confidence_score, validated_at) VALUES "
+                "(:id, :contact, 'apple', :yes, :no, :no, 1.0, :at)"
+            ),
+            [
+                {
+                    "id": first_id + i,
+                    "contact": int(c),
+                    "yes": True,
+                    "no": False,
+                    "at": database.bind_timestamp(AS_OF),
+                }
+                for i, c in enumerate(contact_ids)
+            ],
         )
 
 
@@ -104,21 +141,34 @@ def test_nightly_job_trains_and_scores_on_the_as_of_it_published(home, definitio
     nightly_as_of = AS_OF + pd.Timedelta(days=1)
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(
-            run_config={"ops": {"staged_lead_scores": {"config": {"as_of": nightly_as_of.isoformat()}}}},
-            instance=instance, resources=home.resources)
+            run_config={
+                "ops": {"staged_lead_scores": {"config": {"as_of": nightly_as_of.isoformat()}}}
+            },
+            instance=instance,
+            resources=home.resources,
+        )
         assert result.success
-        as_ofs = {node: _metadata(result, node)["as_of"] for node in
-                  ("lead_scores", "contact_features", "lead_scoring_model", "ml_lead_scores")}
+        as_ofs = {
+            node: _metadata(result, node)["as_of"]
+            for node in ("lead_scores", "contact_features", "lead_scoring_model", "ml_lead_scores")
+        }
         assert set(as_ofs.values()) == {nightly_as_of.isoformat()}, as_ofs
 
         # An incremental run moves some scores past the nightly as_of; the ML assets keep it.
         _insert_validations(home.database, range(1, 41), 10**8)
-        incremental = score_queued(home.database, nightly_as_of + pd.Timedelta(hours=5),
-                                   owner="incremental-run", batch_size=1_000)
+        incremental = score_queued(
+            home.database,
+            nightly_as_of + pd.Timedelta(hours=5),
+            owner="incremental-run",
+            batch_size=1_000,
+        )
         assert incremental.scored == 40
-        again = dg.materialize([contact_features, lead_scoring_model, ml_lead_scores],
-                               resources=home.resources, instance=instance,
-                               run_config=dg.RunConfig({"lead_scoring_model": LINEAR}))
+        again = dg.materialize(
+            [contact_features, lead_scoring_model, ml_lead_scores],
+            resources=home.resources,
+            instance=instance,
+            run_config=dg.RunConfig({"lead_scoring_model": LINEAR}),
+        )
     for node in ("contact_features", "lead_scoring_model", "ml_lead_scores"):
         assert _metadata(again, node)["as_of"] == nightly_as_of.isoformat()
     model = _metadata(again, "lead_scoring_model")
@@ -126,19 +176,30 @@ def test_nightly_job_trains_and_scores_on_the_as_of_it_published(home, definitio
     assert model["labels_rescored_since"] == sampled_rescored
     assert model["training_rows"] + model["holdout_rows"] == 3_000 - sampled_rescored
     stored = home.database.read_frame(
-        "SELECT calculated_at FROM ml_lead_scores WHERE method <> 'rule_based_fallback'")
-    assert (pd.to_datetime(stored["calculated_at"], utc=True, format="ISO8601")
-            == nightly_as_of).all()
+        "SELECT calculated_at FROM ml_lead_scores WHERE method <> 'rule_based_fallback'"
+    )
+    assert (
+        pd.to_datetime(stored["calculated_at"], utc=True, format="ISO8601") == nightly_as_of
+    ).all()
 
 
 def test_nightly_job_runs_the_rescoring_before_the_ml_assets(definitions):
     job = definitions.resolve_job_def("nightly_retrain_job")
     keys = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
-    assert {"ladas_reference", "lead_scores", "lead_scoring_analytics", "contact_features",
-            "lead_scoring_model", "ml_lead_scores"} <= keys
+    assert {
+        "ladas_reference",
+        "lead_scores",
+        "lead_scoring_analytics",
+        "contact_features",
+        "lead_scoring_model",
+        "ml_lead_scores",
+    } <= keys
     assert {"contacts", "platform_validations"}.isdisjoint(keys)
-    upstream = dg.AssetSelection.assets("contact_features").upstream().resolve(
-        definitions.resolve_asset_graph())
+    upstream = (
+        dg.AssetSelection.assets("contact_features")
+        .upstream()
+        .resolve(definitions.resolve_asset_graph())
+    )
     assert dg.AssetKey("lead_scores") in upstream
     assert job.tags["lead_scoring/writes"] == "lead_scores"
 
@@ -147,13 +208,16 @@ def test_features_of_another_moment_fail_training_and_scoring(home):
     rescore_all(home.database, AS_OF + pd.Timedelta(days=1))
     with dg.instance_for_test() as instance:
         for asset in (lead_scoring_model, ml_lead_scores):
-            result = dg.materialize([asset], resources=home.resources, instance=instance,
-                                    raise_on_error=False)
+            result = dg.materialize(
+                [asset], resources=home.resources, instance=instance, raise_on_error=False
+            )
             assert not result.success
             [failure] = [e for e in result.all_events if e.is_step_failure]
             message = failure.step_failure_data.error.message
-            assert "contact_features describe ['2026-11-24T00:00:00+00:00'], the published " \
-                   "lead_scores 2026-11-25T00:00:00+00:00" in message
+            assert (
+                "contact_features describe ['2026-11-24T00:00:00+00:00'], the published "
+                "lead_scores 2026-11-25T00:00:00+00:00" in message
+            )
 
 
 # 2. a stable holdout, a hash that cannot overflow
@@ -164,11 +228,13 @@ def test_the_hash_is_the_same_in_sql_and_numpy_for_any_int64_id(database):
     ids = EXTREME_IDS + rng.integers(-(2**63), 2**63 - 1, size=200, dtype=np.int64).tolist()
     with database.engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE hash_probe (id BIGINT NOT NULL)"))
-        connection.execute(sa.text("INSERT INTO hash_probe (id) VALUES (:id)"),
-                           [{"id": i} for i in ids])
+        connection.execute(
+            sa.text("INSERT INTO hash_probe (id) VALUES (:id)"), [{"id": i} for i in ids]
+        )
     for salt in (HOLDOUT_SALT, salt_of(42), salt_of(-7)):
         stored = database.read_frame(
-            f"SELECT id, {stable_hash_sql('id', salt)} AS h FROM hash_probe ORDER BY id")
+            f"SELECT id, {stable_hash_sql('id', salt)} AS h FROM hash_probe ORDER BY id"
+        )
         expected = stable_hash(stored["id"].to_numpy(dtype=np.int64), salt)
         np.testing.assert_array_equal(stored["h"].to_numpy(dtype=np.int64), expected)
         assert ((expected >= 0) & (expected < 2**31)).all()
@@ -181,8 +247,10 @@ def test_training_sample_with_ids_above_2_to_the_53_and_negative(demo_database):
     with demo_database.engine.begin() as connection:
         for table in ("contact_features", "lead_scores"):
             for old, new in moved.items():
-                connection.execute(sa.text(f"UPDATE {table} SET contact_id = :new "
-                                           "WHERE contact_id = :old"), {"new": new, "old": old})
+                connection.execute(
+                    sa.text(f"UPDATE {table} SET contact_id = :new WHERE contact_id = :old"),
+                    {"new": new, "old": old},
+                )
     data = load_training_data(demo_database, 200_000)
     ids = set(data.x_train.index) | set(data.x_test.index)
     assert set(moved.values()) <= ids and len(ids) == 3_000
@@ -244,47 +312,65 @@ def _always_fail(monkeypatch, target, name, error):
 
 
 TRANSIENT = [
-    (MlflowClient, "get_model_version_by_alias",
-     MlflowException("API request to http://mlflow:5000/api/2.0/mlflow/registered-models/"
-                     "alias failed with exception ConnectionError")),
-    (mlflow.artifacts, "download_artifacts",
-     requests.exceptions.ConnectionError("Connection reset by peer")),
+    (
+        MlflowClient,
+        "get_model_version_by_alias",
+        MlflowException(
+            "API request to http://mlflow:5000/api/2.0/mlflow/registered-models/"
+            "alias failed with exception ConnectionError"
+        ),
+    ),
+    (
+        mlflow.artifacts,
+        "download_artifacts",
+        requests.exceptions.ConnectionError("Connection reset by peer"),
+    ),
     (mlflow.artifacts, "download_artifacts", OSError("Network is unreachable")),
 ]
 
 
-@pytest.mark.parametrize(("target", "name", "error"), TRANSIENT,
-                         ids=["alias_lookup", "download", "os_error"])
-def test_a_champion_that_fails_once_is_retried_and_compared(home, monkeypatch, target, name,
-                                                            error):
+@pytest.mark.parametrize(
+    ("target", "name", "error"), TRANSIENT, ids=["alias_lookup", "download", "os_error"]
+)
+def test_a_champion_that_fails_once_is_retried_and_compared(home, monkeypatch, target, name, error):
     with dg.instance_for_test() as instance:
         _train(home, instance)
         calls = _fail_once(monkeypatch, target, name, error)
-        second = _metadata(_train(home, instance, LeadScoringModelConfig(
-            candidates=["mean_baseline"])), "lead_scoring_model")
+        second = _metadata(
+            _train(home, instance, LeadScoringModelConfig(candidates=["mean_baseline"])),
+            "lead_scoring_model",
+        )
     assert calls["n"] >= 2
     assert (second["decision_basis"], second["alias"], second["champion_load_attempts"]) == (
-        "compared", "challenger", 2)
+        "compared",
+        "challenger",
+        2,
+    )
     assert second["champion_metrics"]["rmse"] < second["candidate_metrics"]["rmse"]
     assert (_alias(home, "champion"), _alias(home, "challenger")) == ("1", "2")
 
 
-@pytest.mark.parametrize(("target", "name", "error"), TRANSIENT,
-                         ids=["alias_lookup", "download", "os_error"])
-def test_a_champion_that_cannot_be_reached_is_not_replaced(home, monkeypatch, target, name,
-                                                           error):
+@pytest.mark.parametrize(
+    ("target", "name", "error"), TRANSIENT, ids=["alias_lookup", "download", "os_error"]
+)
+def test_a_champion_that_cannot_be_reached_is_not_replaced(home, monkeypatch, target, name, error):
     with dg.instance_for_test() as instance:
         _train(home, instance, LeadScoringModelConfig(candidates=["mean_baseline"]))
         _always_fail(monkeypatch, target, name, error)
         second = _metadata(_train(home, instance), "lead_scoring_model")
     monkeypatch.undo()
     assert (second["decision_basis"], second["alias"], second["champion_load_attempts"]) == (
-        "champion_unavailable", "challenger", 3)
+        "champion_unavailable",
+        "challenger",
+        3,
+    )
     assert "could not be loaded after 3 attempts" in second["decision"]
     assert "no promotion without evidence" in second["decision"]
     assert (_alias(home, "champion"), _alias(home, "challenger")) == ("1", "2")
-    assert home.client.get_model_version("lead_scoring", "2").tags[
-        "registry_decision"] == second["decision"]
+    assert (
+        home.client.get_model_version("lead_scoring", "2").tags["registry_decision"]
+        == second["decision"]
+    )
 
 
 def test_ml_scores_stand_when_the_champion_cannot_be_reached(home, monkeypatch):
@@ -293,8 +379,9 @@ def test_ml_scores_stand_when_the_champion_cannot_be_reached(home, monkeypatch):
         dg.materialize([ml_lead_scores], resources=home.resources, instance=instance)
         before = home.database.read_frame("SELECT * FROM ml_lead_scores ORDER BY contact_id")
         _always_fail(monkeypatch, *TRANSIENT[1])
-        result = dg.materialize([ml_lead_scores], resources=home.resources, instance=instance,
-                                raise_on_error=False)
+        result = dg.materialize(
+            [ml_lead_scores], resources=home.resources, instance=instance, raise_on_error=False
+        )
     assert not result.success
     after = home.database.read_frame("SELECT * FROM ml_lead_scores ORDER BY contact_id")
     pd.testing.assert_frame_equal(after, before)
@@ -308,25 +395,32 @@ def _model_file(home, version: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("breakage", "problem"), [
-    ("feature_set", "was trained on feature set features_v0, not features_v1"),
-    ("missing", "its model artifact is missing"),
-    ("corrupted", "failed integrity check (model.skops does not match the SHA-256"),
-])
+@pytest.mark.parametrize(
+    ("breakage", "problem"),
+    [
+        ("feature_set", "was trained on feature set features_v0, not features_v1"),
+        ("missing", "its model artifact is missing"),
+        ("corrupted", "failed integrity check (model.skops does not match the SHA-256"),
+    ],
+)
 def test_a_provably_unusable_champion_is_replaced_and_the_decision_says_why(
-        home, breakage, problem):
+    home, breakage, problem
+):
     with dg.instance_for_test() as instance:
         _train(home, instance)
         if breakage == "feature_set":
-            home.client.set_model_version_tag("lead_scoring", "1", "feature_set_version",
-                                              "features_v0")
+            home.client.set_model_version_tag(
+                "lead_scoring", "1", "feature_set_version", "features_v0"
+            )
         elif breakage == "missing":
             _model_file(home, "1").unlink()
         else:
             path = _model_file(home, "1")
             path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-        second = _metadata(_train(home, instance, LeadScoringModelConfig(
-            candidates=["mean_baseline"])), "lead_scoring_model")
+        second = _metadata(
+            _train(home, instance, LeadScoringModelConfig(candidates=["mean_baseline"])),
+            "lead_scoring_model",
+        )
     assert (second["decision_basis"], second["alias"]) == ("champion_unusable", "champion")
     assert problem in second["decision"]
     assert second["champion_load_attempts"] == 1
@@ -338,8 +432,9 @@ def test_a_provably_unusable_champion_is_replaced_and_the_decision_says_why(
 
 def test_psi_is_zero_on_the_same_population_and_sees_a_rare_value_grow():
     rng = np.random.default_rng(0)
-    training = pd.DataFrame({"days": rng.integers(0, 400, 5_000),
-                             "flag": (rng.random(5_000) < 0.05).astype(int)})
+    training = pd.DataFrame(
+        {"days": rng.integers(0, 400, 5_000), "flag": (rng.random(5_000) < 0.05).astype(int)}
+    )
     distribution = drift.training_distribution(training)
     assert len(distribution["days"]["shares"]) == drift.MAX_BINS
     assert distribution["flag"]["cuts"] == [0.5]
@@ -362,18 +457,36 @@ def test_no_psi_is_not_judged_ok():
         drift.judge({})
 
 
-@pytest.mark.parametrize(("lookup", "reason"), [
-    (ChampionLookup(NO_CHAMPION, "no champion alias on registered model 'lead_scoring'"),
-     "no champion alias"),
-    (ChampionLookup(UNAVAILABLE, "the champion of lead_scoring could not be loaded after 3 "
-                                 "attempts (ConnectionError: reset)"),
-     "could not be loaded after 3 attempts"),
-    (ChampionLookup(UNUSABLE, "lead_scoring v1 failed to load: its model artifact is missing",
-                    version=SimpleNamespace(version="1")),
-     "its model artifact is missing"),
-    (ChampionLookup(USABLE, version=SimpleNamespace(version="4")),
-     "champion v4 has no stored training distribution"),
-], ids=[NO_CHAMPION, UNAVAILABLE, UNUSABLE, "no_distribution"])
+@pytest.mark.parametrize(
+    ("lookup", "reason"),
+    [
+        (
+            ChampionLookup(NO_CHAMPION, "no champion alias on registered model 'lead_scoring'"),
+            "no champion alias",
+        ),
+        (
+            ChampionLookup(
+                UNAVAILABLE,
+                "the champion of lead_scoring could not be loaded after 3 "
+                "attempts (ConnectionError: reset)",
+            ),
+            "could not be loaded after 3 attempts",
+        ),
+        (
+            ChampionLookup(
+                UNUSABLE,
+                "lead_scoring v1 failed to load: its model artifact is missing",
+                version=SimpleNamespace(version="1"),
+            ),
+            "its model artifact is missing",
+        ),
+        (
+            ChampionLookup(USABLE, version=SimpleNamespace(version="4")),
+            "champion v4 has no stored training distribution",
+        ),
+    ],
+    ids=[NO_CHAMPION, UNAVAILABLE, UNUSABLE, "no_distribution"],
+)
 def test_a_drift_check_that_could_not_compare_is_not_passed(lookup, reason):
     """Every way the PSI could not be computed gives a failed WARN result saying why, never a
     pass."""
@@ -395,17 +508,19 @@ def test_the_drift_check_fails_when_the_champion_cannot_be_reached(home, monkeyp
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["evaluated"].value is False
     assert check.metadata["champion_status"].value == UNAVAILABLE
-    assert "could not be loaded after 3 attempts" in check.metadata[
-        "not_evaluated_reason"].value
+    assert "could not be loaded after 3 attempts" in check.metadata["not_evaluated_reason"].value
 
 
 def _shift_population(database: Database, as_of: pd.Timestamp) -> None:
     """Half the contacts lose their WhatsApp account and validate again only now."""
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "UPDATE platform_validations SET is_valid = :no, validated_at = :at "
-            "WHERE platform = 'whatsapp' AND contact_id % 2 = 0"),
-            {"no": False, "at": database.bind_timestamp(as_of)})
+        connection.execute(
+            sa.text(
+                "UPDATE platform_validations SET is_valid = :no, validated_at = :at "
+                "WHERE platform = 'whatsapp' AND contact_id % 2 = 0"
+            ),
+            {"no": False, "at": database.bind_timestamp(as_of)},
+        )
     rescore_all(database, as_of)
     build_contact_features(database, as_of)
 
@@ -416,11 +531,19 @@ def test_drift_check_fails_on_a_shifted_population_and_metrics_form_a_series(hom
         first = _train(home, instance)
         first_check = first.get_asset_check_evaluations()[0]
         _shift_population(home.database, later)
-        shifted = dg.materialize([lead_scoring_model, ml_lead_scores], resources=home.resources,
-                                 instance=instance,
-                                 run_config=dg.RunConfig({"lead_scoring_model": LINEAR}))
-        warned = _train(home, instance, LeadScoringModelConfig(
-            candidates=["linear_baseline"], drift_warn_psi=0.0001, drift_fail_psi=100))
+        shifted = dg.materialize(
+            [lead_scoring_model, ml_lead_scores],
+            resources=home.resources,
+            instance=instance,
+            run_config=dg.RunConfig({"lead_scoring_model": LINEAR}),
+        )
+        warned = _train(
+            home,
+            instance,
+            LeadScoringModelConfig(
+                candidates=["linear_baseline"], drift_warn_psi=0.0001, drift_fail_psi=100
+            ),
+        )
         plotted = instance.fetch_materializations(dg.AssetKey("lead_scoring_model"), limit=10)
     assert not first_check.passed and first_check.severity == dg.AssetCheckSeverity.WARN
     assert first_check.metadata["champion_status"].value == NO_CHAMPION
@@ -432,20 +555,27 @@ def test_drift_check_fails_on_a_shifted_population_and_metrics_form_a_series(hom
     psi_table = check.metadata["psi"].value
     assert all(f"| {name} |" in psi_table for name in FEATURE_COLUMNS)
     assert check.metadata["worst_feature"].value in {
-        "has_whatsapp", "whatsapp_score", "meta_ecosystem_user", "validation_recency_days"}
+        "has_whatsapp",
+        "whatsapp_score",
+        "meta_ecosystem_user",
+        "validation_recency_days",
+    }
     assert check.metadata["psi_max"].value > 0.25
     [warning] = warned.get_asset_check_evaluations()
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
 
     metadata = _metadata(shifted, "lead_scoring_model")
     assert metadata["psi_max"] == pytest.approx(check.metadata["psi_max"].value)
-    series = [r.event_log_entry.asset_materialization.metadata["champion_rmse"].value
-              for r in plotted.records]
+    series = [
+        r.event_log_entry.asset_materialization.metadata["champion_rmse"].value
+        for r in plotted.records
+    ]
     assert len(series) == 3 and all(isinstance(v, float) for v in series)
 
     experiment = home.client.get_experiment_by_name("lead_scoring")
-    [monitoring] = home.client.search_runs([experiment.experiment_id],
-                                           filter_string="tags.monitoring = 'champion'")
+    [monitoring] = home.client.search_runs(
+        [experiment.experiment_id], filter_string="tags.monitoring = 'champion'"
+    )
     history = home.client.get_metric_history(monitoring.info.run_id, "champion_rmse")
     days = int(AS_OF.timestamp() // 86_400)
     assert sorted({m.step for m in history}) == [days, days + 1]

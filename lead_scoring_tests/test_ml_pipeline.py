@@ -59,8 +59,10 @@ def _scored_database(url: str, contacts: int) -> None:
 
 
 def _resources(url: str, tracking_uri: str) -> dict:
-    return {"database": DatabaseResource(url=url), "mlflow": MlflowResource(
-        tracking_uri=tracking_uri)}
+    return {
+        "database": DatabaseResource(url=url),
+        "mlflow": MlflowResource(tracking_uri=tracking_uri),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,7 @@ def ml_home(tmp_path_factory) -> SimpleNamespace:
     folder = tmp_path_factory.mktemp("ml")
     url = f"sqlite:///{folder / 'lead_scoring.db'}"
     _scored_database(url, 3_000)
-    return SimpleNamespace(folder=folder, url=url,
-                           tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    return SimpleNamespace(folder=folder, url=url, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="module")
@@ -78,27 +79,35 @@ def trained(ml_home) -> SimpleNamespace:
     resources = _resources(ml_home.url, ml_home.tracking_uri)
     with dg.instance_for_test() as instance:
         trainings = [
-            dg.materialize([lead_scoring_model], resources=resources, instance=instance,
-                           run_config=dg.RunConfig({"lead_scoring_model": LeadScoringModelConfig(
-                               candidates=candidates)}))
+            dg.materialize(
+                [lead_scoring_model],
+                resources=resources,
+                instance=instance,
+                run_config=dg.RunConfig(
+                    {"lead_scoring_model": LeadScoringModelConfig(candidates=candidates)}
+                ),
+            )
             for candidates in RETRAININGS
         ]
         scoring = dg.materialize([ml_lead_scores], resources=resources, instance=instance)
     mlflow.set_tracking_uri(ml_home.tracking_uri)
-    return SimpleNamespace(trainings=trainings, scoring=scoring,
-                           client=MlflowClient(ml_home.tracking_uri, ml_home.tracking_uri))
+    return SimpleNamespace(
+        trainings=trainings,
+        scoring=scoring,
+        client=MlflowClient(ml_home.tracking_uri, ml_home.tracking_uri),
+    )
 
 
 def _metadata(result, node: str) -> dict:
-    return {k: v.value for k, v in
-            result.asset_materializations_for_node(node)[0].metadata.items()}
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
 
 
 def test_each_candidate_is_an_mlflow_run_with_metrics_and_model(ml_home, trained):
     experiment = trained.client.get_experiment_by_name("lead_scoring")
     runs = trained.client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.dagster_run_id = '{trained.trainings[2].run_id}'")
+        filter_string=f"tags.dagster_run_id = '{trained.trainings[2].run_id}'",
+    )
     assert sorted(r.info.run_name for r in runs) == sorted(DEFAULT_CANDIDATES)
     for run in runs:
         assert METRICS <= set(run.data.metrics)
@@ -108,37 +117,58 @@ def test_each_candidate_is_an_mlflow_run_with_metrics_and_model(ml_home, trained
         assert int(params["training_rows"]) + int(params["holdout_rows"]) == 3_000
         assert int(params["holdout_rows"]) == int(in_holdout(np.arange(1, 3_001)).sum())
         assert (params["as_of"], params["feature_set_version"]) == (
-            AS_OF.isoformat(), FEATURE_SET_VERSION)
+            AS_OF.isoformat(),
+            FEATURE_SET_VERSION,
+        )
         artifacts = {a.path for a in trained.client.list_artifacts(run.info.run_id)}
-        assert {"feature_importances.json", "feature_importances.png",
-                "training_distribution.json"} <= artifacts
+        assert {
+            "feature_importances.json",
+            "feature_importances.png",
+            "training_distribution.json",
+        } <= artifacts
         importances = mlflow.load_table("feature_importances.json", run_ids=[run.info.run_id])
         assert sorted(importances["feature"]) == sorted(FEATURE_COLUMNS)
     [forest] = [r for r in runs if r.info.run_name == "random_forest"]
-    assert (forest.data.params["model.n_estimators"], forest.data.params["model.max_depth"],
-            forest.data.params["model.min_samples_split"],
-            forest.data.params["model.min_samples_leaf"]) == ("100", "10", "5", "2")
+    assert (
+        forest.data.params["model.n_estimators"],
+        forest.data.params["model.max_depth"],
+        forest.data.params["model.min_samples_split"],
+        forest.data.params["model.min_samples_leaf"],
+    ) == ("100", "10", "5", "2")
     model = mlflow.models.get_model_info("models:/lead_scoring/3")
     assert model.signature.inputs.input_names() == list(FEATURE_COLUMNS)
     example = mlflow.models.Model.load(model.model_uri).load_input_example(
-        mlflow.artifacts.download_artifacts(model.model_uri))
+        mlflow.artifacts.download_artifacts(model.model_uri)
+    )
     assert list(example.columns) == list(FEATURE_COLUMNS)
 
 
 def test_champion_moves_only_to_a_better_model(trained):
     first, weak, best, tie = (_metadata(r, "lead_scoring_model") for r in trained.trainings)
     assert (first["registered_version"], first["alias"], first["decision"]) == (
-        "1", "champion", "no champion yet")
+        "1",
+        "champion",
+        "no champion yet",
+    )
     assert (weak["registered_version"], weak["alias"], weak["champion_version"]) == (
-        "2", "challenger", "1")
+        "2",
+        "challenger",
+        "1",
+    )
     assert weak["best_candidate"] == "mean_baseline"
     assert weak["candidate_metrics"]["rmse"] > weak["champion_metrics"]["rmse"]
     assert (best["registered_version"], best["alias"], best["champion_version"]) == (
-        "3", "champion", "1")
+        "3",
+        "champion",
+        "1",
+    )
     assert best["candidate_metrics"]["rmse"] < best["champion_metrics"]["rmse"]
     assert set(best["candidate_metrics"]) == METRICS
     assert (tie["registered_version"], tie["alias"], tie["champion_version"]) == (
-        "4", "challenger", "3")
+        "4",
+        "challenger",
+        "3",
+    )
     assert tie["candidate_metrics"]["rmse"] == pytest.approx(tie["champion_metrics"]["rmse"])
 
     def alias(name: str) -> str:
@@ -157,7 +187,8 @@ def test_champion_is_compared_on_the_same_holdout(ml_home, trained):
     predictions = np.clip(champion.predict(data.x_test), 0, 100)
     rmse = float(np.sqrt(np.mean((predictions - data.y_test.to_numpy()) ** 2)))
     assert _metadata(trained.trainings[2], "lead_scoring_model")["champion_metrics"][
-        "rmse"] == pytest.approx(rmse)
+        "rmse"
+    ] == pytest.approx(rmse)
 
 
 def test_predictions_use_the_champion_loaded_by_alias(ml_home, trained):
@@ -176,12 +207,15 @@ def test_predictions_use_the_champion_loaded_by_alias(ml_home, trained):
     assert scores["confidence"].nunique() > 1
     metadata = _metadata(trained.scoring, "ml_lead_scores")
     assert metadata["model_version"] == str(champion.version)
-    rule = database.read_frame("SELECT total_score, quality_tier FROM lead_scores "
-                               "ORDER BY contact_id")
+    rule = database.read_frame(
+        "SELECT total_score, quality_tier FROM lead_scores ORDER BY contact_id"
+    )
     assert metadata["mean_absolute_difference_from_rule"] == pytest.approx(
-        (scores["predicted_score"] - rule["total_score"]).abs().mean(), abs=1e-4)
+        (scores["predicted_score"] - rule["total_score"]).abs().mean(), abs=1e-4
+    )
     assert metadata["tier_agreement_with_rule"] == pytest.approx(
-        (scores["predicted_tier"] == rule["quality_tier"]).mean(), abs=1e-4)
+        (scores["predicted_tier"] == rule["quality_tier"]).mean(), abs=1e-4
+    )
     audits = {e.check_name: e for e in trained.scoring.get_asset_check_evaluations()}
     assert audits["ml_lead_scores_are_consistent"].passed
     assert not ml_score_violations(database).failed
@@ -196,18 +230,20 @@ def test_forest_confidence_is_the_spread_of_its_trees(ml_home):
     np.testing.assert_allclose(predictions, forest.predict(data.x_test), rtol=1e-4)
     np.testing.assert_allclose(spread, per_tree.std(axis=0), rtol=1e-4, atol=1e-6)
     assert spread.std() > 0
-    np.testing.assert_allclose(confidence_from_spread(np.array([0.0, 10.0, 30.0])),
-                               [1.0, 0.8, 0.5])
+    np.testing.assert_allclose(confidence_from_spread(np.array([0.0, 10.0, 30.0])), [1.0, 0.8, 0.5])
 
 
 def _fallback_scores(url: str, tracking_uri: str, instance) -> tuple[pd.DataFrame, list]:
-    result = dg.materialize([ml_lead_scores], resources=_resources(url, tracking_uri),
-                            instance=instance)
-    warnings = [e.user_message for e in instance.all_logs(result.run_id)
-                if e.level == logging.WARNING]
+    result = dg.materialize(
+        [ml_lead_scores], resources=_resources(url, tracking_uri), instance=instance
+    )
+    warnings = [
+        e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
+    ]
     scores = Database(url).read_frame(
         "SELECT m.*, s.total_score, s.quality_tier FROM ml_lead_scores m "
-        "JOIN lead_scores s ON s.contact_id = m.contact_id")
+        "JOIN lead_scores s ON s.contact_id = m.contact_id"
+    )
     return scores, warnings
 
 
@@ -222,8 +258,9 @@ def _assert_rule_based(scores: pd.DataFrame) -> None:
 
 def test_empty_registry_falls_back_to_the_rule_based_score(ml_home, tmp_path):
     with dg.instance_for_test() as instance:
-        scores, warnings = _fallback_scores(ml_home.url, f"sqlite:///{tmp_path / 'empty.db'}",
-                                            instance)
+        scores, warnings = _fallback_scores(
+            ml_home.url, f"sqlite:///{tmp_path / 'empty.db'}", instance
+        )
     _assert_rule_based(scores)
     assert any("no usable champion" in w and "no champion alias" in w for w in warnings)
 
@@ -231,9 +268,14 @@ def test_empty_registry_falls_back_to_the_rule_based_score(ml_home, tmp_path):
 def test_broken_champion_falls_back_to_the_rule_based_score(ml_home, tmp_path):
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with dg.instance_for_test() as instance:
-        dg.materialize([lead_scoring_model], resources=_resources(ml_home.url, tracking_uri),
-                       instance=instance, run_config=dg.RunConfig({"lead_scoring_model":
-                       LeadScoringModelConfig(candidates=["linear_baseline"])}))
+        dg.materialize(
+            [lead_scoring_model],
+            resources=_resources(ml_home.url, tracking_uri),
+            instance=instance,
+            run_config=dg.RunConfig(
+                {"lead_scoring_model": LeadScoringModelConfig(candidates=["linear_baseline"])}
+            ),
+        )
         [model_file] = (tmp_path / "mlartifacts").rglob("model.skops")
         model_file.write_bytes(b"not a model")
         scores, warnings = _fallback_scores(ml_home.url, tracking_uri, instance)
@@ -259,16 +301,23 @@ def test_no_phone_number_in_any_mlflow_artifact(ml_home, trained, tmp_path):
 def test_too_few_contacts_fail_clearly(tmp_path):
     url = f"sqlite:///{tmp_path / 'small.db'}"
     _scored_database(url, 60)
-    with pytest.raises(dg.Failure, match="only 60 contacts have both features and a "
-                       "rule-based score of 2026-11-24T00:00:00\\+00:00; training needs at "
-                       "least 100"):
-        dg.materialize([lead_scoring_model],
-                       resources=_resources(url, f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    with pytest.raises(
+        dg.Failure,
+        match="only 60 contacts have both features and a "
+        "rule-based score of 2026-11-24T00:00:00\\+00:00; training needs at "
+        "least 100",
+    ):
+        dg.materialize(
+            [lead_scoring_model], resources=_resources(url, f"sqlite:///{tmp_path / 'mlflow.db'}")
+        )
 
 
 def test_unknown_candidate_fails_before_training(ml_home, tmp_path):
     with pytest.raises(dg.Failure, match="unknown candidates \\['xgboost'\\]"):
-        dg.materialize([lead_scoring_model],
-                       resources=_resources(ml_home.url, f"sqlite:///{tmp_path / 'm.db'}"),
-                       run_config=dg.RunConfig({"lead_scoring_model": LeadScoringModelConfig(
-                           candidates=["xgboost"])}))
+        dg.materialize(
+            [lead_scoring_model],
+            resources=_resources(ml_home.url, f"sqlite:///{tmp_path / 'm.db'}"),
+            run_config=dg.RunConfig(
+                {"lead_scoring_model": LeadScoringModelConfig(candidates=["xgboost"])}
+            ),
+        )

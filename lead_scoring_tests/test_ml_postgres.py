@@ -32,8 +32,12 @@ def _stored(database) -> pd.DataFrame:
 
 def test_forest_scores_every_contact_and_a_failure_keeps_them(featured_database, monkeypatch):
     data = load_training_data(featured_database, 200_000)
-    forest = ChampionModel(model=train_candidate("random_forest", data).model, version="7",
-                           candidate="random_forest", rmse_by_tier={})
+    forest = ChampionModel(
+        model=train_candidate("random_forest", data).model,
+        version="7",
+        candidate="random_forest",
+        rmse_by_tier={},
+    )
     report = write_ml_scores(featured_database, forest, chunk_size=1_000)
     stored = _stored(featured_database)
     assert report.contacts == len(stored) == 3_000
@@ -61,8 +65,12 @@ def test_forest_scores_every_contact_and_a_failure_keeps_them(featured_database,
 
 def test_contacts_without_features_get_the_rule_based_score(featured_database):
     data = load_training_data(featured_database, 200_000)
-    model = ChampionModel(model=train_candidate("linear_baseline", data).model, version="1",
-                          candidate="linear_baseline", rmse_by_tier={"LOW": 1.5})
+    model = ChampionModel(
+        model=train_candidate("linear_baseline", data).model,
+        version="1",
+        candidate="linear_baseline",
+        rmse_by_tier={"LOW": 1.5},
+    )
     with featured_database.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM contact_features WHERE contact_id <= 10")
     report = write_ml_scores(featured_database, model)
@@ -86,7 +94,8 @@ def test_only_existing_contacts_are_scored_and_the_others_are_counted(featured_d
         connection.exec_driver_sql("DELETE FROM contacts WHERE id IN (7, 8)")
         connection.exec_driver_sql(
             "INSERT INTO contacts (id, phone_e164, created_at) "
-            "SELECT 5000, '+525512345678', created_at FROM contacts WHERE id = 1")
+            "SELECT 5000, '+525512345678', created_at FROM contacts WHERE id = 1"
+        )
     report = write_ml_scores(featured_database, None, chunk_size=500)
     stored = _stored(featured_database)
     assert report.contacts == len(stored) == 2_998
@@ -103,8 +112,9 @@ def test_mlflow_on_a_postgresql_backend(sqlite_url, postgres_url, tmp_path):
     load_demo_data(database, 500, seed=5, as_of=AS_OF)
     rescore_all(database, AS_OF)
     build_contact_features(database, AS_OF)
-    target = MlflowTarget(tracking_uri=postgres_url,
-                          artifact_location=(tmp_path / "artifacts").as_uri())
+    target = MlflowTarget(
+        tracking_uri=postgres_url, artifact_location=(tmp_path / "artifacts").as_uri()
+    )
     report = retrain(database, target, ["linear_baseline"], 200_000)
     assert (report.decision.version, report.decision.alias) == ("1", "champion")
     champion, reason = load_champion(target.activate(), target)

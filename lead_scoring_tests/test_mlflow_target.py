@@ -26,8 +26,11 @@ def test_artifacts_go_beside_a_sqlite_store_or_to_the_data_folder(monkeypatch, t
 
 
 def test_resource_builds_the_target_and_creates_the_experiment(tmp_path):
-    resource = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                              experiment_name="scoring_trials", registered_model_name="trial")
+    resource = MlflowResource(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        experiment_name="scoring_trials",
+        registered_model_name="trial",
+    )
     target = resource.target()
     assert (target.experiment_name, target.registered_model_name) == ("scoring_trials", "trial")
     experiment = target.activate().get_experiment_by_name("scoring_trials")

@@ -45,7 +45,7 @@ def phone_leaks(texts: Iterable[str], phones: Iterable[str]) -> set[str]:
     found = set()
     for text in texts:
         for run in re.findall(r"\d{10,}", re.sub(r"(?<=\d)[ .-](?=\d)", "", text)):
-            found |= {run[i:i + 10] for i in range(len(run) - 9)} & national
+            found |= {run[i : i + 10] for i in range(len(run) - 9)} & national
     return found
 
 
@@ -54,48 +54,69 @@ def _plant_failing_triggers(database: Database) -> None:
     (the demo loader) fail: on PostgreSQL with the whole row, phone included, in the message."""
     with database.engine.begin() as connection:
         if database.dialect == "postgresql":
-            connection.execute(sa.text(
-                "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "RAISE EXCEPTION 'No space left on device writing %', NEW; END $$"))
+            connection.execute(
+                sa.text(
+                    "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "RAISE EXCEPTION 'No space left on device writing %', NEW; END $$"
+                )
+            )
             for event in ("UPDATE", "INSERT"):
-                connection.execute(sa.text(
-                    f"CREATE TRIGGER disk_full_{event.lower()} BEFORE {event} ON contacts "
-                    "FOR EACH ROW EXECUTE FUNCTION disk_full()"))
+                connection.execute(
+                    sa.text(
+                        f"CREATE TRIGGER disk_full_{event.lower()} BEFORE {event} ON contacts "
+                        "FOR EACH ROW EXECUTE FUNCTION disk_full()"
+                    )
+                )
             return
         for event in ("UPDATE", "INSERT"):
-            connection.execute(sa.text(
-                f"CREATE TRIGGER disk_full_{event.lower()} BEFORE {event} ON contacts "
-                "BEGIN SELECT RAISE(ABORT, 'No space left on device'); END"))
+            connection.execute(
+                sa.text(
+                    f"CREATE TRIGGER disk_full_{event.lower()} BEFORE {event} ON contacts "
+                    "BEGIN SELECT RAISE(ABORT, 'No space left on device'); END"
+                )
+            )
 
 
 def _add_validations(database: Database, contact_ids: list[int]) -> None:
     top = int(database.read_frame("SELECT max(id) AS m FROM platform_validations")["m"][0])
     with database.engine.begin() as connection:
         for i, contact_id in enumerate(contact_ids):
-            connection.execute(sa.text(
-                "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-                "confidence_score, validated_at) VALUES (:id, :contact, 'apple', :yes, 0.9, :at)"),
-                {"id": top + 1 + i, "contact": contact_id, "yes": True,
-                 "at": database.bind_timestamp(LATER)})
+            connection.execute(
+                sa.text(
+                    "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+                    "confidence_score, validated_at) VALUES (:id, :contact, 'apple', :yes, 0.9, :at)"
+                ),
+                {
+                    "id": top + 1 + i,
+                    "contact": contact_id,
+                    "yes": True,
+                    "at": database.bind_timestamp(LATER),
+                },
+            )
 
 
 def test_the_scan_catches_a_planted_number():
     phones = ["+526671234567", "+523312345678"]
-    assert phone_leaks(["retry in 2s: (1,+526671234567,\"Ana\")"], phones) == {"6671234567"}
+    assert phone_leaks(['retry in 2s: (1,+526671234567,"Ana")'], phones) == {"6671234567"}
     assert phone_leaks(["call 33 1234 5678 now"], phones) == {"3312345678"}
     assert phone_leaks(["contact 31, score 6671"], phones) == set()
 
 
-def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, monkeypatch,
-                                                caplog, capfd):
+def test_no_phone_number_leaves_a_failing_write(
+    demo_database, database_url, monkeypatch, caplog, capfd
+):
     database = demo_database
     rescore_all(database, AS_OF)
     phones = set(database.read_frame("SELECT phone_e164 FROM contacts")["phone_e164"])
-    phones |= set(pd.concat(b.contacts for b in generate_demo_data(
-        DEMO_CONTACTS, DEMO_SEED, AS_OF))["phone_e164"])
+    phones |= set(
+        pd.concat(b.contacts for b in generate_demo_data(DEMO_CONTACTS, DEMO_SEED, AS_OF))[
+            "phone_e164"
+        ]
+    )
     resources = {"database": DatabaseResource(url=database_url)}
-    incremental_config = {"ops": {"score_queued_contacts": {"config": {
-        "as_of": LATER.isoformat()}}}}
+    incremental_config = {
+        "ops": {"score_queued_contacts": {"config": {"as_of": LATER.isoformat()}}}
+    }
 
     with dg.instance_for_test() as instance:
         # 1. a contact whose scoring raises with its phone number in the message
@@ -111,7 +132,8 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
         _add_validations(database, [41, 42, 43])
         for _ in range(3):
             assert incremental_scoring_job.execute_in_process(
-                run_config=incremental_config, resources=resources, instance=instance).success
+                run_config=incremental_config, resources=resources, instance=instance
+            ).success
         monkeypatch.setattr(incremental, "score_chunk", real)
         dead = database.read_frame("SELECT contact_id, last_error FROM scoring_dead_letters")
         assert dead.values.tolist() == [[42, "ValueError: cannot score #"]]
@@ -126,16 +148,28 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
             assert phone_leaks([str(raw.value)], phones), "the planted error carries the row"
         assert not phone_leaks([describe_error(raw.value)], phones)
         full = dg.materialize(
-            [staged_lead_scores, lead_scores], resources=resources, instance=instance,
-            raise_on_error=False, tags=ALL_BUCKETS,
-            run_config=dg.RunConfig({"staged_lead_scores": LeadScoresConfig(
-                as_of=(LATER + pd.Timedelta(days=1)).isoformat())}))
+            [staged_lead_scores, lead_scores],
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            tags=ALL_BUCKETS,
+            run_config=dg.RunConfig(
+                {
+                    "staged_lead_scores": LeadScoresConfig(
+                        as_of=(LATER + pd.Timedelta(days=1)).isoformat()
+                    )
+                }
+            ),
+        )
         assert not full.success
         assert database.count("writer_locks") == 0, "a failed publish releases the lock"
         _add_validations(database, [50, 51])
         settle = incremental_scoring_job.execute_in_process(
-            run_config=incremental_config, resources=resources, instance=instance,
-            raise_on_error=False)
+            run_config=incremental_config,
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
         assert not settle.success
         failure = settle.get_step_failure_events()[0].step_failure_data.error.cause
         assert failure.cls_name in ("DatabaseError", "TransientDatabaseError")
@@ -143,29 +177,48 @@ def test_no_phone_number_leaves_a_failing_write(demo_database, database_url, mon
 
         # 3. the disk fills up while the demo loader writes contacts
         demo = demo_data_job.execute_in_process(
-            run_config=dg.RunConfig({"generate_demo_data_op": DemoDataConfig(
-                contacts=DEMO_CONTACTS, seed=DEMO_SEED, replace_existing=True)}),
-            resources=resources, instance=instance, raise_on_error=False)
+            run_config=dg.RunConfig(
+                {
+                    "generate_demo_data_op": DemoDataConfig(
+                        contacts=DEMO_CONTACTS, seed=DEMO_SEED, replace_existing=True
+                    )
+                }
+            ),
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
         assert not demo.success
 
-        events = [dg.serialize_value(event) for run in instance.get_runs()
-                  for event in instance.all_logs(run.run_id)]
+        events = [
+            dg.serialize_value(event)
+            for run in instance.get_runs()
+            for event in instance.all_logs(run.run_id)
+        ]
         assert len(instance.get_runs()) == 6 and any("No space left" in e for e in events)
-        stored = [path.read_bytes().decode("utf-8", "replace")
-                  for path in Path(instance.root_directory).rglob("*") if path.is_file()]
-    queue = [database.read_frame(f"SELECT * FROM {table}").to_csv()
-             for table in ("scoring_queue", "scoring_dead_letters")]
+        stored = [
+            path.read_bytes().decode("utf-8", "replace")
+            for path in Path(instance.root_directory).rglob("*")
+            if path.is_file()
+        ]
+    queue = [
+        database.read_frame(f"SELECT * FROM {table}").to_csv()
+        for table in ("scoring_queue", "scoring_dead_letters")
+    ]
     captured = capfd.readouterr()
     assert "No space left" in captured.err + caplog.text
-    assert phone_leaks(events + stored + queue + [caplog.text, captured.out, captured.err],
-                       phones) == set()
+    assert (
+        phone_leaks(events + stored + queue + [caplog.text, captured.out, captured.err], phones)
+        == set()
+    )
 
 
 def test_sanitised_errors_keep_class_sqlstate_and_identifiers(database):
     with pytest.raises(sa.exc.IntegrityError) as raw, database.engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO contacts (id, phone_e164) VALUES (:id, :phone)"),
-                           [{"id": 1, "phone": "+526671234567"},
-                            {"id": 1, "phone": "+526671234568"}])
+        connection.execute(
+            sa.text("INSERT INTO contacts (id, phone_e164) VALUES (:id, :phone)"),
+            [{"id": 1, "phone": "+526671234567"}, {"id": 1, "phone": "+526671234568"}],
+        )
     assert "parameters hidden" in str(raw.value) and "667123456" not in str(raw.value)
     described = describe_error(raw.value)
     assert "6671234567" not in described and "parameters" not in described
@@ -177,12 +230,16 @@ def test_sanitised_errors_keep_class_sqlstate_and_identifiers(database):
         assert described.startswith("IntegrityError [SQLITE_CONSTRAINT")
 
 
-def test_retry_warning_describes_the_error_without_its_values(postgres_server, monkeypatch,
-                                                              caplog, capfd):
+def test_retry_warning_describes_the_error_without_its_values(
+    postgres_server, monkeypatch, caplog, capfd
+):
     """A real transient error whose message names a phone (a database named after one) is
     retried with a warning that keeps its class, and the run's events chain nothing."""
-    url = sa.make_url(postgres_server).set(database="list_+526671234567").render_as_string(
-        hide_password=False)
+    url = (
+        sa.make_url(postgres_server)
+        .set(database="list_+526671234567")
+        .render_as_string(hide_password=False)
+    )
     with pytest.raises(Exception) as raw:
         Database(url).current_revision()
     assert phone_leaks([str(raw.value)], ["+526671234567"]) == {"6671234567"}
@@ -198,8 +255,11 @@ def test_retry_warning_describes_the_error_without_its_values(postgres_server, m
 
     monkeypatch.setattr(retries, "MAX_RETRIES", 0)
     with dg.instance_for_test() as instance:
-        result = list_job.execute_in_process(resources={"database": DatabaseResource(url=url)},
-                                             instance=instance, raise_on_error=False)
+        result = list_job.execute_in_process(
+            resources={"database": DatabaseResource(url=url)},
+            instance=instance,
+            raise_on_error=False,
+        )
         events = [dg.serialize_value(e) for e in instance.all_logs(result.run_id)]
     assert not result.success
     captured = capfd.readouterr()

@@ -27,8 +27,9 @@ separators = st.sampled_from(["", " ", "  ", "-", ".", " - ", ". "])
 def written(draw, national: str, prefix: str) -> str:
     """The number as a person may type it: the prefix, then the national number cut into
     groups (the first possibly in parentheses), random separators between the parts."""
-    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(national) - 1)), max_size=4))
-                  - {len(national)})
+    cuts = sorted(
+        draw(st.sets(st.integers(1, max(1, len(national) - 1)), max_size=4)) - {len(national)}
+    )
     groups = [national[a:b] for a, b in zip([0, *cuts], [*cuts, len(national)])]
     if draw(st.booleans()):
         groups[0] = f"({groups[0]})"
@@ -53,14 +54,25 @@ def test_the_e164_form_is_what_phonenumbers_formats(national):
     digits not starting with 0 (those read as an international ``00`` prefix)."""
     parsed = phonenumbers.parse(f"+52{national}")
     assert normalize_phone(national) == phonenumbers.format_number(
-        parsed, phonenumbers.PhoneNumberFormat.E164)
+        parsed, phonenumbers.PhoneNumberFormat.E164
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "+52 1 427 118 5601", "+5214271185601", "521 427 118 5601", "00521 427 118 5601",
-    "044 427 118 5601", "045 (427) 118-5601", "0052 427.118.5601", "52 427 118 5601",
-    "(427) 118-5601", "427 118 5601",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+52 1 427 118 5601",
+        "+5214271185601",
+        "521 427 118 5601",
+        "00521 427 118 5601",
+        "044 427 118 5601",
+        "045 (427) 118-5601",
+        "0052 427.118.5601",
+        "52 427 118 5601",
+        "(427) 118-5601",
+        "427 118 5601",
+    ],
+)
 def test_the_readme_forms(text):
     assert normalize_phone(text) == "+524271185601"
 
@@ -107,7 +119,8 @@ def test_a_wrong_length_after_52_is_refused(data, length):
 
 
 other_countries = st.sampled_from(
-    sorted(c for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE if c != 52))
+    sorted(c for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE if c != 52)
+)
 
 
 @given(st.data(), other_countries, st.from_regex(r"[0-9]{7,10}", fullmatch=True))
@@ -129,8 +142,17 @@ def test_empty_is_refused(text):
     assert _refused(text) == "not a phone number: empty"
 
 
-@pytest.mark.parametrize("text", ["427 118 5601 ext 2", "427/118/5601", "427+1185601", "+",
-                                  "+999 427 118 5601", "12345678901234567890"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "427 118 5601 ext 2",
+        "427/118/5601",
+        "427+1185601",
+        "+",
+        "+999 427 118 5601",
+        "12345678901234567890",
+    ],
+)
 def test_other_refusals(text):
     _refused(text)
 

@@ -19,10 +19,18 @@ PARTITIONED = ("lead_scores", "contact_features", "ml_lead_scores")
 
 
 def _partitions(connection, table: str) -> list[str]:
-    return connection.execute(sa.text(
-        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:t AS regclass) "
-        "ORDER BY 1"), {"t": table}).scalars().all()
+    return (
+        connection.execute(
+            sa.text(
+                "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:t AS regclass) "
+                "ORDER BY 1"
+            ),
+            {"t": table},
+        )
+        .scalars()
+        .all()
+    )
 
 
 def test_per_contact_tables_have_sixteen_hash_partitions(postgres_demo):
@@ -31,7 +39,8 @@ def test_per_contact_tables_have_sixteen_hash_partitions(postgres_demo):
             bounds = _partitions(connection, table)
             assert len(bounds) == 16, table
             assert {b.split("remainder ")[1].rstrip(")") for b in bounds} == {
-                str(i) for i in range(16)}
+                str(i) for i in range(16)
+            }
 
 
 def test_view_grant_and_comment_survive_two_full_rescorings(postgres_demo):
@@ -46,30 +55,45 @@ def test_view_grant_and_comment_survive_two_full_rescorings(postgres_demo):
             for table in ("lead_scores", "contact_features"):
                 connection.execute(sa.text(f"GRANT SELECT ON {table} TO {role}"))
                 connection.execute(sa.text(f"COMMENT ON TABLE {table} IS 'kept by the swap'"))
-            connection.execute(sa.text(
-                "CREATE VIEW good_leads AS SELECT s.contact_id, s.total_score, f.platform_count "
-                "FROM lead_scores s JOIN contact_features f USING (contact_id) "
-                "WHERE s.total_score >= 50"))
-            oids = {t: connection.execute(sa.text(f"SELECT CAST('{t}' AS regclass)::oid")).scalar()
-                    for t in ("lead_scores", "contact_features")}
+            connection.execute(
+                sa.text(
+                    "CREATE VIEW good_leads AS SELECT s.contact_id, s.total_score, f.platform_count "
+                    "FROM lead_scores s JOIN contact_features f USING (contact_id) "
+                    "WHERE s.total_score >= 50"
+                )
+            )
+            oids = {
+                t: connection.execute(sa.text(f"SELECT CAST('{t}' AS regclass)::oid")).scalar()
+                for t in ("lead_scores", "contact_features")
+            }
         for days in (30, 60):
             rescore_all(postgres_demo, AS_OF + pd.Timedelta(days=days))
             build_contact_features(postgres_demo, AS_OF + pd.Timedelta(days=days))
         with engine.connect() as connection:
             for table, oid in oids.items():
+                assert (
+                    connection.execute(sa.text(f"SELECT CAST('{table}' AS regclass)::oid")).scalar()
+                    == oid
+                )
                 assert connection.execute(
-                    sa.text(f"SELECT CAST('{table}' AS regclass)::oid")).scalar() == oid
-                assert connection.execute(sa.text(
-                    f"SELECT has_table_privilege('{role}', '{table}', 'SELECT')")).scalar()
-                assert connection.execute(sa.text(
-                    f"SELECT obj_description(CAST('{table}' AS regclass), 'pg_class')"
-                )).scalar() == "kept by the swap"
+                    sa.text(f"SELECT has_table_privilege('{role}', '{table}', 'SELECT')")
+                ).scalar()
+                assert (
+                    connection.execute(
+                        sa.text(f"SELECT obj_description(CAST('{table}' AS regclass), 'pg_class')")
+                    ).scalar()
+                    == "kept by the swap"
+                )
                 assert len(_partitions(connection, table)) == 16
             viewed = connection.execute(sa.text("SELECT count(*) FROM good_leads")).scalar()
-            direct = connection.execute(sa.text(
-                "SELECT count(*) FROM lead_scores WHERE total_score >= 50")).scalar()
-            as_of = connection.execute(sa.text(
-                "SELECT DISTINCT last_calculated_at FROM lead_scores")).scalars().all()
+            direct = connection.execute(
+                sa.text("SELECT count(*) FROM lead_scores WHERE total_score >= 50")
+            ).scalar()
+            as_of = (
+                connection.execute(sa.text("SELECT DISTINCT last_calculated_at FROM lead_scores"))
+                .scalars()
+                .all()
+            )
         assert viewed == direct > 0
         assert [pd.Timestamp(t) for t in as_of] == [AS_OF + pd.Timedelta(days=60)]
         assert postgres_demo.count("lead_scores") == postgres_demo.count("contacts")
@@ -87,19 +111,24 @@ def test_readers_are_not_held_while_the_publish_updates_contacts(postgres_demo):
     stage_rescore(postgres_demo, AS_OF, run_id="held")
     engine = postgres_demo.engine
     with engine.connect() as blocker:
-        contact_id = blocker.execute(sa.text(
-            f"SELECT min(contact_id) FROM {last_validations(0)}")).scalar_one()
+        contact_id = blocker.execute(
+            sa.text(f"SELECT min(contact_id) FROM {last_validations(0)}")
+        ).scalar_one()
         assert contact_id is not None
-        blocker.execute(sa.text("SELECT 1 FROM contacts WHERE id = :id FOR UPDATE"),
-                        {"id": contact_id})
+        blocker.execute(
+            sa.text("SELECT 1 FROM contacts WHERE id = :id FOR UPDATE"), {"id": contact_id}
+        )
         publisher = threading.Thread(target=publish_rescore, args=(postgres_demo, "held"))
         publisher.start()
         deadline = time.monotonic() + 30
         with engine.connect() as watcher:
             while time.monotonic() < deadline:
-                waiting = watcher.execute(sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'UPDATE contacts%'")).scalar_one()
+                waiting = watcher.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'UPDATE contacts%'"
+                    )
+                ).scalar_one()
                 watcher.rollback()
                 if waiting:
                     break

@@ -41,25 +41,38 @@ def _execute(database: Database, sql: str, params: dict | None = None) -> None:
         connection.execute(sa.text(sql), params or {})
 
 
-def _add_validation(database: Database, contact_id, validation_id: int, platform="instagram",
-                    days_ago: int = 0) -> None:
-    _execute(database,
-             "INSERT INTO platform_validations (id, contact_id, platform, is_valid, is_business, "
-             "is_premium, confidence_score, validated_at) VALUES (:id, :contact, :platform, "
-             ":yes, :yes, :no, 0.97, :at)",
-             {"id": validation_id, "contact": contact_id, "platform": platform, "yes": True,
-              "no": False, "at": database.bind_timestamp(LATER - pd.Timedelta(days=days_ago))})
+def _add_validation(
+    database: Database, contact_id, validation_id: int, platform="instagram", days_ago: int = 0
+) -> None:
+    _execute(
+        database,
+        "INSERT INTO platform_validations (id, contact_id, platform, is_valid, is_business, "
+        "is_premium, confidence_score, validated_at) VALUES (:id, :contact, :platform, "
+        ":yes, :yes, :no, 0.97, :at)",
+        {
+            "id": validation_id,
+            "contact": contact_id,
+            "platform": platform,
+            "yes": True,
+            "no": False,
+            "at": database.bind_timestamp(LATER - pd.Timedelta(days=days_ago)),
+        },
+    )
 
 
 def _scores(database: Database, ids) -> pd.DataFrame:
     frame = database.read_frame(
-        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id")
+        f"SELECT {', '.join(SCORE_COLUMNS)} FROM lead_scores ORDER BY contact_id"
+    )
     return frame[frame["contact_id"].isin(list(ids))].reset_index(drop=True)
 
 
 def test_triggers_enqueue_once_per_contact_and_raise_priority(database):
-    _execute(database, "INSERT INTO contacts (id, phone_e164, full_name) VALUES "
-                       "(1, '+523300000001', 'A'), (2, '+523300000002', 'B')")
+    _execute(
+        database,
+        "INSERT INTO contacts (id, phone_e164, full_name) VALUES "
+        "(1, '+523300000001', 'A'), (2, '+523300000002', 'B')",
+    )
     _execute(database, "DELETE FROM scoring_queue")
     _add_validation(database, 1, 10)
     first = _queue(database).loc[1]
@@ -70,8 +83,11 @@ def test_triggers_enqueue_once_per_contact_and_raise_priority(database):
     assert (second.priority, second.version) == (6, 2)
     assert pd.Timestamp(second.updated_at) >= pd.Timestamp(first.updated_at)
 
-    _execute(database, "UPDATE contacts SET last_platform_validation = :t",
-             {"t": database.bind_timestamp(AS_OF)})
+    _execute(
+        database,
+        "UPDATE contacts SET last_platform_validation = :t",
+        {"t": database.bind_timestamp(AS_OF)},
+    )
     assert list(_queue(database).index) == [1]
     _execute(database, "UPDATE contacts SET state_name = 'Jalisco' WHERE id = 2")
     assert _queue(database).loc[2].priority == 3
@@ -97,8 +113,11 @@ def test_incremental_score_equals_full_rescoring_for_the_same_as_of(demo_databas
     _execute(demo_database, "DELETE FROM platform_validations WHERE contact_id BETWEEN 200 AND 205")
     _add_validation(demo_database, 10**9, top + 500)
     queued = set(_queue(demo_database).index)
-    assert set(range(1, 60, 2)) | {10**9} <= queued <= set(range(1, 60, 2)) | set(
-        range(100, 111)) | set(range(200, 206)) | {10**9}
+    assert (
+        set(range(1, 60, 2)) | {10**9}
+        <= queued
+        <= set(range(1, 60, 2)) | set(range(100, 111)) | set(range(200, 206)) | {10**9}
+    )
     assert len(queued) > 40
 
     report = score_queued(demo_database, LATER, owner="run-a", batch_size=1_000)
@@ -108,7 +127,8 @@ def test_incremental_score_equals_full_rescoring_for_the_same_as_of(demo_databas
     rescore_all(demo_database, LATER)
     pd.testing.assert_frame_equal(incremental_rows, _scores(demo_database, queued))
     orphan = demo_database.read_frame(
-        "SELECT reason FROM malformed_validations WHERE validation_id = :id", {"id": top + 500})
+        "SELECT reason FROM malformed_validations WHERE validation_id = :id", {"id": top + 500}
+    )
     assert orphan["reason"].tolist() == ["unknown_contact"]
 
 
@@ -120,9 +140,11 @@ def test_contact_enqueued_again_while_in_flight_is_scored_by_a_later_run(demo_da
     contacts, validations = queue.read_batch("run-a")
     _add_validation(demo_database, 5, 10**8 + 1, platform="apple")
     result = incremental.score_chunk(
-        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
-    settlement = queue.complete("run-a", claimed, result.scores, result.malformed,
-                                pd.DataFrame(), LATER)
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER
+    )
+    settlement = queue.complete(
+        "run-a", claimed, result.scores, result.malformed, pd.DataFrame(), LATER
+    )
     assert (settlement.removed, settlement.scored) == (0, 0)
     assert queue.depth().claimable == 1
     report = score_queued(demo_database, LATER, owner="run-b")
@@ -162,8 +184,9 @@ def test_failing_contact_is_retried_then_dead_lettered(demo_database, monkeypatc
         report = score_queued(demo_database, LATER, owner=f"run-{attempt}")
     assert report.dead_lettered == 1
     assert demo_database.count("scoring_queue") == 0
-    dead = demo_database.read_frame("SELECT contact_id, attempts, last_error FROM "
-                                    "scoring_dead_letters")
+    dead = demo_database.read_frame(
+        "SELECT contact_id, attempts, last_error FROM scoring_dead_letters"
+    )
     assert dead.values.tolist() == [[31, 3, "ValueError: cannot score contact 31"]]
 
 
@@ -184,6 +207,7 @@ def test_concurrent_runs_neither_lose_nor_double_score(demo_database, database_u
 
     ScoringQueue.claim = recording_claim
     try:
+
         def worker(owner: str) -> None:
             db = Database(database_url)
             while score_queued(db, LATER, owner=owner, batch_size=37).claimed:
@@ -215,12 +239,14 @@ def _claim_and_hang(url: str, owner: str = "doomed-run", lease_seconds: int = 2)
     score_queued(Database(url), LATER, owner=owner, lease_seconds=lease_seconds)
 
 
-def _kill_once_claimed(database: Database, database_url: str, owner: str, leased: int,
-                       lease_seconds: int = 2) -> None:
+def _kill_once_claimed(
+    database: Database, database_url: str, owner: str, leased: int, lease_seconds: int = 2
+) -> None:
     """Run ``_claim_and_hang`` in a real second process and SIGKILL it once it holds
     ``leased`` entries."""
     process = multiprocessing.get_context("spawn").Process(
-        target=_claim_and_hang, args=(database_url, owner, lease_seconds))
+        target=_claim_and_hang, args=(database_url, owner, lease_seconds)
+    )
     process.start()
     queue = ScoringQueue(database)
     deadline = time.monotonic() + 60
@@ -265,22 +291,23 @@ def test_a_batch_that_kills_its_worker_three_times_is_dead_lettered(demo_databas
     for i in range(3):
         _add_validation(demo_database, 50 + i, 10**8 + i)
     for attempt in range(3):
-        _kill_once_claimed(demo_database, database_url, f"killed-{attempt}", leased=3,
-                           lease_seconds=1)
+        _kill_once_claimed(
+            demo_database, database_url, f"killed-{attempt}", leased=3, lease_seconds=1
+        )
         time.sleep(1.1)
     assert _queue(demo_database)["attempts"].tolist() == [3, 3, 3]
     report = score_queued(demo_database, LATER, owner="survivor")
     assert report.claimed == 0
     assert demo_database.count("scoring_queue") == 0
     dead = demo_database.read_frame(
-        "SELECT contact_id, attempts, last_error FROM scoring_dead_letters ORDER BY contact_id")
+        "SELECT contact_id, attempts, last_error FROM scoring_dead_letters ORDER BY contact_id"
+    )
     assert dead["contact_id"].tolist() == [50, 51, 52]
     assert set(dead["attempts"]) == {3}
     assert set(dead["last_error"]) == {LOST_WORKER_ERROR}
 
 
-def test_a_run_settling_after_its_lease_expired_changes_nothing_a_later_run_stored(
-        demo_database):
+def test_a_run_settling_after_its_lease_expired_changes_nothing_a_later_run_stored(demo_database):
     rescore_all(demo_database, AS_OF)
     _add_validation(demo_database, 60, 10**8)
     _add_validation(demo_database, 61, 10**8 + 1, platform="apple")
@@ -288,14 +315,16 @@ def test_a_run_settling_after_its_lease_expired_changes_nothing_a_later_run_stor
     late = queue.claim("late-run", 10, lease_seconds=1)
     contacts, validations = queue.read_batch("late-run")
     late_result = incremental.score_chunk(
-        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER
+    )
     time.sleep(1.2)
     later = score_queued(demo_database, LATER + pd.Timedelta(hours=1), owner="later-run")
     assert later.removed == 2
     stored = _scores(demo_database, [60, 61])
     history = demo_database.count("lead_score_history")
-    settlement = queue.complete("late-run", late, late_result.scores, late_result.malformed,
-                                pd.DataFrame(), LATER)
+    settlement = queue.complete(
+        "late-run", late, late_result.scores, late_result.malformed, pd.DataFrame(), LATER
+    )
     assert (settlement.scored, settlement.removed, settlement.skipped_lost_lease) == (0, 0, 2)
     pd.testing.assert_frame_equal(stored, _scores(demo_database, [60, 61]))
     assert demo_database.count("lead_score_history") == history
@@ -306,9 +335,12 @@ def test_a_score_of_a_later_as_of_is_never_replaced(demo_database):
     rescore_all(demo_database, AS_OF)
     _add_validation(demo_database, 62, 10**8)
     newer = LATER + pd.Timedelta(days=1)
-    _execute(demo_database, "UPDATE lead_scores SET last_calculated_at = :at, total_score = 1, "
-                            "quality_tier = 'POOR' WHERE contact_id = 62",
-             {"at": demo_database.bind_timestamp(newer)})
+    _execute(
+        demo_database,
+        "UPDATE lead_scores SET last_calculated_at = :at, total_score = 1, "
+        "quality_tier = 'POOR' WHERE contact_id = 62",
+        {"at": demo_database.bind_timestamp(newer)},
+    )
     stored = _scores(demo_database, [62])
     report = score_queued(demo_database, LATER, owner="older-run")
     assert (report.scored, report.skipped_newer_score, report.removed) == (0, 1, 0)
@@ -318,19 +350,31 @@ def test_a_score_of_a_later_as_of_is_never_replaced(demo_database):
 
 
 def test_claim_order_is_the_same_on_both_dialects(database):
-    _execute(database, "INSERT INTO contacts (id, phone_e164) VALUES (1, '+523300000001'), "
-                       "(2, '+523300000002'), (3, '+523300000003'), (4, '+523300000004')")
+    _execute(
+        database,
+        "INSERT INTO contacts (id, phone_e164) VALUES (1, '+523300000001'), "
+        "(2, '+523300000002'), (3, '+523300000003'), (4, '+523300000004')",
+    )
     _execute(database, "DELETE FROM scoring_queue")
     base = pd.Timestamp("2026-11-20T00:00:00Z")
     for contact_id, priority, minutes, leased in (
-            (1, 5, 10, False), (2, 10, 20, False), (3, 3, 30, True), (4, 5, 0, False)):
-        _execute(database,
-                 "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
-                 "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)",
-                 {"id": contact_id, "priority": priority,
-                  "at": database.bind_timestamp(base + pd.Timedelta(minutes=minutes)),
-                  "by": "crashed" if leased else None,
-                  "until": database.bind_timestamp(base) if leased else None})
+        (1, 5, 10, False),
+        (2, 10, 20, False),
+        (3, 3, 30, True),
+        (4, 5, 0, False),
+    ):
+        _execute(
+            database,
+            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+            "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)",
+            {
+                "id": contact_id,
+                "priority": priority,
+                "at": database.bind_timestamp(base + pd.Timedelta(minutes=minutes)),
+                "by": "crashed" if leased else None,
+                "until": database.bind_timestamp(base) if leased else None,
+            },
+        )
     queue = ScoringQueue(database)
     order = [int(queue.claim(f"run-{i}", 1, 60)["contact_id"].iloc[0]) for i in range(4)]
     assert order == [3, 2, 4, 1]
@@ -340,7 +384,8 @@ def test_isolating_one_bad_contact_costs_a_few_times_the_batch(demo_database, mo
     contacts = demo_database.read_frame("SELECT * FROM contacts ORDER BY id LIMIT 1000")
     validations = demo_database.read_frame(
         "SELECT * FROM platform_validations WHERE contact_id <= :top",
-        {"top": int(contacts["id"].max())})
+        {"top": int(contacts["id"].max())},
+    )
     real = incremental.score_chunk
     rows_scored = []
 
@@ -352,8 +397,12 @@ def test_isolating_one_bad_contact_costs_a_few_times_the_batch(demo_database, mo
 
     monkeypatch.setattr(incremental, "score_chunk", one_bad_contact)
     chunks, errors, batch_error = incremental._score_isolating_failures(
-        contacts, validations, incremental.read_lada_reference(demo_database), LATER,
-        incremental.DEFAULT_CONFIG)
+        contacts,
+        validations,
+        incremental.read_lada_reference(demo_database),
+        LATER,
+        incremental.DEFAULT_CONFIG,
+    )
     assert list(errors) == [500] and batch_error
     assert sum(len(c.scores) for c in chunks) == 999
     assert sum(rows_scored) <= 4 * len(contacts)
@@ -392,12 +441,18 @@ def test_a_contact_with_a_row_due_later_stays_queued_until_it_is_due(demo_databa
     with it."""
     rescore_all(demo_database, AS_OF)
     now = pd.Timestamp.now(tz="UTC")
-    _execute(demo_database,
-             "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-             "is_business, is_premium, confidence_score, validated_at) VALUES "
-             "(:id, 70, 'apple', :yes, :no, :no, 0.97, :at)",
-             {"id": 10**8, "yes": True, "no": False,
-              "at": demo_database.bind_timestamp(now + DUE_LATER)})
+    _execute(
+        demo_database,
+        "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+        "is_business, is_premium, confidence_score, validated_at) VALUES "
+        "(:id, 70, 'apple', :yes, :no, :no, 0.97, :at)",
+        {
+            "id": 10**8,
+            "yes": True,
+            "no": False,
+            "at": demo_database.bind_timestamp(now + DUE_LATER),
+        },
+    )
     early = score_queued(demo_database, now, owner="early")
     assert (early.scored, early.rows_after_as_of, early.removed) == (1, 1, 0)
     assert _scores(demo_database, [70])["apple_score"].iloc[0] == 0
@@ -413,27 +468,44 @@ NIGHT = LATER + pd.Timedelta(hours=3, minutes=2)
 """A nightly full rescoring's ``as_of``: its scheduled time (it stages later)."""
 
 
-def _add_row_at(database: Database, contact_id: int, validation_id: int, at: pd.Timestamp,
-                platform: str = "whatsapp") -> None:
-    _execute(database,
-             "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-             "is_business, is_premium, confidence_score, validated_at) VALUES "
-             "(:id, :contact, :platform, :yes, :no, :no, 0.97, :at)",
-             {"id": validation_id, "contact": contact_id, "platform": platform, "yes": True,
-              "no": False, "at": database.bind_timestamp(at)})
+def _add_row_at(
+    database: Database,
+    contact_id: int,
+    validation_id: int,
+    at: pd.Timestamp,
+    platform: str = "whatsapp",
+) -> None:
+    _execute(
+        database,
+        "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+        "is_business, is_premium, confidence_score, validated_at) VALUES "
+        "(:id, :contact, :platform, :yes, :no, :no, 0.97, :at)",
+        {
+            "id": validation_id,
+            "contact": contact_id,
+            "platform": platform,
+            "yes": True,
+            "no": False,
+            "at": database.bind_timestamp(at),
+        },
+    )
 
 
 def _without_whatsapp(database: Database, count: int) -> list[int]:
     """The first ``count`` contacts whose stored score has no WhatsApp points."""
     return database.read_frame(
-        "SELECT contact_id FROM lead_scores WHERE whatsapp_score = 0 ORDER BY contact_id "
-        "LIMIT :n", {"n": count})["contact_id"].tolist()
+        "SELECT contact_id FROM lead_scores WHERE whatsapp_score = 0 ORDER BY contact_id LIMIT :n",
+        {"n": count},
+    )["contact_id"].tolist()
 
 
 def _bucket_of(database: Database, contact_id: int) -> int:
-    return int(database.read_frame(
-        f"SELECT {bucket_sql(database.dialect, 'id')} AS b FROM contacts WHERE id = :id",
-        {"id": contact_id})["b"][0])
+    return int(
+        database.read_frame(
+            f"SELECT {bucket_sql(database.dialect, 'id')} AS b FROM contacts WHERE id = :id",
+            {"id": contact_id},
+        )["b"][0]
+    )
 
 
 def test_a_full_rescoring_leaves_a_contact_with_a_row_due_later_queued(demo_database):
@@ -467,7 +539,8 @@ def test_a_full_rescoring_leaves_a_contact_waiting_for_a_row_still_ahead(demo_da
     waiting = demo_database.read_frame("SELECT leased_by, leased_until FROM scoring_queue")
     assert waiting["leased_by"].isna().all()
     assert pd.to_datetime(waiting["leased_until"], utc=True, format="ISO8601").tolist() == [
-        now + pd.Timedelta(hours=1)]
+        now + pd.Timedelta(hours=1)
+    ]
 
 
 @pytest.mark.parametrize("by_range", [False, True], ids=["all-buckets", "bucket-range"])
@@ -480,38 +553,53 @@ def test_a_full_rescoring_at_an_earlier_as_of_keeps_newer_scores(demo_database, 
     whatsapp, future = _without_whatsapp(demo_database, 2)
     _add_row_at(demo_database, whatsapp, 10**8, NIGHT + pd.Timedelta(minutes=3))
     # malformed (validated_in_future) at 03:02, due later at 03:10
-    _add_row_at(demo_database, future, 10**8 + 1, NIGHT + pd.Timedelta(hours=24, minutes=5),
-                platform="apple")
-    incremental_run = score_queued(demo_database, NIGHT + pd.Timedelta(minutes=8),
-                                   owner="incremental")
+    _add_row_at(
+        demo_database,
+        future,
+        10**8 + 1,
+        NIGHT + pd.Timedelta(hours=24, minutes=5),
+        platform="apple",
+    )
+    incremental_run = score_queued(
+        demo_database, NIGHT + pd.Timedelta(minutes=8), owner="incremental"
+    )
     assert incremental_run.scored == 2
     newer = _scores(demo_database, [whatsapp, future])
     assert newer["whatsapp_score"].iloc[0] > 0
-    contacts_sql = ("SELECT id, last_platform_validation FROM contacts WHERE id IN (:a, :b) "
-                    "ORDER BY id")
+    contacts_sql = (
+        "SELECT id, last_platform_validation FROM contacts WHERE id IN (:a, :b) ORDER BY id"
+    )
     ids = {"a": whatsapp, "b": future}
     last_validation = demo_database.read_frame(contacts_sql, ids)
-    malformed_sql = ("SELECT validation_id, reason FROM malformed_validations "
-                     "WHERE contact_id IN (:a, :b) ORDER BY validation_id")
+    malformed_sql = (
+        "SELECT validation_id, reason FROM malformed_validations "
+        "WHERE contact_id IN (:a, :b) ORDER BY validation_id"
+    )
     malformed = demo_database.read_frame(malformed_sql, ids)
     buckets = sorted({_bucket_of(demo_database, whatsapp), _bucket_of(demo_database, future)})
 
-    report = rescore_all(demo_database, NIGHT, run_id="nightly",
-                         buckets=buckets if by_range else None)
+    report = rescore_all(
+        demo_database, NIGHT, run_id="nightly", buckets=buckets if by_range else None
+    )
     pd.testing.assert_frame_equal(newer, _scores(demo_database, [whatsapp, future]))
     assert report.kept_newer_scores == 2
     pd.testing.assert_frame_equal(last_validation, demo_database.read_frame(contacts_sql, ids))
     pd.testing.assert_frame_equal(malformed, demo_database.read_frame(malformed_sql, ids))
     nightly_history = demo_database.read_frame(
-        "SELECT contact_id FROM lead_score_history WHERE run_id = 'nightly'")
+        "SELECT contact_id FROM lead_score_history WHERE run_id = 'nightly'"
+    )
     assert not set(nightly_history["contact_id"]) & {whatsapp, future}
     stamps = demo_database.read_frame(
         f"SELECT contact_id, last_calculated_at, {bucket_sql(demo_database.dialect, 'contact_id')}"
-        " AS bucket FROM lead_scores")
-    stamps = stamps[~stamps["contact_id"].isin([whatsapp, future])
-                    & stamps["bucket"].isin(buckets)]
-    assert len(stamps) and (pd.to_datetime(stamps["last_calculated_at"], utc=True,
-                                           format="ISO8601") == NIGHT).all()
+        " AS bucket FROM lead_scores"
+    )
+    stamps = stamps[~stamps["contact_id"].isin([whatsapp, future]) & stamps["bucket"].isin(buckets)]
+    assert (
+        len(stamps)
+        and (
+            pd.to_datetime(stamps["last_calculated_at"], utc=True, format="ISO8601") == NIGHT
+        ).all()
+    )
     assert set(_queue(demo_database).index) == {whatsapp, future}
     assert ScoringQueue(demo_database).depth().claimable == 2
     after = score_queued(demo_database, NIGHT + pd.Timedelta(days=2), owner="after")
@@ -526,8 +614,7 @@ def test_a_kept_newer_score_keeps_the_work_queued_for_it(demo_database):
     it must not settle the contact's entry either; the next run scores the row."""
     rescore_all(demo_database, AS_OF)
     [contact] = _without_whatsapp(demo_database, 1)
-    _add_row_at(demo_database, contact, 10**8, NIGHT - pd.Timedelta(hours=2),
-                platform="apple")
+    _add_row_at(demo_database, contact, 10**8, NIGHT - pd.Timedelta(hours=2), platform="apple")
     assert score_queued(demo_database, NIGHT + pd.Timedelta(minutes=8), owner="first").scored
     newer = _scores(demo_database, [contact])
     _add_row_at(demo_database, contact, 10**8 + 1, NIGHT - pd.Timedelta(hours=1))
@@ -535,8 +622,7 @@ def test_a_kept_newer_score_keeps_the_work_queued_for_it(demo_database):
     pd.testing.assert_frame_equal(newer, _scores(demo_database, [contact]))
     assert report.kept_newer_scores == 1
     assert list(_queue(demo_database).index) == [contact]
-    assert score_queued(demo_database, NIGHT + pd.Timedelta(minutes=20),
-                        owner="next").scored == 1
+    assert score_queued(demo_database, NIGHT + pd.Timedelta(minutes=20), owner="next").scored == 1
     assert _scores(demo_database, [contact])["whatsapp_score"].iloc[0] > 0
 
 
@@ -560,8 +646,11 @@ def test_new_work_wakes_a_waiting_entry(demo_database, new_work):
     if new_work == "validation":
         _add_row_at(demo_database, contact, 10**8 + 1, pd.Timestamp.now(tz="UTC"))
     else:
-        _execute(demo_database, "UPDATE contacts SET full_name = 'Nombre Nuevo' WHERE id = :id",
-                 {"id": contact})
+        _execute(
+            demo_database,
+            "UPDATE contacts SET full_name = 'Nombre Nuevo' WHERE id = :id",
+            {"id": contact},
+        )
     assert ScoringQueue(demo_database).depth().claimable == 1
     woken = score_queued(demo_database, pd.Timestamp.now(tz="UTC"), owner="woken")
     assert (woken.claimed, woken.scored, woken.removed, woken.rows_after_as_of) == (1, 1, 0, 1)
@@ -586,16 +675,19 @@ def test_new_work_keeps_a_running_runs_lease(demo_database):
     assert queue.depth().claimable == 0
     contacts, validations = queue.read_batch("running")
     result = incremental.score_chunk(
-        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
-    settlement = queue.complete("running", claimed, result.scores, result.malformed,
-                                pd.DataFrame(), LATER)
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER
+    )
+    settlement = queue.complete(
+        "running", claimed, result.scores, result.malformed, pd.DataFrame(), LATER
+    )
     assert (settlement.scored, settlement.removed) == (0, 0)
     assert queue.depth().claimable == 1
 
 
 def _queue_size(database: Database) -> int:
-    return int(database.read_frame(
-        "SELECT coalesce(sum(entries), 0) AS n FROM scoring_queue_size")["n"][0])
+    return int(
+        database.read_frame("SELECT coalesce(sum(entries), 0) AS n FROM scoring_queue_size")["n"][0]
+    )
 
 
 def test_the_queue_size_is_counted_exactly_through_every_change(demo_database):
@@ -620,13 +712,17 @@ def test_the_queue_size_is_counted_exactly_through_every_change(demo_database):
     assert queue.depth().leased == 5 and queue.depth().claimable == 15
     contacts, validations = queue.read_batch("run-a")
     result = incremental.score_chunk(
-        contacts, validations, incremental.read_lada_reference(demo_database), LATER)
+        contacts, validations, incremental.read_lada_reference(demo_database), LATER
+    )
     queue.complete("run-a", claimed, result.scores, result.malformed, pd.DataFrame(), LATER)
     assert queue.depth().claimable == 15
     assert_exact()
-    _execute(demo_database, "UPDATE scoring_queue SET attempts = 3, leased_by = 'gone', "
-                            "leased_until = :past WHERE contact_id IN (6, 7)",
-             {"past": demo_database.bind_timestamp(AS_OF)})
+    _execute(
+        demo_database,
+        "UPDATE scoring_queue SET attempts = 3, leased_by = 'gone', "
+        "leased_until = :past WHERE contact_id IN (6, 7)",
+        {"past": demo_database.bind_timestamp(AS_OF)},
+    )
     queue.claim("run-b", 1, lease_seconds=60)
     assert demo_database.count("scoring_dead_letters") == 2
     assert_exact()
@@ -640,15 +736,21 @@ def test_the_queue_size_is_counted_exactly_through_every_change(demo_database):
 
 
 def test_a_retry_takes_its_own_entries_first(database):
-    _execute(database, "INSERT INTO contacts (id, phone_e164) VALUES (1, '+523300000001'), "
-                       "(2, '+523300000002')")
+    _execute(
+        database,
+        "INSERT INTO contacts (id, phone_e164) VALUES (1, '+523300000001'), (2, '+523300000002')",
+    )
     _execute(database, "DELETE FROM scoring_queue")
-    _execute(database, "INSERT INTO scoring_queue (contact_id, priority, created_at, "
-                       "updated_at, leased_by, leased_until) VALUES "
-                       "(1, 10, :at, :at, NULL, NULL), (2, 1, :at, :at, 'run-r', :until)",
-             {"at": database.bind_timestamp(AS_OF),
-              "until": database.bind_timestamp(pd.Timestamp.now(tz="UTC") + pd.Timedelta(
-                  hours=1))})
+    _execute(
+        database,
+        "INSERT INTO scoring_queue (contact_id, priority, created_at, "
+        "updated_at, leased_by, leased_until) VALUES "
+        "(1, 10, :at, :at, NULL, NULL), (2, 1, :at, :at, 'run-r', :until)",
+        {
+            "at": database.bind_timestamp(AS_OF),
+            "until": database.bind_timestamp(pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=1)),
+        },
+    )
     queue = ScoringQueue(database)
     assert queue.claim("run-r", 1, 60)["contact_id"].tolist() == [2]
     assert queue.claim("run-r", 5, 60)["contact_id"].tolist() == [2, 1]
@@ -668,20 +770,26 @@ def test_claim_and_depth_are_served_by_indexes_without_sorting_the_queue(databas
     fresh, expired, own = (
         f"SELECT contact_id FROM scoring_queue WHERE {group.format(now='statement_timestamp()')}"
         f" ORDER BY {GROUP_ORDER} LIMIT 50000 FOR UPDATE SKIP LOCKED"
-        for group in reversed(CLAIM_GROUPS))
+        for group in reversed(CLAIM_GROUPS)
+    )
     plan = _plan(database, fresh, {"owner": "run"})
     assert "ix_scoring_queue_claim_order" in plan and "Sort" not in plan
     for sql, index in ((expired, "ix_scoring_queue_lease"), (own, "ix_scoring_queue_leased_by")):
         assert index in _plan(database, sql, {"owner": "run"})
-    leased = ("SELECT count(*) FROM scoring_queue WHERE leased_until IS NOT NULL "
-              "AND leased_until >= statement_timestamp()")
+    leased = (
+        "SELECT count(*) FROM scoring_queue WHERE leased_until IS NOT NULL "
+        "AND leased_until >= statement_timestamp()"
+    )
     assert "ix_scoring_queue_lease" in _plan(database, leased, {})
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_emptied_queue_gives_its_files_back(database):
-    _execute(database, "INSERT INTO scoring_queue (contact_id, priority, created_at, "
-                       "updated_at) SELECT g, 5, now(), now() FROM generate_series(1, 100000) g")
+    _execute(
+        database,
+        "INSERT INTO scoring_queue (contact_id, priority, created_at, "
+        "updated_at) SELECT g, 5, now(), now() FROM generate_series(1, 100000) g",
+    )
     queue = ScoringQueue(database)
     full = database.read_frame("SELECT pg_total_relation_size('scoring_queue') AS b")["b"][0]
     assert queue.reclaim(min_bytes=1) is None, "never while entries wait"
@@ -714,24 +822,42 @@ def test_claiming_group_by_group_takes_exactly_the_claim_order(database):
     for contact_id in range(1, 301):
         kind = rng.choice(["own", "expired", "live", "waiting", "fresh", "fresh", "fresh"])
         by = {"own": "run-a", "expired": "crashed", "live": "other"}.get(kind)
-        until = {"own": now + pd.Timedelta(minutes=5), "expired": now - pd.Timedelta(minutes=5),
-                 "live": now + pd.Timedelta(minutes=5),
-                 "waiting": now + pd.Timedelta(hours=1)}.get(kind)
+        until = {
+            "own": now + pd.Timedelta(minutes=5),
+            "expired": now - pd.Timedelta(minutes=5),
+            "live": now + pd.Timedelta(minutes=5),
+            "waiting": now + pd.Timedelta(hours=1),
+        }.get(kind)
         at = database.bind_timestamp(AS_OF + pd.Timedelta(minutes=rng.randrange(20)))
-        rows.append({"id": contact_id, "priority": rng.randint(1, 10), "at": at, "by": by,
-                     "until": database.bind_timestamp(until)})
+        rows.append(
+            {
+                "id": contact_id,
+                "priority": rng.randint(1, 10),
+                "at": at,
+                "by": by,
+                "until": database.bind_timestamp(until),
+            }
+        )
     _execute(database, "DELETE FROM scoring_queue")
     with database.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
-            "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)"), rows)
+        connection.execute(
+            sa.text(
+                "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+                "leased_by, leased_until) VALUES (:id, :priority, :at, :at, :by, :until)"
+            ),
+            rows,
+        )
     queue = ScoringQueue(database)
     for owner, size in (("run-a", 25), ("run-a", 70), ("run-b", 90)):
         expected = database.read_frame(
             "SELECT contact_id FROM scoring_queue WHERE leased_until IS NULL OR leased_until "
             f"< :now OR leased_by = :owner ORDER BY {CLAIM_ORDER} LIMIT :size",
-            {"now": database.bind_timestamp(pd.Timestamp.now(tz="UTC")), "owner": owner,
-             "size": size})["contact_id"].tolist()
+            {
+                "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC")),
+                "owner": owner,
+                "size": size,
+            },
+        )["contact_id"].tolist()
         claimed = queue.claim(owner, size, 600)["contact_id"].tolist()
         assert sorted(claimed) == sorted(expected) and len(expected) == size
 

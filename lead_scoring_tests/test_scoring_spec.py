@@ -15,21 +15,35 @@ from .conftest import AS_OF
 from .spec_reference import PLATFORMS, malformed_reason, reference_score
 
 LADAS = pd.DataFrame(
-    {"lada": ["667", "55", "33", "427", "427"],
-     "state_name": ["SINALOA", "CIUDAD DE MEXICO", "JALISCO", "MEXICO", "QUINTANA ROO"]}
+    {
+        "lada": ["667", "55", "33", "427", "427"],
+        "state_name": ["SINALOA", "CIUDAD DE MEXICO", "JALISCO", "MEXICO", "QUINTANA ROO"],
+    }
 )
 REFERENCE = LadaReference.from_frame(LADAS)
 PAIRS = set(zip(LADAS.lada, LADAS.state_name))
 DAY = timedelta(days=1)
 NUMERIC = [f"{p}_score" for p in PLATFORMS] + [
-    "total_score", "platform_count", "business_account_count", "premium_account_count"]
+    "total_score",
+    "platform_count",
+    "business_account_count",
+    "premium_account_count",
+]
 
 
 def contact(id=1, **fields):
-    row = {"id": id, "phone_e164": "+526671234567", "full_name": "Ana López",
-           "address": "Calle 1", "state_name": "Sinaloa", "municipality": "Culiacán",
-           "lada": "667", "operator": "Telcel", "created_at": AS_OF - 400 * DAY,
-           "last_platform_validation": None}
+    row = {
+        "id": id,
+        "phone_e164": "+526671234567",
+        "full_name": "Ana López",
+        "address": "Calle 1",
+        "state_name": "Sinaloa",
+        "municipality": "Culiacán",
+        "lada": "667",
+        "operator": "Telcel",
+        "created_at": AS_OF - 400 * DAY,
+        "last_platform_validation": None,
+    }
     row.update(fields)
     return row
 
@@ -37,13 +51,29 @@ def contact(id=1, **fields):
 _ids = iter(range(1, 10**9))
 
 
-def validation(platform, valid=True, business=False, premium=False, confidence=0.9,
-               days_ago=3, contact_id=1, id=None, **fields):
-    row = {"id": id if id is not None else next(_ids), "contact_id": contact_id,
-           "platform": platform, "is_valid": valid, "is_business": business,
-           "is_premium": premium, "confidence_score": confidence, "validation_method": "api",
-           "response_time_ms": 120,
-           "validated_at": None if days_ago is None else AS_OF - days_ago * DAY}
+def validation(
+    platform,
+    valid=True,
+    business=False,
+    premium=False,
+    confidence=0.9,
+    days_ago=3,
+    contact_id=1,
+    id=None,
+    **fields,
+):
+    row = {
+        "id": id if id is not None else next(_ids),
+        "contact_id": contact_id,
+        "platform": platform,
+        "is_valid": valid,
+        "is_business": business,
+        "is_premium": premium,
+        "confidence_score": confidence,
+        "validation_method": "api",
+        "response_time_ms": 120,
+        "validated_at": None if days_ago is None else AS_OF - days_ago * DAY,
+    }
     row.update(fields)
     return row
 
@@ -52,9 +82,21 @@ def frames(contacts, validations):
     c = pd.DataFrame(contacts)
     for column in ("created_at", "last_platform_validation"):
         c[column] = pd.to_datetime(c[column], utc=True)
-    v = pd.DataFrame(validations, columns=[
-        "id", "contact_id", "platform", "is_valid", "is_business", "is_premium",
-        "confidence_score", "validation_method", "response_time_ms", "validated_at"])
+    v = pd.DataFrame(
+        validations,
+        columns=[
+            "id",
+            "contact_id",
+            "platform",
+            "is_valid",
+            "is_business",
+            "is_premium",
+            "confidence_score",
+            "validation_method",
+            "response_time_ms",
+            "validated_at",
+        ],
+    )
     v["validated_at"] = pd.to_datetime(v["validated_at"], utc=True)
     v["contact_id"] = v["contact_id"].astype("Int64")
     v["confidence_score"] = v["confidence_score"].astype("float64")
@@ -72,11 +114,14 @@ def one(contacts, validations):
 
 
 def test_worked_example_of_the_spec():
-    result = score([contact()], [
-        validation("whatsapp", business=True, confidence=0.90, days_ago=3),
-        validation("facebook", confidence=0.80, days_ago=10),
-        validation("instagram", valid=False, confidence=0.95, days_ago=10),
-    ])
+    result = score(
+        [contact()],
+        [
+            validation("whatsapp", business=True, confidence=0.90, days_ago=3),
+            validation("facebook", confidence=0.80, days_ago=10),
+            validation("instagram", valid=False, confidence=0.95, days_ago=10),
+        ],
+    )
     row = result.scores.iloc[0]
     assert (row.whatsapp_score, row.facebook_score, row.instagram_score) == (15, 11, 0)
     assert (row.total_score, row.quality_tier, row.confidence_level) == (31, "LOW", 0.9725)
@@ -84,11 +129,20 @@ def test_worked_example_of_the_spec():
     breakdown = breakdown_of(row)
     assert breakdown["points_before_quality"]["whatsapp"] == 16
     assert breakdown["points_before_quality"]["facebook"] == 12
-    assert breakdown["quality_factors"] == {"profile_completeness": 1, "geographic_consistency": 1,
-                                            "account_age": 1, "validation_recency": 0.9}
+    assert breakdown["quality_factors"] == {
+        "profile_completeness": 1,
+        "geographic_consistency": 1,
+        "account_age": 1,
+        "validation_recency": 0.9,
+    }
     assert breakdown["quality_multiplier"] == pytest.approx(0.99)
-    assert breakdown["bonus"] == {"platform_count": 2, "synergy": 3, "business": 0, "premium": 0,
-                                  "total": 5}
+    assert breakdown["bonus"] == {
+        "platform_count": 2,
+        "synergy": 3,
+        "business": 0,
+        "premium": 0,
+        "total": 5,
+    }
     assert breakdown["as_of"] == AS_OF.isoformat()
     assert row.calculation_method == "advanced_v1"
     assert row.calculation_version == "advanced_v1.1"
@@ -97,13 +151,19 @@ def test_worked_example_of_the_spec():
 def test_contact_without_validations():
     row = one([contact()], [])
     assert (row.total_score, row.quality_tier, row.confidence_level, row.platform_count) == (
-        0, "UNKNOWN", 0.0, 0)
+        0,
+        "UNKNOWN",
+        0.0,
+        0,
+    )
     assert "validation_recency" not in breakdown_of(row)["quality_factors"]
 
 
 def test_everything_valid_business_premium_hits_both_caps():
-    row = one([contact()], [validation(p, business=True, premium=True, confidence=1.0,
-                                       days_ago=0) for p in PLATFORMS])
+    row = one(
+        [contact()],
+        [validation(p, business=True, premium=True, confidence=1.0, days_ago=0) for p in PLATFORMS],
+    )
     assert [row[f"{p}_score"] for p in PLATFORMS] == [20] * 5
     assert breakdown_of(row)["bonus"]["total"] == 20
     assert (row.total_score, row.quality_tier) == (100, "PREMIUM")
@@ -111,17 +171,23 @@ def test_everything_valid_business_premium_hits_both_caps():
 
 
 def test_invalid_current_row_hides_older_valid_row():
-    row = one([contact()], [validation("whatsapp", days_ago=20),
-                            validation("whatsapp", valid=False, days_ago=2)])
+    row = one(
+        [contact()],
+        [validation("whatsapp", days_ago=20), validation("whatsapp", valid=False, days_ago=2)],
+    )
     assert row.whatsapp_score == 0 and row.total_score == 0
 
 
 def test_tie_on_validated_at_is_broken_by_larger_id():
-    tied = [validation("google", confidence=1.0, id=500, days_ago=1),
-            validation("google", valid=False, id=400, days_ago=1)]
+    tied = [
+        validation("google", confidence=1.0, id=500, days_ago=1),
+        validation("google", valid=False, id=400, days_ago=1),
+    ]
     assert one([contact()], tied).google_score > 0
-    tied = [validation("google", confidence=1.0, id=400, days_ago=1),
-            validation("google", valid=False, id=500, days_ago=1)]
+    tied = [
+        validation("google", confidence=1.0, id=400, days_ago=1),
+        validation("google", valid=False, id=500, days_ago=1),
+    ]
     assert one([contact()], tied).google_score == 0
 
 
@@ -149,8 +215,9 @@ def test_malformed_rows_are_reported_and_never_score(fields, reason):
 
 
 def test_row_dated_far_in_the_future_is_malformed_and_hides_nothing():
-    row_2099 = validation("whatsapp", valid=False, days_ago=None,
-                          validated_at=pd.Timestamp("2099-01-01T00:00:00Z"))
+    row_2099 = validation(
+        "whatsapp", valid=False, days_ago=None, validated_at=pd.Timestamp("2099-01-01T00:00:00Z")
+    )
     result = score([contact()], [validation("whatsapp", confidence=1.0, days_ago=2), row_2099])
     assert result.malformed["reason"].tolist() == ["validated_in_future"]
     assert result.scores.iloc[0].whatsapp_score > 0
@@ -160,8 +227,13 @@ def test_row_dated_far_in_the_future_is_malformed_and_hides_nothing():
 
 @pytest.mark.parametrize("hours_after", [1, 24])
 def test_row_dated_after_as_of_takes_no_part_and_is_counted(hours_after):
-    later = validation("whatsapp", valid=False, confidence=0.1, days_ago=None,
-                       validated_at=AS_OF + timedelta(hours=hours_after))
+    later = validation(
+        "whatsapp",
+        valid=False,
+        confidence=0.1,
+        days_ago=None,
+        validated_at=AS_OF + timedelta(hours=hours_after),
+    )
     with_later = score([contact()], [validation("whatsapp", confidence=1.0, days_ago=2), later])
     without = score([contact()], [validation("whatsapp", confidence=1.0, days_ago=2)])
     assert with_later.malformed.empty
@@ -176,14 +248,21 @@ def test_row_dated_exactly_at_as_of_takes_part():
 
 
 def test_malformed_newer_row_does_not_hide_older_valid_row():
-    row = one([contact()], [validation("whatsapp", confidence=1.0, days_ago=5),
-                            validation("whatsapp", valid=None, days_ago=1)])
+    row = one(
+        [contact()],
+        [
+            validation("whatsapp", confidence=1.0, days_ago=5),
+            validation("whatsapp", valid=None, days_ago=1),
+        ],
+    )
     assert row.whatsapp_score > 0
 
 
 def test_null_flags_count_as_false():
-    row = one([contact()], [validation("whatsapp", business=None, premium=None, confidence=1.0,
-                                       days_ago=0)])
+    row = one(
+        [contact()],
+        [validation("whatsapp", business=None, premium=None, confidence=1.0, days_ago=0)],
+    )
     assert (row.whatsapp_score, row.business_account_count) == (15, 0)
 
 
@@ -225,18 +304,32 @@ def test_floor_plus_keeps_whole_products_whole():
 @pytest.mark.parametrize("confidences", [[0.05], [0.6, 0.7], [0.9, 0.95, 1.0], [0.33] * 5])
 def test_tiers_follow_the_total(confidences):
     platforms = PLATFORMS[: len(confidences)]
-    row = one([contact()], [validation(p, confidence=c, days_ago=0)
-                            for p, c in zip(platforms, confidences)])
-    expected = next(name for name, low in (("PREMIUM", 90), ("HIGH", 75), ("MEDIUM", 50),
-                                           ("LOW", 25), ("POOR", 1), ("UNKNOWN", 0))
-                    if row.total_score >= low)
+    row = one(
+        [contact()],
+        [validation(p, confidence=c, days_ago=0) for p, c in zip(platforms, confidences)],
+    )
+    expected = next(
+        name
+        for name, low in (
+            ("PREMIUM", 90),
+            ("HIGH", 75),
+            ("MEDIUM", 50),
+            ("LOW", 25),
+            ("POOR", 1),
+            ("UNKNOWN", 0),
+        )
+        if row.total_score >= low
+    )
     assert row.quality_tier == expected
 
 
 def test_row_order_does_not_change_scores():
     contacts = [contact(id=i) for i in (3, 1, 2)]
-    rows = [validation(p, contact_id=i, confidence=0.5 + i / 10, days_ago=i)
-            for i in (1, 2, 3) for p in PLATFORMS[:i + 1]]
+    rows = [
+        validation(p, contact_id=i, confidence=0.5 + i / 10, days_ago=i)
+        for i in (1, 2, 3)
+        for p in PLATFORMS[: i + 1]
+    ]
     forward = score(contacts, rows).scores
     backward = score(contacts[::-1], rows[::-1]).scores
     pd.testing.assert_frame_equal(forward, backward)
@@ -245,20 +338,49 @@ def test_row_order_does_not_change_scores():
 # property-based: random contacts full of edge cases against the plain reading of the spec
 
 text = st.one_of(st.none(), st.just(""), st.just("  "), st.sampled_from(["Ana", "Calle 5", "x"]))
-states = st.one_of(st.none(), st.just(" "), st.sampled_from([
-    "Sinaloa", "SINALOA", "sinaloa ", "CDMX", "Ciudad de México", "Distrito Federal", "Jalisco",
-    "Jal.", "Edo. Méx.", "Quintana Roo", "Q. Roo", "Atlantis"]))
-ladas = st.one_of(st.none(), st.just(""), st.sampled_from(["667", "55", "33", "427", "999",
-                                                           " 33 ", "12"]))
-confidences = st.one_of(st.sampled_from([0.0, 0.05, 0.5, 0.8, 0.9, 0.95, 1.0, 0.333, 0.777]),
-                        st.floats(0, 1), st.none(), st.sampled_from([-0.5, 1.5]))
+states = st.one_of(
+    st.none(),
+    st.just(" "),
+    st.sampled_from(
+        [
+            "Sinaloa",
+            "SINALOA",
+            "sinaloa ",
+            "CDMX",
+            "Ciudad de México",
+            "Distrito Federal",
+            "Jalisco",
+            "Jal.",
+            "Edo. Méx.",
+            "Quintana Roo",
+            "Q. Roo",
+            "Atlantis",
+        ]
+    ),
+)
+ladas = st.one_of(
+    st.none(), st.just(""), st.sampled_from(["667", "55", "33", "427", "999", " 33 ", "12"])
+)
+confidences = st.one_of(
+    st.sampled_from([0.0, 0.05, 0.5, 0.8, 0.9, 0.95, 1.0, 0.333, 0.777]),
+    st.floats(0, 1),
+    st.none(),
+    st.sampled_from([-0.5, 1.5]),
+)
 moments = st.one_of(
     st.none(),
     st.sampled_from([AS_OF - DAY, AS_OF - 3 * DAY, AS_OF - 45 * DAY]),
     st.integers(0, 90 * 24).map(lambda h: AS_OF - timedelta(hours=h)),
-    st.sampled_from([AS_OF, AS_OF + DAY, AS_OF + timedelta(hours=1),
-                     AS_OF + DAY + timedelta(microseconds=1), AS_OF + 40 * DAY,
-                     pd.Timestamp("2099-01-01T00:00:00Z")]),
+    st.sampled_from(
+        [
+            AS_OF,
+            AS_OF + DAY,
+            AS_OF + timedelta(hours=1),
+            AS_OF + DAY + timedelta(microseconds=1),
+            AS_OF + 40 * DAY,
+            pd.Timestamp("2099-01-01T00:00:00Z"),
+        ]
+    ),
 )
 
 
@@ -266,24 +388,37 @@ moments = st.one_of(
 def batches(draw):
     ids = draw(st.lists(st.integers(1, 40), min_size=1, max_size=8, unique=True))
     contacts = [
-        contact(id=i, full_name=draw(text), address=draw(text), state_name=draw(states),
-                municipality=draw(text), lada=draw(ladas), operator=draw(text),
-                created_at=draw(st.one_of(st.none(), st.integers(0, 900).map(
-                    lambda d: AS_OF - timedelta(days=d, hours=7)))))
+        contact(
+            id=i,
+            full_name=draw(text),
+            address=draw(text),
+            state_name=draw(states),
+            municipality=draw(text),
+            lada=draw(ladas),
+            operator=draw(text),
+            created_at=draw(
+                st.one_of(
+                    st.none(), st.integers(0, 900).map(lambda d: AS_OF - timedelta(days=d, hours=7))
+                )
+            ),
+        )
         for i in ids
     ]
     rows = []
     for row_id in range(draw(st.integers(0, 25))):
-        rows.append(validation(
-            draw(st.one_of(st.sampled_from(PLATFORMS), st.sampled_from(["tiktok", None]))),
-            valid=draw(st.one_of(st.booleans(), st.none())),
-            business=draw(st.one_of(st.booleans(), st.none())),
-            premium=draw(st.one_of(st.booleans(), st.none())),
-            confidence=draw(confidences), days_ago=None,
-            validated_at=draw(moments),
-            contact_id=draw(st.one_of(st.sampled_from(ids[:2]), st.sampled_from(ids + [99]))),
-            id=draw(st.integers(1, 60)) * 1000 + row_id,
-        ))
+        rows.append(
+            validation(
+                draw(st.one_of(st.sampled_from(PLATFORMS), st.sampled_from(["tiktok", None]))),
+                valid=draw(st.one_of(st.booleans(), st.none())),
+                business=draw(st.one_of(st.booleans(), st.none())),
+                premium=draw(st.one_of(st.booleans(), st.none())),
+                confidence=draw(confidences),
+                days_ago=None,
+                validated_at=draw(moments),
+                contact_id=draw(st.one_of(st.sampled_from(ids[:2]), st.sampled_from(ids + [99]))),
+                id=draw(st.integers(1, 60)) * 1000 + row_id,
+            )
+        )
     return contacts, rows
 
 
@@ -295,7 +430,8 @@ def test_engine_matches_the_plain_reading_of_the_spec(batch):
     contact_ids = {c["id"] for c in contacts}
     reasons = {r["id"]: malformed_reason(r, contact_ids, AS_OF) for r in rows}
     assert dict(zip(result.malformed["id"], result.malformed["reason"])) == {
-        i: r for i, r in reasons.items() if r is not None}
+        i: r for i, r in reasons.items() if r is not None
+    }
     scores = result.scores.set_index("contact_id")
     for c in contacts:
         good = [r for r in rows if r["contact_id"] == c["id"] and reasons[r["id"]] is None]

@@ -32,9 +32,19 @@ NOW = pd.Timestamp.now(tz="UTC")
 def phone_forms(national: str) -> list[str]:
     """One number in every form the normaliser reads (issue 22)."""
     n = national
-    return [n, f"+52{n}", f"52{n}", f"0052{n}", f"+52 1 {n[:2]} {n[2:6]} {n[6:]}", f"521{n}",
-            f"044{n}", f"045{n}", f"{n[:2]}-{n[2:6]}-{n[6:]}", f"({n[:3]}) {n[3:6]}.{n[6:]}",
-            f" +52 ({n[:2]}) {n[2:6]}-{n[6:]} "]
+    return [
+        n,
+        f"+52{n}",
+        f"52{n}",
+        f"0052{n}",
+        f"+52 1 {n[:2]} {n[2:6]} {n[6:]}",
+        f"521{n}",
+        f"044{n}",
+        f"045{n}",
+        f"{n[:2]}-{n[2:6]}-{n[6:]}",
+        f"({n[:3]}) {n[3:6]}.{n[6:]}",
+        f" +52 ({n[:2]}) {n[2:6]}-{n[6:]} ",
+    ]
 
 
 @pytest.fixture
@@ -56,22 +66,39 @@ def _execute(database: Database, sql: str, params: dict | list | None = None) ->
         connection.execute(sa.text(sql), params or {})
 
 
-def suppress(database: Database, phone: str, reason: str = "manual", recorded=None,
-             expires=None) -> None:
-    _execute(database, "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, "
-                       "expires_at) VALUES (:p, :r, 'test', :at, :exp)",
-             {"p": normalize_phone(phone), "r": reason,
-              "at": database.bind_timestamp(NOW - pd.Timedelta(days=1) if recorded is None
-                                            else recorded),
-              "exp": database.bind_timestamp(expires)})
+def suppress(
+    database: Database, phone: str, reason: str = "manual", recorded=None, expires=None
+) -> None:
+    _execute(
+        database,
+        "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, "
+        "expires_at) VALUES (:p, :r, 'test', :at, :exp)",
+        {
+            "p": normalize_phone(phone),
+            "r": reason,
+            "at": database.bind_timestamp(
+                NOW - pd.Timedelta(days=1) if recorded is None else recorded
+            ),
+            "exp": database.bind_timestamp(expires),
+        },
+    )
 
 
-def reply(database: Database, reply_id: int, phone: str, body: str, received,
-          processed=None) -> None:
-    _execute(database, "INSERT INTO sms_replies (id, phone_e164, body, received_at, "
-                       "processed_at) VALUES (:id, :p, :b, :at, :done)",
-             {"id": reply_id, "p": phone, "b": body, "at": database.bind_timestamp(received),
-              "done": database.bind_timestamp(processed)})
+def reply(
+    database: Database, reply_id: int, phone: str, body: str, received, processed=None
+) -> None:
+    _execute(
+        database,
+        "INSERT INTO sms_replies (id, phone_e164, body, received_at, "
+        "processed_at) VALUES (:id, :p, :b, :at, :done)",
+        {
+            "id": reply_id,
+            "p": phone,
+            "b": body,
+            "at": database.bind_timestamp(received),
+            "done": database.bind_timestamp(processed),
+        },
+    )
 
 
 def _contacts(database: Database) -> pd.DataFrame:
@@ -80,8 +107,11 @@ def _contacts(database: Database) -> pd.DataFrame:
 
 
 def _set_phone(database: Database, contact_id: int, phone: str) -> None:
-    _execute(database, "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
-             {"p": phone, "id": int(contact_id)})
+    _execute(
+        database,
+        "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
+        {"p": phone, "id": int(contact_id)},
+    )
 
 
 def _exported(report) -> tuple[pd.DataFrame, str]:
@@ -114,8 +144,11 @@ def test_suppressed_numbers_never_appear_in_any_phone_form(scored, folder):
     exported, text = _exported(report)
     for phone in suppressed:
         assert phone[3:] not in text
-    assert not set(exported.contact_id) & {*targets.contact_id, readded.contact_id,
-                                           unreadable.contact_id}
+    assert not set(exported.contact_id) & {
+        *targets.contact_id,
+        readded.contact_id,
+        unreadable.contact_id,
+    }
     assert renamed.phone_e164 in set(exported.phone_e164)
     assert exported.phone_e164.map(normalize_phone).eq(exported.phone_e164).all()
     assert exported.phone_e164.is_unique
@@ -138,8 +171,11 @@ def test_expired_suppressions_do_not_apply_and_each_reason_counts(scored, folder
     assert expired.contact_id in kept
     assert not {both.contact_id, later.contact_id} & kept
     assert {k: v for k, v in report.left_out.items() if v} == {
-        "suppressed_repus": 1, "suppressed_hard_bounce": 1, "suppressed_arco": 1,
-        "suppressed_contacts": 2}
+        "suppressed_repus": 1,
+        "suppressed_hard_bounce": 1,
+        "suppressed_arco": 1,
+        "suppressed_contacts": 2,
+    }
 
 
 def test_unprocessed_replies_hold_before_the_replies_asset_runs(scored, folder):
@@ -148,7 +184,8 @@ def test_unprocessed_replies_hold_before_the_replies_asset_runs(scored, folder):
     a processed reply is already in the table (or not) and is not read again."""
     rows = _contacts(scored).iloc[:7]
     baja, lifted, not_lifted, repus, processed, flipped, sentence = (
-        r.phone_e164 for r in rows.itertuples())
+        r.phone_e164 for r in rows.itertuples()
+    )
     minute_ago = NOW - pd.Timedelta(minutes=1)
     reply(scored, 1, phone_forms(baja[3:])[4], "  baja. ", minute_ago)
     suppress(scored, lifted, "opt_out", recorded=NOW - pd.Timedelta(days=3))
@@ -171,7 +208,8 @@ def test_unprocessed_replies_hold_before_the_replies_asset_runs(scored, folder):
 
 
 def test_a_suppression_recorded_while_the_export_runs_does_not_change_the_file(
-        scored, folder, database_url):
+    scored, folder, database_url
+):
     """Another connection records a suppression (and an opt-out reply) of a contact not yet
     written, after the export's snapshot was taken: the file is the segment as of the
     snapshot, the report names it; the next export leaves the contact out."""
@@ -187,8 +225,9 @@ def test_a_suppression_recorded_while_the_export_runs_does_not_change_the_file(
             recorded.append(pd.Timestamp.now(tz="UTC"))
 
     before = pd.Timestamp.now(tz="UTC")
-    report = export_segment(scored, Segment(), "during.csv", batch_size=50,
-                            after_batch=record_meanwhile)
+    report = export_segment(
+        scored, Segment(), "during.csv", batch_size=50, after_batch=record_meanwhile
+    )
     writer.dispose()
     exported, _ = _exported(report)
     assert recorded and len(exported) == len(everyone)
@@ -201,8 +240,7 @@ def test_a_suppression_recorded_while_the_export_runs_does_not_change_the_file(
     assert after.left_out["suppressed_opt_out"] == 2
 
 
-def test_a_person_forgotten_while_the_export_runs_is_never_in_a_file(scored, folder,
-                                                                    database_url):
+def test_a_person_forgotten_while_the_export_runs_is_never_in_a_file(scored, folder, database_url):
     """``forget`` commits on another connection after the export's snapshot, for a number the
     snapshot still holds: the export refuses to put the file in place (the person's ARCO
     request wins), leaves no file behind, and says why without the number."""
@@ -216,8 +254,7 @@ def test_a_person_forgotten_while_the_export_runs_is_never_in_a_file(scored, fol
             forgotten.append(forget(other, person.phone_e164, folder))
 
     with pytest.raises(ForgottenDuringExport) as refused:
-        export_segment(scored, Segment(), "during.csv", batch_size=50,
-                       after_batch=forget_meanwhile)
+        export_segment(scored, Segment(), "during.csv", batch_size=50, after_batch=forget_meanwhile)
     other.dispose()
     assert forgotten and forgotten[0].contacts
     assert person.phone_e164[3:] not in str(refused.value)
@@ -227,20 +264,27 @@ def test_a_person_forgotten_while_the_export_runs_is_never_in_a_file(scored, fol
 
 
 def test_campaign_export_job_reports_who_was_left_out_and_the_snapshot(
-        scored, database_url, folder):
+    scored, database_url, folder
+):
     everyone = _contacts(scored)
     suppress(scored, everyone.iloc[0].phone_e164, "repus")
     suppress(scored, everyone.iloc[0].phone_e164, "opt_out")
     suppress(scored, everyone.iloc[1].phone_e164, "arco")
     result = campaign_export_job.execute_in_process(
-        run_config=dg.RunConfig({"export_campaign_segment": CampaignExportConfig(
-            output_path="job.csv")}),
-        resources={"database": DatabaseResource(url=database_url)})
+        run_config=dg.RunConfig(
+            {"export_campaign_segment": CampaignExportConfig(output_path="job.csv")}
+        ),
+        resources={"database": DatabaseResource(url=database_url)},
+    )
     assert result.success
     output = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT)
     metadata = {k: v.value for k, v in output.step_output_data.metadata.items()}
-    assert (metadata["suppressed_repus"], metadata["suppressed_opt_out"],
-            metadata["suppressed_arco"], metadata["suppressed_contacts"]) == (1, 1, 1, 2)
+    assert (
+        metadata["suppressed_repus"],
+        metadata["suppressed_opt_out"],
+        metadata["suppressed_arco"],
+        metadata["suppressed_contacts"],
+    ) == (1, 1, 1, 2)
     assert metadata["dagster/row_count"] == len(everyone) - 2
     assert pd.Timestamp(metadata["suppression_snapshot_at"]) <= pd.Timestamp.now(tz="UTC")
     assert ("suppression_snapshot" in metadata) == (scored.dialect == "postgresql")

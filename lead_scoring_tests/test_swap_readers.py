@@ -65,21 +65,28 @@ KEYS = {"ladas_reference": "lada"}
 
 
 def checksum(connection: sa.Connection, table: str) -> tuple:
-    return tuple(connection.execute(sa.text(
-        f"SELECT count(*), sum(hashtextextended(CAST(t AS text), 0)) FROM {table} t")).one())
+    return tuple(
+        connection.execute(
+            sa.text(f"SELECT count(*), sum(hashtextextended(CAST(t AS text), 0)) FROM {table} t")
+        ).one()
+    )
 
 
-def wait_until_staged(database: Database, table: str, published: threading.Event | None = None,
-                      timeout: float = 120.0) -> None:
+def wait_until_staged(
+    database: Database, table: str, published: threading.Event | None = None, timeout: float = 120.0
+) -> None:
     """Until ``table``'s staged rows are recorded (the publish comes next), from a connection
     of its own, or until ``published`` is set (a publish that did not wait)."""
     deadline = time.monotonic() + timeout
     with database.engine.connect() as connection:
         while time.monotonic() < deadline and not (published and published.is_set()):
-            if connection.execute(sa.text(
+            if connection.execute(
+                sa.text(
                     "SELECT count(*) FROM staged_builds WHERE table_name = :table "
-                    "OR table_name LIKE :partitions"),
-                    {"table": table, "partitions": f"{table}_p%"}).scalar_one():
+                    "OR table_name LIKE :partitions"
+                ),
+                {"table": table, "partitions": f"{table}_p%"},
+            ).scalar_one():
                 return
             connection.rollback()
             time.sleep(0.02)
@@ -129,16 +136,24 @@ class ShortReads(threading.Thread):
         try:
             with self.db.engine.connect() as connection:
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-                ids = connection.execute(sa.text(
-                    f"SELECT {key} FROM {self.table} ORDER BY {key} LIMIT 200")).scalars().all()
-                reads = [(f"SELECT * FROM {self.table} WHERE {key} = :id", True),
-                         (f"SELECT {key} FROM {self.table} ORDER BY {key} DESC LIMIT 50", False)]
+                ids = (
+                    connection.execute(
+                        sa.text(f"SELECT {key} FROM {self.table} ORDER BY {key} LIMIT 200")
+                    )
+                    .scalars()
+                    .all()
+                )
+                reads = [
+                    (f"SELECT * FROM {self.table} WHERE {key} = :id", True),
+                    (f"SELECT {key} FROM {self.table} ORDER BY {key} DESC LIMIT 50", False),
+                ]
                 turn = 0
                 while not self.stop.is_set():
                     sql, by_id = reads[turn % 2]
                     started = time.monotonic()
-                    connection.execute(sa.text(sql), {"id": ids[turn % len(ids)]} if by_id
-                                       else {}).all()
+                    connection.execute(
+                        sa.text(sql), {"id": ids[turn % len(ids)]} if by_id else {}
+                    ).all()
                     self.latencies.append(time.monotonic() - started)
                     turn += 1
                     time.sleep(0.01)
@@ -151,10 +166,13 @@ def _published(database: Database, table: str) -> tuple:
         return checksum(connection, table)
 
 
-@pytest.mark.parametrize("table", ["lead_scores", "contact_features", "ml_lead_scores",
-                                   "conversion_scores", "ladas_reference"])
-def test_a_publish_outlasts_a_long_reader_which_keeps_its_snapshot(postgres_demo, table,
-                                                                    monkeypatch):
+@pytest.mark.parametrize(
+    "table",
+    ["lead_scores", "contact_features", "ml_lead_scores", "conversion_scores", "ladas_reference"],
+)
+def test_a_publish_outlasts_a_long_reader_which_keeps_its_snapshot(
+    postgres_demo, table, monkeypatch
+):
     """The reader holds its snapshot longer than one lock request may wait: the publish
     succeeds (after the reader ends, where it swaps partitions; at once where rows are
     replaced in place, ``ladas_reference``) and the reader reads the same rows throughout."""
@@ -243,8 +261,9 @@ def test_the_wait_is_bounded_by_its_setting(postgres_demo, monkeypatch):
     assert reader.first == reader.last == before == _published(postgres_demo, "contact_features")
 
 
-def test_a_campaign_export_and_the_nightly_publish_both_succeed(postgres_demo, tmp_path,
-                                                                 monkeypatch):
+def test_a_campaign_export_and_the_nightly_publish_both_succeed(
+    postgres_demo, tmp_path, monkeypatch
+):
     """An export reading while ``lead_scores`` is rescored and published: the file is the
     segment as it was when the export started, and the publish lands after it."""
     monkeypatch.setattr(staged_table, "LOCK_TIMEOUT", "1s")
@@ -263,8 +282,14 @@ def test_a_campaign_export_and_the_nightly_publish_both_succeed(postgres_demo, t
     def export() -> None:
         try:
             outcome["report"] = export_segment(
-                postgres_demo, Segment(rank_by="conversion_probability"), "all.parquet", "parquet",
-                folder=tmp_path, batch_size=100, after_batch=after_batch)
+                postgres_demo,
+                Segment(rank_by="conversion_probability"),
+                "all.parquet",
+                "parquet",
+                folder=tmp_path,
+                batch_size=100,
+                after_batch=after_batch,
+            )
         except BaseException as error:  # noqa: BLE001 - reported by the test
             outcome["error"] = error
             exporting.set()
@@ -293,12 +318,16 @@ def test_an_export_snapshot_is_taken_once_its_tables_are_locked(postgres_demo):
         publisher.start()
         wait_until_staged(postgres_demo, "lead_scores")
         time.sleep(HOLD_SECONDS)
-        seen = connection.execute(sa.text(
-            "SELECT DISTINCT last_calculated_at FROM lead_scores")).scalars().all()
+        seen = (
+            connection.execute(sa.text("SELECT DISTINCT last_calculated_at FROM lead_scores"))
+            .scalars()
+            .all()
+        )
     publisher.join(60)
     assert [pd.Timestamp(t) for t in seen] == [AS_OF]
     assert postgres_demo.read_frame("SELECT DISTINCT last_calculated_at FROM lead_scores")[
-        "last_calculated_at"].map(pd.Timestamp).tolist() == [LATER]
+        "last_calculated_at"
+    ].map(pd.Timestamp).tolist() == [LATER]
 
 
 @pytest.mark.parametrize("table", list(PUBLISH))
@@ -320,22 +349,38 @@ def test_every_swapped_table_keeps_its_view_grant_and_comment(postgres_demo, tab
     try:
         for days in (30, 60):
             with engine.begin() as connection:
-                removed = connection.execute(sa.text(
-                    f"DELETE FROM {table} WHERE {key} = (SELECT min({key}) FROM {table}) "
-                    f"RETURNING {key}")).scalars().first()
+                removed = (
+                    connection.execute(
+                        sa.text(
+                            f"DELETE FROM {table} WHERE {key} = (SELECT min({key}) FROM {table}) "
+                            f"RETURNING {key}"
+                        )
+                    )
+                    .scalars()
+                    .first()
+                )
             PUBLISH[table](postgres_demo, AS_OF + pd.Timedelta(days=days))
             with engine.connect() as connection:
-                assert connection.execute(sa.text(
-                    "SELECT has_table_privilege(:role, :table, 'SELECT')"),
-                    {"role": role, "table": table}).scalar_one()
-                assert connection.execute(sa.text(
-                    "SELECT obj_description(CAST(:table AS regclass), 'pg_class')"),
-                    {"table": table}).scalar_one() == "kept by the swap"
-                assert connection.execute(sa.text(
-                    f"SELECT count(*) FROM {view}")).scalar_one() == rows
-                assert connection.execute(sa.text(
-                    f"SELECT count(*) FROM {view} WHERE {key} = :key"),
-                    {"key": removed}).scalar_one() >= 1
+                assert connection.execute(
+                    sa.text("SELECT has_table_privilege(:role, :table, 'SELECT')"),
+                    {"role": role, "table": table},
+                ).scalar_one()
+                assert (
+                    connection.execute(
+                        sa.text("SELECT obj_description(CAST(:table AS regclass), 'pg_class')"),
+                        {"table": table},
+                    ).scalar_one()
+                    == "kept by the swap"
+                )
+                assert (
+                    connection.execute(sa.text(f"SELECT count(*) FROM {view}")).scalar_one() == rows
+                )
+                assert (
+                    connection.execute(
+                        sa.text(f"SELECT count(*) FROM {view} WHERE {key} = :key"), {"key": removed}
+                    ).scalar_one()
+                    >= 1
+                )
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text(f"DROP VIEW IF EXISTS {view}"))

@@ -89,8 +89,7 @@ def test_ties_count_at_their_expected_value():
     assert uplift_metrics(y[order], t[order], np.zeros(6)) == pytest.approx(flat)
 
 
-def _synthetic(rows_per_campaign: int = 20_000, campaigns: int = 3, seed: int = 0
-               ) -> pd.DataFrame:
+def _synthetic(rows_per_campaign: int = 20_000, campaigns: int = 3, seed: int = 0) -> pd.DataFrame:
     """Campaigns with a known effect unlike the propensity: sure things (WhatsApp with a
     business account) convert at 30 % without the message and 24 % with it; persuadables
     (Instagram, account under a year) 1 % without and 8 % with it; everyone else 9 % and
@@ -120,17 +119,18 @@ def _synthetic(rows_per_campaign: int = 20_000, campaigns: int = 3, seed: int = 
 def synthetic_split() -> Split:
     rows = _synthetic()
     holdout = rows["campaign_id"] == rows["campaign_id"].max()
-    return Split(train=rows[~holdout], holdout=rows[holdout],
-                 holdout_campaigns=[int(rows["campaign_id"].max())])
+    return Split(
+        train=rows[~holdout],
+        holdout=rows[holdout],
+        holdout_campaigns=[int(rows["campaign_id"].max())],
+    )
 
 
 @pytest.mark.parametrize("name", CANDIDATES)
-def test_each_learner_finds_the_persuadables_the_conversion_ranking_misses(synthetic_split,
-                                                                           name):
+def test_each_learner_finds_the_persuadables_the_conversion_ranking_misses(synthetic_split, name):
     split = synthetic_split
     trained = train_uplift_candidate(name, split)
-    baselines = {b: holdout_metrics(split.holdout, s)
-                 for b, s in baseline_scores(split).items()}
+    baselines = {b: holdout_metrics(split.holdout, s) for b, s in baseline_scores(split).items()}
     top = "incremental_top_10pct"
     assert trained.metrics[top] > baselines[CONVERSION_BASELINE][top] + 50
     assert trained.metrics["qini"] > max(m["qini"] for m in baselines.values())
@@ -147,43 +147,51 @@ def test_contributions_add_up_to_the_uplift(synthetic_split):
         contributions = UpliftExplainer(model).explain(x)
         assert contributions.values.shape == (300, len(REASON_FEATURES))
         np.testing.assert_allclose(contributions.uplift, model.predict(x), atol=1e-12)
-        np.testing.assert_allclose(contributions.base + contributions.values.sum(axis=1),
-                                   contributions.uplift, atol=1e-9)
+        np.testing.assert_allclose(
+            contributions.base + contributions.values.sum(axis=1), contributions.uplift, atol=1e-9
+        )
 
 
 def test_the_gate_promotes_only_a_model_beating_both_baselines_and_the_champion():
     baselines = {CONVERSION_BASELINE: {"qini": 0.01}, RULE_BASELINE: {"qini": 0.002}}
     good = {"qini": 0.02}
-    assert decide(good, baselines, ChampionLookup(NO_CHAMPION), {}, "")[:2] == (
-        True, NO_CHAMPION)
-    promoted, basis, reason = decide({"qini": 0.009}, baselines, ChampionLookup(NO_CHAMPION),
-                                     {}, "")
+    assert decide(good, baselines, ChampionLookup(NO_CHAMPION), {}, "")[:2] == (True, NO_CHAMPION)
+    promoted, basis, reason = decide(
+        {"qini": 0.009}, baselines, ChampionLookup(NO_CHAMPION), {}, ""
+    )
     assert (promoted, basis) == (False, "baseline_not_beaten")
     assert "conversion_probability" in reason
-    assert not decide({"qini": 0.001}, {RULE_BASELINE: {"qini": 0.002}},
-                      ChampionLookup(NO_CHAMPION), {}, "")[0]
+    assert not decide(
+        {"qini": 0.001}, {RULE_BASELINE: {"qini": 0.002}}, ChampionLookup(NO_CHAMPION), {}, ""
+    )[0]
     assert not decide(good, baselines, ChampionLookup(USABLE), {"qini": 0.03}, "")[0]
     assert not decide(good, baselines, ChampionLookup(USABLE), {"qini": 0.02}, "")[0]
     assert decide(good, baselines, ChampionLookup(USABLE), {"qini": 0.015}, "")[:2] == (
-        True, "compared")
+        True,
+        "compared",
+    )
     assert decide(good, baselines, ChampionLookup(UNAVAILABLE), {}, "down")[:2] == (
-        False, "champion_unavailable")
+        False,
+        "champion_unavailable",
+    )
 
 
 def _metadata(result, node: str) -> dict:
-    return {k: v.value for k, v in
-            result.asset_materializations_for_node(node)[0].metadata.items()}
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
 
 
 def _materialize(database: Database, tracking_uri: str, assets):
-    resources = {"database": DatabaseResource(url=database.url.render_as_string(False)),
-                 "mlflow": MlflowResource(tracking_uri=tracking_uri)}
+    resources = {
+        "database": DatabaseResource(url=database.url.render_as_string(False)),
+        "mlflow": MlflowResource(tracking_uri=tracking_uri),
+    }
     with dg.instance_for_test() as instance:
         return dg.materialize(assets, resources=resources, instance=instance)
 
 
 def test_no_promotion_without_control_groups_or_with_too_few_control_conversions(
-        database, tmp_path):
+    database, tmp_path
+):
     """3,000 demo contacts: six campaigns with a control group, far fewer than 200 control
     conversions; then no control group at all. Nothing trained, nothing registered, the
     metadata says why, and uplift_scores stays empty."""
@@ -214,13 +222,22 @@ def test_recipients_both_arms_at_campaign_time_as_campaign_results_counts_them(d
     for campaign in training.campaigns.itertuples():
         result = measured[campaign.id]
         assert (campaign.control, campaign.control_conversions) == (
-            result.control.recipients, result.control.conversions)
+            result.control.recipients,
+            result.control.conversions,
+        )
         # target outcome rows of unknown contacts (planted bad rows) have no features
         assert 0 <= result.target.recipients - campaign.target <= 5
         assert campaign.target_conversions <= result.target.conversions
     rows = training.rows
-    assert set(rows.columns) >= {"campaign_id", "contact_id", "sent_at", TREATED, "converted",
-                                 "total_score", *REASON_FEATURES}
+    assert set(rows.columns) >= {
+        "campaign_id",
+        "contact_id",
+        "sent_at",
+        TREATED,
+        "converted",
+        "total_score",
+        *REASON_FEATURES,
+    }
     share = rows.groupby("campaign_id")[TREATED].mean()
     assert share.between(0.75, 0.85).all()
     assert not rows.duplicated(["campaign_id", "contact_id"]).any()
@@ -240,14 +257,12 @@ def demo(tmp_path_factory) -> SimpleNamespace:
     load_demo_data(database, DEMO_CONTACTS, seed=11, as_of=AS_OF, batch_size=10_000)
     rescore_all(database, AS_OF)
     database.dispose()
-    return SimpleNamespace(url=url, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-                           folder=folder)
+    return SimpleNamespace(url=url, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", folder=folder)
 
 
 def test_demo_campaigns_train_an_uplift_champion_that_scores_every_contact(demo, capsys):
     database = Database(demo.url)
-    empty = _metadata(_materialize(database, demo.tracking_uri, [uplift_scores]),
-                      "uplift_scores")
+    empty = _metadata(_materialize(database, demo.tracking_uri, [uplift_scores]), "uplift_scores")
     assert empty["dagster/row_count"] == 0 and "no uplift champion" in empty["model"]
     first = _materialize(database, demo.tracking_uri, [uplift_model])
     one = _metadata(first, "uplift_model")
@@ -259,16 +274,18 @@ def test_demo_campaigns_train_an_uplift_champion_that_scores_every_contact(demo,
     assert "≤ the champion's" in two["decision"]
     client = MlflowClient(demo.tracking_uri, demo.tracking_uri)
     experiment = client.get_experiment_by_name("lead_uplift")
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.dagster_run_id = '{first.run_id}'")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.dagster_run_id = '{first.run_id}'"
+    )
     assert sorted(r.info.run_name for r in runs) == sorted(
-        [*CANDIDATES, CONVERSION_BASELINE, RULE_BASELINE])
+        [*CANDIDATES, CONVERSION_BASELINE, RULE_BASELINE]
+    )
     for run in runs:
         assert {"qini", "auuc", "incremental_top_10pct", "incremental_top_30pct"} <= set(
-            run.data.metrics)
+            run.data.metrics
+        )
     assert len(client.search_model_versions("name = 'lead_uplift'")) == 1
-    scored = _metadata(_materialize(database, demo.tracking_uri, [uplift_scores]),
-                       "uplift_scores")
+    scored = _metadata(_materialize(database, demo.tracking_uri, [uplift_scores]), "uplift_scores")
     assert scored["dagster/row_count"] == DEMO_CONTACTS and scored["model_version"] == "1"
     rows = database.read_frame("SELECT * FROM uplift_scores")
     assert len(rows) == DEMO_CONTACTS and set(rows["uplift_decile"]) == set(range(1, 11))
@@ -279,7 +296,8 @@ def test_demo_campaigns_train_an_uplift_champion_that_scores_every_contact(demo,
     summary = uplift_summary(database, int(best["contact_id"]))
     assert "decile 10 of 10" in summary and "what raises it" in summary
     assert decoded_reasons(best.to_dict())["raises"][0]["effect"] == pytest.approx(
-        best["up_effect_1"], abs=1e-4)
+        best["up_effect_1"], abs=1e-4
+    )
     assert main(["explain", str(int(best["contact_id"])), "--url", demo.url]) == 0
     printed = capsys.readouterr().out
     assert "points of conversion probability when messaged, decile 10 of 10" in printed
@@ -297,24 +315,29 @@ def champion(synthetic_split) -> ConversionChampion:
 
 def test_uplift_scores_on_both_dialects_and_forget_removes_a_row(database, champion):
     load_demo_data(database, 1_500, seed=2, as_of=AS_OF, batch_size=1_000)
-    report = write_uplift_scores(database, champion, AS_OF, chunk_size=400,
-                                 audit=uplift_score_violations)
+    report = write_uplift_scores(
+        database, champion, AS_OF, chunk_size=400, audit=uplift_score_violations
+    )
     assert report.contacts == 1_500 and not report.violations.failed
     rows = database.read_frame("SELECT * FROM uplift_scores ORDER BY contact_id")
     assert len(rows) == 1_500 and (rows["model_version"] == "3").all()
     assert rows["uplift_decile"].between(1, 10).all() and rows["uplift"].between(-1, 1).all()
     assert rows.groupby("uplift_decile")["uplift"].max().is_monotonic_increasing
     victim = int(rows["contact_id"].iloc[0])
-    phone = database.read_frame(f"SELECT phone_e164 FROM contacts WHERE id = {victim}"
-                                )["phone_e164"][0]
+    phone = database.read_frame(f"SELECT phone_e164 FROM contacts WHERE id = {victim}")[
+        "phone_e164"
+    ][0]
     forgotten = forget(database, phone)
     assert forgotten.deleted["uplift_scores"] >= 1
-    assert database.read_frame(f"SELECT count(*) AS n FROM uplift_scores "
-                               f"WHERE contact_id = {victim}")["n"][0] == 0
+    assert (
+        database.read_frame(f"SELECT count(*) AS n FROM uplift_scores WHERE contact_id = {victim}")[
+            "n"
+        ][0]
+        == 0
+    )
     emptied = write_uplift_scores(database, None, AS_OF, audit=uplift_score_violations)
     assert emptied.contacts == 0 and not emptied.violations.failed
     assert database.count("uplift_scores") == 0
-
 
 
 def test_the_doc_commands_run(tmp_path):
@@ -327,7 +350,14 @@ def test_the_doc_commands_run(tmp_path):
     env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
     env.pop("LEAD_SCORING_DATABASE_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run(
+        ["bash", "-e", "-c", block],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "RUN_SUCCESS" in run.stderr + run.stdout

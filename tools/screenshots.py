@@ -30,10 +30,19 @@ PAGES = {
     "lead_scoring_model_asset.png": "/assets/lead_scoring_model",
     "ml_lead_scores_asset.png": "/assets/ml_lead_scores",
 }
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                  "--window-size=1440,1600", "--virtual-time-budget=20000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1440,1600",
+    "--virtual-time-budget=20000",
+]
 
 
 def _wait_for(url: str, seconds: int = 90) -> None:
@@ -53,28 +62,58 @@ def take_screenshots(out: Path, contacts: int = 20_000) -> list[Path]:
     if chromium is None:
         raise RuntimeError("Chromium is missing: apt-get install chromium")
     scratch = Path(tempfile.mkdtemp(prefix="lead_scoring_screens_"))
-    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(scratch),
-           "DAGSTER_HOME": str(scratch / "dagster_home")}
+    env = {
+        **os.environ,
+        "LEAD_SCORING_DATA_DIR": str(scratch),
+        "DAGSTER_HOME": str(scratch / "dagster_home"),
+    }
     env.pop("LEAD_SCORING_DATABASE_URL", None)
     (scratch / "dagster_home").mkdir(parents=True)
     (scratch / "dagster_home" / "dagster.yaml").write_text(
-        "nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
+        "nux:\n  enabled: false\ntelemetry:\n  enabled: false\n"
+    )
     binaries = Path(sys.executable).parent
     repository = Path(__file__).resolve().parents[1]
-    subprocess.run([str(binaries / "lead-scoring"), "demo", "--contacts", str(contacts)],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(binaries / "lead-scoring"), "demo", "--contacts", str(contacts)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     out.mkdir(parents=True, exist_ok=True)
     shoot = _Shooter(chromium, scratch / "chrome", out)
     try:
-        with _serving([str(binaries / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(PORT),
-                       "-w", str(repository / "workspace.yaml")], env, repository,
-                      f"http://127.0.0.1:{PORT}/server_info"):
+        with _serving(
+            [
+                str(binaries / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(PORT),
+                "-w",
+                str(repository / "workspace.yaml"),
+            ],
+            env,
+            repository,
+            f"http://127.0.0.1:{PORT}/server_info",
+        ):
             for name, page in PAGES.items():
                 shoot(name, f"http://127.0.0.1:{PORT}{page}")
-        with _serving([str(binaries / "mlflow"), "ui", "--backend-store-uri",
-                       f"sqlite:///{scratch / 'mlflow.db'}", "--host", "127.0.0.1",
-                       "--port", str(MLFLOW_PORT)], env, scratch,
-                      f"http://127.0.0.1:{MLFLOW_PORT}/health"):
+        with _serving(
+            [
+                str(binaries / "mlflow"),
+                "ui",
+                "--backend-store-uri",
+                f"sqlite:///{scratch / 'mlflow.db'}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(MLFLOW_PORT),
+            ],
+            env,
+            scratch,
+            f"http://127.0.0.1:{MLFLOW_PORT}/health",
+        ):
             for name, page in _mlflow_pages(f"sqlite:///{scratch / 'mlflow.db'}").items():
                 shoot(name, f"http://127.0.0.1:{MLFLOW_PORT}/{page}")
     finally:
@@ -89,16 +128,26 @@ class _Shooter:
 
     def __call__(self, name: str, url: str) -> None:
         target = self.out / name
-        subprocess.run([self.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}",
-                        f"--screenshot={target}", url],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                self.chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={self.profile}",
+                f"--screenshot={target}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         self.saved.append(target)
 
 
 @contextmanager
 def _serving(command: list[str], env: dict, cwd: Path, health_url: str):
-    server = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait_for(health_url)
         yield
@@ -114,10 +163,14 @@ def _mlflow_pages(tracking_uri: str) -> dict[str, str]:
     client = MlflowClient(tracking_uri, tracking_uri)
     experiment = client.get_experiment_by_name("lead_scoring")
     runs = [r.info.run_id for r in client.search_runs([experiment.experiment_id])]
-    compare = (f"#/compare-runs?runs={json.dumps(runs)}"
-               f"&experiments={json.dumps([experiment.experiment_id])}")
-    return {"mlflow_compare_runs.png": compare.replace(" ", ""),
-            "mlflow_registered_model.png": "#/models/lead_scoring"}
+    compare = (
+        f"#/compare-runs?runs={json.dumps(runs)}"
+        f"&experiments={json.dumps([experiment.experiment_id])}"
+    )
+    return {
+        "mlflow_compare_runs.png": compare.replace(" ", ""),
+        "mlflow_registered_model.png": "#/models/lead_scoring",
+    }
 
 
 def main() -> None:

@@ -16,8 +16,9 @@ def bar_chart_markdown(values: dict[str, float], title: str, color: str = "#3b6e
     return _markdown_image(figure, axis, title)
 
 
-def interval_chart_markdown(values: dict[str, tuple[float, float, float]], title: str,
-                            color: str = "#3b6ea8") -> str:
+def interval_chart_markdown(
+    values: dict[str, tuple[float, float, float]], title: str, color: str = "#3b6ea8"
+) -> str:
     """Bars of each label's ``(value, low, high)``: the value, its interval as an error bar."""
     middle = [v[0] for v in values.values()]
     errors = [[v[0] - v[1] for v in values.values()], [v[2] - v[0] for v in values.values()]]

@@ -29,10 +29,13 @@ def latest_conversion_rates(database: Database) -> ConversionRates:
         return ConversionRates(None, None, pd.DataFrame(), pd.DataFrame())
     latest = proof[0]
     by_tier = pd.DataFrame(latest["by_tier"], columns=["tier", *COLUMNS]).rename(
-        columns={"tier": "quality_tier"})
+        columns={"tier": "quality_tier"}
+    )
     by_decile = pd.DataFrame(latest["by_decile"], columns=["decile", *COLUMNS]).rename(
-        columns={"decile": "probability_decile"})
+        columns={"decile": "probability_decile"}
+    )
     for table in (by_tier, by_decile):
         table["conversion_rate"] = table["conversion_rate"].round(4)
-    return ConversionRates(latest["name"] or str(latest["campaign_id"]), latest["basis"],
-                           by_tier, by_decile)
+    return ConversionRates(
+        latest["name"] or str(latest["campaign_id"]), latest["basis"], by_tier, by_decile
+    )

@@ -11,7 +11,8 @@ from lead_scoring_assets.db.database import Database
 def previous_tier_distribution(database: Database) -> dict[str, int] | None:
     """The tier counts of the last recorded run, or None before the first."""
     rows = database.read_frame(
-        "SELECT tier_distribution FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT 1")
+        "SELECT tier_distribution FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT 1"
+    )
     if rows.empty:
         return None
     value = rows["tier_distribution"].iloc[0]
@@ -29,9 +30,12 @@ def append_figures(database: Database, figures: Figures, run_id: str | None, com
                 ":scores, :platforms, :by_state)"
             ),
             {
-                "run_id": run_id, "computed_at": database.bind_timestamp(computed_at),
-                "contacts": figures.contacts, "premium": figures.premium_leads,
-                "average": figures.average_score, "validated": figures.validated_contacts,
+                "run_id": run_id,
+                "computed_at": database.bind_timestamp(computed_at),
+                "contacts": figures.contacts,
+                "premium": figures.premium_leads,
+                "average": figures.average_score,
+                "validated": figures.validated_contacts,
                 "multi": figures.multi_platform_contacts,
                 "tiers": json.dumps(figures.tier_distribution),
                 "scores": json.dumps(figures.score_distribution),

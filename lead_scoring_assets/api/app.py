@@ -32,8 +32,8 @@ request never waits for a connection to be opened."""
 log = logging.getLogger(__name__)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -52,8 +52,9 @@ class HidePhones(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(self.PHONE.sub(r"\1[hidden]", a) if isinstance(a, str) else a
-                                for a in record.args)
+            record.args = tuple(
+                self.PHONE.sub(r"\1[hidden]", a) if isinstance(a, str) else a for a in record.args
+            )
         return True
 
 
@@ -77,12 +78,18 @@ def _validation_message(error: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
-               cursor_secret: str | None = None, dagster: DagsterRuns | None = None) -> FastAPI:
+def create_app(
+    database_url: str | None = None,
+    keys: ApiKeys | None = None,
+    cursor_secret: str | None = None,
+    dagster: DagsterRuns | None = None,
+) -> FastAPI:
     secret = cursor_secret or os.environ.get(CURSOR_SECRET_ENV)
     if not secret:
-        raise ValueError(f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
-                         "one per start when it is unset)")
+        raise ValueError(
+            f"no cursor secret: set {CURSOR_SECRET_ENV} (lead-scoring serve makes "
+            "one per start when it is unset)"
+        )
     url = database_url or default_database_url()
     pool = {"pool_size": CONNECTIONS, "max_overflow": 0} if url.startswith("postgresql") else {}
     # hide_parameters: a database error (logged by the server) never carries a looked-up phone;
@@ -100,8 +107,8 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
         title="Lead scoring API",
         version="1",
         description="Read-only scores, score cards and analytics for the people who run "
-                    "campaigns; one write: queue a contact for rescoring. Phone numbers are "
-                    "always masked. Send an API key in the X-API-Key header.",
+        "campaigns; one write: queue a contact for rescoring. Phone numbers are "
+        "always masked. Send an API key in the X-API-Key header.",
         lifespan=lifespan,
         docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN
         redoc_url=None,
@@ -139,8 +146,12 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         route = request.scope.get("route")
-        log.error("%s on %s %s", type(error).__name__, request.method,
-                  getattr(route, "path", "(no route)"))
+        log.error(
+            "%s on %s %s",
+            type(error).__name__,
+            request.method,
+            getattr(route, "path", "(no route)"),
+        )
         # answered outside the middleware below: the headers are set here
         response = _error(500, "internal server error; the server log names the error")
         response.headers.update({**SECURITY_HEADERS, "Cache-Control": "no-store"})
@@ -153,11 +164,19 @@ def create_app(database_url: str | None = None, keys: ApiKeys | None = None,
         async def render(request: Request, lang: str = "es") -> HTMLResponse:
             labels = labels_for(lang)
             return templates.TemplateResponse(
-                request, f"{name}.html", {"page": name, "t": labels, "lang": labels["lang"]})
+                request, f"{name}.html", {"page": name, "t": labels, "lang": labels["lang"]}
+            )
+
         return render
 
-    for path, name in (("/", "contacts"), ("/card", "card"), ("/analytics", "analytics"),
-                       ("/campaigns", "campaigns"), ("/proof", "proof")):
-        app.add_api_route(path, page(name), methods=["GET"], response_class=HTMLResponse,
-                          include_in_schema=False)
+    for path, name in (
+        ("/", "contacts"),
+        ("/card", "card"),
+        ("/analytics", "analytics"),
+        ("/campaigns", "campaigns"),
+        ("/proof", "proof"),
+    ):
+        app.add_api_route(
+            path, page(name), methods=["GET"], response_class=HTMLResponse, include_in_schema=False
+        )
     return app

@@ -23,8 +23,9 @@ class ApiKeys:
         comma-separated; at least one key must be set."""
         keys = cls(_split(os.environ.get(API_KEYS_ENV)), _split(os.environ.get(ADMIN_KEYS_ENV)))
         if not keys.read and not keys.admin:
-            raise ValueError(f"no API key: set {API_KEYS_ENV} and/or {ADMIN_KEYS_ENV} "
-                             "(comma-separated)")
+            raise ValueError(
+                f"no API key: set {API_KEYS_ENV} and/or {ADMIN_KEYS_ENV} (comma-separated)"
+            )
         return keys
 
     def role(self, given: str | None) -> str | None:

@@ -49,7 +49,9 @@ class CursorSigner:
         except ValueError:
             raise BadCursor("malformed cursor: pass next_cursor from the previous page") from None
         if not hmac.compare_digest(signature, self._sign(payload)):
-            raise BadCursor("invalid cursor signature: it was altered or comes from another "
-                            "server start; begin again without a cursor")
+            raise BadCursor(
+                "invalid cursor signature: it was altered or comes from another "
+                "server start; begin again without a cursor"
+            )
         value, contact_id, *sort = json.loads(payload)
         return value, int(contact_id), sort[0] if sort else "score"

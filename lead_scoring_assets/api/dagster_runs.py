@@ -46,15 +46,18 @@ class RunNotFound(LookupError):
     """Dagster knows no run with this id."""
 
 
-def export_config(tier: str | None, state: str | None, min_score: int | None,
-                  sort: str) -> dict:
+def export_config(tier: str | None, state: str | None, min_score: int | None, sort: str) -> dict:
     """``campaign_export_job``'s run config for the dashboard's filters: the tier as the
     minimum tier, the state, the minimum score, ranked like the list; a new file under
     ``dashboard/`` in the export folder."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    config = {"min_tier": tier, "min_score": min_score, "states": [state] if state else [],
-              "rank_by": RANK_BY[sort],
-              "output_path": f"dashboard/segment-{stamp}-{uuid.uuid4().hex[:8]}.csv"}
+    config = {
+        "min_tier": tier,
+        "min_score": min_score,
+        "states": [state] if state else [],
+        "rank_by": RANK_BY[sort],
+        "output_path": f"dashboard/segment-{stamp}-{uuid.uuid4().hex[:8]}.csv",
+    }
     return {"ops": {OP: {"config": {k: v for k, v in config.items() if v is not None}}}}
 
 
@@ -67,14 +70,18 @@ class DagsterRuns:
         if not self.url:
             raise DagsterUnavailable(f"no Dagster webserver configured: set {DAGSTER_URL_ENV}")
         request = urllib.request.Request(
-            f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables})
-            .encode(), headers={"Content-Type": "application/json"}, method="POST")
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
                 body = json.load(response)
         except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as error:
-            raise DagsterUnavailable(f"the Dagster webserver did not answer ({type(error).__name__})"
-                                     ) from None
+            raise DagsterUnavailable(
+                f"the Dagster webserver did not answer ({type(error).__name__})"
+            ) from None
         if body.get("errors"):
             log.warning("Dagster GraphQL errors: %s", [e.get("message") for e in body["errors"]])
             raise DagsterUnavailable("Dagster refused the request; the server log has its answer")
@@ -85,19 +92,36 @@ class DagsterRuns:
 
     def launch_export(self, run_config: dict, tags: dict[str, str]) -> dict:
         """Launch the job; its run id, status and address in the Dagster UI."""
-        result = self._call(LAUNCH, {"params": {
-            "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                         "jobName": JOB},
-            "runConfigData": run_config,
-            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
-        }})["launchRun"]
+        result = self._call(
+            LAUNCH,
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": "__repository__",
+                        "jobName": JOB,
+                    },
+                    "runConfigData": run_config,
+                    "executionMetadata": {
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()]
+                    },
+                }
+            },
+        )["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
-            log.warning("Dagster did not launch %s: %s %s", JOB, result["__typename"],
-                        result.get("message", ""))
+            log.warning(
+                "Dagster did not launch %s: %s %s",
+                JOB,
+                result["__typename"],
+                result.get("message", ""),
+            )
             raise DagsterUnavailable(f"Dagster did not launch {JOB}: {result['__typename']}")
         run = result["run"]
-        return {"run_id": run["runId"], "status": run["status"],
-                "dagster_url": self.run_url(run["runId"])}
+        return {
+            "run_id": run["runId"],
+            "status": run["status"],
+            "dagster_url": self.run_url(run["runId"]),
+        }
 
     def status(self, run_id: str) -> dict:
         """The run's status (QUEUED, STARTING, STARTED, SUCCESS, FAILURE, CANCELED …)."""
@@ -105,7 +129,11 @@ class DagsterRuns:
         if result["__typename"] == "RunNotFoundError":
             raise RunNotFound("no Dagster run with this id")
         if result["__typename"] != "Run":
-            raise DagsterUnavailable(f"Dagster did not answer the run's status: "
-                                     f"{result['__typename']}")
-        return {"run_id": result["runId"], "status": result["status"],
-                "dagster_url": self.run_url(result["runId"])}
+            raise DagsterUnavailable(
+                f"Dagster did not answer the run's status: {result['__typename']}"
+            )
+        return {
+            "run_id": result["runId"],
+            "status": result["status"],
+            "dagster_url": self.run_url(result["runId"]),
+        }

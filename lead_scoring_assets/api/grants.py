@@ -9,9 +9,19 @@ in place: ``db/staged_table.py``); default privileges of the role that runs the 
 SELECT on every table it creates from then on as well.
 """
 
-READ_TABLES = ("contacts", "lead_scores", "lead_score_history", "ml_lead_scores",
-               "conversion_scores", "lead_scoring_analytics_history", "suppressions",
-               "campaigns", "campaign_recipients", "campaign_outcomes", "uplift_scores")
+READ_TABLES = (
+    "contacts",
+    "lead_scores",
+    "lead_score_history",
+    "ml_lead_scores",
+    "conversion_scores",
+    "lead_scoring_analytics_history",
+    "suppressions",
+    "campaigns",
+    "campaign_recipients",
+    "campaign_outcomes",
+    "uplift_scores",
+)
 
 
 def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
@@ -20,13 +30,19 @@ def api_grants(api_role: str, pipeline_role: str, database: str) -> list[str]:
         f"GRANT CONNECT ON DATABASE {database} TO {api_role}",
         f"GRANT USAGE ON SCHEMA public TO {api_role}",
         f"GRANT SELECT ON {', '.join(READ_TABLES)} TO {api_role}",
-        (f"GRANT SELECT (id, phone_e164, body, received_at, processed_at) ON sms_replies "
-         f"TO {api_role}"),
-        (f"ALTER DEFAULT PRIVILEGES FOR ROLE {pipeline_role} IN SCHEMA public "
-         f"GRANT SELECT ON TABLES TO {api_role}"),
-        (f"GRANT SELECT (contact_id, priority, version, created_at, updated_at, leased_by, "
-         f"leased_until), INSERT (contact_id, priority, created_at, updated_at), "
-         f"UPDATE (priority, updated_at, version, leased_until) ON scoring_queue "
-         f"TO {api_role}"),
+        (
+            f"GRANT SELECT (id, phone_e164, body, received_at, processed_at) ON sms_replies "
+            f"TO {api_role}"
+        ),
+        (
+            f"ALTER DEFAULT PRIVILEGES FOR ROLE {pipeline_role} IN SCHEMA public "
+            f"GRANT SELECT ON TABLES TO {api_role}"
+        ),
+        (
+            f"GRANT SELECT (contact_id, priority, version, created_at, updated_at, leased_by, "
+            f"leased_until), INSERT (contact_id, priority, created_at, updated_at), "
+            f"UPDATE (priority, updated_at, version, leased_until) ON scoring_queue "
+            f"TO {api_role}"
+        ),
         f"GRANT INSERT ON scoring_queue_size TO {api_role}",
     ]

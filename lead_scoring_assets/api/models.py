@@ -33,13 +33,19 @@ class MlScore(BaseModel):
     calculated_at: datetime | None
 
 
-DO_NOT_CONTACT = Field(description="Whether the number may not be messaged now: suppressed "
-                      "(suppressions in force, or an opt-out reply not yet processed) or "
-                      "unreadable.")
-CONTACT_ID_STR = Field(description="contact_id as a decimal string: JavaScript reads a JSON "
-                       "number above 2^53 inexactly, so the dashboard uses this one.")
-SUPPRESSION_REASONS = Field(description="Why: opt_out, repus, hard_bounce, arco, manual, or "
-                           "unreadable_phone; empty when it may be messaged.")
+DO_NOT_CONTACT = Field(
+    description="Whether the number may not be messaged now: suppressed "
+    "(suppressions in force, or an opt-out reply not yet processed) or "
+    "unreadable."
+)
+CONTACT_ID_STR = Field(
+    description="contact_id as a decimal string: JavaScript reads a JSON "
+    "number above 2^53 inexactly, so the dashboard uses this one."
+)
+SUPPRESSION_REASONS = Field(
+    description="Why: opt_out, repus, hard_bounce, arco, manual, or "
+    "unreadable_phone; empty when it may be messaged."
+)
 
 
 class ScoreCard(BaseModel):
@@ -56,7 +62,8 @@ class ScoreCard(BaseModel):
     suppression_reasons: list[str] = SUPPRESSION_REASONS
     profile: dict[str, str | None] = Field(
         description="state_name (as stored), state (its canonical name), municipality, lada, "
-        "operator.")
+        "operator."
+    )
     whatsapp_score: int
     instagram_score: int
     facebook_score: int
@@ -70,27 +77,30 @@ class ScoreCard(BaseModel):
     premium_account_count: int
     calculation_method: str
     calculation_version: str = Field(description="The version that computed this score.")
-    current_calculation_version: str = Field(
-        description="The version the scorer writes now.")
+    current_calculation_version: str = Field(description="The version the scorer writes now.")
     is_current_version: bool = Field(
-        description="Whether calculation_version is the current version.")
+        description="Whether calculation_version is the current version."
+    )
     version_note: str | None = Field(
         description="For a score of another version: which, how its breakdown was read (or "
         "that only its stored values are known) and that the next rescoring recomputes it; "
-        "null for a current score.")
+        "null for a current score."
+    )
     last_calculated_at: datetime
     display_weights: dict[str, int]
     score_breakdown: dict[str, Any] | None = Field(
         description="As of, points before quality, quality factors, multiplier, adjusted "
         "scores, bonus parts, total (SCORING_SPEC.md §8), with the configuration of "
-        "calculation_version; null when that version's configuration is not known here.")
+        "calculation_version; null when that version's configuration is not known here."
+    )
     ml_score: MlScore | None
     conversion_score: dict[str, Any] | None
     uplift_score: dict[str, Any] | None = Field(
         description="The lead_uplift champion's uplift (change in the probability of "
         "converting when messaged, e.g. 0.02 = +2 points), uplift_decile (10 = highest), "
         "model_version, method, calculated_at and reasons (effects in uplift); null when "
-        "there is no uplift champion (uplift_scores is then empty: no guess).")
+        "there is no uplift champion (uplift_scores is then empty: no guess)."
+    )
     history: list[HistoryEntry]
     trend: Literal["improving", "steady", "declining"]
 
@@ -102,14 +112,17 @@ class ContactSummary(BaseModel):
     do_not_contact: bool = DO_NOT_CONTACT
     suppression_reasons: list[str] = SUPPRESSION_REASONS
     state_name: str | None = Field(description="As stored, in any spelling.")
-    state: str | None = Field(description="The canonical name of state_name's federal entity "
-                              "(geography/states.py), null when it names none.")
+    state: str | None = Field(
+        description="The canonical name of state_name's federal entity "
+        "(geography/states.py), null when it names none."
+    )
     total_score: int
     quality_tier: str
     confidence_level: float
     platform_count: int
     conversion_probability: float | None = Field(
-        description="conversion_scores' probability, null without one.")
+        description="conversion_scores' probability, null without one."
+    )
     uplift: float | None = Field(description="uplift_scores' uplift, null without one.")
     last_calculated_at: datetime
 
@@ -120,15 +133,15 @@ class ContactPage(BaseModel):
     total: int | None = Field(
         description="How many contacts match the filters, on the first page (no cursor); "
         "null on the next pages. With contactable=true, a suppressed number stored in "
-        "another form than +52 and 10 digits is still counted.")
+        "another form than +52 and 10 digits is still counted."
+    )
 
 
 class AnalyticsPoint(BaseModel):
     computed_at: datetime
     contacts: int
     premium_leads: int
-    top_leads: int = Field(description="PREMIUM and HIGH contacts: the sum of by_state's "
-                                       "top_leads")
+    top_leads: int = Field(description="PREMIUM and HIGH contacts: the sum of by_state's top_leads")
     average_score: float
     validated_contacts: int
     multi_platform_contacts: int
@@ -166,9 +179,12 @@ class RescoreStatus(BaseModel):
     priority: int | None
     queued_at: datetime | None = Field(description="when the entry was last queued or bumped")
     next_entry_waiting_since: datetime | None = Field(
-        description="since when the next entry to claim has waited; null for an empty queue")
-    stalled: bool = Field(description="the next entry to claim has waited more than 5 "
-                                      "minutes: no scoring run is processing the queue")
+        description="since when the next entry to claim has waited; null for an empty queue"
+    )
+    stalled: bool = Field(
+        description="the next entry to claim has waited more than 5 "
+        "minutes: no scoring run is processing the queue"
+    )
 
 
 class KeyRole(BaseModel):
@@ -178,25 +194,32 @@ class KeyRole(BaseModel):
 class ExportRequest(BaseModel):
     """The contact list's filters, for ``campaign_export_job``."""
 
-    tier: Tier | None = Field(default=None, description="exported as the minimum tier: this "
-                              "tier and the ones above")
-    state: str | None = Field(default=None, min_length=1, max_length=60,
-                              description="any spelling")
+    tier: Tier | None = Field(
+        default=None, description="exported as the minimum tier: this tier and the ones above"
+    )
+    state: str | None = Field(default=None, min_length=1, max_length=60, description="any spelling")
     min_score: int | None = Field(default=None, ge=0, le=100)
     sort: Literal["score", "conversion"] = Field(
-        default="score", description="rank by score or by conversion probability")
+        default="score", description="rank by score or by conversion probability"
+    )
 
 
 class ExportRun(BaseModel):
     run_id: str
-    status: str = Field(description="Dagster's run status: QUEUED, STARTING, STARTED, SUCCESS, "
-                                    "FAILURE, CANCELING, CANCELED …")
+    status: str = Field(
+        description="Dagster's run status: QUEUED, STARTING, STARTED, SUCCESS, "
+        "FAILURE, CANCELING, CANCELED …"
+    )
     dagster_url: str = Field(description="the run in the Dagster UI")
 
 
 class ForgetRequest(BaseModel):
-    phone: str = Field(min_length=1, max_length=40, pattern=r"^[0-9+() .\-]+$",
-                       description="the number, in any Mexican format")
+    phone: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[0-9+() .\-]+$",
+        description="the number, in any Mexican format",
+    )
 
 
 class ForgetResult(BaseModel):
@@ -207,9 +230,12 @@ class ForgetResult(BaseModel):
     deleted: dict[str, int] = Field(description="rows deleted per table")
     suppression_added: bool = Field(description="false: an arco suppression already existed")
     campaigns_counted: list[int] = Field(
-        description="campaigns whose target/control counts were filled before deleting")
-    files: list[str] = Field(description="export files (relative to the export folder) that "
-                                         "still hold the number: edit or delete them")
+        description="campaigns whose target/control counts were filled before deleting"
+    )
+    files: list[str] = Field(
+        description="export files (relative to the export folder) that "
+        "still hold the number: edit or delete them"
+    )
 
 
 class CampaignArm(BaseModel):
@@ -224,7 +250,8 @@ class CampaignEffect(BaseModel):
     hybrid score interval of the difference of the two rates); money in pesos."""
 
     incremental_conversions: float = Field(
-        description="target conversions − control rate × target recipients")
+        description="target conversions − control rate × target recipients"
+    )
     incremental_conversions_low: float
     incremental_conversions_high: float
     incremental_rate: float = Field(description="target rate − control rate")
@@ -237,8 +264,9 @@ class CampaignEffect(BaseModel):
     incremental_profit: float = Field(description="incremental revenue − cost")
     incremental_profit_low: float
     incremental_profit_high: float
-    return_per_peso: float | None = Field(description="incremental profit / cost; null when "
-                                                      "the cost is 0")
+    return_per_peso: float | None = Field(
+        description="incremental profit / cost; null when the cost is 0"
+    )
     return_per_peso_low: float | None
     return_per_peso_high: float | None
 
@@ -263,7 +291,8 @@ class CampaignPrediction(BaseModel):
     measured_incremental_low: float | None
     measured_incremental_high: float | None
     conversions_inside: bool | None = Field(
-        description="the measured incremental conversions are within the expected interval")
+        description="the measured incremental conversions are within the expected interval"
+    )
     expected_profit: float
     expected_profit_low: float
     expected_profit_high: float
@@ -271,7 +300,8 @@ class CampaignPrediction(BaseModel):
     measured_profit_low: float | None
     measured_profit_high: float | None
     profit_inside: bool | None = Field(
-        description="the measured profit is within the expected interval")
+        description="the measured profit is within the expected interval"
+    )
 
 
 class CampaignSummary(BaseModel):
@@ -280,18 +310,21 @@ class CampaignSummary(BaseModel):
     campaign_id: int
     name: str | None
     sent_at: datetime
-    window_closed: bool = Field(description="whether the attribution window has closed "
-                                            "(false: the figures may still grow)")
+    window_closed: bool = Field(
+        description="whether the attribution window has closed (false: the figures may still grow)"
+    )
     has_control: bool
     note: str | None = Field(description="why there are no incremental figures, if so")
     cost_per_message: float
     value_per_conversion: float
     costs_from: Literal["campaign", "default"] = Field(
-        description="campaign: its own costs; default: at least one from the defaults")
+        description="campaign: its own costs; default: at least one from the defaults"
+    )
     arms: dict[Literal["target", "control"], CampaignArm]
     effect: CampaignEffect | None
     predicted: CampaignPrediction | None = Field(
-        description="predicted vs measured, for a campaign planned with an expectation")
+        description="predicted vs measured, for a campaign planned with an expectation"
+    )
 
 
 class CampaignList(BaseModel):
@@ -300,8 +333,9 @@ class CampaignList(BaseModel):
 
 
 class CampaignDetail(CampaignSummary):
-    deciles: list[CampaignDecile] = Field(description="per recorded probability decile, "
-                                                      "highest first")
+    deciles: list[CampaignDecile] = Field(
+        description="per recorded probability decile, highest first"
+    )
 
 
 class Rate(BaseModel):
@@ -334,7 +368,8 @@ class CampaignProof(BaseModel):
     window_closed: bool
     basis: Literal["at_send", "current"] = Field(
         description="at_send: the tier and decile recorded when the campaign was sent; "
-                    "current: today's scores (in hindsight), for a campaign that recorded none")
+        "current: today's scores (in hindsight), for a campaign that recorded none"
+    )
     messages: int
     conversions: int
     conversion_rate: float | None

@@ -28,13 +28,26 @@ from lead_scoring_assets.scoring.breakdown import BREAKDOWN_COLUMNS, read_breakd
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS, config_for
 
 SCORE_FIELDS = (
-    *(f"{p}_score" for p in PLATFORMS), "total_score", "quality_tier", "confidence_level",
-    "platform_count", "business_account_count", "premium_account_count", "calculation_method",
-    "calculation_version", "last_calculated_at",
+    *(f"{p}_score" for p in PLATFORMS),
+    "total_score",
+    "quality_tier",
+    "confidence_level",
+    "platform_count",
+    "business_account_count",
+    "premium_account_count",
+    "calculation_method",
+    "calculation_version",
+    "last_calculated_at",
 )
 CARD_PROFILE_FIELDS = ("state_name", "municipality", "lada", "operator")
-ML_FIELDS = ("predicted_score", "predicted_tier", "confidence", "model_version", "method",
-             "calculated_at")
+ML_FIELDS = (
+    "predicted_score",
+    "predicted_tier",
+    "confidence",
+    "model_version",
+    "method",
+    "calculated_at",
+)
 HISTORY_LIMIT = 10
 TREND_WINDOW = timedelta(days=30)
 ANALYTICS_HISTORY_LIMIT = 90
@@ -77,15 +90,18 @@ def _utc(value) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def do_not_contact(connection: sa.Connection, database: Database, in_force: InForce,
-                   phones: list[str]) -> dict[str, list[str]]:
+def do_not_contact(
+    connection: sa.Connection, database: Database, in_force: InForce, phones: list[str]
+) -> dict[str, list[str]]:
     """The reasons in force for each stored number of ``phones`` that may not be messaged
     (read by its normalised form; an unreadable number is ``unreadable_phone``)."""
     readable = {raw: normalized_or_none(raw) for raw in phones}
-    found = suppression_reasons(connection, database, in_force,
-                                [p for p in readable.values() if p])
-    return {raw: found[phone] if phone else [UNREADABLE_PHONE]
-            for raw, phone in readable.items() if phone is None or phone in found}
+    found = suppression_reasons(connection, database, in_force, [p for p in readable.values() if p])
+    return {
+        raw: found[phone] if phone else [UNREADABLE_PHONE]
+        for raw, phone in readable.items()
+        if phone is None or phone in found
+    }
 
 
 def trend(history: list[dict], last_calculated_at: datetime | None) -> str:
@@ -99,7 +115,8 @@ def trend(history: list[dict], last_calculated_at: datetime | None) -> str:
         return "steady"
     before = recent[-1]["old_total_score"]
     delta = history[0]["new_total_score"] - (
-        recent[-1]["new_total_score"] if before is None else before)
+        recent[-1]["new_total_score"] if before is None else before
+    )
     return "improving" if delta > 0 else "declining" if delta < 0 else "steady"
 
 
@@ -128,8 +145,9 @@ class ScoreReader:
     def score_card_by_phone(self, text: str) -> dict:
         """The score card of the contact with this phone (the lowest id if several share it);
         ``BadPhone`` when the text is no Mexican phone number."""
-        return self._score_card("c.phone_e164 = :key", normalize_phone(text),
-                                "no contact has this phone number")
+        return self._score_card(
+            "c.phone_e164 = :key", normalize_phone(text), "no contact has this phone number"
+        )
 
     def score_card(self, contact_id: int) -> dict:
         """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
@@ -139,17 +157,28 @@ class ScoreReader:
 
     def _score_card(self, condition: str, key, unknown: str) -> dict:
         columns = ", ".join(
-            [*(f"s.{c}" for c in (*SCORE_FIELDS, *BREAKDOWN_COLUMNS)), "c.phone_e164",
-             *(f"c.{c}" for c in CARD_PROFILE_FIELDS), "s.contact_id AS scored",
-             *(f"m.{c} AS ml_{c}" for c in ML_FIELDS)])
+            [
+                *(f"s.{c}" for c in (*SCORE_FIELDS, *BREAKDOWN_COLUMNS)),
+                "c.phone_e164",
+                *(f"c.{c}" for c in CARD_PROFILE_FIELDS),
+                "s.contact_id AS scored",
+                *(f"m.{c} AS ml_{c}" for c in ML_FIELDS),
+            ]
+        )
         with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.text(f"SELECT c.id, {columns} FROM contacts c "
+            row = (
+                connection.execute(
+                    sa.text(
+                        f"SELECT c.id, {columns} FROM contacts c "
                         "LEFT JOIN lead_scores s ON s.contact_id = c.id "
                         "LEFT JOIN ml_lead_scores m ON m.contact_id = c.id "
-                        f"WHERE {condition} ORDER BY c.id LIMIT 1"),
-                {"key": key},
-            ).mappings().first()
+                        f"WHERE {condition} ORDER BY c.id LIMIT 1"
+                    ),
+                    {"key": key},
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise NotFound(unknown)
             contact_id = int(row["id"])
@@ -158,27 +187,40 @@ class ScoreReader:
             history = [
                 {**h, "changed_at": _utc(h["changed_at"])}
                 for h in connection.execute(
-                    sa.text("SELECT changed_at, old_total_score, new_total_score, "
-                            "old_quality_tier, new_quality_tier, calculation_version "
-                            "FROM lead_score_history WHERE contact_id = :id "
-                            "ORDER BY changed_at DESC, id DESC LIMIT :limit"),
+                    sa.text(
+                        "SELECT changed_at, old_total_score, new_total_score, "
+                        "old_quality_tier, new_quality_tier, calculation_version "
+                        "FROM lead_score_history WHERE contact_id = :id "
+                        "ORDER BY changed_at DESC, id DESC LIMIT :limit"
+                    ),
                     {"id": contact_id, "limit": HISTORY_LIMIT},
                 ).mappings()
             ]
-            reasons = do_not_contact(connection, self.database,
-                                     read_in_force(connection, self.database),
-                                     [row["phone_e164"]])
+            reasons = do_not_contact(
+                connection,
+                self.database,
+                read_in_force(connection, self.database),
+                [row["phone_e164"]],
+            )
             conversion = uplift = None
             if self.has_uplift_scores:
-                uplift = connection.execute(
-                    sa.text("SELECT * FROM uplift_scores WHERE contact_id = :id"),
-                    {"id": contact_id},
-                ).mappings().first()
+                uplift = (
+                    connection.execute(
+                        sa.text("SELECT * FROM uplift_scores WHERE contact_id = :id"),
+                        {"id": contact_id},
+                    )
+                    .mappings()
+                    .first()
+                )
             if self.has_conversion_scores:
-                conversion = connection.execute(
-                    sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
-                    {"id": contact_id},
-                ).mappings().first()
+                conversion = (
+                    connection.execute(
+                        sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
+                        {"id": contact_id},
+                    )
+                    .mappings()
+                    .first()
+                )
         ml = None
         if row["ml_method"] is not None:
             ml = {c: row[f"ml_{c}"] for c in ML_FIELDS}
@@ -189,14 +231,18 @@ class ScoreReader:
         stored = read_breakdown({**row, "contact_id": contact_id})
         config = config_for(stored.calculation_version) or DEFAULT_CONFIG
         card.update(
-            contact_id=contact_id, contact_id_str=str(contact_id),
+            contact_id=contact_id,
+            contact_id_str=str(contact_id),
             phone=mask_phone(row["phone_e164"]),
             do_not_contact=row["phone_e164"] in reasons,
             suppression_reasons=reasons.get(row["phone_e164"], []),
-            profile={**{c: row[c] for c in CARD_PROFILE_FIELDS},
-                     "state": normalize_state(row["state_name"])},
+            profile={
+                **{c: row[c] for c in CARD_PROFILE_FIELDS},
+                "state": normalize_state(row["state_name"]),
+            },
             current_calculation_version=stored.current_version,
-            is_current_version=stored.is_current, version_note=stored.note,
+            is_current_version=stored.is_current,
+            version_note=stored.note,
             display_weights=dict(config.display_weights),
             score_breakdown=stored.breakdown,
             ml_score=ml,
@@ -212,18 +258,31 @@ class ScoreReader:
         spellings are read at most every five minutes)."""
         if time.monotonic() - self._states_read_at > STATE_CACHE_SECONDS:
             with self.engine.connect() as connection:
-                names = connection.execute(
-                    sa.text("SELECT DISTINCT state_name FROM contacts "
-                            "WHERE state_name IS NOT NULL")).scalars().all()
+                names = (
+                    connection.execute(
+                        sa.text(
+                            "SELECT DISTINCT state_name FROM contacts WHERE state_name IS NOT NULL"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             spellings: dict[str, list[str]] = {}
             for name in names:
                 spellings.setdefault(normalize_state(name) or "", []).append(name)
             self._states, self._states_read_at = spellings, time.monotonic()
         return self._states.get(normalize_state(state) or "", [])
 
-    def page(self, tier: str | None, state: str | None, min_score: int | None,
-             after: tuple[float, int] | None, limit: int, contactable: bool = False,
-             sort: str = "score") -> Page:
+    def page(
+        self,
+        tier: str | None,
+        state: str | None,
+        min_score: int | None,
+        after: tuple[float, int] | None,
+        limit: int,
+        contactable: bool = False,
+        sort: str = "score",
+    ) -> Page:
         """Scored contacts best first by ``sort`` (``score``, ``conversion`` probability or
         ``uplift``), then contact id, both descending, ``limit`` after the key ``after``: a
         keyset walk, never OFFSET (by score down the ``(total_score, contact_id)`` index). Each
@@ -253,8 +312,11 @@ class ScoreReader:
             uplift = "u.uplift"
         value = {"conversion": probability, "uplift": uplift}.get(sort)
         # a double: PostgreSQL sends a REAL as rounded text, which would not find its row again
-        key = ("s.total_score" if value is None
-               else f"coalesce(CAST({value} AS DOUBLE PRECISION), {NO_VALUE})")
+        key = (
+            "s.total_score"
+            if value is None
+            else f"coalesce(CAST({value} AS DOUBLE PRECISION), {NO_VALUE})"
+        )
         with self.engine.connect() as connection:
             in_force = read_in_force(connection, self.database)
             if contactable:
@@ -262,8 +324,9 @@ class ScoreReader:
                 params.update(in_force.params(self.database))
             total = None
             if after is None:
-                count = sa.text(f"SELECT count(*) FROM lead_scores s {joins[0]} "
-                                f"WHERE {' AND '.join(where)}")
+                count = sa.text(
+                    f"SELECT count(*) FROM lead_scores s {joins[0]} WHERE {' AND '.join(where)}"
+                )
                 if state:
                     count = count.bindparams(sa.bindparam("states", expanding=True))
                 total = int(connection.execute(count, params).scalar())
@@ -275,29 +338,35 @@ class ScoreReader:
                 f"s.quality_tier, s.confidence_level, s.platform_count, s.last_calculated_at, "
                 f"{probability} AS conversion_probability, {uplift} AS uplift, {key} AS sort_key "
                 f"FROM lead_scores s {' '.join(joins)} WHERE {' AND '.join(where)} "
-                f"ORDER BY {key} DESC, s.contact_id DESC LIMIT :limit")
+                f"ORDER BY {key} DESC, s.contact_id DESC LIMIT :limit"
+            )
             if state:
                 sql = sql.bindparams(sa.bindparam("states", expanding=True))
             rows = connection.execute(sql, params).mappings().all()
             more, rows = len(rows) > limit, rows[:limit]
-            reasons = do_not_contact(connection, self.database, in_force,
-                                     [r["phone_e164"] for r in rows])
+            reasons = do_not_contact(
+                connection, self.database, in_force, [r["phone_e164"] for r in rows]
+            )
         last = (_number(rows[-1]["sort_key"]), int(rows[-1]["contact_id"])) if more else None
         if contactable:
             rows = [r for r in rows if r["phone_e164"] not in reasons]
         items = [
-            {"contact_id": int(r["contact_id"]), "contact_id_str": str(r["contact_id"]),
-             "phone": mask_phone(r["phone_e164"]),
-             "do_not_contact": r["phone_e164"] in reasons,
-             "suppression_reasons": reasons.get(r["phone_e164"], []),
-             "state_name": r["state_name"], "state": normalize_state(r["state_name"]),
-             "total_score": int(r["total_score"]),
-             "quality_tier": r["quality_tier"],
-             "confidence_level": float(r["confidence_level"]),
-             "platform_count": int(r["platform_count"]),
-             "conversion_probability": _number(r["conversion_probability"]),
-             "uplift": _number(r["uplift"]),
-             "last_calculated_at": _utc(r["last_calculated_at"])}
+            {
+                "contact_id": int(r["contact_id"]),
+                "contact_id_str": str(r["contact_id"]),
+                "phone": mask_phone(r["phone_e164"]),
+                "do_not_contact": r["phone_e164"] in reasons,
+                "suppression_reasons": reasons.get(r["phone_e164"], []),
+                "state_name": r["state_name"],
+                "state": normalize_state(r["state_name"]),
+                "total_score": int(r["total_score"]),
+                "quality_tier": r["quality_tier"],
+                "confidence_level": float(r["confidence_level"]),
+                "platform_count": int(r["platform_count"]),
+                "conversion_probability": _number(r["conversion_probability"]),
+                "uplift": _number(r["uplift"]),
+                "last_calculated_at": _utc(r["last_calculated_at"]),
+            }
             for r in rows
         ]
         return Page(items, last, total)
@@ -308,44 +377,81 @@ class ScoreReader:
         None before the first run."""
         with self.engine.connect() as connection:
             newest = connection.execute(
-                sa.text("SELECT max(id) FROM lead_scoring_analytics_history")).scalar()
+                sa.text("SELECT max(id) FROM lead_scoring_analytics_history")
+            ).scalar()
             if newest is None:
                 return None
             if self._analytics is not None and self._analytics[0] == newest:
                 return self._analytics[1]
-            latest = connection.execute(
-                sa.text("SELECT run_id, computed_at, contacts, premium_leads, average_score, "
+            latest = (
+                connection.execute(
+                    sa.text(
+                        "SELECT run_id, computed_at, contacts, premium_leads, average_score, "
                         "validated_contacts, multi_platform_contacts, tier_distribution, "
                         "score_distribution, platform_success, by_state "
-                        "FROM lead_scoring_analytics_history WHERE id = :id"), {"id": newest},
-            ).mappings().one()
-            history = connection.execute(
-                sa.text("SELECT computed_at, contacts, premium_leads, average_score, "
+                        "FROM lead_scoring_analytics_history WHERE id = :id"
+                    ),
+                    {"id": newest},
+                )
+                .mappings()
+                .one()
+            )
+            history = (
+                connection.execute(
+                    sa.text(
+                        "SELECT computed_at, contacts, premium_leads, average_score, "
                         "validated_contacts, multi_platform_contacts, tier_distribution "
-                        "FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT :limit"),
-                {"limit": ANALYTICS_HISTORY_LIMIT},
-            ).mappings().all()
+                        "FROM lead_scoring_analytics_history ORDER BY id DESC LIMIT :limit"
+                    ),
+                    {"limit": ANALYTICS_HISTORY_LIMIT},
+                )
+                .mappings()
+                .all()
+            )
         figures = {
             "latest": _with_top_leads(
-                {**latest, "computed_at": _utc(latest["computed_at"]),
-                 "average_score": float(latest["average_score"]),
-                 **{k: _json(latest[k]) for k in ("tier_distribution", "score_distribution",
-                                                  "platform_success", "by_state")}}),
-            "history": [_with_top_leads({**h, "computed_at": _utc(h["computed_at"]),
-                                         "average_score": float(h["average_score"]),
-                                         "tier_distribution": _json(h["tier_distribution"])})
-                        for h in reversed(history)],
+                {
+                    **latest,
+                    "computed_at": _utc(latest["computed_at"]),
+                    "average_score": float(latest["average_score"]),
+                    **{
+                        k: _json(latest[k])
+                        for k in (
+                            "tier_distribution",
+                            "score_distribution",
+                            "platform_success",
+                            "by_state",
+                        )
+                    },
+                }
+            ),
+            "history": [
+                _with_top_leads(
+                    {
+                        **h,
+                        "computed_at": _utc(h["computed_at"]),
+                        "average_score": float(h["average_score"]),
+                        "tier_distribution": _json(h["tier_distribution"]),
+                    }
+                )
+                for h in reversed(history)
+            ],
         }
         self._analytics = (newest, figures)
         return figures
 
-    def campaigns(self, campaign_id: int | None, cost_per_message: float,
-                  value_per_conversion: float) -> list[dict]:
+    def campaigns(
+        self, campaign_id: int | None, cost_per_message: float, value_per_conversion: float
+    ) -> list[dict]:
         """``campaigns/results.py``'s results of every campaign with outcome rows (or of
         ``campaign_id``), computed on request; the costs are the defaults of campaigns
         without their own."""
-        return [r.as_dict() for r in campaign_results(
-            self.database, campaign_id, cost_per_message, value_per_conversion)]
+        return [
+            r.as_dict()
+            for r in campaign_results(
+                self.database, campaign_id, cost_per_message, value_per_conversion
+            )
+        ]
 
     def proof(self) -> list[dict]:
         """``analytics/proof.py``'s conversion rates per tier and decile of every campaign
@@ -360,41 +466,64 @@ class ScoreReader:
         unknown id."""
         now = self.database.bind_timestamp(datetime.now(UTC))
         with self.engine.connect() as connection:
-            entry = connection.execute(
-                sa.text(
-                    "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at) "
-                    "SELECT id, :priority, :now, :now FROM contacts WHERE id = :id "
-                    "ON CONFLICT (contact_id) DO UPDATE SET priority = :priority, "
-                    "updated_at = :now, version = scoring_queue.version + 1, "
-                    "leased_until = CASE WHEN scoring_queue.leased_by IS NULL THEN NULL "
-                    "ELSE scoring_queue.leased_until END "
-                    "RETURNING contact_id, priority, version, created_at, updated_at"
-                ),
-                {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},
-            ).mappings().first()
+            entry = (
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at) "
+                        "SELECT id, :priority, :now, :now FROM contacts WHERE id = :id "
+                        "ON CONFLICT (contact_id) DO UPDATE SET priority = :priority, "
+                        "updated_at = :now, version = scoring_queue.version + 1, "
+                        "leased_until = CASE WHEN scoring_queue.leased_by IS NULL THEN NULL "
+                        "ELSE scoring_queue.leased_until END "
+                        "RETURNING contact_id, priority, version, created_at, updated_at"
+                    ),
+                    {"id": contact_id, "priority": RESCORE_PRIORITY, "now": now},
+                )
+                .mappings()
+                .first()
+            )
         if entry is None:
             raise NotFound("no contact with this id")
-        return {**entry, "contact_id_str": str(entry["contact_id"]),
-                "created_at": _utc(entry["created_at"]),
-                "updated_at": _utc(entry["updated_at"])}
+        return {
+            **entry,
+            "contact_id_str": str(entry["contact_id"]),
+            "created_at": _utc(entry["created_at"]),
+            "updated_at": _utc(entry["updated_at"]),
+        }
 
     def rescore_status(self, contact_id: int) -> dict:
         """Whether the contact waits in the queue (and since when), and whether the queue is
         being processed: ``stalled`` when the next entry to claim (the head of the claim
         order, read from its index) has waited longer than ``STALLED_AFTER``."""
         with self.engine.connect() as connection:
-            if connection.execute(sa.text("SELECT 1 FROM contacts WHERE id = :id"),
-                                  {"id": contact_id}).first() is None:
+            if (
+                connection.execute(
+                    sa.text("SELECT 1 FROM contacts WHERE id = :id"), {"id": contact_id}
+                ).first()
+                is None
+            ):
                 raise NotFound("no contact with this id")
-            entry = connection.execute(
-                sa.text("SELECT priority, created_at, updated_at FROM scoring_queue "
-                        "WHERE contact_id = :id"), {"id": contact_id}).mappings().first()
+            entry = (
+                connection.execute(
+                    sa.text(
+                        "SELECT priority, created_at, updated_at FROM scoring_queue "
+                        "WHERE contact_id = :id"
+                    ),
+                    {"id": contact_id},
+                )
+                .mappings()
+                .first()
+            )
             head = connection.execute(
-                sa.text("SELECT updated_at FROM scoring_queue WHERE leased_until IS NULL "
-                        "ORDER BY priority DESC, updated_at, contact_id LIMIT 1")).scalar()
+                sa.text(
+                    "SELECT updated_at FROM scoring_queue WHERE leased_until IS NULL "
+                    "ORDER BY priority DESC, updated_at, contact_id LIMIT 1"
+                )
+            ).scalar()
         waiting_since = _utc(head)
         return {
-            "contact_id": contact_id, "contact_id_str": str(contact_id),
+            "contact_id": contact_id,
+            "contact_id_str": str(contact_id),
             "queued": entry is not None,
             "priority": entry["priority"] if entry else None,
             "queued_at": _utc(entry["updated_at"]) if entry else None,
@@ -420,8 +549,9 @@ def _with_top_leads(run: dict) -> dict:
 def _conversion(row, facts) -> dict:
     """A ``conversion_scores`` row for the card: its reason codes decoded and worded from the
     contact's ``facts`` (its score row and profile), when it has them."""
-    values = {k: v for k, v in row.items() if k != "contact_id" and not k.startswith(
-        ("up_", "down_"))}
+    values = {
+        k: v for k, v in row.items() if k != "contact_id" and not k.startswith(("up_", "down_"))
+    }
     if "calculated_at" in values:
         values["calculated_at"] = _utc(values["calculated_at"])
     if "up_feature_1" in row:

@@ -41,17 +41,32 @@ from lead_scoring_assets.db.errors import insufficient_privilege
 from lead_scoring_assets.db.writer_lock import LockBusy
 
 CampaignId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="campaigns.id")]
-CostPerMessage = Annotated[float, Query(
-    ge=0, le=1_000, allow_inf_nan=False,
-    description="pesos per message sent, for campaigns without their own")]
-ValuePerConversion = Annotated[float, Query(
-    ge=0, le=10_000_000, allow_inf_nan=False,
-    description="pesos per conversion, for campaigns without their own")]
+CostPerMessage = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=1_000,
+        allow_inf_nan=False,
+        description="pesos per message sent, for campaigns without their own",
+    ),
+]
+ValuePerConversion = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=10_000_000,
+        allow_inf_nan=False,
+        description="pesos per conversion, for campaigns without their own",
+    ),
+]
 Sort = Literal["score", "conversion", "uplift"]
 ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
 ERRORS = {code: {"model": Error} for code in (400, 401, 404, 422)}
-_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                           description="A key of LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS")
+_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="A key of LEAD_SCORING_API_KEYS or LEAD_SCORING_ADMIN_KEYS",
+)
 
 
 def _role(request: Request, key: Annotated[str | None, Security(_key_header)]) -> str:
@@ -71,8 +86,9 @@ def _known_parameters(request: Request) -> None:
     answer names the known parameters, never the names sent."""
     known = {p.alias for p in request.scope["route"].dependant.query_params}
     if set(request.query_params) - known:
-        raise HTTPException(422, "unknown query parameter name(s); "
-                                 f"known: {', '.join(sorted(known)) or 'none'}")
+        raise HTTPException(
+            422, f"unknown query parameter name(s); known: {', '.join(sorted(known)) or 'none'}"
+        )
 
 
 def _reader(request: Request) -> ScoreReader:
@@ -80,8 +96,12 @@ def _reader(request: Request) -> ScoreReader:
 
 
 Reader = Annotated[ScoreReader, Depends(_reader)]
-router = APIRouter(prefix="/api/v1/lead-scoring", tags=["lead scoring"],
-                   dependencies=[Depends(_role), Depends(_known_parameters)], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/lead-scoring",
+    tags=["lead scoring"],
+    dependencies=[Depends(_role), Depends(_known_parameters)],
+    responses=ERRORS,
+)
 
 
 @router.get("/contacts/{contact_id}", response_model=ScoreCard)
@@ -93,8 +113,15 @@ def contact_score_card(contact_id: ContactId, reader: Reader) -> dict:
 @router.get("/lookup", response_model=ScoreCard)
 def lookup_by_phone(
     reader: Reader,
-    phone: Annotated[str, Query(min_length=1, max_length=40, pattern=r"^[0-9+() .\-]+$",
-                                description="any Mexican format: +52…, 10 digits, spaces")],
+    phone: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=40,
+            pattern=r"^[0-9+() .\-]+$",
+            description="any Mexican format: +52…, 10 digits, spaces",
+        ),
+    ],
 ) -> dict:
     """The score card of the contact with this phone number."""
     return reader.score_card_by_phone(phone)
@@ -105,18 +132,29 @@ def list_contacts(
     request: Request,
     reader: Reader,
     tier: Tier | None = None,
-    state: Annotated[str | None, Query(min_length=1, max_length=60,
-                                       description="any spelling")] = None,
+    state: Annotated[
+        str | None, Query(min_length=1, max_length=60, description="any spelling")
+    ] = None,
     min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=200,
-                                        description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="next_cursor of the previous page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    contactable: Annotated[bool, Query(
-        description="true: only contacts that may be messaged (no suppression in force, no "
-                    "unprocessed opt-out reply, a readable number)")] = False,
-    sort: Annotated[Sort, Query(
-        description="score (the default), conversion (probability) or uplift; contacts "
-                    "without the value come last")] = "score",
+    contactable: Annotated[
+        bool,
+        Query(
+            description="true: only contacts that may be messaged (no suppression in force, no "
+            "unprocessed opt-out reply, a readable number)"
+        ),
+    ] = False,
+    sort: Annotated[
+        Sort,
+        Query(
+            description="score (the default), conversion (probability) or uplift; contacts "
+            "without the value come last"
+        ),
+    ] = "score",
 ) -> dict:
     """Scored contacts best first by ``sort`` (score, conversion probability or uplift; then
     contact id, both descending), a keyset page at a time, with the total for the filters on
@@ -126,11 +164,16 @@ def list_contacts(
         *after, cursor_sort = request.app.state.cursors.decode(cursor)
         if cursor_sort != sort:
             raise BadCursor("this cursor belongs to another sort; begin again without a cursor")
-    page = reader.page(tier.value if tier else None, state, min_score, after, limit,
-                       contactable, sort)
-    return {"items": page.rows, "total": page.total,
-            "next_cursor": request.app.state.cursors.encode(*page.last_key, sort)
-            if page.last_key else None}
+    page = reader.page(
+        tier.value if tier else None, state, min_score, after, limit, contactable, sort
+    )
+    return {
+        "items": page.rows,
+        "total": page.total,
+        "next_cursor": request.app.state.cursors.encode(*page.last_key, sort)
+        if page.last_key
+        else None,
+    }
 
 
 @router.get("/analytics", response_model=Analytics)
@@ -143,20 +186,28 @@ def analytics(reader: Reader) -> dict:
 
 
 @router.get("/campaigns", response_model=CampaignList)
-def list_campaigns(reader: Reader,
-                   cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
-                   value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION,
-                   ) -> dict:
+def list_campaigns(
+    reader: Reader,
+    cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
+    value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION,
+) -> dict:
     """Every campaign with outcome rows, newest first: both arms and, with a control group,
     the incremental conversions, rate and profit with their 95 % intervals."""
-    return {"items": [{k: v for k, v in c.items() if k != "deciles"}
-                      for c in reader.campaigns(None, cost_per_message, value_per_conversion)]}
+    return {
+        "items": [
+            {k: v for k, v in c.items() if k != "deciles"}
+            for c in reader.campaigns(None, cost_per_message, value_per_conversion)
+        ]
+    }
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignDetail)
-def campaign(campaign_id: CampaignId, reader: Reader,
-             cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
-             value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION) -> dict:
+def campaign(
+    campaign_id: CampaignId,
+    reader: Reader,
+    cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
+    value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION,
+) -> dict:
     """One campaign's results, with the same per probability decile."""
     found = reader.campaigns(campaign_id, cost_per_message, value_per_conversion)
     if not found:
@@ -171,8 +222,13 @@ def proof(reader: Reader) -> dict:
     return {"items": reader.proof()}
 
 
-@router.post("/contacts/{contact_id}/rescore", response_model=QueueEntry, status_code=202,
-             dependencies=[Depends(_admin)], responses={403: {"model": Error}})
+@router.post(
+    "/contacts/{contact_id}/rescore",
+    response_model=QueueEntry,
+    status_code=202,
+    dependencies=[Depends(_admin)],
+    responses={403: {"model": Error}},
+)
 def rescore(contact_id: ContactId, reader: Reader) -> dict:
     """Queue the contact for incremental scoring at top priority (10)."""
     return reader.enqueue(contact_id)
@@ -195,21 +251,33 @@ DAGSTER_ERRORS = {403: {"model": Error}, 503: {"model": Error}}
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Dagster's run id")]
 
 
-@router.post("/exports", response_model=ExportRun, status_code=202,
-             dependencies=[Depends(_admin)], responses=DAGSTER_ERRORS)
+@router.post(
+    "/exports",
+    response_model=ExportRun,
+    status_code=202,
+    dependencies=[Depends(_admin)],
+    responses=DAGSTER_ERRORS,
+)
 def export_segment(body: ExportRequest, request: Request) -> dict:
     """Launch campaign_export_job with the list's filters through Dagster's GraphQL API (503
     when no Dagster webserver is configured or it does not answer)."""
     try:
         return request.app.state.dagster.launch_export(
-            export_config(body.tier.value if body.tier else None, body.state, body.min_score,
-                          body.sort), {"lead_scoring/launched_by": "dashboard"})
+            export_config(
+                body.tier.value if body.tier else None, body.state, body.min_score, body.sort
+            ),
+            {"lead_scoring/launched_by": "dashboard"},
+        )
     except DagsterUnavailable as error:
         raise HTTPException(503, str(error)) from None
 
 
-@router.get("/exports/{run_id}", response_model=ExportRun, dependencies=[Depends(_admin)],
-            responses=DAGSTER_ERRORS)
+@router.get(
+    "/exports/{run_id}",
+    response_model=ExportRun,
+    dependencies=[Depends(_admin)],
+    responses=DAGSTER_ERRORS,
+)
 def export_status(run_id: RunId, request: Request) -> dict:
     """The export run's status in Dagster and its address in the Dagster UI."""
     try:
@@ -220,8 +288,12 @@ def export_status(run_id: RunId, request: Request) -> dict:
         raise HTTPException(503, str(error)) from None
 
 
-@router.post("/forget", response_model=ForgetResult, dependencies=[Depends(_admin)],
-             responses={403: {"model": Error}, 409: {"model": Error}, 503: {"model": Error}})
+@router.post(
+    "/forget",
+    response_model=ForgetResult,
+    dependencies=[Depends(_admin)],
+    responses={403: {"model": Error}, 409: {"model": Error}, 503: {"model": Error}},
+)
 def forget_number(body: ForgetRequest, reader: Reader) -> dict:
     """ARCO cancellation: delete every row of the person with this number, record its arco
     suppression, and name the export files that still hold it (409 while a rescoring holds the
@@ -236,13 +308,20 @@ def forget_number(body: ForgetRequest, reader: Reader) -> dict:
     except sa.exc.DBAPIError as error:
         if not insufficient_privilege(error):
             raise
-        raise HTTPException(503, "the API's database role may not delete the person's rows "
-                            "(nothing was deleted): run 'lead-scoring forget' with the "
-                            "pipeline's role, or serve the admin API with a role that may "
-                            "delete (docs/arco.md)") from None
+        raise HTTPException(
+            503,
+            "the API's database role may not delete the person's rows "
+            "(nothing was deleted): run 'lead-scoring forget' with the "
+            "pipeline's role, or serve the admin API with a role that may "
+            "delete (docs/arco.md)",
+        ) from None
     finally:
         database.dispose()
-    return {"masked_phone": report.masked_phone, "contacts": report.contacts,
-            "deleted": report.deleted, "suppression_added": report.suppression_added,
-            "campaigns_counted": report.campaigns_counted,
-            "files": [str(path.relative_to(folder)) for path in report.files]}
+    return {
+        "masked_phone": report.masked_phone,
+        "contacts": report.contacts,
+        "deleted": report.deleted,
+        "suppression_added": report.suppression_added,
+        "campaigns_counted": report.campaigns_counted,
+        "files": [str(path.relative_to(folder)) for path in report.files],
+    }

@@ -69,15 +69,17 @@ class Expectation:
 
     def columns(self) -> dict[str, float]:
         """As the ``campaigns`` columns."""
-        return {"expected_incremental_conversions": self.incremental_conversions,
-                "expected_incremental_low": self.incremental_low,
-                "expected_incremental_high": self.incremental_high,
-                "expected_profit": self.profit, "expected_profit_low": self.profit_low,
-                "expected_profit_high": self.profit_high}
+        return {
+            "expected_incremental_conversions": self.incremental_conversions,
+            "expected_incremental_low": self.incremental_low,
+            "expected_incremental_high": self.incremental_high,
+            "expected_profit": self.profit,
+            "expected_profit_low": self.profit_low,
+            "expected_profit_high": self.profit_high,
+        }
 
 
-def _variances(probability: np.ndarray, uplift: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, float]:
+def _variances(probability: np.ndarray, uplift: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Each recipient's Bernoulli variance with the message (p1) and without (p0), and the
     sample variance of the known p0s."""
     p1 = np.clip(probability, 0, 1)
@@ -85,12 +87,20 @@ def _variances(probability: np.ndarray, uplift: np.ndarray
     unknown = np.isnan(probability)
     known = p0[~unknown]
     spread = float(known.var(ddof=1)) if len(known) > 1 else UNKNOWN_VARIANCE
-    return (np.where(unknown, UNKNOWN_VARIANCE, p1 * (1 - p1)),
-            np.where(unknown, UNKNOWN_VARIANCE, p0 * (1 - p0)), spread)
+    return (
+        np.where(unknown, UNKNOWN_VARIANCE, p1 * (1 - p1)),
+        np.where(unknown, UNKNOWN_VARIANCE, p0 * (1 - p0)),
+        spread,
+    )
 
 
-def expected_return(uplift: np.ndarray, probability: np.ndarray, control: np.ndarray,
-                    cost_per_message: float, value_per_conversion: float) -> Expectation:
+def expected_return(
+    uplift: np.ndarray,
+    probability: np.ndarray,
+    control: np.ndarray,
+    cost_per_message: float,
+    value_per_conversion: float,
+) -> Expectation:
     """The expectation of a selection: each recipient's ``uplift``, conversion
     ``probability`` (NaN: unknown) and whether it is ``control``."""
     uplift = np.asarray(uplift, dtype="float64")
@@ -101,11 +111,19 @@ def expected_return(uplift: np.ndarray, probability: np.ndarray, control: np.nda
     selected = targets + controls
     variance = with_message[target].sum() + (
         (targets / controls) ** 2 * without[~target].sum()
-        + selected ** 2 * (1 - controls / selected) * spread / controls if controls
-        else without[target].sum())
+        + selected**2 * (1 - controls / selected) * spread / controls
+        if controls
+        else without[target].sum()
+    )
     expected = float(uplift[target].sum())
     half = Z_95 * math.sqrt(variance)
     cost = cost_per_message * targets
     low, high = expected - half, expected + half
-    return Expectation(expected, low, high, expected * value_per_conversion - cost,
-                       low * value_per_conversion - cost, high * value_per_conversion - cost)
+    return Expectation(
+        expected,
+        low,
+        high,
+        expected * value_per_conversion - cost,
+        low * value_per_conversion - cost,
+        high * value_per_conversion - cost,
+    )

@@ -63,8 +63,10 @@ FROM (
     WHERE r.campaign_id = o.campaign_id AND r.contact_id = o.contact_id)
 ) x
 GROUP BY x.arm, x.decile
-""".format(converted="CASE WHEN o.converted AND (o.converted_at IS NULL OR o.converted_at "
-                     "BETWEEN :window_start AND :window_end) THEN 1 ELSE 0 END")
+""".format(
+    converted="CASE WHEN o.converted AND (o.converted_at IS NULL OR o.converted_at "
+    "BETWEEN :window_start AND :window_end) THEN 1 ELSE 0 END"
+)
 """One campaign's recipients, deliveries and conversions per arm and recorded decile: two
 index range reads by the primary keys' ``campaign_id`` prefix and one aggregate."""
 
@@ -78,15 +80,16 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def newcombe_interval(x1: int, n1: int, x2: int, n2: int,
-                      z: float = Z_95) -> tuple[float, float]:
+def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z_95) -> tuple[float, float]:
     """Newcombe's hybrid score interval of p1 − p2 (method 10), from Wilson intervals."""
     p1, p2 = x1 / n1, x2 / n2
     l1, u1 = wilson_interval(x1, n1, z)
     l2, u2 = wilson_interval(x2, n2, z)
     difference = p1 - p2
-    return (difference - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
-            difference + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+    return (
+        difference - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+        difference + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+    )
 
 
 @dataclass
@@ -130,15 +133,15 @@ class Effect:
     return_per_peso_high: float | None
 
 
-def effect(target: Arm, control: Arm, cost_per_message: float,
-           value_per_conversion: float) -> Effect | None:
+def effect(
+    target: Arm, control: Arm, cost_per_message: float, value_per_conversion: float
+) -> Effect | None:
     """The measured effect, or None without recipients in both arms."""
     if not target.recipients or not control.recipients:
         return None
     n = target.recipients
     rate = target.conversion_rate - control.conversion_rate
-    low, high = newcombe_interval(target.conversions, n, control.conversions,
-                                  control.recipients)
+    low, high = newcombe_interval(target.conversions, n, control.conversions, control.recipients)
     cost = cost_per_message * n
     conversions = (n * rate, n * low, n * high)
     revenue = tuple(value_per_conversion * c for c in conversions)
@@ -147,9 +150,14 @@ def effect(target: Arm, control: Arm, cost_per_message: float,
     return Effect(*conversions, rate, low, high, cost, *revenue, *profit, *per_peso)
 
 
-EXPECTED_COLUMNS = ("expected_incremental_conversions", "expected_incremental_low",
-                    "expected_incremental_high", "expected_profit", "expected_profit_low",
-                    "expected_profit_high")
+EXPECTED_COLUMNS = (
+    "expected_incremental_conversions",
+    "expected_incremental_low",
+    "expected_incremental_high",
+    "expected_profit",
+    "expected_profit_low",
+    "expected_profit_high",
+)
 
 
 @dataclass
@@ -183,17 +191,30 @@ def prediction(campaign, measured: Effect | None) -> Prediction | None:
     expected = [float(getattr(campaign, c)) for c in EXPECTED_COLUMNS]
     conversions = profit = (None, None, None)
     if measured is not None:
-        conversions = (measured.incremental_conversions, measured.incremental_conversions_low,
-                       measured.incremental_conversions_high)
-        profit = (measured.incremental_profit, measured.incremental_profit_low,
-                  measured.incremental_profit_high)
+        conversions = (
+            measured.incremental_conversions,
+            measured.incremental_conversions_low,
+            measured.incremental_conversions_high,
+        )
+        profit = (
+            measured.incremental_profit,
+            measured.incremental_profit_low,
+            measured.incremental_profit_high,
+        )
 
     def inside(value: float | None, low: float, high: float) -> bool | None:
         return None if value is None else low <= value <= high
 
-    return Prediction(campaign.uplift_model_version, campaign.select_rule, *expected[:3],
-                      *conversions, inside(conversions[0], *expected[1:3]), *expected[3:],
-                      *profit, inside(profit[0], *expected[4:]))
+    return Prediction(
+        campaign.uplift_model_version,
+        campaign.select_rule,
+        *expected[:3],
+        *conversions,
+        inside(conversions[0], *expected[1:3]),
+        *expected[3:],
+        *profit,
+        inside(profit[0], *expected[4:]),
+    )
 
 
 @dataclass
@@ -228,18 +249,27 @@ class CampaignResult:
     def as_dict(self) -> dict:
         """Plain values for JSON (timestamps as datetimes)."""
         return {
-            "campaign_id": self.campaign_id, "name": self.name,
-            "sent_at": self.sent_at.to_pydatetime(), "window_closed": self.window_closed,
-            "has_control": self.has_control, "note": self.note,
+            "campaign_id": self.campaign_id,
+            "name": self.name,
+            "sent_at": self.sent_at.to_pydatetime(),
+            "window_closed": self.window_closed,
+            "has_control": self.has_control,
+            "note": self.note,
             "cost_per_message": self.cost_per_message,
-            "value_per_conversion": self.value_per_conversion, "costs_from": self.costs_from,
+            "value_per_conversion": self.value_per_conversion,
+            "costs_from": self.costs_from,
             "arms": {"target": self.target.as_dict(), "control": self.control.as_dict()},
             "effect": None if self.effect is None else asdict(self.effect),
             "predicted": None if self.predicted is None else asdict(self.predicted),
-            "deciles": [{"decile": d["decile"], "target": d["target"].as_dict(),
-                         "control": d["control"].as_dict(),
-                         "effect": None if d["effect"] is None else asdict(d["effect"])}
-                        for d in self.deciles],
+            "deciles": [
+                {
+                    "decile": d["decile"],
+                    "target": d["target"].as_dict(),
+                    "control": d["control"].as_dict(),
+                    "effect": None if d["effect"] is None else asdict(d["effect"]),
+                }
+                for d in self.deciles
+            ],
         }
 
 
@@ -248,10 +278,12 @@ def _arm(row) -> Arm:
 
 
 def campaign_results(
-    database: Database, campaign_id: int | None = None,
+    database: Database,
+    campaign_id: int | None = None,
     default_cost_per_message: float = DEFAULT_COST_PER_MESSAGE,
     default_value_per_conversion: float = DEFAULT_VALUE_PER_CONVERSION,
-    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS, now=None,
+    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS,
+    now=None,
 ) -> list[CampaignResult]:
     """The results of every campaign with outcome rows (or of ``campaign_id`` only), newest
     first."""
@@ -259,18 +291,26 @@ def campaign_results(
     where = "WHERE c.id = :campaign AND " if campaign_id is not None else "WHERE "
     results = []
     with database.engine.connect() as connection:
-        campaigns = connection.execute(sa.text(
-            "SELECT c.id, c.name, c.sent_at, c.cost_per_message, c.value_per_conversion, "
-            f"c.uplift_model_version, c.select_rule, {', '.join(EXPECTED_COLUMNS)} "
-            f"FROM campaigns c {where}EXISTS (SELECT 1 FROM campaign_outcomes o "
-            "WHERE o.campaign_id = c.id) ORDER BY c.sent_at DESC, c.id DESC"),
-            {"campaign": campaign_id}).all()
+        campaigns = connection.execute(
+            sa.text(
+                "SELECT c.id, c.name, c.sent_at, c.cost_per_message, c.value_per_conversion, "
+                f"c.uplift_model_version, c.select_rule, {', '.join(EXPECTED_COLUMNS)} "
+                f"FROM campaigns c {where}EXISTS (SELECT 1 FROM campaign_outcomes o "
+                "WHERE o.campaign_id = c.id) ORDER BY c.sent_at DESC, c.id DESC"
+            ),
+            {"campaign": campaign_id},
+        ).all()
         for campaign in campaigns:
             sent_at = utc_timestamp(pd.Timestamp(campaign.sent_at))
             window_end = sent_at + pd.Timedelta(days=attribution_days)
-            rows = connection.execute(sa.text(ARM_COUNTS), {
-                "campaign": campaign.id, "window_start": database.bind_timestamp(sent_at),
-                "window_end": database.bind_timestamp(window_end)}).all()
+            rows = connection.execute(
+                sa.text(ARM_COUNTS),
+                {
+                    "campaign": campaign.id,
+                    "window_start": database.bind_timestamp(sent_at),
+                    "window_end": database.bind_timestamp(window_end),
+                },
+            ).all()
             cost = campaign.cost_per_message
             value = campaign.value_per_conversion
             costs_from = "campaign" if cost is not None and value is not None else "default"
@@ -281,25 +321,46 @@ def campaign_results(
             for row in rows:
                 arms[row.arm].add(_arm(row))
                 if row.decile is not None:
-                    deciles.setdefault(int(row.decile), {"target": Arm(), "control": Arm()}
-                                       )[row.arm].add(_arm(row))
+                    deciles.setdefault(int(row.decile), {"target": Arm(), "control": Arm()})[
+                        row.arm
+                    ].add(_arm(row))
             measured = effect(arms["target"], arms["control"], cost, value)
-            results.append(CampaignResult(
-                int(campaign.id), campaign.name, sent_at, window_end <= now, cost, value,
-                costs_from, arms["target"], arms["control"], measured,
-                [{"decile": d, **pair, "effect": effect(pair["target"], pair["control"],
-                                                        cost, value)}
-                 for d, pair in sorted(deciles.items(), reverse=True)],
-                prediction(campaign, measured)))
+            results.append(
+                CampaignResult(
+                    int(campaign.id),
+                    campaign.name,
+                    sent_at,
+                    window_end <= now,
+                    cost,
+                    value,
+                    costs_from,
+                    arms["target"],
+                    arms["control"],
+                    measured,
+                    [
+                        {
+                            "decile": d,
+                            **pair,
+                            "effect": effect(pair["target"], pair["control"], cost, value),
+                        }
+                        for d, pair in sorted(deciles.items(), reverse=True)
+                    ],
+                    prediction(campaign, measured),
+                )
+            )
     return results
 
 
 def arms_table(results: list[CampaignResult]) -> pd.DataFrame:
     """One row per campaign and arm: recipients, delivered, conversions, rate."""
-    return pd.DataFrame([
-        {"campaign_id": r.campaign_id, "campaign": r.name, "arm": arm, **counts.as_dict()}
-        for r in results for arm, counts in (("target", r.target), ("control", r.control))
-        if counts.recipients or arm == "target"])
+    return pd.DataFrame(
+        [
+            {"campaign_id": r.campaign_id, "campaign": r.name, "arm": arm, **counts.as_dict()}
+            for r in results
+            for arm, counts in (("target", r.target), ("control", r.control))
+            if counts.recipients or arm == "target"
+        ]
+    )
 
 
 def effects_table(results: list[CampaignResult]) -> pd.DataFrame:
@@ -308,63 +369,117 @@ def effects_table(results: list[CampaignResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         e = r.effect
-        rows.append({
-            "campaign_id": r.campaign_id, "campaign": r.name,
-            "incremental_conversions": None if e is None else _interval(
-                e.incremental_conversions, e.incremental_conversions_low,
-                e.incremental_conversions_high, "{:.1f}"),
-            "incremental_rate": None if e is None else _interval(
-                e.incremental_rate * 100, e.incremental_rate_low * 100,
-                e.incremental_rate_high * 100, "{:.2f}", " pp"),
-            "incremental_profit": None if e is None else _interval(
-                e.incremental_profit, e.incremental_profit_low, e.incremental_profit_high,
-                "{:,.0f}"),
-            "return_per_peso": None if e is None or e.return_per_peso is None else _interval(
-                e.return_per_peso, e.return_per_peso_low, e.return_per_peso_high, "{:.2f}"),
-            "costs_from": r.costs_from, "window_closed": r.window_closed,
-            "note": r.note or ""})
+        rows.append(
+            {
+                "campaign_id": r.campaign_id,
+                "campaign": r.name,
+                "incremental_conversions": None
+                if e is None
+                else _interval(
+                    e.incremental_conversions,
+                    e.incremental_conversions_low,
+                    e.incremental_conversions_high,
+                    "{:.1f}",
+                ),
+                "incremental_rate": None
+                if e is None
+                else _interval(
+                    e.incremental_rate * 100,
+                    e.incremental_rate_low * 100,
+                    e.incremental_rate_high * 100,
+                    "{:.2f}",
+                    " pp",
+                ),
+                "incremental_profit": None
+                if e is None
+                else _interval(
+                    e.incremental_profit,
+                    e.incremental_profit_low,
+                    e.incremental_profit_high,
+                    "{:,.0f}",
+                ),
+                "return_per_peso": None
+                if e is None or e.return_per_peso is None
+                else _interval(
+                    e.return_per_peso, e.return_per_peso_low, e.return_per_peso_high, "{:.2f}"
+                ),
+                "costs_from": r.costs_from,
+                "window_closed": r.window_closed,
+                "note": r.note or "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def deciles_table(results: list[CampaignResult]) -> pd.DataFrame:
     """One row per campaign with a control group and recorded decile: both arms' rates and
     the incremental rate with its interval."""
-    return pd.DataFrame([
-        {"campaign_id": r.campaign_id, "decile": d["decile"],
-         "target": f"{d['target'].conversions}/{d['target'].recipients}",
-         "control": f"{d['control'].conversions}/{d['control'].recipients}",
-         "incremental_rate": None if d["effect"] is None else _interval(
-             d["effect"].incremental_rate * 100, d["effect"].incremental_rate_low * 100,
-             d["effect"].incremental_rate_high * 100, "{:.2f}", " pp")}
-        for r in results if r.has_control for d in r.deciles])
+    return pd.DataFrame(
+        [
+            {
+                "campaign_id": r.campaign_id,
+                "decile": d["decile"],
+                "target": f"{d['target'].conversions}/{d['target'].recipients}",
+                "control": f"{d['control'].conversions}/{d['control'].recipients}",
+                "incremental_rate": None
+                if d["effect"] is None
+                else _interval(
+                    d["effect"].incremental_rate * 100,
+                    d["effect"].incremental_rate_low * 100,
+                    d["effect"].incremental_rate_high * 100,
+                    "{:.2f}",
+                    " pp",
+                ),
+            }
+            for r in results
+            if r.has_control
+            for d in r.deciles
+        ]
+    )
 
 
 def predicted_table(results: list[CampaignResult]) -> pd.DataFrame:
     """One row per campaign with an expectation: expected and measured incremental
     conversions and profit, each ``value [low, high]``, and whether the measured is inside
     the expected interval."""
+
     def measured(value, low, high, form: str) -> str:
         return "—" if value is None else _interval(value, low, high, form)
 
     def verdict(inside: bool | None) -> str:
         return "—" if inside is None else "yes" if inside else "no"
 
-    return pd.DataFrame([
-        {"campaign_id": r.campaign_id, "campaign": r.name,
-         "expected_conversions": _interval(p.expected_incremental_conversions,
-                                           p.expected_incremental_low,
-                                           p.expected_incremental_high, "{:.1f}"),
-         "measured_conversions": measured(p.measured_incremental_conversions,
-                                          p.measured_incremental_low,
-                                          p.measured_incremental_high, "{:.1f}"),
-         "conversions_inside": verdict(p.conversions_inside),
-         "expected_profit": _interval(p.expected_profit, p.expected_profit_low,
-                                      p.expected_profit_high, "{:,.0f}"),
-         "measured_profit": measured(p.measured_profit, p.measured_profit_low,
-                                     p.measured_profit_high, "{:,.0f}"),
-         "profit_inside": verdict(p.profit_inside),
-         "window_closed": r.window_closed}
-        for r in results if (p := r.predicted) is not None])
+    return pd.DataFrame(
+        [
+            {
+                "campaign_id": r.campaign_id,
+                "campaign": r.name,
+                "expected_conversions": _interval(
+                    p.expected_incremental_conversions,
+                    p.expected_incremental_low,
+                    p.expected_incremental_high,
+                    "{:.1f}",
+                ),
+                "measured_conversions": measured(
+                    p.measured_incremental_conversions,
+                    p.measured_incremental_low,
+                    p.measured_incremental_high,
+                    "{:.1f}",
+                ),
+                "conversions_inside": verdict(p.conversions_inside),
+                "expected_profit": _interval(
+                    p.expected_profit, p.expected_profit_low, p.expected_profit_high, "{:,.0f}"
+                ),
+                "measured_profit": measured(
+                    p.measured_profit, p.measured_profit_low, p.measured_profit_high, "{:,.0f}"
+                ),
+                "profit_inside": verdict(p.profit_inside),
+                "window_closed": r.window_closed,
+            }
+            for r in results
+            if (p := r.predicted) is not None
+        ]
+    )
 
 
 def _interval(value: float, low: float, high: float, form: str, unit: str = "") -> str:

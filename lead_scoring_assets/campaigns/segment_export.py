@@ -49,17 +49,27 @@ RANKINGS = {
 """What ``rank_by`` orders by (then the contact id); without a conversion champion
 ``conversion_scores`` holds the rule's deciles (no probability), so the ranking falls back to
 the rule within a decile. ``uplift`` takes only contacts with an ``uplift_scores`` row."""
-PHONE_RANKINGS = {"total_score": "total_score DESC",
-                  "conversion_probability": RANKINGS["conversion_probability"],
-                  "uplift": "u.uplift DESC"}
+PHONE_RANKINGS = {
+    "total_score": "total_score DESC",
+    "conversion_probability": RANKINGS["conversion_probability"],
+    "uplift": "u.uplift DESC",
+}
 """Which contact keeps a phone number shared by several (then the latest created)."""
-EXPORT_SCHEMA = pa.schema([
-    ("contact_id", pa.int64()), ("phone_e164", pa.string()), ("full_name", pa.string()),
-    ("state_name", pa.string()), ("municipality", pa.string()), ("total_score", pa.int32()),
-    ("quality_tier", pa.string()), ("confidence_level", pa.float64()),
-    *((f"{p}_score", pa.int32()) for p in PLATFORMS),
-    ("conversion_probability", pa.float64()), ("probability_decile", pa.int16()),
-])
+EXPORT_SCHEMA = pa.schema(
+    [
+        ("contact_id", pa.int64()),
+        ("phone_e164", pa.string()),
+        ("full_name", pa.string()),
+        ("state_name", pa.string()),
+        ("municipality", pa.string()),
+        ("total_score", pa.int32()),
+        ("quality_tier", pa.string()),
+        ("confidence_level", pa.float64()),
+        *((f"{p}_score", pa.int32()) for p in PLATFORMS),
+        ("conversion_probability", pa.float64()),
+        ("probability_decile", pa.int16()),
+    ]
+)
 EXPORT_COLUMNS = tuple(EXPORT_SCHEMA.names)
 UPLIFT_SCHEMA = pa.schema([("uplift", pa.float64()), ("uplift_decile", pa.int16())])
 """The file's two more columns when ranked by uplift."""
@@ -98,8 +108,9 @@ class Segment:
 
     def schema(self) -> pa.Schema:
         """The file's columns."""
-        return pa.unify_schemas([EXPORT_SCHEMA, UPLIFT_SCHEMA]) if self.by_uplift else (
-            EXPORT_SCHEMA)
+        return (
+            pa.unify_schemas([EXPORT_SCHEMA, UPLIFT_SCHEMA]) if self.by_uplift else (EXPORT_SCHEMA)
+        )
 
     def row_limit(self, control_share: float = 0.0) -> int | None:
         """The most rows to select: ``limit``, and what ``budget`` pays for once
@@ -117,13 +128,16 @@ class Segment:
         if self.select not in SELECT_RULES:
             raise ValueError(f"unknown select {self.select!r}; one of {', '.join(SELECT_RULES)}")
         if self.select == "max_profit" and not self.by_uplift:
-            raise ValueError("select max_profit needs rank_by uplift: a message's expected "
-                             "incremental value is its uplift × value_per_conversion; a "
-                             "conversion probability or a score is no effect")
-        if self.select == "max_profit" and None in (self.cost_per_message,
-                                                    self.value_per_conversion):
-            raise ValueError("select max_profit needs cost_per_message and "
-                             "value_per_conversion")
+            raise ValueError(
+                "select max_profit needs rank_by uplift: a message's expected "
+                "incremental value is its uplift × value_per_conversion; a "
+                "conversion probability or a score is no effect"
+            )
+        if self.select == "max_profit" and None in (
+            self.cost_per_message,
+            self.value_per_conversion,
+        ):
+            raise ValueError("select max_profit needs cost_per_message and value_per_conversion")
         if self.budget is not None and self.select != "max_profit":
             raise ValueError("budget needs select max_profit")
         tiers = dict(DEFAULT_CONFIG.tiers)
@@ -155,14 +169,24 @@ def _forgotten_in(database: Database, path: Path, file_format: str, since: datet
     """How many numbers of the file were forgotten (``arco``) since ``since``: none read unless
     such a suppression exists."""
     with database.engine.connect() as connection:
-        numbers = [row[0] for row in connection.execute(sa.text(
-            "SELECT phone_e164 FROM suppressions WHERE reason = 'arco' AND recorded_at > :since"),
-            {"since": database.bind_timestamp(since)})]
+        numbers = [
+            row[0]
+            for row in connection.execute(
+                sa.text(
+                    "SELECT phone_e164 FROM suppressions WHERE reason = 'arco' AND recorded_at > :since"
+                ),
+                {"since": database.bind_timestamp(since)},
+            )
+        ]
     if not numbers:
         return 0
     if file_format == "csv":
-        phones = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            include_columns=["phone_e164"], column_types={"phone_e164": pa.string()}))
+        phones = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=["phone_e164"], column_types={"phone_e164": pa.string()}
+            ),
+        )
     else:
         phones = pq.read_table(path, columns=["phone_e164"])
     return len(set(phones.column("phone_e164").to_pylist()) & set(numbers))
@@ -196,9 +220,14 @@ def export_dir() -> Path:
     return Path(os.environ.get(EXPORT_DIR_ENV) or data_dir() / "exports")
 
 
-def _segment_query(database: Database, segment: Segment, states: list[str] | None,
-                   in_force: InForce, renamed: dict[str, str | None], control_share: float = 0.0
-                   ) -> tuple[sa.TextClause, sa.TextClause, sa.TextClause | None, dict]:
+def _segment_query(
+    database: Database,
+    segment: Segment,
+    states: list[str] | None,
+    in_force: InForce,
+    renamed: dict[str, str | None],
+    control_share: float = 0.0,
+) -> tuple[sa.TextClause, sa.TextClause, sa.TextClause | None, dict]:
     """The segment without suppressed numbers, one row per number (best score, then latest
     ``created_at``, then highest contact id), best first, with ``phone_contacts`` counting the
     unsuppressed contacts of each number; the count of the segment's suppressed contacts
@@ -210,16 +239,31 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
     unreadable, left out); the file holds the canonical form. ``control_share``: the share of
     the selection withheld as control (sizes a budget)."""
     dialect = database.dialect
-    phone = "CASE WHEN n.raw IS NULL THEN c.phone_e164 ELSE n.phone END" if renamed else (
-        "c.phone_e164")
+    phone = (
+        "CASE WHEN n.raw IS NULL THEN c.phone_e164 ELSE n.phone END"
+        if renamed
+        else ("c.phone_e164")
+    )
     names = segment.schema().names
-    columns = ", ".join(f"{phone} AS phone_e164" if c == "phone_e164" else f"c.{c}"
-                        if c in CONTACT_FIELDS else f"p.{c}" if c in CONVERSION_FIELDS
-                        else f"u.{c}" if c in UPLIFT_SCHEMA.names else f"s.{c}" for c in names)
+    columns = ", ".join(
+        f"{phone} AS phone_e164"
+        if c == "phone_e164"
+        else f"c.{c}"
+        if c in CONTACT_FIELDS
+        else f"p.{c}"
+        if c in CONVERSION_FIELDS
+        else f"u.{c}"
+        if c in UPLIFT_SCHEMA.names
+        else f"s.{c}"
+        for c in names
+    )
     where = "s.total_score >= :min_total AND s.confidence_level >= :min_confidence"
-    params: dict = {"min_total": segment.min_total(), "min_confidence": segment.min_confidence,
-                    "renamed": json.dumps(sorted(renamed.items())),
-                    **in_force.params(database)}
+    params: dict = {
+        "min_total": segment.min_total(),
+        "min_confidence": segment.min_confidence,
+        "renamed": json.dumps(sorted(renamed.items())),
+        **in_force.params(database),
+    }
     if segment.min_probability is not None:
         where += " AND p.conversion_probability >= :min_probability"
         params["min_probability"] = segment.min_probability
@@ -232,17 +276,25 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
     tables = (
         "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
         "LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id"
-        + (f" LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164"
-           if renamed else ""))
+        + (
+            f" LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164"
+            if renamed
+            else ""
+        )
+    )
     uplift_left_out = None
     if segment.by_uplift:
         profitable = "u.uplift * :value_per_conversion > :cost_per_message"
-        below = (f"sum(CASE WHEN NOT ({profitable}) THEN 1 ELSE 0 END)"
-                 if segment.select == "max_profit" else "0")
+        below = (
+            f"sum(CASE WHEN NOT ({profitable}) THEN 1 ELSE 0 END)"
+            if segment.select == "max_profit"
+            else "0"
+        )
         uplift_left_out = sa.text(
             f"SELECT count(*) - count(u.contact_id) AS no_uplift_score, {below} AS "
             f"below_break_even {tables} LEFT JOIN uplift_scores u ON u.contact_id = "
-            f"s.contact_id WHERE {where}")
+            f"s.contact_id WHERE {where}"
+        )
         tables += " JOIN uplift_scores u ON u.contact_id = s.contact_id"
         if segment.select == "max_profit":
             where += f" AND {profitable}"
@@ -263,7 +315,7 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
         "WHERE phone_rank = 1 "
         f"ORDER BY {RANKINGS[segment.rank_by]}, contact_id{limit}"
     )
-    bits = " ".join(f"WHEN '{reason}' THEN {2 ** i}" for i, reason in enumerate(REASONS))
+    bits = " ".join(f"WHEN '{reason}' THEN {2**i}" for i, reason in enumerate(REASONS))
     left_out = sa.text(
         "SELECT reasons, count(*) FROM (SELECT contact_id, sum(DISTINCT bit) AS reasons FROM ("
         f"SELECT s.contact_id, CASE x.reason {bits} END AS bit {tables} "
@@ -271,14 +323,18 @@ def _segment_query(database: Database, segment: Segment, states: list[str] | Non
         f"AND {InForce.applies(dialect, 'x')} "
         f"UNION ALL SELECT s.contact_id, {2 ** REASONS.index('opt_out')} AS bit {source} "
         f"AND {InForce.replied_out(dialect, phone)}) b GROUP BY contact_id) m GROUP BY reasons"
-        + (f" UNION ALL SELECT {UNREADABLE}, count(*) {source} AND {phone} IS NULL"
-           if None in renamed.values() else ""))
+        + (
+            f" UNION ALL SELECT {UNREADABLE}, count(*) {source} AND {phone} IS NULL"
+            if None in renamed.values()
+            else ""
+        )
+    )
     if states is not None:
-        rows, left_out = (q.bindparams(sa.bindparam("states", expanding=True))
-                          for q in (rows, left_out))
+        rows, left_out = (
+            q.bindparams(sa.bindparam("states", expanding=True)) for q in (rows, left_out)
+        )
         if uplift_left_out is not None:
-            uplift_left_out = uplift_left_out.bindparams(
-                sa.bindparam("states", expanding=True))
+            uplift_left_out = uplift_left_out.bindparams(sa.bindparam("states", expanding=True))
     return rows, left_out, uplift_left_out, params
 
 
@@ -300,8 +356,14 @@ class SegmentReader:
     ``control_share``: the share of the selection the caller withholds as control (a budget
     pays for the rest)."""
 
-    def __init__(self, database: Database, segment: Segment, batch_size: int = BATCH_SIZE,
-                 after_batch: Callable[[int], None] | None = None, control_share: float = 0.0):
+    def __init__(
+        self,
+        database: Database,
+        segment: Segment,
+        batch_size: int = BATCH_SIZE,
+        after_batch: Callable[[int], None] | None = None,
+        control_share: float = 0.0,
+    ):
         segment.min_total()
         self.database = database
         self.segment = segment
@@ -312,9 +374,15 @@ class SegmentReader:
         self.rows = 0
         self.duplicates_dropped = 0
         self.left_out = dict.fromkeys(
-            (*(f"suppressed_{r}" for r in REASONS), "suppressed_contacts", "unreadable_phone",
-             *(("no_uplift_score",) if segment.by_uplift else ()),
-             *(("below_break_even",) if segment.select == "max_profit" else ())), 0)
+            (
+                *(f"suppressed_{r}" for r in REASONS),
+                "suppressed_contacts",
+                "unreadable_phone",
+                *(("no_uplift_score",) if segment.by_uplift else ()),
+                *(("below_break_even",) if segment.select == "max_profit" else ()),
+            ),
+            0,
+        )
         self.in_force: InForce | None = None
         self.uplift_model_version: str | None = None
 
@@ -324,41 +392,48 @@ class SegmentReader:
         if not self.segment.states:
             return None
         wanted = {normalize_state(s) for s in self.segment.states}
-        stored = connection.execute(sa.text(
-            "SELECT DISTINCT state_name FROM contacts WHERE state_name IS NOT NULL")).scalars()
+        stored = connection.execute(
+            sa.text("SELECT DISTINCT state_name FROM contacts WHERE state_name IS NOT NULL")
+        ).scalars()
         return [name for name in stored if normalize_state(name) in wanted]
 
     def _renamed(self, connection: sa.Connection) -> dict[str, str | None]:
         """The non-canonical numbers of ``contacts`` and their canonical form (None when
         unreadable)."""
-        raw = connection.execute(sa.text(
-            "SELECT DISTINCT phone_e164 FROM contacts "
-            f"WHERE NOT ({canonical(self.database.dialect, 'phone_e164')})")).scalars()
+        raw = connection.execute(
+            sa.text(
+                "SELECT DISTINCT phone_e164 FROM contacts "
+                f"WHERE NOT ({canonical(self.database.dialect, 'phone_e164')})"
+            )
+        ).scalars()
         return {text: normalized_or_none(text) for text in raw}
 
-    def _count_left_out(self, connection: sa.Connection, query: sa.TextClause,
-                        params: dict) -> None:
+    def _count_left_out(
+        self, connection: sa.Connection, query: sa.TextClause, params: dict
+    ) -> None:
         for reasons, contacts in connection.execute(query, params):
             if reasons == UNREADABLE:
                 self.left_out["unreadable_phone"] += contacts
                 continue
             self.left_out["suppressed_contacts"] += contacts
             for i, reason in enumerate(REASONS):
-                if reasons & 2 ** i:
+                if reasons & 2**i:
                     self.left_out[f"suppressed_{reason}"] += contacts
 
     def _uplift_model_version(self, connection: sa.Connection) -> str:
         """The uplift scores' model version; ``NoUpliftChampion`` without scores."""
-        version = connection.execute(sa.text(
-            "SELECT model_version FROM uplift_scores LIMIT 1")).scalar()
+        version = connection.execute(
+            sa.text("SELECT model_version FROM uplift_scores LIMIT 1")
+        ).scalar()
         if version is None:
-            raise NoUpliftChampion("no uplift champion: run uplift_scores (uplift_scores is "
-                                   "empty; rank_by uplift needs it)")
+            raise NoUpliftChampion(
+                "no uplift champion: run uplift_scores (uplift_scores is "
+                "empty; rank_by uplift needs it)"
+            )
         return version
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        tables = (*SEGMENT_TABLES, "uplift_scores") if self.segment.by_uplift else (
-            SEGMENT_TABLES)
+        tables = (*SEGMENT_TABLES, "uplift_scores") if self.segment.by_uplift else (SEGMENT_TABLES)
         with self.database.snapshot(tables) as connection:
             self.in_force = read_in_force(connection, self.database)
             if self.segment.by_uplift:
@@ -367,23 +442,33 @@ class SegmentReader:
             if states == []:
                 return
             query, left_out, uplift_left_out, params = _segment_query(
-                self.database, self.segment, states, self.in_force, self._renamed(connection),
-                self.control_share)
+                self.database,
+                self.segment,
+                states,
+                self.in_force,
+                self._renamed(connection),
+                self.control_share,
+            )
             self._count_left_out(connection, left_out, params)
             if uplift_left_out is not None:
                 counts = connection.execute(uplift_left_out, params).one()._asdict()
-                self.left_out.update({k: int(v or 0) for k, v in counts.items()
-                                      if k in self.left_out})
+                self.left_out.update(
+                    {k: int(v or 0) for k, v in counts.items() if k in self.left_out}
+                )
             result = connection.execution_options(
-                stream_results=True, yield_per=self.batch_size).execute(query, params)
+                stream_results=True, yield_per=self.batch_size
+            ).execute(query, params)
             for rows in result.partitions(self.batch_size):
                 columns = list(zip(*rows))
                 self.duplicates_dropped += sum(columns[-1]) - len(rows)
                 self.rows += len(rows)
                 batch = pa.RecordBatch.from_arrays(
-                    [pa.array(values, type=column.type)
-                     for values, column in zip(columns, self.schema)],
-                    schema=self.schema)
+                    [
+                        pa.array(values, type=column.type)
+                        for values, column in zip(columns, self.schema)
+                    ],
+                    schema=self.schema,
+                )
                 if self.after_batch is not None:
                     self.after_batch(self.rows)
                 yield batch
@@ -392,42 +477,58 @@ class SegmentReader:
                     "select max_profit: no contact of the segment is worth a message (uplift "
                     f"× {self.segment.value_per_conversion} never exceeds "
                     f"{self.segment.cost_per_message}, or every such contact is suppressed): "
-                    "nothing was written")
+                    "nothing was written"
+                )
 
 
-def select_segment(database: Database, segment: Segment,
-                   batch_size: int = BATCH_SIZE) -> pd.DataFrame:
+def select_segment(
+    database: Database, segment: Segment, batch_size: int = BATCH_SIZE
+) -> pd.DataFrame:
     """The whole segment as a DataFrame (for small segments; exports stream instead)."""
     batches = list(SegmentReader(database, segment, batch_size))
     return pa.Table.from_batches(batches, schema=segment.schema()).to_pandas()
 
 
-def export_path(output_path: str, folder: Path | None = None, *, field: str = "output_path",
-                label: str = "export", env: str = EXPORT_DIR_ENV) -> Path:
+def export_path(
+    output_path: str,
+    folder: Path | None = None,
+    *,
+    field: str = "output_path",
+    label: str = "export",
+    env: str = EXPORT_DIR_ENV,
+) -> Path:
     """``output_path`` inside the export folder (or ``folder``, named ``label`` in errors);
     ``UnsafeExportPath`` if it is absolute, has ``..``, or resolves outside the folder (a
     symlink)."""
     root = (folder or export_dir()).resolve()
     relative = Path(output_path)
-    if not output_path or relative.is_absolute() or ".." in relative.parts or (
-            relative.name in ("", ".")):
+    if (
+        not output_path
+        or relative.is_absolute()
+        or ".." in relative.parts
+        or (relative.name in ("", "."))
+    ):
         raise UnsafeExportPath(
             f"{field} must be a file name inside the {label} folder {root} "
-            f"(set {env} to move it), without '..': got {output_path!r}")
+            f"(set {env} to move it), without '..': got {output_path!r}"
+        )
     target = root / relative
     if target.is_symlink() or not target.resolve().is_relative_to(root):
         raise UnsafeExportPath(
             f"{field} {output_path!r} resolves outside the {label} folder {root} "
-            "(through a symbolic link): refused")
+            "(through a symbolic link): refused"
+        )
     return target
 
 
-def _write(batches: Iterable[pa.RecordBatch], sink: pa.NativeFile, file_format: str,
-           schema: pa.Schema) -> int:
+def _write(
+    batches: Iterable[pa.RecordBatch], sink: pa.NativeFile, file_format: str, schema: pa.Schema
+) -> int:
     """Write the batches; returns the rows written."""
     rows = 0
-    with (pacsv.CSVWriter(sink, schema) if file_format == "csv" else
-          pq.ParquetWriter(sink, schema)) as writer:
+    with (
+        pacsv.CSVWriter(sink, schema) if file_format == "csv" else pq.ParquetWriter(sink, schema)
+    ) as writer:
         for batch in batches:
             writer.write_batch(batch)
             rows += batch.num_rows
@@ -435,8 +536,14 @@ def _write(batches: Iterable[pa.RecordBatch], sink: pa.NativeFile, file_format: 
 
 
 def export_segment(
-    database: Database, segment: Segment, output_path: str, file_format: str = "csv",
-    *, overwrite: bool = False, folder: Path | None = None, batch_size: int = BATCH_SIZE,
+    database: Database,
+    segment: Segment,
+    output_path: str,
+    file_format: str = "csv",
+    *,
+    overwrite: bool = False,
+    folder: Path | None = None,
+    batch_size: int = BATCH_SIZE,
     after_batch: Callable[[int], None] | None = None,
     select: Callable[[SegmentReader, Path], Iterable[pa.RecordBatch]] | None = None,
     record: Callable[[Path, str], AbstractContextManager] | None = None,
@@ -456,27 +563,35 @@ def export_segment(
         raise ValueError(f"format must be csv or parquet, not {file_format!r}")
     target = export_path(output_path, folder)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{output_path!r} already exists in the export folder; "
-                              "set overwrite to replace it")
+        raise FileExistsError(
+            f"{output_path!r} already exists in the export folder; set overwrite to replace it"
+        )
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     reader = SegmentReader(database, segment, batch_size, after_batch, control_share)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                         dir=target.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".part", dir=target.parent
+    )
     os.close(handle)
     try:
         with pa.OSFile(temporary, "wb") as sink:
-            rows = _write(select(reader, target.parent) if select else reader, sink,
-                          file_format, reader.schema)
+            rows = _write(
+                select(reader, target.parent) if select else reader,
+                sink,
+                file_format,
+                reader.schema,
+            )
         with open(temporary, "rb") as written:
             digest = hashlib.file_digest(written, "sha256").hexdigest()
             os.fsync(written.fileno())
         with record(target, digest) if record else nullcontext():
-            forgotten = _forgotten_in(database, Path(temporary), file_format,
-                                      reader.in_force.at - FORGET_MARGIN)
+            forgotten = _forgotten_in(
+                database, Path(temporary), file_format, reader.in_force.at - FORGET_MARGIN
+            )
             if forgotten:
                 raise ForgottenDuringExport(
                     f"{forgotten} person(s) of this segment were forgotten (ARCO) while the "
-                    "export ran: the file was not kept; run the export again")
+                    "export ran: the file was not kept; run the export again"
+                )
             if overwrite:
                 os.replace(temporary, target)
             else:
@@ -485,9 +600,15 @@ def export_segment(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return ExportReport(file=output_path, path=target, rows=rows, sha256=digest,
-                        bytes=target.stat().st_size,
-                        duplicates_dropped=reader.duplicates_dropped,
-                        left_out=dict(reader.left_out), snapshot_at=reader.in_force.at,
-                        snapshot=reader.in_force.snapshot,
-                        uplift_model_version=reader.uplift_model_version)
+    return ExportReport(
+        file=output_path,
+        path=target,
+        rows=rows,
+        sha256=digest,
+        bytes=target.stat().st_size,
+        duplicates_dropped=reader.duplicates_dropped,
+        left_out=dict(reader.left_out),
+        snapshot_at=reader.in_force.at,
+        snapshot=reader.in_force.snapshot,
+        uplift_model_version=reader.uplift_model_version,
+    )

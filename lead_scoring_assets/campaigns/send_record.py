@@ -83,25 +83,30 @@ class CampaignPlan:
         if not self.name or not self.name.strip():
             raise CampaignRefused("campaign_name must not be empty")
         if not 0 <= self.control_share < 1:
-            raise CampaignRefused(f"control_share must be at least 0 and below 1, "
-                                  f"not {self.control_share}")
+            raise CampaignRefused(
+                f"control_share must be at least 0 and below 1, not {self.control_share}"
+            )
         if self.sent_at is not None:
             try:
                 object.__setattr__(self, "sent_at", utc_timestamp(self.sent_at))
             except ValueError:
-                raise CampaignRefused(f"sent_at {self.sent_at!r} is not a time "
-                                      "(ISO 8601, e.g. 2026-12-10T16:00:00Z)") from None
+                raise CampaignRefused(
+                    f"sent_at {self.sent_at!r} is not a time (ISO 8601, e.g. 2026-12-10T16:00:00Z)"
+                ) from None
 
 
 def _costs(plan: CampaignPlan, segment: Segment) -> dict[str, float]:
     """The plan's costs, else the segment's, else the defaults; refused if they differ."""
     costs = {}
-    for name, default in (("cost_per_message", DEFAULT_COST_PER_MESSAGE),
-                          ("value_per_conversion", DEFAULT_VALUE_PER_CONVERSION)):
+    for name, default in (
+        ("cost_per_message", DEFAULT_COST_PER_MESSAGE),
+        ("value_per_conversion", DEFAULT_VALUE_PER_CONVERSION),
+    ):
         mine, selected = getattr(plan, name), getattr(segment, name)
         if None not in (mine, selected) and mine != selected:
-            raise CampaignRefused(f"{name} is {mine} in the plan and {selected} in the "
-                                  "segment: give one")
+            raise CampaignRefused(
+                f"{name} is {mine} in the plan and {selected} in the segment: give one"
+            )
         costs[name] = float(next((v for v in (mine, selected) if v is not None), default))
     return costs
 
@@ -112,8 +117,13 @@ def control_hashes(campaign_id: int, contact_ids: np.ndarray, seed: int) -> np.n
     keys[:, 0], keys[:, 1], keys[:, 2] = campaign_id, contact_ids, seed
     data = memoryview(keys.tobytes())
     return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(data[i:i + 24], digest_size=8).digest(), "little")
-         for i in range(0, len(data), 24)), dtype=np.uint64, count=len(contact_ids))
+        (
+            int.from_bytes(hashlib.blake2b(data[i : i + 24], digest_size=8).digest(), "little")
+            for i in range(0, len(data), 24)
+        ),
+        dtype=np.uint64,
+        count=len(contact_ids),
+    )
 
 
 def control_quotas(counts: dict[int, int], share: float) -> dict[int, int]:
@@ -124,13 +134,14 @@ def control_quotas(counts: dict[int, int], share: float) -> dict[int, int]:
     quotas = {s: math.floor(exact * n) for s, n in counts.items()}
     total = math.floor(exact * sum(counts.values()) + Fraction(1, 2))
     by_remainder = sorted(counts, key=lambda s: (-(exact * counts[s] - quotas[s]), -s))
-    for stratum in by_remainder[:total - sum(quotas.values())]:
+    for stratum in by_remainder[: total - sum(quotas.values())]:
         quotas[stratum] += 1
     return quotas
 
 
-def draw_control(campaign_id: int, contact_ids: np.ndarray, strata: np.ndarray, share: float,
-                 seed: int) -> np.ndarray:
+def draw_control(
+    campaign_id: int, contact_ids: np.ndarray, strata: np.ndarray, share: float, seed: int
+) -> np.ndarray:
     """Which contacts are control (a boolean per contact), stratified by ``strata``."""
     control = np.zeros(len(contact_ids), dtype=bool)
     if not len(contact_ids) or share == 0:
@@ -152,21 +163,27 @@ def campaign_id_for(database: Database, plan: CampaignPlan) -> int:
         raise CampaignRefused(f"{refusal}: nothing was written")
     if plan.campaign_id is not None:
         return plan.campaign_id
-    return int(database.read_frame(
-        "SELECT coalesce(max(id), 0) + 1 AS next_id FROM campaigns")["next_id"].iloc[0])
+    return int(
+        database.read_frame("SELECT coalesce(max(id), 0) + 1 AS next_id FROM campaigns")[
+            "next_id"
+        ].iloc[0]
+    )
 
 
-def _taken(database: Database, name: str, campaign_id: int | None, connection=None
-           ) -> str | None:
+def _taken(database: Database, name: str, campaign_id: int | None, connection=None) -> str | None:
     """Why ``name`` or ``campaign_id`` cannot be used, or None."""
     taken = database.read_frame(
         "SELECT id, name FROM campaigns WHERE name = :name OR id = :id",
-        {"name": name, "id": campaign_id if campaign_id is not None else 0}, connection)
+        {"name": name, "id": campaign_id if campaign_id is not None else 0},
+        connection,
+    )
     if taken.empty:
         return None
     if name in set(taken["name"]):
-        return (f"campaign name {name!r} is already used (campaign "
-                f"{int(taken.loc[taken['name'] == name, 'id'].iloc[0])})")
+        return (
+            f"campaign name {name!r} is already used (campaign "
+            f"{int(taken.loc[taken['name'] == name, 'id'].iloc[0])})"
+        )
     return f"campaign id {campaign_id} is already used"
 
 
@@ -194,17 +211,21 @@ class CampaignRecording:
     _recipients: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
-    def plan_for(cls, database: Database, plan: CampaignPlan, segment: Segment,
-                 as_of=None, chunk_size: int = FEATURE_CHUNK) -> "CampaignRecording":
+    def plan_for(
+        cls,
+        database: Database,
+        plan: CampaignPlan,
+        segment: Segment,
+        as_of=None,
+        chunk_size: int = FEATURE_CHUNK,
+    ) -> "CampaignRecording":
         """Check the plan (before anything is written); ``as_of`` defaults to now, to the
         second. Ranked by uplift, the plan's costs are the segment's, else
         ``campaign_results``' defaults, and are recorded."""
-        as_of = utc_timestamp(as_of if as_of is not None else
-                              pd.Timestamp.now(tz="UTC").floor("s"))
+        as_of = utc_timestamp(as_of if as_of is not None else pd.Timestamp.now(tz="UTC").floor("s"))
         if segment.by_uplift:
             plan = replace(plan, **_costs(plan, segment))
-        return cls(database, plan, segment, campaign_id_for(database, plan), as_of,
-                   chunk_size)
+        return cls(database, plan, segment, campaign_id_for(database, plan), as_of, chunk_size)
 
     @property
     def sent_at(self) -> pd.Timestamp:
@@ -214,22 +235,26 @@ class CampaignRecording:
         """Spill the segment to a private file in ``folder``, draw the control group over
         it, then yield its target rows in order."""
         if self.segment.budget is not None and reader.control_share != self.plan.control_share:
-            raise ValueError(f"the reader sizes the budget for a control share of "
-                             f"{reader.control_share}, the plan withholds "
-                             f"{self.plan.control_share}")
+            raise ValueError(
+                f"the reader sizes the budget for a control share of "
+                f"{reader.control_share}, the plan withholds "
+                f"{self.plan.control_share}"
+            )
         names = [*SELECTION_KEYS, *(UPLIFT_SCHEMA.names if self.segment.by_uplift else ())]
         with tempfile.TemporaryDirectory(prefix=".selection_", dir=folder) as spill_folder:
             spill = Path(spill_folder) / "selection.arrow"
             keys = []
-            with pa.ipc.new_file(spill, reader.schema,
-                                 options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
+            with pa.ipc.new_file(
+                spill, reader.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")
+            ) as writer:
                 for batch in reader:
                     writer.write_batch(batch)
                     keys.append(batch.select(names))
             self.suppressed = reader.left_out.get("suppressed_contacts")
             self.uplift_model_version = reader.uplift_model_version
-            selected = pa.Table.from_batches(keys, schema=pa.schema(
-                [reader.schema.field(name) for name in names])).to_pandas()
+            selected = pa.Table.from_batches(
+                keys, schema=pa.schema([reader.schema.field(name) for name in names])
+            ).to_pandas()
             keys.clear()
             control = self._draw(selected)
             with pa.memory_map(str(spill)) as source:
@@ -237,34 +262,45 @@ class CampaignRecording:
                 start = 0
                 for i in range(file.num_record_batches):
                     batch = file.get_batch(i)
-                    yield batch.filter(pa.array(~control[start:start + batch.num_rows]))
+                    yield batch.filter(pa.array(~control[start : start + batch.num_rows]))
                     start += batch.num_rows
 
     def _draw(self, selected: pd.DataFrame) -> np.ndarray:
         stratum = "uplift_decile" if self.segment.by_uplift else "probability_decile"
         decile = selected[stratum].fillna(NO_DECILE).to_numpy(dtype="int64")
-        control = draw_control(self.campaign_id, selected["contact_id"].to_numpy(dtype="int64"),
-                               decile, self.plan.control_share, self.plan.control_seed)
+        control = draw_control(
+            self.campaign_id,
+            selected["contact_id"].to_numpy(dtype="int64"),
+            decile,
+            self.plan.control_share,
+            self.plan.control_seed,
+        )
         if self.segment.by_uplift:
             self.expectation = expected_return(
                 selected["uplift"].to_numpy(dtype="float64"),
                 selected["conversion_probability"].to_numpy(dtype="float64", na_value=np.nan),
-                control, self.plan.cost_per_message, self.plan.value_per_conversion)
+                control,
+                self.plan.cost_per_message,
+                self.plan.value_per_conversion,
+            )
         self.control = int(control.sum())
         self.target = len(control) - self.control
-        self.by_decile = {int(d): (int((~control[decile == d]).sum()),
-                                   int(control[decile == d].sum()))
-                          for d in np.unique(decile)}
-        self._recipients = pd.DataFrame({
-            "campaign_id": np.int64(self.campaign_id),
-            "contact_id": selected["contact_id"].to_numpy(dtype="int64"),
-            "arm": np.where(control, "control", "target"),
-            "rank": np.arange(1, len(selected) + 1, dtype="int64"),
-            "total_score": selected["total_score"].astype("Int16"),
-            "conversion_probability": selected["conversion_probability"].astype("Float32"),
-            "probability_decile": selected["probability_decile"].astype("Int16"),
-            "model_version": None,
-        })
+        self.by_decile = {
+            int(d): (int((~control[decile == d]).sum()), int(control[decile == d].sum()))
+            for d in np.unique(decile)
+        }
+        self._recipients = pd.DataFrame(
+            {
+                "campaign_id": np.int64(self.campaign_id),
+                "contact_id": selected["contact_id"].to_numpy(dtype="int64"),
+                "arm": np.where(control, "control", "target"),
+                "rank": np.arange(1, len(selected) + 1, dtype="int64"),
+                "total_score": selected["total_score"].astype("Int16"),
+                "conversion_probability": selected["conversion_probability"].astype("Float32"),
+                "probability_decile": selected["probability_decile"].astype("Int16"),
+                "model_version": None,
+            }
+        )
         return control
 
     @contextmanager
@@ -277,10 +313,12 @@ class CampaignRecording:
             with self.database.transaction() as connection:
                 refusal = _taken(self.database, self.plan.name, self.campaign_id, connection)
                 if refusal:
-                    raise CampaignRefused(f"{refusal} since the export started: the file "
-                                          "was not kept")
-                self.database.append_frame("campaigns", self._campaign_row(target, sha256),
-                                           connection)
+                    raise CampaignRefused(
+                        f"{refusal} since the export started: the file was not kept"
+                    )
+                self.database.append_frame(
+                    "campaigns", self._campaign_row(target, sha256), connection
+                )
                 self._write_recipients(connection)
                 self._write_features(connection)
                 yield
@@ -292,56 +330,88 @@ class CampaignRecording:
 
     def _campaign_row(self, target: Path, sha256: str) -> pd.DataFrame:
         now = pd.Timestamp.now(tz="UTC")
-        return pd.DataFrame([{
-            "id": self.campaign_id, "name": self.plan.name, "sent_at": self.sent_at,
-            "status": "planned", "planned_at": now, "as_of": self.as_of,
-            "filters": json.dumps(asdict(self.segment), sort_keys=True),
-            "file_name": target.name, "file_sha256": sha256,
-            "cost_per_message": self.plan.cost_per_message,
-            "value_per_conversion": self.plan.value_per_conversion,
-            "control_share": self.plan.control_share, "target_recipients": self.target,
-            "control_recipients": self.control, "suppressed": self.suppressed,
-            "rank_by": self.segment.rank_by, "select_rule": self.segment.select,
-            "budget": self.segment.budget, "uplift_model_version": self.uplift_model_version,
-            **(self.expectation.columns() if self.expectation else {}),
-        }]).astype({"sent_at": "datetime64[us, UTC]", "planned_at": "datetime64[us, UTC]",
-                    "as_of": "datetime64[us, UTC]", "cost_per_message": "float64",
-                    "value_per_conversion": "float64", "suppressed": "Int64",
-                    "budget": "float64"})
+        return pd.DataFrame(
+            [
+                {
+                    "id": self.campaign_id,
+                    "name": self.plan.name,
+                    "sent_at": self.sent_at,
+                    "status": "planned",
+                    "planned_at": now,
+                    "as_of": self.as_of,
+                    "filters": json.dumps(asdict(self.segment), sort_keys=True),
+                    "file_name": target.name,
+                    "file_sha256": sha256,
+                    "cost_per_message": self.plan.cost_per_message,
+                    "value_per_conversion": self.plan.value_per_conversion,
+                    "control_share": self.plan.control_share,
+                    "target_recipients": self.target,
+                    "control_recipients": self.control,
+                    "suppressed": self.suppressed,
+                    "rank_by": self.segment.rank_by,
+                    "select_rule": self.segment.select,
+                    "budget": self.segment.budget,
+                    "uplift_model_version": self.uplift_model_version,
+                    **(self.expectation.columns() if self.expectation else {}),
+                }
+            ]
+        ).astype(
+            {
+                "sent_at": "datetime64[us, UTC]",
+                "planned_at": "datetime64[us, UTC]",
+                "as_of": "datetime64[us, UTC]",
+                "cost_per_message": "float64",
+                "value_per_conversion": "float64",
+                "suppressed": "Int64",
+                "budget": "float64",
+            }
+        )
 
     def _write_recipients(self, connection) -> None:
         """The recipients, with ``conversion_scores``' model version (one per table: it is
         swapped whole) where a probability was read."""
         version = self.database.read_frame(
-            "SELECT max(model_version) AS v FROM conversion_scores", None, connection)["v"]
+            "SELECT max(model_version) AS v FROM conversion_scores", None, connection
+        )["v"]
         recipients = self._recipients.copy()
         if version.notna().iloc[0]:
             recipients["model_version"] = recipients["model_version"].where(
-                recipients["conversion_probability"].isna(), str(version.iloc[0]))
+                recipients["conversion_probability"].isna(), str(version.iloc[0])
+            )
         for start in range(0, len(recipients), self.chunk_size):
-            self.database.append_frame("campaign_recipients",
-                                       recipients.iloc[start:start + self.chunk_size],
-                                       connection)
+            self.database.append_frame(
+                "campaign_recipients", recipients.iloc[start : start + self.chunk_size], connection
+            )
 
     def _write_features(self, connection) -> None:
         """Every recipient's ``conversion_v1`` features at ``as_of``, computed as the
         conversion scores and the training set compute them, ``chunk_size`` at a time."""
         ladas = read_lada_reference(self.database)
-        mine = ("JOIN campaign_recipients r ON r.contact_id = {key} AND r.campaign_id = "
-                ":campaign WHERE {key} BETWEEN :low AND :high")
+        mine = (
+            "JOIN campaign_recipients r ON r.contact_id = {key} AND r.campaign_id = "
+            ":campaign WHERE {key} BETWEEN :low AND :high"
+        )
         ids = np.sort(self._recipients["contact_id"].to_numpy())
         for start in range(0, len(ids), self.chunk_size):
-            window = {"campaign": self.campaign_id, "low": int(ids[start]),
-                      "high": int(ids[min(start + self.chunk_size, len(ids)) - 1])}
+            window = {
+                "campaign": self.campaign_id,
+                "low": int(ids[start]),
+                "high": int(ids[min(start + self.chunk_size, len(ids)) - 1]),
+            }
             contacts = self.database.read_frame(
                 f"SELECT {', '.join(f'c.{c}' for c in SCORING_CONTACT_COLUMNS)} FROM contacts c "
-                f"{mine.format(key='c.id')} ORDER BY c.id", window, connection)
+                f"{mine.format(key='c.id')} ORDER BY c.id",
+                window,
+                connection,
+            )
             if contacts.empty:
                 continue
             validations = self.database.read_frame(
                 f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} "
-                f"FROM platform_validations v {mine.format(key='v.contact_id')}", window,
-                connection)
+                f"FROM platform_validations v {mine.format(key='v.contact_id')}",
+                window,
+                connection,
+            )
             scored = score_chunk(contacts, validations, ladas, self.as_of, DEFAULT_CONFIG)
             features = conversion_features(scored.parts, contacts, ladas)
             features[list(REAL_FEATURES)] = features[list(REAL_FEATURES)].astype("float32")
@@ -349,5 +419,14 @@ class CampaignRecording:
             features.insert(2, "feature_set", CONVERSION_FEATURE_SET)
             self.database.append_frame(
                 "campaign_recipient_features",
-                features[["campaign_id", "contact_id", "feature_set", *FEATURE_COLUMNS,
-                          *CATEGORICAL_COLUMNS]], connection)
+                features[
+                    [
+                        "campaign_id",
+                        "contact_id",
+                        "feature_set",
+                        *FEATURE_COLUMNS,
+                        *CATEGORICAL_COLUMNS,
+                    ]
+                ],
+                connection,
+            )

@@ -66,7 +66,8 @@ def update_hard_bounces(database: Database, now: datetime | None = None) -> Boun
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGING}")
         connection.exec_driver_sql(
             f"CREATE TEMP TABLE {STAGING} (phone_e164 TEXT PRIMARY KEY, source TEXT NOT NULL)"
-            + (" ON COMMIT DROP" if postgres else ""))
+            + (" ON COMMIT DROP" if postgres else "")
+        )
         connection.execute(sa.text(f"INSERT INTO {STAGING} (phone_e164, source) {BOUNCING}"))
 
         def run(sql: str) -> int:
@@ -75,20 +76,27 @@ def update_hard_bounces(database: Database, now: datetime | None = None) -> Boun
         lifted = run(
             "DELETE FROM suppressions WHERE reason = 'hard_bounce' "
             f"AND source LIKE '{SOURCE_PREFIX}%' AND NOT EXISTS "
-            f"(SELECT 1 FROM {STAGING} b WHERE b.phone_e164 = suppressions.phone_e164)")
+            f"(SELECT 1 FROM {STAGING} b WHERE b.phone_e164 = suppressions.phone_e164)"
+        )
         renewed = run(
             f"UPDATE suppressions SET source = (SELECT b.source FROM {STAGING} b "
             "WHERE b.phone_e164 = suppressions.phone_e164), recorded_at = :now, "
             "expires_at = NULL WHERE reason = 'hard_bounce' AND expires_at <= :now AND EXISTS "
-            f"(SELECT 1 FROM {STAGING} b WHERE b.phone_e164 = suppressions.phone_e164)")
+            f"(SELECT 1 FROM {STAGING} b WHERE b.phone_e164 = suppressions.phone_e164)"
+        )
         inserted = run(
             "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
             f"SELECT b.phone_e164, 'hard_bounce', b.source, :now FROM {STAGING} b "
             "WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = b.phone_e164 "
-            "AND x.reason = 'hard_bounce')")
-        in_force = connection.execute(sa.text(
-            "SELECT count(*) FROM suppressions WHERE reason = 'hard_bounce' "
-            "AND (expires_at IS NULL OR expires_at > :now)"), values).scalar_one()
+            "AND x.reason = 'hard_bounce')"
+        )
+        in_force = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM suppressions WHERE reason = 'hard_bounce' "
+                "AND (expires_at IS NULL OR expires_at > :now)"
+            ),
+            values,
+        ).scalar_one()
         if not postgres:
             connection.exec_driver_sql(f"DROP TABLE temp.{STAGING}")
     return BounceReport(added=renewed + inserted, lifted=lifted, in_force=int(in_force))

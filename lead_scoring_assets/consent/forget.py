@@ -50,6 +50,7 @@ class ForgetBusy(RuntimeError):
 @dataclass
 class ForgetReport:
     """What ``forget`` did: rows deleted per table, the export files that hold the number."""
+
     masked_phone: str
     contacts: int
     deleted: dict[str, int]
@@ -60,14 +61,21 @@ class ForgetReport:
 
     def lines(self) -> list[str]:
         """The summary, without the number."""
-        out = [(f"forgot {self.masked_phone}: {self.contacts} contact(s), "
-               f"{sum(self.deleted.values())} row(s) deleted")]
+        out = [
+            (
+                f"forgot {self.masked_phone}: {self.contacts} contact(s), "
+                f"{sum(self.deleted.values())} row(s) deleted"
+            )
+        ]
         out += [f"  {table}: {rows}" for table, rows in sorted(self.deleted.items()) if rows]
-        out.append("  arco suppression " + ("recorded" if self.suppression_added
-                                             else "already recorded"))
+        out.append(
+            "  arco suppression " + ("recorded" if self.suppression_added else "already recorded")
+        )
         if self.campaigns_counted:
-            out.append("  campaign counts filled before deleting: "
-                       + ", ".join(map(str, self.campaigns_counted)))
+            out.append(
+                "  campaign counts filled before deleting: "
+                + ", ".join(map(str, self.campaigns_counted))
+            )
         out.append(f"export files holding the number (edit or delete them): {len(self.files)}")
         out += [f"  {path}" for path in self.files]
         return out
@@ -86,9 +94,14 @@ def covered_tables(connection: sa.Connection) -> CoveredTables:
     inspector = sa.inspect(connection)
     partitions = set()
     if connection.dialect.name == "postgresql":
-        partitions = set(connection.execute(sa.text(
-            "SELECT relname FROM pg_class WHERE relispartition "
-            "AND relnamespace = CAST(current_schema() AS regnamespace)")).scalars())
+        partitions = set(
+            connection.execute(
+                sa.text(
+                    "SELECT relname FROM pg_class WHERE relispartition "
+                    "AND relnamespace = CAST(current_schema() AS regnamespace)"
+                )
+            ).scalars()
+        )
     by_contact, by_validation, by_phone = [], [], []
     for (_, table), described in inspector.get_multi_columns().items():
         if table in partitions:
@@ -120,10 +133,13 @@ def _matching(connection: sa.Connection, table: str, key: str, phone: str) -> li
     """The ``key`` of the rows of ``table`` whose phone is ``phone``, in any form: equal, or
     (only a value not shaped as ``+52`` and 10 characters can be another form) ending in its
     national digits once separators are dropped, and normalising to it."""
-    rows = connection.execute(sa.text(
-        f"SELECT {key}, {PHONE} FROM {_quoted(connection, table)} WHERE {PHONE} = :phone "
-        f"OR ({PHONE} NOT LIKE :shape AND {_stripped(PHONE)} LIKE :tail)"),
-        {"phone": phone, "shape": "+52" + "_" * 10, "tail": f"%{phone[-10:]}"}).all()
+    rows = connection.execute(
+        sa.text(
+            f"SELECT {key}, {PHONE} FROM {_quoted(connection, table)} WHERE {PHONE} = :phone "
+            f"OR ({PHONE} NOT LIKE :shape AND {_stripped(PHONE)} LIKE :tail)"
+        ),
+        {"phone": phone, "shape": "+52" + "_" * 10, "tail": f"%{phone[-10:]}"},
+    ).all()
     return [row[0] for row in rows if _same(row[1], phone)]
 
 
@@ -140,35 +156,53 @@ def _delete(connection: sa.Connection, table: str, column: str, values: list) ->
     if not values:
         return 0
     return connection.execute(
-        sa.text(f"DELETE FROM {_quoted(connection, table)} WHERE {column} IN :values")
-        .bindparams(sa.bindparam("values", expanding=True)), {"values": values}).rowcount
+        sa.text(f"DELETE FROM {_quoted(connection, table)} WHERE {column} IN :values").bindparams(
+            sa.bindparam("values", expanding=True)
+        ),
+        {"values": values},
+    ).rowcount
 
 
-def _count_campaigns(connection: sa.Connection, contacts: list[int],
-                     tables: CoveredTables) -> list[int]:
+def _count_campaigns(
+    connection: sa.Connection, contacts: list[int], tables: CoveredTables
+) -> list[int]:
     """Fill ``target_recipients`` / ``control_recipients`` of the person's campaigns where
     they are NULL (a campaign the platform wrote): from its recipients rows, or, without any,
     its outcomes rows (all target arm); the counts then survive the deletion."""
     if not contacts or "campaign_recipients" not in tables.by_contact:
         return []
-    ids = connection.execute(sa.text(
-        "SELECT id FROM campaigns WHERE target_recipients IS NULL AND id IN ("
-        "SELECT campaign_id FROM campaign_recipients WHERE contact_id IN :ids UNION "
-        "SELECT campaign_id FROM campaign_outcomes WHERE contact_id IN :ids)")
-        .bindparams(sa.bindparam("ids", expanding=True)), {"ids": contacts}).scalars().all()
+    ids = (
+        connection.execute(
+            sa.text(
+                "SELECT id FROM campaigns WHERE target_recipients IS NULL AND id IN ("
+                "SELECT campaign_id FROM campaign_recipients WHERE contact_id IN :ids UNION "
+                "SELECT campaign_id FROM campaign_outcomes WHERE contact_id IN :ids)"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": contacts},
+        )
+        .scalars()
+        .all()
+    )
     for campaign in ids:
-        target, control = connection.execute(sa.text(
-            "SELECT count(*) FILTER (WHERE arm = 'target'), count(*) FILTER (WHERE arm = "
-            "'control') FROM campaign_recipients WHERE campaign_id = :id"),
-            {"id": campaign}).one()
+        target, control = connection.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE arm = 'target'), count(*) FILTER (WHERE arm = "
+                "'control') FROM campaign_recipients WHERE campaign_id = :id"
+            ),
+            {"id": campaign},
+        ).one()
         if target + control == 0:
-            target = connection.execute(sa.text(
-                "SELECT count(*) FROM campaign_outcomes WHERE campaign_id = :id"),
-                {"id": campaign}).scalar_one()
-        connection.execute(sa.text(
-            "UPDATE campaigns SET target_recipients = :target, control_recipients = "
-            "coalesce(control_recipients, :control) WHERE id = :id"),
-            {"target": target, "control": control, "id": campaign})
+            target = connection.execute(
+                sa.text("SELECT count(*) FROM campaign_outcomes WHERE campaign_id = :id"),
+                {"id": campaign},
+            ).scalar_one()
+        connection.execute(
+            sa.text(
+                "UPDATE campaigns SET target_recipients = :target, control_recipients = "
+                "coalesce(control_recipients, :control) WHERE id = :id"
+            ),
+            {"target": target, "control": control, "id": campaign},
+        )
     return sorted(ids)
 
 
@@ -179,24 +213,38 @@ def _take_staging_locks(connection: sa.Connection, tables: CoveredTables) -> Non
     if connection.dialect.name != "postgresql":
         return
     for table in tables.by_contact:
-        if not connection.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
-                                  {"key": f"lead_scoring:{table}"}).scalar():
-            raise ForgetBusy(f"{table} is being rebuilt by a run right now; nothing was "
-                             "deleted: forget again when that run has staged it")
+        if not connection.execute(
+            sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"lead_scoring:{table}"},
+        ).scalar():
+            raise ForgetBusy(
+                f"{table} is being rebuilt by a run right now; nothing was "
+                "deleted: forget again when that run has staged it"
+            )
 
 
 def _suppress(connection: sa.Connection, database: Database, phone: str, now: datetime) -> bool:
     """The ``arco`` suppression of ``phone``, never expiring; an existing one is kept."""
-    return connection.execute(sa.text(
-        "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, expires_at) "
-        "VALUES (:phone, 'arco', :source, :now, NULL) "
-        "ON CONFLICT (phone_e164, reason) DO NOTHING"),
-        {"phone": phone, "source": f"arco {now:%Y-%m-%d}",
-         "now": database.bind_timestamp(now)}).rowcount == 1
+    return (
+        connection.execute(
+            sa.text(
+                "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, expires_at) "
+                "VALUES (:phone, 'arco', :source, :now, NULL) "
+                "ON CONFLICT (phone_e164, reason) DO NOTHING"
+            ),
+            {"phone": phone, "source": f"arco {now:%Y-%m-%d}", "now": database.bind_timestamp(now)},
+        ).rowcount
+        == 1
+    )
 
 
-def forget(database: Database, phone: str, folder: Path | None = None,
-           now: datetime | None = None, wait_seconds: float = WAIT_SECONDS) -> ForgetReport:
+def forget(
+    database: Database,
+    phone: str,
+    folder: Path | None = None,
+    now: datetime | None = None,
+    wait_seconds: float = WAIT_SECONDS,
+) -> ForgetReport:
     """Delete every row of the person with this number (any accepted form; ``PhoneRejected``
     otherwise) in one transaction, record its ``arco`` suppression, and list the files in
     ``folder`` (the export folder by default) that hold the number.
@@ -214,10 +262,18 @@ def forget(database: Database, phone: str, folder: Path | None = None,
             tables = covered_tables(connection)
             _take_staging_locks(connection, tables)
             contacts = _matching(connection, CONTACTS, "id", canonical)
-            validations = connection.execute(sa.text(
-                "SELECT id FROM platform_validations WHERE contact_id IN :ids")
-                .bindparams(sa.bindparam("ids", expanding=True)),
-                {"ids": contacts}).scalars().all() if contacts else []
+            validations = (
+                connection.execute(
+                    sa.text(
+                        "SELECT id FROM platform_validations WHERE contact_id IN :ids"
+                    ).bindparams(sa.bindparam("ids", expanding=True)),
+                    {"ids": contacts},
+                )
+                .scalars()
+                .all()
+                if contacts
+                else []
+            )
             counted = _count_campaigns(connection, contacts, tables)
             deleted = {CONTACTS: _delete(connection, CONTACTS, "id", contacts)}
             for table in tables.by_contact:
@@ -232,8 +288,14 @@ def forget(database: Database, phone: str, folder: Path | None = None,
     except BaseException:
         lock.release()
         raise
-    return ForgetReport(mask_phone(canonical), len(contacts), deleted, added, counted,
-                        files_holding(folder or export_dir(), canonical))
+    return ForgetReport(
+        mask_phone(canonical),
+        len(contacts),
+        deleted,
+        added,
+        counted,
+        files_holding(folder or export_dir(), canonical),
+    )
 
 
 def files_holding(folder: Path, phone: str) -> list[Path]:
@@ -248,8 +310,11 @@ def files_holding(folder: Path, phone: str) -> list[Path]:
         if path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
             continue
         try:
-            if any(_column_holds(column, national) for batch in _batches(path)
-                   for column in batch.columns):
+            if any(
+                _column_holds(column, national)
+                for batch in _batches(path)
+                for column in batch.columns
+            ):
                 found.append(path)
         except (pa.ArrowException, OSError, csv.Error, UnicodeDecodeError):
             found.append(path)
@@ -265,8 +330,9 @@ def _batches(path: Path) -> Iterator[pa.RecordBatch]:
         names = next(csv.reader(file), [])
     if not names:
         return
-    options = pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
-                                   strings_can_be_null=False)
+    options = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names}, strings_can_be_null=False
+    )
     with pacsv.open_csv(path, convert_options=options) as reader:
         yield from reader
 

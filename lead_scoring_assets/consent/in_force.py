@@ -29,9 +29,9 @@ CANONICAL = {
 """A number already in the form ``normalize_phone`` writes (``+52`` and 10 digits)."""
 _NUMBER_MAPS = {
     "postgresql": "SELECT e.value->>0 AS raw, e.value->>1 AS phone "
-                  "FROM json_array_elements(CAST(:{name} AS json)) AS e(value)",
+    "FROM json_array_elements(CAST(:{name} AS json)) AS e(value)",
     "sqlite": "SELECT json_extract(value, '$[0]') AS raw, json_extract(value, '$[1]') AS phone "
-              "FROM json_each(:{name})",
+    "FROM json_each(:{name})",
 }
 _JSON_TEXTS = {
     "postgresql": "SELECT value FROM json_array_elements_text(CAST(:{name} AS json))",
@@ -69,16 +69,20 @@ class InForce:
 
     def params(self, database: Database) -> dict:
         """The bound values of the SQL below."""
-        return {"in_force_at": database.bind_timestamp(self.at),
-                "reply_opt_outs": json.dumps(sorted(self.reply_opt_outs)),
-                "lifted_opt_outs": json.dumps(sorted(self.lifted))}
+        return {
+            "in_force_at": database.bind_timestamp(self.at),
+            "reply_opt_outs": json.dumps(sorted(self.reply_opt_outs)),
+            "lifted_opt_outs": json.dumps(sorted(self.lifted)),
+        }
 
     @staticmethod
     def applies(dialect: str, row: str) -> str:
         """SQL: whether the ``suppressions`` row aliased ``row`` is in force."""
-        return (f"({row}.expires_at IS NULL OR {row}.expires_at > :in_force_at) "
-                f"AND NOT ({row}.reason = 'opt_out' AND {row}.phone_e164 IN "
-                f"({json_texts(dialect, 'lifted_opt_outs')}))")
+        return (
+            f"({row}.expires_at IS NULL OR {row}.expires_at > :in_force_at) "
+            f"AND NOT ({row}.reason = 'opt_out' AND {row}.phone_e164 IN "
+            f"({json_texts(dialect, 'lifted_opt_outs')}))"
+        )
 
     @staticmethod
     def replied_out(dialect: str, phone: str) -> str:
@@ -89,55 +93,74 @@ class InForce:
     def contactable(dialect: str, phone: str) -> str:
         """SQL: whether the number ``phone`` (an expression) is not suppressed: an anti join
         on the primary key of ``suppressions`` and the replies' short list."""
-        return (f"NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = {phone} "
-                f"AND {InForce.applies(dialect, 'x')}) "
-                f"AND NOT {InForce.replied_out(dialect, phone)}")
+        return (
+            f"NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = {phone} "
+            f"AND {InForce.applies(dialect, 'x')}) "
+            f"AND NOT {InForce.replied_out(dialect, phone)}"
+        )
 
 
 def read_in_force(connection: sa.Connection, database: Database) -> InForce:
     """What is in force in the connection's snapshot; call it first in ``Database.snapshot``
     (its first query takes the snapshot, and its time is the snapshot's)."""
     if database.dialect == "postgresql":
-        at, snapshot = connection.execute(sa.text(
-            "SELECT statement_timestamp(), CAST(pg_current_snapshot() AS text)")).one()
+        at, snapshot = connection.execute(
+            sa.text("SELECT statement_timestamp(), CAST(pg_current_snapshot() AS text)")
+        ).one()
     else:
         at, snapshot = datetime.now(UTC), None
     latest: dict[str, tuple[str, datetime | None]] = {}
-    replies = [(as_utc(r.received_at), r.id, normalized_or_none(r.phone_e164),
-                classify_reply(r.body)) for r in connection.execute(sa.text(
-                    "SELECT id, phone_e164, body, received_at FROM sms_replies "
-                    "WHERE processed_at IS NULL"))]
+    replies = [
+        (as_utc(r.received_at), r.id, normalized_or_none(r.phone_e164), classify_reply(r.body))
+        for r in connection.execute(
+            sa.text(
+                "SELECT id, phone_e164, body, received_at FROM sms_replies "
+                "WHERE processed_at IS NULL"
+            )
+        )
+    ]
     # oldest first; an opt-out of unknown time last (no opt-in can be shown to follow it)
-    for received_at, _, phone, kind in sorted(replies, key=lambda r: (r[0] is None, r[0] or at,
-                                                                       r[1])):
+    for received_at, _, phone, kind in sorted(
+        replies, key=lambda r: (r[0] is None, r[0] or at, r[1])
+    ):
         if phone is None or kind is None or (kind == OPT_IN and received_at is None):
             continue
         latest[phone] = (kind, received_at)
     opt_ins = {phone: at_ for phone, (kind, at_) in latest.items() if kind == OPT_IN}
     lifted = set()
     if opt_ins:
-        rows = connection.execute(sa.text(
-            "SELECT phone_e164, recorded_at FROM suppressions WHERE reason = 'opt_out' "
-            f"AND phone_e164 IN ({json_texts(database.dialect, 'phones')})"),
-            {"phones": json.dumps(sorted(opt_ins))})
+        rows = connection.execute(
+            sa.text(
+                "SELECT phone_e164, recorded_at FROM suppressions WHERE reason = 'opt_out' "
+                f"AND phone_e164 IN ({json_texts(database.dialect, 'phones')})"
+            ),
+            {"phones": json.dumps(sorted(opt_ins))},
+        )
         lifted = {phone for phone, recorded in rows if as_utc(recorded) < opt_ins[phone]}
-    return InForce(at=as_utc(at), snapshot=snapshot,
-                   reply_opt_outs=frozenset(p for p, (k, _) in latest.items() if k == OPT_OUT),
-                   lifted=frozenset(lifted))
+    return InForce(
+        at=as_utc(at),
+        snapshot=snapshot,
+        reply_opt_outs=frozenset(p for p, (k, _) in latest.items() if k == OPT_OUT),
+        lifted=frozenset(lifted),
+    )
 
 
-def suppression_reasons(connection: sa.Connection, database: Database, in_force: InForce,
-                        phones: list[str]) -> dict[str, list[str]]:
+def suppression_reasons(
+    connection: sa.Connection, database: Database, in_force: InForce, phones: list[str]
+) -> dict[str, list[str]]:
     """The reasons in force for each of ``phones`` (canonical numbers) that is suppressed."""
     if not phones:
         return {}
     dialect = database.dialect
     wanted = f"({json_texts(dialect, 'phones')})"
-    rows = connection.execute(sa.text(
-        f"SELECT x.phone_e164, x.reason FROM suppressions x WHERE x.phone_e164 IN {wanted} "
-        f"AND {InForce.applies(dialect, 'x')} UNION SELECT value, 'opt_out' FROM {wanted} w "
-        f"WHERE {InForce.replied_out(dialect, 'value')} ORDER BY 1, 2"),
-        {**in_force.params(database), "phones": json.dumps(sorted(set(phones)))})
+    rows = connection.execute(
+        sa.text(
+            f"SELECT x.phone_e164, x.reason FROM suppressions x WHERE x.phone_e164 IN {wanted} "
+            f"AND {InForce.applies(dialect, 'x')} UNION SELECT value, 'opt_out' FROM {wanted} w "
+            f"WHERE {InForce.replied_out(dialect, 'value')} ORDER BY 1, 2"
+        ),
+        {**in_force.params(database), "phones": json.dumps(sorted(set(phones)))},
+    )
     found: dict[str, list[str]] = {}
     for phone, reason in rows:
         found.setdefault(phone, []).append(reason)

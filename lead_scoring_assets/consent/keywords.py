@@ -9,9 +9,18 @@ does not, since nobody can tell what it asks for.
 import re
 import unicodedata
 
-OPT_OUT_KEYWORDS = frozenset({
-    "BAJA", "ALTO", "STOP", "CANCELAR", "NO MAS", "DETENER", "UNSUBSCRIBE", "SALIR",
-})
+OPT_OUT_KEYWORDS = frozenset(
+    {
+        "BAJA",
+        "ALTO",
+        "STOP",
+        "CANCELAR",
+        "NO MAS",
+        "DETENER",
+        "UNSUBSCRIBE",
+        "SALIR",
+    }
+)
 """A reply that is one of these opts the number out (``opt_out`` suppression)."""
 OPT_IN_KEYWORDS = frozenset({"ALTA", "START"})
 """A reply that is one of these, received after the opt-out, lifts it."""

@@ -45,8 +45,9 @@ class Reply:
     received_at: datetime | None
 
 
-def read_reply(reply_id: int, text: str | None, body: str | None,
-               received_at: datetime | None) -> Reply:
+def read_reply(
+    reply_id: int, text: str | None, body: str | None, received_at: datetime | None
+) -> Reply:
     try:
         return Reply(reply_id, normalize_phone(text), None, body, received_at)
     except PhoneRejected as error:
@@ -71,16 +72,21 @@ class RepliesReport:
     refused: Counter = field(default_factory=Counter)
 
     def metadata(self) -> dict:
-        return {"replies_read": self.read, "opt_outs_added": self.opt_outs_added,
-                "opt_outs_already_in_force": self.opt_outs_already_in_force,
-                "opt_ins_lifted": self.opt_ins_lifted,
-                "opt_ins_with_nothing_to_lift": self.opt_ins_with_nothing_to_lift,
-                "ignored": self.ignored, "refused": sum(self.refused.values()),
-                "refused_by_reason": dict(self.refused)}
+        return {
+            "replies_read": self.read,
+            "opt_outs_added": self.opt_outs_added,
+            "opt_outs_already_in_force": self.opt_outs_already_in_force,
+            "opt_ins_lifted": self.opt_ins_lifted,
+            "opt_ins_with_nothing_to_lift": self.opt_ins_with_nothing_to_lift,
+            "ignored": self.ignored,
+            "refused": sum(self.refused.values()),
+            "refused_by_reason": dict(self.refused),
+        }
 
 
-def plan(replies: list[Reply], opt_outs: dict[str, OptOut], now: datetime,
-         report: RepliesReport) -> dict[str, OptOut | None]:
+def plan(
+    replies: list[Reply], opt_outs: dict[str, OptOut], now: datetime, report: RepliesReport
+) -> dict[str, OptOut | None]:
     """The ``opt_out`` row of each number after the replies, in their order, on top of the
     rows ``opt_outs`` (number → row); counts go to the report."""
     state: dict[str, OptOut | None] = dict(opt_outs)
@@ -111,8 +117,9 @@ def plan(replies: list[Reply], opt_outs: dict[str, OptOut], now: datetime,
     return state
 
 
-def apply_replies(database: Database, now: datetime | None = None,
-                  batch_size: int = BATCH_SIZE) -> RepliesReport:
+def apply_replies(
+    database: Database, now: datetime | None = None, batch_size: int = BATCH_SIZE
+) -> RepliesReport:
     """Apply every unprocessed reply, ``batch_size`` per transaction (see the module)."""
     now = datetime.now(UTC) if now is None else as_utc(now)
     report = RepliesReport()
@@ -121,41 +128,64 @@ def apply_replies(database: Database, now: datetime | None = None,
     return report
 
 
-def _apply_batch(database: Database, now: datetime, batch_size: int,
-                 report: RepliesReport) -> bool:
+def _apply_batch(database: Database, now: datetime, batch_size: int, report: RepliesReport) -> bool:
     with database.engine.begin() as connection:
         if database.dialect == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                               {"key": REPLIES_LOCK})
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": REPLIES_LOCK}
+            )
         else:  # take SQLite's write lock before reading: one applier at a time
             connection.execute(sa.text("UPDATE sms_replies SET id = id WHERE 1 = 0"))
-        replies = [read_reply(int(r.id), r.phone_e164, r.body, as_utc(r.received_at))
-                   for r in connection.execute(sa.text(
-                       "SELECT id, phone_e164, body, received_at FROM sms_replies "
-                       "WHERE processed_at IS NULL ORDER BY received_at IS NULL, received_at, "
-                       "id LIMIT :n"), {"n": batch_size})]
+        replies = [
+            read_reply(int(r.id), r.phone_e164, r.body, as_utc(r.received_at))
+            for r in connection.execute(
+                sa.text(
+                    "SELECT id, phone_e164, body, received_at FROM sms_replies "
+                    "WHERE processed_at IS NULL ORDER BY received_at IS NULL, received_at, "
+                    "id LIMIT :n"
+                ),
+                {"n": batch_size},
+            )
+        ]
         if not replies:
             return False
         stored = _opt_outs(connection, {r.phone for r in replies if r.phone is not None})
-        existing = {p: row for p, row in stored.items()
-                    if row.expires_at is None or row.expires_at > now}
+        existing = {
+            p: row for p, row in stored.items() if row.expires_at is None or row.expires_at > now
+        }
         final = plan(replies, existing, now, report)
         changed = [p for p, row in final.items() if row != existing.get(p)]
         drop = [{"phone": p} for p in changed if p in stored]
-        add = [{"phone": p, "source": final[p].source,
-                "recorded_at": database.bind_timestamp(final[p].recorded_at)}
-               for p in changed if final[p] is not None]
+        add = [
+            {
+                "phone": p,
+                "source": final[p].source,
+                "recorded_at": database.bind_timestamp(final[p].recorded_at),
+            }
+            for p in changed
+            if final[p] is not None
+        ]
         if drop:
-            connection.execute(sa.text("DELETE FROM suppressions WHERE phone_e164 = :phone "
-                                       "AND reason = 'opt_out'"), drop)
+            connection.execute(
+                sa.text(
+                    "DELETE FROM suppressions WHERE phone_e164 = :phone AND reason = 'opt_out'"
+                ),
+                drop,
+            )
         if add:
-            connection.execute(sa.text(
-                "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
-                "VALUES (:phone, 'opt_out', :source, :recorded_at)"), add)
+            connection.execute(
+                sa.text(
+                    "INSERT INTO suppressions (phone_e164, reason, source, recorded_at) "
+                    "VALUES (:phone, 'opt_out', :source, :recorded_at)"
+                ),
+                add,
+            )
         connection.execute(
             sa.text("UPDATE sms_replies SET processed_at = :now WHERE id IN :ids").bindparams(
-                sa.bindparam("ids", expanding=True)),
-            {"now": database.bind_timestamp(now), "ids": [reply.id for reply in replies]})
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"now": database.bind_timestamp(now), "ids": [reply.id for reply in replies]},
+        )
     return len(replies) == batch_size
 
 
@@ -164,16 +194,21 @@ def _opt_outs(connection: sa.Connection, phones: set[str]) -> dict[str, OptOut]:
     if not phones:
         return {}
     rows = connection.execute(
-        sa.text("SELECT phone_e164, source, recorded_at, expires_at FROM suppressions "
-                "WHERE reason = 'opt_out' AND phone_e164 IN :phones").bindparams(
-            sa.bindparam("phones", expanding=True)), {"phones": sorted(phones)})
-    return {r.phone_e164: OptOut(r.source, as_utc(r.recorded_at), as_utc(r.expires_at))
-            for r in rows}
+        sa.text(
+            "SELECT phone_e164, source, recorded_at, expires_at FROM suppressions "
+            "WHERE reason = 'opt_out' AND phone_e164 IN :phones"
+        ).bindparams(sa.bindparam("phones", expanding=True)),
+        {"phones": sorted(phones)},
+    )
+    return {
+        r.phone_e164: OptOut(r.source, as_utc(r.recorded_at), as_utc(r.expires_at)) for r in rows
+    }
 
 
 def waiting(database: Database) -> tuple[int, int | None]:
     """How many replies wait to be applied, and the newest one's id."""
     with database.engine.connect() as connection:
-        count, newest = connection.execute(sa.text(
-            "SELECT count(*), max(id) FROM sms_replies WHERE processed_at IS NULL")).one()
+        count, newest = connection.execute(
+            sa.text("SELECT count(*), max(id) FROM sms_replies WHERE processed_at IS NULL")
+        ).one()
     return int(count), None if newest is None else int(newest)

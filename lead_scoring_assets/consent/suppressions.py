@@ -94,7 +94,8 @@ def read_phone_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
         if first.strip():
             raise ImportRefused(
                 f"line 1 looks like a header without a phone column: name it one of "
-                f"{', '.join(sorted(PHONE_HEADERS))} (any case, accents allowed)")
+                f"{', '.join(sorted(PHONE_HEADERS))} (any case, accents allowed)"
+            )
         start = 2
     else:
         rest = _chain(first, lines)
@@ -132,8 +133,14 @@ def normalized_numbers(lines: Iterable[tuple[int, str]], report: ImportReport) -
     return numbers
 
 
-def import_file(database: Database, path: Path, reason: str, source: str | None = None,
-                expires_at=None, now=None) -> ImportReport:
+def import_file(
+    database: Database,
+    path: Path,
+    reason: str,
+    source: str | None = None,
+    expires_at=None,
+    now=None,
+) -> ImportReport:
     """Import the numbers of a file (see ``read_phone_lines``) in one transaction."""
     check_reason(reason)
     report = ImportReport()
@@ -143,20 +150,33 @@ def import_file(database: Database, path: Path, reason: str, source: str | None 
     except UnicodeDecodeError as error:
         raise ImportRefused(f"{path.name} is not UTF-8 text (byte {error.start})") from None
     if not numbers:
-        raise ImportRefused(f"{path.name}: no number accepted ({report.lines} lines, "
-                            f"{len(report.refused)} refused); nothing changed")
+        raise ImportRefused(
+            f"{path.name}: no number accepted ({report.lines} lines, "
+            f"{len(report.refused)} refused); nothing changed"
+        )
     store(database, numbers, reason, source or f"file {path.name}", report, expires_at, now)
     return report
 
 
-def store(database: Database, numbers: set[str], reason: str, source: str,
-          report: ImportReport, expires_at=None, now=None) -> ImportReport:
+def store(
+    database: Database,
+    numbers: set[str],
+    reason: str,
+    source: str,
+    report: ImportReport,
+    expires_at=None,
+    now=None,
+) -> ImportReport:
     """Upsert the E.164 ``numbers`` for ``reason`` (and, for ``repus``, remove the others)
     through a staging table, in one transaction; counts go to the report."""
     check_reason(reason)
     now = datetime.now(UTC) if now is None else now
-    values = {"reason": reason, "source": source, "now": database.bind_timestamp(now),
-              "expires": database.bind_timestamp(expires_at)}
+    values = {
+        "reason": reason,
+        "source": source,
+        "now": database.bind_timestamp(now),
+        "expires": database.bind_timestamp(expires_at),
+    }
     postgres = database.dialect == "postgresql"
     expires = "NULL" if expires_at is None else ":expires"  # an untyped NULL would be text
     with database.engine.begin() as connection:
@@ -164,7 +184,8 @@ def store(database: Database, numbers: set[str], reason: str, source: str,
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGING}")
         connection.exec_driver_sql(
             f"CREATE TEMP TABLE {STAGING} (phone_e164 TEXT PRIMARY KEY)"
-            + (" ON COMMIT DROP" if postgres else ""))
+            + (" ON COMMIT DROP" if postgres else "")
+        )
         database.insert_rows(connection, STAGING, pd.DataFrame({"phone_e164": sorted(numbers)}))
         if postgres:
             connection.exec_driver_sql(f"ANALYZE {STAGING}")
@@ -175,24 +196,30 @@ def store(database: Database, numbers: set[str], reason: str, source: str,
         if reason == REPLACED_ON_IMPORT:
             report.removed = run(
                 f"DELETE FROM suppressions WHERE reason = :reason AND NOT EXISTS "
-                f"(SELECT 1 FROM {STAGING} s WHERE s.phone_e164 = suppressions.phone_e164)")
-        in_file = (f"EXISTS (SELECT 1 FROM {STAGING} s "
-                   "WHERE s.phone_e164 = suppressions.phone_e164)")
+                f"(SELECT 1 FROM {STAGING} s WHERE s.phone_e164 = suppressions.phone_e164)"
+            )
+        in_file = f"EXISTS (SELECT 1 FROM {STAGING} s WHERE s.phone_e164 = suppressions.phone_e164)"
         renewed = run(
             "UPDATE suppressions SET source = :source, recorded_at = :now, expires_at = "
-            f":expires WHERE reason = :reason AND expires_at <= :now AND {in_file}")
+            f":expires WHERE reason = :reason AND expires_at <= :now AND {in_file}"
+        )
         if expires_at is None:
-            run("UPDATE suppressions SET expires_at = NULL WHERE reason = :reason "
-                f"AND expires_at IS NOT NULL AND {in_file}")
+            run(
+                "UPDATE suppressions SET expires_at = NULL WHERE reason = :reason "
+                f"AND expires_at IS NOT NULL AND {in_file}"
+            )
         else:
-            run("UPDATE suppressions SET expires_at = :expires WHERE reason = :reason "
-                f"AND expires_at < :expires AND {in_file}")
+            run(
+                "UPDATE suppressions SET expires_at = :expires WHERE reason = :reason "
+                f"AND expires_at < :expires AND {in_file}"
+            )
         inserted = run(
             "INSERT INTO suppressions (phone_e164, reason, source, recorded_at, expires_at) "
             f"SELECT s.phone_e164, CAST(:reason AS TEXT), :source, :now, {expires} "
             f"FROM {STAGING} s "
             "WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.phone_e164 = s.phone_e164 "
-            "AND x.reason = :reason)")
+            "AND x.reason = :reason)"
+        )
         if not postgres:
             connection.exec_driver_sql(f"DROP TABLE temp.{STAGING}")
     report.added = renewed + inserted
@@ -200,21 +227,27 @@ def store(database: Database, numbers: set[str], reason: str, source: str,
     return report
 
 
-def add(database: Database, phone: str, reason: str, source: str, expires_at=None,
-        now=None) -> bool:
+def add(
+    database: Database, phone: str, reason: str, source: str, expires_at=None, now=None
+) -> bool:
     """Suppress one number (any form) for ``reason``; True if added, False if already in
     force (kept, per the upsert rule)."""
-    report = store(database, {normalize_phone(phone)}, reason, source, ImportReport(),
-                   expires_at, now)
+    report = store(
+        database, {normalize_phone(phone)}, reason, source, ImportReport(), expires_at, now
+    )
     return report.added == 1
 
 
 def remove(database: Database, phone: str, reason: str) -> bool:
     """Lift one number's suppression for ``reason``; False if there was none."""
     with database.engine.begin() as connection:
-        return connection.execute(
-            sa.text("DELETE FROM suppressions WHERE phone_e164 = :phone AND reason = :reason"),
-            {"phone": normalize_phone(phone), "reason": check_reason(reason)}).rowcount == 1
+        return (
+            connection.execute(
+                sa.text("DELETE FROM suppressions WHERE phone_e164 = :phone AND reason = :reason"),
+                {"phone": normalize_phone(phone), "reason": check_reason(reason)},
+            ).rowcount
+            == 1
+        )
 
 
 def in_force(database: Database, phone: str, at=None) -> list[Suppression]:
@@ -224,9 +257,12 @@ def in_force(database: Database, phone: str, at=None) -> list[Suppression]:
         "SELECT phone_e164, reason, source, recorded_at, expires_at FROM suppressions "
         "WHERE phone_e164 = :phone AND (expires_at IS NULL OR expires_at > :at) "
         "ORDER BY recorded_at, reason",
-        {"phone": normalize_phone(phone), "at": database.bind_timestamp(at)})
-    return [Suppression(r.phone_e164, r.reason, r.source, as_utc(r.recorded_at),
-                        as_utc(r.expires_at)) for r in rows.itertuples()]
+        {"phone": normalize_phone(phone), "at": database.bind_timestamp(at)},
+    )
+    return [
+        Suppression(r.phone_e164, r.reason, r.source, as_utc(r.recorded_at), as_utc(r.expires_at))
+        for r in rows.itertuples()
+    ]
 
 
 def counts(database: Database, at=None) -> pd.DataFrame:
@@ -237,7 +273,8 @@ def counts(database: Database, at=None) -> pd.DataFrame:
         "sum(CASE WHEN expires_at IS NULL OR expires_at > :at THEN 1 ELSE 0 END) AS in_force, "
         "sum(CASE WHEN expires_at <= :at THEN 1 ELSE 0 END) AS expired "
         "FROM suppressions GROUP BY reason ORDER BY reason",
-        {"at": database.bind_timestamp(at)})
+        {"at": database.bind_timestamp(at)},
+    )
 
 
 def latest(database: Database, reason: str | None = None, limit: int = 20) -> list[Suppression]:
@@ -246,9 +283,12 @@ def latest(database: Database, reason: str | None = None, limit: int = 20) -> li
     rows = database.read_frame(
         "SELECT phone_e164, reason, source, recorded_at, expires_at FROM suppressions "
         f"{where}ORDER BY recorded_at DESC, phone_e164 LIMIT :limit",
-        {"limit": limit, **({"reason": check_reason(reason)} if reason else {})})
-    return [Suppression(r.phone_e164, r.reason, r.source, as_utc(r.recorded_at),
-                        as_utc(r.expires_at)) for r in rows.itertuples()]
+        {"limit": limit, **({"reason": check_reason(reason)} if reason else {})},
+    )
+    return [
+        Suppression(r.phone_e164, r.reason, r.source, as_utc(r.recorded_at), as_utc(r.expires_at))
+        for r in rows.itertuples()
+    ]
 
 
 def as_utc(value) -> datetime | None:

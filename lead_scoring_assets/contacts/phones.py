@@ -34,8 +34,9 @@ def _digits(text: str) -> tuple[bool, str]:
     if "+" in body:
         raise PhoneRejected("not a phone number: a + may only come first")
     if any(not (c in "0123456789" or c in SEPARATORS or c.isspace()) for c in body):
-        raise PhoneRejected("not a phone number: contains characters other than digits, "
-                            "spaces and + - . ( )")
+        raise PhoneRejected(
+            "not a phone number: contains characters other than digits, spaces and + - . ( )"
+        )
     digits = "".join(c for c in body if c in "0123456789")
     if not digits:
         raise PhoneRejected("not a phone number: no digits")
@@ -56,26 +57,32 @@ def _national(plus: bool, digits: str) -> str:
     international = plus or digits.startswith("00")
     number = digits[2:] if international and not plus else digits
     if len(number) > LONGEST_NUMBER:
-        raise PhoneRejected(f"not a phone number: {len(number)} digits, longer than any "
-                            "phone number")
+        raise PhoneRejected(
+            f"not a phone number: {len(number)} digits, longer than any phone number"
+        )
     if international:
         if not number.startswith(MEXICO):
             raise PhoneRejected(_not_mexico(number))
-        number = number[len(MEXICO):]
+        number = number[len(MEXICO) :]
         if len(number) == NATIONAL_DIGITS + 1 and number.startswith("1"):
             number = number[1:]
         if len(number) != NATIONAL_DIGITS:
-            raise PhoneRejected(f"not a Mexican number: {len(number)} digits after "
-                                f"+{MEXICO}, expected {NATIONAL_DIGITS}")
+            raise PhoneRejected(
+                f"not a Mexican number: {len(number)} digits after "
+                f"+{MEXICO}, expected {NATIONAL_DIGITS}"
+            )
         return number
     if len(number) == NATIONAL_DIGITS + 3 and number.startswith(
-            (*OLD_MOBILE_PREFIXES, MEXICO + "1")):
+        (*OLD_MOBILE_PREFIXES, MEXICO + "1")
+    ):
         return number[3:]
     if len(number) == NATIONAL_DIGITS + 2 and number.startswith(MEXICO):
         return number[2:]
     if len(number) != NATIONAL_DIGITS:
-        raise PhoneRejected(f"not a Mexican number: {len(number)} digits, expected "
-                            f"{NATIONAL_DIGITS} (alone or after +52, 52, 0052, 521, 044 or 045)")
+        raise PhoneRejected(
+            f"not a Mexican number: {len(number)} digits, expected "
+            f"{NATIONAL_DIGITS} (alone or after +52, 52, 0052, 521, 044 or 045)"
+        )
     return number
 
 

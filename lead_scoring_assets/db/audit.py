@@ -19,6 +19,5 @@ class AuditFailed(RuntimeError):
     """The staged rows break a rule: nothing was published."""
 
     def __init__(self, violations: Violations, table: str = "lead_scores"):
-        super().__init__(f"the staged {table} rows were not published: "
-                         f"{violations.describe()}")
+        super().__init__(f"the staged {table} rows were not published: {violations.describe()}")
         self.violations = violations

@@ -38,8 +38,7 @@ BUCKET = "bucket"
 Chunk = tuple[int, pd.DataFrame, pd.DataFrame]
 
 
-def iter_bucket_inputs(database: Database, buckets: list[int], chunk_size: int
-                       ) -> Iterator[Chunk]:
+def iter_bucket_inputs(database: Database, buckets: list[int], chunk_size: int) -> Iterator[Chunk]:
     """``(bucket, contacts, validations)`` for each of ``buckets`` in order, ``chunk_size``
     contacts at a time."""
     if database.dialect == "postgresql":
@@ -49,20 +48,24 @@ def iter_bucket_inputs(database: Database, buckets: list[int], chunk_size: int
         yield from _ranged_inputs(database, bucket, chunk_size)
 
 
-def iter_all_inputs(database: Database, chunk_size: int
-                    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+def iter_all_inputs(
+    database: Database, chunk_size: int
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``(contacts, validations)`` of every contact, bucket by bucket, ``chunk_size`` contacts
     at a time (for the other full passes: features, conversion scores)."""
-    for _, contacts, validations in iter_bucket_inputs(database, list(range(BUCKET_COUNT)),
-                                                       chunk_size):
+    for _, contacts, validations in iter_bucket_inputs(
+        database, list(range(BUCKET_COUNT)), chunk_size
+    ):
         yield contacts, validations
 
 
 def _ranged_inputs(database: Database, bucket: int, chunk_size: int) -> Iterator[Chunk]:
     contact_bucket = bucket_sql(database.dialect, "id")
     validation_bucket = bucket_sql(database.dialect, "contact_id")
-    validations_sql = (f"SELECT {', '.join(SCORING_VALIDATION_COLUMNS)} FROM "
-                       f"platform_validations WHERE {validation_bucket} = :bucket AND ")
+    validations_sql = (
+        f"SELECT {', '.join(SCORING_VALIDATION_COLUMNS)} FROM "
+        f"platform_validations WHERE {validation_bucket} = :bucket AND "
+    )
     after = FIRST_ID
     while True:
         contacts = database.read_frame(
@@ -72,14 +75,24 @@ def _ranged_inputs(database: Database, bucket: int, chunk_size: int) -> Iterator
         )
         if len(contacts) == chunk_size:
             upto = int(contacts["id"].iloc[-1])
-            yield bucket, contacts, database.read_frame(
-                validations_sql + "contact_id > :after AND contact_id <= :upto",
-                {"bucket": bucket, "after": after, "upto": upto})
+            yield (
+                bucket,
+                contacts,
+                database.read_frame(
+                    validations_sql + "contact_id > :after AND contact_id <= :upto",
+                    {"bucket": bucket, "after": after, "upto": upto},
+                ),
+            )
             after = upto
             continue
-        yield bucket, contacts, database.read_frame(
-            validations_sql + "(contact_id > :after OR contact_id IS NULL)",
-            {"bucket": bucket, "after": after})
+        yield (
+            bucket,
+            contacts,
+            database.read_frame(
+                validations_sql + "(contact_id > :after OR contact_id IS NULL)",
+                {"bucket": bucket, "after": after},
+            ),
+        )
         return
 
 
@@ -110,28 +123,33 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _spilled_inputs(database: Database, buckets: list[int], chunk_size: int
-                    ) -> Iterator[Chunk]:
+def _spilled_inputs(database: Database, buckets: list[int], chunk_size: int) -> Iterator[Chunk]:
     root = spill_root()
     remove_abandoned_spills(root)
-    with tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}_",
-                                     dir=root) as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}_", dir=root) as folder:
         spill = Path(folder)
-        for table, columns, key in (("contacts", SCORING_CONTACT_COLUMNS, "id"),
-                                    ("platform_validations", SCORING_VALIDATION_COLUMNS,
-                                     "contact_id")):
+        for table, columns, key in (
+            ("contacts", SCORING_CONTACT_COLUMNS, "id"),
+            ("platform_validations", SCORING_VALIDATION_COLUMNS, "contact_id"),
+        ):
             bucket = bucket_sql(database.dialect, key)
-            wanted = ("" if set(buckets) == set(range(BUCKET_COUNT)) else
-                      f" WHERE {bucket} IN ({', '.join(str(b) for b in buckets)})")
-            _spill(database, spill, table,
-                   f"SELECT {', '.join(columns)}, {bucket} AS {BUCKET} FROM {table}{wanted}",
-                   buckets)
+            wanted = (
+                ""
+                if set(buckets) == set(range(BUCKET_COUNT))
+                else f" WHERE {bucket} IN ({', '.join(str(b) for b in buckets)})"
+            )
+            _spill(
+                database,
+                spill,
+                table,
+                f"SELECT {', '.join(columns)}, {bucket} AS {BUCKET} FROM {table}{wanted}",
+                buckets,
+            )
         for bucket in buckets:
             yield from _bucket_chunks(spill, bucket, chunk_size)
 
 
-def _spill(database: Database, folder: Path, table: str, sql: str, buckets: list[int]
-           ) -> None:
+def _spill(database: Database, folder: Path, table: str, sql: str, buckets: list[int]) -> None:
     """Stream the rows of ``sql`` into one Arrow file per bucket, ``<table>_<bucket>`` (an
     empty one for a bucket without rows)."""
     options = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -139,8 +157,9 @@ def _spill(database: Database, folder: Path, table: str, sql: str, buckets: list
         cursor.execute(sql)
         reader = cursor.fetch_record_batch()
         schema = reader.schema.remove(reader.schema.get_field_index(BUCKET))
-        writers = {b: pa.ipc.new_stream(folder / f"{table}_{b}", schema, options=options)
-                   for b in buckets}
+        writers = {
+            b: pa.ipc.new_stream(folder / f"{table}_{b}", schema, options=options) for b in buckets
+        }
         try:
             for batch in reader:
                 if not batch.num_rows:
@@ -170,8 +189,9 @@ def _bucket_chunks(folder: Path, bucket: int, chunk_size: int) -> Iterator[Chunk
         contacts = contacts.take(pc.sort_indices(ids))
     validations = _read(folder / f"platform_validations_{bucket}")
     order = pc.sort_indices(validations, sort_keys=[("contact_id", "ascending", "at_end")])
-    contact_ids = pc.fill_null(validations.column("contact_id").take(order),
-                               np.iinfo(np.int64).max).to_numpy()
+    contact_ids = pc.fill_null(
+        validations.column("contact_id").take(order), np.iinfo(np.int64).max
+    ).to_numpy()
     first = 0
     for start in range(0, max(contacts.num_rows, 1), chunk_size):
         part = contacts.slice(start, chunk_size)
@@ -179,6 +199,9 @@ def _bucket_chunks(folder: Path, bucket: int, chunk_size: int) -> Iterator[Chunk
             end = len(contact_ids)
         else:
             end = int(np.searchsorted(contact_ids, part.column("id")[-1].as_py(), side="right"))
-        yield (bucket, arrow_frame(part),
-               arrow_frame(validations.take(order.slice(first, end - first))))
+        yield (
+            bucket,
+            arrow_frame(part),
+            arrow_frame(validations.take(order.slice(first, end - first))),
+        )
         first = end

@@ -161,8 +161,7 @@ class Database:
             cursor.execute(*_adbc_query(sql, params))
             return cursor.fetch_arrow_table()
 
-    def iter_arrow(self, sql: str, rows: int, params: dict | None = None
-                   ) -> Iterator[pa.Table]:
+    def iter_arrow(self, sql: str, rows: int, params: dict | None = None) -> Iterator[pa.Table]:
         """PostgreSQL: the rows of a query streamed as Arrow tables of about ``rows`` rows."""
         with self.adbc_connection() as connection, connection.cursor() as cursor:
             cursor.execute(*_adbc_query(sql, params))
@@ -196,8 +195,7 @@ class Database:
             return
         columns = list(frame.columns)
         sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
         rows = list(_python_rows(frame, "sqlite"))
         if connection is None:
@@ -230,8 +228,11 @@ class Database:
                 "ORDER BY ordinal_position",
                 parameters=(table,),
             )
-            types = {name: _PG_ARROW_TYPES[kind] for name, kind in cursor.fetchall()
-                     if name in frame.columns}
+            types = {
+                name: _PG_ARROW_TYPES[kind]
+                for name, kind in cursor.fetchall()
+                if name in frame.columns
+            }
             arrow = pa.Table.from_pandas(frame[list(types)], preserve_index=False)
             arrow = arrow.cast(pa.schema([(name, types[name]) for name in types]))
             cursor.adbc_ingest(table, arrow, mode="append")
@@ -273,11 +274,13 @@ class Database:
         """
         with self.engine.connect() as connection:
             if self.dialect == "postgresql":
-                connection.execution_options(isolation_level="REPEATABLE READ",
-                                             postgresql_readonly=True)
+                connection.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
                 if tables:
-                    connection.execute(sa.text(
-                        f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE"))
+                    connection.execute(
+                        sa.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE")
+                    )
             else:
                 connection.exec_driver_sql("BEGIN")
             try:
@@ -294,9 +297,10 @@ class Database:
         autovacuum and ANALYZE), counted only if it was never analysed; counted on SQLite."""
         if self.dialect == "postgresql":
             with self.engine.connect() as connection:
-                estimate = connection.execute(sa.text(
-                    "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
-                    {"table": table}).scalar()
+                estimate = connection.execute(
+                    sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
+                    {"table": table},
+                ).scalar()
             if estimate is not None and estimate >= 0:
                 return int(estimate)
         return self.count(table)
@@ -360,8 +364,11 @@ def _python_rows(frame: pd.DataFrame, dialect: str) -> Iterator[tuple]:
             column.dtype
         ):
             stamps = pd.to_datetime(column, utc=True)
-            column = (stamps.dt.tz_localize(None).dt.strftime(SQLITE_TIMESTAMP)
-                      if dialect == "sqlite" else stamps)
+            column = (
+                stamps.dt.tz_localize(None).dt.strftime(SQLITE_TIMESTAMP)
+                if dialect == "sqlite"
+                else stamps
+            )
         values = column.astype(object).where(column.notna(), None)
         columns.append([_plain(value) for value in values.tolist()])
     return zip(*columns)
@@ -374,4 +381,3 @@ def _plain(value):
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()
     return value.item() if hasattr(value, "item") else value
-

@@ -26,7 +26,10 @@ LOCK_NOT_AVAILABLE = "55P03"
 INSUFFICIENT_PRIVILEGE = "42501"
 """The SQLSTATE of a lock request that ran out of ``lock_timeout`` (PostgreSQL)."""
 DRIVER_ERRORS = (
-    sqlalchemy.exc.SQLAlchemyError, psycopg.Error, adbc_driver_manager.Error, sqlite3.Error,
+    sqlalchemy.exc.SQLAlchemyError,
+    psycopg.Error,
+    adbc_driver_manager.Error,
+    sqlite3.Error,
 )
 _LITERALS = (
     (re.compile(r"'(?:[^']|'')*'?"), "'…'"),
@@ -64,8 +67,7 @@ def _driver_error(error: BaseException) -> BaseException:
 
 
 def _sqlstate(error: BaseException) -> str | None:
-    return (getattr(error, "sqlstate", None) or getattr(error, "sqlite_errorname", None)
-            or None)
+    return getattr(error, "sqlstate", None) or getattr(error, "sqlite_errorname", None) or None
 
 
 def _first_line(error: BaseException) -> str:
@@ -87,8 +89,11 @@ def describe_error(error: BaseException) -> str:
     if len(message) > MESSAGE_CHARS:
         message = message[: MESSAGE_CHARS - 1] + "…"
     diag = getattr(original, "diag", None)
-    names = [f"{kind} {getattr(diag, f'{kind}_name', None)}"
-             for kind in ("table", "column", "constraint") if getattr(diag, f"{kind}_name", None)]
+    names = [
+        f"{kind} {getattr(diag, f'{kind}_name', None)}"
+        for kind in ("table", "column", "constraint")
+        if getattr(diag, f"{kind}_name", None)
+    ]
     if names:
         message += f" ({', '.join(names)})"
     state = _sqlstate(original)

@@ -53,14 +53,18 @@ def ensure_month_partition(connection, moment) -> str | None:
         return None
     end = month + pd.DateOffset(months=1)
     connection.execute(sa.text(f"CREATE TABLE {name} (LIKE {HISTORY})"))
-    connection.execute(sa.text(
-        f"ALTER TABLE {HISTORY} ATTACH PARTITION {name} FOR VALUES "
-        f"FROM ('{month:%Y-%m-%d} 00:00:00+00') TO ('{end:%Y-%m-%d} 00:00:00+00')"))
+    connection.execute(
+        sa.text(
+            f"ALTER TABLE {HISTORY} ATTACH PARTITION {name} FOR VALUES "
+            f"FROM ('{month:%Y-%m-%d} 00:00:00+00') TO ('{end:%Y-%m-%d} 00:00:00+00')"
+        )
+    )
     return name
 
 
-def record_changes(connection, new_scores: str, run_id: str | None, changed_at,
-                   live: str = "lead_scores") -> int:
+def record_changes(
+    connection, new_scores: str, run_id: str | None, changed_at, live: str = "lead_scores"
+) -> int:
     """One row per contact of the table ``new_scores`` whose total or tier differs from
     ``live`` (``lead_scores`` or the one partition that holds them), or that has no score
     yet, in the caller's transaction; set-based. On PostgreSQL the partition of
@@ -85,8 +89,9 @@ def retention_months_from_environment() -> int:
     """``LEAD_SCORING_HISTORY_RETENTION_MONTHS`` (default 13), a whole number ≥ 1."""
     raw = os.environ.get(RETENTION_MONTHS_ENV, str(DEFAULT_RETENTION_MONTHS))
     if not raw.strip().isdigit() or int(raw) < 1:
-        raise ValueError(f"{RETENTION_MONTHS_ENV} must be a whole number of months, at least "
-                         f"1 (got {raw!r})")
+        raise ValueError(
+            f"{RETENTION_MONTHS_ENV} must be a whole number of months, at least 1 (got {raw!r})"
+        )
     return int(raw)
 
 
@@ -115,12 +120,17 @@ def apply_retention(database: Database, months: int, now) -> RetentionReport:
     with database.engine.begin() as connection:
         if database.dialect != "postgresql":
             cutoff = database.bind_timestamp(report.kept_from)
-            rows = connection.execute(sa.text(
-                f"SELECT substr(changed_at, 1, 7) AS month, count(*) FROM {HISTORY} "
-                "WHERE changed_at < :cutoff GROUP BY 1 ORDER BY 1"), {"cutoff": cutoff}).all()
+            rows = connection.execute(
+                sa.text(
+                    f"SELECT substr(changed_at, 1, 7) AS month, count(*) FROM {HISTORY} "
+                    "WHERE changed_at < :cutoff GROUP BY 1 ORDER BY 1"
+                ),
+                {"cutoff": cutoff},
+            ).all()
             report.rows_by_month = {month: count for month, count in rows}
-            connection.execute(sa.text(f"DELETE FROM {HISTORY} WHERE changed_at < :cutoff"),
-                               {"cutoff": cutoff})
+            connection.execute(
+                sa.text(f"DELETE FROM {HISTORY} WHERE changed_at < :cutoff"), {"cutoff": cutoff}
+            )
             return report
         for month in (current, current + pd.DateOffset(months=1)):
             created = ensure_month_partition(connection, month)
@@ -130,15 +140,23 @@ def apply_retention(database: Database, months: int, now) -> RetentionReport:
             year, month = (int(part) for part in PARTITION.match(name).groups())
             if pd.Timestamp(year=year, month=month, day=1, tz="UTC") < report.kept_from:
                 report.rows_by_month[f"{year:04d}-{month:02d}"] = connection.execute(
-                    sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
+                    sa.text(f"SELECT count(*) FROM {name}")
+                ).scalar_one()
                 connection.execute(sa.text(f"DROP TABLE {name}"))
     return report
 
 
 def _partitions(connection) -> list[str]:
     """The monthly partitions of the history, oldest first."""
-    names = connection.execute(sa.text(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = to_regclass(:parent) ORDER BY c.relname"),
-        {"parent": HISTORY}).scalars().all()
+    names = (
+        connection.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = to_regclass(:parent) ORDER BY c.relname"
+            ),
+            {"parent": HISTORY},
+        )
+        .scalars()
+        .all()
+    )
     return [name for name in names if PARTITION.match(name)]

@@ -68,15 +68,20 @@ INCREMENTAL_WAIT_SECONDS = 600
 """How long a full rescoring waits for running incremental runs to settle."""
 
 
-def scoring_lock(database: Database, holder: str, lease_seconds: float,
-                 buckets: list[int] | None = None,
-                 is_holder_alive: Callable[[str], bool] | None = None) -> WriterLock:
+def scoring_lock(
+    database: Database,
+    holder: str,
+    lease_seconds: float,
+    buckets: list[int] | None = None,
+    is_holder_alive: Callable[[str], bool] | None = None,
+) -> WriterLock:
     """The lock every writer of ``lead_scores`` takes, one row per contact bucket: full
     rescorings exclusively on the buckets they rescore, incremental runs shared on all. With
     ``is_holder_alive``, the rows of holders that no longer run are broken when it is taken."""
     chosen = range(BUCKET_COUNT) if buckets is None else buckets
-    return WriterLock(database, [f"{SCORES}/{b:02d}" for b in chosen], holder, lease_seconds,
-                      is_holder_alive)
+    return WriterLock(
+        database, [f"{SCORES}/{b:02d}" for b in chosen], holder, lease_seconds, is_holder_alive
+    )
 
 
 def staged_scores(bucket: int) -> str:
@@ -101,8 +106,12 @@ def due_later(bucket: int) -> str:
 
 def _side_tables(bucket: int) -> tuple[str, ...]:
     """The staged tables of ``bucket`` besides its scores."""
-    return (malformed_ids(bucket), last_validations(bucket), queue_snapshot(bucket),
-            due_later(bucket))
+    return (
+        malformed_ids(bucket),
+        last_validations(bucket),
+        queue_snapshot(bucket),
+        due_later(bucket),
+    )
 
 
 def _build_name(bucket: int) -> str:
@@ -120,12 +129,17 @@ class ScoreSwap:
     ``is_holder_alive`` is passed to the lock (see ``scoring_lock``).
     """
 
-    def __init__(self, database: Database, run_id: str | None = None, as_of=None,
-                 buckets: list[int] | None = None,
-                 lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
-                 wait_seconds: float = INCREMENTAL_WAIT_SECONDS,
-                 handover_seconds: float = HANDOVER_LEASE_SECONDS,
-                 is_holder_alive: Callable[[str], bool] | None = None):
+    def __init__(
+        self,
+        database: Database,
+        run_id: str | None = None,
+        as_of=None,
+        buckets: list[int] | None = None,
+        lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+        wait_seconds: float = INCREMENTAL_WAIT_SECONDS,
+        handover_seconds: float = HANDOVER_LEASE_SECONDS,
+        is_holder_alive: Callable[[str], bool] | None = None,
+    ):
         self.db = database
         self.run_id = run_id or f"adhoc-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
         self.as_of = as_of
@@ -133,8 +147,9 @@ class ScoreSwap:
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
         self.handover_seconds = handover_seconds
-        self.lock = scoring_lock(database, self.run_id, lease_seconds, self.buckets,
-                                 is_holder_alive)
+        self.lock = scoring_lock(
+            database, self.run_id, lease_seconds, self.buckets, is_holder_alive
+        )
         self.history_rows = 0
         self.kept_newer_scores = 0
         """Stored scores computed at a later ``as_of`` than this run's, kept by the publish."""
@@ -146,8 +161,12 @@ class ScoreSwap:
         """The longest time one bucket's swap held ``lead_scores`` exclusively (PostgreSQL)."""
         self._writer = None
         self._locked_at: float | None = None
-        self._exclusive = ExclusiveSwap(database, SCORES, keep_alive=self._renew_unpublished,
-                                        keep_alive_seconds=lease_seconds / 3)
+        self._exclusive = ExclusiveSwap(
+            database,
+            SCORES,
+            keep_alive=self._renew_unpublished,
+            keep_alive_seconds=lease_seconds / 3,
+        )
         self._staged: list[int] = []
 
     @contextmanager
@@ -196,12 +215,15 @@ class ScoreSwap:
             return None
         guard = self.db.engine.connect()
         for bucket in self.buckets:
-            if not guard.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
-                                 {"key": f"lead_scoring:{staged_scores(bucket)}"}).scalar():
+            if not guard.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"lead_scoring:{staged_scores(bucket)}"},
+            ).scalar():
                 guard.rollback()
                 guard.close()
-                raise RuntimeError(f"another run is still staging bucket {bucket:02d} of "
-                                   f"{SCORES} on this database")
+                raise RuntimeError(
+                    f"another run is still staging bucket {bucket:02d} of {SCORES} on this database"
+                )
         return guard
 
     @contextmanager
@@ -219,44 +241,67 @@ class ScoreSwap:
     def _create(self, connection: sa.Connection, bucket: int) -> None:
         staged = staged_scores(bucket)
         if self.db.dialect == "postgresql":
-            connection.execute(sa.text(
-                f"CREATE TABLE {staged} (LIKE {SCORES} INCLUDING DEFAULTS)"))
-            bound = connection.execute(sa.text(
-                "SELECT pg_get_partition_constraintdef(CAST(:name AS regclass))"),
-                {"name": partition_name(SCORES, bucket)}).scalar_one()
-            connection.execute(sa.text(
-                f"ALTER TABLE {staged} ADD CONSTRAINT {BOUND} CHECK ({bound})"))
+            connection.execute(sa.text(f"CREATE TABLE {staged} (LIKE {SCORES} INCLUDING DEFAULTS)"))
+            bound = connection.execute(
+                sa.text("SELECT pg_get_partition_constraintdef(CAST(:name AS regclass))"),
+                {"name": partition_name(SCORES, bucket)},
+            ).scalar_one()
+            connection.execute(
+                sa.text(f"ALTER TABLE {staged} ADD CONSTRAINT {BOUND} CHECK ({bound})")
+            )
         else:
             connection.execute(sa.text(sqlite_ddl_like(connection, SCORES, staged)))
-        connection.execute(sa.text(
-            f"CREATE TABLE {malformed_ids(bucket)} ({malformed_ids_columns(self.db)})"))
-        connection.execute(sa.text(
-            f"CREATE TABLE {last_validations(bucket)} ({last_validation_columns(self.db)})"))
-        connection.execute(sa.text(
-            f"CREATE TABLE {queue_snapshot(bucket)} (contact_id BIGINT PRIMARY KEY, "
-            "version BIGINT NOT NULL)"))
-        connection.execute(sa.text(
-            f"INSERT INTO {queue_snapshot(bucket)} SELECT contact_id, version FROM "
-            f"scoring_queue WHERE {bucket_sql(self.db.dialect, 'contact_id')} = :bucket"),
-            {"bucket": bucket})
-        connection.execute(sa.text(
-            f"CREATE TABLE {due_later(bucket)} (contact_id BIGINT PRIMARY KEY, "
-            f"not_before {self.db.timestamp_ddl} NOT NULL)"))
+        connection.execute(
+            sa.text(f"CREATE TABLE {malformed_ids(bucket)} ({malformed_ids_columns(self.db)})")
+        )
+        connection.execute(
+            sa.text(f"CREATE TABLE {last_validations(bucket)} ({last_validation_columns(self.db)})")
+        )
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE {queue_snapshot(bucket)} (contact_id BIGINT PRIMARY KEY, "
+                "version BIGINT NOT NULL)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {queue_snapshot(bucket)} SELECT contact_id, version FROM "
+                f"scoring_queue WHERE {bucket_sql(self.db.dialect, 'contact_id')} = :bucket"
+            ),
+            {"bucket": bucket},
+        )
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE {due_later(bucket)} (contact_id BIGINT PRIMARY KEY, "
+                f"not_before {self.db.timestamp_ddl} NOT NULL)"
+            )
+        )
 
     @staticmethod
     def _drop(connection: sa.Connection, bucket: int) -> None:
         for table in (staged_scores(bucket), *_side_tables(bucket)):
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
-    def add(self, bucket: int, scores: pd.DataFrame, malformed: pd.DataFrame,
-            last_validation_changes: pd.DataFrame, detected_at: pd.Timestamp,
-            rows_due_later: pd.DataFrame) -> None:
+    def add(
+        self,
+        bucket: int,
+        scores: pd.DataFrame,
+        malformed: pd.DataFrame,
+        last_validation_changes: pd.DataFrame,
+        detected_at: pd.Timestamp,
+        rows_due_later: pd.DataFrame,
+    ) -> None:
         """Stage one chunk of ``bucket``: its score rows, malformed rows, changed last
         validations and contacts with rows due later (``contact_id``, ``not_before``); the
         lock's lease is renewed."""
         self.db.append_frame(staged_scores(bucket), scores, self._writer)
-        kept = pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
-                             "detected_at": detected_at})
+        kept = pd.DataFrame(
+            {
+                "validation_id": malformed["id"],
+                "reason": malformed["reason"],
+                "detected_at": detected_at,
+            }
+        )
         self.db.append_frame(malformed_ids(bucket), kept, self._writer)
         self.db.append_frame(last_validations(bucket), last_validation_changes, self._writer)
         self.db.append_frame(due_later(bucket), rows_due_later, self._writer)
@@ -271,21 +316,33 @@ class ScoreSwap:
         for bucket in self.buckets:
             if self.db.dialect == "postgresql":
                 with self.db.engine.begin() as connection:
-                    copy_indexes(connection, partition_name(SCORES, bucket),
-                                 staged_scores(bucket))
+                    copy_indexes(connection, partition_name(SCORES, bucket), staged_scores(bucket))
                     connection.execute(sa.text(f"ANALYZE {staged_scores(bucket)}"))
             self.lock.renew()
         now = self.db.bind_timestamp(datetime.now(UTC))
         with self.db.engine.begin() as connection:
             names = [_build_name(b) for b in self.buckets]
-            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name IN :names")
-                               .bindparams(sa.bindparam("names", expanding=True)),
-                               {"names": names})
             connection.execute(
-                sa.text("INSERT INTO staged_builds (table_name, run_id, as_of, staged_at) "
-                        "VALUES (:table, :run_id, :as_of, :now)"),
-                [{"table": name, "run_id": self.run_id,
-                  "as_of": self.db.bind_timestamp(self.as_of), "now": now} for name in names])
+                sa.text("DELETE FROM staged_builds WHERE table_name IN :names").bindparams(
+                    sa.bindparam("names", expanding=True)
+                ),
+                {"names": names},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO staged_builds (table_name, run_id, as_of, staged_at) "
+                    "VALUES (:table, :run_id, :as_of, :now)"
+                ),
+                [
+                    {
+                        "table": name,
+                        "run_id": self.run_id,
+                        "as_of": self.db.bind_timestamp(self.as_of),
+                        "now": now,
+                    }
+                    for name in names
+                ],
+            )
 
     def _abandon(self) -> None:
         """A build that failed half-way: drop its tables and release the lock, but only while
@@ -301,16 +358,21 @@ class ScoreSwap:
     def staged_buckets(self, connection: sa.Connection) -> list[int]:
         """The buckets this run staged and has not published yet (their ``as_of`` becomes
         this swap's); raises ``StagedBuildMissing`` when there are none."""
-        rows = connection.execute(sa.text(
-            "SELECT table_name, run_id, as_of FROM staged_builds WHERE table_name LIKE :like"),
-            {"like": f"{SCORES}_p%"}).all()
-        mine = sorted(int(r.table_name.removeprefix(f"{SCORES}_p")) for r in rows
-                      if r.run_id == self.run_id)
+        rows = connection.execute(
+            sa.text(
+                "SELECT table_name, run_id, as_of FROM staged_builds WHERE table_name LIKE :like"
+            ),
+            {"like": f"{SCORES}_p%"},
+        ).all()
+        mine = sorted(
+            int(r.table_name.removeprefix(f"{SCORES}_p")) for r in rows if r.run_id == self.run_id
+        )
         if not mine:
             owners = sorted({r.run_id for r in rows})
             raise StagedBuildMissing(
                 f"no staged {SCORES} of run {self.run_id} wait to be published "
-                f"({'staged by ' + ', '.join(owners) if owners else 'none staged'})")
+                f"({'staged by ' + ', '.join(owners) if owners else 'none staged'})"
+            )
         as_of = next(r.as_of for r in rows if r.run_id == self.run_id)
         if as_of is not None:
             stamp = pd.Timestamp(as_of)
@@ -361,30 +423,47 @@ class ScoreSwap:
             in_bucket = f"{bucket_sql(self.db.dialect, 'contact_id')} = {bucket}"
             newer, kept = self._keep_newer_scores(connection, bucket, live, in_bucket)
             self.history_rows += record_changes(
-                connection, staged_scores(bucket), self.run_id,
-                self.db.bind_timestamp(self.as_of), live=live)
-            not_kept = ("" if newer is None else
-                        f" AND NOT EXISTS (SELECT 1 FROM ({newer}) k "
-                        f"WHERE k.contact_id = {MALFORMED}.contact_id)")
-            connection.execute(sa.text(f"DELETE FROM {MALFORMED} WHERE {in_bucket}{not_kept}"),
-                               self._as_of_param())
+                connection,
+                staged_scores(bucket),
+                self.run_id,
+                self.db.bind_timestamp(self.as_of),
+                live=live,
+            )
+            not_kept = (
+                ""
+                if newer is None
+                else f" AND NOT EXISTS (SELECT 1 FROM ({newer}) k "
+                f"WHERE k.contact_id = {MALFORMED}.contact_id)"
+            )
+            connection.execute(
+                sa.text(f"DELETE FROM {MALFORMED} WHERE {in_bucket}{not_kept}"), self._as_of_param()
+            )
             copy_malformed_rows(connection, malformed_ids(bucket))
             update_last_validation(connection, last_validations(bucket))
-            settle_full_rescore(connection, queue_snapshot(bucket), due_later(bucket),
-                                kept=newer, params=self._as_of_param())
-            queued = connection.execute(sa.text(
-                f"SELECT count(*) FROM {due_later(bucket)}")).scalar_one()
+            settle_full_rescore(
+                connection,
+                queue_snapshot(bucket),
+                due_later(bucket),
+                kept=newer,
+                params=self._as_of_param(),
+            )
+            queued = connection.execute(
+                sa.text(f"SELECT count(*) FROM {due_later(bucket)}")
+            ).scalar_one()
             if live != SCORES:
                 self._swap_partition(connection, bucket)
             else:
                 connection.execute(sa.text(f"DELETE FROM {SCORES} WHERE {in_bucket}"))
-                connection.execute(sa.text(
-                    f"INSERT INTO {SCORES} SELECT * FROM {staged_scores(bucket)}"))
+                connection.execute(
+                    sa.text(f"INSERT INTO {SCORES} SELECT * FROM {staged_scores(bucket)}")
+                )
                 connection.execute(sa.text(f"DROP TABLE {staged_scores(bucket)}"))
             for table in _side_tables(bucket):
                 connection.execute(sa.text(f"DROP TABLE {table}"))
-            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :name"),
-                               {"name": _build_name(bucket)})
+            connection.execute(
+                sa.text("DELETE FROM staged_builds WHERE table_name = :name"),
+                {"name": _build_name(bucket)},
+            )
             lock.release(connection)
         self.kept_newer_scores += kept
         self.queued_due_later += queued
@@ -395,8 +474,9 @@ class ScoreSwap:
     def _as_of_param(self) -> dict:
         return {"as_of": self.db.bind_timestamp(self.as_of)}
 
-    def _keep_newer_scores(self, connection: sa.Connection, bucket: int, live: str,
-                           in_bucket: str) -> tuple[str | None, int]:
+    def _keep_newer_scores(
+        self, connection: sa.Connection, bucket: int, live: str, in_bucket: str
+    ) -> tuple[str | None, int]:
         """Where the live bucket holds scores computed at a later ``as_of`` than this run's
         (an incremental run, or a later full rescoring, stored them meanwhile), the staged
         bucket takes those rows instead of its own, and its staged malformed rows and
@@ -404,37 +484,50 @@ class ScoreSwap:
         them as they are. Returns the query of those contacts (taking ``:as_of``; None when
         there are none, the common case, which costs one scan of the live bucket) and their
         number."""
-        newer = (f"SELECT contact_id FROM {live} WHERE last_calculated_at > :as_of"
-                 + ("" if live != SCORES else f" AND {in_bucket}"))
-        kept = connection.execute(sa.text(f"SELECT count(*) FROM ({newer}) n"),
-                                  self._as_of_param()).scalar_one()
+        newer = f"SELECT contact_id FROM {live} WHERE last_calculated_at > :as_of" + (
+            "" if live != SCORES else f" AND {in_bucket}"
+        )
+        kept = connection.execute(
+            sa.text(f"SELECT count(*) FROM ({newer}) n"), self._as_of_param()
+        ).scalar_one()
         if not kept:
             return None, 0
         columns = ", ".join(SCORE_COLUMNS)
         for statement in (
             f"DELETE FROM {staged_scores(bucket)} WHERE contact_id IN ({newer})",
-            (f"INSERT INTO {staged_scores(bucket)} ({columns}) SELECT {columns} FROM {live} "
-             f"WHERE contact_id IN ({newer})"),
+            (
+                f"INSERT INTO {staged_scores(bucket)} ({columns}) SELECT {columns} FROM {live} "
+                f"WHERE contact_id IN ({newer})"
+            ),
             f"DELETE FROM {last_validations(bucket)} WHERE contact_id IN ({newer})",
-            (f"DELETE FROM {malformed_ids(bucket)} WHERE validation_id IN (SELECT v.id FROM "
-             f"platform_validations v WHERE v.contact_id IN ({newer}))"),
+            (
+                f"DELETE FROM {malformed_ids(bucket)} WHERE validation_id IN (SELECT v.id FROM "
+                f"platform_validations v WHERE v.contact_id IN ({newer}))"
+            ),
         ):
             connection.execute(sa.text(statement), self._as_of_param())
         return newer, kept
 
     def _partitioned(self, connection: sa.Connection) -> bool:
-        return self.db.dialect == "postgresql" and bool(connection.execute(sa.text(
-            "SELECT to_regclass(:name) IS NOT NULL"),
-            {"name": partition_name(SCORES, 0)}).scalar_one())
+        return self.db.dialect == "postgresql" and bool(
+            connection.execute(
+                sa.text("SELECT to_regclass(:name) IS NOT NULL"),
+                {"name": partition_name(SCORES, 0)},
+            ).scalar_one()
+        )
 
     def _swap_partition(self, connection: sa.Connection, bucket: int) -> None:
         """The staged bucket in place of the live partition, under the parent: it carries a
         check of its bound, so attaching it reads no row."""
         live, staged = partition_name(SCORES, bucket), staged_scores(bucket)
         renames = index_renames(connection, live, staged)
-        bound = connection.execute(sa.text(
-            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = "
-            "CAST(:name AS regclass)"), {"name": live}).scalar_one()
+        bound = connection.execute(
+            sa.text(
+                "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = "
+                "CAST(:name AS regclass)"
+            ),
+            {"name": live},
+        ).scalar_one()
         self._exclusive.lock(connection)
         self._locked_at = time.perf_counter()
         replace_partition(connection, SCORES, live, staged, bound, renames)
@@ -453,7 +546,9 @@ class ScoreSwap:
             for bucket in buckets:
                 self._drop(connection, bucket)
             connection.execute(
-                sa.text("DELETE FROM staged_builds WHERE table_name IN :names")
-                .bindparams(sa.bindparam("names", expanding=True)),
-                {"names": [_build_name(b) for b in buckets]})
+                sa.text("DELETE FROM staged_builds WHERE table_name IN :names").bindparams(
+                    sa.bindparam("names", expanding=True)
+                ),
+                {"names": [_build_name(b) for b in buckets]},
+            )
             lock.release(connection)

@@ -77,7 +77,9 @@ class Settlement:
 
 
 def _now(dialect: str) -> str:
-    return "clock_timestamp()" if dialect == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    return (
+        "clock_timestamp()" if dialect == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    )
 
 
 def _statement_now(dialect: str) -> str:
@@ -92,8 +94,13 @@ def _lease_end(dialect: str) -> str:
     return "strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :lease_seconds || ' seconds')"
 
 
-def settle_full_rescore(connection: sa.Connection, snapshot: str, due_later: str,
-                        kept: str | None = None, params: dict | None = None) -> None:
+def settle_full_rescore(
+    connection: sa.Connection,
+    snapshot: str,
+    due_later: str,
+    kept: str | None = None,
+    params: dict | None = None,
+) -> None:
     """Settle the queue entries of the contacts one bucket of a full rescoring published, in
     the publish's transaction; set-based.
 
@@ -107,20 +114,29 @@ def settle_full_rescore(connection: sa.Connection, snapshot: str, due_later: str
     the incremental settlement leaves it), else claimable at once; an entry enqueued again
     since the snapshot, or of a kept score, stays as it is."""
     now = _now(connection.dialect.name)
-    covered = (f"EXISTS (SELECT 1 FROM {snapshot} s WHERE s.contact_id = "
-               "scoring_queue.contact_id AND s.version = scoring_queue.version)")
-    not_kept = ("" if kept is None else
-                f" AND scoring_queue.contact_id NOT IN ({kept})")
+    covered = (
+        f"EXISTS (SELECT 1 FROM {snapshot} s WHERE s.contact_id = "
+        "scoring_queue.contact_id AND s.version = scoring_queue.version)"
+    )
+    not_kept = "" if kept is None else f" AND scoring_queue.contact_id NOT IN ({kept})"
     params = params or {}
-    connection.execute(sa.text(
-        f"DELETE FROM scoring_queue WHERE {covered} AND NOT EXISTS (SELECT 1 FROM {due_later} d "
-        f"WHERE d.contact_id = scoring_queue.contact_id){not_kept}"), params)
-    connection.execute(sa.text(
-        "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
-        f"leased_until) SELECT contact_id, :priority, {now}, {now}, CASE WHEN not_before > "
-        f"{now} THEN not_before END FROM {due_later} WHERE true ON CONFLICT (contact_id) DO "
-        "UPDATE SET leased_until = excluded.leased_until, leased_by = NULL, attempts = 0 "
-        f"WHERE {covered}{not_kept}"), {**params, "priority": DUE_LATER_PRIORITY})
+    connection.execute(
+        sa.text(
+            f"DELETE FROM scoring_queue WHERE {covered} AND NOT EXISTS (SELECT 1 FROM {due_later} d "
+            f"WHERE d.contact_id = scoring_queue.contact_id){not_kept}"
+        ),
+        params,
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at, "
+            f"leased_until) SELECT contact_id, :priority, {now}, {now}, CASE WHEN not_before > "
+            f"{now} THEN not_before END FROM {due_later} WHERE true ON CONFLICT (contact_id) DO "
+            "UPDATE SET leased_until = excluded.leased_until, leased_by = NULL, attempts = 0 "
+            f"WHERE {covered}{not_kept}"
+        ),
+        {**params, "priority": DUE_LATER_PRIORITY},
+    )
 
 
 class ScoringQueue:
@@ -139,16 +155,21 @@ class ScoringQueue:
         row first."""
         with self.db.engine.begin() as connection:
             if self.db.dialect == "postgresql":
-                connection.execute(sa.text(
-                    "WITH folded AS (DELETE FROM scoring_queue_size RETURNING entries) "
-                    "INSERT INTO scoring_queue_size (entries) "
-                    "SELECT coalesce(sum(entries), 0) FROM folded"))
-            entries, leased, dead = connection.execute(sa.text(
-                "SELECT (SELECT coalesce(sum(entries), 0) FROM scoring_queue_size), "
-                "(SELECT count(*) FROM scoring_queue WHERE leased_until IS NOT NULL "
-                f"AND leased_until >= {self.statement_now}), "
-                "(SELECT count(*) FROM scoring_dead_letters)"
-            )).one()
+                connection.execute(
+                    sa.text(
+                        "WITH folded AS (DELETE FROM scoring_queue_size RETURNING entries) "
+                        "INSERT INTO scoring_queue_size (entries) "
+                        "SELECT coalesce(sum(entries), 0) FROM folded"
+                    )
+                )
+            entries, leased, dead = connection.execute(
+                sa.text(
+                    "SELECT (SELECT coalesce(sum(entries), 0) FROM scoring_queue_size), "
+                    "(SELECT count(*) FROM scoring_queue WHERE leased_until IS NOT NULL "
+                    f"AND leased_until >= {self.statement_now}), "
+                    "(SELECT count(*) FROM scoring_dead_letters)"
+                )
+            ).one()
         return QueueDepth(int(entries) - leased, leased, dead)
 
     def claim(self, owner: str, batch_size: int, lease_seconds: int) -> pd.DataFrame:
@@ -164,25 +185,34 @@ class ScoringQueue:
         with self.db.engine.begin() as connection:
             for group in groups[:2]:
                 worn_out = f"attempts >= :max AND {group}"
-                connection.execute(sa.text(
-                    f"UPDATE scoring_queue SET last_error = :error WHERE {worn_out}"),
-                    {"error": LOST_WORKER_ERROR, "max": MAX_ATTEMPTS, "owner": owner})
+                connection.execute(
+                    sa.text(f"UPDATE scoring_queue SET last_error = :error WHERE {worn_out}"),
+                    {"error": LOST_WORKER_ERROR, "max": MAX_ATTEMPTS, "owner": owner},
+                )
                 self._dead_letter(connection, worn_out, {"owner": owner})
             for group in groups:
                 wanted = batch_size - len(claimed)
                 if wanted <= 0:
                     break
-                picked = (f"SELECT contact_id FROM scoring_queue WHERE {group} "
-                          f"ORDER BY {GROUP_ORDER} LIMIT :wanted")
+                picked = (
+                    f"SELECT contact_id FROM scoring_queue WHERE {group} "
+                    f"ORDER BY {GROUP_ORDER} LIMIT :wanted"
+                )
                 # PostgreSQL: the picked ids as one array, looked up by primary key (joined
                 # with IN, the planner reads the whole queue to hash it)
-                picked = (f"= ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))" if postgresql
-                          else f"IN ({picked})")
-                claimed += connection.execute(sa.text(
-                    f"UPDATE scoring_queue SET leased_by = :owner, attempts = attempts + 1, "
-                    f"leased_until = {_lease_end(self.db.dialect)}, last_attempt_at = {self.now} "
-                    f"WHERE contact_id {picked} RETURNING contact_id, version, attempts"),
-                    {**params, "wanted": wanted}).all()
+                picked = (
+                    f"= ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))"
+                    if postgresql
+                    else f"IN ({picked})"
+                )
+                claimed += connection.execute(
+                    sa.text(
+                        f"UPDATE scoring_queue SET leased_by = :owner, attempts = attempts + 1, "
+                        f"leased_until = {_lease_end(self.db.dialect)}, last_attempt_at = {self.now} "
+                        f"WHERE contact_id {picked} RETURNING contact_id, version, attempts"
+                    ),
+                    {**params, "wanted": wanted},
+                ).all()
         return pd.DataFrame(claimed, columns=["contact_id", "version", "attempts"])
 
     def reclaim(self, min_bytes: int = RECLAIM_MIN_BYTES) -> int | None:
@@ -256,97 +286,161 @@ class ScoringQueue:
         with self.db.engine.begin() as connection:
             if lock is not None:
                 lock.verify(connection)
-            self._fill_temporary(connection, "settled_batch",
-                                 "contact_id BIGINT PRIMARY KEY, version BIGINT NOT NULL",
-                                 claimed[["contact_id", "version"]])
+            self._fill_temporary(
+                connection,
+                "settled_batch",
+                "contact_id BIGINT PRIMARY KEY, version BIGINT NOT NULL",
+                claimed[["contact_id", "version"]],
+            )
             if self.db.dialect == "postgresql":
-                connection.execute(sa.text(
-                    "SELECT 1 FROM scoring_queue WHERE contact_id IN "
-                    "(SELECT contact_id FROM settled_batch) FOR UPDATE")).all()
-            lost = connection.execute(sa.text(
-                "DELETE FROM settled_batch WHERE NOT EXISTS (SELECT 1 FROM scoring_queue q "
-                "WHERE q.contact_id = settled_batch.contact_id AND q.version = "
-                "settled_batch.version AND q.leased_by = :owner "
-                f"AND q.leased_until >= {self.statement_now})"
-            ), {"owner": owner}).rowcount
+                connection.execute(
+                    sa.text(
+                        "SELECT 1 FROM scoring_queue WHERE contact_id IN "
+                        "(SELECT contact_id FROM settled_batch) FOR UPDATE"
+                    )
+                ).all()
+            lost = connection.execute(
+                sa.text(
+                    "DELETE FROM settled_batch WHERE NOT EXISTS (SELECT 1 FROM scoring_queue q "
+                    "WHERE q.contact_id = settled_batch.contact_id AND q.version = "
+                    "settled_batch.version AND q.leased_by = :owner "
+                    f"AND q.leased_until >= {self.statement_now})"
+                ),
+                {"owner": owner},
+            ).rowcount
             newer = history_rows = written = 0
             if not scores.empty:
-                self._fill_temporary(connection, "settled_scores", None,
-                                     scores[list(SCORE_COLUMNS)])
-                newer = connection.execute(sa.text(
-                    "DELETE FROM settled_batch WHERE contact_id IN (SELECT s.contact_id FROM "
-                    "settled_scores s JOIN lead_scores o ON o.contact_id = s.contact_id "
-                    "WHERE o.last_calculated_at > s.last_calculated_at)")).rowcount
-                connection.execute(sa.text(
-                    "DELETE FROM settled_scores WHERE contact_id NOT IN "
-                    "(SELECT contact_id FROM settled_batch)"))
+                self._fill_temporary(
+                    connection, "settled_scores", None, scores[list(SCORE_COLUMNS)]
+                )
+                newer = connection.execute(
+                    sa.text(
+                        "DELETE FROM settled_batch WHERE contact_id IN (SELECT s.contact_id FROM "
+                        "settled_scores s JOIN lead_scores o ON o.contact_id = s.contact_id "
+                        "WHERE o.last_calculated_at > s.last_calculated_at)"
+                    )
+                ).rowcount
+                connection.execute(
+                    sa.text(
+                        "DELETE FROM settled_scores WHERE contact_id NOT IN "
+                        "(SELECT contact_id FROM settled_batch)"
+                    )
+                )
                 written = connection.execute(
-                    sa.text("SELECT count(*) FROM settled_scores")).scalar_one()
-                history_rows = record_changes(connection, "settled_scores", owner,
-                                              self.db.bind_timestamp(detected_at))
+                    sa.text("SELECT count(*) FROM settled_scores")
+                ).scalar_one()
+                history_rows = record_changes(
+                    connection, "settled_scores", owner, self.db.bind_timestamp(detected_at)
+                )
                 updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
-                connection.execute(sa.text(
-                    f"INSERT INTO lead_scores ({', '.join(SCORE_COLUMNS)}) SELECT "
-                    f"{', '.join(SCORE_COLUMNS)} FROM settled_scores WHERE true "
-                    f"ON CONFLICT (contact_id) DO UPDATE SET {updates} "
-                    "WHERE lead_scores.last_calculated_at <= excluded.last_calculated_at"))
-            connection.execute(sa.text(
-                "DELETE FROM lead_scores WHERE contact_id IN (SELECT s.contact_id FROM "
-                "settled_batch s WHERE NOT EXISTS (SELECT 1 FROM contacts c "
-                "WHERE c.id = s.contact_id))"))
-            connection.execute(sa.text(
-                "DELETE FROM malformed_validations WHERE contact_id IN "
-                "(SELECT contact_id FROM settled_batch)"))
+                connection.execute(
+                    sa.text(
+                        f"INSERT INTO lead_scores ({', '.join(SCORE_COLUMNS)}) SELECT "
+                        f"{', '.join(SCORE_COLUMNS)} FROM settled_scores WHERE true "
+                        f"ON CONFLICT (contact_id) DO UPDATE SET {updates} "
+                        "WHERE lead_scores.last_calculated_at <= excluded.last_calculated_at"
+                    )
+                )
+            connection.execute(
+                sa.text(
+                    "DELETE FROM lead_scores WHERE contact_id IN (SELECT s.contact_id FROM "
+                    "settled_batch s WHERE NOT EXISTS (SELECT 1 FROM contacts c "
+                    "WHERE c.id = s.contact_id))"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "DELETE FROM malformed_validations WHERE contact_id IN "
+                    "(SELECT contact_id FROM settled_batch)"
+                )
+            )
             if not malformed.empty:
                 self._fill_temporary(
-                    connection, "settled_malformed", malformed_ids_columns(self.db),
-                    pd.DataFrame({"validation_id": malformed["id"], "reason": malformed["reason"],
-                                  "detected_at": detected_at}))
-                connection.execute(sa.text(
-                    "DELETE FROM settled_malformed WHERE validation_id NOT IN (SELECT v.id FROM "
-                    "platform_validations v JOIN settled_batch s ON s.contact_id = v.contact_id)"))
-                connection.execute(sa.text(
-                    "DELETE FROM malformed_validations WHERE validation_id IN "
-                    "(SELECT validation_id FROM settled_malformed)"))
+                    connection,
+                    "settled_malformed",
+                    malformed_ids_columns(self.db),
+                    pd.DataFrame(
+                        {
+                            "validation_id": malformed["id"],
+                            "reason": malformed["reason"],
+                            "detected_at": detected_at,
+                        }
+                    ),
+                )
+                connection.execute(
+                    sa.text(
+                        "DELETE FROM settled_malformed WHERE validation_id NOT IN (SELECT v.id FROM "
+                        "platform_validations v JOIN settled_batch s ON s.contact_id = v.contact_id)"
+                    )
+                )
+                connection.execute(
+                    sa.text(
+                        "DELETE FROM malformed_validations WHERE validation_id IN "
+                        "(SELECT validation_id FROM settled_malformed)"
+                    )
+                )
                 copy_malformed_rows(connection, "settled_malformed")
             if not last_validation.empty:
                 self._fill_temporary(
-                    connection, "settled_last_validation", last_validation_columns(self.db),
-                    last_validation[["contact_id", "last_platform_validation"]])
-                connection.execute(sa.text(
-                    "DELETE FROM settled_last_validation WHERE contact_id NOT IN "
-                    "(SELECT contact_id FROM settled_batch)"))
+                    connection,
+                    "settled_last_validation",
+                    last_validation_columns(self.db),
+                    last_validation[["contact_id", "last_platform_validation"]],
+                )
+                connection.execute(
+                    sa.text(
+                        "DELETE FROM settled_last_validation WHERE contact_id NOT IN "
+                        "(SELECT contact_id FROM settled_batch)"
+                    )
+                )
                 update_last_validation(connection, "settled_last_validation")
             if waiting is not None and not waiting.empty:
                 self._fill_temporary(
-                    connection, "settled_waiting",
+                    connection,
+                    "settled_waiting",
                     f"contact_id BIGINT PRIMARY KEY, not_before {self.db.timestamp_ddl}",
-                    waiting[["contact_id", "not_before"]])
-                connection.execute(sa.text(
-                    "UPDATE scoring_queue SET leased_by = NULL, attempts = 0, leased_until = "
-                    "(SELECT w.not_before FROM settled_waiting w "
-                    "WHERE w.contact_id = scoring_queue.contact_id) "
-                    "WHERE leased_by = :owner AND contact_id IN (SELECT s.contact_id FROM "
-                    "settled_batch s JOIN settled_waiting w ON w.contact_id = s.contact_id)"),
-                    {"owner": owner})
-            removed = connection.execute(sa.text(
-                "DELETE FROM scoring_queue WHERE leased_by = :owner AND EXISTS (SELECT 1 FROM "
-                "settled_batch s WHERE s.contact_id = scoring_queue.contact_id "
-                "AND s.version = scoring_queue.version)"), {"owner": owner}).rowcount
-            connection.execute(sa.text(
-                "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL, attempts = 0 "
-                "WHERE leased_by = :owner"), {"owner": owner})
+                    waiting[["contact_id", "not_before"]],
+                )
+                connection.execute(
+                    sa.text(
+                        "UPDATE scoring_queue SET leased_by = NULL, attempts = 0, leased_until = "
+                        "(SELECT w.not_before FROM settled_waiting w "
+                        "WHERE w.contact_id = scoring_queue.contact_id) "
+                        "WHERE leased_by = :owner AND contact_id IN (SELECT s.contact_id FROM "
+                        "settled_batch s JOIN settled_waiting w ON w.contact_id = s.contact_id)"
+                    ),
+                    {"owner": owner},
+                )
+            removed = connection.execute(
+                sa.text(
+                    "DELETE FROM scoring_queue WHERE leased_by = :owner AND EXISTS (SELECT 1 FROM "
+                    "settled_batch s WHERE s.contact_id = scoring_queue.contact_id "
+                    "AND s.version = scoring_queue.version)"
+                ),
+                {"owner": owner},
+            ).rowcount
+            connection.execute(
+                sa.text(
+                    "UPDATE scoring_queue SET leased_by = NULL, leased_until = NULL, attempts = 0 "
+                    "WHERE leased_by = :owner"
+                ),
+                {"owner": owner},
+            )
         if removed:
             self.reclaim()
         return Settlement(written, removed, history_rows, lost, newer)
 
-    def _fill_temporary(self, connection, table: str, columns: str | None,
-                        frame: pd.DataFrame) -> None:
+    def _fill_temporary(
+        self, connection, table: str, columns: str | None, frame: pd.DataFrame
+    ) -> None:
         """An empty temporary ``table`` (``columns`` DDL, or shaped as lead_scores), filled
         with ``frame``; it lives as long as the connection."""
         if columns is None:
-            shape = ("(LIKE lead_scores)" if self.db.dialect == "postgresql"
-                     else "AS SELECT * FROM lead_scores WHERE 0")
+            shape = (
+                "(LIKE lead_scores)"
+                if self.db.dialect == "postgresql"
+                else "AS SELECT * FROM lead_scores WHERE 0"
+            )
             connection.execute(sa.text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} {shape}"))
         else:
             connection.execute(sa.text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns})"))
@@ -362,11 +456,18 @@ class ScoringQueue:
         with self.db.engine.begin() as connection:
             held = []
             for contact_id, error in errors.items():
-                held += connection.execute(sa.text(
-                    "UPDATE scoring_queue SET last_error = :error, leased_by = NULL, "
-                    "leased_until = NULL WHERE contact_id = :id AND leased_by = :owner "
-                    "RETURNING contact_id"),
-                    {"error": error[:2000], "id": contact_id, "owner": owner}).scalars().all()
+                held += (
+                    connection.execute(
+                        sa.text(
+                            "UPDATE scoring_queue SET last_error = :error, leased_by = NULL, "
+                            "leased_until = NULL WHERE contact_id = :id AND leased_by = :owner "
+                            "RETURNING contact_id"
+                        ),
+                        {"error": error[:2000], "id": contact_id, "owner": owner},
+                    )
+                    .scalars()
+                    .all()
+                )
             if not held:
                 return 0
             failed = ", ".join(str(int(i)) for i in held)
@@ -387,4 +488,5 @@ class ScoringQueue:
             params,
         )
         return connection.execute(
-            sa.text(f"DELETE FROM scoring_queue WHERE {condition}"), params).rowcount
+            sa.text(f"DELETE FROM scoring_queue WHERE {condition}"), params
+        ).rowcount

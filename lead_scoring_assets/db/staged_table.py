@@ -50,8 +50,15 @@ class StagedTable:
     tables by extending ``create`` and ``drop``, the swap hooks and the locking.
     """
 
-    def __init__(self, database: Database, table: str, run_id: str | None = None,
-                 as_of=None, audit=None, keep_alive: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        database: Database,
+        table: str,
+        run_id: str | None = None,
+        as_of=None,
+        audit=None,
+        keep_alive: Callable[[], None] | None = None,
+    ):
         self.db = database
         self.table = table
         self.staged = f"{table}{NEXT}"
@@ -128,20 +135,28 @@ class StagedTable:
         with self.db.engine.begin() as connection:
             copy_indexes(connection, self.table, self.staged)
             for name, _, constraint in _partitions(connection, self.table):
-                connection.execute(sa.text(
-                    f"ALTER TABLE {name}{NEXT} ADD CONSTRAINT {BOUND} CHECK ({constraint})"))
+                connection.execute(
+                    sa.text(f"ALTER TABLE {name}{NEXT} ADD CONSTRAINT {BOUND} CHECK ({constraint})")
+                )
             connection.execute(sa.text(f"ANALYZE {self.staged}"))
 
     def _record_build(self) -> None:
         with self.db.engine.begin() as connection:
-            connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
-                               {"table": self.table})
             connection.execute(
-                sa.text("INSERT INTO staged_builds (table_name, run_id, as_of, staged_at) "
-                        "VALUES (:table, :run_id, :as_of, :now)"),
-                {"table": self.table, "run_id": self.run_id,
-                 "as_of": self.db.bind_timestamp(self.as_of),
-                 "now": self.db.bind_timestamp(datetime.now(UTC))},
+                sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
+                {"table": self.table},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO staged_builds (table_name, run_id, as_of, staged_at) "
+                    "VALUES (:table, :run_id, :as_of, :now)"
+                ),
+                {
+                    "table": self.table,
+                    "run_id": self.run_id,
+                    "as_of": self.db.bind_timestamp(self.as_of),
+                    "now": self.db.bind_timestamp(datetime.now(UTC)),
+                },
             )
 
     def staged_build(self, connection: sa.Connection) -> sa.Row:
@@ -154,7 +169,8 @@ class StagedTable:
             owner = "no run" if row is None else f"run {row.run_id}"
             raise StagedBuildMissing(
                 f"{self.staged} holds the rows of {owner}, not of run {self.run_id}: "
-                "nothing to publish")
+                "nothing to publish"
+            )
         if row.as_of is not None:
             stamp = pd.Timestamp(row.as_of)
             self.as_of = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
@@ -186,13 +202,15 @@ class StagedTable:
             ddl = f"CREATE TABLE {self.staged} (LIKE {self.table} INCLUDING DEFAULTS)"
             partitions = _partitions(connection, self.table)
             if partitions:
-                key = connection.execute(sa.text(
-                    "SELECT pg_get_partkeydef(CAST(:table AS regclass))"),
-                    {"table": self.table}).scalar_one()
+                key = connection.execute(
+                    sa.text("SELECT pg_get_partkeydef(CAST(:table AS regclass))"),
+                    {"table": self.table},
+                ).scalar_one()
                 connection.execute(sa.text(f"{ddl} PARTITION BY {key}"))
                 for name, bound, _ in partitions:
-                    connection.execute(sa.text(
-                        f"CREATE TABLE {name}{NEXT} PARTITION OF {self.staged} {bound}"))
+                    connection.execute(
+                        sa.text(f"CREATE TABLE {name}{NEXT} PARTITION OF {self.staged} {bound}")
+                    )
                 return
         else:
             ddl = sqlite_ddl_like(connection, self.table, self.staged)
@@ -215,8 +233,9 @@ class StagedTable:
 
     def _drop_build(self, connection: sa.Connection) -> None:
         self.drop(connection)
-        connection.execute(sa.text("DELETE FROM staged_builds WHERE table_name = :table"),
-                           {"table": self.table})
+        connection.execute(
+            sa.text("DELETE FROM staged_builds WHERE table_name = :table"), {"table": self.table}
+        )
 
     def before_swap(self, connection: sa.Connection) -> None:
         """Runs in the swap's transaction while both tables exist, before the live table's
@@ -270,8 +289,9 @@ class StagedTable:
             self._exclusive.lock(connection)
             self._locked_at = time.perf_counter()
             for name, bound, _ in partitions:
-                connection.execute(sa.text(
-                    f"ALTER TABLE {self.staged} DETACH PARTITION {name}{NEXT}"))
+                connection.execute(
+                    sa.text(f"ALTER TABLE {self.staged} DETACH PARTITION {name}{NEXT}")
+                )
                 replace_partition(connection, self.table, name, f"{name}{NEXT}", bound)
             connection.execute(sa.text(f"DROP TABLE {self.staged}"))
             self._published(connection)
@@ -296,7 +316,8 @@ _HOLDERS = sa.text(
     "SELECT DISTINCT l.virtualtransaction FROM pg_locks l WHERE l.locktype = 'relation' "
     "AND l.granted AND l.pid <> pg_backend_pid() "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND l.relation IN (SELECT relid FROM pg_partition_tree(CAST(:table AS regclass)))")
+    "AND l.relation IN (SELECT relid FROM pg_partition_tree(CAST(:table AS regclass)))"
+)
 """The transactions holding a lock on a table or on one of its partitions."""
 
 T = TypeVar("T")
@@ -338,9 +359,14 @@ class ExclusiveSwap:
     by default), ``SwapWaitExceeded``. SQLite: ``publish()`` runs once, ``lock`` does nothing.
     """
 
-    def __init__(self, database: Database, table: str, wait_seconds: float | None = None,
-                 keep_alive: Callable[[], None] | None = None,
-                 keep_alive_seconds: float = KEEP_ALIVE_SECONDS):
+    def __init__(
+        self,
+        database: Database,
+        table: str,
+        wait_seconds: float | None = None,
+        keep_alive: Callable[[], None] | None = None,
+        keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
+    ):
         self.db = database
         self.table = table
         self.wait_seconds = swap_wait_seconds() if wait_seconds is None else wait_seconds
@@ -358,8 +384,9 @@ class ExclusiveSwap:
         it never waits longer for another lock while it holds this one."""
         if self.db.dialect != "postgresql":
             return
-        connection.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"),
-                           {"timeout": LOCK_TIMEOUT})
+        connection.execute(
+            sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT}
+        )
         connection.execute(sa.text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
 
     def run(self, publish: Callable[..., T], *args) -> T:
@@ -389,7 +416,8 @@ class ExclusiveSwap:
                 self.seconds_waited += now - started
                 raise SwapWaitExceeded(
                     f"readers held {self.table} for {now - started:.0f} s, longer than a swap "
-                    f"may wait ({SWAP_WAIT_ENV}); nothing of this swap was written")
+                    f"may wait ({SWAP_WAIT_ENV}); nothing of this swap was written"
+                )
             if self.keep_alive is not None and now - kept_alive >= self.keep_alive_seconds:
                 self.keep_alive()
                 kept_alive = time.monotonic()
@@ -416,8 +444,14 @@ class ExclusiveSwap:
         return True, holders
 
 
-def replace_partition(connection: sa.Connection, parent: str, name: str, staged: str,
-                      bound: str, renames: list[str] = ()) -> None:
+def replace_partition(
+    connection: sa.Connection,
+    parent: str,
+    name: str,
+    staged: str,
+    bound: str,
+    renames: list[str] = (),
+) -> None:
     """The table ``staged`` in place of ``parent``'s partition ``name`` (detached and
     dropped): renamed to ``name``, ``renames`` run (its indexes' names), attached with
     ``bound``. ``staged`` carries a check of that bound, so attaching reads no row."""
@@ -434,18 +468,23 @@ def sqlite_ddl_like(connection: sa.Connection, live: str, new: str) -> str:
     """SQLite: the ``CREATE TABLE`` statement of ``live``, naming ``new`` instead."""
     ddl = connection.execute(
         sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
-        {"name": live}).scalar_one()
+        {"name": live},
+    ).scalar_one()
     return re.sub(rf"^CREATE TABLE \"?{live}\"?", f"CREATE TABLE {new}", ddl)
 
 
 def _partitions(connection, table: str) -> list[sa.Row]:
     """(name, bound, partition constraint) of each partition of ``table``, by name; none when
     it is not partitioned."""
-    return connection.execute(sa.text(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), "
-        "pg_get_partition_constraintdef(c.oid) FROM pg_inherits i "
-        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:table AS regclass) "
-        "ORDER BY c.relname"), {"table": table}).all()
+    return connection.execute(
+        sa.text(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), "
+            "pg_get_partition_constraintdef(c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:table AS regclass) "
+            "ORDER BY c.relname"
+        ),
+        {"table": table},
+    ).all()
 
 
 def copy_indexes(connection, live: str, staged: str) -> None:
@@ -463,13 +502,16 @@ def copy_indexes(connection, live: str, staged: str) -> None:
     ).all()
     for index_name, index_def, constraint_name, constraint_def in rows:
         if constraint_name is not None:
-            connection.execute(sa.text(
-                f'ALTER TABLE {staged} ADD CONSTRAINT "{constraint_name}{NEXT}" {constraint_def}'))
+            connection.execute(
+                sa.text(
+                    f'ALTER TABLE {staged} ADD CONSTRAINT "{constraint_name}{NEXT}" {constraint_def}'
+                )
+            )
             continue
-        statement = index_def.replace(f"INDEX {index_name} ON",
-                                      f'INDEX "{index_name}{NEXT}" ON', 1)
-        statement = re.sub(rf" ON (?:ONLY )?((?:\S+\.)?){live} USING",
-                           rf" ON \g<1>{staged} USING", statement)
+        statement = index_def.replace(f"INDEX {index_name} ON", f'INDEX "{index_name}{NEXT}" ON', 1)
+        statement = re.sub(
+            rf" ON (?:ONLY )?((?:\S+\.)?){live} USING", rf" ON \g<1>{staged} USING", statement
+        )
         connection.execute(sa.text(statement))
 
 
@@ -488,9 +530,12 @@ def index_renames(connection, live: str, staged: str) -> list[str]:
     renames = []
     for index_name, constraint_name in rows:
         if constraint_name is not None:
-            renames.append(f'ALTER TABLE {live} RENAME CONSTRAINT "{constraint_name}" TO '
-                           f'"{constraint_name.removesuffix(NEXT)}"')
+            renames.append(
+                f'ALTER TABLE {live} RENAME CONSTRAINT "{constraint_name}" TO '
+                f'"{constraint_name.removesuffix(NEXT)}"'
+            )
         else:
-            renames.append(f'ALTER INDEX "{index_name}" RENAME TO '
-                           f'"{index_name.removesuffix(NEXT)}"')
+            renames.append(
+                f'ALTER INDEX "{index_name}" RENAME TO "{index_name.removesuffix(NEXT)}"'
+            )
     return renames

@@ -47,12 +47,19 @@ class WriterLock:
     breaks the rows other holders have on its resources if they no longer run; their names are
     kept in ``broken``."""
 
-    def __init__(self, database: Database, resource: str | list[str], holder: str,
-                 lease_seconds: float, is_holder_alive: Callable[[str], bool] | None = None):
+    def __init__(
+        self,
+        database: Database,
+        resource: str | list[str],
+        holder: str,
+        lease_seconds: float,
+        is_holder_alive: Callable[[str], bool] | None = None,
+    ):
         self.db = database
         self.resources = [resource] if isinstance(resource, str) else list(resource)
-        self.resource = (resource if isinstance(resource, str)
-                         else f"{self.resources[0]}..{self.resources[-1]}")
+        self.resource = (
+            resource if isinstance(resource, str) else f"{self.resources[0]}..{self.resources[-1]}"
+        )
         self.holder = holder
         self.lease_seconds = lease_seconds
         self.is_holder_alive = is_holder_alive
@@ -70,11 +77,13 @@ class WriterLock:
         SQLite: the first write takes the database's write lock), then drop the expired rows
         of the resources and the rows of holders that no longer run."""
         if self.db.dialect == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                               {"key": LOCK_CHANGES_KEY})
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": LOCK_CHANGES_KEY}
+            )
         connection.execute(
-            self._text("DELETE FROM writer_locks WHERE resource IN :resources "
-                       "AND expires_at < :now"),
+            self._text(
+                "DELETE FROM writer_locks WHERE resource IN :resources AND expires_at < :now"
+            ),
             {"resources": self.resources, "now": self._stamp()},
         )
         if self.is_holder_alive is not None:
@@ -84,41 +93,59 @@ class WriterLock:
         """Delete the rows other holders have on the resources if ``is_holder_alive`` says they
         no longer run (a publish of theirs still in its transaction finishes first: its rows
         are locked)."""
-        holders = connection.execute(
-            self._text("SELECT DISTINCT holder FROM writer_locks WHERE resource IN :resources "
-                       "AND holder <> :holder"),
-            {"resources": self.resources, "holder": self.holder},
-        ).scalars().all()
+        holders = (
+            connection.execute(
+                self._text(
+                    "SELECT DISTINCT holder FROM writer_locks WHERE resource IN :resources "
+                    "AND holder <> :holder"
+                ),
+                {"resources": self.resources, "holder": self.holder},
+            )
+            .scalars()
+            .all()
+        )
         dead = [holder for holder in holders if not self.is_holder_alive(holder)]
         if not dead:
             return
         connection.execute(
-            self._text("DELETE FROM writer_locks WHERE resource IN :resources "
-                       "AND holder IN :dead").bindparams(sa.bindparam("dead", expanding=True)),
+            self._text(
+                "DELETE FROM writer_locks WHERE resource IN :resources AND holder IN :dead"
+            ).bindparams(sa.bindparam("dead", expanding=True)),
             {"resources": self.resources, "dead": dead},
         )
         for holder in dead:
-            log.warning("broke the lock rows of %s on %s: it no longer runs", holder,
-                        self.resource)
+            log.warning("broke the lock rows of %s on %s: it no longer runs", holder, self.resource)
         self.broken.extend(dead)
 
     def _others(self, connection: sa.Connection, mode: str) -> int:
         return connection.execute(
-            self._text("SELECT count(*) FROM writer_locks WHERE resource IN :resources "
-                       "AND mode = :mode AND holder <> :holder"),
+            self._text(
+                "SELECT count(*) FROM writer_locks WHERE resource IN :resources "
+                "AND mode = :mode AND holder <> :holder"
+            ),
             {"resources": self.resources, "mode": mode, "holder": self.holder},
         ).scalar_one()
 
     def _hold(self, connection: sa.Connection, mode: str) -> None:
-        params = {"holder": self.holder, "mode": mode, "now": self._stamp(),
-                  "until": self._stamp(self.lease_seconds)}
-        connection.execute(self._text(
-            "DELETE FROM writer_locks WHERE resource IN :resources AND holder = :holder"),
-            {**params, "resources": self.resources})
-        connection.execute(sa.text(
-            "INSERT INTO writer_locks (resource, holder, mode, acquired_at, expires_at) "
-            "VALUES (:resource, :holder, :mode, :now, :until)"),
-            [{**params, "resource": resource} for resource in self.resources])
+        params = {
+            "holder": self.holder,
+            "mode": mode,
+            "now": self._stamp(),
+            "until": self._stamp(self.lease_seconds),
+        }
+        connection.execute(
+            self._text(
+                "DELETE FROM writer_locks WHERE resource IN :resources AND holder = :holder"
+            ),
+            {**params, "resources": self.resources},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO writer_locks (resource, holder, mode, acquired_at, expires_at) "
+                "VALUES (:resource, :holder, :mode, :now, :until)"
+            ),
+            [{**params, "resource": resource} for resource in self.resources],
+        )
 
     def acquire_exclusive(self, wait_seconds: float = 600.0, poll_seconds: float = 0.5) -> None:
         """Take the lock exclusively: refused at once while another exclusive holder lives;
@@ -136,8 +163,9 @@ class WriterLock:
                     return
             if datetime.now(UTC) >= deadline:
                 self.release()
-                raise LockBusy(f"incremental runs still write {self.resource} after "
-                               f"{wait_seconds:.0f}s")
+                raise LockBusy(
+                    f"incremental runs still write {self.resource} after {wait_seconds:.0f}s"
+                )
             self.renew()
             time.sleep(poll_seconds)
 
@@ -154,10 +182,16 @@ class WriterLock:
         """Extend the lease by ``seconds`` (default ``lease_seconds``) from now."""
         with self.db.engine.begin() as connection:
             renewed = connection.execute(
-                self._text("UPDATE writer_locks SET expires_at = :until WHERE resource IN "
-                           ":resources AND holder = :holder AND expires_at >= :now"),
-                {"until": self._stamp(seconds or self.lease_seconds), "now": self._stamp(),
-                 "resources": self.resources, "holder": self.holder},
+                self._text(
+                    "UPDATE writer_locks SET expires_at = :until WHERE resource IN "
+                    ":resources AND holder = :holder AND expires_at >= :now"
+                ),
+                {
+                    "until": self._stamp(seconds or self.lease_seconds),
+                    "now": self._stamp(),
+                    "resources": self.resources,
+                    "holder": self.holder,
+                },
             ).rowcount
         if renewed != len(self.resources):
             raise LockLost(f"the lease on {self.resource} ended before it was renewed")
@@ -167,15 +201,22 @@ class WriterLock:
         holder's next step; rows released or expired stay so. Returns how many were set."""
         with self.db.engine.begin() as connection:
             return connection.execute(
-                self._text("UPDATE writer_locks SET expires_at = :until WHERE resource IN "
-                           ":resources AND holder = :holder AND expires_at >= :now"),
-                {"until": self._stamp(seconds), "now": self._stamp(),
-                 "resources": self.resources, "holder": self.holder},
+                self._text(
+                    "UPDATE writer_locks SET expires_at = :until WHERE resource IN "
+                    ":resources AND holder = :holder AND expires_at >= :now"
+                ),
+                {
+                    "until": self._stamp(seconds),
+                    "now": self._stamp(),
+                    "resources": self.resources,
+                    "holder": self.holder,
+                },
             ).rowcount
 
     @contextmanager
-    def heartbeat(self, lease_seconds: float, every_seconds: float,
-                  handover_seconds: float) -> Iterator["Heartbeat"]:
+    def heartbeat(
+        self, lease_seconds: float, every_seconds: float, handover_seconds: float
+    ) -> Iterator["Heartbeat"]:
         """While the body works, a ``Heartbeat`` renews the rows to ``lease_seconds`` every
         ``every_seconds``. After the body: the heartbeat's failure is raised (``LockLost``, or
         its own error), else the lease is handed over (``hand_over(handover_seconds)``). If
@@ -193,8 +234,10 @@ class WriterLock:
         """In the caller's transaction: whether the lease is still held; if so it stays held
         (row lock on PostgreSQL, the write lock on SQLite) until that transaction ends."""
         return connection.execute(
-            self._text("UPDATE writer_locks SET expires_at = expires_at WHERE resource IN "
-                       ":resources AND holder = :holder AND expires_at >= :now"),
+            self._text(
+                "UPDATE writer_locks SET expires_at = expires_at WHERE resource IN "
+                ":resources AND holder = :holder AND expires_at >= :now"
+            ),
             {"resources": self.resources, "holder": self.holder, "now": self._stamp()},
         ).rowcount == len(self.resources)
 
@@ -205,8 +248,9 @@ class WriterLock:
 
     def release(self, connection: sa.Connection | None = None) -> None:
         """Remove the lock row (in ``connection``'s transaction if given)."""
-        statement = self._text("DELETE FROM writer_locks WHERE resource IN :resources "
-                               "AND holder = :holder")
+        statement = self._text(
+            "DELETE FROM writer_locks WHERE resource IN :resources AND holder = :holder"
+        )
         params = {"resources": self.resources, "holder": self.holder}
         if connection is not None:
             connection.execute(statement, params)
@@ -239,8 +283,9 @@ class Heartbeat:
         self._seen: dict[str, float] = {}
         """Each row's last time (monotonic) found held."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"lease-heartbeat-{lock.holder}")
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"lease-heartbeat-{lock.holder}"
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -265,8 +310,12 @@ class Heartbeat:
                         connection = self.lock.db.engine.connect()
                     self._beat(connection)
                 except TRANSIENT_ERRORS as error:
-                    log.warning("could not renew the lease of %s on %s: %s", self.lock.holder,
-                                self.lock.resource, describe_error(error))
+                    log.warning(
+                        "could not renew the lease of %s on %s: %s",
+                        self.lock.holder,
+                        self.lock.resource,
+                        describe_error(error),
+                    )
                     connection = _closed(connection)
                 if self.lost is not None:
                     return
@@ -279,30 +328,59 @@ class Heartbeat:
     def _beat(self, connection: sa.Connection) -> None:
         lock = self.lock
         started = time.monotonic()
-        params = {"holder": lock.holder, "resources": lock.resources, "now": lock._stamp(),
-                  "until": lock._stamp(self.lease_seconds)}
+        params = {
+            "holder": lock.holder,
+            "resources": lock.resources,
+            "now": lock._stamp(),
+            "until": lock._stamp(self.lease_seconds),
+        }
         with connection.begin():
             if self._stop.is_set():
                 return
             if lock.db.dialect == "postgresql":
-                connection.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"),
-                                   {"timeout": f"{max(1, int(self.every_seconds * 1000))}ms"})
-                usable = dict(connection.execute(lock._text(
-                    "SELECT resource, expires_at < :now FROM writer_locks WHERE holder = :holder "
-                    "AND resource IN :resources FOR UPDATE SKIP LOCKED"), params).all())
+                connection.execute(
+                    sa.text("SELECT set_config('lock_timeout', :timeout, true)"),
+                    {"timeout": f"{max(1, int(self.every_seconds * 1000))}ms"},
+                )
+                usable = dict(
+                    connection.execute(
+                        lock._text(
+                            "SELECT resource, expires_at < :now FROM writer_locks WHERE holder = :holder "
+                            "AND resource IN :resources FOR UPDATE SKIP LOCKED"
+                        ),
+                        params,
+                    ).all()
+                )
                 renewed = [r for r, expired in usable.items() if not expired]
                 if renewed:
-                    connection.execute(lock._text(
-                        "UPDATE writer_locks SET expires_at = :until WHERE holder = :holder "
-                        "AND resource IN :resources"), {**params, "resources": renewed})
+                    connection.execute(
+                        lock._text(
+                            "UPDATE writer_locks SET expires_at = :until WHERE holder = :holder "
+                            "AND resource IN :resources"
+                        ),
+                        {**params, "resources": renewed},
+                    )
             else:
-                renewed = connection.execute(lock._text(
-                    "UPDATE writer_locks SET expires_at = :until WHERE holder = :holder AND "
-                    "resource IN :resources AND expires_at >= :now RETURNING resource"),
-                    params).scalars().all()
-            present = dict(connection.execute(lock._text(
-                "SELECT resource, expires_at < :now FROM writer_locks WHERE holder = :holder "
-                "AND resource IN :resources"), params).all())
+                renewed = (
+                    connection.execute(
+                        lock._text(
+                            "UPDATE writer_locks SET expires_at = :until WHERE holder = :holder AND "
+                            "resource IN :resources AND expires_at >= :now RETURNING resource"
+                        ),
+                        params,
+                    )
+                    .scalars()
+                    .all()
+                )
+            present = dict(
+                connection.execute(
+                    lock._text(
+                        "SELECT resource, expires_at < :now FROM writer_locks WHERE holder = :holder "
+                        "AND resource IN :resources"
+                    ),
+                    params,
+                ).all()
+            )
         if lock.db.dialect != "postgresql":
             usable = present
         self._judge(started, set(renewed), usable, present)
@@ -312,14 +390,14 @@ class Heartbeat:
             self._seen[resource] = now
         expired = {resource for resource, flag in usable.items() if flag}
         gone = {resource for resource in self._seen if resource not in present}
-        lapsed = {resource for resource in gone
-                  if now - self._seen[resource] > self.lease_seconds}
+        lapsed = {resource for resource in gone if now - self._seen[resource] > self.lease_seconds}
         for resource in gone - lapsed:
             del self._seen[resource]
         self.beats += 1
         if expired or lapsed:
-            self.lost = LockLost(f"the lease of {self.lock.holder} on "
-                                 f"{', '.join(sorted(expired | lapsed))} ended")
+            self.lost = LockLost(
+                f"the lease of {self.lock.holder} on {', '.join(sorted(expired | lapsed))} ended"
+            )
             log.warning("%s", self.lost)
 
 

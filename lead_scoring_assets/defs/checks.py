@@ -41,13 +41,17 @@ def staged_ladas_reference_covers_mexico(
             staged.discard()
     return dg.AssetCheckResult(
         passed=passed,
-        metadata={"ladas": coverage.ladas, "minimum_ladas": MINIMUM_LADAS,
-                  "missing_states": dg.MetadataValue.json(list(coverage.missing_states))},
+        metadata={
+            "ladas": coverage.ladas,
+            "minimum_ladas": MINIMUM_LADAS,
+            "missing_states": dg.MetadataValue.json(list(coverage.missing_states)),
+        },
     )
 
 
-def staged_audit(check_name: str, table: str, run: Callable[[], object]
-                 ) -> Iterator[dg.AssetCheckResult]:
+def staged_audit(
+    check_name: str, table: str, run: Callable[[], object]
+) -> Iterator[dg.AssetCheckResult]:
     """For an asset that builds, audits and publishes ``table`` in its own step: call ``run``
     (which raises ``AuditFailed`` instead of publishing), yield the audit's check result, and
     fail the step after reporting a failed audit, or an audit that did not run (the report
@@ -60,16 +64,18 @@ def staged_audit(check_name: str, table: str, run: Callable[[], object]
         raise dg.Failure(description=f"{failed}; the previous {table} stand") from None
     if report.violations is None:
         yield dg.AssetCheckResult(
-            check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            check_name=check_name,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
             description=f"not evaluated: the audit of the staged {table} rows did not run",
-            metadata={"evaluated": False})
+            metadata={"evaluated": False},
+        )
         raise dg.Failure(description=f"the {table} rows were not audited")
     yield audit_result(report.violations, check_name)
     return report
 
 
-def audit_result(violations: Violations, check_name: str | None = None
-                 ) -> dg.AssetCheckResult:
+def audit_result(violations: Violations, check_name: str | None = None) -> dg.AssetCheckResult:
     """An audit's rule counts as a check result (for the checks an asset runs on its staged
     rows before publishing them)."""
     counts = vars(violations)

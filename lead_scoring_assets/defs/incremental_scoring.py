@@ -28,21 +28,27 @@ def score_queued_contacts(
     The scoring lock of a run that has ended (or is gone from the instance) is broken first."""
     as_of = config.as_of or run_start(context)
     with retry_on_transient_database_errors(context), database.open() as db:
-        report = score_queued(db, as_of, owner=context.run_id, batch_size=config.batch_size,
-                              lease_seconds=config.lease_seconds,
-                              is_holder_alive=dagster_run_liveness(context.instance,
-                                                                   context.log))
+        report = score_queued(
+            db,
+            as_of,
+            owner=context.run_id,
+            batch_size=config.batch_size,
+            lease_seconds=config.lease_seconds,
+            is_holder_alive=dagster_run_liveness(context.instance, context.log),
+        )
     if report.skipped_reason:
         context.log.info(f"nothing scored: {report.skipped_reason}")
         return
     if report.batch_error:
-        context.log.warning(f"the batch failed as a whole, scored contact by contact: "
-                            f"{report.batch_error}")
+        context.log.warning(
+            f"the batch failed as a whole, scored contact by contact: {report.batch_error}"
+        )
     skipped = report.skipped_lost_lease + report.skipped_newer_score
     if skipped:
         context.log.warning(
             f"{skipped} contacts left for a later run: {report.skipped_lost_lease} whose lease "
-            f"this run lost, {report.skipped_newer_score} with a score of a later as_of stored")
+            f"this run lost, {report.skipped_newer_score} with a score of a later as_of stored"
+        )
     if report.failed:
         context.log.warning(
             f"{len(report.failed)} contacts failed ({report.dead_lettered} moved to "

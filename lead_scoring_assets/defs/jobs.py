@@ -6,8 +6,13 @@ from lead_scoring_assets.defs.partitions import ALL_BUCKETS
 
 full_rescore_job = dg.define_asset_job(
     "full_rescore_job",
-    selection=["staged_ladas_reference", "ladas_reference", "staged_lead_scores", "lead_scores",
-               "lead_scoring_analytics"],
+    selection=[
+        "staged_ladas_reference",
+        "ladas_reference",
+        "staged_lead_scores",
+        "lead_scores",
+        "lead_scoring_analytics",
+    ],
     description="Rebuild the LADA reference and rescore every contact (advanced_v1), each "
     "staged, audited by its blocking check and only then published; refresh the analytics. "
     "All contact buckets in one run unless the run selects a range.",
@@ -16,11 +21,14 @@ full_rescore_job = dg.define_asset_job(
 
 nightly_retrain_job = dg.define_asset_job(
     "nightly_retrain_job",
-    selection=(dg.AssetSelection.assets("lead_scoring_analytics", "ml_lead_scores",
-                                        "conversion_analytics", "uplift_scores").upstream()
-               | dg.AssetSelection.assets("lead_score_history", "hard_bounce_suppressions",
-                                          "campaign_results")
-               ).materializable(),
+    selection=(
+        dg.AssetSelection.assets(
+            "lead_scoring_analytics", "ml_lead_scores", "conversion_analytics", "uplift_scores"
+        ).upstream()
+        | dg.AssetSelection.assets(
+            "lead_score_history", "hard_bounce_suppressions", "campaign_results"
+        )
+    ).materializable(),
     description="The nightly run: the full rescoring (and the analytics), then, on the scores "
     "it published, the score history's retention, the contact features of the same as_of, the "
     "candidates trained and compared in MLflow (the champion alias moves only on evidence) and "

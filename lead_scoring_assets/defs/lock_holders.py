@@ -21,8 +21,9 @@ def _is_run_id(holder: str) -> bool:
         return False
 
 
-def dagster_run_liveness(instance: dg.DagsterInstance, log: Logger | dg.DagsterLogManager
-                         ) -> Callable[[str], bool]:
+def dagster_run_liveness(
+    instance: dg.DagsterInstance, log: Logger | dg.DagsterLogManager
+) -> Callable[[str], bool]:
     """``is_holder_alive`` for the scoring library: False for a run that has ended or is gone,
     which is logged with its run id; True otherwise."""
 

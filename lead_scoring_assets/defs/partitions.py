@@ -15,15 +15,16 @@ from lead_scoring_assets.db.buckets import BUCKET_KEYS
 
 BUCKETS_PER_RUN_ENV = "LEAD_SCORING_BUCKETS_PER_RUN"
 contact_buckets = dg.StaticPartitionsDefinition(BUCKET_KEYS)
-ALL_BUCKETS = {"dagster/asset_partition_range_start": BUCKET_KEYS[0],
-               "dagster/asset_partition_range_end": BUCKET_KEYS[-1]}
+ALL_BUCKETS = {
+    "dagster/asset_partition_range_start": BUCKET_KEYS[0],
+    "dagster/asset_partition_range_end": BUCKET_KEYS[-1],
+}
 """Run tags selecting every bucket (a named job's default)."""
 
 
 def bucket_range(first: str, last: str) -> dict[str, str]:
     """Run tags selecting the buckets ``first`` to ``last``."""
-    return {"dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last}
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
 def bucket_backfill_policy() -> dg.BackfillPolicy:
@@ -32,6 +33,7 @@ def bucket_backfill_policy() -> dg.BackfillPolicy:
     if not per_run:
         return dg.BackfillPolicy.single_run()
     if not per_run.isdigit() or int(per_run) < 1:
-        raise ValueError(f"{BUCKETS_PER_RUN_ENV} must be a whole number of buckets >= 1, "
-                         f"not {per_run!r}")
+        raise ValueError(
+            f"{BUCKETS_PER_RUN_ENV} must be a whole number of buckets >= 1, not {per_run!r}"
+        )
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=int(per_run))

@@ -26,8 +26,10 @@ class DatabaseResource(dg.ConfigurableResource):
         try:
             with database_errors_sanitized():
                 if database.current_revision() is None:
-                    raise RuntimeError("the database has no lead-scoring schema: run "
-                                       "`lead-scoring db upgrade` first")
+                    raise RuntimeError(
+                        "the database has no lead-scoring schema: run "
+                        "`lead-scoring db upgrade` first"
+                    )
                 yield database
         finally:
             database.dispose()
@@ -41,26 +43,37 @@ class MlflowResource(dg.ConfigurableResource):
     registered_model_name: str = "lead_scoring"
     artifact_location: str | None = None
     champion_load_attempts: int = Field(
-        default=4, ge=1, description="Attempts to look up and load the champion before it "
-        "counts as unavailable (transient errors only).")
+        default=4,
+        ge=1,
+        description="Attempts to look up and load the champion before it "
+        "counts as unavailable (transient errors only).",
+    )
     champion_retry_seconds: float = Field(
-        default=2.0, ge=0, description="Wait before the second attempt, doubled each time.")
+        default=2.0, ge=0, description="Wait before the second attempt, doubled each time."
+    )
 
     def target(self) -> MlflowTarget:
         return MlflowTarget(
-            tracking_uri=self.tracking_uri, experiment_name=self.experiment_name,
+            tracking_uri=self.tracking_uri,
+            experiment_name=self.experiment_name,
             registered_model_name=self.registered_model_name,
             artifact_location=self.artifact_location,
-            load_attempts=self.champion_load_attempts, retry_seconds=self.champion_retry_seconds,
+            load_attempts=self.champion_load_attempts,
+            retry_seconds=self.champion_retry_seconds,
         )
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    url = dg.EnvVar(DATABASE_URL_ENV) if os.environ.get(DATABASE_URL_ENV) else default_database_url()
-    tracking_uri = (dg.EnvVar(TRACKING_URI_ENV) if os.environ.get(TRACKING_URI_ENV)
-                    else default_tracking_uri())
-    return dg.Definitions(resources={
-        "database": DatabaseResource(url=url),
-        "mlflow": MlflowResource(tracking_uri=tracking_uri),
-    })
+    url = (
+        dg.EnvVar(DATABASE_URL_ENV) if os.environ.get(DATABASE_URL_ENV) else default_database_url()
+    )
+    tracking_uri = (
+        dg.EnvVar(TRACKING_URI_ENV) if os.environ.get(TRACKING_URI_ENV) else default_tracking_uri()
+    )
+    return dg.Definitions(
+        resources={
+            "database": DatabaseResource(url=url),
+            "mlflow": MlflowResource(tracking_uri=tracking_uri),
+        }
+    )

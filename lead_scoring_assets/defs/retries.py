@@ -23,7 +23,8 @@ def retry_on_transient_database_errors(context: dg.OpExecutionContext | dg.Asset
         yield
     except (TransientDatabaseError, *TRANSIENT_ERRORS) as error:
         wait = 2 ** (context.retry_number + 1)
-        described = str(error) if isinstance(error, TransientDatabaseError) else describe_error(
-            error)
+        described = (
+            str(error) if isinstance(error, TransientDatabaseError) else describe_error(error)
+        )
         context.log.warning(f"transient database error, retry in {wait}s: {described}")
         raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from None

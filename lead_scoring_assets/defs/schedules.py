@@ -43,10 +43,14 @@ def schedules_from_environment() -> list[dg.ScheduleDefinition]:
     if retired:
         raise ValueError(
             f"{', '.join(retired)} no longer apply: the full rescoring and the retraining are "
-            "one nightly run; set LEAD_SCORING_NIGHTLY_HOUR instead")
-    return [build_nightly_retrain_schedule(
-        hour=int(os.environ.get("LEAD_SCORING_NIGHTLY_HOUR", "3")),
-        timezone=os.environ.get("LEAD_SCORING_TIMEZONE", "America/Mexico_City"))]
+            "one nightly run; set LEAD_SCORING_NIGHTLY_HOUR instead"
+        )
+    return [
+        build_nightly_retrain_schedule(
+            hour=int(os.environ.get("LEAD_SCORING_NIGHTLY_HOUR", "3")),
+            timezone=os.environ.get("LEAD_SCORING_TIMEZONE", "America/Mexico_City"),
+        )
+    ]
 
 
 @dg.definitions

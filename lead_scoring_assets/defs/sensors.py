@@ -40,8 +40,12 @@ from lead_scoring_assets.defs.jobs import (
 )
 from lead_scoring_assets.defs.resources import DatabaseResource
 
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 FULL_RESCORE_PERCENT_ENV = "LEAD_SCORING_QUEUE_FULL_RESCORE_PERCENT"
 REPLIES_INTERVAL_ENV = "LEAD_SCORING_REPLIES_INTERVAL_SECONDS"
 FULL_RESCORING_JOBS = (full_rescore_job.name, nightly_retrain_job.name)
@@ -57,26 +61,36 @@ def full_rescore_percent_from_environment() -> float:
     except ValueError:
         percent = math.nan
     if not percent > 0:
-        raise ValueError(f"{FULL_RESCORE_PERCENT_ENV} must be a percentage of the contacts, "
-                         f"more than 0 (got {raw!r})")
+        raise ValueError(
+            f"{FULL_RESCORE_PERCENT_ENV} must be a percentage of the contacts, "
+            f"more than 0 (got {raw!r})"
+        )
     return percent
 
 
 def _in_flight(context: dg.SensorEvaluationContext, job_names) -> list[str]:
-    return [run_id for name in job_names for run_id in context.instance.get_run_ids(
-        dg.RunsFilter(job_name=name, statuses=IN_FLIGHT))]
+    return [
+        run_id
+        for name in job_names
+        for run_id in context.instance.get_run_ids(dg.RunsFilter(job_name=name, statuses=IN_FLIGHT))
+    ]
 
 
 def _full_rescorings_in_flight(context: dg.SensorEvaluationContext) -> list[str]:
     """Queued or running runs that rescore contact buckets: the two jobs, and runs of the asset
     graph selecting ``lead_scores`` (a bucket backfill, a materialisation from the UI)."""
     runs = context.instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT))
-    return [run.run_id for run in runs if run.job_name in FULL_RESCORING_JOBS
-            or SCORES_KEY in (run.asset_selection or ())]
+    return [
+        run.run_id
+        for run in runs
+        if run.job_name in FULL_RESCORING_JOBS or SCORES_KEY in (run.asset_selection or ())
+    ]
 
 
 def build_scoring_queue_sensor(
-    interval_seconds: int = 30, batch_size: int = DEFAULT_BATCH_SIZE, max_runs: int = 2,
+    interval_seconds: int = 30,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_runs: int = 2,
     full_rescore_percent: float = 5.0,
 ) -> dg.SensorDefinition:
     @dg.sensor(
@@ -98,18 +112,30 @@ def build_scoring_queue_sensor(
             contacts = db.estimated_count("contacts")
         tick = uuid.uuid4().hex[:16]
         if depth.claimable > contacts * full_rescore_percent / 100:
-            backlog = (f"{depth.claimable} contacts waiting, more than {full_rescore_percent:g}% "
-                       f"of {contacts} contacts")
+            backlog = (
+                f"{depth.claimable} contacts waiting, more than {full_rescore_percent:g}% "
+                f"of {contacts} contacts"
+            )
             running = _full_rescorings_in_flight(context)
             if running:
-                return dg.SkipReason(f"{backlog}: a full rescoring is already queued or "
-                                     f"running (run {running[0]}); it settles them")
-            context.log.info(f"{backlog}: requesting one full rescoring instead of "
-                             f"{math.ceil(depth.claimable / batch_size)} incremental runs")
-            return [dg.RunRequest(
-                run_key=f"scoring-queue-full-{tick}", job_name=full_rescore_job.name,
-                tags={"lead_scoring/queue_claimable": str(depth.claimable),
-                      "lead_scoring/requested_because": backlog})]
+                return dg.SkipReason(
+                    f"{backlog}: a full rescoring is already queued or "
+                    f"running (run {running[0]}); it settles them"
+                )
+            context.log.info(
+                f"{backlog}: requesting one full rescoring instead of "
+                f"{math.ceil(depth.claimable / batch_size)} incremental runs"
+            )
+            return [
+                dg.RunRequest(
+                    run_key=f"scoring-queue-full-{tick}",
+                    job_name=full_rescore_job.name,
+                    tags={
+                        "lead_scoring/queue_claimable": str(depth.claimable),
+                        "lead_scoring/requested_because": backlog,
+                    },
+                )
+            ]
         in_flight = len(_in_flight(context, [incremental_scoring_job.name]))
         runs = min(max_runs - in_flight, math.ceil(depth.claimable / batch_size))
         if runs <= 0:
@@ -145,17 +171,26 @@ def build_sms_replies_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
         running = _in_flight(context, [opt_out_replies_job.name])
         if running:
             return dg.SkipReason(f"{count} replies waiting: run {running[0]} is applying them")
-        return dg.RunRequest(run_key=f"sms-replies-{newest}-{uuid.uuid4().hex[:16]}",
-                             tags={"lead_scoring/replies_waiting": str(count)})
+        return dg.RunRequest(
+            run_key=f"sms-replies-{newest}-{uuid.uuid4().hex[:16]}",
+            tags={"lead_scoring/replies_waiting": str(count)},
+        )
 
     return sms_replies_sensor
 
 
 @dg.definitions
 def sensors() -> dg.Definitions:
-    return dg.Definitions(sensors=[build_scoring_queue_sensor(
-        interval_seconds=int(os.environ.get("LEAD_SCORING_QUEUE_INTERVAL_SECONDS", "30")),
-        batch_size=int(os.environ.get("LEAD_SCORING_QUEUE_BATCH_SIZE", str(DEFAULT_BATCH_SIZE))),
-        max_runs=int(os.environ.get("LEAD_SCORING_QUEUE_MAX_RUNS", "2")),
-        full_rescore_percent=full_rescore_percent_from_environment(),
-    ), build_sms_replies_sensor(int(os.environ.get(REPLIES_INTERVAL_ENV, "30")))])
+    return dg.Definitions(
+        sensors=[
+            build_scoring_queue_sensor(
+                interval_seconds=int(os.environ.get("LEAD_SCORING_QUEUE_INTERVAL_SECONDS", "30")),
+                batch_size=int(
+                    os.environ.get("LEAD_SCORING_QUEUE_BATCH_SIZE", str(DEFAULT_BATCH_SIZE))
+                ),
+                max_runs=int(os.environ.get("LEAD_SCORING_QUEUE_MAX_RUNS", "2")),
+                full_rescore_percent=full_rescore_percent_from_environment(),
+            ),
+            build_sms_replies_sensor(int(os.environ.get(REPLIES_INTERVAL_ENV, "30"))),
+        ]
+    )

@@ -24,35 +24,52 @@ def import_dir() -> Path:
 
 
 class SuppressionImportConfig(dg.Config):
-    file: str = Field(description=f"File name relative to the import folder (${IMPORT_DIR_ENV}, "
-                      "default data/imports): a CSV with a phone column, or one number per line.")
-    reason: str = Field(description="repus (replaces the previous REPUS snapshot), opt_out, "
-                        "hard_bounce, arco or manual.")
+    file: str = Field(
+        description=f"File name relative to the import folder (${IMPORT_DIR_ENV}, "
+        "default data/imports): a CSV with a phone column, or one number per line."
+    )
+    reason: str = Field(
+        description="repus (replaces the previous REPUS snapshot), opt_out, "
+        "hard_bounce, arco or manual."
+    )
     source: str | None = Field(default=None, description="Default: 'file <name>'.")
     expires_at: str | None = Field(default=None, description="ISO-8601; default never.")
 
 
 @dg.op
-def import_suppressions(context: dg.OpExecutionContext, config: SuppressionImportConfig,
-                        database: DatabaseResource) -> dg.Output[int]:
+def import_suppressions(
+    context: dg.OpExecutionContext, config: SuppressionImportConfig, database: DatabaseResource
+) -> dg.Output[int]:
     """Normalise every number of the file and record it for ``reason`` in one transaction."""
-    path = export_path(config.file, import_dir(), field="file", label="import",
-                       env=IMPORT_DIR_ENV)
+    path = export_path(config.file, import_dir(), field="file", label="import", env=IMPORT_DIR_ENV)
     expires = pd.Timestamp(config.expires_at) if config.expires_at else None
     with database.open() as db:
         report = suppressions.import_file(db, path, config.reason, config.source, expires)
-    context.log.info(f"{config.reason} import of {path.name}: added {report.added}, removed "
-                     f"{report.removed}, kept {report.kept}, {len(report.refused)} lines refused")
-    return dg.Output(report.added, metadata={
-        "file": config.file, "reason": config.reason, "lines": report.lines,
-        "numbers": report.numbers, "repeated": report.duplicates, "added": report.added,
-        "removed": report.removed, "kept": report.kept,
-        "refused_lines": len(report.refused),
-        "refused_by_reason": dg.MetadataValue.json(report.refused_by_reason()),
-        "first_refused": dg.MetadataValue.json(
-            [{"line": line, "reason": reason} for line, reason in
-             report.refused[:REFUSED_SHOWN]]),
-    })
+    context.log.info(
+        f"{config.reason} import of {path.name}: added {report.added}, removed "
+        f"{report.removed}, kept {report.kept}, {len(report.refused)} lines refused"
+    )
+    return dg.Output(
+        report.added,
+        metadata={
+            "file": config.file,
+            "reason": config.reason,
+            "lines": report.lines,
+            "numbers": report.numbers,
+            "repeated": report.duplicates,
+            "added": report.added,
+            "removed": report.removed,
+            "kept": report.kept,
+            "refused_lines": len(report.refused),
+            "refused_by_reason": dg.MetadataValue.json(report.refused_by_reason()),
+            "first_refused": dg.MetadataValue.json(
+                [
+                    {"line": line, "reason": reason}
+                    for line, reason in report.refused[:REFUSED_SHOWN]
+                ]
+            ),
+        },
+    )
 
 
 @dg.job(description="Import a suppression list (REPUS, a client's list) from the import folder.")

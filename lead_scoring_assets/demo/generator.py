@@ -72,19 +72,47 @@ STATE_VARIANTS: dict[str, tuple[str, ...]] = {
     "BAJA CALIFORNIA SUR": ("BCS",),
     "YUCATAN": ("Yucatan", "YUC"),
 }
-OPERATORS = {"Telcel": 0.62, "AT&T": 0.15, "Movistar": 0.12, "Bait": 0.06, "Unefon": 0.03,
-             "Virgin Mobile": 0.02}
+OPERATORS = {
+    "Telcel": 0.62,
+    "AT&T": 0.15,
+    "Movistar": 0.12,
+    "Bait": 0.06,
+    "Unefon": 0.03,
+    "Virgin Mobile": 0.02,
+}
 # share of contacts with an account, business share and premium/verified share per platform
-PLATFORM_PRESENCE = {"whatsapp": 0.88, "instagram": 0.45, "facebook": 0.70, "google": 0.60,
-                     "apple": 0.22}
-PLATFORM_BUSINESS = {"whatsapp": 0.12, "instagram": 0.08, "facebook": 0.07, "google": 0.04,
-                     "apple": 0.01}
-PLATFORM_PREMIUM = {"whatsapp": 0.03, "instagram": 0.05, "facebook": 0.03, "google": 0.02,
-                    "apple": 0.06}
+PLATFORM_PRESENCE = {
+    "whatsapp": 0.88,
+    "instagram": 0.45,
+    "facebook": 0.70,
+    "google": 0.60,
+    "apple": 0.22,
+}
+PLATFORM_BUSINESS = {
+    "whatsapp": 0.12,
+    "instagram": 0.08,
+    "facebook": 0.07,
+    "google": 0.04,
+    "apple": 0.01,
+}
+PLATFORM_PREMIUM = {
+    "whatsapp": 0.03,
+    "instagram": 0.05,
+    "facebook": 0.03,
+    "google": 0.02,
+    "apple": 0.06,
+}
 VALIDATION_METHODS = np.array(["api_lookup", "web_check", "sms_probe"])
 MALFORMED_KINDS = np.array(
-    ["unknown_platform", "confidence_null", "confidence_out_of_range", "is_valid_null",
-     "validated_at_null", "unknown_contact", "validated_in_future"]
+    [
+        "unknown_platform",
+        "confidence_null",
+        "confidence_out_of_range",
+        "is_valid_null",
+        "validated_at_null",
+        "unknown_contact",
+        "validated_in_future",
+    ]
 )
 
 
@@ -117,8 +145,9 @@ def _faker_pools(seed: int) -> dict[str, np.ndarray]:
 
 
 @functools.cache
-def _places() -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray],
-                       np.ndarray]:
+def _places() -> tuple[
+    list[str], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray
+]:
     """States (canonical), population weights, LADAs and municipalities by state, and
     three-digit codes missing from the reference."""
     reference = build_lada_reference()
@@ -154,8 +183,12 @@ def _blank_some(rng: np.random.Generator, values: np.ndarray, rates: DemoRates) 
 
 
 def generate_contacts(
-    rng: np.random.Generator, first_id: int, size: int, as_of: pd.Timestamp,
-    pools: dict[str, np.ndarray], rates: DemoRates = DemoRates(),
+    rng: np.random.Generator,
+    first_id: int,
+    size: int,
+    as_of: pd.Timestamp,
+    pools: dict[str, np.ndarray],
+    rates: DemoRates = DemoRates(),
 ) -> pd.DataFrame:
     """``size`` contacts with ids from ``first_id`` (``last_platform_validation`` unset)."""
     states, weights, ladas, municipalities, unknown_ladas = _places()
@@ -169,7 +202,8 @@ def generate_contacts(
 
     lada_draw = rng.random(size)
     lada_state = np.where(
-        lada_draw < rates.lada_other_state, np.array(states)[rng.integers(len(states), size=size)],
+        lada_draw < rates.lada_other_state,
+        np.array(states)[rng.integers(len(states), size=size)],
         canonical,
     )
     lada = np.array([ladas[s][rng.integers(len(ladas[s]))] for s in lada_state], dtype=object)
@@ -180,19 +214,23 @@ def generate_contacts(
     )
     subscriber = rng.integers(0, 10**8, size=size)
     phone = [
-        f"+52{code}{number:0{10 - len(code)}d}"[: 3 + 10]
-        for code, number in zip(lada, subscriber)
+        f"+52{code}{number:0{10 - len(code)}d}"[: 3 + 10] for code, number in zip(lada, subscriber)
     ]
     first, last = pools["first"], pools["last"]
     full_name = (
-        pd.Series(first[rng.integers(len(first), size=size)]) + " "
-        + pd.Series(last[rng.integers(len(last), size=size)]) + " "
+        pd.Series(first[rng.integers(len(first), size=size)])
+        + " "
+        + pd.Series(last[rng.integers(len(last), size=size)])
+        + " "
         + pd.Series(last[rng.integers(len(last), size=size)])
     ).to_numpy(dtype=object)
     street = pools["street"][rng.integers(len(pools["street"]), size=size)]
     address = (
-        pd.Series(street) + " " + pd.Series(rng.integers(1, 3000, size=size)).astype(str)
-        + ", C.P. " + pd.Series(rng.integers(1000, 99999, size=size)).map("{:05d}".format)
+        pd.Series(street)
+        + " "
+        + pd.Series(rng.integers(1, 3000, size=size)).astype(str)
+        + ", C.P. "
+        + pd.Series(rng.integers(1000, 99999, size=size)).map("{:05d}".format)
     ).to_numpy(dtype=object)
     age_days = rng.gamma(2.0, 300.0, size=size)
     created_at = pd.Series(as_of - pd.to_timedelta(np.round(age_days * 86400), unit="s"))
@@ -208,14 +246,18 @@ def generate_contacts(
             "lada": _blank_some(rng, lada, rates),
             "operator": _blank_some(rng, _pick(rng, OPERATORS, size), rates),
             "created_at": created_at.dt.as_unit("us"),
-            "last_platform_validation": pd.Series(pd.NaT, index=range(size),
-                                                  dtype="datetime64[us, UTC]"),
+            "last_platform_validation": pd.Series(
+                pd.NaT, index=range(size), dtype="datetime64[us, UTC]"
+            ),
         }
     )
 
 
 def generate_validations(
-    rng: np.random.Generator, contacts: pd.DataFrame, first_id: int, as_of: pd.Timestamp,
+    rng: np.random.Generator,
+    contacts: pd.DataFrame,
+    first_id: int,
+    as_of: pd.Timestamp,
     rates: DemoRates = DemoRates(),
 ) -> pd.DataFrame:
     """Validation history for ``contacts``: one to three rows per platform account."""
@@ -225,8 +267,11 @@ def generate_validations(
     for code, platform in enumerate(PLATFORMS):
         has = checked & (rng.random(len(ids)) < PLATFORM_PRESENCE[platform])
         owner = ids[has]
-        rows = 1 + (rng.random(len(owner)) < rates.extra_rows[0]) + (
-            rng.random(len(owner)) < rates.extra_rows[1])
+        rows = (
+            1
+            + (rng.random(len(owner)) < rates.extra_rows[0])
+            + (rng.random(len(owner)) < rates.extra_rows[1])
+        )
         contact_id = np.repeat(owner, rows)
         order = np.concatenate([np.arange(r) for r in rows]) if len(rows) else np.array([], int)
         latest_age = rng.exponential(12.0, size=len(owner))
@@ -234,8 +279,11 @@ def generate_validations(
         tie = (order > 0) & (rng.random(len(order)) < rates.tie)
         age[tie] = np.roll(age, 1)[tie]
         is_current = order == 0
-        valid = np.where(is_current, rng.random(len(order)) >= rates.current_invalid,
-                         rng.random(len(order)) < 0.8)
+        valid = np.where(
+            is_current,
+            rng.random(len(order)) >= rates.current_invalid,
+            rng.random(len(order)) < 0.8,
+        )
         confidence = np.round(np.clip(rng.beta(8, 2, size=len(order)), 0, 1), 3)
         frames.append(
             pd.DataFrame(
@@ -243,10 +291,12 @@ def generate_validations(
                     "contact_id": contact_id,
                     "platform": platform,
                     "is_valid": valid,
-                    "is_business": np.repeat(rng.random(len(owner)) < PLATFORM_BUSINESS[platform],
-                                             rows),
-                    "is_premium": np.repeat(rng.random(len(owner)) < PLATFORM_PREMIUM[platform],
-                                            rows),
+                    "is_business": np.repeat(
+                        rng.random(len(owner)) < PLATFORM_BUSINESS[platform], rows
+                    ),
+                    "is_premium": np.repeat(
+                        rng.random(len(owner)) < PLATFORM_PREMIUM[platform], rows
+                    ),
                     "confidence_score": confidence,
                     "validation_method": VALIDATION_METHODS[rng.integers(3, size=len(order))],
                     "response_time_ms": np.round(rng.lognormal(5.5, 0.6, size=len(order))),
@@ -256,13 +306,21 @@ def generate_validations(
             )
         )
     validations = pd.concat(frames, ignore_index=True)
-    validations = validations.sort_values(["contact_id", "_order"], kind="stable",
-                                          ascending=[True, False], ignore_index=True)
+    validations = validations.sort_values(
+        ["contact_id", "_order"], kind="stable", ascending=[True, False], ignore_index=True
+    )
     validations = validations.drop(columns="_order")
-    validations = validations.astype({"is_valid": "boolean", "is_business": "boolean",
-                                      "is_premium": "boolean", "confidence_score": "float64",
-                                      "response_time_ms": "Int32", "contact_id": "Int64",
-                                      "platform": "object"})
+    validations = validations.astype(
+        {
+            "is_valid": "boolean",
+            "is_business": "boolean",
+            "is_premium": "boolean",
+            "confidence_score": "float64",
+            "response_time_ms": "Int32",
+            "contact_id": "Int64",
+            "platform": "object",
+        }
+    )
     validations["validated_at"] = validations["validated_at"].dt.as_unit("us")
     _plant_malformed(rng, validations, int(ids.max()) if len(ids) else 0, rates)
     validations.insert(0, "id", np.arange(first_id, first_id + len(validations), dtype="int64"))
@@ -275,13 +333,15 @@ def _plant_malformed(rng, validations: pd.DataFrame, max_contact_id: int, rates)
     for kind in MALFORMED_KINDS:
         rows = validations.index[hit[kinds == kind]]
         if kind == "unknown_platform":
-            validations.loc[rows, "platform"] = rng.choice(["tiktok", "WhatsApp", "telegram"],
-                                                           size=len(rows))
+            validations.loc[rows, "platform"] = rng.choice(
+                ["tiktok", "WhatsApp", "telegram"], size=len(rows)
+            )
         elif kind == "confidence_null":
             validations.loc[rows, "confidence_score"] = np.nan
         elif kind == "confidence_out_of_range":
-            validations.loc[rows, "confidence_score"] = rng.choice([1.5, -0.2, 12.0],
-                                                                   size=len(rows))
+            validations.loc[rows, "confidence_score"] = rng.choice(
+                [1.5, -0.2, 12.0], size=len(rows)
+            )
         elif kind == "is_valid_null":
             validations.loc[rows, "is_valid"] = pd.NA
         elif kind == "validated_at_null":
@@ -294,7 +354,9 @@ def _plant_malformed(rng, validations: pd.DataFrame, max_contact_id: int, rates)
 
 
 def set_last_platform_validation(
-    rng: np.random.Generator, contacts: pd.DataFrame, validations: pd.DataFrame,
+    rng: np.random.Generator,
+    contacts: pd.DataFrame,
+    validations: pd.DataFrame,
     rates: DemoRates = DemoRates(),
 ) -> None:
     """Fill the platform's denormalised ``last_platform_validation``, a few left stale."""
@@ -311,12 +373,35 @@ DELIVERY_RATE = 0.93
 CONVERSION_DELAY_DAYS = 8.0
 """Mean days from message to conversion (exponential): a few convert after the window."""
 BAD_OUTCOME_RATE = 0.001
-NORTH = {"BAJA CALIFORNIA", "BAJA CALIFORNIA SUR", "SONORA", "CHIHUAHUA", "COAHUILA",
-         "NUEVO LEON", "TAMAULIPAS", "SINALOA", "DURANGO"}
-SOUTH = {"CHIAPAS", "OAXACA", "GUERRERO", "TABASCO", "CAMPECHE", "YUCATAN", "QUINTANA ROO",
-         "VERACRUZ"}
-CARRIER_EFFECT = {"Telcel": 0.0, "AT&T": 0.35, "Movistar": -0.25, "Bait": -0.6, "Unefon": -0.3,
-                  "Virgin Mobile": 0.15}
+NORTH = {
+    "BAJA CALIFORNIA",
+    "BAJA CALIFORNIA SUR",
+    "SONORA",
+    "CHIHUAHUA",
+    "COAHUILA",
+    "NUEVO LEON",
+    "TAMAULIPAS",
+    "SINALOA",
+    "DURANGO",
+}
+SOUTH = {
+    "CHIAPAS",
+    "OAXACA",
+    "GUERRERO",
+    "TABASCO",
+    "CAMPECHE",
+    "YUCATAN",
+    "QUINTANA ROO",
+    "VERACRUZ",
+}
+CARRIER_EFFECT = {
+    "Telcel": 0.0,
+    "AT&T": 0.35,
+    "Movistar": -0.25,
+    "Bait": -0.6,
+    "Unefon": -0.3,
+    "Virgin Mobile": 0.15,
+}
 PROPENSITY_INTERCEPT = -3.7
 CONTROL_SHARE = 0.2
 """The control group's share of each campaign's recipients (no message)."""
@@ -330,30 +415,44 @@ def demo_campaigns(as_of, count: int = DEMO_CAMPAIGNS) -> pd.DataFrame:
     attribution window has closed)."""
     as_of = utc_timestamp(as_of)
     sent = [as_of - pd.Timedelta(days=35 + 30 * k) for k in reversed(range(count))]
-    return pd.DataFrame({
-        "id": np.arange(1, count + 1, dtype="int64"),
-        "name": [f"Promo {stamp:%Y-%m}" for stamp in sent],
-        "sent_at": pd.Series(sent, dtype="datetime64[us, UTC]"),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, count + 1, dtype="int64"),
+            "name": [f"Promo {stamp:%Y-%m}" for stamp in sent],
+            "sent_at": pd.Series(sent, dtype="datetime64[us, UTC]"),
+        }
+    )
 
 
-def _drivers(contacts: pd.DataFrame, validations: pd.DataFrame, sent_at: pd.Timestamp
-             ) -> dict[str, np.ndarray]:
+def _drivers(
+    contacts: pd.DataFrame, validations: pd.DataFrame, sent_at: pd.Timestamp
+) -> dict[str, np.ndarray]:
     """What the demo's conversions depend on, per contact, as it was at ``sent_at``."""
-    known = validations[validations["validated_at"].notna()
-                        & (validations["validated_at"] <= sent_at)
-                        & validations["platform"].isin(PLATFORMS)]
-    current = known.sort_values("validated_at").drop_duplicates(["contact_id", "platform"],
-                                                                keep="last")
+    known = validations[
+        validations["validated_at"].notna()
+        & (validations["validated_at"] <= sent_at)
+        & validations["platform"].isin(PLATFORMS)
+    ]
+    current = known.sort_values("validated_at").drop_duplicates(
+        ["contact_id", "platform"], keep="last"
+    )
     valid = current[current["is_valid"].fillna(False).astype(bool)]
     ids = contacts["id"]
-    drivers = {p: ids.isin(valid.loc[valid["platform"] == p, "contact_id"]).to_numpy(float)
-               for p in PLATFORMS}
-    drivers["business"] = ids.map(valid[valid["is_business"].fillna(False).astype(bool)]
-                                  .groupby("contact_id").size()).fillna(0).to_numpy(float)
+    drivers = {
+        p: ids.isin(valid.loc[valid["platform"] == p, "contact_id"]).to_numpy(float)
+        for p in PLATFORMS
+    }
+    drivers["business"] = (
+        ids.map(valid[valid["is_business"].fillna(False).astype(bool)].groupby("contact_id").size())
+        .fillna(0)
+        .to_numpy(float)
+    )
     latest = contacts[["id"]].merge(
-        known.groupby("contact_id")["validated_at"].max().rename("latest"), how="left",
-        left_on="id", right_index=True)["latest"]
+        known.groupby("contact_id")["validated_at"].max().rename("latest"),
+        how="left",
+        left_on="id",
+        right_index=True,
+    )["latest"]
     recency = (sent_at - latest).dt.days.to_numpy(dtype=float, na_value=np.nan)
     drivers["recency"] = np.nan_to_num(recency, nan=180.0)
     age = (sent_at - contacts["created_at"]).dt.days.to_numpy(dtype=float, na_value=np.nan)
@@ -365,8 +464,9 @@ def _drivers(contacts: pd.DataFrame, validations: pd.DataFrame, sent_at: pd.Time
     return drivers
 
 
-def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
-                          sent_at: pd.Timestamp) -> np.ndarray:
+def conversion_propensity(
+    contacts: pd.DataFrame, validations: pd.DataFrame, sent_at: pd.Timestamp
+) -> np.ndarray:
     """Each contact's probability to convert after a campaign sent at ``sent_at``, from what
     was true then: valid platforms (WhatsApp and Instagram matter, Facebook and Google do
     not), business accounts, recency of the latest validation, carrier, region and account
@@ -374,16 +474,27 @@ def conversion_propensity(contacts: pd.DataFrame, validations: pd.DataFrame,
     business accounts help more on WhatsApp). Deliberately not the rule score."""
     d = _drivers(contacts, validations, sent_at)
     young = (d["age"] < 365).astype(float)
-    logit = (PROPENSITY_INTERCEPT + 1.0 * d["whatsapp"] + 0.3 * d["instagram"]
-             + 0.7 * d["instagram"] * young + 0.5 * d["apple"] * d["north"]
-             + 0.4 * np.minimum(d["business"], 2) + 0.6 * d["whatsapp"] * (d["business"] > 0)
-             - 0.6 * np.minimum(d["recency"], 120) / 120 + d["carrier"] + 0.35 * d["north"]
-             - 0.3 * d["south"] - 0.5 * (d["age"] < 60) + 0.25 * np.log1p(d["age"] / 365))
+    logit = (
+        PROPENSITY_INTERCEPT
+        + 1.0 * d["whatsapp"]
+        + 0.3 * d["instagram"]
+        + 0.7 * d["instagram"] * young
+        + 0.5 * d["apple"] * d["north"]
+        + 0.4 * np.minimum(d["business"], 2)
+        + 0.6 * d["whatsapp"] * (d["business"] > 0)
+        - 0.6 * np.minimum(d["recency"], 120) / 120
+        + d["carrier"]
+        + 0.35 * d["north"]
+        - 0.3 * d["south"]
+        - 0.5 * (d["age"] < 60)
+        + 0.25 * np.log1p(d["age"] / 365)
+    )
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def message_effect(contacts: pd.DataFrame, validations: pd.DataFrame,
-                   sent_at: pd.Timestamp) -> np.ndarray:
+def message_effect(
+    contacts: pd.DataFrame, validations: pd.DataFrame, sent_at: pd.Timestamp
+) -> np.ndarray:
     """How much the message raises each contact's log-odds of converting (the control arm's
     log-odds are the target arm's minus this): sure things (WhatsApp with a business
     account, or in the north: a high propensity) buy anyway and less when messaged
@@ -393,13 +504,15 @@ def message_effect(contacts: pd.DataFrame, validations: pd.DataFrame,
     d = _drivers(contacts, validations, sent_at)
     sure = ((d["whatsapp"] > 0) & (d["business"] > 0)) | (d["north"] > 0)
     persuadable = ~sure & (d["age"] < 365)
-    return np.where(sure, SURE_THING_EFFECT,
-                    np.where(persuadable, PERSUADABLE_EFFECT, BASE_EFFECT))
+    return np.where(sure, SURE_THING_EFFECT, np.where(persuadable, PERSUADABLE_EFFECT, BASE_EFFECT))
 
 
 def generate_campaign_outcomes(
-    rng: np.random.Generator, contacts: pd.DataFrame, validations: pd.DataFrame,
-    campaigns: pd.DataFrame, rates: DemoRates = DemoRates(),
+    rng: np.random.Generator,
+    contacts: pd.DataFrame,
+    validations: pd.DataFrame,
+    campaigns: pd.DataFrame,
+    rates: DemoRates = DemoRates(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Outcome rows and control recipients of ``contacts`` in each campaign: a random audience
     of the contacts that existed then, delivered or not, converted by
@@ -431,29 +544,42 @@ def generate_campaign_outcomes(
         group = contacts[eligible & (rng.random(len(contacts)) < draw)]
         propensity = conversion_propensity(group, validations, campaign.sent_at)
         logit = np.log(propensity / (1 - propensity)) - message_effect(
-            group, validations, campaign.sent_at)
+            group, validations, campaign.sent_at
+        )
         converted = rng.random(len(group)) < 1.0 / (1.0 + np.exp(-logit))
         controls.append(_outcomes(rng, campaign, group, np.zeros(len(group), bool), converted))
-        recipients.append(pd.DataFrame({"campaign_id": campaign.id,
-                                        "contact_id": group["id"].to_numpy(),
-                                        "arm": "control"}))
+        recipients.append(
+            pd.DataFrame(
+                {"campaign_id": campaign.id, "contact_id": group["id"].to_numpy(), "arm": "control"}
+            )
+        )
     outcomes = pd.concat([outcomes, *controls], ignore_index=True)
     outcomes["converted_at"] = pd.to_datetime(outcomes["converted_at"], utc=True)
     return outcomes, pd.concat(recipients, ignore_index=True)
 
 
-def _outcomes(rng: np.random.Generator, campaign, recipients: pd.DataFrame,
-              delivered: np.ndarray, converted: np.ndarray) -> pd.DataFrame:
+def _outcomes(
+    rng: np.random.Generator,
+    campaign,
+    recipients: pd.DataFrame,
+    delivered: np.ndarray,
+    converted: np.ndarray,
+) -> pd.DataFrame:
     """Outcome rows of ``recipients``, each conversion ``CONVERSION_DELAY_DAYS`` after the
     send on average."""
-    delay = pd.to_timedelta(np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(recipients))
-                                     * 86400), unit="s")
+    delay = pd.to_timedelta(
+        np.round(rng.exponential(CONVERSION_DELAY_DAYS, len(recipients)) * 86400), unit="s"
+    )
     converted_at = pd.Series(campaign.sent_at + delay).where(converted)
-    return pd.DataFrame({
-        "campaign_id": campaign.id, "contact_id": recipients["id"].to_numpy(),
-        "delivered": delivered, "converted": converted,
-        "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "campaign_id": campaign.id,
+            "contact_id": recipients["id"].to_numpy(),
+            "delivered": delivered,
+            "converted": converted,
+            "converted_at": converted_at.astype("datetime64[us, UTC]").to_numpy(),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -467,8 +593,13 @@ class DemoBatch:
 
 
 def generate_demo_data(
-    n_contacts: int, seed: int, as_of, batch_size: int = 100_000, first_contact_id: int = 1,
-    first_validation_id: int = 1, rates: DemoRates = DemoRates(),
+    n_contacts: int,
+    seed: int,
+    as_of,
+    batch_size: int = 100_000,
+    first_contact_id: int = 1,
+    first_validation_id: int = 1,
+    rates: DemoRates = DemoRates(),
 ) -> Iterator[DemoBatch]:
     """Demo data in batches of ``batch_size`` contacts; the same seed gives the same rows."""
     as_of = utc_timestamp(as_of)
@@ -482,7 +613,7 @@ def generate_demo_data(
         validations = generate_validations(rng, contacts, next_validation_id, as_of, rates)
         set_last_platform_validation(rng, contacts, validations, rates)
         next_validation_id += len(validations)
-        outcomes, recipients = generate_campaign_outcomes(rng, contacts, validations,
-                                                          campaigns, rates)
+        outcomes, recipients = generate_campaign_outcomes(
+            rng, contacts, validations, campaigns, rates
+        )
         yield DemoBatch(contacts, validations, outcomes, recipients)
-

@@ -24,7 +24,11 @@ class DemoLoadReport:
 
 
 def load_demo_data(
-    database: Database, n_contacts: int, seed: int, as_of, replace_existing: bool = False,
+    database: Database,
+    n_contacts: int,
+    seed: int,
+    as_of,
+    replace_existing: bool = False,
     batch_size: int = 100_000,
 ) -> DemoLoadReport:
     """Write ``n_contacts`` demo contacts, their validations and the demo campaigns'
@@ -43,7 +47,8 @@ def load_demo_data(
     with database.engine.begin() as connection:
         marked = connection.execute(sa.text(f"SELECT count(*) FROM {MARKER_TABLE}")).scalar()
         validations = connection.execute(
-            sa.text("SELECT count(*) FROM platform_validations")).scalar()
+            sa.text("SELECT count(*) FROM platform_validations")
+        ).scalar()
         if not marked and (existing or validations):
             raise RuntimeError(
                 f"refusing to delete {existing} contacts and {validations} validation rows that "
@@ -53,12 +58,25 @@ def load_demo_data(
             )
         connection.execute(sa.text(f"DELETE FROM {MARKER_TABLE}"))
         connection.execute(
-            sa.text(f"INSERT INTO {MARKER_TABLE} (id, seed, contacts, loaded_at) "
-                    "VALUES (1, :seed, :contacts, :now)"),
-            {"seed": seed, "contacts": n_contacts,
-             "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC"))})
-        for table in ("campaign_recipient_features", "campaign_recipients", "campaign_outcomes",
-                      "campaigns", "platform_validations", "contacts", "contact_changes"):
+            sa.text(
+                f"INSERT INTO {MARKER_TABLE} (id, seed, contacts, loaded_at) "
+                "VALUES (1, :seed, :contacts, :now)"
+            ),
+            {
+                "seed": seed,
+                "contacts": n_contacts,
+                "now": database.bind_timestamp(pd.Timestamp.now(tz="UTC")),
+            },
+        )
+        for table in (
+            "campaign_recipient_features",
+            "campaign_recipients",
+            "campaign_outcomes",
+            "campaigns",
+            "platform_validations",
+            "contacts",
+            "contact_changes",
+        ):
             connection.execute(sa.text(f"DELETE FROM {table}"))
     report = DemoLoadReport()
     campaigns = demo_campaigns(as_of)

@@ -16,7 +16,7 @@ MEXICO_PREFIX = "52"
 def geocoder_descriptions(language: str = "es") -> dict[str, str]:
     """LADA -> the geocoder's description for +52 (e.g. '667' -> 'Culiacán')."""
     return {
-        prefix[len(MEXICO_PREFIX):]: names[language]
+        prefix[len(MEXICO_PREFIX) :]: names[language]
         for prefix, names in phonenumbers.geodata.GEOCODE_DATA.items()
         if prefix.startswith(MEXICO_PREFIX) and language in names
     }

@@ -52,8 +52,7 @@ MINIMUM_MESSAGES = 1_000
 MINIMUM_CONVERSIONS = 50
 CALIBRATION_SHARE = 0.2
 RULE_BASELINE = "rule_total_score"
-SHORT_NAMES = {"logistic_regression": "lr", "hist_gradient_boosting": "hgb",
-               "random_forest": "rf"}
+SHORT_NAMES = {"logistic_regression": "lr", "hist_gradient_boosting": "hgb", "random_forest": "rf"}
 """The ``method`` of ``conversion_scores`` rows scored by each candidate."""
 FOREST_SAMPLE = 60_000
 """Rows each tree of the forest draws (bounds its training time at scale)."""
@@ -62,25 +61,64 @@ FOREST_SAMPLE = 60_000
 def feature_encoder() -> ColumnTransformer:
     """``features_v1`` passed through, the categorical columns one-hot encoded."""
     return ColumnTransformer(
-        [("numeric", "passthrough", list(FEATURE_COLUMNS)),
-         ("categorical", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
-                                       sparse_output=False), list(CATEGORICAL_COLUMNS))],
-        verbose_feature_names_out=False)
+        [
+            ("numeric", "passthrough", list(FEATURE_COLUMNS)),
+            (
+                "categorical",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=False
+                ),
+                list(CATEGORICAL_COLUMNS),
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
 
 
 def _candidate(name: str, rows: int, seed: int) -> Pipeline:
     if name == "logistic_regression":
-        return Pipeline([("prepare", feature_encoder()), ("scale", StandardScaler()),
-                         ("model", LogisticRegression(max_iter=2000))])
+        return Pipeline(
+            [
+                ("prepare", feature_encoder()),
+                ("scale", StandardScaler()),
+                ("model", LogisticRegression(max_iter=2000)),
+            ]
+        )
     if name == "hist_gradient_boosting":
-        return Pipeline([("prepare", feature_encoder()), ("model", HistGradientBoostingClassifier(
-            learning_rate=0.1, max_iter=150, max_leaf_nodes=15, min_samples_leaf=50,
-            l2_regularization=1.0, early_stopping=True, random_state=seed))])
+        return Pipeline(
+            [
+                ("prepare", feature_encoder()),
+                (
+                    "model",
+                    HistGradientBoostingClassifier(
+                        learning_rate=0.1,
+                        max_iter=150,
+                        max_leaf_nodes=15,
+                        min_samples_leaf=50,
+                        l2_regularization=1.0,
+                        early_stopping=True,
+                        random_state=seed,
+                    ),
+                ),
+            ]
+        )
     if name == "random_forest":
-        return Pipeline([("prepare", feature_encoder()), ("model", RandomForestClassifier(
-            n_estimators=60, max_depth=10, min_samples_leaf=30,
-            max_samples=min(1.0, FOREST_SAMPLE / max(rows, 1)), n_jobs=-1,
-            random_state=seed))])
+        return Pipeline(
+            [
+                ("prepare", feature_encoder()),
+                (
+                    "model",
+                    RandomForestClassifier(
+                        n_estimators=60,
+                        max_depth=10,
+                        min_samples_leaf=30,
+                        max_samples=min(1.0, FOREST_SAMPLE / max(rows, 1)),
+                        n_jobs=-1,
+                        random_state=seed,
+                    ),
+                ),
+            ]
+        )
     raise ValueError(f"unknown candidate {name!r}; known: {sorted(SHORT_NAMES)}")
 
 
@@ -110,7 +148,8 @@ def time_split(training: TrainingSet, holdout_campaigns: int = 1) -> Split:
     if len(order) <= holdout_campaigns:
         raise NotEnoughOutcomes(
             f"{len(order)} campaigns with a closed attribution window: training needs more "
-            f"than the {holdout_campaigns} held out")
+            f"than the {holdout_campaigns} held out"
+        )
     holdout_ids = [int(i) for i in order["id"].iloc[-holdout_campaigns:]]
     in_holdout = training.rows["campaign_id"].isin(holdout_ids).to_numpy()
     train = training.rows[~in_holdout]
@@ -119,7 +158,8 @@ def time_split(training: TrainingSet, holdout_campaigns: int = 1) -> Split:
         raise NotEnoughOutcomes(
             f"the training window holds {messages} delivered messages and {conversions} "
             f"conversions; training needs at least {MINIMUM_MESSAGES} and "
-            f"{MINIMUM_CONVERSIONS}")
+            f"{MINIMUM_CONVERSIONS}"
+        )
     return Split(train=train, holdout=training.rows[in_holdout], holdout_campaigns=holdout_ids)
 
 
@@ -135,7 +175,8 @@ def fit_candidate(name: str, train: pd.DataFrame, seed: int = 42) -> CalibratedC
     the other fifth (stratified)."""
     x, y = features_of(train), train["converted"].astype(int).to_numpy()
     x_fit, x_cal, y_fit, y_cal = train_test_split(
-        x, y, test_size=CALIBRATION_SHARE, stratify=y, random_state=seed)
+        x, y, test_size=CALIBRATION_SHARE, stratify=y, random_state=seed
+    )
     model = _candidate(name, len(x_fit), seed).fit(x_fit, y_fit)
     return CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(x_cal, y_cal)
 
@@ -165,8 +206,10 @@ def ranking_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
 
 
 def probability_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
-    return {"brier": float(brier_score_loss(y, probability)),
-            "log_loss": float(log_loss(y, probability, labels=[0, 1]))}
+    return {
+        "brier": float(brier_score_loss(y, probability)),
+        "log_loss": float(log_loss(y, probability, labels=[0, 1])),
+    }
 
 
 def decile_table(y: np.ndarray, score: np.ndarray, seed: int = 42) -> pd.DataFrame:
@@ -177,8 +220,11 @@ def decile_table(y: np.ndarray, score: np.ndarray, seed: int = 42) -> pd.DataFra
     decile = np.empty(len(score), dtype=int)
     decile[order] = np.arange(len(score)) * 10 // len(score) + 1
     frame = pd.DataFrame({"decile": decile, "converted": np.asarray(y, dtype=int)})
-    table = frame.groupby("decile").agg(messages=("converted", "size"),
-                                        conversions=("converted", "sum")).reset_index()
+    table = (
+        frame.groupby("decile")
+        .agg(messages=("converted", "size"), conversions=("converted", "sum"))
+        .reset_index()
+    )
     table["conversion_rate"] = table["conversions"] / table["messages"]
     return table
 
@@ -190,8 +236,10 @@ class Evaluation:
 
 
 def evaluate(y: np.ndarray, probability: np.ndarray) -> Evaluation:
-    return Evaluation({**ranking_metrics(y, probability), **probability_metrics(y, probability)},
-                      decile_table(y, probability))
+    return Evaluation(
+        {**ranking_metrics(y, probability), **probability_metrics(y, probability)},
+        decile_table(y, probability),
+    )
 
 
 def evaluate_rule(holdout: pd.DataFrame) -> Evaluation:
@@ -210,8 +258,7 @@ class TrainedConversionModel:
     seconds_fit: float
 
 
-def train_conversion_candidate(name: str, split: Split, seed: int = 42
-                               ) -> TrainedConversionModel:
+def train_conversion_candidate(name: str, split: Split, seed: int = 42) -> TrainedConversionModel:
     started = time.perf_counter()
     model = fit_candidate(name, split.train, seed)
     seconds = time.perf_counter() - started
@@ -266,14 +313,16 @@ class Explainer:
 
     def explain(self, x: pd.DataFrame) -> Contributions:
         if x.empty:
-            return Contributions(base=0.0, values=np.zeros((0, len(REASON_FEATURES))),
-                                 logit=np.zeros(0))
+            return Contributions(
+                base=0.0, values=np.zeros((0, len(REASON_FEATURES))), logit=np.zeros(0)
+            )
         z = self._transform(x)
         if self.tree is None:
             margin_parts = z * self.estimator.coef_[0]
         else:
             margin_parts = np.asarray(
-                self.tree.shap_values(z, approximate=True, check_additivity=False))
+                self.tree.shap_values(z, approximate=True, check_additivity=False)
+            )
             if margin_parts.ndim == 3:
                 margin_parts = margin_parts[..., 1]
         by_feature = by_source_feature(margin_parts, self.groups)
@@ -307,8 +356,10 @@ def source_feature(column: str) -> str:
     raise ValueError(f"encoded column {column!r} has no source feature")
 
 
-CONCEPT_MATRIX = np.array([[feature in REASON_CONCEPTS[c] for c in CONCEPTS]
-                           for feature in REASON_FEATURES], dtype=np.float64)
+CONCEPT_MATRIX = np.array(
+    [[feature in REASON_CONCEPTS[c] for c in CONCEPTS] for feature in REASON_FEATURES],
+    dtype=np.float64,
+)
 """(features × concepts): 1 where the feature belongs to the concept."""
 
 
@@ -322,8 +373,9 @@ MIN_EFFECT = 0.01
 """A concept moving the log-odds by less is left in the rest (it would read ±0.00)."""
 
 
-def top_reasons(contributions: np.ndarray, count: int = 3,
-                min_effect: float = MIN_EFFECT) -> dict[str, np.ndarray]:
+def top_reasons(
+    contributions: np.ndarray, count: int = 3, min_effect: float = MIN_EFFECT
+) -> dict[str, np.ndarray]:
     """Each contact's reasons from its per-feature contributions, grouped by concept: the
     concepts raising (largest positive) and lowering (most negative) its log-odds (or uplift)
     by at least ``min_effect``, at most ``count`` a side and ``2 × count − 1`` in all (the smaller of the

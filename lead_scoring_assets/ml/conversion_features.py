@@ -39,8 +39,9 @@ REASON_FEATURES = (*FEATURE_COLUMNS, *CATEGORICAL_COLUMNS)
 FEATURE_DTYPES = {
     **{c: "int8" for c in FEATURE_COLUMNS if c.startswith(("has_", "is_")) or c.endswith("_user")},
     **{c: "int16" for c in FEATURE_COLUMNS if c.endswith(("_score", "_count"))},
-    **dict.fromkeys(("avg_confidence_score", "profile_completeness", "geographic_consistency"),
-                    "float64"),
+    **dict.fromkeys(
+        ("avg_confidence_score", "profile_completeness", "geographic_consistency"), "float64"
+    ),
     **dict.fromkeys(("account_age_days", "validation_recency_days"), "int32"),
 }
 """The dtypes of the numeric features as ``ml/features.py`` computes them."""
@@ -48,8 +49,12 @@ HASHED_COLUMNS = ("campaign_id", "contact_id", "converted", "total_score", *REAS
 """What ``training_set_sha256`` covers: the rows' keys, label, rule score and features."""
 UNKNOWN = "UNKNOWN"
 DEFAULT_ATTRIBUTION_DAYS = 30
-REJECTION_REASONS = ("unknown_campaign", "unknown_contact", "missing_delivered",
-                     "converted_without_delivery")
+REJECTION_REASONS = (
+    "unknown_campaign",
+    "unknown_contact",
+    "missing_delivered",
+    "converted_without_delivery",
+)
 
 
 def conversion_features(parts, contacts: pd.DataFrame, ladas: LadaReference) -> pd.DataFrame:
@@ -63,8 +68,8 @@ def conversion_features(parts, contacts: pd.DataFrame, ladas: LadaReference) -> 
     frame["carrier"] = carrier.where(carrier.str.len() > 0).fillna(UNKNOWN).to_numpy(dtype=object)
     lada = profile["lada"].astype("str").str.strip()
     frame["lada_status"] = np.where(
-        lada.isna() | (lada == ""), "missing",
-        np.where(lada.isin(ladas.ladas), "known", "unknown"))
+        lada.isna() | (lada == ""), "missing", np.where(lada.isin(ladas.ladas), "known", "unknown")
+    )
     return frame
 
 
@@ -100,20 +105,30 @@ class TrainingSet:
 def rejected_outcomes(database: Database) -> dict[str, int]:
     """Outcome rows that take no part, counted by reason (``rejected_campaign_outcomes``)."""
     counts = database.read_frame(
-        "SELECT reason, count(*) AS n FROM rejected_campaign_outcomes GROUP BY reason")
+        "SELECT reason, count(*) AS n FROM rejected_campaign_outcomes GROUP BY reason"
+    )
     return {str(r): int(n) for r, n in zip(counts["reason"], counts["n"])}
 
 
-MESSAGES = ("o.campaign_id = :campaign AND o.delivered = :yes AND NOT EXISTS (SELECT 1 FROM "
-            "campaign_recipients r WHERE r.campaign_id = o.campaign_id "
-            "AND r.contact_id = o.contact_id AND r.arm = 'control')")
+MESSAGES = (
+    "o.campaign_id = :campaign AND o.delivered = :yes AND NOT EXISTS (SELECT 1 FROM "
+    "campaign_recipients r WHERE r.campaign_id = o.campaign_id "
+    "AND r.contact_id = o.contact_id AND r.arm = 'control')"
+)
 """A campaign's messages: delivered outcomes, never a control recipient's."""
-IS_MESSAGE = f"EXISTS (SELECT 1 FROM campaign_outcomes o WHERE o.contact_id = {{id}} AND {MESSAGES})"
+IS_MESSAGE = (
+    f"EXISTS (SELECT 1 FROM campaign_outcomes o WHERE o.contact_id = {{id}} AND {MESSAGES})"
+)
 
 
-def campaign_chunks(database: Database, campaign_id: int, sent_at: pd.Timestamp,
-                    chunk_size: int, rows_sql: str | None = None, selected: str = IS_MESSAGE
-                    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+def campaign_chunks(
+    database: Database,
+    campaign_id: int,
+    sent_at: pd.Timestamp,
+    chunk_size: int,
+    rows_sql: str | None = None,
+    selected: str = IS_MESSAGE,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """(rows, contacts, validations, logged) of a campaign's selected contacts, ``chunk_size``
     at a time by contact id: ``rows_sql``'s rows (``contact_id``, ``converted``,
     ``converted_at``, any more columns; default: the campaign's messages), the contacts as
@@ -122,21 +137,26 @@ def campaign_chunks(database: Database, campaign_id: int, sent_at: pd.Timestamp,
     that ``rows_sql``'s contacts meet."""
     rows_sql = rows_sql or (
         "SELECT o.contact_id, o.converted, o.converted_at FROM campaign_outcomes o "
-        f"WHERE {MESSAGES} AND o.contact_id > :after ORDER BY o.contact_id LIMIT :limit")
+        f"WHERE {MESSAGES} AND o.contact_id > :after ORDER BY o.contact_id LIMIT :limit"
+    )
     after = FIRST_ID
     while True:
         outcomes = database.read_frame(
-            rows_sql, {"campaign": campaign_id, "yes": True, "after": after, "limit": chunk_size})
+            rows_sql, {"campaign": campaign_id, "yes": True, "after": after, "limit": chunk_size}
+        )
         if outcomes.empty:
             return
         upto = int(outcomes["contact_id"].iloc[-1])
         window = {"campaign": campaign_id, "yes": True, "after": after, "upto": upto}
         contacts = database.read_frame(
-            contacts_at_sql(selected), {**window, "at": database.bind_timestamp(sent_at)})
+            contacts_at_sql(selected), {**window, "at": database.bind_timestamp(sent_at)}
+        )
         validations = database.read_frame(
             f"SELECT {', '.join(f'v.{c}' for c in SCORING_VALIDATION_COLUMNS)} "
             "FROM platform_validations v WHERE v.contact_id > :after AND v.contact_id <= :upto "
-            f"AND {selected.format(id='v.contact_id')}", window)
+            f"AND {selected.format(id='v.contact_id')}",
+            window,
+        )
         logged = database.read_frame(
             f"SELECT f.contact_id, r.total_score, {', '.join(f'f.{c}' for c in REASON_FEATURES)} "
             "FROM campaign_recipient_features f LEFT JOIN campaign_recipients r "
@@ -144,13 +164,19 @@ def campaign_chunks(database: Database, campaign_id: int, sent_at: pd.Timestamp,
             "WHERE f.campaign_id = :campaign AND f.feature_set = :feature_set "
             "AND f.contact_id > :after AND f.contact_id <= :upto "
             f"AND {selected.format(id='f.contact_id')}",
-            {**window, "feature_set": CONVERSION_FEATURE_SET})
+            {**window, "feature_set": CONVERSION_FEATURE_SET},
+        )
         yield outcomes, contacts, validations, logged
         after = upto
 
 
-def features_at(sent_at: pd.Timestamp, contacts: pd.DataFrame, validations: pd.DataFrame,
-                logged: pd.DataFrame, ladas: LadaReference) -> pd.DataFrame:
+def features_at(
+    sent_at: pd.Timestamp,
+    contacts: pd.DataFrame,
+    validations: pd.DataFrame,
+    logged: pd.DataFrame,
+    ladas: LadaReference,
+) -> pd.DataFrame:
     """``contact_id``, ``total_score`` and the features at ``sent_at``, by contact id: the
     logged ones where a complete feature log exists (its ``total_score`` the recipient's, else
     the rule's at ``sent_at``), else computed from ``contacts`` as they were then (a contact
@@ -163,13 +189,18 @@ def features_at(sent_at: pd.Timestamp, contacts: pd.DataFrame, validations: pd.D
     logged = logged.dropna(subset=list(REASON_FEATURES))
     rule = logged["contact_id"].map(computed.set_index("contact_id")["total_score"])
     logged = logged.assign(total_score=logged["total_score"].fillna(rule)).dropna(
-        subset=["total_score"])
+        subset=["total_score"]
+    )
     logged = logged[computed.columns].astype(
-        {"contact_id": "int64", "total_score": computed["total_score"].dtype, **FEATURE_DTYPES,
-         **dict.fromkeys(CATEGORICAL_COLUMNS, object)})
+        {
+            "contact_id": "int64",
+            "total_score": computed["total_score"].dtype,
+            **FEATURE_DTYPES,
+            **dict.fromkeys(CATEGORICAL_COLUMNS, object),
+        }
+    )
     kept = computed[~computed["contact_id"].isin(logged["contact_id"])]
-    return pd.concat([kept, logged], ignore_index=True).sort_values(
-        "contact_id", ignore_index=True)
+    return pd.concat([kept, logged], ignore_index=True).sort_values("contact_id", ignore_index=True)
 
 
 def label(outcomes: pd.DataFrame, sent_at: pd.Timestamp, attribution_days: int) -> np.ndarray:
@@ -181,14 +212,21 @@ def label(outcomes: pd.DataFrame, sent_at: pd.Timestamp, attribution_days: int) 
     return converted & (at.isna() | in_window).to_numpy(bool)
 
 
-def labelled_rows(database: Database, campaign, ladas: LadaReference, attribution_days: int,
-                  chunk_size: int, rows_sql: str | None = None, selected: str = IS_MESSAGE
-                  ) -> Iterator[pd.DataFrame]:
+def labelled_rows(
+    database: Database,
+    campaign,
+    ladas: LadaReference,
+    attribution_days: int,
+    chunk_size: int,
+    rows_sql: str | None = None,
+    selected: str = IS_MESSAGE,
+) -> Iterator[pd.DataFrame]:
     """``campaign_chunks``' rows of ``campaign`` (``id``, ``sent_at``) with their features at
     ``sent_at`` and label: ``campaign_id``, ``contact_id``, ``sent_at``, ``converted``, the
     rows' other columns, ``total_score`` and the features (a contact created later has none)."""
     for outcomes, contacts, validations, logged in campaign_chunks(
-            database, campaign.id, campaign.sent_at, chunk_size, rows_sql, selected):
+        database, campaign.id, campaign.sent_at, chunk_size, rows_sql, selected
+    ):
         features = features_at(campaign.sent_at, contacts, validations, logged, ladas)
         features = outcomes.merge(features, on="contact_id")
         converted = label(features, campaign.sent_at, attribution_days)
@@ -200,7 +238,9 @@ def labelled_rows(database: Database, campaign, ladas: LadaReference, attributio
 
 
 def build_training_set(
-    database: Database, attribution_days: int = DEFAULT_ATTRIBUTION_DAYS, as_of=None,
+    database: Database,
+    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS,
+    as_of=None,
     chunk_size: int = 100_000,
 ) -> TrainingSet:
     """Every delivered message of the campaigns whose attribution window closed by ``as_of``
@@ -218,25 +258,59 @@ def build_training_set(
             frames.append(features)
             messages += len(features)
             conversions += int(features["converted"].sum())
-        summary.append({"id": campaign.id, "name": campaign.name, "sent_at": campaign.sent_at,
-                        "messages": messages, "conversions": conversions})
-    rows = (pd.concat(frames, ignore_index=True) if frames else
-            pd.DataFrame(columns=["campaign_id", "contact_id", "sent_at", "converted",
-                                  "total_score", *REASON_FEATURES]))
+        summary.append(
+            {
+                "id": campaign.id,
+                "name": campaign.name,
+                "sent_at": campaign.sent_at,
+                "messages": messages,
+                "conversions": conversions,
+            }
+        )
+    rows = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            columns=[
+                "campaign_id",
+                "contact_id",
+                "sent_at",
+                "converted",
+                "total_score",
+                *REASON_FEATURES,
+            ]
+        )
+    )
     return TrainingSet(
-        rows=rows, campaigns=pd.DataFrame(summary, columns=["id", "name", "sent_at", "messages",
-                                                            "conversions"]),
+        rows=rows,
+        campaigns=pd.DataFrame(
+            summary, columns=["id", "name", "sent_at", "messages", "conversions"]
+        ),
         open_campaigns=[int(i) for i in campaigns.loc[~closed, "id"]],
-        rejected=rejected_outcomes(database), attribution_days=attribution_days, as_of=as_of,
-        seconds=time.perf_counter() - started)
+        rejected=rejected_outcomes(database),
+        attribution_days=attribution_days,
+        as_of=as_of,
+        seconds=time.perf_counter() - started,
+    )
 
 
-PLATFORM_NAMES = {"whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook",
-                  "google": "Google", "apple": "Apple"}
+PLATFORM_NAMES = {
+    "whatsapp": "WhatsApp",
+    "instagram": "Instagram",
+    "facebook": "Facebook",
+    "google": "Google",
+    "apple": "Apple",
+}
 REASON_CONCEPTS = {
     **{p: (f"has_{p}", f"{p}_score") for p in PLATFORM_NAMES},
-    "platforms": ("platform_count", "is_multi_platform", "validation_count",
-                  "avg_confidence_score", "meta_ecosystem_user", "tech_ecosystem_user"),
+    "platforms": (
+        "platform_count",
+        "is_multi_platform",
+        "validation_count",
+        "avg_confidence_score",
+        "meta_ecosystem_user",
+        "tech_ecosystem_user",
+    ),
     "business": ("business_account_count", "has_business_accounts"),
     "premium": ("premium_account_count", "has_premium_accounts"),
     "recency": ("validation_recency_days",),
@@ -265,9 +339,15 @@ PLAIN_WORDS = {
 }
 """Each concept's name, for a reason without the contact's facts."""
 FACT_COLUMNS = {
-    "lead_scores": (*(f"{p}_score" for p in PLATFORM_NAMES), "platform_count",
-                    "business_account_count", "premium_account_count",
-                    "validation_recency_days", "profile_fields", "lada_state_match"),
+    "lead_scores": (
+        *(f"{p}_score" for p in PLATFORM_NAMES),
+        "platform_count",
+        "business_account_count",
+        "premium_account_count",
+        "validation_recency_days",
+        "profile_fields",
+        "lada_state_match",
+    ),
     "contacts": ("state_name", "operator"),
 }
 """The columns a reason's words are taken from."""
@@ -304,40 +384,59 @@ def _fact_words(concept: str, facts: dict) -> dict[str, str]:
         if score <= 0:
             return {"es": f"Sin {name} validado", "en": f"Not validated on {name}"}
         weight = DEFAULT_CONFIG.display_weights[concept]
-        return {"es": f"{name} validado ({score}/{weight})",
-                "en": f"Validated on {name} ({score}/{weight})"}
+        return {
+            "es": f"{name} validado ({score}/{weight})",
+            "en": f"Validated on {name} ({score}/{weight})",
+        }
     if concept == "platforms":
         n, of = int(facts["platform_count"]), len(PLATFORM_NAMES)
-        return {"es": f"Activo en {n} de {of} plataformas", "en": f"Active on {n} of {of} platforms"}
+        return {
+            "es": f"Activo en {n} de {of} plataformas",
+            "en": f"Active on {n} of {of} platforms",
+        }
     if concept in ("business", "premium"):
         n = int(facts[f"{concept}_account_count"])
         es, en = ("de negocio", "business") if concept == "business" else ("premium", "premium")
-        return {"es": _count(n, f"Tiene 1 cuenta {es}", f"Tiene {{n}} cuentas {es}",
-                             f"Sin cuentas {es}"),
-                "en": _count(n, f"Has 1 {en} account", f"Has {{n}} {en} accounts",
-                             f"No {en} account")}
+        return {
+            "es": _count(
+                n, f"Tiene 1 cuenta {es}", f"Tiene {{n}} cuentas {es}", f"Sin cuentas {es}"
+            ),
+            "en": _count(n, f"Has 1 {en} account", f"Has {{n}} {en} accounts", f"No {en} account"),
+        }
     if concept == "recency":
         days = facts.get("validation_recency_days")
         if days is None or pd.isna(days):
             return {"es": "Nunca validado", "en": "Never validated"}
         days, cap = int(days), saturation_days(DEFAULT_CONFIG)[1]
         if days >= cap:
-            return {"es": f"Validado hace {cap} días o más", "en": f"Validated {cap} days ago or more"}
-        return {"es": _count(days, "Validado hace 1 día", "Validado hace {n} días", "Validado hoy"),
-                "en": _count(days, "Validated 1 day ago", "Validated {n} days ago",
-                             "Validated today")}
+            return {
+                "es": f"Validado hace {cap} días o más",
+                "en": f"Validated {cap} days ago or more",
+            }
+        return {
+            "es": _count(days, "Validado hace 1 día", "Validado hace {n} días", "Validado hoy"),
+            "en": _count(days, "Validated 1 day ago", "Validated {n} days ago", "Validated today"),
+        }
     if concept == "region":
         state = normalize_state(_text(facts.get("state_name")))
-        words = ({"es": f"Región: {state}", "en": f"Region: {state}"} if state
-                 else {"es": "Región desconocida", "en": "Unknown region"})
+        words = (
+            {"es": f"Región: {state}", "en": f"Region: {state}"}
+            if state
+            else {"es": "Región desconocida", "en": "Unknown region"}
+        )
         if facts.get("lada_state_match") == 0:
-            words = {"es": words["es"] + " (LADA de otro estado)",
-                     "en": words["en"] + " (LADA of another state)"}
+            words = {
+                "es": words["es"] + " (LADA de otro estado)",
+                "en": words["en"] + " (LADA of another state)",
+            }
         return words
     if concept == "carrier":
         carrier = _text(facts.get("operator")).upper()
-        return ({"es": f"Operador: {carrier}", "en": f"Carrier: {carrier}"} if carrier
-                else {"es": "Operador desconocido", "en": "Unknown carrier"})
+        return (
+            {"es": f"Operador: {carrier}", "en": f"Carrier: {carrier}"}
+            if carrier
+            else {"es": "Operador desconocido", "en": "Unknown carrier"}
+        )
     if concept == "profile":
         n, of = int(facts.get("profile_fields") or 0), len(PROFILE_FIELDS)
         return {"es": f"Perfil con {n} de {of} datos", "en": f"Profile with {n} of {of} fields"}
@@ -363,10 +462,12 @@ def decoded_reasons(row: dict, facts: dict | None = None) -> dict:
         return reasons
     for code, effect in found:
         concept = reason_name(code)
-        text = PLAIN_WORDS[concept] if facts is None or concept == REST else _fact_words(
-            concept, facts)
-        reason = {"feature": concept, "words": text["en"], "text": text,
-                  "effect": round(effect, 4)}
+        text = (
+            PLAIN_WORDS[concept]
+            if facts is None or concept == REST
+            else _fact_words(concept, facts)
+        )
+        reason = {"feature": concept, "words": text["en"], "text": text, "effect": round(effect, 4)}
         if concept == REST:
             reasons["rest"] = reason
         else:

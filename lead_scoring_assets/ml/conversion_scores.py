@@ -42,10 +42,21 @@ from lead_scoring_assets.scoring.full_rescore import read_lada_reference
 CONVERSION_SCORES = "conversion_scores"
 FALLBACK_METHOD = "rule_rank"
 REASONS = 3
-REASON_COLUMNS = tuple(f"{side}_{kind}_{i}" for side in ("up", "down")
-                       for kind in ("feature", "effect") for i in range(1, REASONS + 1))
-COLUMNS = ("contact_id", "conversion_probability", "probability_decile", "model_version",
-           "method", "calculated_at", *REASON_COLUMNS)
+REASON_COLUMNS = tuple(
+    f"{side}_{kind}_{i}"
+    for side in ("up", "down")
+    for kind in ("feature", "effect")
+    for i in range(1, REASONS + 1)
+)
+COLUMNS = (
+    "contact_id",
+    "conversion_probability",
+    "probability_decile",
+    "model_version",
+    "method",
+    "calculated_at",
+    *REASON_COLUMNS,
+)
 
 
 def deciles(values: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
@@ -69,8 +80,14 @@ class ConversionScoreReport:
         return self.probability_sum / modelled if modelled else None
 
 
-def score_contacts(contacts, validations, ladas, as_of, champion: ConversionChampion | None,
-                   explainer: Explainer | None) -> pd.DataFrame:
+def score_contacts(
+    contacts,
+    validations,
+    ladas,
+    as_of,
+    champion: ConversionChampion | None,
+    explainer: Explainer | None,
+) -> pd.DataFrame:
     """``conversion_scores`` rows of one chunk without the decile; ``rank_value`` is what the
     decile is taken over (the probability, or ``total_score`` for the fallback)."""
     scored = score_chunk(contacts, validations, ladas, as_of, DEFAULT_CONFIG)
@@ -81,8 +98,9 @@ def score_contacts(contacts, validations, ladas, as_of, champion: ConversionCham
         frame["model_version"] = None
         frame["method"] = FALLBACK_METHOD
         for column in REASON_COLUMNS:
-            frame[column] = pd.array([pd.NA] * len(frame),
-                                     dtype="Int16" if "feature" in column else "Float32")
+            frame[column] = pd.array(
+                [pd.NA] * len(frame), dtype="Int16" if "feature" in column else "Float32"
+            )
     else:
         x = features_of(conversion_features(scored.parts, contacts, ladas))
         contributions = explainer.explain(x)
@@ -96,8 +114,9 @@ def score_contacts(contacts, validations, ladas, as_of, champion: ConversionCham
     return frame
 
 
-def add_reasons(frame: pd.DataFrame, contributions: np.ndarray,
-                min_effect: float = MIN_EFFECT) -> None:
+def add_reasons(
+    frame: pd.DataFrame, contributions: np.ndarray, min_effect: float = MIN_EFFECT
+) -> None:
     """The ``REASON_COLUMNS`` of ``frame`` from each row's feature contributions (codes and
     effects; NULL where a row has fewer reasons); see ``top_reasons``."""
     reasons = top_reasons(contributions, REASONS, min_effect)
@@ -105,14 +124,19 @@ def add_reasons(frame: pd.DataFrame, contributions: np.ndarray,
         codes, effects = reasons[f"{side}_feature"], reasons[f"{side}_effect"]
         for i in range(REASONS):
             present = codes[:, i] > 0
-            frame[f"{side}_feature_{i + 1}"] = pd.Series(
-                codes[:, i], dtype="Int16").where(present)
-            frame[f"{side}_effect_{i + 1}"] = pd.Series(
-                effects[:, i], dtype="Float32").where(present)
+            frame[f"{side}_feature_{i + 1}"] = pd.Series(codes[:, i], dtype="Int16").where(present)
+            frame[f"{side}_effect_{i + 1}"] = pd.Series(effects[:, i], dtype="Float32").where(
+                present
+            )
 
 
-def write_conversion_scores(database: Database, champion: ConversionChampion | None, as_of,
-                            chunk_size: int = 100_000, audit=None) -> ConversionScoreReport:
+def write_conversion_scores(
+    database: Database,
+    champion: ConversionChampion | None,
+    as_of,
+    chunk_size: int = 100_000,
+    audit=None,
+) -> ConversionScoreReport:
     """Score every contact at ``as_of``, stage the rows, run ``audit`` and swap them into
     ``conversion_scores``; a failure or a failed audit leaves the previous rows."""
     started = time.perf_counter()
@@ -130,14 +154,33 @@ def write_conversion_scores(database: Database, champion: ConversionChampion | N
         report.probability_sum += float(frame["conversion_probability"].sum())
 
     report.stages, report.violations = write_ranked(
-        database, CONVERSION_SCORES, iter_all_inputs(database, chunk_size), score, count,
-        "probability_decile", COLUMNS, report.as_of, chunk_size, audit)
+        database,
+        CONVERSION_SCORES,
+        iter_all_inputs(database, chunk_size),
+        score,
+        count,
+        "probability_decile",
+        COLUMNS,
+        report.as_of,
+        chunk_size,
+        audit,
+    )
     report.seconds_total = time.perf_counter() - started
     return report
 
 
-def write_ranked(database: Database, table: str, inputs, score, count, decile_column: str,
-                 columns, as_of, chunk_size: int, audit) -> tuple[StageSeconds, Violations]:
+def write_ranked(
+    database: Database,
+    table: str,
+    inputs,
+    score,
+    count,
+    decile_column: str,
+    columns,
+    as_of,
+    chunk_size: int,
+    audit,
+) -> tuple[StageSeconds, Violations]:
     """Score ``inputs`` (``score``: a frame with ``rank_value``; ``count`` sees each frame),
     spill the frames to Parquet until every ``rank_value`` is known, then stage them with
     their decile over all rows in ``decile_column``, run ``audit`` and swap them into
@@ -170,7 +213,8 @@ def write_ranked(database: Database, table: str, inputs, score, count, decile_co
                     for batch in pq.ParquetFile(spill).iter_batches(batch_size=chunk_size):
                         frame = batch.to_pandas()
                         frame[decile_column] = deciles(
-                            frame["rank_value"].to_numpy(dtype="float64"), cutoffs)
+                            frame["rank_value"].to_numpy(dtype="float64"), cutoffs
+                        )
                         staged.append(frame[list(columns)])
         finally:
             violations = staged.violations
@@ -189,18 +233,25 @@ class ConversionScoreViolations(Violations):
     scores_without_contact: int
 
 
-def conversion_score_violations(database: Database, table: str = CONVERSION_SCORES
-                                ) -> ConversionScoreViolations:
+def conversion_score_violations(
+    database: Database, table: str = CONVERSION_SCORES
+) -> ConversionScoreViolations:
     """The rules on the conversion scores ``table`` (the live one or the staged one)."""
-    probability = ("method <> :fallback AND (conversion_probability IS NULL "
-                   "OR conversion_probability < 0 OR conversion_probability > 1)")
-    fallback = ("method = :fallback AND (conversion_probability IS NOT NULL "
-                "OR model_version IS NOT NULL)")
+    probability = (
+        "method <> :fallback AND (conversion_probability IS NULL "
+        "OR conversion_probability < 0 OR conversion_probability > 1)"
+    )
+    fallback = (
+        "method = :fallback AND (conversion_probability IS NOT NULL OR model_version IS NOT NULL)"
+    )
     with database.engine.connect() as connection:
-        rules = connection.execute(sa.text(
-            f"SELECT {count_rows(probability)}, "
-            f"{count_rows('probability_decile IS NULL OR probability_decile < 1 OR probability_decile > 10')}, "
-            f"{count_rows(fallback)}, count(*) - count(DISTINCT contact_id) FROM {table}"),
-            {"fallback": FALLBACK_METHOD}).one()
+        rules = connection.execute(
+            sa.text(
+                f"SELECT {count_rows(probability)}, "
+                f"{count_rows('probability_decile IS NULL OR probability_decile < 1 OR probability_decile > 10')}, "
+                f"{count_rows(fallback)}, count(*) - count(DISTINCT contact_id) FROM {table}"
+            ),
+            {"fallback": FALLBACK_METHOD},
+        ).one()
         coverage = contact_coverage(connection, table, leave_out_queued=True)
     return ConversionScoreViolations(*(int(v or 0) for v in (*rules, *coverage)))

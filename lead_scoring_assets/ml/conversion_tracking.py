@@ -142,90 +142,151 @@ def _common_params(training: TrainingSet, split: Split) -> dict:
     }
 
 
-def log_rule_baseline(training: TrainingSet, split: Split, rule: Evaluation,
-                      dagster_run_id: str | None) -> str:
+def log_rule_baseline(
+    training: TrainingSet, split: Split, rule: Evaluation, dagster_run_id: str | None
+) -> str:
     """One run for the rule's ``total_score`` on the holdout: the baseline, side by side with
     the candidates."""
-    with mlflow.start_run(run_name=RULE_BASELINE, tags={
-            "candidate": RULE_BASELINE, "dagster_run_id": dagster_run_id or ""}) as run:
+    with mlflow.start_run(
+        run_name=RULE_BASELINE,
+        tags={"candidate": RULE_BASELINE, "dagster_run_id": dagster_run_id or ""},
+    ) as run:
         mlflow.log_params({"candidate": RULE_BASELINE, **_common_params(training, split)})
         mlflow.log_metrics(rule.metrics)
         mlflow.log_table(rule.deciles, artifact_file="conversion_by_decile.json")
-        mlflow.log_figure(_decile_plot(rule.deciles, "rule total_score: conversion by decile"),
-                          "conversion_by_decile.png")
+        mlflow.log_figure(
+            _decile_plot(rule.deciles, "rule total_score: conversion by decile"),
+            "conversion_by_decile.png",
+        )
     return run.info.run_id
 
 
-def log_conversion_candidate(trained: TrainedConversionModel, training: TrainingSet,
-                             split: Split, rule: Evaluation, dagster_run_id: str | None
-                             ) -> LoggedConversionModel:
+def log_conversion_candidate(
+    trained: TrainedConversionModel,
+    training: TrainingSet,
+    split: Split,
+    rule: Evaluation,
+    dagster_run_id: str | None,
+) -> LoggedConversionModel:
     """One run: parameters, holdout metrics next to the rule's (``rule_*``), the decile table
     and plot, the calibration curve, the model with a features-only input example."""
     estimator = trained.model.estimator.estimator.steps[-1][1]
-    model_params = {f"model.{k}": v for k, v in estimator.get_params().items()
-                    if isinstance(v, int | float | str | bool) or v is None}
+    model_params = {
+        f"model.{k}": v
+        for k, v in estimator.get_params().items()
+        if isinstance(v, int | float | str | bool) or v is None
+    }
     y = split.holdout["converted"].astype(int).to_numpy()
-    with mlflow.start_run(run_name=trained.name, tags={
-            "candidate": trained.name, "dagster_run_id": dagster_run_id or "",
-            "feature_set_version": CONVERSION_FEATURE_SET}) as run:
-        mlflow.log_params({"candidate": trained.name, "calibration": "sigmoid",
-                           **_common_params(training, split), **model_params})
-        mlflow.log_metrics({**trained.evaluation.metrics, "seconds_fit": trained.seconds_fit,
-                            **{f"rule_{k}": v for k, v in rule.metrics.items()}})
+    with mlflow.start_run(
+        run_name=trained.name,
+        tags={
+            "candidate": trained.name,
+            "dagster_run_id": dagster_run_id or "",
+            "feature_set_version": CONVERSION_FEATURE_SET,
+        },
+    ) as run:
+        mlflow.log_params(
+            {
+                "candidate": trained.name,
+                "calibration": "sigmoid",
+                **_common_params(training, split),
+                **model_params,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                **trained.evaluation.metrics,
+                "seconds_fit": trained.seconds_fit,
+                **{f"rule_{k}": v for k, v in rule.metrics.items()},
+            }
+        )
         mlflow.log_table(trained.evaluation.deciles, artifact_file="conversion_by_decile.json")
-        mlflow.log_figure(_decile_plot(trained.evaluation.deciles,
-                                       f"{trained.name}: conversion by decile"),
-                          "conversion_by_decile.png")
-        mlflow.log_figure(_calibration_plot(y, trained.holdout_probability, trained.name),
-                          "calibration_curve.png")
+        mlflow.log_figure(
+            _decile_plot(trained.evaluation.deciles, f"{trained.name}: conversion by decile"),
+            "conversion_by_decile.png",
+        )
+        mlflow.log_figure(
+            _calibration_plot(y, trained.holdout_probability, trained.name), "calibration_curve.png"
+        )
         example = features_of(split.train.head(5))
         info = mlflow.sklearn.log_model(
-            trained.model, name="model",
+            trained.model,
+            name="model",
             signature=infer_signature(example, trained.model.predict_proba(example)),
-            input_example=example, pip_requirements=_PIP_REQUIREMENTS,
-            serialization_format="skops", skops_trusted_types=CONVERSION_TRUSTED_TYPES,
+            input_example=example,
+            pip_requirements=_PIP_REQUIREMENTS,
+            serialization_format="skops",
+            skops_trusted_types=CONVERSION_TRUSTED_TYPES,
         )
     return LoggedConversionModel(trained, run.info.run_id, info.model_uri)
 
 
-def decide(candidate: dict[str, float], rule: dict[str, float], champion: ChampionLookup,
-           champion_metrics: dict[str, float], problem: str) -> tuple[str, str, str]:
+def decide(
+    candidate: dict[str, float],
+    rule: dict[str, float],
+    champion: ChampionLookup,
+    champion_metrics: dict[str, float],
+    problem: str,
+) -> tuple[str, str, str]:
     """(alias, basis, reason): champion only if the candidate beats the rule's top-decile lift
     and, when there is a usable champion, its AUC-PR on the same holdout."""
     lift, rule_lift = candidate[RULE_GATE_METRIC], rule[RULE_GATE_METRIC]
     if champion.status == UNAVAILABLE:
-        return (CHALLENGER, "champion_unavailable",
-                f"the champion could not be evaluated, no promotion without evidence: {problem}")
+        return (
+            CHALLENGER,
+            "champion_unavailable",
+            f"the champion could not be evaluated, no promotion without evidence: {problem}",
+        )
     if lift <= rule_lift:
-        return (CHALLENGER, "rule_not_beaten",
-                f"top-decile lift {lift:.3f} ≤ the rule score's {rule_lift:.3f}")
+        return (
+            CHALLENGER,
+            "rule_not_beaten",
+            f"top-decile lift {lift:.3f} ≤ the rule score's {rule_lift:.3f}",
+        )
     if champion.status == USABLE and champion_metrics:
         ours, theirs = candidate[SELECTION_METRIC], champion_metrics[SELECTION_METRIC]
         if ours <= theirs:
             return (CHALLENGER, "compared", f"holdout AUC-PR {ours:.4f} ≤ champion's {theirs:.4f}")
-        return (CHAMPION, "compared", (f"holdout AUC-PR {ours:.4f} > champion's {theirs:.4f} "
-                                       f"and top-decile lift {lift:.3f} > the rule's "
-                                       f"{rule_lift:.3f}"))
+        return (
+            CHAMPION,
+            "compared",
+            (
+                f"holdout AUC-PR {ours:.4f} > champion's {theirs:.4f} "
+                f"and top-decile lift {lift:.3f} > the rule's "
+                f"{rule_lift:.3f}"
+            ),
+        )
     basis = NO_CHAMPION if champion.status == NO_CHAMPION else "champion_unusable"
     cause = "no champion yet" if basis == NO_CHAMPION else problem
     return (CHAMPION, basis, f"{cause}; top-decile lift {lift:.3f} > the rule's {rule_lift:.3f}")
 
 
-def register_conversion_model(client: MlflowClient, target: MlflowTarget,
-                              best: LoggedConversionModel, split: Split, rule: Evaluation,
-                              champion: ChampionLookup, dagster_run_id: str | None
-                              ) -> ConversionDecision:
+def register_conversion_model(
+    client: MlflowClient,
+    target: MlflowTarget,
+    best: LoggedConversionModel,
+    split: Split,
+    rule: Evaluation,
+    champion: ChampionLookup,
+    dagster_run_id: str | None,
+) -> ConversionDecision:
     """Register ``best`` as a new version and give it the alias ``decide`` chooses."""
     name = target.registered_model_name
     metrics = best.trained.evaluation.metrics
-    version = mlflow.register_model(best.model_uri, name, tags={
-        "candidate": best.trained.name, "feature_set_version": CONVERSION_FEATURE_SET,
-        "mlflow_run_id": best.run_id, "dagster_run_id": dagster_run_id or "",
-        "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
-        "holdout_metrics": json.dumps({k: round(v, 6) for k, v in metrics.items()}),
-        "rule_metrics": json.dumps({k: round(v, 6) for k, v in rule.metrics.items()}),
-        "model_sha256": model_checksum(best.model_uri),
-    }).version
+    version = mlflow.register_model(
+        best.model_uri,
+        name,
+        tags={
+            "candidate": best.trained.name,
+            "feature_set_version": CONVERSION_FEATURE_SET,
+            "mlflow_run_id": best.run_id,
+            "dagster_run_id": dagster_run_id or "",
+            "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
+            "holdout_metrics": json.dumps({k: round(v, 6) for k, v in metrics.items()}),
+            "rule_metrics": json.dumps({k: round(v, 6) for k, v in rule.metrics.items()}),
+            "model_sha256": model_checksum(best.model_uri),
+        },
+    ).version
     champion_metrics: dict[str, float] = {}
     problem = champion.problem
     if champion.status == USABLE:
@@ -241,15 +302,25 @@ def register_conversion_model(client: MlflowClient, target: MlflowTarget,
     client.set_model_version_tag(name, version, "registry_decision", reason)
     client.set_model_version_tag(name, version, "registry_decision_basis", basis)
     return ConversionDecision(
-        version=str(version), alias=alias, reason=reason, basis=basis,
-        candidate_metrics=metrics, rule_metrics=rule.metrics,
+        version=str(version),
+        alias=alias,
+        reason=reason,
+        basis=basis,
+        candidate_metrics=metrics,
+        rule_metrics=rule.metrics,
         champion_version=None if champion.version is None else str(champion.version.version),
-        champion_metrics=champion_metrics)
+        champion_metrics=champion_metrics,
+    )
 
 
 def train_conversion_model(
-    database: Database, target: MlflowTarget, candidates: Sequence[str],
-    attribution_days: int, as_of=None, holdout_campaigns: int = 1, seed: int = 42,
+    database: Database,
+    target: MlflowTarget,
+    candidates: Sequence[str],
+    attribution_days: int,
+    as_of=None,
+    holdout_campaigns: int = 1,
+    seed: int = 42,
     dagster_run_id: str | None = None,
 ) -> ConversionReport:
     """Build the point-in-time training set, split it by time, fit and log every candidate
@@ -266,19 +337,30 @@ def train_conversion_model(
         error.training = training
         raise
     client = target.activate()
-    champion = resolve_champion(client, target, CONVERSION_FEATURE_SET,
-                                CONVERSION_TRUSTED_TYPES)
+    champion = resolve_champion(client, target, CONVERSION_FEATURE_SET, CONVERSION_TRUSTED_TYPES)
     rule = evaluate_rule(split.holdout)
     rule_run_id = log_rule_baseline(training, split, rule, dagster_run_id)
-    logged = [log_conversion_candidate(train_conversion_candidate(name, split, seed), training,
-                                       split, rule, dagster_run_id) for name in candidates]
+    logged = [
+        log_conversion_candidate(
+            train_conversion_candidate(name, split, seed), training, split, rule, dagster_run_id
+        )
+        for name in candidates
+    ]
     best = max(logged, key=lambda c: c.trained.evaluation.metrics[SELECTION_METRIC])
-    decision = register_conversion_model(client, target, best, split, rule, champion,
-                                         dagster_run_id)
-    return ConversionReport(training=training, split=split, rule=rule, logged=logged,
-                            best=best, champion=champion, decision=decision,
-                            rule_run_id=rule_run_id,
-                            seconds_total=time.perf_counter() - started)
+    decision = register_conversion_model(
+        client, target, best, split, rule, champion, dagster_run_id
+    )
+    return ConversionReport(
+        training=training,
+        split=split,
+        rule=rule,
+        logged=logged,
+        best=best,
+        champion=champion,
+        decision=decision,
+        rule_run_id=rule_run_id,
+        seconds_total=time.perf_counter() - started,
+    )
 
 
 @dataclass(frozen=True)
@@ -288,15 +370,17 @@ class ConversionChampion:
     candidate: str
 
 
-def load_conversion_champion(client: MlflowClient, target: MlflowTarget
-                             ) -> tuple[ConversionChampion | None, str]:
+def load_conversion_champion(
+    client: MlflowClient, target: MlflowTarget
+) -> tuple[ConversionChampion | None, str]:
     """The ``champion`` of ``lead_conversion``, or None and why; ``ChampionUnavailable`` when
     it could not be reached (the caller keeps the previous scores)."""
     return load_registered_champion(client, target, CONVERSION_TRUSTED_TYPES)
 
 
-def load_registered_champion(client: MlflowClient, target: MlflowTarget, trusted: list[str]
-                             ) -> tuple[ConversionChampion | None, str]:
+def load_registered_champion(
+    client: MlflowClient, target: MlflowTarget, trusted: list[str]
+) -> tuple[ConversionChampion | None, str]:
     """The ``champion`` of ``target``'s registered model (``conversion_v1`` features, loaded
     with the ``trusted`` types), or None and why; ``ChampionUnavailable`` when it could not
     be reached."""
@@ -306,5 +390,7 @@ def load_registered_champion(client: MlflowClient, target: MlflowTarget, trusted
     if lookup.model is None:
         return None, lookup.problem
     candidate = lookup.version.tags.get("candidate", "model")
-    return (ConversionChampion(lookup.model, str(lookup.version.version), candidate),
-            f"{target.registered_model_name} v{lookup.version.version} ({candidate})")
+    return (
+        ConversionChampion(lookup.model, str(lookup.version.version), candidate),
+        f"{target.registered_model_name} v{lookup.version.version} ({candidate})",
+    )

@@ -48,8 +48,8 @@ def population_stability(
     for name, bins in distribution.items():
         expected = np.maximum(np.asarray(bins["shares"]), SHARE_FLOOR)
         actual = np.maximum(
-            _shares(features[name].to_numpy(dtype="float64"), np.asarray(bins["cuts"])),
-            SHARE_FLOOR)
+            _shares(features[name].to_numpy(dtype="float64"), np.asarray(bins["cuts"])), SHARE_FLOOR
+        )
         result[name] = float(np.sum((actual - expected) * np.log(actual / expected)))
     return result
 
@@ -73,7 +73,6 @@ def judge(psi: dict[str, float], warn: float = WARN_PSI, fail: float = FAIL_PSI)
     if not psi:
         raise ValueError("no PSI to judge: the drift was not measured")
     worst = max(psi, key=psi.get)
-    drifted = dict(sorted(((n, v) for n, v in psi.items() if v > warn),
-                          key=lambda item: -item[1]))
+    drifted = dict(sorted(((n, v) for n, v in psi.items() if v > warn), key=lambda item: -item[1]))
     level = "fail" if psi[worst] > fail else "warn" if psi[worst] > warn else "ok"
     return DriftVerdict(level, worst, psi[worst], drifted)

@@ -33,8 +33,10 @@ class FeatureReport:
 
     @property
     def feature_means(self) -> dict[str, float]:
-        return {name: (total / self.contacts if self.contacts else 0.0)
-                for name, total in self.feature_sums.items()}
+        return {
+            name: (total / self.contacts if self.contacts else 0.0)
+            for name, total in self.feature_sums.items()
+        }
 
 
 class AsOfMismatch(ValueError):
@@ -47,7 +49,8 @@ def published_scores_as_of(database: Database) -> pd.Timestamp | None:
     runs only move single rows forward, so unlike the latest, the earliest does not move
     during the day."""
     value = database.read_frame("SELECT min(last_calculated_at) AS as_of FROM lead_scores")[
-        "as_of"].iloc[0]
+        "as_of"
+    ].iloc[0]
     return None if value is None or pd.isna(value) else utc_timestamp(value)
 
 
@@ -67,7 +70,9 @@ def require_features_as_of(database: Database) -> pd.Timestamp:
 
 
 def build_contact_features(
-    database: Database, as_of: datetime | str | pd.Timestamp, chunk_size: int = 100_000,
+    database: Database,
+    as_of: datetime | str | pd.Timestamp,
+    chunk_size: int = 100_000,
     audit=None,
 ) -> FeatureReport:
     """Compute ``features_v1`` for every contact at ``as_of``, stage them, run ``audit`` on

@@ -34,10 +34,20 @@ NEVER_VALIDATED_DAYS = 999
 FEATURE_COLUMNS = (
     *(f"has_{p}" for p in PLATFORMS),
     *(f"{p}_score" for p in PLATFORMS),
-    "platform_count", "business_account_count", "premium_account_count", "validation_count",
-    "avg_confidence_score", "profile_completeness", "geographic_consistency",
-    "account_age_days", "validation_recency_days", "has_business_accounts",
-    "has_premium_accounts", "is_multi_platform", "meta_ecosystem_user", "tech_ecosystem_user",
+    "platform_count",
+    "business_account_count",
+    "premium_account_count",
+    "validation_count",
+    "avg_confidence_score",
+    "profile_completeness",
+    "geographic_consistency",
+    "account_age_days",
+    "validation_recency_days",
+    "has_business_accounts",
+    "has_premium_accounts",
+    "is_multi_platform",
+    "meta_ecosystem_user",
+    "tech_ecosystem_user",
 )
 
 
@@ -58,15 +68,19 @@ def contact_features(parts: ScoreParts) -> pd.DataFrame:
     frame["avg_confidence_score"] = np.where(parts.current_rows > 0, mean_confidence, 0.0)
     frame["profile_completeness"] = parts.factors["profile_completeness"]
     frame["geographic_consistency"] = np.nan_to_num(
-        parts.factors["geographic_consistency"], nan=UNKNOWN_GEOGRAPHY)
+        parts.factors["geographic_consistency"], nan=UNKNOWN_GEOGRAPHY
+    )
     frame["account_age_days"] = np.nan_to_num(
-        parts.account_age_days, nan=UNKNOWN_ACCOUNT_AGE_DAYS).astype("int32")
+        parts.account_age_days, nan=UNKNOWN_ACCOUNT_AGE_DAYS
+    ).astype("int32")
     frame["validation_recency_days"] = np.nan_to_num(
-        parts.recency_days, nan=NEVER_VALIDATED_DAYS).astype("int32")
+        parts.recency_days, nan=NEVER_VALIDATED_DAYS
+    ).astype("int32")
     frame["has_business_accounts"] = (parts.business_count > 0).astype("int8")
     frame["has_premium_accounts"] = (parts.premium_count > 0).astype("int8")
     frame["is_multi_platform"] = (parts.platform_count >= 2).astype("int8")
     frame["meta_ecosystem_user"] = (
-        valid["whatsapp"] & (valid["facebook"] | valid["instagram"])).astype("int8")
+        valid["whatsapp"] & (valid["facebook"] | valid["instagram"])
+    ).astype("int8")
     frame["tech_ecosystem_user"] = (valid["google"] & valid["apple"]).astype("int8")
     return frame[["contact_id", *FEATURE_COLUMNS]]

@@ -86,7 +86,8 @@ class PredictionReport:
         modelled = modelled[modelled["total_score"].notna()]
         self.compared += len(modelled)
         self.absolute_difference_sum += float(
-            (modelled["predicted_score"] - modelled["total_score"].astype(float)).abs().sum())
+            (modelled["predicted_score"] - modelled["total_score"].astype(float)).abs().sum()
+        )
         self.same_tier += int((modelled["predicted_tier"] == modelled["quality_tier"]).sum())
 
 
@@ -148,11 +149,13 @@ def _read_partitions(database: Database, chunk_size: int) -> Iterator[pd.DataFra
     seen = np.zeros(len(ids), dtype=bool)
     features = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     for bucket in range(BUCKET_COUNT):
-        sql = (f"SELECT coalesce(f.contact_id, s.contact_id) AS contact_id, "
-               f"f.feature_set_version, f.as_of, {features}, s.total_score, s.quality_tier, "
-               f"s.last_calculated_at FROM {partition_name('contact_features', bucket)} AS f "
-               f"FULL JOIN {partition_name('lead_scores', bucket)} AS s "
-               "ON s.contact_id = f.contact_id")
+        sql = (
+            f"SELECT coalesce(f.contact_id, s.contact_id) AS contact_id, "
+            f"f.feature_set_version, f.as_of, {features}, s.total_score, s.quality_tier, "
+            f"s.last_calculated_at FROM {partition_name('contact_features', bucket)} AS f "
+            f"FULL JOIN {partition_name('lead_scores', bucket)} AS s "
+            "ON s.contact_id = f.contact_id"
+        )
         for table in database.iter_arrow(sql, chunk_size):
             chunk = arrow_frame(table)
             contact_ids = chunk["contact_id"].to_numpy()
@@ -161,9 +164,17 @@ def _read_partitions(database: Database, chunk_size: int) -> Iterator[pd.DataFra
             seen[position[exists]] = True
             yield chunk[exists].reset_index(drop=True)
     if not seen.all():
-        yield pd.DataFrame({"contact_id": ids[~seen]}).reindex(columns=[
-            "contact_id", "feature_set_version", "as_of", *FEATURE_COLUMNS, "total_score",
-            "quality_tier", "last_calculated_at"])
+        yield pd.DataFrame({"contact_id": ids[~seen]}).reindex(
+            columns=[
+                "contact_id",
+                "feature_set_version",
+                "as_of",
+                *FEATURE_COLUMNS,
+                "total_score",
+                "quality_tier",
+                "last_calculated_at",
+            ]
+        )
 
 
 def _utc(stamps: pd.Series) -> pd.api.extensions.ExtensionArray:
@@ -174,35 +185,47 @@ def _utc(stamps: pd.Series) -> pd.api.extensions.ExtensionArray:
 def score_chunk_with_model(chunk: pd.DataFrame, champion: ChampionModel | None) -> pd.DataFrame:
     """``ml_lead_scores`` rows for one chunk; contacts with neither features nor a rule-based
     score are left out."""
-    use_model = (np.zeros(len(chunk), dtype=bool) if champion is None else
-                 (chunk["feature_set_version"] == FEATURE_SET_VERSION).fillna(False).to_numpy(bool))
+    use_model = (
+        np.zeros(len(chunk), dtype=bool)
+        if champion is None
+        else (chunk["feature_set_version"] == FEATURE_SET_VERSION).fillna(False).to_numpy(bool)
+    )
     fallback = ~use_model & chunk["total_score"].notna().to_numpy()
     parts = []
     if use_model.any():
         rows = chunk[use_model]
         predictions, spread = predict_with_spread(
-            champion.model, rows[list(FEATURE_COLUMNS)].astype("float64"), champion.rmse_by_tier)
+            champion.model, rows[list(FEATURE_COLUMNS)].astype("float64"), champion.rmse_by_tier
+        )
         predicted = np.round(clip_scores(predictions), 2)
-        parts.append(pd.DataFrame({
-            "contact_id": rows["contact_id"].to_numpy(),
-            "predicted_score": predicted,
-            "predicted_tier": predicted_tier(predicted),
-            "confidence": np.round(confidence_from_spread(spread), 4),
-            "model_version": champion.version,
-            "method": champion.method,
-            "calculated_at": _utc(rows["as_of"]),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "contact_id": rows["contact_id"].to_numpy(),
+                    "predicted_score": predicted,
+                    "predicted_tier": predicted_tier(predicted),
+                    "confidence": np.round(confidence_from_spread(spread), 4),
+                    "model_version": champion.version,
+                    "method": champion.method,
+                    "calculated_at": _utc(rows["as_of"]),
+                }
+            )
+        )
     if fallback.any():
         rows = chunk[fallback]
-        parts.append(pd.DataFrame({
-            "contact_id": rows["contact_id"].to_numpy(),
-            "predicted_score": rows["total_score"].astype("float64").to_numpy(),
-            "predicted_tier": rows["quality_tier"].to_numpy(),
-            "confidence": FALLBACK_CONFIDENCE,
-            "model_version": None,
-            "method": FALLBACK_METHOD,
-            "calculated_at": _utc(rows["last_calculated_at"]),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "contact_id": rows["contact_id"].to_numpy(),
+                    "predicted_score": rows["total_score"].astype("float64").to_numpy(),
+                    "predicted_tier": rows["quality_tier"].to_numpy(),
+                    "confidence": FALLBACK_CONFIDENCE,
+                    "model_version": None,
+                    "method": FALLBACK_METHOD,
+                    "calculated_at": _utc(rows["last_calculated_at"]),
+                }
+            )
+        )
     if not parts:
         return pd.DataFrame(columns=list(ML_SCORE_COLUMNS))
     frame = pd.concat(parts, ignore_index=True)
@@ -226,8 +249,7 @@ def write_ml_scores(
     staged = StagedTable(database, ML_SCORES, audit=audit)
     try:
         with staged:
-            report.stages = run_overlapped(_read_chunks(database, chunk_size), score,
-                                           staged.append)
+            report.stages = run_overlapped(_read_chunks(database, chunk_size), score, staged.append)
     finally:
         report.violations = staged.violations
     report.seconds_total = time.perf_counter() - started

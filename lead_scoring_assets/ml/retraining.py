@@ -66,21 +66,34 @@ def retrain(
     today = pd.concat([data.x_train, data.x_test])
     psi = population_stability(champion.distribution, today) if champion.distribution else {}
     seconds_champion = time.perf_counter() - champion_started
-    context = RunContext(dagster_run_id=dagster_run_id, sample_size=sample_size, seed=seed,
-                         data=data, distribution=training_distribution(data.x_train))
+    context = RunContext(
+        dagster_run_id=dagster_run_id,
+        sample_size=sample_size,
+        seed=seed,
+        data=data,
+        distribution=training_distribution(data.x_train),
+    )
     logged = [log_candidate(train_candidate(name, data, seed), context) for name in candidates]
     best = min(logged, key=lambda c: getattr(c.candidate.evaluation, SELECTION_METRIC))
     decision = register_best(client, target, best, data, dagster_run_id, champion)
-    champion_metrics = (decision.candidate_metrics if decision.alias == CHAMPION
-                        else decision.champion_metrics)
-    monitored = {f"champion_{k}": v for k, v in champion_metrics.items()
-                 if k in MONITORING_METRICS}
+    champion_metrics = (
+        decision.candidate_metrics if decision.alias == CHAMPION else decision.champion_metrics
+    )
+    monitored = {f"champion_{k}": v for k, v in champion_metrics.items() if k in MONITORING_METRICS}
     monitored |= {f"psi_{name}": value for name, value in psi.items()}
     if psi:
         monitored["psi_max"] = max(psi.values())
     if monitored:
         log_monitoring(client, target, data.as_of, monitored)
-    return RetrainReport(data=data, logged=logged, best=best, champion=champion,
-                         decision=decision, psi=psi, champion_metrics=champion_metrics,
-                         seconds_load=seconds_load, seconds_champion=seconds_champion,
-                         seconds_total=time.perf_counter() - started)
+    return RetrainReport(
+        data=data,
+        logged=logged,
+        best=best,
+        champion=champion,
+        decision=decision,
+        psi=psi,
+        champion_metrics=champion_metrics,
+        seconds_load=seconds_load,
+        seconds_champion=seconds_champion,
+        seconds_total=time.perf_counter() - started,
+    )

@@ -55,8 +55,10 @@ TRUSTED_TYPES = [
 ]
 """Types beyond skops' safe defaults that our candidates contain; nothing else is loaded."""
 _PIP_REQUIREMENTS = [
-    f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}",
-    f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
+    f"scikit-learn=={sklearn.__version__}",
+    f"skops=={skops.__version__}",
+    f"numpy=={np.__version__}",
+    f"pandas=={pd.__version__}",
 ]
 
 
@@ -170,32 +172,49 @@ def log_candidate(trained: TrainedCandidate, context: RunContext) -> LoggedCandi
     with its signature and an input example of features only."""
     data = context.data
     model_params = {
-        f"model.{k}": v for k, v in trained.model.named_steps["model"].get_params().items()
+        f"model.{k}": v
+        for k, v in trained.model.named_steps["model"].get_params().items()
         if isinstance(v, int | float | str | bool) or v is None
     }
-    tags = {"dagster_run_id": context.dagster_run_id or "", "candidate": trained.name,
-            "feature_set_version": FEATURE_SET_VERSION,
-            "as_of": data.as_of.isoformat()}
+    tags = {
+        "dagster_run_id": context.dagster_run_id or "",
+        "candidate": trained.name,
+        "feature_set_version": FEATURE_SET_VERSION,
+        "as_of": data.as_of.isoformat(),
+    }
     with mlflow.start_run(run_name=trained.name, tags=tags) as run:
-        mlflow.log_params({
-            "candidate": trained.name, "feature_set_version": FEATURE_SET_VERSION,
-            "as_of": data.as_of.isoformat(), "sample_size": context.sample_size,
-            "seed": context.seed, "training_rows": len(data.x_train),
-            "holdout_rows": len(data.x_test), "features": len(FEATURE_COLUMNS), **model_params,
-        })
-        mlflow.log_metrics({
-            **trained.evaluation.as_dict(), "seconds_fit": trained.seconds_fit,
-            **{f"rmse_{tier.lower()}": rmse for tier, rmse in trained.rmse_by_tier.items()},
-        })
+        mlflow.log_params(
+            {
+                "candidate": trained.name,
+                "feature_set_version": FEATURE_SET_VERSION,
+                "as_of": data.as_of.isoformat(),
+                "sample_size": context.sample_size,
+                "seed": context.seed,
+                "training_rows": len(data.x_train),
+                "holdout_rows": len(data.x_test),
+                "features": len(FEATURE_COLUMNS),
+                **model_params,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                **trained.evaluation.as_dict(),
+                "seconds_fit": trained.seconds_fit,
+                **{f"rmse_{tier.lower()}": rmse for tier, rmse in trained.rmse_by_tier.items()},
+            }
+        )
         mlflow.log_table(trained.importances, artifact_file="feature_importances.json")
         mlflow.log_dict(context.distribution, DISTRIBUTION_FILE)
         mlflow.log_figure(_importance_plot(trained), "feature_importances.png")
         example = data.x_train.head(5)
         info = mlflow.sklearn.log_model(
-            trained.model, name="model",
+            trained.model,
+            name="model",
             signature=infer_signature(example, trained.model.predict(example)),
-            input_example=example, pip_requirements=_PIP_REQUIREMENTS,
-            serialization_format="skops", skops_trusted_types=TRUSTED_TYPES,
+            input_example=example,
+            pip_requirements=_PIP_REQUIREMENTS,
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
         )
     return LoggedCandidate(trained, run.info.run_id, info.model_uri)
 
@@ -225,9 +244,12 @@ def model_checksum(model_uri: str) -> str:
         return hashlib.sha256((path / "model.skops").read_bytes()).hexdigest()
 
 
-def resolve_champion(client: MlflowClient, target: MlflowTarget,
-                     feature_set: str = FEATURE_SET_VERSION,
-                     trusted: list[str] = TRUSTED_TYPES) -> ChampionLookup:
+def resolve_champion(
+    client: MlflowClient,
+    target: MlflowTarget,
+    feature_set: str = FEATURE_SET_VERSION,
+    trusted: list[str] = TRUSTED_TYPES,
+) -> ChampionLookup:
     """The ``champion`` alias, its model (trained on ``feature_set``, loaded with the
     ``trusted`` types only) and its training distribution. A transient failure
     (``TRANSIENT_ERRORS``) is retried ``target.load_attempts`` times with a doubling wait;
@@ -239,9 +261,11 @@ def resolve_champion(client: MlflowClient, target: MlflowTarget,
         except TRANSIENT_ERRORS as error:
             if attempt == target.load_attempts:
                 return ChampionLookup(
-                    UNAVAILABLE, attempts=attempt,
+                    UNAVAILABLE,
+                    attempts=attempt,
                     problem=f"the {CHAMPION} of {name} could not be loaded after {attempt} "
-                    f"attempts ({type(error).__name__}: {error})")
+                    f"attempts ({type(error).__name__}: {error})",
+                )
             time.sleep(target.retry_seconds * 2 ** (attempt - 1))
         else:
             lookup.attempts = attempt
@@ -249,8 +273,9 @@ def resolve_champion(client: MlflowClient, target: MlflowTarget,
     raise ValueError(f"load_attempts must be at least 1, not {target.load_attempts}")
 
 
-def _lookup_champion(client: MlflowClient, name: str, feature_set: str,
-                     trusted: list[str]) -> ChampionLookup:
+def _lookup_champion(
+    client: MlflowClient, name: str, feature_set: str, trusted: list[str]
+) -> ChampionLookup:
     """One attempt. Errors of the tracking store propagate (they may be transient); only
     what the store answered, or a downloaded file, decides that the champion is unusable."""
     try:
@@ -258,35 +283,60 @@ def _lookup_champion(client: MlflowClient, name: str, feature_set: str,
     except MlflowException as error:
         if error.error_code not in _NOT_FOUND:
             raise
-        return ChampionLookup(NO_CHAMPION, f"no {CHAMPION} alias on registered model {name!r} "
-                                           f"({error.error_code})")
+        return ChampionLookup(
+            NO_CHAMPION, f"no {CHAMPION} alias on registered model {name!r} ({error.error_code})"
+        )
     label = f"{name} v{version.version}"
     if version.tags.get("feature_set_version") != feature_set:
-        return ChampionLookup(UNUSABLE, version=version, problem=(
-            f"{label} was trained on feature set {version.tags.get('feature_set_version')}, "
-            f"not {feature_set}"))
+        return ChampionLookup(
+            UNUSABLE,
+            version=version,
+            problem=(
+                f"{label} was trained on feature set {version.tags.get('feature_set_version')}, "
+                f"not {feature_set}"
+            ),
+        )
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = Path(mlflow.artifacts.download_artifacts(
-                f"models:/{name}@{CHAMPION}", dst_path=folder)) / "model.skops"
+            path = (
+                Path(
+                    mlflow.artifacts.download_artifacts(
+                        f"models:/{name}@{CHAMPION}", dst_path=folder
+                    )
+                )
+                / "model.skops"
+            )
         except MlflowException as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
             path = None
         if path is None or not path.is_file():
-            return ChampionLookup(UNUSABLE, version=version,
-                                  problem=f"{label} failed to load: its model artifact is missing")
+            return ChampionLookup(
+                UNUSABLE,
+                version=version,
+                problem=f"{label} failed to load: its model artifact is missing",
+            )
         expected = version.tags.get("model_sha256")
         if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
-            return ChampionLookup(UNUSABLE, version=version, problem=(
-                f"{label} failed to load: failed integrity check (model.skops does not match "
-                "the SHA-256 recorded at registration)"))
+            return ChampionLookup(
+                UNUSABLE,
+                version=version,
+                problem=(
+                    f"{label} failed to load: failed integrity check (model.skops does not match "
+                    "the SHA-256 recorded at registration)"
+                ),
+            )
         try:
             model = skops.io.load(path, trusted=trusted)
         except Exception as error:  # noqa: BLE001 - a complete local file that won't load is broken
-            return ChampionLookup(UNUSABLE, version=version, problem=(
-                f"{label} failed to load: failed integrity check ({type(error).__name__}: "
-                f"{error})"))
+            return ChampionLookup(
+                UNUSABLE,
+                version=version,
+                problem=(
+                    f"{label} failed to load: failed integrity check ({type(error).__name__}: "
+                    f"{error})"
+                ),
+            )
     try:
         distribution = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{DISTRIBUTION_FILE}")
     except MlflowException as error:
@@ -297,8 +347,12 @@ def _lookup_champion(client: MlflowClient, name: str, feature_set: str,
 
 
 def register_best(
-    client: MlflowClient, target: MlflowTarget, best: LoggedCandidate, data: TrainingData,
-    dagster_run_id: str | None, champion: ChampionLookup,
+    client: MlflowClient,
+    target: MlflowTarget,
+    best: LoggedCandidate,
+    data: TrainingData,
+    dagster_run_id: str | None,
+    champion: ChampionLookup,
 ) -> RegistryDecision:
     """Register ``best`` as a new version. It becomes ``champion`` when it beats the
     ``champion`` (looked up before training) on this holdout, when there is none, or when
@@ -306,32 +360,45 @@ def register_best(
     evaluated, it becomes ``challenger``."""
     name = target.registered_model_name
     evaluation = best.candidate.evaluation
-    version = mlflow.register_model(best.model_uri, name, tags={
-        "candidate": best.candidate.name, "feature_set_version": FEATURE_SET_VERSION,
-        "as_of": data.as_of.isoformat(), "mlflow_run_id": best.run_id,
-        "dagster_run_id": dagster_run_id or "",
-        "holdout_rmse_by_tier": json.dumps(best.candidate.rmse_by_tier),
-        "model_sha256": model_checksum(best.model_uri),
-    }).version
-    decision = RegistryDecision(version=str(version), alias=CHAMPION, reason="",
-                                candidate_metrics=evaluation.as_dict())
+    version = mlflow.register_model(
+        best.model_uri,
+        name,
+        tags={
+            "candidate": best.candidate.name,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "as_of": data.as_of.isoformat(),
+            "mlflow_run_id": best.run_id,
+            "dagster_run_id": dagster_run_id or "",
+            "holdout_rmse_by_tier": json.dumps(best.candidate.rmse_by_tier),
+            "model_sha256": model_checksum(best.model_uri),
+        },
+    ).version
+    decision = RegistryDecision(
+        version=str(version), alias=CHAMPION, reason="", candidate_metrics=evaluation.as_dict()
+    )
     if champion.version is not None:
         decision.champion_version = str(champion.version.version)
     problem, status = champion.problem, champion.status
     if status == USABLE:
         try:
             decision.champion_metrics = evaluate(
-                champion.model.predict(data.x_test), data.y_test).as_dict()
+                champion.model.predict(data.x_test), data.y_test
+            ).as_dict()
         except Exception as error:  # noqa: BLE001 - a champion that cannot predict is replaced
             status = UNUSABLE
             problem = f"v{decision.champion_version} failed to predict: {error}"
     if status == NO_CHAMPION:
         decision.basis, decision.reason = NO_CHAMPION, "no champion yet"
     elif status == UNUSABLE:
-        decision.basis, decision.reason = "champion_unusable", f"the champion is unusable: {problem}"
+        decision.basis, decision.reason = (
+            "champion_unusable",
+            f"the champion is unusable: {problem}",
+        )
     elif status == UNAVAILABLE:
         decision.basis, decision.alias = "champion_unavailable", CHALLENGER
-        decision.reason = f"the champion could not be evaluated, no promotion without evidence: {problem}"
+        decision.reason = (
+            f"the champion could not be evaluated, no promotion without evidence: {problem}"
+        )
     else:
         decision.basis = "compared"
         ours, theirs = evaluation.rmse, decision.champion_metrics[SELECTION_METRIC]
@@ -356,7 +423,8 @@ def load_champion(client: MlflowClient, target: MlflowTarget) -> tuple[ChampionM
         return None, lookup.problem
     version = lookup.version
     return ChampionModel(
-        model=lookup.model, version=str(version.version),
+        model=lookup.model,
+        version=str(version.version),
         candidate=version.tags.get("candidate", "model"),
         rmse_by_tier=json.loads(version.tags.get("holdout_rmse_by_tier", "{}")),
     ), f"{target.registered_model_name} v{version.version} ({version.tags.get('candidate')})"
@@ -368,16 +436,24 @@ def log_monitoring(
     """Append ``metrics`` to the experiment's ``champion_monitoring`` run (created on first
     use) at step = days since 1970 of ``as_of``: one line per metric across retrainings."""
     experiment = client.get_experiment_by_name(target.experiment_name)
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.{MONITORING_TAG} = 'champion'", max_results=1)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.{MONITORING_TAG} = 'champion'",
+        max_results=1,
+    )
     if runs:
         run_id = runs[0].info.run_id
     else:
-        run_id = client.create_run(experiment.experiment_id, run_name="champion_monitoring",
-                                   tags={MONITORING_TAG: "champion"}).info.run_id
+        run_id = client.create_run(
+            experiment.experiment_id,
+            run_name="champion_monitoring",
+            tags={MONITORING_TAG: "champion"},
+        ).info.run_id
         client.set_terminated(run_id)
     timestamp = int(as_of.timestamp() * 1000)
     step = int(as_of.timestamp() // 86_400)
-    client.log_batch(run_id, metrics=[Metric(key, float(value), timestamp, step)
-                                      for key, value in metrics.items()])
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), timestamp, step) for key, value in metrics.items()],
+    )
     return run_id

@@ -35,9 +35,16 @@ def _pipeline(model) -> Pipeline:
 
 
 CANDIDATES = {
-    "random_forest": lambda: _pipeline(RandomForestRegressor(
-        n_estimators=100, max_depth=10, min_samples_split=5, min_samples_leaf=2,
-        random_state=42, n_jobs=-1)),
+    "random_forest": lambda: _pipeline(
+        RandomForestRegressor(
+            n_estimators=100,
+            max_depth=10,
+            min_samples_split=5,
+            min_samples_leaf=2,
+            random_state=42,
+            n_jobs=-1,
+        )
+    ),
     "hist_gradient_boosting": lambda: _pipeline(HistGradientBoostingRegressor(random_state=42)),
     "linear_baseline": lambda: _pipeline(LinearRegression()),
     "mean_baseline": lambda: _pipeline(DummyRegressor(strategy="mean")),
@@ -120,8 +127,9 @@ def load_training_data(database: Database, sample_size: int, seed: int = 42) -> 
         "LIMIT :limit",
         {"limit": sample_size},
     )
-    labelled_then = pd.to_datetime(sample["last_calculated_at"], utc=True,
-                                   format="ISO8601") == as_of
+    labelled_then = (
+        pd.to_datetime(sample["last_calculated_at"], utc=True, format="ISO8601") == as_of
+    )
     rescored_since = int((~labelled_then).sum())
     sample = sample[labelled_then.to_numpy()]
     if len(sample) < MINIMUM_SAMPLES:
@@ -141,8 +149,12 @@ def load_training_data(database: Database, sample_size: int, seed: int = 42) -> 
     y = sample[TARGET].astype("float64")
     holdout = in_holdout(sample.index.to_numpy())
     return TrainingData(
-        x_train=x[~holdout], x_test=x[holdout], y_train=y[~holdout], y_test=y[holdout],
-        as_of=as_of, contacts_available=database.count("contact_features"),
+        x_train=x[~holdout],
+        x_test=x[holdout],
+        y_train=y[~holdout],
+        y_test=y[holdout],
+        as_of=as_of,
+        contacts_available=database.count("contact_features"),
         labels_rescored_since=rescored_since,
     )
 
@@ -155,8 +167,9 @@ def evaluate(predictions: np.ndarray, actual: pd.Series) -> Evaluation:
         rmse=float(np.sqrt(mse)),
         mae=float(mean_absolute_error(actual, predicted)),
         r2=float(r2_score(actual, predicted)),
-        tier_accuracy=float(np.mean(predicted_tier(predicted)
-                                   == predicted_tier(actual.to_numpy()))),
+        tier_accuracy=float(
+            np.mean(predicted_tier(predicted) == predicted_tier(actual.to_numpy()))
+        ),
     )
 
 
@@ -167,8 +180,10 @@ def rmse_by_tier(predictions: np.ndarray, actual: pd.Series) -> dict[str, float]
     squared = (predicted - actual.to_numpy()) ** 2
     tiers = predicted_tier(predicted)
     overall = float(np.sqrt(squared.mean()))
-    return {name: float(np.sqrt(squared[tiers == name].mean())) if (tiers == name).any()
-            else overall for name, _ in DEFAULT_CONFIG.tiers}
+    return {
+        name: float(np.sqrt(squared[tiers == name].mean())) if (tiers == name).any() else overall
+        for name, _ in DEFAULT_CONFIG.tiers
+    }
 
 
 def feature_importances(model: Pipeline, data: TrainingData, seed: int = 42) -> pd.DataFrame:
@@ -177,14 +192,21 @@ def feature_importances(model: Pipeline, data: TrainingData, seed: int = 42) -> 
     rows = min(IMPORTANCE_ROWS, len(data.x_test))
     x = data.x_test.sample(n=rows, random_state=seed)
     result = permutation_importance(
-        model, x, data.y_test.loc[x.index], scoring="neg_mean_squared_error",
-        n_repeats=3, random_state=seed, n_jobs=1,
+        model,
+        x,
+        data.y_test.loc[x.index],
+        scoring="neg_mean_squared_error",
+        n_repeats=3,
+        random_state=seed,
+        n_jobs=1,
     )
-    return (
-        pd.DataFrame({"feature": list(FEATURE_COLUMNS), "importance": result.importances_mean,
-                      "importance_std": result.importances_std})
-        .sort_values("importance", ascending=False, ignore_index=True)
-    )
+    return pd.DataFrame(
+        {
+            "feature": list(FEATURE_COLUMNS),
+            "importance": result.importances_mean,
+            "importance_std": result.importances_std,
+        }
+    ).sort_values("importance", ascending=False, ignore_index=True)
 
 
 def train_candidate(name: str, data: TrainingData, seed: int = 42) -> TrainedCandidate:

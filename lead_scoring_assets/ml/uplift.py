@@ -76,10 +76,12 @@ def evidence_problem(training: UpliftTrainingSet) -> str | None:
     """Why ``training`` is too small for an uplift model, or None."""
     campaigns, conversions = len(training.campaigns), training.control_conversions
     if campaigns < MINIMUM_CAMPAIGNS or conversions < MINIMUM_CONTROL_CONVERSIONS:
-        return (f"{campaigns} campaigns with a control group and a closed attribution window, "
-                f"{conversions} control conversions; an uplift model needs at least "
-                f"{MINIMUM_CAMPAIGNS} campaigns and {MINIMUM_CONTROL_CONVERSIONS} control "
-                "conversions")
+        return (
+            f"{campaigns} campaigns with a control group and a closed attribution window, "
+            f"{conversions} control conversions; an uplift model needs at least "
+            f"{MINIMUM_CAMPAIGNS} campaigns and {MINIMUM_CONTROL_CONVERSIONS} control "
+            "conversions"
+        )
     return None
 
 
@@ -93,15 +95,19 @@ def uplift_split(training: UpliftTrainingSet) -> Split:
         raise error
     holdout = int(training.campaigns.sort_values(["sent_at", "id"])["id"].iloc[-1])
     in_holdout = (training.rows["campaign_id"] == holdout).to_numpy()
-    return Split(train=training.rows[~in_holdout], holdout=training.rows[in_holdout],
-                 holdout_campaigns=[holdout])
+    return Split(
+        train=training.rows[~in_holdout],
+        holdout=training.rows[in_holdout],
+        holdout_campaigns=[holdout],
+    )
 
 
 class UpliftModel(BaseEstimator):
     """τ(x) = Σₖ ``weights[k]`` · ``regressors[k]``.predict(``encoder``.transform(x))."""
 
-    def __init__(self, encoder: ColumnTransformer | None = None, regressors: tuple = (),
-                 weights: tuple = ()):
+    def __init__(
+        self, encoder: ColumnTransformer | None = None, regressors: tuple = (), weights: tuple = ()
+    ):
         self.encoder = encoder
         self.regressors = regressors
         self.weights = weights
@@ -117,8 +123,14 @@ class UpliftModel(BaseEstimator):
 
 def _regressor(seed: int) -> HistGradientBoostingRegressor:
     return HistGradientBoostingRegressor(
-        learning_rate=0.1, max_iter=150, max_leaf_nodes=15, min_samples_leaf=100,
-        l2_regularization=1.0, early_stopping=True, random_state=seed)
+        learning_rate=0.1,
+        max_iter=150,
+        max_leaf_nodes=15,
+        min_samples_leaf=100,
+        l2_regularization=1.0,
+        early_stopping=True,
+        random_state=seed,
+    )
 
 
 def fit_uplift(name: str, train: pd.DataFrame, seed: int = 42) -> UpliftModel:
@@ -130,8 +142,7 @@ def fit_uplift(name: str, train: pd.DataFrame, seed: int = 42) -> UpliftModel:
     t = train[TREATED].to_numpy(bool)
     if name == "transformed_outcome":
         e = propensity(train)
-        return UpliftModel(encoder, (_regressor(seed).fit(z, y * (t - e) / (e * (1 - e))),),
-                           (1.0,))
+        return UpliftModel(encoder, (_regressor(seed).fit(z, y * (t - e) / (e * (1 - e))),), (1.0,))
     treated = _regressor(seed).fit(z[t], y[t])
     control = _regressor(seed).fit(z[~t], y[~t])
     if name == "two_model":
@@ -159,8 +170,7 @@ class UpliftExplainer:
 
     def __init__(self, model: UpliftModel):
         self.model = model
-        self.groups = np.array([source_feature(n)
-                                for n in model.encoder.get_feature_names_out()])
+        self.groups = np.array([source_feature(n) for n in model.encoder.get_feature_names_out()])
         self.trees = [shap.TreeExplainer(r) for r in model.regressors]
 
     def explain(self, x: pd.DataFrame) -> UpliftContributions:
@@ -170,11 +180,11 @@ class UpliftExplainer:
         values = np.zeros(z.shape)
         base = 0.0
         for weight, tree in zip(self.model.weights, self.trees):
-            values += weight * np.asarray(tree.shap_values(z, approximate=True,
-                                                           check_additivity=False))
+            values += weight * np.asarray(
+                tree.shap_values(z, approximate=True, check_additivity=False)
+            )
             base += weight * float(np.atleast_1d(tree.expected_value)[-1])
-        uplift = sum(w * r.predict(z) for w, r in zip(self.model.weights,
-                                                      self.model.regressors))
+        uplift = sum(w * r.predict(z) for w, r in zip(self.model.weights, self.model.regressors))
         return UpliftContributions(base, by_source_feature(values, self.groups), uplift)
 
 
@@ -205,12 +215,18 @@ def uplift_curve(converted: np.ndarray, treated: np.ndarray, score: np.ndarray) 
     with np.errstate(divide="ignore", invalid="ignore"):
         qini = np.where(n_c > 0, y_t - y_c * n_t / n_c, 0.0)
         uplift = np.where((n_t > 0) & (n_c > 0), (y_t / n_t - y_c / n_c) * k, 0.0)
-    return UpliftCurve(np.concatenate([[0.0], k / len(score)]), np.concatenate([[0.0], qini]),
-                       np.concatenate([[0.0], uplift]), int(t.sum()), len(score))
+    return UpliftCurve(
+        np.concatenate([[0.0], k / len(score)]),
+        np.concatenate([[0.0], qini]),
+        np.concatenate([[0.0], uplift]),
+        int(t.sum()),
+        len(score),
+    )
 
 
-def uplift_metrics(converted: np.ndarray, treated: np.ndarray, score: np.ndarray
-                   ) -> dict[str, float]:
+def uplift_metrics(
+    converted: np.ndarray, treated: np.ndarray, score: np.ndarray
+) -> dict[str, float]:
     """Qini coefficient, AUUC and incremental conversions in the top 10 / 20 / 30 %."""
     curve = uplift_curve(converted, treated, score)
     q = curve.qini / max(curve.treated, 1)
@@ -220,7 +236,8 @@ def uplift_metrics(converted: np.ndarray, treated: np.ndarray, score: np.ndarray
     }
     for share in TOP_SHARES:
         metrics[f"incremental_top_{round(share * 100)}pct"] = float(
-            np.interp(share, curve.share, curve.uplift))
+            np.interp(share, curve.share, curve.uplift)
+        )
     return metrics
 
 
@@ -242,8 +259,7 @@ def train_uplift_candidate(name: str, split: Split, seed: int = 42) -> TrainedUp
     model = fit_uplift(name, split.train, seed)
     seconds = time.perf_counter() - started
     uplift = model.predict(features_of(split.holdout))
-    return TrainedUpliftModel(name, model, holdout_metrics(split.holdout, uplift), uplift,
-                              seconds)
+    return TrainedUpliftModel(name, model, holdout_metrics(split.holdout, uplift), uplift, seconds)
 
 
 def baseline_scores(split: Split, seed: int = 42) -> dict[str, np.ndarray]:
@@ -252,5 +268,7 @@ def baseline_scores(split: Split, seed: int = 42) -> dict[str, np.ndarray]:
     same training window, and the rule's ``total_score`` at ``sent_at``."""
     treated = split.train[split.train[TREATED].to_numpy(bool)]
     response = fit_candidate("hist_gradient_boosting", treated, seed)
-    return {CONVERSION_BASELINE: response.predict_proba(features_of(split.holdout))[:, 1],
-            RULE_BASELINE: split.holdout["total_score"].to_numpy(dtype="float64")}
+    return {
+        CONVERSION_BASELINE: response.predict_proba(features_of(split.holdout))[:, 1],
+        RULE_BASELINE: split.holdout["total_score"].to_numpy(dtype="float64"),
+    }

@@ -38,19 +38,36 @@ RECIPIENTS = (
     "UNION ALL SELECT o.contact_id, 1, o.converted, o.converted_at FROM campaign_outcomes o "
     "WHERE o.campaign_id = :campaign AND o.contact_id > :after AND NOT EXISTS (SELECT 1 FROM "
     "campaign_recipients r WHERE r.campaign_id = o.campaign_id AND r.contact_id = o.contact_id)"
-    ") x ORDER BY x.contact_id LIMIT :limit")
+    ") x ORDER BY x.contact_id LIMIT :limit"
+)
 """A campaign's recipients by contact id: ``treated`` 1 for the target arm, 0 for control."""
 IS_RECIPIENT = (
     "(EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = :campaign "
     "AND r.contact_id = {id}) OR EXISTS (SELECT 1 FROM campaign_outcomes o "
-    "WHERE o.campaign_id = :campaign AND o.contact_id = {id}))")
-WITH_CONTROL = ("SELECT c.id, c.name, c.sent_at FROM campaigns c WHERE EXISTS (SELECT 1 FROM "
-                "campaign_recipients r WHERE r.campaign_id = c.id AND r.arm = 'control') "
-                "ORDER BY c.sent_at, c.id")
-HASHED_COLUMNS = ("campaign_id", "contact_id", TREATED, "converted", "total_score",
-                  *REASON_FEATURES)
-SUMMARY_COLUMNS = ("id", "name", "sent_at", "target", "control", "target_conversions",
-                   "control_conversions")
+    "WHERE o.campaign_id = :campaign AND o.contact_id = {id}))"
+)
+WITH_CONTROL = (
+    "SELECT c.id, c.name, c.sent_at FROM campaigns c WHERE EXISTS (SELECT 1 FROM "
+    "campaign_recipients r WHERE r.campaign_id = c.id AND r.arm = 'control') "
+    "ORDER BY c.sent_at, c.id"
+)
+HASHED_COLUMNS = (
+    "campaign_id",
+    "contact_id",
+    TREATED,
+    "converted",
+    "total_score",
+    *REASON_FEATURES,
+)
+SUMMARY_COLUMNS = (
+    "id",
+    "name",
+    "sent_at",
+    "target",
+    "control",
+    "target_conversions",
+    "control_conversions",
+)
 
 
 @dataclass
@@ -76,7 +93,9 @@ class UpliftTrainingSet:
 
 
 def build_uplift_training_set(
-    database: Database, attribution_days: int = DEFAULT_ATTRIBUTION_DAYS, as_of=None,
+    database: Database,
+    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS,
+    as_of=None,
     chunk_size: int = 100_000,
 ) -> UpliftTrainingSet:
     """Every recipient of the campaigns with a control group whose attribution window closed
@@ -90,8 +109,9 @@ def build_uplift_training_set(
     frames, summary = [], []
     for campaign in campaigns[closed].itertuples():
         counts = dict.fromkeys(SUMMARY_COLUMNS[3:], 0)
-        for rows in labelled_rows(database, campaign, ladas, attribution_days, chunk_size,
-                                  RECIPIENTS, IS_RECIPIENT):
+        for rows in labelled_rows(
+            database, campaign, ladas, attribution_days, chunk_size, RECIPIENTS, IS_RECIPIENT
+        ):
             rows[TREATED] = rows[TREATED].astype(bool)
             treated, converted = rows[TREATED].to_numpy(), rows["converted"].to_numpy()
             counts["target"] += int(treated.sum())
@@ -99,17 +119,35 @@ def build_uplift_training_set(
             counts["target_conversions"] += int((treated & converted).sum())
             counts["control_conversions"] += int((~treated & converted).sum())
             frames.append(rows)
-        summary.append({"id": campaign.id, "name": campaign.name, "sent_at": campaign.sent_at,
-                        **counts})
-    rows = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {c: pd.Series(dtype=bool if c in (TREATED, "converted") else object)
-         for c in ("campaign_id", "contact_id", "sent_at", "converted", TREATED,
-                   "total_score", *REASON_FEATURES)}))
+        summary.append(
+            {"id": campaign.id, "name": campaign.name, "sent_at": campaign.sent_at, **counts}
+        )
+    rows = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            {
+                c: pd.Series(dtype=bool if c in (TREATED, "converted") else object)
+                for c in (
+                    "campaign_id",
+                    "contact_id",
+                    "sent_at",
+                    "converted",
+                    TREATED,
+                    "total_score",
+                    *REASON_FEATURES,
+                )
+            }
+        )
+    )
     return UpliftTrainingSet(
-        rows=rows, campaigns=pd.DataFrame(summary, columns=list(SUMMARY_COLUMNS)),
+        rows=rows,
+        campaigns=pd.DataFrame(summary, columns=list(SUMMARY_COLUMNS)),
         open_campaigns=[int(i) for i in campaigns.loc[~closed, "id"]],
-        attribution_days=attribution_days, as_of=as_of,
-        seconds=time.perf_counter() - started)
+        attribution_days=attribution_days,
+        as_of=as_of,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def propensity(rows: pd.DataFrame) -> np.ndarray:

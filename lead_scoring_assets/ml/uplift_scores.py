@@ -28,8 +28,15 @@ from lead_scoring_assets.scoring.engine import score_chunk, utc_timestamp
 from lead_scoring_assets.scoring.full_rescore import read_lada_reference
 
 UPLIFT_SCORES = "uplift_scores"
-COLUMNS = ("contact_id", "uplift", "uplift_decile", "model_version", "method", "calculated_at",
-           *REASON_COLUMNS)
+COLUMNS = (
+    "contact_id",
+    "uplift",
+    "uplift_decile",
+    "model_version",
+    "method",
+    "calculated_at",
+    *REASON_COLUMNS,
+)
 
 
 @dataclass
@@ -47,29 +54,41 @@ class UpliftScoreReport:
     def mean_uplift(self) -> float | None:
         return self.uplift_sum / self.contacts if self.contacts else None
 
+
 MIN_UPLIFT_EFFECT = 0.001
 """A concept moving a contact's uplift by less (a tenth of a percentage point) stays in the
 rest."""
 
 
-def score_uplift(contacts, validations, ladas, as_of, champion: ConversionChampion,
-                 explainer: UpliftExplainer) -> pd.DataFrame:
+def score_uplift(
+    contacts, validations, ladas, as_of, champion: ConversionChampion, explainer: UpliftExplainer
+) -> pd.DataFrame:
     """``uplift_scores`` rows of one chunk without the decile (``rank_value``: the uplift)."""
     scored = score_chunk(contacts, validations, ladas, as_of, DEFAULT_CONFIG)
-    contributions = explainer.explain(features_of(conversion_features(scored.parts, contacts,
-                                                                      ladas)))
-    frame = pd.DataFrame({"contact_id": scored.parts.contact_ids,
-                          "uplift": contributions.uplift.astype("float32"),
-                          "rank_value": contributions.uplift,
-                          "model_version": champion.version,
-                          "method": champion.candidate[:32]})
+    contributions = explainer.explain(
+        features_of(conversion_features(scored.parts, contacts, ladas))
+    )
+    frame = pd.DataFrame(
+        {
+            "contact_id": scored.parts.contact_ids,
+            "uplift": contributions.uplift.astype("float32"),
+            "rank_value": contributions.uplift,
+            "model_version": champion.version,
+            "method": champion.candidate[:32],
+        }
+    )
     add_reasons(frame, contributions.values, MIN_UPLIFT_EFFECT)
     frame["calculated_at"] = utc_timestamp(as_of)
     return frame
 
 
-def write_uplift_scores(database: Database, champion: ConversionChampion | None, as_of,
-                        chunk_size: int = 100_000, audit=None) -> UpliftScoreReport:
+def write_uplift_scores(
+    database: Database,
+    champion: ConversionChampion | None,
+    as_of,
+    chunk_size: int = 100_000,
+    audit=None,
+) -> UpliftScoreReport:
     """Score every contact at ``as_of`` with ``champion`` (None: no rows), stage the rows,
     run ``audit`` and swap them into ``uplift_scores``; a failure or a failed audit leaves the
     previous rows."""
@@ -90,8 +109,17 @@ def write_uplift_scores(database: Database, champion: ConversionChampion | None,
 
     inputs = iter_all_inputs(database, chunk_size) if champion is not None else iter(())
     report.stages, report.violations = write_ranked(
-        database, UPLIFT_SCORES, inputs, score, count, "uplift_decile", COLUMNS, report.as_of,
-        chunk_size, audit)
+        database,
+        UPLIFT_SCORES,
+        inputs,
+        score,
+        count,
+        "uplift_decile",
+        COLUMNS,
+        report.as_of,
+        chunk_size,
+        audit,
+    )
     report.seconds_total = time.perf_counter() - started
     return report
 
@@ -107,16 +135,21 @@ class UpliftScoreViolations(Violations):
     scores_without_contact: int
 
 
-def uplift_score_violations(database: Database, table: str = UPLIFT_SCORES
-                            ) -> UpliftScoreViolations:
+def uplift_score_violations(
+    database: Database, table: str = UPLIFT_SCORES
+) -> UpliftScoreViolations:
     """The rules on the uplift scores ``table`` (the live one or the staged one): uplift in
     [-1, 1], deciles 1–10, one row per contact, and, when there are rows, every contact
     scored (an empty table is sound: no champion)."""
     with database.engine.connect() as connection:
-        rules = connection.execute(sa.text(
-            f"SELECT {count_rows('uplift IS NULL OR uplift < -1 OR uplift > 1')}, "
-            f"{count_rows('uplift_decile IS NULL OR uplift_decile < 1 OR uplift_decile > 10')}, "
-            f"count(*) - count(DISTINCT contact_id), count(*) FROM {table}")).one()
-        coverage = (contact_coverage(connection, table, leave_out_queued=True) if rules[3]
-                    else (0, 0))
+        rules = connection.execute(
+            sa.text(
+                f"SELECT {count_rows('uplift IS NULL OR uplift < -1 OR uplift > 1')}, "
+                f"{count_rows('uplift_decile IS NULL OR uplift_decile < 1 OR uplift_decile > 10')}, "
+                f"count(*) - count(DISTINCT contact_id), count(*) FROM {table}"
+            )
+        ).one()
+        coverage = (
+            contact_coverage(connection, table, leave_out_queued=True) if rules[3] else (0, 0)
+        )
     return UpliftScoreViolations(*(int(v or 0) for v in (*rules[:3], *coverage)))

@@ -55,9 +55,12 @@ from lead_scoring_assets.ml.uplift_features import (
 EXPERIMENT = "lead_uplift"
 REGISTERED_MODEL = "lead_uplift"
 SELECTION_METRIC = "qini"
-UPLIFT_TRUSTED_TYPES = [*CONVERSION_TRUSTED_TYPES, "lead_scoring_assets.ml.uplift.UpliftModel",
-                        "sklearn._loss.loss.HalfSquaredError",
-                        "sklearn._loss.link.IdentityLink"]
+UPLIFT_TRUSTED_TYPES = [
+    *CONVERSION_TRUSTED_TYPES,
+    "lead_scoring_assets.ml.uplift.UpliftModel",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
+]
 
 
 def uplift_target(target: MlflowTarget) -> MlflowTarget:
@@ -117,83 +120,132 @@ def _common_params(training: UpliftTrainingSet, split: Split) -> dict:
         chosen = rows[rows[TREATED].to_numpy(bool) == treated]
         return len(chosen), int(chosen["converted"].sum())
 
-    params = {"feature_set_version": CONVERSION_FEATURE_SET,
-              "attribution_days": training.attribution_days,
-              "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
-              "campaigns_with_control": len(training.campaigns),
-              "as_of": training.as_of.isoformat(), "training_set_sha256": training.sha256}
+    params = {
+        "feature_set_version": CONVERSION_FEATURE_SET,
+        "attribution_days": training.attribution_days,
+        "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
+        "campaigns_with_control": len(training.campaigns),
+        "as_of": training.as_of.isoformat(),
+        "training_set_sha256": training.sha256,
+    }
     for part, rows in (("training", split.train), ("holdout", split.holdout)):
         for name, treated in (("target", True), ("control", False)):
             params[f"{part}_{name}"], params[f"{part}_{name}_conversions"] = arm(rows, treated)
     return params
 
 
-def log_baseline(name: str, metrics: dict[str, float], training: UpliftTrainingSet,
-                 split: Split, dagster_run_id: str | None) -> str:
-    with mlflow.start_run(run_name=name, tags={"candidate": name,
-                                               "dagster_run_id": dagster_run_id or ""}) as run:
+def log_baseline(
+    name: str,
+    metrics: dict[str, float],
+    training: UpliftTrainingSet,
+    split: Split,
+    dagster_run_id: str | None,
+) -> str:
+    with mlflow.start_run(
+        run_name=name, tags={"candidate": name, "dagster_run_id": dagster_run_id or ""}
+    ) as run:
         mlflow.log_params({"candidate": name, **_common_params(training, split)})
         mlflow.log_metrics(metrics)
     return run.info.run_id
 
 
-def log_uplift_candidate(trained: TrainedUpliftModel, training: UpliftTrainingSet,
-                         split: Split, baselines: dict[str, dict[str, float]],
-                         scores: dict[str, np.ndarray], dagster_run_id: str | None
-                         ) -> LoggedUpliftModel:
+def log_uplift_candidate(
+    trained: TrainedUpliftModel,
+    training: UpliftTrainingSet,
+    split: Split,
+    baselines: dict[str, dict[str, float]],
+    scores: dict[str, np.ndarray],
+    dagster_run_id: str | None,
+) -> LoggedUpliftModel:
     """One run: parameters, holdout metrics next to the baselines', the Qini curves, the
     model with a features-only input example."""
     regressor = trained.model.regressors[0]
-    params = {f"model.{k}": v for k, v in regressor.get_params().items()
-              if isinstance(v, int | float | str | bool) or v is None}
-    with mlflow.start_run(run_name=trained.name, tags={
-            "candidate": trained.name, "dagster_run_id": dagster_run_id or "",
-            "feature_set_version": CONVERSION_FEATURE_SET}) as run:
-        mlflow.log_params({"candidate": trained.name, **_common_params(training, split),
-                           **params})
-        mlflow.log_metrics({**trained.metrics, "seconds_fit": trained.seconds_fit,
-                            **{f"{b}_{k}": v for b, m in baselines.items()
-                               for k, v in m.items()}})
-        mlflow.log_figure(_qini_plot(split, {trained.name: trained.holdout_uplift,
-                                             **scores}), "qini_curve.png")
+    params = {
+        f"model.{k}": v
+        for k, v in regressor.get_params().items()
+        if isinstance(v, int | float | str | bool) or v is None
+    }
+    with mlflow.start_run(
+        run_name=trained.name,
+        tags={
+            "candidate": trained.name,
+            "dagster_run_id": dagster_run_id or "",
+            "feature_set_version": CONVERSION_FEATURE_SET,
+        },
+    ) as run:
+        mlflow.log_params({"candidate": trained.name, **_common_params(training, split), **params})
+        mlflow.log_metrics(
+            {
+                **trained.metrics,
+                "seconds_fit": trained.seconds_fit,
+                **{f"{b}_{k}": v for b, m in baselines.items() for k, v in m.items()},
+            }
+        )
+        mlflow.log_figure(
+            _qini_plot(split, {trained.name: trained.holdout_uplift, **scores}), "qini_curve.png"
+        )
         example = features_of(split.train.head(5))
         info = mlflow.sklearn.log_model(
-            trained.model, name="model",
+            trained.model,
+            name="model",
             signature=infer_signature(example, trained.model.predict(example)),
-            input_example=example, pip_requirements=_PIP_REQUIREMENTS,
-            serialization_format="skops", skops_trusted_types=UPLIFT_TRUSTED_TYPES)
+            input_example=example,
+            pip_requirements=_PIP_REQUIREMENTS,
+            serialization_format="skops",
+            skops_trusted_types=UPLIFT_TRUSTED_TYPES,
+        )
     return LoggedUpliftModel(trained, run.info.run_id, info.model_uri)
 
 
-def decide(candidate: dict[str, float], baselines: dict[str, dict[str, float]],
-           champion: ChampionLookup, champion_metrics: dict[str, float], problem: str
-           ) -> tuple[bool, str, str]:
+def decide(
+    candidate: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    champion: ChampionLookup,
+    champion_metrics: dict[str, float],
+    problem: str,
+) -> tuple[bool, str, str]:
     """(promoted, basis, reason): promoted only if the candidate's holdout Qini beats every
     baseline's and, when there is a usable champion, the champion's."""
     ours = candidate[SELECTION_METRIC]
     if champion.status == UNAVAILABLE:
-        return (False, "champion_unavailable",
-                f"the champion could not be evaluated, no promotion without evidence: {problem}")
+        return (
+            False,
+            "champion_unavailable",
+            f"the champion could not be evaluated, no promotion without evidence: {problem}",
+        )
     for name, metrics in baselines.items():
         if ours <= metrics[SELECTION_METRIC]:
-            return (False, "baseline_not_beaten", (f"holdout Qini {ours:.5f} ≤ the {name} "
-                    f"ranking's {metrics[SELECTION_METRIC]:.5f}"))
-    beaten = " and ".join(f"the {n} ranking's {m[SELECTION_METRIC]:.5f}"
-                          for n, m in baselines.items())
+            return (
+                False,
+                "baseline_not_beaten",
+                (f"holdout Qini {ours:.5f} ≤ the {name} ranking's {metrics[SELECTION_METRIC]:.5f}"),
+            )
+    beaten = " and ".join(
+        f"the {n} ranking's {m[SELECTION_METRIC]:.5f}" for n, m in baselines.items()
+    )
     if champion.status == USABLE and champion_metrics:
         theirs = champion_metrics[SELECTION_METRIC]
         if ours <= theirs:
             return False, "compared", f"holdout Qini {ours:.5f} ≤ the champion's {theirs:.5f}"
-        return True, "compared", (f"holdout Qini {ours:.5f} > the champion's {theirs:.5f}, "
-                                  f"{beaten}")
+        return (
+            True,
+            "compared",
+            (f"holdout Qini {ours:.5f} > the champion's {theirs:.5f}, {beaten}"),
+        )
     basis = NO_CHAMPION if champion.status == NO_CHAMPION else "champion_unusable"
     cause = "no champion yet" if basis == NO_CHAMPION else problem
     return True, basis, f"{cause}; holdout Qini {ours:.5f} > {beaten}"
 
 
-def gate_and_register(client: MlflowClient, target: MlflowTarget, best: LoggedUpliftModel,
-                      split: Split, baselines: dict[str, dict[str, float]],
-                      champion: ChampionLookup, dagster_run_id: str | None) -> UpliftDecision:
+def gate_and_register(
+    client: MlflowClient,
+    target: MlflowTarget,
+    best: LoggedUpliftModel,
+    split: Split,
+    baselines: dict[str, dict[str, float]],
+    champion: ChampionLookup,
+    dagster_run_id: str | None,
+) -> UpliftDecision:
     """Evaluate the champion on the holdout, apply ``decide``, and register ``best`` as the
     new ``champion`` only when it is promoted."""
     champion_metrics: dict[str, float] = {}
@@ -201,37 +253,56 @@ def gate_and_register(client: MlflowClient, target: MlflowTarget, best: LoggedUp
     if champion.status == USABLE:
         try:
             champion_metrics = holdout_metrics(
-                split.holdout, champion.model.predict(features_of(split.holdout)))
+                split.holdout, champion.model.predict(features_of(split.holdout))
+            )
         except Exception as error:  # noqa: BLE001 - a champion that cannot predict is replaced
             champion = replace(champion, status=UNUSABLE)
             problem = f"the champion failed to predict: {error}"
-    promoted, basis, reason = decide(best.trained.metrics, baselines, champion,
-                                     champion_metrics, problem)
+    promoted, basis, reason = decide(
+        best.trained.metrics, baselines, champion, champion_metrics, problem
+    )
     decision = UpliftDecision(
-        promoted, basis, reason,
+        promoted,
+        basis,
+        reason,
         champion_version=None if champion.version is None else str(champion.version.version),
-        champion_metrics=champion_metrics)
+        champion_metrics=champion_metrics,
+    )
     if promoted:
         name = target.registered_model_name
-        version = mlflow.register_model(best.model_uri, name, tags={
-            "candidate": best.trained.name, "feature_set_version": CONVERSION_FEATURE_SET,
-            "mlflow_run_id": best.run_id, "dagster_run_id": dagster_run_id or "",
-            "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
-            "holdout_metrics": json.dumps({k: round(v, 6)
-                                           for k, v in best.trained.metrics.items()}),
-            "baseline_metrics": json.dumps({b: {k: round(v, 6) for k, v in m.items()}
-                                            for b, m in baselines.items()}),
-            "registry_decision": reason, "registry_decision_basis": basis,
-            "model_sha256": model_checksum(best.model_uri),
-        }).version
+        version = mlflow.register_model(
+            best.model_uri,
+            name,
+            tags={
+                "candidate": best.trained.name,
+                "feature_set_version": CONVERSION_FEATURE_SET,
+                "mlflow_run_id": best.run_id,
+                "dagster_run_id": dagster_run_id or "",
+                "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
+                "holdout_metrics": json.dumps(
+                    {k: round(v, 6) for k, v in best.trained.metrics.items()}
+                ),
+                "baseline_metrics": json.dumps(
+                    {b: {k: round(v, 6) for k, v in m.items()} for b, m in baselines.items()}
+                ),
+                "registry_decision": reason,
+                "registry_decision_basis": basis,
+                "model_sha256": model_checksum(best.model_uri),
+            },
+        ).version
         client.set_registered_model_alias(name, CHAMPION, version)
         decision.version = str(version)
     return decision
 
 
 def train_uplift_model(
-    database: Database, target: MlflowTarget, candidates: Sequence[str],
-    attribution_days: int, as_of=None, seed: int = 42, dagster_run_id: str | None = None,
+    database: Database,
+    target: MlflowTarget,
+    candidates: Sequence[str],
+    attribution_days: int,
+    as_of=None,
+    seed: int = 42,
+    dagster_run_id: str | None = None,
 ) -> UpliftReport:
     """Build the training set, hold out the latest campaign with a control group, fit and log
     every candidate and both baselines, and apply the gate to the best (highest holdout
@@ -246,19 +317,38 @@ def train_uplift_model(
     champion = resolve_champion(client, target, CONVERSION_FEATURE_SET, UPLIFT_TRUSTED_TYPES)
     scores = baseline_scores(split, seed)
     baselines = {name: holdout_metrics(split.holdout, score) for name, score in scores.items()}
-    baseline_run_ids = {name: log_baseline(name, metrics, training, split, dagster_run_id)
-                        for name, metrics in baselines.items()}
-    logged = [log_uplift_candidate(train_uplift_candidate(name, split, seed), training, split,
-                                   baselines, scores, dagster_run_id) for name in candidates]
+    baseline_run_ids = {
+        name: log_baseline(name, metrics, training, split, dagster_run_id)
+        for name, metrics in baselines.items()
+    }
+    logged = [
+        log_uplift_candidate(
+            train_uplift_candidate(name, split, seed),
+            training,
+            split,
+            baselines,
+            scores,
+            dagster_run_id,
+        )
+        for name in candidates
+    ]
     best = max(logged, key=lambda c: c.trained.metrics[SELECTION_METRIC])
-    decision = gate_and_register(client, target, best, split, baselines, champion,
-                                 dagster_run_id)
-    return UpliftReport(training, split, baselines, logged, best, decision, baseline_run_ids,
-                        time.perf_counter() - started)
+    decision = gate_and_register(client, target, best, split, baselines, champion, dagster_run_id)
+    return UpliftReport(
+        training,
+        split,
+        baselines,
+        logged,
+        best,
+        decision,
+        baseline_run_ids,
+        time.perf_counter() - started,
+    )
 
 
-def load_uplift_champion(client: MlflowClient, target: MlflowTarget
-                         ) -> tuple[ConversionChampion | None, str]:
+def load_uplift_champion(
+    client: MlflowClient, target: MlflowTarget
+) -> tuple[ConversionChampion | None, str]:
     """The ``champion`` of ``lead_uplift`` (an ``UpliftModel``), or None and why;
     ``ChampionUnavailable`` when it could not be reached."""
     return load_registered_champion(client, target, UPLIFT_TRUSTED_TYPES)

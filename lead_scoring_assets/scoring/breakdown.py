@@ -30,7 +30,10 @@ from lead_scoring_assets.scoring.config import (
 
 POINTS_COLUMNS = tuple(f"{p}_points" for p in PLATFORMS)
 BREAKDOWN_COLUMNS = (
-    *POINTS_COLUMNS, "profile_fields", "lada_state_match", "account_age_days",
+    *POINTS_COLUMNS,
+    "profile_fields",
+    "lada_state_match",
+    "account_age_days",
     "validation_recency_days",
 )
 
@@ -50,8 +53,13 @@ def threshold_points(counts: np.ndarray, table: Mapping[int, int]) -> np.ndarray
     return points
 
 
-def bonus_parts(platform_count: np.ndarray, active: np.ndarray, business_count: np.ndarray,
-                premium_count: np.ndarray, config: ScoringConfig) -> dict[str, np.ndarray]:
+def bonus_parts(
+    platform_count: np.ndarray,
+    active: np.ndarray,
+    business_count: np.ndarray,
+    premium_count: np.ndarray,
+    config: ScoringConfig,
+) -> dict[str, np.ndarray]:
     """§6: each part of the combination bonus and the capped ``total``; ``active`` is a
     (contacts × platforms) mask of adjusted scores above 0."""
     synergy = np.zeros(len(platform_count), dtype="int64")
@@ -68,19 +76,26 @@ def bonus_parts(platform_count: np.ndarray, active: np.ndarray, business_count: 
     return parts
 
 
-def factor_values(profile_fields: np.ndarray, lada_state_match: np.ndarray,
-                  account_age_days: np.ndarray, recency_days: np.ndarray,
-                  config: ScoringConfig) -> dict[str, np.ndarray]:
+def factor_values(
+    profile_fields: np.ndarray,
+    lada_state_match: np.ndarray,
+    account_age_days: np.ndarray,
+    recency_days: np.ndarray,
+    config: ScoringConfig,
+) -> dict[str, np.ndarray]:
     """§4: each quality factor from its stored inputs, NaN where the factor is absent
     (``lada_state_match`` is 1.0, 0.0 or NaN; the day counts NaN when unknown)."""
     return {
         "geographic_consistency": np.where(
-            np.isnan(lada_state_match), np.nan,
-            np.where(lada_state_match == 1.0, 1.0, config.geo_mismatch_value)),
+            np.isnan(lada_state_match),
+            np.nan,
+            np.where(lada_state_match == 1.0, 1.0, config.geo_mismatch_value),
+        ),
         "account_age": np.minimum(1.0, account_age_days / config.account_age_full_days),
         "profile_completeness": profile_fields / len(PROFILE_FIELDS),
         "validation_recency": np.maximum(
-            config.recency_floor, 1.0 - recency_days / config.recency_window_days),
+            config.recency_floor, 1.0 - recency_days / config.recency_window_days
+        ),
     }
 
 
@@ -109,9 +124,11 @@ def breakdown_of(row: Mapping, config: ScoringConfig | None = None) -> dict:
     version = row["calculation_version"]
     config = config or config_for(version)
     if config is None or config.calculation_version != version:
-        raise UnknownVersion(f"score of contact {row['contact_id']} was calculated by "
-                             f"{version}, whose configuration is not known here: its "
-                             "breakdown cannot be derived")
+        raise UnknownVersion(
+            f"score of contact {row['contact_id']} was calculated by "
+            f"{version}, whose configuration is not known here: its "
+            "breakdown cannot be derived"
+        )
     match = row["lada_state_match"]
     factors = factor_values(
         np.array([_number(row["profile_fields"])]),
@@ -130,13 +147,18 @@ def breakdown_of(row: Mapping, config: ScoringConfig | None = None) -> dict:
     )
     as_of = pd.Timestamp(row["last_calculated_at"])
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
-    present = ("profile_completeness", "geographic_consistency", "account_age",
-               "validation_recency")
+    present = (
+        "profile_completeness",
+        "geographic_consistency",
+        "account_age",
+        "validation_recency",
+    )
     return {
         "as_of": as_of.isoformat(),
         "points_before_quality": {p: int(row[f"{p}_points"]) for p in PLATFORMS},
-        "quality_factors": {name: float(factors[name][0]) for name in present
-                            if not np.isnan(factors[name][0])},
+        "quality_factors": {
+            name: float(factors[name][0]) for name in present if not np.isnan(factors[name][0])
+        },
         "quality_multiplier": float(quality_multiplier(factors, config)[0]),
         "adjusted_scores": adjusted,
         "bonus": {name: int(values[0]) for name, values in bonus.items()},
@@ -169,8 +191,13 @@ def read_breakdown(row: Mapping) -> StoredBreakdown:
     breakdown = None if config is None else breakdown_of(row, config)
     note = None
     if version != current:
-        shown = ("its breakdown derived with that version's configuration" if config
-                 else "stored values only (that version's configuration is not known here)")
-        note = (f"computed by {version}, not the current {current}: {shown}; recomputed at "
-                "the next rescoring")
+        shown = (
+            "its breakdown derived with that version's configuration"
+            if config
+            else "stored values only (that version's configuration is not known here)"
+        )
+        note = (
+            f"computed by {version}, not the current {current}: {shown}; recomputed at "
+            "the next rescoring"
+        )
     return StoredBreakdown(breakdown, version, current, note)

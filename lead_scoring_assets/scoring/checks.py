@@ -37,9 +37,13 @@ def count_rows(condition: str) -> str:
     return f"coalesce(sum(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
 
 
-def contact_coverage(connection, table: str, queue_snapshot: str | None = None,
-                     buckets: list[int] | None = None, leave_out_queued: bool = False
-                     ) -> tuple[int, int]:
+def contact_coverage(
+    connection,
+    table: str,
+    queue_snapshot: str | None = None,
+    buckets: list[int] | None = None,
+    leave_out_queued: bool = False,
+) -> tuple[int, int]:
     """Contacts without a row in the per-contact ``table``, and its rows without a contact.
 
     With ``queue_snapshot`` (the queue as a run found it at its start), contacts queued since
@@ -51,21 +55,28 @@ def contact_coverage(connection, table: str, queue_snapshot: str | None = None,
     """
     since = ""
     if queue_snapshot is not None:
-        since = (" AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id} "
-                 f"AND NOT EXISTS (SELECT 1 FROM {queue_snapshot} s "
-                 "WHERE s.contact_id = q.contact_id AND s.version = q.version))")
+        since = (
+            " AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id} "
+            f"AND NOT EXISTS (SELECT 1 FROM {queue_snapshot} s "
+            "WHERE s.contact_id = q.contact_id AND s.version = q.version))"
+        )
     elif leave_out_queued:
         since = " AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.contact_id = {id})"
-    in_bucket = ("" if buckets is None else
-                 f" AND {bucket_sql(connection.dialect.name, 'c.id')} IN "
-                 f"({', '.join(str(int(b)) for b in buckets)})")
-    return connection.execute(sa.text(
-        f"SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id){since.format(id='c.id')}"
-        f"{in_bucket}), "
-        f"(SELECT count(*) FROM {table} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id){since.format(id='t.contact_id')})"
-    )).one()
+    in_bucket = (
+        ""
+        if buckets is None
+        else f" AND {bucket_sql(connection.dialect.name, 'c.id')} IN "
+        f"({', '.join(str(int(b)) for b in buckets)})"
+    )
+    return connection.execute(
+        sa.text(
+            f"SELECT (SELECT count(*) FROM contacts c WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {table} t WHERE t.contact_id = c.id){since.format(id='c.id')}"
+            f"{in_bucket}), "
+            f"(SELECT count(*) FROM {table} t WHERE NOT EXISTS "
+            f"(SELECT 1 FROM contacts c WHERE c.id = t.contact_id){since.format(id='t.contact_id')})"
+        )
+    ).one()
 
 
 @dataclass(frozen=True)
@@ -80,30 +91,42 @@ class ScoreViolations(Violations):
     scores_without_contact: int
 
 
-
-def staged_score_violations(database: Database, run_id: str,
-                            config: ScoringConfig = DEFAULT_CONFIG) -> ScoreViolations:
+def staged_score_violations(
+    database: Database, run_id: str, config: ScoringConfig = DEFAULT_CONFIG
+) -> ScoreViolations:
     """The rules on the buckets staged by full rescoring ``run_id``, read together in one pass
     joined to ``contacts``; coverage counts only the contacts of those buckets it read."""
     with database.engine.connect() as connection:
         buckets = ScoreSwap(database, run_id=run_id).staged_buckets(connection)
-        per_bucket = dict(connection.execute(sa.text(
-            f"SELECT {bucket_sql(database.dialect, 'id')}, count(*) FROM contacts GROUP BY 1"
-        )).all())
+        per_bucket = dict(
+            connection.execute(
+                sa.text(
+                    f"SELECT {bucket_sql(database.dialect, 'id')}, count(*) FROM contacts GROUP BY 1"
+                )
+            ).all()
+        )
     return score_violations(
-        database, config, _union([staged_scores(b) for b in buckets]),
-        _union([queue_snapshot(b) for b in buckets]), buckets=buckets,
-        contacts=sum(int(per_bucket.get(b, 0)) for b in buckets))
+        database,
+        config,
+        _union([staged_scores(b) for b in buckets]),
+        _union([queue_snapshot(b) for b in buckets]),
+        buckets=buckets,
+        contacts=sum(int(per_bucket.get(b, 0)) for b in buckets),
+    )
 
 
 def _union(tables: list[str]) -> str:
     return "(" + " UNION ALL ".join(f"SELECT * FROM {t}" for t in tables) + ")"
 
 
-def score_violations(database: Database, config: ScoringConfig = DEFAULT_CONFIG,
-                     table: str = "lead_scores", queue_snapshot: str | None = None,
-                     buckets: list[int] | None = None, contacts: int | None = None
-                     ) -> ScoreViolations:
+def score_violations(
+    database: Database,
+    config: ScoringConfig = DEFAULT_CONFIG,
+    table: str = "lead_scores",
+    queue_snapshot: str | None = None,
+    buckets: list[int] | None = None,
+    contacts: int | None = None,
+) -> ScoreViolations:
     """Rows of the scores ``table`` (one row per contact id) breaking each rule, in one pass
     over it joined to ``contacts``; only if that pass finds a contact without a score or a
     score without a contact does ``contact_coverage`` (with ``queue_snapshot``) count them

@@ -88,12 +88,15 @@ class ScoringConfig:
 
 DEFAULT_CONFIG = ScoringConfig()
 
-KNOWN_CONFIGS: Mapping[str, ScoringConfig] = _frozen({
-    config.calculation_version: config for config in (
-        replace(DEFAULT_CONFIG, calculation_version="advanced_v1.0"),
-        DEFAULT_CONFIG,
-    )
-})
+KNOWN_CONFIGS: Mapping[str, ScoringConfig] = _frozen(
+    {
+        config.calculation_version: config
+        for config in (
+            replace(DEFAULT_CONFIG, calculation_version="advanced_v1.0"),
+            DEFAULT_CONFIG,
+        )
+    }
+)
 """The configuration of every ``calculation_version`` this project has written, for reading
 stored rows back (the scorer uses ``DEFAULT_CONFIG`` only). ``advanced_v1.0`` had every number
 of v1.1 (git history of this file); v1.1 changed only which validation rows take part (rows

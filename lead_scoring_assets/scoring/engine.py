@@ -194,12 +194,17 @@ def _reasons(arrays: dict, future_us: int) -> np.ndarray:
 def _due_later(contact_ids: np.ndarray, arrays: dict, after_as_of: np.ndarray) -> pd.DataFrame:
     """Per contact with well-formed rows dated after ``as_of`` (``after_as_of``, a mask over
     ``arrays``' rows), the time of the last of them: ``contact_id``, ``not_before``."""
-    last = pd.Series(arrays["time"][after_as_of]).groupby(
-        contact_ids[arrays["pos"][after_as_of]]).max()
-    return pd.DataFrame({
-        "contact_id": last.index.to_numpy(dtype="int64"),
-        "not_before": pd.to_datetime(last.to_numpy(dtype="int64"), unit="us", utc=True),
-    })
+    last = (
+        pd.Series(arrays["time"][after_as_of])
+        .groupby(contact_ids[arrays["pos"][after_as_of]])
+        .max()
+    )
+    return pd.DataFrame(
+        {
+            "contact_id": last.index.to_numpy(dtype="int64"),
+            "not_before": pd.to_datetime(last.to_numpy(dtype="int64"), unit="us", utc=True),
+        }
+    )
 
 
 def _micros(stamp: pd.Timestamp) -> int:
@@ -207,7 +212,9 @@ def _micros(stamp: pd.Timestamp) -> int:
 
 
 def classify_malformed(
-    validations: pd.DataFrame, contact_ids: np.ndarray, as_of,
+    validations: pd.DataFrame,
+    contact_ids: np.ndarray,
+    as_of,
     config: ScoringConfig = DEFAULT_CONFIG,
 ) -> pd.Series:
     """The first reason (in ``MALFORMED_REASONS`` order) each row is malformed at ``as_of``; NA
@@ -218,8 +225,9 @@ def classify_malformed(
     return pd.Series(reason, index=validations.index, dtype="str").replace("", pd.NA)
 
 
-def tier_of(scores: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG,
-            rounding: float = 0.0) -> np.ndarray:
+def tier_of(
+    scores: np.ndarray, config: ScoringConfig = DEFAULT_CONFIG, rounding: float = 0.0
+) -> np.ndarray:
     """The quality tier of each score; a score within ``rounding`` below a tier's minimum
     belongs to it (0.5 reads a fractional score rounded half up to a whole point)."""
     scores = np.asarray(scores, dtype=float)
@@ -260,12 +268,25 @@ def score_chunk(
     order = np.lexsort((good["id"], good["time"], slot))
     is_last = np.ones(len(order), dtype=bool)
     is_last[:-1] = slot[order][1:] != slot[order][:-1]
-    current = pd.DataFrame({name: good[name][order[is_last]] for name in
-                            ("pos", "platform", "time", "is_valid", "is_business", "is_premium",
-                             "confidence")})
+    current = pd.DataFrame(
+        {
+            name: good[name][order[is_last]]
+            for name in (
+                "pos",
+                "platform",
+                "time",
+                "is_valid",
+                "is_business",
+                "is_premium",
+                "confidence",
+            )
+        }
+    )
     pos = current["pos"].to_numpy()
     n_current = np.bincount(pos, minlength=n_contacts)
-    confidence_sum = np.bincount(pos, weights=current["confidence"].to_numpy(), minlength=n_contacts)
+    confidence_sum = np.bincount(
+        pos, weights=current["confidence"].to_numpy(), minlength=n_contacts
+    )
     last_us = np.full(n_contacts, np.nan)
     np.fmax.at(last_us, pos, current["time"].to_numpy())
 
@@ -346,7 +367,8 @@ def score_chunk(
         scores[column] = points[:, i].astype("int16")
     scores["profile_fields"] = profile_fields.astype("int16")
     scores["lada_state_match"] = pd.array(
-        np.where(np.isnan(lada_state_match), None, lada_state_match == 1.0), dtype="boolean")
+        np.where(np.isnan(lada_state_match), None, lada_state_match == 1.0), dtype="boolean"
+    )
     age_cap, recency_cap = saturation_days(config)
     scores["account_age_days"] = _stored_days(age_days, age_cap)
     scores["validation_recency_days"] = _stored_days(recency_days, recency_cap)
@@ -358,14 +380,26 @@ def score_chunk(
         pd.to_datetime(last_us, unit="us", utc=True), index=contact_ids, name="last_validated_at"
     )
     parts = ScoreParts(
-        contact_ids=contact_ids, valid=has_valid, adjusted=adjusted,
-        platform_count=platform_count, business_count=business_count,
-        premium_count=premium_count, current_rows=n_current, confidence_sum=confidence_sum,
-        factors=factors, account_age_days=age_days, recency_days=recency_days,
+        contact_ids=contact_ids,
+        valid=has_valid,
+        adjusted=adjusted,
+        platform_count=platform_count,
+        business_count=business_count,
+        premium_count=premium_count,
+        current_rows=n_current,
+        confidence_sum=confidence_sum,
+        factors=factors,
+        account_age_days=age_days,
+        recency_days=recency_days,
     )
-    return ScoredChunk(scores=scores, malformed=malformed, last_validated_at=last_validated,
-                       parts=parts, rows_after_as_of=int(after_as_of.sum()),
-                       due_later=_due_later(contact_ids, arrays, after_as_of))
+    return ScoredChunk(
+        scores=scores,
+        malformed=malformed,
+        last_validated_at=last_validated,
+        parts=parts,
+        rows_after_as_of=int(after_as_of.sum()),
+        due_later=_due_later(contact_ids, arrays, after_as_of),
+    )
 
 
 def _stored_days(days: np.ndarray, cap: int) -> pd.array:

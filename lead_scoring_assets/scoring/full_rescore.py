@@ -102,9 +102,15 @@ def stage_rescore(
     started = time.perf_counter()
     report = RescoreReport(as_of=utc_timestamp(as_of))
     ladas = read_lada_reference(database)
-    swap = ScoreSwap(database, run_id=run_id, as_of=report.as_of, buckets=buckets,
-                     lease_seconds=lease_seconds, handover_seconds=handover_seconds,
-                     is_holder_alive=is_holder_alive)
+    swap = ScoreSwap(
+        database,
+        run_id=run_id,
+        as_of=report.as_of,
+        buckets=buckets,
+        lease_seconds=lease_seconds,
+        handover_seconds=handover_seconds,
+        is_holder_alive=is_holder_alive,
+    )
     report.buckets = swap.buckets
 
     def score(chunk_inputs):
@@ -118,20 +124,29 @@ def stage_rescore(
         report.last_validation_updates += len(changes)
         report.rows_after_as_of += scored.rows_after_as_of
         report.contacts_due_later += len(scored.due_later)
-        return (bucket, scored.scores, scored.malformed, changes, report.as_of,
-                scored.due_later)
+        return (bucket, scored.scores, scored.malformed, changes, report.as_of, scored.due_later)
 
     with swap.stage():
-        stages = run_overlapped(iter_bucket_inputs(database, swap.buckets, chunk_size), score,
-                                lambda staged: swap.add(*staged))
+        stages = run_overlapped(
+            iter_bucket_inputs(database, swap.buckets, chunk_size),
+            score,
+            lambda staged: swap.add(*staged),
+        )
     report.seconds_read, report.seconds_score, report.seconds_write = (
-        stages.read, stages.compute, stages.write)
+        stages.read,
+        stages.compute,
+        stages.write,
+    )
     report.seconds_total = time.perf_counter() - started
     return report
 
 
-def audit_rescore(database: Database, run_id: str, config: ScoringConfig = DEFAULT_CONFIG,
-                  lease_seconds: float = FULL_RESCORE_LEASE_SECONDS) -> ScoreViolations:
+def audit_rescore(
+    database: Database,
+    run_id: str,
+    config: ScoringConfig = DEFAULT_CONFIG,
+    lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+) -> ScoreViolations:
     """The audit of the buckets staged by run ``run_id`` (``staged_score_violations``), under
     the run's lease heartbeat; a failed audit discards them and releases their lock, a passed
     one hands the lease over to the publish."""
@@ -143,8 +158,12 @@ def audit_rescore(database: Database, run_id: str, config: ScoringConfig = DEFAU
     return violations
 
 
-def publish_rescore(database: Database, run_id: str | None, retry_follows: bool = False,
-                    lease_seconds: float = FULL_RESCORE_LEASE_SECONDS) -> ScoreSwap:
+def publish_rescore(
+    database: Database,
+    run_id: str | None,
+    retry_follows: bool = False,
+    lease_seconds: float = FULL_RESCORE_LEASE_SECONDS,
+) -> ScoreSwap:
     """Swap in the audited buckets staged by run ``run_id``, one transaction each (fenced:
     refused if the run no longer holds a bucket's lock, or if the staged rows are another
     run's; a stored score of a later ``as_of`` is kept, the contacts with rows due later stay
@@ -184,8 +203,7 @@ def rescore_all(
     audit discards the staged rows and raises ``AuditFailed`` with each rule's count."""
     started = time.perf_counter()
     swap = ScoreSwap(database, run_id=run_id)
-    report = stage_rescore(database, as_of, chunk_size, config, swap.run_id, lease_seconds,
-                           buckets)
+    report = stage_rescore(database, as_of, chunk_size, config, swap.run_id, lease_seconds, buckets)
     audit_started = time.perf_counter()
     violations = audit_rescore(database, swap.run_id, config, lease_seconds)
     report.seconds_audit = time.perf_counter() - audit_started

@@ -42,7 +42,10 @@ class IncrementalReport:
 
 
 def _score_isolating_failures(
-    contacts: pd.DataFrame, validations: pd.DataFrame, ladas: LadaReference, as_of,
+    contacts: pd.DataFrame,
+    validations: pd.DataFrame,
+    ladas: LadaReference,
+    as_of,
     config: ScoringConfig,
 ) -> tuple[list[ScoredChunk], dict[int, str], str | None]:
     """Score the batch at once; if that raises, split it in halves until the failing contacts
@@ -119,7 +122,8 @@ def score_queued(
         contacts, validations = queue.read_batch(owner)
         ladas = read_lada_reference(database)
         chunks, report.failed, report.batch_error = _score_isolating_failures(
-            contacts, validations, ladas, report.as_of, config)
+            contacts, validations, ladas, report.as_of, config
+        )
         scores = _concat([c.scores for c in chunks])
         malformed = _concat([c.malformed for c in chunks])
         last = _concat([last_validation_changes(contacts, c.last_validated_at) for c in chunks])
@@ -127,8 +131,16 @@ def score_queued(
         if report.failed:
             report.dead_lettered = queue.fail(owner, report.failed)
         succeeded = claimed[~claimed["contact_id"].isin(list(report.failed))]
-        settlement = queue.complete(owner, succeeded, scores, malformed, last, report.as_of,
-                                    lock=lock, waiting=_concat([c.due_later for c in chunks]))
+        settlement = queue.complete(
+            owner,
+            succeeded,
+            scores,
+            malformed,
+            last,
+            report.as_of,
+            lock=lock,
+            waiting=_concat([c.due_later for c in chunks]),
+        )
         report.scored, report.removed = settlement.scored, settlement.removed
         report.history_rows = settlement.history_rows
         report.skipped_lost_lease = settlement.skipped_lost_lease

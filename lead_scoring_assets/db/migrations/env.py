@@ -20,6 +20,7 @@ connection = context.config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    with create_engine(context.config.get_main_option("sqlalchemy.url"),
-                       hide_parameters=True).connect() as conn:
+    with create_engine(
+        context.config.get_main_option("sqlalchemy.url"), hide_parameters=True
+    ).connect() as conn:
         _run(conn)

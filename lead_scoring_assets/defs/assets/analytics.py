@@ -13,13 +13,20 @@ from lead_scoring_assets.defs.resources import DatabaseResource
 
 class AnalyticsConfig(dg.Config):
     drift_threshold: float = Field(
-        default=0.05, ge=0, le=1,
+        default=0.05,
+        ge=0,
+        le=1,
         description="Warn when a tier's share moves more than this since the previous run.",
     )
 
 
-@dg.asset(deps=["lead_scores"], group_name="analytics", kinds={"sql", "pandas"},
-          owners=["team:data"], pool="lead_scoring_postgres")
+@dg.asset(
+    deps=["lead_scores"],
+    group_name="analytics",
+    kinds={"sql", "pandas"},
+    owners=["team:data"],
+    pool="lead_scoring_postgres",
+)
 def lead_scoring_analytics(
     context: dg.AssetExecutionContext, config: AnalyticsConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
@@ -36,26 +43,33 @@ def lead_scoring_analytics(
         drift = tier_drift(figures.tier_shares(), {t: n / total for t, n in previous.items()})
     drifted = {t: d for t, d in drift.items() if abs(d) > config.drift_threshold}
     if drifted:
-        context.log.warning(f"tier distribution drifted more than {config.drift_threshold:.0%} "
-                            f"since the previous run: {drifted}")
-    charts = "\n\n".join([
-        bar_chart_markdown(figures.score_distribution, "Score distribution"),
-        bar_chart_markdown(figures.tier_distribution, "Tier distribution", "#6a9f58"),
-        bar_chart_markdown(figures.success_rates(), "Validation success rate", "#c07a2c"),
-    ])
-    return dg.MaterializeResult(metadata={
-        "contacts": figures.contacts,
-        "premium_leads": figures.premium_leads,
-        "top_leads": figures.top_leads,
-        "average_score": figures.average_score,
-        "validated_contacts": figures.validated_contacts,
-        "multi_platform_contacts": figures.multi_platform_contacts,
-        "score_distribution": dg.MetadataValue.json(figures.score_distribution),
-        "tier_distribution": dg.MetadataValue.json(figures.tier_distribution),
-        "platform_success": dg.MetadataValue.md(
-            figures.platform_success.to_markdown(index=False)),
-        "by_state": dg.MetadataValue.md(figures.by_state.to_markdown(index=False)),
-        "charts": dg.MetadataValue.md(charts),
-        "tier_drift": dg.MetadataValue.json(drift),
-        "tier_drift_warning": bool(drifted),
-    })
+        context.log.warning(
+            f"tier distribution drifted more than {config.drift_threshold:.0%} "
+            f"since the previous run: {drifted}"
+        )
+    charts = "\n\n".join(
+        [
+            bar_chart_markdown(figures.score_distribution, "Score distribution"),
+            bar_chart_markdown(figures.tier_distribution, "Tier distribution", "#6a9f58"),
+            bar_chart_markdown(figures.success_rates(), "Validation success rate", "#c07a2c"),
+        ]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "contacts": figures.contacts,
+            "premium_leads": figures.premium_leads,
+            "top_leads": figures.top_leads,
+            "average_score": figures.average_score,
+            "validated_contacts": figures.validated_contacts,
+            "multi_platform_contacts": figures.multi_platform_contacts,
+            "score_distribution": dg.MetadataValue.json(figures.score_distribution),
+            "tier_distribution": dg.MetadataValue.json(figures.tier_distribution),
+            "platform_success": dg.MetadataValue.md(
+                figures.platform_success.to_markdown(index=False)
+            ),
+            "by_state": dg.MetadataValue.md(figures.by_state.to_markdown(index=False)),
+            "charts": dg.MetadataValue.md(charts),
+            "tier_drift": dg.MetadataValue.json(drift),
+            "tier_drift_warning": bool(drifted),
+        }
+    )

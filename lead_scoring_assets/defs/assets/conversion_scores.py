@@ -27,8 +27,10 @@ AUDIT = "conversion_scores_are_consistent"
 
 class ConversionScoresConfig(dg.Config):
     as_of: str | None = Field(
-        default=None, description="ISO-8601 time the contacts are scored at (default: the "
-        "as_of of the published lead_scores, else now).")
+        default=None,
+        description="ISO-8601 time the contacts are scored at (default: the "
+        "as_of of the published lead_scores, else now).",
+    )
     chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
 
 
@@ -37,10 +39,15 @@ class ConversionScoresConfig(dg.Config):
     group_name="ml",
     kinds={"scikitlearn", "sql"},
     owners=["team:data"],
-    check_specs=[dg.AssetCheckSpec(
-        AUDIT, asset=CONVERSION_SCORES, blocking=True,
-        description="On the staged rows, before they are published: probabilities in [0, 1] "
-        "(none for the rule_rank fallback), deciles 1–10, one row per contact.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            AUDIT,
+            asset=CONVERSION_SCORES,
+            blocking=True,
+            description="On the staged rows, before they are published: probabilities in [0, 1] "
+            "(none for the rule_rank fallback), deciles 1–10, one row per contact.",
+        )
+    ],
 )
 def conversion_scores(
     context: dg.AssetExecutionContext,
@@ -60,26 +67,35 @@ def conversion_scores(
     except ChampionUnavailable as error:
         raise dg.Failure(description=f"{error}; the previous conversion_scores stand") from error
     if champion is None:
-        context.log.warning(f"no conversion champion ({reason}): every contact gets the rule "
-                            "score's decile (method rule_rank)")
+        context.log.warning(
+            f"no conversion champion ({reason}): every contact gets the rule "
+            "score's decile (method rule_rank)"
+        )
     with retry_on_transient_database_errors(context), database.open() as db:
         as_of = utc_timestamp(config.as_of) if config.as_of else published_scores_as_of(db)
         if as_of is None:
             as_of = utc_timestamp(pd.Timestamp.now(tz="UTC"))
-        report = yield from staged_audit(AUDIT, CONVERSION_SCORES, lambda: (
-            write_conversion_scores(db, champion, as_of, config.chunk_size,
-                                    audit=conversion_score_violations)))
+        report = yield from staged_audit(
+            AUDIT,
+            CONVERSION_SCORES,
+            lambda: write_conversion_scores(
+                db, champion, as_of, config.chunk_size, audit=conversion_score_violations
+            ),
+        )
     mean = report.mean_probability
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": report.contacts,
-        "as_of": report.as_of.isoformat(),
-        "model": reason,
-        "model_version": champion.version if champion else "none",
-        "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
-        "fallback": bool(report.by_method.get(FALLBACK_METHOD)),
-        "mean_probability": dg.MetadataValue.text("n/a") if mean is None
-        else dg.MetadataValue.float(round(mean, 5)),
-        "seconds_read": round(report.stages.read, 2),
-        "seconds_score": round(report.stages.compute, 2),
-        "duration_seconds": round(report.seconds_total, 2),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.contacts,
+            "as_of": report.as_of.isoformat(),
+            "model": reason,
+            "model_version": champion.version if champion else "none",
+            "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
+            "fallback": bool(report.by_method.get(FALLBACK_METHOD)),
+            "mean_probability": dg.MetadataValue.text("n/a")
+            if mean is None
+            else dg.MetadataValue.float(round(mean, 5)),
+            "seconds_read": round(report.stages.read, 2),
+            "seconds_score": round(report.stages.compute, 2),
+            "duration_seconds": round(report.seconds_total, 2),
+        }
+    )

@@ -12,8 +12,9 @@ LADAS = "ladas_reference"
 
 
 @dg.asset(group_name="reference", kinds={"python", "sql"}, owners=["team:data"])
-def staged_ladas_reference(context: dg.AssetExecutionContext, database: DatabaseResource
-                           ) -> dg.MaterializeResult:
+def staged_ladas_reference(
+    context: dg.AssetExecutionContext, database: DatabaseResource
+) -> dg.MaterializeResult:
     """(lada, state_name) pairs from the phonenumbers geocoder for +52, one row per state of a
     multi-state LADA, staged for the audit; LADAs whose description names no state are left
     out."""
@@ -34,10 +35,12 @@ def staged_ladas_reference(context: dg.AssetExecutionContext, database: Database
     )
 
 
-@dg.asset(deps=["staged_ladas_reference"], group_name="reference", kinds={"sql"},
-          owners=["team:data"])
-def ladas_reference(context: dg.AssetExecutionContext, database: DatabaseResource
-                    ) -> dg.MaterializeResult:
+@dg.asset(
+    deps=["staged_ladas_reference"], group_name="reference", kinds={"sql"}, owners=["team:data"]
+)
+def ladas_reference(
+    context: dg.AssetExecutionContext, database: DatabaseResource
+) -> dg.MaterializeResult:
     """Which state(s) each Mexican LADA belongs to: this run's audited reference, swapped in."""
     with database.open() as db:
         StagedTable(db, LADAS, run_id=context.run_id).publish()

@@ -16,11 +16,14 @@ from lead_scoring_assets.defs.run_start import run_start
 
 class ScoreHistoryConfig(dg.Config):
     retention_months: int | None = Field(
-        default=None, ge=1,
-        description=f"Months of history kept; default: {RETENTION_MONTHS_ENV} (13).")
+        default=None,
+        ge=1,
+        description=f"Months of history kept; default: {RETENTION_MONTHS_ENV} (13).",
+    )
     as_of: str | None = Field(
-        default=None, description="ISO-8601 time retention counts back from; default: the "
-        "run's start.")
+        default=None,
+        description="ISO-8601 time retention counts back from; default: the run's start.",
+    )
 
 
 @dg.asset(
@@ -29,8 +32,9 @@ class ScoreHistoryConfig(dg.Config):
     kinds={"sql"},
     owners=["team:data"],
 )
-def lead_score_history(context: dg.AssetExecutionContext, config: ScoreHistoryConfig,
-                       database: DatabaseResource) -> dg.MaterializeResult:
+def lead_score_history(
+    context: dg.AssetExecutionContext, config: ScoreHistoryConfig, database: DatabaseResource
+) -> dg.MaterializeResult:
     """One row per change of a contact's total score or tier, kept for
     ``LEAD_SCORING_HISTORY_RETENTION_MONTHS`` (13) whole months: PostgreSQL drops the older
     monthly partitions and creates this month's and the next's; SQLite deletes the rows."""
@@ -38,12 +42,16 @@ def lead_score_history(context: dg.AssetExecutionContext, config: ScoreHistoryCo
     with retry_on_transient_database_errors(context), database.open() as db:
         report = apply_retention(db, months, config.as_of or run_start(context))
     if report.rows_by_month:
-        context.log.info(f"history retention dropped {report.rows_dropped} rows of "
-                         f"{', '.join(report.rows_by_month)}")
-    return dg.MaterializeResult(metadata={
-        "retention_months": months,
-        "kept_from": report.kept_from.isoformat(),
-        "rows_dropped": report.rows_dropped,
-        "rows_dropped_by_month": dg.MetadataValue.json(report.rows_by_month),
-        "partitions_created": dg.MetadataValue.json(report.partitions_created),
-    })
+        context.log.info(
+            f"history retention dropped {report.rows_dropped} rows of "
+            f"{', '.join(report.rows_by_month)}"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "retention_months": months,
+            "kept_from": report.kept_from.isoformat(),
+            "rows_dropped": report.rows_dropped,
+            "rows_dropped_by_month": dg.MetadataValue.json(report.rows_by_month),
+            "partitions_created": dg.MetadataValue.json(report.partitions_created),
+        }
+    )

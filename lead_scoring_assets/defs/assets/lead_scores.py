@@ -46,13 +46,19 @@ def staged_lead_scores(
     as_of = config.as_of or run_start(context)
     buckets = buckets_of(context.partition_keys)
     with retry_on_transient_database_errors(context), database.open() as db:
-        context.log.info(f"full rescoring of buckets {context.partition_key_range.start}"
-                         f"-{context.partition_key_range.end} at as_of={as_of} on "
-                         f"{redact(str(db.url))}")
-        report = stage_rescore(db, as_of, chunk_size=config.chunk_size,
-                               run_id=context.run_id, buckets=buckets,
-                               is_holder_alive=dagster_run_liveness(context.instance,
-                                                                    context.log))
+        context.log.info(
+            f"full rescoring of buckets {context.partition_key_range.start}"
+            f"-{context.partition_key_range.end} at as_of={as_of} on "
+            f"{redact(str(db.url))}"
+        )
+        report = stage_rescore(
+            db,
+            as_of,
+            chunk_size=config.chunk_size,
+            run_id=context.run_id,
+            buckets=buckets,
+            is_holder_alive=dagster_run_liveness(context.instance, context.log),
+        )
     if report.malformed_by_reason:
         context.log.warning(
             f"{sum(report.malformed_by_reason.values())} malformed validation rows found "
@@ -90,8 +96,9 @@ def staged_lead_scores(
     partitions_def=contact_buckets,
     backfill_policy=bucket_backfill_policy(),
 )
-def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
-                ) -> dg.MaterializeResult:
+def lead_scores(
+    context: dg.AssetExecutionContext, database: DatabaseResource
+) -> dg.MaterializeResult:
     """The published scores: each bucket of this run's audited staged scores, with its
     malformed rows, history rows, ``last_platform_validation`` updates and queue settlement,
     swapped in in one transaction of its own, only if the run still holds that bucket's
@@ -101,8 +108,9 @@ def lead_scores(context: dg.AssetExecutionContext, database: DatabaseResource
     releases their lock (after the last retry, for a transient error); a retry publishes the
     rest."""
     with retry_on_transient_database_errors(context), database.open() as db:
-        swap = publish_rescore(db, context.run_id,
-                               retry_follows=context.retry_number + 1 < MAX_RETRIES)
+        swap = publish_rescore(
+            db, context.run_id, retry_follows=context.retry_number + 1 < MAX_RETRIES
+        )
         contacts = db.count("lead_scores")
     return dg.MaterializeResult(
         metadata={

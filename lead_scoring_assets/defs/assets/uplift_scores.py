@@ -23,8 +23,10 @@ AUDIT = "uplift_scores_are_consistent"
 
 class UpliftScoresConfig(dg.Config):
     as_of: str | None = Field(
-        default=None, description="ISO-8601 time the contacts are scored at (default: the "
-        "as_of of the published lead_scores, else now).")
+        default=None,
+        description="ISO-8601 time the contacts are scored at (default: the "
+        "as_of of the published lead_scores, else now).",
+    )
     chunk_size: int = Field(default=100_000, gt=0, description="Contacts scored per chunk.")
 
 
@@ -33,10 +35,15 @@ class UpliftScoresConfig(dg.Config):
     group_name="ml",
     kinds={"scikitlearn", "sql"},
     owners=["team:data"],
-    check_specs=[dg.AssetCheckSpec(
-        AUDIT, asset=UPLIFT_SCORES, blocking=True,
-        description="On the staged rows, before they are published: uplift in [-1, 1], "
-        "deciles 1–10, one row per contact, every contact scored (or no rows at all).")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            AUDIT,
+            asset=UPLIFT_SCORES,
+            blocking=True,
+            description="On the staged rows, before they are published: uplift in [-1, 1], "
+            "deciles 1–10, one row per contact, every contact scored (or no rows at all).",
+        )
+    ],
 )
 def uplift_scores(
     context: dg.AssetExecutionContext,
@@ -61,20 +68,27 @@ def uplift_scores(
         as_of = utc_timestamp(config.as_of) if config.as_of else published_scores_as_of(db)
         if as_of is None:
             as_of = utc_timestamp(pd.Timestamp.now(tz="UTC"))
-        report = yield from staged_audit(AUDIT, UPLIFT_SCORES, lambda: (
-            write_uplift_scores(db, champion, as_of, config.chunk_size,
-                                audit=uplift_score_violations)))
+        report = yield from staged_audit(
+            AUDIT,
+            UPLIFT_SCORES,
+            lambda: write_uplift_scores(
+                db, champion, as_of, config.chunk_size, audit=uplift_score_violations
+            ),
+        )
     mean = report.mean_uplift
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": report.contacts,
-        "as_of": report.as_of.isoformat(),
-        "model": reason if champion else f"no uplift champion: {reason}; no rows",
-        "model_version": champion.version if champion else "none",
-        "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
-        "mean_uplift": dg.MetadataValue.text("n/a") if mean is None
-        else dg.MetadataValue.float(round(mean, 5)),
-        "contacts_with_negative_uplift": report.negative,
-        "seconds_read": round(report.stages.read, 2),
-        "seconds_score": round(report.stages.compute, 2),
-        "duration_seconds": round(report.seconds_total, 2),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.contacts,
+            "as_of": report.as_of.isoformat(),
+            "model": reason if champion else f"no uplift champion: {reason}; no rows",
+            "model_version": champion.version if champion else "none",
+            "rows_by_method": dg.MetadataValue.json(dict(report.by_method)),
+            "mean_uplift": dg.MetadataValue.text("n/a")
+            if mean is None
+            else dg.MetadataValue.float(round(mean, 5)),
+            "contacts_with_negative_uplift": report.negative,
+            "seconds_read": round(report.stages.read, 2),
+            "seconds_score": round(report.stages.compute, 2),
+            "duration_seconds": round(report.seconds_total, 2),
+        }
+    )

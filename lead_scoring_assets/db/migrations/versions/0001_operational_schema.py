@@ -98,7 +98,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "malformed_validations", "lead_scores", "ladas_reference",
-        "platform_validations", "contacts",
+        "malformed_validations",
+        "lead_scores",
+        "ladas_reference",
+        "platform_validations",
+        "contacts",
     ):
         op.drop_table(table)

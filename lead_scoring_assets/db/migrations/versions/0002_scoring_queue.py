@@ -20,8 +20,15 @@ depends_on = None
 TIMESTAMP = sa.DateTime(timezone=True)
 VALIDATION_PRIORITY = 5
 CONTACT_PRIORITY = 3
-PROFILE_COLUMNS = ("full_name", "address", "state_name", "municipality", "lada", "operator",
-                   "created_at")
+PROFILE_COLUMNS = (
+    "full_name",
+    "address",
+    "state_name",
+    "municipality",
+    "lada",
+    "operator",
+    "created_at",
+)
 
 PG_ENQUEUE = """
 INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at)
@@ -58,7 +65,7 @@ def _postgresql_triggers() -> None:
         "INSERT": "SELECT id AS contact_id FROM new_rows",
         "DELETE": "SELECT id AS contact_id FROM old_rows",
         "UPDATE": "SELECT n.id AS contact_id FROM new_rows n JOIN old_rows o ON o.id = n.id "
-                  f"WHERE {_profile_changed('n', 'o')}",
+        f"WHERE {_profile_changed('n', 'o')}",
     }
     for table, rows_by_event, priority in (
         ("platform_validations", validations, VALIDATION_PRIORITY),
@@ -70,8 +77,11 @@ def _postgresql_triggers() -> None:
                 f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                 f"{PG_ENQUEUE.format(priority=priority, rows=rows)} RETURN NULL; END $$"
             )
-            transition = {"INSERT": "NEW TABLE AS new_rows", "DELETE": "OLD TABLE AS old_rows",
-                          "UPDATE": "OLD TABLE AS old_rows NEW TABLE AS new_rows"}[event]
+            transition = {
+                "INSERT": "NEW TABLE AS new_rows",
+                "DELETE": "OLD TABLE AS old_rows",
+                "UPDATE": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            }[event]
             op.execute(
                 f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {transition} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"

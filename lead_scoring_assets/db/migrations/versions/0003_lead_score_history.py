@@ -16,8 +16,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "lead_score_history",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(),
-                  primary_key=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.Identity(),
+            primary_key=True,
+        ),
         sa.Column("contact_id", sa.BigInteger, nullable=False),
         sa.Column("old_total_score", sa.Integer),
         sa.Column("new_total_score", sa.Integer, nullable=False),
@@ -27,8 +31,9 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(64)),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_lead_score_history_contact", "lead_score_history",
-                    ["contact_id", "changed_at"])
+    op.create_index(
+        "ix_lead_score_history_contact", "lead_score_history", ["contact_id", "changed_at"]
+    )
 
 
 def downgrade() -> None:

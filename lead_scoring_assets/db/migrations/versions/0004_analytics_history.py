@@ -16,8 +16,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "lead_scoring_analytics_history",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(),
-                  primary_key=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.Identity(),
+            primary_key=True,
+        ),
         sa.Column("run_id", sa.String(64)),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("contacts", sa.BigInteger, nullable=False),

@@ -21,8 +21,15 @@ branch_labels = None
 depends_on = None
 
 CONTACT_PRIORITY = 3
-PROFILE_COLUMNS = ("full_name", "address", "state_name", "municipality", "lada", "operator",
-                   "created_at")
+PROFILE_COLUMNS = (
+    "full_name",
+    "address",
+    "state_name",
+    "municipality",
+    "lada",
+    "operator",
+    "created_at",
+)
 """The profile columns of migration 0002's trigger; this migration adds ``phone_e164``."""
 
 PG_ENQUEUE = """
@@ -53,8 +60,10 @@ def _changed(columns: tuple[str, ...], new: str, old: str) -> str:
 def _contacts_update_trigger(columns: tuple[str, ...]) -> None:
     """(Re)create the trigger that enqueues a contact when one of ``columns`` changes."""
     if op.get_bind().dialect.name == "postgresql":
-        rows = ("SELECT n.id AS contact_id FROM new_rows n JOIN old_rows o ON o.id = n.id "
-                f"WHERE {_changed(columns, 'n', 'o')}")
+        rows = (
+            "SELECT n.id AS contact_id FROM new_rows n JOIN old_rows o ON o.id = n.id "
+            f"WHERE {_changed(columns, 'n', 'o')}"
+        )
         op.execute(
             "CREATE OR REPLACE FUNCTION enqueue_contacts_update() RETURNS trigger "
             "LANGUAGE plpgsql AS $$ BEGIN "
@@ -89,5 +98,7 @@ def downgrade() -> None:
     _contacts_update_trigger(PROFILE_COLUMNS)
     with op.batch_alter_table("lead_scores") as batch:
         batch.add_column(sa.Column("phone_e164", sa.String(20)))
-    op.execute("UPDATE lead_scores SET phone_e164 = (SELECT c.phone_e164 FROM contacts c "
-               "WHERE c.id = lead_scores.contact_id)")
+    op.execute(
+        "UPDATE lead_scores SET phone_e164 = (SELECT c.phone_e164 FROM contacts c "
+        "WHERE c.id = lead_scores.contact_id)"
+    )

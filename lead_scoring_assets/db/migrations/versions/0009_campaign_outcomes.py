@@ -63,8 +63,11 @@ def upgrade() -> None:
         sa.Column("model_version", sa.String(16)),
         sa.Column("method", sa.String(16), nullable=False),
         sa.Column("calculated_at", timestamp, nullable=False),
-        *(sa.Column(f"{side}_feature_{i}", sa.SmallInteger)
-          for side in ("up", "down") for i in (1, 2, 3)),
+        *(
+            sa.Column(f"{side}_feature_{i}", sa.SmallInteger)
+            for side in ("up", "down")
+            for i in (1, 2, 3)
+        ),
         *(sa.Column(f"{side}_effect_{i}", sa.REAL) for side in ("up", "down") for i in (1, 2, 3)),
     )
 

@@ -91,8 +91,10 @@ def _postgres() -> bool:
 
 def _add_partitions(table: str) -> None:
     for bucket in range(BUCKETS):
-        op.execute(f"CREATE TABLE {table}_p{bucket:02d} PARTITION OF {table} "
-                   f"FOR VALUES WITH (MODULUS {BUCKETS}, REMAINDER {bucket})")
+        op.execute(
+            f"CREATE TABLE {table}_p{bucket:02d} PARTITION OF {table} "
+            f"FOR VALUES WITH (MODULUS {BUCKETS}, REMAINDER {bucket})"
+        )
 
 
 def _create(columns: list[sa.Column], partitioned: bool = False) -> None:
@@ -123,13 +125,15 @@ def upgrade() -> None:
         "profile_fields": days(f"{field('quality_factors', 'profile_completeness')} * 6"),
         "account_age_days": days(f"{field('quality_factors', 'account_age')} * 365"),
         "validation_recency_days": days(
-            f"(1 - {field('quality_factors', 'validation_recency')}) * 30"),
+            f"(1 - {field('quality_factors', 'validation_recency')}) * 30"
+        ),
         "lada_state_match": f"({field('quality_factors', 'geographic_consistency')} = 1)",
     }
     columns = [c.name for c in _compact_columns()]
     values = [derived.get(c, c) for c in columns]
-    op.execute(f"INSERT INTO lead_scores ({', '.join(columns)}) "
-               f"SELECT {', '.join(values)} FROM {OLD}")
+    op.execute(
+        f"INSERT INTO lead_scores ({', '.join(columns)}) SELECT {', '.join(values)} FROM {OLD}"
+    )
     op.drop_table(OLD)
     if postgres:
         for table, indexed in PARTITIONED.items():
@@ -164,15 +168,25 @@ def downgrade() -> None:
     _set_aside()
     _create(_json_columns())
     columns = [c.name for c in _json_columns()]
-    json_value = ("CAST(:score_breakdown AS json)" if connection.dialect.name == "postgresql"
-                  else ":score_breakdown")
+    json_value = (
+        "CAST(:score_breakdown AS json)"
+        if connection.dialect.name == "postgresql"
+        else ":score_breakdown"
+    )
     insert = sa.text(
         f"INSERT INTO lead_scores ({', '.join(columns)}) VALUES "
-        f"({', '.join(json_value if c == 'score_breakdown' else f':{c}' for c in columns)})")
+        f"({', '.join(json_value if c == 'score_breakdown' else f':{c}' for c in columns)})"
+    )
     rows = connection.execute(sa.text(f"SELECT * FROM {OLD} ORDER BY contact_id")).mappings()
     while batch := rows.fetchmany(10_000):
-        connection.execute(insert, [
-            {**{c: row[c] for c in columns if c != "score_breakdown"},
-             "score_breakdown": json.dumps(breakdown_of(row), separators=(",", ":"))}
-            for row in batch])
+        connection.execute(
+            insert,
+            [
+                {
+                    **{c: row[c] for c in columns if c != "score_breakdown"},
+                    "score_breakdown": json.dumps(breakdown_of(row), separators=(",", ":")),
+                }
+                for row in batch
+            ],
+        )
     op.drop_table(OLD)

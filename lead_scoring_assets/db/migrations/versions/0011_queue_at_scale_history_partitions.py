@@ -51,15 +51,29 @@ def _queue_indexes() -> None:
     op.drop_index("ix_scoring_queue_claim", "scoring_queue")
     op.drop_index("ix_scoring_queue_leased_by", "scoring_queue")
     never_leased = sa.text("leased_until IS NULL")
-    op.create_index("ix_scoring_queue_claim_order", "scoring_queue",
-                    [sa.text("priority DESC"), "updated_at", "contact_id"],
-                    postgresql_where=never_leased, sqlite_where=never_leased)
+    op.create_index(
+        "ix_scoring_queue_claim_order",
+        "scoring_queue",
+        [sa.text("priority DESC"), "updated_at", "contact_id"],
+        postgresql_where=never_leased,
+        sqlite_where=never_leased,
+    )
     leased = sa.text("leased_until IS NOT NULL")
-    op.create_index("ix_scoring_queue_lease", "scoring_queue", ["leased_until"],
-                    postgresql_where=leased, sqlite_where=leased)
+    op.create_index(
+        "ix_scoring_queue_lease",
+        "scoring_queue",
+        ["leased_until"],
+        postgresql_where=leased,
+        sqlite_where=leased,
+    )
     owned = sa.text("leased_by IS NOT NULL")
-    op.create_index("ix_scoring_queue_leased_by", "scoring_queue", ["leased_by"],
-                    postgresql_where=owned, sqlite_where=owned)
+    op.create_index(
+        "ix_scoring_queue_leased_by",
+        "scoring_queue",
+        ["leased_by"],
+        postgresql_where=owned,
+        sqlite_where=owned,
+    )
 
 
 def _queue_size() -> None:
@@ -69,50 +83,69 @@ def _queue_size() -> None:
             op.execute(
                 f"CREATE FUNCTION count_scoring_queue_{event}() RETURNS trigger "
                 "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO scoring_queue_size (entries) "
-                f"SELECT {count} FROM changed_rows HAVING count(*) > 0; RETURN NULL; END $$")
+                f"SELECT {count} FROM changed_rows HAVING count(*) > 0; RETURN NULL; END $$"
+            )
             op.execute(
                 f"CREATE TRIGGER count_scoring_queue_{event} AFTER {event.upper()} ON "
                 f"scoring_queue REFERENCING {transition} FOR EACH STATEMENT "
-                f"EXECUTE FUNCTION count_scoring_queue_{event}()")
+                f"EXECUTE FUNCTION count_scoring_queue_{event}()"
+            )
         op.execute(
             "CREATE FUNCTION count_scoring_queue_truncate() RETURNS trigger LANGUAGE plpgsql "
-            "AS $$ BEGIN DELETE FROM scoring_queue_size; RETURN NULL; END $$")
+            "AS $$ BEGIN DELETE FROM scoring_queue_size; RETURN NULL; END $$"
+        )
         op.execute(
             "CREATE TRIGGER count_scoring_queue_truncate AFTER TRUNCATE ON scoring_queue "
-            "FOR EACH STATEMENT EXECUTE FUNCTION count_scoring_queue_truncate()")
+            "FOR EACH STATEMENT EXECUTE FUNCTION count_scoring_queue_truncate()"
+        )
     else:
         for event, sign in (("insert", "+"), ("delete", "-")):
             op.execute(
                 f"CREATE TRIGGER count_scoring_queue_{event} AFTER {event.upper()} ON "
                 "scoring_queue BEGIN UPDATE scoring_queue_size SET entries = entries "
-                f"{sign} 1; END")
+                f"{sign} 1; END"
+            )
     # after the triggers: on PostgreSQL creating them locked out concurrent queue writers
     op.execute("INSERT INTO scoring_queue_size (entries) SELECT count(*) FROM scoring_queue")
 
 
 def _history_months(source: str) -> list[date]:
     """The UTC months holding rows of ``source``, plus this month and the next."""
-    return op.get_bind().execute(sa.text(
-        "SELECT DISTINCT (m AT TIME ZONE 'UTC')::date FROM (SELECT date_trunc('month', "
-        f"changed_at, 'UTC') AS m FROM {source} UNION SELECT date_trunc('month', now(), 'UTC') "
-        "UNION SELECT date_trunc('month', now(), 'UTC') + interval '1 month') AS months "
-        "ORDER BY 1")).scalars().all()
+    return (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT DISTINCT (m AT TIME ZONE 'UTC')::date FROM (SELECT date_trunc('month', "
+                f"changed_at, 'UTC') AS m FROM {source} UNION SELECT date_trunc('month', now(), 'UTC') "
+                "UNION SELECT date_trunc('month', now(), 'UTC') + interval '1 month') AS months "
+                "ORDER BY 1"
+            )
+        )
+        .scalars()
+        .all()
+    )
 
 
 def _month_partition(month: date) -> None:
     end = (month + timedelta(days=32)).replace(day=1)
-    op.execute(f"CREATE TABLE {HISTORY}_{month:%Y_%m} PARTITION OF {HISTORY} FOR VALUES "
-               f"FROM ('{month:%Y-%m-%d} 00:00:00+00') TO ('{end:%Y-%m-%d} 00:00:00+00')")
+    op.execute(
+        f"CREATE TABLE {HISTORY}_{month:%Y_%m} PARTITION OF {HISTORY} FOR VALUES "
+        f"FROM ('{month:%Y-%m-%d} 00:00:00+00') TO ('{end:%Y-%m-%d} 00:00:00+00')"
+    )
 
 
 def _copy_history(source: str) -> None:
     """The rows of ``source`` into the new history table, ids kept and continued; ``source``
     dropped, its sequence's name taken over."""
     op.execute(f"INSERT INTO {HISTORY} SELECT * FROM {source}")
-    sequence = op.get_bind().execute(
-        sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": HISTORY}).scalar_one()
-    op.execute(f"SELECT setval('{sequence}', coalesce((SELECT max(id) FROM {HISTORY}), 0) + 1, "
-               "false)")
+    sequence = (
+        op.get_bind()
+        .execute(sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": HISTORY})
+        .scalar_one()
+    )
+    op.execute(
+        f"SELECT setval('{sequence}', coalesce((SELECT max(id) FROM {HISTORY}), 0) + 1, false)"
+    )
     op.execute(f"DROP TABLE {source}")
     if not sequence.endswith(f"{HISTORY}_id_seq"):
         op.execute(f"ALTER SEQUENCE {sequence} RENAME TO {HISTORY}_id_seq")
@@ -120,11 +153,14 @@ def _copy_history(source: str) -> None:
 
 def _partition_history() -> None:
     op.execute(f"ALTER TABLE {HISTORY} RENAME TO {HISTORY}_flat")
-    op.execute(f"ALTER TABLE {HISTORY}_flat RENAME CONSTRAINT {HISTORY}_pkey "
-               f"TO {HISTORY}_flat_pkey")
+    op.execute(
+        f"ALTER TABLE {HISTORY}_flat RENAME CONSTRAINT {HISTORY}_pkey TO {HISTORY}_flat_pkey"
+    )
     op.execute(f"ALTER INDEX ix_{HISTORY}_contact RENAME TO ix_{HISTORY}_flat_contact")
-    op.execute(f"CREATE TABLE {HISTORY} ({HISTORY_COLUMNS}, PRIMARY KEY (id, changed_at)) "
-               "PARTITION BY RANGE (changed_at)")
+    op.execute(
+        f"CREATE TABLE {HISTORY} ({HISTORY_COLUMNS}, PRIMARY KEY (id, changed_at)) "
+        "PARTITION BY RANGE (changed_at)"
+    )
     for month in _history_months(f"{HISTORY}_flat"):
         _month_partition(month)
     _copy_history(f"{HISTORY}_flat")
@@ -134,8 +170,10 @@ def _partition_history() -> None:
 def _unpartition_history() -> None:
     op.execute(f"ALTER TABLE {HISTORY} RENAME TO {HISTORY}_partitioned")
     op.execute(f"ALTER INDEX ix_{HISTORY}_contact RENAME TO ix_{HISTORY}_partitioned_contact")
-    op.execute(f"ALTER TABLE {HISTORY}_partitioned RENAME CONSTRAINT {HISTORY}_pkey "
-               f"TO {HISTORY}_partitioned_pkey")
+    op.execute(
+        f"ALTER TABLE {HISTORY}_partitioned RENAME CONSTRAINT {HISTORY}_pkey "
+        f"TO {HISTORY}_partitioned_pkey"
+    )
     op.execute(f"CREATE TABLE {HISTORY} ({HISTORY_COLUMNS}, PRIMARY KEY (id))")
     _copy_history(f"{HISTORY}_partitioned")
     op.execute(f"CREATE INDEX ix_{HISTORY}_contact ON {HISTORY} (contact_id, changed_at)")
@@ -158,8 +196,11 @@ def downgrade() -> None:
         for event in ("insert", "delete"):
             op.execute(f"DROP TRIGGER count_scoring_queue_{event}")
     op.drop_table("scoring_queue_size")
-    for name in ("ix_scoring_queue_claim_order", "ix_scoring_queue_lease",
-                 "ix_scoring_queue_leased_by"):
+    for name in (
+        "ix_scoring_queue_claim_order",
+        "ix_scoring_queue_lease",
+        "ix_scoring_queue_leased_by",
+    ):
         op.drop_index(name, "scoring_queue")
     op.create_index("ix_scoring_queue_claim", "scoring_queue", ["priority", "updated_at"])
     op.create_index("ix_scoring_queue_leased_by", "scoring_queue", ["leased_by"])

@@ -28,11 +28,21 @@ depends_on = None
 
 VALIDATION_PRIORITY = 5
 CONTACT_PRIORITY = 3
-PROFILE_COLUMNS = ("phone_e164", "full_name", "address", "state_name", "municipality", "lada",
-                   "operator", "created_at")
+PROFILE_COLUMNS = (
+    "phone_e164",
+    "full_name",
+    "address",
+    "state_name",
+    "municipality",
+    "lada",
+    "operator",
+    "created_at",
+)
 """The contact columns whose change enqueues the contact (migrations 0002 and 0007)."""
-WAKE = ("leased_until = CASE WHEN scoring_queue.leased_by IS NULL THEN NULL "
-        "ELSE scoring_queue.leased_until END,")
+WAKE = (
+    "leased_until = CASE WHEN scoring_queue.leased_by IS NULL THEN NULL "
+    "ELSE scoring_queue.leased_until END,"
+)
 
 PG_ENQUEUE = """
 INSERT INTO scoring_queue (contact_id, priority, created_at, updated_at)
@@ -71,14 +81,17 @@ def _postgresql_functions(wake: str) -> None:
             "insert": "SELECT id AS contact_id FROM new_rows",
             "delete": "SELECT id AS contact_id FROM old_rows",
             "update": "SELECT n.id AS contact_id FROM new_rows n JOIN old_rows o ON o.id = n.id "
-                      f"WHERE {_profile_changed('n', 'o')}",
+            f"WHERE {_profile_changed('n', 'o')}",
         },
     }
-    for table, priority in (("platform_validations", VALIDATION_PRIORITY),
-                            ("contacts", CONTACT_PRIORITY)):
+    for table, priority in (
+        ("platform_validations", VALIDATION_PRIORITY),
+        ("contacts", CONTACT_PRIORITY),
+    ):
         for event in EVENTS:
-            enqueue = PG_ENQUEUE.format(priority=priority, rows=rows_by_table[table][event],
-                                        wake=wake)
+            enqueue = PG_ENQUEUE.format(
+                priority=priority, rows=rows_by_table[table][event], wake=wake
+            )
             op.execute(
                 f"CREATE OR REPLACE FUNCTION enqueue_{table}_{event}() RETURNS trigger "
                 f"LANGUAGE plpgsql AS $$ BEGIN {enqueue} RETURN NULL; END $$"

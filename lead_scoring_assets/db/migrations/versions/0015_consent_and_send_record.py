@@ -32,22 +32,38 @@ REASONS = ("opt_out", "repus", "hard_bounce", "arco", "manual")
 NUMERIC_FEATURES = (
     *(f"has_{p}" for p in ("whatsapp", "instagram", "facebook", "google", "apple")),
     *(f"{p}_score" for p in ("whatsapp", "instagram", "facebook", "google", "apple")),
-    "platform_count", "business_account_count", "premium_account_count", "validation_count",
-    "avg_confidence_score", "profile_completeness", "geographic_consistency",
-    "account_age_days", "validation_recency_days", "has_business_accounts",
-    "has_premium_accounts", "is_multi_platform", "meta_ecosystem_user", "tech_ecosystem_user",
+    "platform_count",
+    "business_account_count",
+    "premium_account_count",
+    "validation_count",
+    "avg_confidence_score",
+    "profile_completeness",
+    "geographic_consistency",
+    "account_age_days",
+    "validation_recency_days",
+    "has_business_accounts",
+    "has_premium_accounts",
+    "is_multi_platform",
+    "meta_ecosystem_user",
+    "tech_ecosystem_user",
 )
 """``conversion_v1``'s numeric features (ml/features.py ``FEATURE_COLUMNS`` at this revision)."""
 REAL_FEATURES = ("avg_confidence_score", "profile_completeness", "geographic_consistency")
 INTEGER_FEATURES = ("account_age_days", "validation_recency_days")
 CATEGORICAL_FEATURES = ("state", "carrier", "lada_status")
 CAMPAIGN_COLUMNS = (
-    ("status", sa.String(16)), ("planned_at", sa.DateTime(timezone=True)),
-    ("as_of", sa.DateTime(timezone=True)), ("filters", sa.Text),
-    ("file_name", sa.Text), ("file_sha256", sa.String(64)),
-    ("cost_per_message", sa.Float), ("value_per_conversion", sa.Float),
-    ("control_share", sa.Float), ("target_recipients", sa.BigInteger),
-    ("control_recipients", sa.BigInteger), ("suppressed", sa.BigInteger),
+    ("status", sa.String(16)),
+    ("planned_at", sa.DateTime(timezone=True)),
+    ("as_of", sa.DateTime(timezone=True)),
+    ("filters", sa.Text),
+    ("file_name", sa.Text),
+    ("file_sha256", sa.String(64)),
+    ("cost_per_message", sa.Float),
+    ("value_per_conversion", sa.Float),
+    ("control_share", sa.Float),
+    ("target_recipients", sa.BigInteger),
+    ("control_recipients", sa.BigInteger),
+    ("suppressed", sa.BigInteger),
 )
 
 REJECTED_OUTCOMES = """
@@ -67,8 +83,10 @@ WHERE NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = o.campaign_id)
    OR o.delivered IS NULL
    OR (o.converted AND NOT o.delivered {control})
 """
-NOT_CONTROL = ("AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = "
-               "o.campaign_id AND r.contact_id = o.contact_id AND r.arm = 'control')")
+NOT_CONTROL = (
+    "AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = "
+    "o.campaign_id AND r.contact_id = o.contact_id AND r.arm = 'control')"
+)
 
 
 def _feature_type(name: str) -> sa.types.TypeEngine:
@@ -88,10 +106,12 @@ def upgrade() -> None:
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("recorded_at", timestamp, nullable=False),
         sa.Column("expires_at", timestamp),
-        sa.CheckConstraint(f"reason IN ({', '.join(repr(r) for r in REASONS)})",
-                           name="suppressions_reason"),
-        sa.CheckConstraint("phone_e164 LIKE '+52__________' AND length(phone_e164) = 13",
-                           name="suppressions_e164"),
+        sa.CheckConstraint(
+            f"reason IN ({', '.join(repr(r) for r in REASONS)})", name="suppressions_reason"
+        ),
+        sa.CheckConstraint(
+            "phone_e164 LIKE '+52__________' AND length(phone_e164) = 13", name="suppressions_e164"
+        ),
     )
     op.create_index("suppressions_by_reason", "suppressions", ["reason"])
     op.create_table(
@@ -102,9 +122,13 @@ def upgrade() -> None:
         sa.Column("received_at", timestamp),
         sa.Column("processed_at", timestamp),
     )
-    op.create_index("sms_replies_unprocessed", "sms_replies", ["received_at", "id"],
-                    postgresql_where=sa.text("processed_at IS NULL"),
-                    sqlite_where=sa.text("processed_at IS NULL"))
+    op.create_index(
+        "sms_replies_unprocessed",
+        "sms_replies",
+        ["received_at", "id"],
+        postgresql_where=sa.text("processed_at IS NULL"),
+        sqlite_where=sa.text("processed_at IS NULL"),
+    )
     with op.batch_alter_table("campaigns") as batch:
         for name, column_type in CAMPAIGN_COLUMNS:
             batch.add_column(sa.Column(name, column_type))
@@ -129,8 +153,9 @@ def upgrade() -> None:
         *(sa.Column(name, _feature_type(name)) for name in NUMERIC_FEATURES),
         *(sa.Column(name, sa.Text) for name in CATEGORICAL_FEATURES),
     )
-    op.create_index("campaign_recipient_features_by_contact", "campaign_recipient_features",
-                    ["contact_id"])
+    op.create_index(
+        "campaign_recipient_features_by_contact", "campaign_recipient_features", ["contact_id"]
+    )
     op.create_index("sms_replies_by_phone", "sms_replies", ["phone_e164"])
     op.create_index("campaign_outcomes_by_contact", "campaign_outcomes", ["contact_id"])
     op.create_index("malformed_validations_by_contact", "malformed_validations", ["contact_id"])

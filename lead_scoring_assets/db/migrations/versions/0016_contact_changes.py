@@ -24,10 +24,19 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-CHANGED_COLUMNS = ("phone_e164", "full_name", "address", "state_name", "municipality", "lada",
-                   "operator", "created_at")
-INSERT = (f"INSERT INTO contact_changes (contact_id, changed_at, change, "
-          f"{', '.join(CHANGED_COLUMNS)}) ")
+CHANGED_COLUMNS = (
+    "phone_e164",
+    "full_name",
+    "address",
+    "state_name",
+    "municipality",
+    "lada",
+    "operator",
+    "created_at",
+)
+INSERT = (
+    f"INSERT INTO contact_changes (contact_id, changed_at, change, {', '.join(CHANGED_COLUMNS)}) "
+)
 SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
 REJECTED_OUTCOMES = """
 CREATE VIEW rejected_campaign_outcomes AS
@@ -45,14 +54,17 @@ WHERE NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = o.campaign_id)
    OR o.delivered IS NULL
    OR (o.converted AND NOT o.delivered {control})
 """
-CONTROL = ("AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = "
-           "o.campaign_id AND r.contact_id = o.contact_id AND r.arm = 'control')")
+CONTROL = (
+    "AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = "
+    "o.campaign_id AND r.contact_id = o.contact_id AND r.arm = 'control')"
+)
 NO_CONTACT = "NOT EXISTS (SELECT 1 FROM contacts k WHERE k.id = o.contact_id)"
 NOTHING_KNOWN = (
     f"({NO_CONTACT} "
     "AND NOT EXISTS (SELECT 1 FROM contact_changes h WHERE h.contact_id = o.contact_id) "
     "AND NOT EXISTS (SELECT 1 FROM campaign_recipient_features f "
-    "WHERE f.campaign_id = o.campaign_id AND f.contact_id = o.contact_id))")
+    "WHERE f.campaign_id = o.campaign_id AND f.contact_id = o.contact_id))"
+)
 
 
 def _changed(new: str, old: str) -> str:
@@ -65,31 +77,42 @@ def _old_values(old: str) -> str:
 
 def _postgresql_triggers() -> None:
     for event, transition, rows in (
-        ("update", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-         f"FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_changed('n', 'o')}"),
+        (
+            "update",
+            "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            f"FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_changed('n', 'o')}",
+        ),
         ("delete", "OLD TABLE AS old_rows", "FROM old_rows o"),
     ):
         name = f"record_contact_{event}"
         op.execute(
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             f"{INSERT}SELECT o.id, clock_timestamp(), '{event}', {_old_values('o')} {rows}; "
-            "RETURN NULL; END $$")
-        op.execute(f"CREATE TRIGGER {name} AFTER {event.upper()} ON contacts REFERENCING "
-                   f"{transition} FOR EACH STATEMENT EXECUTE FUNCTION {name}()")
+            "RETURN NULL; END $$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {name} AFTER {event.upper()} ON contacts REFERENCING "
+            f"{transition} FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+        )
 
 
 def _sqlite_triggers() -> None:
     for event, when in (("update", f"WHEN {_changed('NEW', 'OLD')}"), ("delete", "")):
         op.execute(
             f"CREATE TRIGGER record_contact_{event} AFTER {event.upper()} ON contacts {when} "
-            f"BEGIN {INSERT}VALUES (OLD.id, {SQLITE_NOW}, '{event}', {_old_values('OLD')}); END")
+            f"BEGIN {INSERT}VALUES (OLD.id, {SQLITE_NOW}, '{event}', {_old_values('OLD')}); END"
+        )
 
 
 def upgrade() -> None:
     op.create_table(
         "contact_changes",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                  sa.Identity(always=False), primary_key=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            sa.Identity(always=False),
+            primary_key=True,
+        ),
         sa.Column("contact_id", sa.BigInteger, nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("change", sa.String(8), nullable=False),
@@ -103,8 +126,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("change IN ('update', 'delete')", name="contact_changes_change"),
     )
-    op.create_index("contact_changes_by_contact", "contact_changes",
-                    ["contact_id", "changed_at"])
+    op.create_index("contact_changes_by_contact", "contact_changes", ["contact_id", "changed_at"])
     if op.get_bind().dialect.name == "postgresql":
         _postgresql_triggers()
     else:

@@ -25,11 +25,15 @@ depends_on = None
 TABLE = "uplift_scores"
 BUCKETS = 16
 CAMPAIGN_COLUMNS = (
-    ("rank_by", sa.String(16)), ("select_rule", sa.String(16)), ("budget", sa.Float),
+    ("rank_by", sa.String(16)),
+    ("select_rule", sa.String(16)),
+    ("budget", sa.Float),
     ("uplift_model_version", sa.String(16)),
     ("expected_incremental_conversions", sa.Float),
-    ("expected_incremental_low", sa.Float), ("expected_incremental_high", sa.Float),
-    ("expected_profit", sa.Float), ("expected_profit_low", sa.Float),
+    ("expected_incremental_low", sa.Float),
+    ("expected_incremental_high", sa.Float),
+    ("expected_profit", sa.Float),
+    ("expected_profit_low", sa.Float),
     ("expected_profit_high", sa.Float),
 )
 
@@ -43,15 +47,20 @@ def upgrade() -> None:
         sa.Column("model_version", sa.String(16), nullable=False),
         sa.Column("method", sa.String(32), nullable=False),
         sa.Column("calculated_at", timestamp, nullable=False),
-        *(sa.Column(f"{side}_feature_{i}", sa.SmallInteger)
-          for side in ("up", "down") for i in (1, 2, 3)),
+        *(
+            sa.Column(f"{side}_feature_{i}", sa.SmallInteger)
+            for side in ("up", "down")
+            for i in (1, 2, 3)
+        ),
         *(sa.Column(f"{side}_effect_{i}", sa.REAL) for side in ("up", "down") for i in (1, 2, 3)),
     ]
     if op.get_bind().dialect.name == "postgresql":
         op.create_table(TABLE, *columns, postgresql_partition_by="HASH (contact_id)")
         for bucket in range(BUCKETS):
-            op.execute(f"CREATE TABLE {TABLE}_p{bucket:02d} PARTITION OF {TABLE} "
-                       f"FOR VALUES WITH (MODULUS {BUCKETS}, REMAINDER {bucket})")
+            op.execute(
+                f"CREATE TABLE {TABLE}_p{bucket:02d} PARTITION OF {TABLE} "
+                f"FOR VALUES WITH (MODULUS {BUCKETS}, REMAINDER {bucket})"
+            )
     else:
         op.create_table(TABLE, *columns)
     with op.batch_alter_table("campaigns") as batch:
