@@ -469,7 +469,9 @@ def test_training_logs_candidates_and_rule_then_scores_every_contact(home, tmp_p
     assert rates.campaign == latest["name"]
     recipients = database.read_frame(
         "SELECT count(*) AS n FROM campaign_outcomes o JOIN lead_scores s "
-        "ON s.contact_id = o.contact_id WHERE o.campaign_id = :id",
+        "ON s.contact_id = o.contact_id WHERE o.campaign_id = :id AND NOT EXISTS ("
+        "SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = o.campaign_id "
+        "AND r.contact_id = o.contact_id AND r.arm = 'control')",
         {"id": int(latest["id"])},
     )
     assert (
