@@ -430,7 +430,8 @@ def test_the_api_serves_the_campaign_results(database):
         platform.json()["costs_from"],
     ) == (0.2, 50.0, "default")
     assert planned_only.status_code == 404 and unknown.status_code == 404
-    assert "no campaign with id 99" in unknown.json()["detail"]
+    assert "no campaign with this id" in unknown.json()["detail"]
+    assert "99" not in unknown.json()["detail"]
     assert without_key.status_code == 401 and negative.status_code == 422
     assert body["predicted"] is None
 
