@@ -33,7 +33,7 @@ class _WithoutRegistryMessages(io.TextIOBase):
     """A stream passing every line on but the model registry's own announcements, which
     ``mlflow.register_model`` prints to stderr whatever the log level."""
 
-    DROPPED = ("Successfully registered model '", "Created version '")
+    DROPPED = ("Successfully registered model '", "Created version '", "Registered model '")
 
     def __init__(self, stream) -> None:
         self.stream, self.pending = stream, ""

@@ -235,8 +235,8 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
 
 
 def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, demo_database):
-    """A demo campaign (no control group) planned with an expectation: its row in "Previsto
-    vs medido" with the expected figures and nothing measured yet."""
+    """A demo campaign (with its control group) planned with an expectation: its row in
+    "Previsto vs medido" with the expected figures, the measured ones and whether they agree."""
     with demo_database.engine.begin() as connection:
         connection.execute(
             sa.text(
@@ -256,8 +256,10 @@ def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, d
         expect(page.locator("#predicted tbody tr")).to_have_count(1)
         cells = page.locator("#predicted tbody tr[data-campaign-id='1'] td")
         expect(cells.nth(1)).to_have_text("12.5 [4.25, 20.75]")
-        expect(cells.nth(2)).to_have_text("Sin medición todavía")
-        expect(cells.nth(3)).to_have_text("—")
+        expect(cells.nth(2)).to_have_text(
+            re.compile(r"^[-−]?[\d,.]+ \[[-−]?[\d,.]+, [-−]?[\d,.]+\]$")
+        )
+        expect(cells.nth(3)).to_have_text(re.compile(r"^(Sí|No)$"))
         expect(cells.nth(4)).to_have_text("$1,300 [$290, $2,310]")
         expect(page.locator("#error")).to_be_hidden()
         browser.close()
@@ -347,10 +349,11 @@ def test_card_reasons_proof_page_and_figures_in_both_languages(
             expect(sections.first.locator(".proof-tier-chart svg rect")).not_to_have_count(0)
             expect(sections.first.locator(".proof-deciles tbody tr")).to_have_count(10)
             expect(sections.first.locator(".proof-control")).to_have_text(
-                {
-                    "es": "Sin grupo de control: solo conversiones",
-                    "en": "No control group: conversions only",
-                }[lang]
+                re.compile(
+                    {"es": "^Frente al grupo de control: ", "en": "^Against the control group: "}[
+                        lang
+                    ]
+                )
             )
             expect(page.locator("#error")).to_be_hidden()
             if save and lang == "es":

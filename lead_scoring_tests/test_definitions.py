@@ -263,6 +263,7 @@ def test_the_demo_prints_a_summary_not_the_frameworks_log(tmp_path):
         "Warning:",
         "Telemetry",
         "Successfully registered model",
+        "already exists. Creating a new version",
         "Created version",
     ):
         assert noise not in output, f"{noise!r} in the demo's output"

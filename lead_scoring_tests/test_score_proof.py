@@ -91,10 +91,12 @@ def test_conversion_by_tier_and_decile_for_every_campaign(demo_database):
     scores = database.read_frame("SELECT contact_id, total_score FROM lead_scores")
     deciles = database.read_frame("SELECT contact_id, probability_decile FROM conversion_scores")
     for campaign in proof[1:]:
-        assert campaign["basis"] == CURRENT and campaign["against_control"] is None
+        assert campaign["basis"] == CURRENT and campaign["against_control"] is not None
         outcomes = database.read_frame(
-            "SELECT contact_id, converted, converted_at FROM campaign_outcomes "
-            "WHERE campaign_id = :id",
+            "SELECT contact_id, converted, converted_at FROM campaign_outcomes o "
+            "WHERE campaign_id = :id AND NOT EXISTS (SELECT 1 FROM campaign_recipients r "
+            "WHERE r.campaign_id = o.campaign_id AND r.contact_id = o.contact_id "
+            "AND r.arm = 'control')",
             {"id": campaign["campaign_id"]},
         )
         sent = pd.Timestamp(campaign["sent_at"])
