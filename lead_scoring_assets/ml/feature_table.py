@@ -54,6 +54,15 @@ def published_scores_as_of(database: Database) -> pd.Timestamp | None:
     return None if value is None or pd.isna(value) else utc_timestamp(value)
 
 
+def scoring_as_of(database: Database, requested: str | None = None) -> pd.Timestamp:
+    """The moment a scoring asset scores at: ``requested`` (ISO 8601) if given, else the
+    published ``lead_scores``' ``as_of``, else now."""
+    if requested:
+        return utc_timestamp(requested)
+    published = published_scores_as_of(database)
+    return published if published is not None else utc_timestamp(pd.Timestamp.now(tz="UTC"))
+
+
 def require_features_as_of(database: Database) -> pd.Timestamp:
     """The one ``as_of`` that ``contact_features`` and the published ``lead_scores`` share;
     ``AsOfMismatch`` (with both moments) when they differ."""

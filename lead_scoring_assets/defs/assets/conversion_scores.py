@@ -2,7 +2,6 @@
 reasons from the ``lead_conversion`` champion (or the rule score's rank without one)."""
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from lead_scoring_assets.defs.checks import staged_audit
@@ -18,9 +17,8 @@ from lead_scoring_assets.ml.conversion_tracking import (
     conversion_target,
     load_conversion_champion,
 )
-from lead_scoring_assets.ml.feature_table import published_scores_as_of
+from lead_scoring_assets.ml.feature_table import scoring_as_of
 from lead_scoring_assets.ml.tracking import ChampionUnavailable
-from lead_scoring_assets.scoring.engine import utc_timestamp
 
 AUDIT = "conversion_scores_are_consistent"
 
@@ -72,9 +70,7 @@ def conversion_scores(
             "score's decile (method rule_rank)"
         )
     with retry_on_transient_database_errors(context), database.open() as db:
-        as_of = utc_timestamp(config.as_of) if config.as_of else published_scores_as_of(db)
-        if as_of is None:
-            as_of = utc_timestamp(pd.Timestamp.now(tz="UTC"))
+        as_of = scoring_as_of(db, config.as_of)
         report = yield from staged_audit(
             AUDIT,
             CONVERSION_SCORES,

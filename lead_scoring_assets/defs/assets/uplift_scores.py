@@ -2,13 +2,12 @@
 ``lead_uplift`` champion; no rows without one."""
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from lead_scoring_assets.defs.checks import staged_audit
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.defs.retries import retry_on_transient_database_errors
-from lead_scoring_assets.ml.feature_table import published_scores_as_of
+from lead_scoring_assets.ml.feature_table import scoring_as_of
 from lead_scoring_assets.ml.tracking import ChampionUnavailable
 from lead_scoring_assets.ml.uplift_scores import (
     UPLIFT_SCORES,
@@ -16,7 +15,6 @@ from lead_scoring_assets.ml.uplift_scores import (
     write_uplift_scores,
 )
 from lead_scoring_assets.ml.uplift_tracking import load_uplift_champion, uplift_target
-from lead_scoring_assets.scoring.engine import utc_timestamp
 
 AUDIT = "uplift_scores_are_consistent"
 
@@ -65,9 +63,7 @@ def uplift_scores(
     if champion is None:
         context.log.warning(f"no uplift champion ({reason}): uplift_scores is left empty")
     with retry_on_transient_database_errors(context), database.open() as db:
-        as_of = utc_timestamp(config.as_of) if config.as_of else published_scores_as_of(db)
-        if as_of is None:
-            as_of = utc_timestamp(pd.Timestamp.now(tz="UTC"))
+        as_of = scoring_as_of(db, config.as_of)
         report = yield from staged_audit(
             AUDIT,
             UPLIFT_SCORES,
