@@ -261,6 +261,27 @@ def decide(
     return (CHAMPION, basis, f"{cause}; top-decile lift {lift:.3f} > the rule's {rule_lift:.3f}")
 
 
+def registry_tags(
+    candidate: str,
+    run_id: str,
+    model_uri: str,
+    split: Split,
+    metrics: dict[str, float],
+    dagster_run_id: str | None,
+) -> dict[str, str]:
+    """The tags a registered conversion or uplift model version carries: where it comes
+    from, its holdout and its metrics there, and its checksum."""
+    return {
+        "candidate": candidate,
+        "feature_set_version": CONVERSION_FEATURE_SET,
+        "mlflow_run_id": run_id,
+        "dagster_run_id": dagster_run_id or "",
+        "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
+        "holdout_metrics": json.dumps({k: round(v, 6) for k, v in metrics.items()}),
+        "model_sha256": model_checksum(model_uri),
+    }
+
+
 def register_conversion_model(
     client: MlflowClient,
     target: MlflowTarget,
@@ -277,14 +298,10 @@ def register_conversion_model(
         best.model_uri,
         name,
         tags={
-            "candidate": best.trained.name,
-            "feature_set_version": CONVERSION_FEATURE_SET,
-            "mlflow_run_id": best.run_id,
-            "dagster_run_id": dagster_run_id or "",
-            "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
-            "holdout_metrics": json.dumps({k: round(v, 6) for k, v in metrics.items()}),
+            **registry_tags(
+                best.trained.name, best.run_id, best.model_uri, split, metrics, dagster_run_id
+            ),
             "rule_metrics": json.dumps({k: round(v, 6) for k, v in rule.metrics.items()}),
-            "model_sha256": model_checksum(best.model_uri),
         },
     ).version
     champion_metrics: dict[str, float] = {}

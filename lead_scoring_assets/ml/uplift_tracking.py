@@ -25,6 +25,7 @@ from lead_scoring_assets.ml.conversion_tracking import (
     CONVERSION_TRUSTED_TYPES,
     ConversionChampion,
     load_registered_champion,
+    registry_tags,
 )
 from lead_scoring_assets.ml.tracking import (
     _PIP_REQUIREMENTS,
@@ -35,7 +36,6 @@ from lead_scoring_assets.ml.tracking import (
     USABLE,
     ChampionLookup,
     MlflowTarget,
-    model_checksum,
     resolve_champion,
 )
 from lead_scoring_assets.ml.uplift import (
@@ -274,20 +274,19 @@ def gate_and_register(
             best.model_uri,
             name,
             tags={
-                "candidate": best.trained.name,
-                "feature_set_version": CONVERSION_FEATURE_SET,
-                "mlflow_run_id": best.run_id,
-                "dagster_run_id": dagster_run_id or "",
-                "holdout_campaigns": ",".join(str(i) for i in split.holdout_campaigns),
-                "holdout_metrics": json.dumps(
-                    {k: round(v, 6) for k, v in best.trained.metrics.items()}
+                **registry_tags(
+                    best.trained.name,
+                    best.run_id,
+                    best.model_uri,
+                    split,
+                    best.trained.metrics,
+                    dagster_run_id,
                 ),
                 "baseline_metrics": json.dumps(
                     {b: {k: round(v, 6) for k, v in m.items()} for b, m in baselines.items()}
                 ),
                 "registry_decision": reason,
                 "registry_decision_basis": basis,
-                "model_sha256": model_checksum(best.model_uri),
             },
         ).version
         client.set_registered_model_alias(name, CHAMPION, version)
