@@ -33,9 +33,8 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 
 
 @pytest.fixture
-def scored(demo_database):
-    prepare(demo_database)
-    return demo_database
+def scored(demo_database, templates):
+    return templates.cached(demo_database, "api_data.prepare", prepare)
 
 
 @pytest.fixture

@@ -28,9 +28,8 @@ from .conftest import AS_OF
 
 
 @pytest.fixture
-def scored(demo_database):
-    rescore_all(demo_database, AS_OF)
-    return demo_database
+def scored(demo_database, templates):
+    return templates.cached(demo_database, "rescored", lambda db: rescore_all(db, AS_OF))
 
 
 @pytest.fixture

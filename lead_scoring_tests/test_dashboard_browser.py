@@ -78,8 +78,8 @@ def serving(database, log_path: Path, **env: str):
 
 
 @pytest.fixture
-def server(demo_database, server_log):
-    prepare(demo_database)
+def server(demo_database, server_log, templates):
+    templates.cached(demo_database, "api_data.prepare", prepare)
     with serving(demo_database, server_log) as base:
         yield base
 

@@ -20,10 +20,13 @@ from .conftest import AS_OF
 
 
 @pytest.fixture
-def featured_database(demo_database):
-    rescore_all(demo_database, AS_OF)
-    build_contact_features(demo_database, AS_OF)
-    return demo_database
+def featured_database(demo_database, templates):
+    return templates.cached(demo_database, "rescored_with_features", _featured)
+
+
+def _featured(database):
+    rescore_all(database, AS_OF)
+    build_contact_features(database, AS_OF)
 
 
 def _stored(database) -> pd.DataFrame:

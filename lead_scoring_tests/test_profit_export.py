@@ -57,10 +57,13 @@ PROFIT = {
 
 
 @pytest.fixture
-def scored(demo_database):
-    rescore_all(demo_database, AS_OF)
-    write_conversion_scores(demo_database, None, AS_OF)
-    return demo_database
+def scored(demo_database, templates):
+    return templates.cached(demo_database, "rescored_with_rule_conversion", _rescored)
+
+
+def _rescored(database):
+    rescore_all(database, AS_OF)
+    write_conversion_scores(database, None, AS_OF)
 
 
 @pytest.fixture

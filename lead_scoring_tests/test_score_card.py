@@ -12,8 +12,8 @@ from .conftest import AS_OF
 
 
 @pytest.fixture
-def scored(demo_database):
-    rescore_all(demo_database, AS_OF)
+def scored(demo_database, templates):
+    templates.cached(demo_database, "rescored", lambda db: rescore_all(db, AS_OF))
     row = demo_database.read_frame(
         "SELECT s.contact_id, c.phone_e164, s.total_score, s.quality_tier FROM lead_scores s "
         "JOIN contacts c ON c.id = s.contact_id WHERE s.platform_count >= 2 "

@@ -45,11 +45,14 @@ from .conftest import AS_OF
 
 
 @pytest.fixture
-def scored(demo_database):
+def scored(demo_database, templates):
     """Demo contacts with lead scores and conversion_scores (the rule's deciles)."""
-    rescore_all(demo_database, AS_OF)
-    write_conversion_scores(demo_database, None, AS_OF)
-    return demo_database
+    return templates.cached(demo_database, "rescored_with_rule_conversion", _rescored)
+
+
+def _rescored(database):
+    rescore_all(database, AS_OF)
+    write_conversion_scores(database, None, AS_OF)
 
 
 def _new_recipients(database) -> int:
