@@ -2,7 +2,6 @@
 and deciles, one without a control group, one the platform wrote without recipients rows;
 the asset through a Dagster materialisation."""
 
-import os
 import re
 import subprocess
 import sys
@@ -488,27 +487,6 @@ def test_the_campanas_page_is_served_and_its_data_calls_work(database):
         detail["effect"]
     )
     assert detail["deciles"][0]["effect"]["incremental_rate_low"] is not None
-
-
-def test_the_doc_commands_run(tmp_path):
-    """The ``bash`` block of docs/campaign_results.md, in a fresh folder on its own embedded
-    database: the schema, then a run of the asset with the documented config."""
-    doc = (REPOSITORY / "docs" / "campaign_results.md").read_text()
-    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
-    (tmp_path / ".venv").symlink_to(sys.prefix)  # the environment running the tests
-    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
-    env.pop("LEAD_SCORING_DATABASE_URL", None)
-    run = subprocess.run(
-        ["bash", "-e", "-c", block],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "RUN_SUCCESS" in run.stderr + run.stdout
 
 
 def test_the_benchmark_runs_as_documented(tmp_path):

@@ -1,11 +1,6 @@
 """The conversion model: outcomes, point-in-time training set, time split, gate, scores,
 reasons and fallback, on small demo data (SQLite and PostgreSQL) and a real MLflow store."""
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -576,30 +571,3 @@ def test_stored_reasons_add_up_and_read_the_same_in_card_and_cli(home, outcomes_
         google = [r for r in reasons["raises"] + reasons["lowers"] if r["feature"] == "google"]
         for reason in google:
             assert f"({card['google_score']}/20)" in reason["words"] or card["google_score"] == 0
-
-
-def test_the_explanations_doc_commands_run(tmp_path):
-    """The ``bash`` block of docs/ml/explanations.md in a fresh folder on its own embedded
-    database: a demo, then a contact's card with its reasons and the rest."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "ml" / "explanations.md").read_text()
-    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
-    (tmp_path / ".venv").symlink_to(sys.prefix)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DAGSTER_HOME", "LEAD_SCORING_DATABASE_URL")
-    }
-    run = subprocess.run(
-        ["bash", "-e", "-c", block],
-        cwd=tmp_path,
-        timeout=900,
-        check=False,
-        env={**env, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")},
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert re.search(r"Conversion probability [0-9.]+%, decile \d+ of 10", run.stdout)
-    assert re.search(
-        r"everything else: [-+][0-9.]+; against the average contact \([0-9.]+%\)", run.stdout
-    ), run.stdout[-2000:]

@@ -8,6 +8,7 @@ copy of the repository root that shares one small demo database (the getting-sta
   ``lead-scoring serve`` …) runs in the background on a free port (its ``--port`` or ``-p``
   value replaced), must answer HTTP on it, and is then stopped.
 - A block repeated word for word on a later page runs once.
+- A block named in ``EXPECTED_OUTPUT`` must also print what is listed there.
 - A block preceded by ``<!-- not-run: reason -->`` is not run; the reason is required. Keep
   these few: they are for commands that need other systems (a cluster, a production host).
 """
@@ -43,6 +44,18 @@ FENCE = re.compile(r"^\s*```(\w*)\s*$")
 SHELLS = {"bash", "sh", "shell"}
 SERVER_START_SECONDS = 180
 BLOCK_SECONDS = 300
+EXPECTED_OUTPUT = {
+    ("docs/consent.md", "suppressions check"): [
+        r"suppressed \(exit 1\)",
+        r"not suppressed \(exit 0\)",
+        r"line 4 refused: not a Mexican number: 5 digits",
+    ],
+    ("docs/ml/explanations.md", "lead-scoring explain"): [
+        r"Conversion probability [0-9.]+%, decile \d+ of 10",
+        r"everything else: [-+][0-9.]+; against the average contact \([0-9.]+%\)",
+    ],
+}
+"""Output a block must print, by (page, a command its text contains): regular expressions."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +250,19 @@ def _run(block: Block, root: Path) -> None:
         f"{block.id} failed (exit {result.returncode}):\n{block.text}\n--- stdout\n"
         f"{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
     )
+    for pattern in _expected(block):
+        assert re.search(pattern, result.stdout), (
+            f"{block.id}: no {pattern!r} in\n" + (result.stdout[-3000:])
+        )
+
+
+def _expected(block: Block) -> list[str]:
+    return [
+        pattern
+        for (page, command), patterns in EXPECTED_OUTPUT.items()
+        if block.page == page and command in block.text
+        for pattern in patterns
+    ]
 
 
 @pytest.mark.parametrize("block", RUN_ONCE, ids=[b.id for b in RUN_ONCE])
@@ -245,6 +271,12 @@ def test_documented_command_runs(block: Block, workdir: Path):
         _serve(block, workdir)
     else:
         _run(block, workdir)
+
+
+def test_each_expected_output_names_one_run_block():
+    for page, command in EXPECTED_OUTPUT:
+        named = [b for b in RUN_ONCE if b.page == page and command in b.text]
+        assert len(named) == 1 and not named[0].server_line, (page, command, named)
 
 
 def test_not_run_blocks_are_few_and_say_why():

@@ -2,11 +2,7 @@
 reported by line number without the number, a REPUS import replaces its snapshot, other
 reasons add and keep the earliest evidence, a failed import changes nothing; hard bounces."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -26,7 +22,6 @@ from lead_scoring_assets.defs.suppression_import import (
 
 from .test_phones import PREFIXES
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 NATIONAL = "4271185601"
 E164 = "+524271185601"
 FORMS = [f"{prefix} 427 118 5601".strip() for prefix in PREFIXES] + [
@@ -437,30 +432,6 @@ def test_the_nightly_job_updates_the_hard_bounces(definitions):
         for key in graph.get(dg.AssetKey("hard_bounce_suppressions")).parent_keys
     } == {"campaign_outcomes", "contacts"}
     assert graph.get(dg.AssetKey("opt_out_replies")).group_name == "consent"
-
-
-def test_the_consent_doc_commands_run(tmp_path):
-    """The ``bash`` blocks of docs/consent.md, run in a fresh folder on its own embedded
-    database (the ``sh`` blocks, a 1M-line benchmark and a Dagster run, are run by hand)."""
-    doc = (REPOSITORY / "docs" / "consent.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
-    assert blocks
-    (tmp_path / ".venv").symlink_to(sys.prefix)  # the environment running the tests
-    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
-    env.pop("LEAD_SCORING_DATABASE_URL", None)
-    for block in blocks:
-        run = subprocess.run(
-            ["bash", "-e", "-c", block],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr
-    assert "suppressed (exit 1)" in run.stdout and "not suppressed (exit 0)" in run.stdout
-    assert "line 4 refused: not a Mexican number: 5 digits" in run.stdout
 
 
 def test_the_import_job_records_a_file_of_the_import_folder(database, tmp_path, monkeypatch):

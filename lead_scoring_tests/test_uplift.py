@@ -2,11 +2,6 @@
 effect, the gate, the point-in-time recipients, uplift_scores on both dialects, and the
 assets end to end on demo campaigns with control groups and a real MLflow store."""
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -55,7 +50,6 @@ from lead_scoring_assets.scoring.score_card import uplift_summary
 from .conftest import AS_OF, digit_runs
 
 DEMO_CONTACTS = 30_000
-REPOSITORY = Path(__file__).parents[1]
 
 
 def test_qini_auuc_and_top_shares_by_hand():
@@ -338,26 +332,3 @@ def test_uplift_scores_on_both_dialects_and_forget_removes_a_row(database, champ
     emptied = write_uplift_scores(database, None, AS_OF, audit=uplift_score_violations)
     assert emptied.contacts == 0 and not emptied.violations.failed
     assert database.count("uplift_scores") == 0
-
-
-def test_the_doc_commands_run(tmp_path):
-    """The ``bash`` block of docs/uplift.md, in a fresh folder on its own embedded database:
-    the schema, then both assets: no campaign with a control group, so nothing trained, no
-    rows, and the run succeeds."""
-    doc = (REPOSITORY / "docs" / "uplift.md").read_text()
-    [block] = re.findall(r"```bash\n(.*?)```", doc, re.DOTALL)
-    (tmp_path / ".venv").symlink_to(sys.prefix)
-    env = {**os.environ, "LEAD_SCORING_DATA_DIR": str(tmp_path / "data")}
-    env.pop("LEAD_SCORING_DATABASE_URL", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    run = subprocess.run(
-        ["bash", "-e", "-c", block],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "RUN_SUCCESS" in run.stderr + run.stdout
