@@ -24,7 +24,7 @@ def test_generated_requests_never_fail_the_server(demo_database, templates):
 
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(
-                max_examples=50,
+                max_examples=25,
                 deadline=None,
                 database=None,
                 suppress_health_check=list(HealthCheck),
