@@ -447,7 +447,7 @@ class ScoreReader:
         ``campaign_id``), computed on request; the costs are the defaults of campaigns
         without their own."""
         return [
-            r.as_dict()
+            _with_id_str(r.as_dict())
             for r in campaign_results(
                 self.database, campaign_id, cost_per_message, value_per_conversion
             )
@@ -456,7 +456,13 @@ class ScoreReader:
     def proof(self) -> list[dict]:
         """``analytics/proof.py``'s conversion rates per tier and decile of every campaign
         with outcome rows, computed on request."""
-        return score_proof(self.database)
+        return [
+            {
+                **_with_id_str(c),
+                "against_control": c["against_control"] and _with_id_str(c["against_control"]),
+            }
+            for c in score_proof(self.database)
+        ]
 
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued
@@ -531,6 +537,12 @@ class ScoreReader:
             "stalled": waiting_since is not None
             and datetime.now(UTC) - waiting_since > STALLED_AFTER,
         }
+
+
+def _with_id_str(campaign: dict) -> dict:
+    """``campaign`` with ``campaign_id_str``: the id as a decimal string, which the dashboard
+    reads (a JSON number above 2^53 is inexact in JavaScript), as ``contact_id_str``."""
+    return {**campaign, "campaign_id_str": str(campaign["campaign_id"])}
 
 
 def _number(value) -> float | int | None:
