@@ -92,19 +92,35 @@ def test_ids_travel_exactly_as_strings(client):
     assert client.get(f"{API}/contacts/{BIG_ID - 1}", headers=READ).status_code == 404
 
 
+def _add_uplift(database, every: int = 3) -> dict[int, float]:
+    """An uplift (some negative, some tied) for every ``every``-th scored contact."""
+    ids = [r["contact_id"] for r in _rows(database, "SELECT contact_id FROM lead_scores")]
+    uplifts = {c: round(((i * 13) % 21 - 8) / 100, 2) for i, c in enumerate(sorted(ids)[::every])}
+    with database.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO uplift_scores (contact_id, uplift, uplift_decile, model_version, "
+                "method, calculated_at) VALUES (:id, :u, 1, '1', 't_learner', :at)"
+            ),
+            [{"id": c, "u": u, "at": database.bind_timestamp(AS_OF)} for c, u in uplifts.items()],
+        )
+    return uplifts
+
+
 @pytest.mark.parametrize("sort", ["score", "conversion", "uplift"])
 def test_every_sort_walks_every_contact_once_in_order_with_the_total(scored, client, sort):
     probabilities = {
         r["contact_id"]: r["conversion_probability"]
         for r in _rows(scored, "SELECT contact_id, conversion_probability FROM conversion_scores")
     }
+    uplifts = _add_uplift(scored)
     expected = _rows(
         scored, "SELECT contact_id, total_score FROM lead_scores WHERE total_score >= 30"
     )
     key = {
         "score": lambda r: (r["total_score"], r["contact_id"]),
         "conversion": lambda r: (probabilities.get(r["contact_id"], -2), r["contact_id"]),
-        "uplift": lambda r: (r["contact_id"],),
+        "uplift": lambda r: (uplifts.get(r["contact_id"], -2), r["contact_id"]),
     }[sort]
     items, total = _walk(client, 7, sort=sort, min_score=30)
     assert total == len(expected)
@@ -116,7 +132,54 @@ def test_every_sort_walks_every_contact_once_in_order_with_the_total(scored, cli
         assert item["conversion_probability"] == (
             None if expected_probability is None else pytest.approx(expected_probability)
         )
-        assert item["uplift"] is None
+        expected_uplift = uplifts.get(item["contact_id"])
+        assert item["uplift"] == (
+            None if expected_uplift is None else pytest.approx(expected_uplift)
+        )
+
+
+@pytest.mark.parametrize("sort", ["conversion", "uplift"])
+def test_the_sorts_by_probability_and_uplift_follow_an_index(scored, client, sort):
+    """PostgreSQL: each statement of a walk by probability or uplift (first page, later
+    pages, the contacts without a value) can be read in order down an index: with sorting
+    disabled, the plan has no Sort (a plan that needs one would still use it)."""
+    if scored.dialect != "postgresql":
+        pytest.skip("PostgreSQL's plans")
+    _add_uplift(scored)
+    statements = []
+
+    def keep(connection, cursor, statement, parameters, context, executemany):
+        if "ORDER BY" in statement and "FROM lead_scores s" in statement:
+            statements.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", keep)
+    try:
+        _walk(client, 40, sort=sort, min_score=30)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", keep)
+    assert len(statements) >= 3
+    table = {"conversion": "conversion_scores", "uplift": "uplift_scores"}[sort]
+    with scored.engine.connect() as connection:
+        connection.exec_driver_sql("SET enable_sort = off")
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN (FORMAT JSON) {statement}", parameters
+            ).scalar_one()
+            nodes = list(_nodes(plan[0]["Plan"]))
+            assert not [n for n in nodes if "Sort" in n["Node Type"]], statement
+            if "IS NOT NULL" in statement:
+                assert any(
+                    n["Node Type"] in ("Index Scan", "Index Only Scan")
+                    and n["Relation Name"].startswith(table)
+                    for n in nodes
+                ), statement
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
 
 
 def test_the_total_follows_every_filter(scored, client):

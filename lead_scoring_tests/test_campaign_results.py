@@ -29,7 +29,7 @@ from lead_scoring_assets.defs.assets.campaign_results import (
 )
 from lead_scoring_assets.defs.resources import DatabaseResource
 
-from .api_data import READ_KEY, app_for
+from .api_data import BIG_ID, READ_KEY, app_for
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 API = "/api/v1/lead-scoring"
@@ -451,6 +451,37 @@ def test_the_api_serves_predicted_against_measured(database):
     assert predicted["measured_incremental_conversions"] == pytest.approx(3.0)
     assert predicted["measured_profit_low"] == pytest.approx(-378.100, abs=1e-2)
     assert [c["predicted"] is not None for c in listed] == [False, False, True]
+
+
+def test_campaign_ids_travel_exactly_as_strings(database):
+    """Campaign 1 renumbered 2^60 + 1: the list, the campaign, its deciles and the proof
+    give campaign_id_str exactly, and the page's script reads no other id (a JSON number
+    above 2^53 is rounded in JavaScript: /campaigns/{rounded} would be another campaign)."""
+    load_campaigns(database)
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE campaigns SET id = :big WHERE id = 1"), {"big": BIG_ID})
+        for table in ("campaign_recipients", "campaign_outcomes"):
+            connection.execute(
+                sa.text(f"UPDATE {table} SET campaign_id = :big WHERE campaign_id = 1"),
+                {"big": BIG_ID},
+            )
+    with TestClient(app_for(database)) as api:
+        listed = api.get(f"{API}/campaigns", headers=READ)
+        one = api.get(f"{API}/campaigns/{BIG_ID}", headers=READ)
+        rounded = api.get(f"{API}/campaigns/{BIG_ID - 1}", headers=READ)
+        proof = api.get(f"{API}/proof", headers=READ)
+    assert f'"campaign_id_str":"{BIG_ID}"' in listed.text
+    assert [c["campaign_id_str"] for c in listed.json()["items"]] == ["3", "2", str(BIG_ID)]
+    assert (one.json()["campaign_id"], one.json()["campaign_id_str"]) == (BIG_ID, str(BIG_ID))
+    assert rounded.status_code == 404
+    assert f'"campaign_id_str":"{BIG_ID}"' in proof.text
+    by_id = {c["campaign_id_str"]: c for c in proof.json()["items"]}
+    assert by_id[str(BIG_ID)]["against_control"]["campaign_id_str"] == str(BIG_ID)
+    script = (REPOSITORY / "lead_scoring_assets" / "api" / "static" / "dashboard.js").read_text()
+    pages = script[script.index("// campaign results") : script.index("// start")]
+    assert re.findall(r"campaign_id\w*", pages) and set(re.findall(r"campaign_id\w*", pages)) == {
+        "campaign_id_str"
+    }
 
 
 def test_the_campanas_page_is_served_and_its_data_calls_work(database):

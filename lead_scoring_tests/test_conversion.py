@@ -518,6 +518,12 @@ def test_conversion_scores_on_both_dialects(outcomes_database):
     )
     assert counts["n"].sum() == CONTACTS
     assert counts["probability_decile"].between(1, 10).all()
+    if database.dialect == "postgresql":  # the list's index, on every swapped partition
+        attached = database.read_frame(
+            "SELECT count(*) AS n FROM pg_inherits "
+            "WHERE inhparent = CAST('ix_conversion_scores_rank' AS regclass)"
+        )
+        assert attached["n"].iloc[0] == 16
 
 
 def test_scores_with_a_champion_in_chunks(home):

@@ -235,17 +235,27 @@ def test_a_card_of_another_calculation_version_says_so(chromium, server, demo_da
 
 
 def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, demo_database):
-    """A demo campaign (with its control group) planned with an expectation: its row in
-    "Previsto vs medido" with the expected figures, the measured ones and whether they agree."""
+    """A demo campaign (with its control group) planned with an expectation and renumbered
+    2^60 + 1: its row in "Previsto vs medido" with the expected figures, the measured ones and
+    whether they agree; its rows name it exactly and its "Deciles" button opens its deciles."""
     with demo_database.engine.begin() as connection:
         connection.execute(
             sa.text(
                 "UPDATE campaigns SET expected_incremental_conversions = 12.5, "
                 "expected_incremental_low = 4.25, expected_incremental_high = 20.75, "
                 "expected_profit = 1300, expected_profit_low = 290, expected_profit_high = 2310, "
-                "select_rule = 'max_profit', rank_by = 'uplift' WHERE id = 1"
-            )
+                "select_rule = 'max_profit', rank_by = 'uplift', id = :big WHERE id = 1"
+            ),
+            {"big": BIG_ID},
         )
+        name = connection.execute(
+            sa.text("SELECT name FROM campaigns WHERE id = :big"), {"big": BIG_ID}
+        ).scalar_one()
+        for table in ("campaign_recipients", "campaign_recipient_features", "campaign_outcomes"):
+            connection.execute(
+                sa.text(f"UPDATE {table} SET campaign_id = :big WHERE campaign_id = 1"),
+                {"big": BIG_ID},
+            )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page()
@@ -254,13 +264,17 @@ def test_the_campaigns_page_shows_predicted_against_measured(chromium, server, d
         page.click("#key-form button[type=submit]")
         expect(page.locator("body")).to_have_attribute("data-loaded", "true")
         expect(page.locator("#predicted tbody tr")).to_have_count(1)
-        cells = page.locator("#predicted tbody tr[data-campaign-id='1'] td")
+        cells = page.locator(f"#predicted tbody tr[data-campaign-id='{BIG_ID}'] td")
         expect(cells.nth(1)).to_have_text("12.5 [4.25, 20.75]")
         expect(cells.nth(2)).to_have_text(
             re.compile(r"^[-−]?[\d,.]+ \[[-−]?[\d,.]+, [-−]?[\d,.]+\]$")
         )
         expect(cells.nth(3)).to_have_text(re.compile(r"^(Sí|No)$"))
         expect(cells.nth(4)).to_have_text("$1,300 [$290, $2,310]")
+        expect(page.locator("#error")).to_be_hidden()
+        page.locator(f"#campaigns tbody tr[data-campaign-id='{BIG_ID}'] button").click()
+        expect(page.locator("#deciles-section")).to_be_visible()
+        expect(page.locator("#deciles-title")).to_have_text(f"Por decil de probabilidad: {name}")
         expect(page.locator("#error")).to_be_hidden()
         browser.close()
 

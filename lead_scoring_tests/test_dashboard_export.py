@@ -1,7 +1,7 @@
 """ "Exportar segmento" in the dashboard: the API launches ``campaign_export_job`` through a
-real Dagster webserver's GraphQL API (``dagster-webserver`` in a subprocess, on the embedded
-SQLite database), the page follows its run to the end and links to it in the Dagster UI;
-admin keys only; 503 without Dagster."""
+real Dagster webserver's GraphQL API (``dagster-webserver`` in a subprocess), on both
+dialects; the page follows its run to the end and links to it in the Dagster UI; admin keys
+only; 503 without Dagster."""
 
 import csv
 import os
@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from playwright.sync_api import expect, sync_playwright
 
@@ -37,8 +38,8 @@ FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @pytest.fixture
-def scored(sqlite_url) -> Database:
-    database = Database(sqlite_url)
+def scored(database_url) -> Database:
+    database = Database(database_url)
     database.upgrade()
     database.replace_rows("ladas_reference", build_lada_reference())
     load_demo_data(database, 300, seed=4, as_of=AS_OF, batch_size=300)
@@ -145,10 +146,12 @@ def test_export_segment_launches_the_job_in_dagster_and_follows_its_run(
     with files[0].open() as handle:
         rows = list(csv.DictReader(handle))
     with scored.engine.connect() as connection:
-        expected = connection.exec_driver_sql(
-            "SELECT count(DISTINCT c.phone_e164) FROM lead_scores s JOIN contacts c "
-            "ON c.id = s.contact_id WHERE s.total_score >= ?",
-            (TIER_RANGES["HIGH"][0],),
+        expected = connection.execute(
+            sa.text(
+                "SELECT count(DISTINCT c.phone_e164) FROM lead_scores s JOIN contacts c "
+                "ON c.id = s.contact_id WHERE s.total_score >= :low"
+            ),
+            {"low": TIER_RANGES["HIGH"][0]},
         ).scalar()
     assert len(rows) == expected > 0
     assert all(row["quality_tier"] in ("PREMIUM", "HIGH") for row in rows)

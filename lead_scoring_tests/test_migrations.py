@@ -518,3 +518,33 @@ def test_0017_adds_uplift_scores_and_campaign_expectations_and_back(database):
     )
     database.upgrade()
     assert "uplift_scores" in sa.inspect(database.engine).get_table_names()
+
+
+def test_0018_indexes_the_list_sorts_and_back(database):
+    """0018: ``(conversion_probability, contact_id)`` and ``(uplift, contact_id)``, both
+    descending (on PostgreSQL on the partitioned parents, so on all 16 partitions); the
+    downgrade drops them."""
+
+    def indexes() -> dict:
+        inspector = sa.inspect(database.engine)
+        return {
+            ix["name"]: ix["column_names"]
+            for table in ("conversion_scores", "uplift_scores")
+            for ix in inspector.get_indexes(table)
+        }
+
+    assert indexes() == {
+        "ix_conversion_scores_rank": ["conversion_probability", "contact_id"],
+        "ix_uplift_scores_rank": ["uplift", "contact_id"],
+    }
+    if database.dialect == "postgresql":
+        attached = database.read_frame(
+            "SELECT count(*) AS n FROM pg_inherits WHERE inhparent IN "
+            "(CAST('ix_conversion_scores_rank' AS regclass), "
+            "CAST('ix_uplift_scores_rank' AS regclass))"
+        )
+        assert attached["n"].iloc[0] == 32
+    database.downgrade("0017")
+    assert indexes() == {}
+    database.upgrade()
+    assert set(indexes()) == {"ix_conversion_scores_rank", "ix_uplift_scores_rank"}

@@ -317,6 +317,12 @@ def test_uplift_scores_on_both_dialects_and_forget_removes_a_row(database, champ
     assert len(rows) == 1_500 and (rows["model_version"] == "3").all()
     assert rows["uplift_decile"].between(1, 10).all() and rows["uplift"].between(-1, 1).all()
     assert rows.groupby("uplift_decile")["uplift"].max().is_monotonic_increasing
+    if database.dialect == "postgresql":  # the list's index, on every swapped partition
+        attached = database.read_frame(
+            "SELECT count(*) AS n FROM pg_inherits "
+            "WHERE inhparent = CAST('ix_uplift_scores_rank' AS regclass)"
+        )
+        assert attached["n"].iloc[0] == 16
     victim = int(rows["contact_id"].iloc[0])
     phone = database.read_frame(f"SELECT phone_e164 FROM contacts WHERE id = {victim}")[
         "phone_e164"

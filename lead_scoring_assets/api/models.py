@@ -42,6 +42,10 @@ CONTACT_ID_STR = Field(
     description="contact_id as a decimal string: JavaScript reads a JSON "
     "number above 2^53 inexactly, so the dashboard uses this one."
 )
+CAMPAIGN_ID_STR = Field(
+    description="campaign_id as a decimal string: JavaScript reads a JSON "
+    "number above 2^53 inexactly, so the dashboard uses this one."
+)
 SUPPRESSION_REASONS = Field(
     description="Why: opt_out, repus, hard_bounce, arco, manual, or "
     "unreadable_phone; empty when it may be messaged."
@@ -308,6 +312,7 @@ class CampaignSummary(BaseModel):
     """A campaign with outcome rows: both arms and, with a control group, its effect."""
 
     campaign_id: int
+    campaign_id_str: str = CAMPAIGN_ID_STR
     name: str | None
     sent_at: datetime
     window_closed: bool = Field(
@@ -363,6 +368,7 @@ class CampaignProof(BaseModel):
     against control (null without a control group)."""
 
     campaign_id: int
+    campaign_id_str: str = CAMPAIGN_ID_STR
     name: str | None
     sent_at: datetime
     window_closed: bool

@@ -311,12 +311,19 @@ class ScoreReader:
             joins.append("LEFT JOIN uplift_scores u ON u.contact_id = s.contact_id")
             uplift = "u.uplift"
         value = {"conversion": probability, "uplift": uplift}.get(sort)
-        # a double: PostgreSQL sends a REAL as rounded text, which would not find its row again
-        key = (
-            "s.total_score"
-            if value is None
-            else f"coalesce(CAST({value} AS DOUBLE PRECISION), {NO_VALUE})"
+        columns = (
+            "s.contact_id, c.phone_e164, c.state_name, s.total_score, s.quality_tier, "
+            "s.confidence_level, s.platform_count, s.last_calculated_at, "
+            f"{probability} AS conversion_probability, {uplift} AS uplift"
         )
+
+        def select(extra: list[str], key: str, order: str) -> sa.TextClause:
+            sql = sa.text(
+                f"SELECT {columns}, {key} AS sort_key FROM lead_scores s {' '.join(joins)} "
+                f"WHERE {' AND '.join(where + extra)} ORDER BY {order} LIMIT :limit"
+            )
+            return sql.bindparams(sa.bindparam("states", expanding=True)) if state else sql
+
         with self.engine.connect() as connection:
             in_force = read_in_force(connection, self.database)
             if contactable:
@@ -330,19 +337,39 @@ class ScoreReader:
                 if state:
                     count = count.bindparams(sa.bindparam("states", expanding=True))
                 total = int(connection.execute(count, params).scalar())
-            if after is not None:
-                where.append(f"({key}, s.contact_id) < (:after_key, :after_id)")
-                params.update(after_key=after[0], after_id=after[1])
-            sql = sa.text(
-                f"SELECT s.contact_id, c.phone_e164, c.state_name, s.total_score, "
-                f"s.quality_tier, s.confidence_level, s.platform_count, s.last_calculated_at, "
-                f"{probability} AS conversion_probability, {uplift} AS uplift, {key} AS sort_key "
-                f"FROM lead_scores s {' '.join(joins)} WHERE {' AND '.join(where)} "
-                f"ORDER BY {key} DESC, s.contact_id DESC LIMIT :limit"
-            )
-            if state:
-                sql = sql.bindparams(sa.bindparam("states", expanding=True))
-            rows = connection.execute(sql, params).mappings().all()
+            if value is None:
+                # by score, down the (total_score, contact_id) index
+                extra = ["(s.total_score, s.contact_id) < (:after_key, :after_id)"]
+                order = "s.total_score DESC, s.contact_id DESC"
+                statement = select(extra if after else [], "s.total_score", order)
+                rows = connection.execute(statement, {**params, **_after(after)}).mappings().all()
+            elif value == "NULL":
+                rows = self._without_value(connection, select, params, after)
+            else:
+                # those with a value down its (value, contact_id) index, then those without
+                # (NO_VALUE); a double: PostgreSQL sends a REAL as rounded text, which would
+                # not find its row again
+                rows, scored_id = [], f"{value.split('.')[0]}.contact_id"
+                if after is None or after[0] > NO_VALUE:
+                    extra = [f"{value} IS NOT NULL"]
+                    if after:
+                        extra.append(f"({value}, {scored_id}) < (:after_key, :after_id)")
+                    statement = select(
+                        extra,
+                        f"CAST({value} AS DOUBLE PRECISION)",
+                        f"{value} DESC, {scored_id} DESC",
+                    )
+                    rows = connection.execute(statement, {**params, **_after(after)})
+                    rows = rows.mappings().all()
+                    after = None
+                if len(rows) <= limit:
+                    rows += self._without_value(
+                        connection,
+                        select,
+                        {**params, "limit": limit + 1 - len(rows)},
+                        after,
+                        f"{value} IS NULL",
+                    )
             more, rows = len(rows) > limit, rows[:limit]
             reasons = do_not_contact(
                 connection, self.database, in_force, [r["phone_e164"] for r in rows]
@@ -370,6 +397,17 @@ class ScoreReader:
             for r in rows
         ]
         return Page(items, last, total)
+
+    @staticmethod
+    def _without_value(
+        connection, select, params: dict, after: tuple[float, int] | None, *extra: str
+    ) -> list:
+        """The contacts without the sorted value (key ``NO_VALUE``), by contact id down the
+        primary key, after ``after``'s contact id."""
+        if after:
+            extra = (*extra, "s.contact_id < :after_id")
+        statement = select(list(extra), str(NO_VALUE), "s.contact_id DESC")
+        return list(connection.execute(statement, {**params, **_after(after)}).mappings())
 
     def analytics(self) -> dict | None:
         """The latest analytics run's figures and the history of the headline numbers, read
@@ -447,7 +485,7 @@ class ScoreReader:
         ``campaign_id``), computed on request; the costs are the defaults of campaigns
         without their own."""
         return [
-            r.as_dict()
+            _with_id_str(r.as_dict())
             for r in campaign_results(
                 self.database, campaign_id, cost_per_message, value_per_conversion
             )
@@ -456,7 +494,13 @@ class ScoreReader:
     def proof(self) -> list[dict]:
         """``analytics/proof.py``'s conversion rates per tier and decile of every campaign
         with outcome rows, computed on request."""
-        return score_proof(self.database)
+        return [
+            {
+                **_with_id_str(c),
+                "against_control": c["against_control"] and _with_id_str(c["against_control"]),
+            }
+            for c in score_proof(self.database)
+        ]
 
     def enqueue(self, contact_id: int) -> dict:
         """Queue the contact at top priority, as the triggers do (one row per contact; a queued
@@ -531,6 +575,17 @@ class ScoreReader:
             "stalled": waiting_since is not None
             and datetime.now(UTC) - waiting_since > STALLED_AFTER,
         }
+
+
+def _after(after: tuple[float, int] | None) -> dict:
+    """The keyset cursor's bind parameters (none on a first page)."""
+    return {"after_key": after[0], "after_id": after[1]} if after else {}
+
+
+def _with_id_str(campaign: dict) -> dict:
+    """``campaign`` with ``campaign_id_str``: the id as a decimal string, which the dashboard
+    reads (a JSON number above 2^53 is inexact in JavaScript), as ``contact_id_str``."""
+    return {**campaign, "campaign_id_str": str(campaign["campaign_id"])}
 
 
 def _number(value) -> float | int | None:

@@ -1,6 +1,7 @@
 // The dashboard: pages filled from the JSON API with the key the user typed (kept in
 // sessionStorage for this tab only). Charts are inline SVG; nothing is loaded from elsewhere.
-// Contact ids are read from contact_id_str (a JSON number above 2^53 is inexact here).
+// Contact and campaign ids are read from contact_id_str and campaign_id_str (a JSON number
+// above 2^53 is inexact here).
 "use strict";
 
 const T = JSON.parse(document.getElementById("labels").textContent);
@@ -548,8 +549,9 @@ function campaignRow(c) {
     el("td", {}, withInterval(c.effect, "return_per_peso", decimal.format))]
     : [el("td", {colspan: 3, class: "note"}, T.no_control)];
   const open = el("button", {type: "button"}, T.deciles);
-  open.addEventListener("click", () => showDeciles(c.campaign_id).catch(showError));
-  return el("tr", {"data-campaign-id": c.campaign_id}, el("td", {}, c.name || c.campaign_id),
+  open.addEventListener("click", () => showDeciles(c.campaign_id_str).catch(showError));
+  return el("tr", {"data-campaign-id": c.campaign_id_str},
+            el("td", {}, c.name || c.campaign_id_str),
             el("td", {}, sent), el("td", {}, armCell(c.arms.target)),
             el("td", {}, armCell(c.arms.control)), ...effect, el("td", {}, open));
 }
@@ -559,7 +561,8 @@ function predictedRow(c) {
   const range = (value, low, high, format) => (value === null ? T.not_measured
     : `${format(value)} [${format(low)}, ${format(high)}]`);
   const verdict = (inside) => (inside === null ? "—" : inside ? T.inside_yes : T.inside_no);
-  return el("tr", {"data-campaign-id": c.campaign_id}, el("td", {}, c.name || c.campaign_id),
+  return el("tr", {"data-campaign-id": c.campaign_id_str},
+            el("td", {}, c.name || c.campaign_id_str),
             el("td", {}, range(p.expected_incremental_conversions, p.expected_incremental_low,
                                p.expected_incremental_high, decimal.format)),
             el("td", {}, range(p.measured_incremental_conversions, p.measured_incremental_low,
@@ -593,8 +596,8 @@ function rateRows(rows, key, label) {
 
 function proofCampaign(c) {
   const section = document.getElementById("proof-campaign").content.firstElementChild.cloneNode(true);
-  section.dataset.campaignId = c.campaign_id;
-  section.querySelector(".proof-name").textContent = c.name || c.campaign_id;
+  section.dataset.campaignId = c.campaign_id_str;
+  section.querySelector(".proof-name").textContent = c.name || c.campaign_id_str;
   section.querySelector(".proof-summary").textContent = T.proof_summary
     .replace("{sent}", when(c.sent_at) + (c.window_closed ? "" : ` (${T.window_open})`))
     .replace("{conversions}", integer.format(c.conversions))
