@@ -296,3 +296,43 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
         assert connection.execute(
             "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
         ).fetchone() == (0,)
+
+
+def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
+    """The list-sorting benchmark, small (3,000 contacts, one call per case), times every
+    sort and filter with its plans and drops its database."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.list_sorting",
+            "--contacts",
+            "3000",
+            "--repeat",
+            "1",
+            "--url",
+            postgres_url,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for case in (
+        "sort=score",
+        "sort=conversion",
+        "sort=uplift",
+        "sort=conversion tier=HIGH",
+        "sort=uplift state=Jalisco",
+    ):
+        assert re.search(rf"^{case}: first page [\d.]+ ms", result.stdout, re.MULTILINE), (
+            result.stdout
+        )
+    assert "uplift_scores: 3,000 rows" in result.stdout
+    name = sa.make_url(postgres_url).database
+    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone() == (0,)
