@@ -246,7 +246,15 @@ def main() -> None:
         action="store_true",
         help="reuse the loaded database if there is one, and keep it",
     )
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="load and score the database, keep it and stop (then run with --reuse)",
+    )
     args = parser.parse_args()
+    if args.load_only:
+        prepare(args.url, args.contacts)
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     print(
