@@ -5,7 +5,8 @@
 
 Loads N demo contacts into a scratch database (``--url``: by default the PostgreSQL database
 ``lead_scoring_bench_api``; a ``sqlite:///`` URL is the embedded default's kind of database, a
-file; dropped at the end unless ``--reuse``), scores them and runs the analytics twice,
+file; dropped at the end unless ``--reuse`` without ``--drop``; ``--load-only`` loads and
+stops), scores them and runs the analytics twice,
 starts ``lead-scoring serve`` (``--workers``, default 2: one per core of the 2-core machine)
 on a free loopback port, then drives each endpoint with Debian's ``wrk`` (``apt-get install
 wrk``) at ``--connections`` concurrent clients for ``--seconds``: contact lookup by phone
@@ -333,6 +334,9 @@ def main() -> None:
         help="reuse the loaded database if there is one, and keep it",
     )
     parser.add_argument(
+        "--drop", action="store_true", help="drop the database at the end, even with --reuse"
+    )
+    parser.add_argument(
         "--load-only",
         action="store_true",
         help="load and score the database, keep it and stop (then run with --reuse)",
@@ -399,7 +403,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        if not args.reuse:
+        if args.drop or not args.reuse:
             drop_database(sa.make_url(args.url))
     load_after = _load()
     baseline = results.get("baseline: static file, saturated")
