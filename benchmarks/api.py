@@ -6,8 +6,8 @@
 Loads N demo contacts into a scratch database (``--url``: by default the PostgreSQL database
 ``lead_scoring_bench_api``; a ``sqlite:///`` URL is the embedded default's kind of database, a
 file; dropped at the end unless ``--reuse`` without ``--drop``; ``--load-only`` loads and
-stops), scores them and runs the analytics twice,
-starts ``lead-scoring serve`` (``--workers``, default 2: one per core of the 2-core machine)
+stops), scores them and runs the analytics twice, starts ``lead-scoring serve``
+(``--workers``, default 2: one per core of the 2-core machine, as docs/api/index.md advises)
 on a free loopback port, then drives each endpoint with Debian's ``wrk`` (``apt-get install
 wrk``) at ``--connections`` concurrent clients for ``--seconds``: contact lookup by phone
 (random contacts, mixed formats), the score card (``/contacts/{id}`` of random contacts), the
