@@ -25,6 +25,7 @@ and no non-2xx answers. ``--json`` writes every figure to a file.
 import argparse
 import datetime
 import json
+import math
 import os
 import random
 import shutil
@@ -210,7 +211,11 @@ def run_wrk(
 ) -> dict:
     """``connections`` clients for ``seconds``: each sends its next request as soon as the
     last is answered, or, with ``rate`` (requests/s over all clients), after a random pause
-    (exponential, mean ``connections / rate``: Poisson arrivals)."""
+    (exponential, mean ``connections / rate``: Poisson arrivals). At low rates fewer clients
+    pace it, so that the mean pause stays within half a second: ``wrk`` counts a client
+    pausing longer than its 5 s timeout as a timeout error."""
+    if rate:
+        connections = max(threads, min(connections, math.ceil(rate / 2)))
     delay_ms = 1000 * connections / rate if rate else 0
     script = WRK_SCRIPT % {
         "paths": ", ".join(json.dumps(p) for p in paths),
