@@ -1,21 +1,31 @@
-"""Benchmark: the scoring API under load on N contacts in PostgreSQL, with Debian's ``wrk``.
+"""Benchmark: the scoring API under load on N contacts, PostgreSQL or SQLite, with ``wrk``.
 
     python -m benchmarks.api --contacts 1000000
+    python -m benchmarks.api --contacts 1000000 --url sqlite:////tmp/lead_scoring_bench_api.db
 
-Loads N demo contacts into a scratch database (``lead_scoring_bench_api``, dropped at the end
-unless ``--reuse``), scores them and runs the analytics twice, starts ``lead-scoring serve`` on
-a free loopback port, then drives each endpoint with ``wrk`` (``apt-get install wrk``) at
-``--connections`` concurrent clients for ``--seconds``: contact lookup by phone (random
-contacts, mixed formats), the list page (first pages and later pages with random filters),
-the analytics, and as the baseline in the same run the server's smallest static file (the
-framework and network cost without the database). Each endpoint runs twice: saturated (each
-client sends its next request when the last is answered: the most the server can do, latency
-is then mostly queueing) and paced (the clients together offer ``--rate`` requests/s with
-random pauses: the latency at that load).
+Loads N demo contacts into a scratch database (``--url``: by default the PostgreSQL database
+``lead_scoring_bench_api``; a ``sqlite:///`` URL is the embedded default's kind of database, a
+file; dropped at the end unless ``--reuse`` without ``--drop``; ``--load-only`` loads and
+stops), scores them and runs the analytics twice, starts ``lead-scoring serve``
+(``--workers``, default 2: one per core of the 2-core machine, as docs/api/index.md advises)
+on a free loopback port, then drives each endpoint with Debian's ``wrk`` (``apt-get install
+wrk``) at ``--connections`` concurrent clients for ``--seconds``: contact lookup by phone
+(random contacts, mixed formats), the score card (``/contacts/{id}`` of random contacts), the
+list page (first pages and later pages with random filters), the analytics, and as the
+baseline in the same run the server's smallest static file (the framework and network cost
+without the database). Each endpoint runs twice: saturated (each client sends its next
+request when the last is answered: the most the server can do, latency is then mostly
+queueing) and paced (the clients together offer ``--rate`` requests/s with random pauses: the
+latency at that load). Then, for lookup and card, a rate search: paced runs of
+``--search-seconds`` bisecting ``--search-steps`` times between 0 and the endpoint's saturated
+throughput, for the highest rate at which p95 stays within ``--p95-ms`` (20) with no errors
+and no non-2xx answers. ``--json`` writes every figure to a file.
 """
 
 import argparse
+import datetime
 import json
+import math
 import os
 import random
 import shutil
@@ -27,6 +37,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -46,6 +57,8 @@ BENCH_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_api
 API = "/api/v1/lead-scoring"
 KEY = "benchmark-read-key"
 TIERS = ("PREMIUM", "HIGH", "MEDIUM", "LOW", "POOR")
+ENDPOINTS = ("baseline", "lookup", "card", "list", "analytics")
+SEARCHED = {"lookup": "lookup by phone", "card": "score card"}
 WRK_SCRIPT = """
 local paths = {%(paths)s}
 wrk.headers["X-API-Key"] = "%(key)s"
@@ -86,27 +99,39 @@ def _phone_formats(phone: str) -> list[str]:
     ]
 
 
-def lookup_paths(url: str, count: int, seed: int) -> list[str]:
+def sample_contacts(url: str, count: int, seed: int) -> list[tuple[int, str]]:
+    """``count`` random contacts (id, phone) of the database, PostgreSQL or SQLite: random ids
+    between the smallest and the largest, those that exist."""
     database = Database(url)
+    pick = random.Random(seed)
     with database.engine.connect() as connection:
-        connection.execute(sa.text("SELECT setseed(:seed)"), {"seed": seed / 1000})
-        phones = (
-            connection.execute(
-                sa.text(
-                    "SELECT phone_e164 FROM contacts TABLESAMPLE BERNOULLI (1) ORDER BY random() "
-                    "LIMIT :n"
-                ),
-                {"n": count},
-            )
-            .scalars()
-            .all()
-        )
+        low, high = connection.execute(sa.text("SELECT min(id), max(id) FROM contacts")).one()
+        if low is None:
+            raise RuntimeError("the database has no contacts")
+        ids = pick.sample(range(low, high + 1), min(2 * count, high - low + 1))
+        rows = connection.execute(
+            sa.text(
+                "SELECT id, phone_e164 FROM contacts WHERE id IN :ids "
+                "AND phone_e164 IS NOT NULL ORDER BY id"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": ids},
+        ).all()
     database.dispose()
+    rows = [tuple(row) for row in rows]
+    pick.shuffle(rows)
+    return rows[:count]
+
+
+def lookup_paths(contacts: list[tuple[int, str]], seed: int) -> list[str]:
     pick = random.Random(seed)
     return [
         f"{API}/lookup?" + urllib.parse.urlencode({"phone": pick.choice(_phone_formats(p))})
-        for p in phones
+        for _, p in contacts
     ]
+
+
+def card_paths(contacts: list[tuple[int, str]]) -> list[str]:
+    return [f"{API}/contacts/{contact_id}" for contact_id, _ in contacts]
 
 
 def _get(base: str, path: str) -> dict:
@@ -186,7 +211,11 @@ def run_wrk(
 ) -> dict:
     """``connections`` clients for ``seconds``: each sends its next request as soon as the
     last is answered, or, with ``rate`` (requests/s over all clients), after a random pause
-    (exponential, mean ``connections / rate``: Poisson arrivals)."""
+    (exponential, mean ``connections / rate``: Poisson arrivals). At low rates fewer clients
+    pace it, so that the mean pause stays within half a second: ``wrk`` counts a client
+    pausing longer than its 5 s timeout as a timeout error."""
+    if rate:
+        connections = max(threads, min(connections, math.ceil(rate / 2)))
     delay_ms = 1000 * connections / rate if rate else 0
     script = WRK_SCRIPT % {
         "paths": ", ".join(json.dumps(p) for p in paths),
@@ -220,21 +249,73 @@ def run_wrk(
 
 
 def database_exists(url: str) -> bool:
-    admin = sa.make_url(url).set(drivername="postgresql", database="postgres")
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return Path(parsed.database).exists()
+    admin = parsed.set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as conn:
         return (
             conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (sa.make_url(url).database,)
+                "SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)
             ).fetchone()
             is not None
         )
 
 
+def passes(result: dict, p95_ms: float) -> bool:
+    """Within the latency target, every request answered with a 2xx."""
+    return result["p95_ms"] <= p95_ms and result["errors"] == 0 and result["non_2xx"] == 0
+
+
+def search_rate(
+    measure: Callable[[float], dict], ceiling: float, steps: int, p95_ms: float
+) -> dict:
+    """Bisect ``steps`` times over offered rates between 0 and ``ceiling`` (the saturated
+    throughput: no higher rate can be served) with ``measure(rate)`` (a paced run). The
+    answer is the passing run with the highest achieved rate (``per_second``: the clients
+    wait for each answer, so they achieve a little less than they offer), or None."""
+    low, high = 0.0, ceiling
+    tried = []
+    for _ in range(steps):
+        rate = (low + high) / 2
+        result = {"offered": round(rate, 1), **measure(rate)}
+        result["passed"] = passes(result, p95_ms)
+        tried.append(result)
+        if result["passed"]:
+            low = rate
+        else:
+            high = rate
+    passed = [r for r in tried if r["passed"]]
+    best = max(passed, key=lambda r: r["per_second"]) if passed else None
+    return {"p95_target_ms": p95_ms, "ceiling": round(ceiling, 1), "steps": tried, "best": best}
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
-    parser.add_argument("--url", default=BENCH_URL)
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--url", default=BENCH_URL, help="the scratch database, postgresql+psycopg:// or sqlite:///"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server worker processes (one per core)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="concurrent clients")
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -242,14 +323,42 @@ def main() -> None:
         "--rate", type=float, default=600, help="offered requests/s of the paced runs"
     )
     parser.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help=f"comma-separated, of {', '.join(ENDPOINTS)}",
+    )
+    parser.add_argument("--p95-ms", type=float, default=20.0, help="the rate search's target")
+    parser.add_argument(
+        "--search-steps", type=int, default=5, help="bisections of the rate search (0: none)"
+    )
+    parser.add_argument("--search-seconds", type=int, default=10, help="per rate tried")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="reuse the loaded database if there is one, and keep it",
     )
+    parser.add_argument(
+        "--drop", action="store_true", help="drop the database at the end, even with --reuse"
+    )
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="load and score the database, keep it and stop (then run with --reuse)",
+    )
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.endpoints.split(",") if name.strip()]
+    if unknown := set(chosen) - set(ENDPOINTS):
+        parser.error(f"unknown endpoints: {', '.join(sorted(unknown))}")
+    if args.load_only:
+        prepare(args.url, args.contacts)
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
+    started_at = datetime.datetime.now(datetime.UTC)
+    load_before = _load()
     print(
+        f"{started_at:%Y-%m-%d %H:%M} UTC, commit {_commit()}, load average {load_before}; "
         f"database {redact(args.url)}, {args.contacts:,} contacts; {args.workers} server "
         f"workers, {args.connections} clients, {args.seconds} s per endpoint"
     )
@@ -257,18 +366,25 @@ def main() -> None:
         print("reusing the loaded database")
     else:
         prepare(args.url, args.contacts)
+    database = Database(args.url)
+    contacts = database.count("contacts")
+    database.dispose()
     port = free_port()
     server = start_server(args.url, port, args.workers)
     base = f"http://127.0.0.1:{port}"
+    searches = {}
     try:
-        endpoints = {
-            "baseline: static file": ["/static/dashboard.css"],
-            "lookup by phone": lookup_paths(args.url, 2_000, seed=7),
-            "list page": list_paths(base, seed=7),
-            "analytics": [f"{API}/analytics"],
+        sample = sample_contacts(args.url, 2_000, seed=7)
+        every = {
+            "baseline": ("baseline: static file", lambda: ["/static/dashboard.css"]),
+            "lookup": ("lookup by phone", lambda: lookup_paths(sample, seed=7)),
+            "card": ("score card", lambda: card_paths(sample)),
+            "list": ("list page", lambda: list_paths(base, seed=7)),
+            "analytics": ("analytics", lambda: [f"{API}/analytics"]),
         }
+        endpoints = {every[key][0]: every[key][1]() for key in ENDPOINTS if key in chosen}
         for paths in endpoints.values():  # warm up: state spellings, plans, pools
-            run_wrk(base, paths, args.connections, 2, args.threads)
+            run_wrk(base, paths, args.connections, min(2, args.seconds), args.threads)
         results = {}
         for name, paths in endpoints.items():
             results[f"{name}, saturated"] = run_wrk(
@@ -277,18 +393,80 @@ def main() -> None:
             results[f"{name}, paced"] = run_wrk(
                 base, paths, args.connections, args.seconds, args.threads, args.rate
             )
+        for key, name in SEARCHED.items():
+            if key not in chosen or args.search_steps < 1:
+                continue
+            paths = endpoints[name]
+            searches[name] = search_rate(
+                lambda rate, paths=paths: run_wrk(
+                    base, paths, args.connections, args.search_seconds, args.threads, rate
+                ),
+                results[f"{name}, saturated"]["per_second"],
+                args.search_steps,
+                args.p95_ms,
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
-        if not args.reuse:
+        if args.drop or not args.reuse:
             drop_database(sa.make_url(args.url))
-    baseline = results["baseline: static file, saturated"]
+    load_after = _load()
+    baseline = results.get("baseline: static file, saturated")
     for name, r in results.items():
+        versus = (
+            f"({r['per_second'] / baseline['per_second']:.2f}x the baseline's throughput)  "
+            if baseline
+            else ""
+        )
         print(
             f"{name:<33} p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  "
-            f"p99 {r['p99_ms']:6.2f} ms  {r['per_second']:7,.0f} req/s "
-            f"({r['per_second'] / baseline['per_second']:.2f}x the baseline's throughput)  "
+            f"p99 {r['p99_ms']:6.2f} ms  {r['per_second']:7,.0f} req/s {versus}"
             f"{r['requests']:,} requests, {r['errors']} errors, {r['non_2xx']} non-2xx"
+        )
+    for name, search in searches.items():
+        for r in search["steps"]:
+            print(
+                f"{name} rate search: offered {r['offered']:7,.0f}/s -> {r['per_second']:7,.0f} "
+                f"req/s  p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  p99 "
+                f"{r['p99_ms']:6.2f} ms  {r['errors']} errors, {r['non_2xx']} non-2xx  "
+                f"{'pass' if r['passed'] else 'FAIL'}"
+            )
+    for name, search in searches.items():
+        best = search["best"]
+        if best is None:
+            print(
+                f"HIGHEST RATE {name}: none of {len(search['steps'])} rates tried kept "
+                f"p95 <= {args.p95_ms:g} ms"
+            )
+        else:
+            print(
+                f"HIGHEST RATE {name}: {best['per_second']:,.0f} req/s (offered "
+                f"{best['offered']:,.0f}/s) with p95 {best['p95_ms']:.2f} ms <= "
+                f"{args.p95_ms:g} ms (p50 {best['p50_ms']:.2f}, p99 {best['p99_ms']:.2f}); "
+                f"saturated {search['ceiling']:,.0f} req/s"
+            )
+    print(f"load average before {load_before}, after {load_after}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "started_at": started_at.isoformat(timespec="seconds"),
+                    "commit": _commit(),
+                    "database": redact(args.url),
+                    "dialect": sa.make_url(args.url).get_backend_name(),
+                    "contacts": contacts,
+                    "workers": args.workers,
+                    "connections": args.connections,
+                    "seconds": args.seconds,
+                    "paced_rate": args.rate,
+                    "load_average_before": load_before,
+                    "load_average_after": load_after,
+                    "results": results,
+                    "rate_search": searches,
+                },
+                indent=2,
+            )
+            + "\n"
         )
 
 

@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
@@ -26,7 +27,12 @@ AS_OF = "2026-11-24T00:00:00Z"
 
 
 def drop_database(url: sa.URL, create_again: bool = False) -> None:
-    """Drop the benchmark database (and create it empty again if ``create_again``)."""
+    """Drop the benchmark database (and create it empty again if ``create_again``). On SQLite
+    the database file and its WAL files are removed (an absent file is an empty database)."""
+    if url.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{url.database}{suffix}").unlink(missing_ok=True)
+        return
     admin = url.set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
@@ -45,7 +51,8 @@ SCORING_INPUTS = (
 
 
 def load_fresh_database(url: sa.URL, contacts: int) -> None:
-    """Drop and recreate the database, migrate it and load ``contacts`` demo contacts."""
+    """Drop and recreate the database (PostgreSQL or a SQLite file), migrate it and load
+    ``contacts`` demo contacts."""
     recreate_database(url)
     database = Database(url.render_as_string(hide_password=False))
     database.upgrade()

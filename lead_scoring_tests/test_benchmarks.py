@@ -1,9 +1,12 @@
 """The benchmark machinery: fresh processes, the full-scale load in arrival order, and the
-reader-latency and forget benchmarks' documented commands."""
+reader-latency and forget benchmarks' documented commands, the API benchmark's rate search
+and its small run on SQLite and PostgreSQL."""
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -296,6 +299,94 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
         assert connection.execute(
             "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
         ).fetchone() == (0,)
+
+
+def test_the_rate_search_bisects_to_the_highest_passing_rate():
+    """Between 0 and the ceiling, each pass moves up and each miss down: with the p95 crossing
+    20 ms at 430 requests/s, five bisections of 0–1,000 end within 1,000 / 32 of it; a run
+    with an error or a non-2xx answer does not pass, however fast."""
+    from benchmarks.api import search_rate
+
+    def measure(rate: float) -> dict:
+        return {
+            "per_second": rate * 0.95,
+            "p50_ms": 2.0,
+            "p95_ms": 5.0 if rate <= 430 else 40.0,
+            "p99_ms": 60.0,
+            "errors": 0,
+            "non_2xx": 0,
+        }
+
+    search = search_rate(measure, 1_000, 5, 20.0)
+    assert [round(r["offered"]) for r in search["steps"]] == [500, 250, 375, 438, 406]
+    assert search["best"]["offered"] == 406.2 and search["best"]["per_second"] == 406.25 * 0.95
+    assert 430 - 1_000 / 32 <= search["best"]["offered"] <= 430
+
+    def erroring(rate: float) -> dict:
+        return {**measure(rate), "non_2xx": 1}
+
+    assert search_rate(erroring, 1_000, 3, 20.0)["best"] is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_the_api_benchmark_runs_lookup_and_card_with_a_rate_search(database_url, tmp_path):
+    """The API benchmark at tiny size (2,000 contacts, 1 s runs, two bisections) on SQLite and
+    on PostgreSQL: lookup by phone and the score card answer every request with a 2xx (the
+    card's ids and the lookup's phones come from the database), the rate search tries two
+    rates for each and prints its answer, the JSON holds the same, no full phone number is
+    printed, and the database is dropped."""
+    figures = tmp_path / "api.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.api",
+            "--contacts",
+            "2000",
+            "--url",
+            database_url,
+            "--endpoints",
+            "lookup,card",
+            "--seconds",
+            "1",
+            "--search-seconds",
+            "1",
+            "--search-steps",
+            "2",
+            "--json",
+            str(figures),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(figures.read_text())
+    assert report["contacts"] == 2000 and report["workers"] == 2
+    assert report["dialect"] == sa.make_url(database_url).get_backend_name()
+    for name in ("lookup by phone", "score card"):
+        for run in ("saturated", "paced"):
+            figures_of_run = report["results"][f"{name}, {run}"]
+            assert figures_of_run["requests"] > 0
+            assert figures_of_run["errors"] == 0 and figures_of_run["non_2xx"] == 0
+        search = report["rate_search"][name]
+        assert len(search["steps"]) == 2
+        assert search["ceiling"] == round(report["results"][f"{name}, saturated"]["per_second"], 1)
+        passing = [step for step in search["steps"] if step["passed"]]
+        assert all(step["p95_ms"] <= 20 for step in passing)
+        assert search["best"] == (max(passing, key=lambda s: s["per_second"]) if passing else None)
+        assert f"HIGHEST RATE {name}: " in result.stdout
+    assert not re.search(r"\d{10}", result.stdout.replace(" ", ""))
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        assert not Path(url.database).exists()
+    else:
+        admin = url.set(drivername="postgresql", database="postgres")
+        with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+            assert connection.execute(
+                "SELECT count(*) FROM pg_database WHERE datname = %s", (url.database,)
+            ).fetchone() == (0,)
 
 
 def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
