@@ -12,6 +12,7 @@ postgres). Without a server those tests are skipped with the reason, unless
 
 import os
 import re
+import shutil
 import sqlite3
 import uuid
 import zipfile
@@ -259,3 +260,16 @@ def chromium() -> Path:
             pytest.fail(message + " and LEAD_SCORING_REQUIRE_BROWSER=1")
         pytest.skip(message)
     return CHROMIUM
+
+
+@pytest.fixture
+def wrk() -> str:
+    """Debian's ``wrk`` for the API benchmark's test: skipped without it, failed instead when
+    ``LEAD_SCORING_REQUIRE_WRK=1`` (CI)."""
+    found = shutil.which("wrk")
+    if found is None:
+        message = "no wrk on the PATH (apt-get install wrk)"
+        if os.environ.get("LEAD_SCORING_REQUIRE_WRK") == "1":
+            pytest.fail(message + " and LEAD_SCORING_REQUIRE_WRK=1")
+        pytest.skip(message)
+    return found

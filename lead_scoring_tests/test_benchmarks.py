@@ -329,7 +329,7 @@ def test_the_rate_search_bisects_to_the_highest_passing_rate():
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
-def test_the_api_benchmark_runs_lookup_and_card_with_a_rate_search(database_url, tmp_path):
+def test_the_api_benchmark_runs_lookup_and_card_with_a_rate_search(database_url, wrk, tmp_path):
     """The API benchmark at tiny size (2,000 contacts, 1 s runs, two bisections) on SQLite and
     on PostgreSQL: lookup by phone and the score card answer every request with a 2xx (the
     card's ids and the lookup's phones come from the database), the rate search tries two
