@@ -13,17 +13,18 @@ added up by the column groups asked for (``groups``: each encoded column's outpu
 own traversal: ``apply`` for the forest, the compiled predictor for histogram gradient
 boosting) and one sparse product, contacts × leaves (one 1 per tree) @ leaves × groups.
 
-Node values are taken exactly as ``shap`` reads them, so the attributions are the same up to
-floating-point summation order:
+Node values are the ones ``shap`` uses, so the attributions are the same up to floating-point
+summation order (tested to 1e-12): a leaf's value is the model's, an inner node's the average of
+its children's weighted by their training samples (``shap``'s ``compute_expectations``; this
+matters for histogram gradient boosting, whose stored inner values are not shrunk by the
+learning rate while its leaves are):
 
 - ``RandomForestClassifier``: each tree's class fractions of the positive class (normalised
   to sum to 1 over the classes), divided by the number of trees (the forest averages them);
-  inputs compared as float32, as scikit-learn does.
-- ``HistGradientBoostingClassifier`` / ``Regressor``: the predictor nodes' ``value`` (leaves
-  carry the learning rate already; scikit-learn leaves the inner nodes unshrunk, so the last
-  step of a path also carries the shrinkage, as in ``shap``); the baseline prediction is added
-  to the bias. Outputs are in the raw space: log-odds for the classifier, the regression
-  target for the regressor.
+  inputs compared as float32, as scikit-learn does. Output: the positive-class probability.
+- ``HistGradientBoostingClassifier`` / ``Regressor`` (one tree per iteration): leaf values
+  carry the learning rate already; the baseline prediction is added to the bias. Output: the
+  raw prediction, log-odds for the classifier, the regression target for the regressor.
 """
 
 from concurrent.futures import ThreadPoolExecutor
