@@ -7,8 +7,9 @@ Loads N demo contacts into a scratch PostgreSQL database and rescores them (unle
 ``--campaigns`` are kept (at 1M contacts, about 300k recipients each). Then times in fresh
 processes: building the point-in-time training set, fitting every candidate and both baselines
 with MLflow logging (a scratch store) and the gate, and ``uplift_scores`` for every contact
-with each candidate as the champion (reasons included). Reports peak RSS. ``--drop`` drops
-the database at the end.
+with each candidate as the champion (reasons included), and ``campaign_results`` over the kept
+campaigns. Reports peak RSS. ``--candidates`` limits the candidates trained and scored (all by
+default); ``--drop`` drops the database at the end.
 """
 
 import argparse
@@ -24,17 +25,17 @@ from lead_scoring_assets.db.database import Database, redact
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 2048
+TARGET_RESULTS_SECONDS = 30.0
 
 
-def timed_training(url: str, tracking_uri: str) -> dict:
+def timed_training(url: str, tracking_uri: str, candidates: tuple[str, ...]) -> dict:
     from lead_scoring_assets.ml.tracking import MlflowTarget
-    from lead_scoring_assets.ml.uplift import CANDIDATES
     from lead_scoring_assets.ml.uplift_tracking import train_uplift_model, uplift_target
 
     database = Database(url)
     started = time.perf_counter()
     report = train_uplift_model(
-        database, uplift_target(MlflowTarget(tracking_uri)), CANDIDATES, 30, AS_OF
+        database, uplift_target(MlflowTarget(tracking_uri)), candidates, 30, AS_OF
     )
     database.dispose()
     return {
@@ -81,7 +82,24 @@ def timed_scoring(url: str, tracking_uri: str, candidate: str, run_id: str) -> d
     }
 
 
+def timed_campaign_results(url: str) -> dict:
+    from lead_scoring_assets.campaigns.results import campaign_results
+
+    database = Database(url)
+    started = time.perf_counter()
+    results = campaign_results(database)
+    seconds = time.perf_counter() - started
+    database.dispose()
+    return {
+        "total": seconds,
+        "campaigns": len(results),
+        "recipients": sum(r.target.recipients + r.control.recipients for r in results),
+    }
+
+
 def main() -> None:
+    from lead_scoring_assets.ml.uplift import CANDIDATES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument(
@@ -89,6 +107,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_uplift"
+    )
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=CANDIDATES,
+        default=list(CANDIDATES),
+        help="the candidates trained and scored (default: all)",
     )
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data of a past run")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
@@ -109,11 +134,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             tracking_uri = f"sqlite:///{folder}/mlflow.db"
-            training = run_in_fresh_process(timed_training, args.url, tracking_uri)
+            training = run_in_fresh_process(
+                timed_training, args.url, tracking_uri, tuple(args.candidates)
+            )
             scoring = {
                 name: run_in_fresh_process(timed_scoring, args.url, tracking_uri, name, run)
                 for name, run in training["runs"].items()
             }
+        results = run_in_fresh_process(timed_campaign_results, args.url)
     finally:
         if args.drop:
             drop_database(url)
@@ -150,6 +178,11 @@ def main() -> None:
             f"{result['peak_rss_mb']:,.0f} MB; audit "
             f"{'FAILED' if result['audit_failed'] else 'passed'}"
         )
+    print(
+        f"campaign_results: {results['campaigns']} campaigns, {results['recipients']:,} "
+        f"recipients in {results['total']:.1f} s (target {TARGET_RESULTS_SECONDS:.0f} s); "
+        f"peak RSS {results['peak_rss_mb']:,.0f} MB"
+    )
 
 
 if __name__ == "__main__":

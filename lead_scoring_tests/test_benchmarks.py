@@ -266,8 +266,8 @@ def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
 
 def test_the_uplift_benchmark_runs_as_documented(postgres_url):
     """The uplift benchmark (small: 40,000 contacts, the latest four demo campaigns) trains
-    every candidate and both baselines, scores every contact with each, and drops its
-    database."""
+    every candidate and both baselines, scores every contact with each, times
+    campaign_results, and drops its database."""
     result = subprocess.run(
         [
             sys.executable,
@@ -293,6 +293,11 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
             result.stdout,
         ), result.stdout
     assert "conversion_probability (baseline): Qini" in result.stdout
+    assert re.search(
+        r"^campaign_results: 4 campaigns, [\d,]+ recipients in [\d.]+ s \(target 30 s\)",
+        result.stdout,
+        re.MULTILINE,
+    ), result.stdout
     name = sa.make_url(postgres_url).database
     admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:

@@ -13,9 +13,10 @@ so that one class (``UpliftModel``) stores, predicts and explains them all:
   recipient's campaign's target share, whose expectation given x is τ(x); τ regresses Y*.
 
 τ is an absolute change of conversion probability (0.02 = two more conversions per hundred
-messages; negative: the message loses sales). Reasons: ``shap.TreeExplainer``'s path
-attributions (``approximate=True``, Saabas) of each regressor, weighted like the regressors,
-add up exactly to τ: base + Σ contributions = τ(x).
+messages; negative: the message loses sales). Reasons: the Saabas path attributions
+(``path_attributions.PathAttributions``, as ``shap.TreeExplainer``'s ``approximate=True``) of
+each regressor, weighted like the regressors, add up exactly to τ: base + Σ contributions =
+τ(x).
 
 causalml's uplift trees and forests were left out: its 0.18 release brings xgboost, lightgbm
 and NVIDIA's NCCL (hundreds of MB) and its Cython trees do not load through skops' allow-list.
@@ -40,20 +41,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import shap
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from lead_scoring_assets.ml.conversion import (
     Split,
-    by_source_feature,
     feature_encoder,
     features_of,
     fit_candidate,
+    reason_feature_index,
     source_feature,
 )
 from lead_scoring_assets.ml.conversion_features import REASON_FEATURES
+from lead_scoring_assets.ml.path_attributions import PathAttributions
 from lead_scoring_assets.ml.uplift_features import TREATED, UpliftTrainingSet, propensity
 
 CANDIDATES = ("two_model", "x_learner", "transformed_outcome")
@@ -171,21 +172,23 @@ class UpliftExplainer:
     def __init__(self, model: UpliftModel):
         self.model = model
         self.groups = np.array([source_feature(n) for n in model.encoder.get_feature_names_out()])
-        self.trees = [shap.TreeExplainer(r) for r in model.regressors]
+        self.paths = PathAttributions(
+            model.regressors, model.weights, reason_feature_index(self.groups), len(REASON_FEATURES)
+        )
 
     def explain(self, x: pd.DataFrame) -> UpliftContributions:
         if x.empty:
             return UpliftContributions(0.0, np.zeros((0, len(REASON_FEATURES))), np.zeros(0))
         z = self.model.encode(x)
-        values = np.zeros(z.shape)
-        base = 0.0
-        for weight, tree in zip(self.model.weights, self.trees):
-            values += weight * np.asarray(
-                tree.shap_values(z, approximate=True, check_additivity=False)
-            )
-            base += weight * float(np.atleast_1d(tree.expected_value)[-1])
-        uplift = sum(w * r.predict(z) for w, r in zip(self.model.weights, self.model.regressors))
-        return UpliftContributions(base, by_source_feature(values, self.groups), uplift)
+        values, raw = self.paths.explain(z)
+        # each regressor's prediction from the leaves just found, bit for bit its predict(z)
+        # (squared error: the raw prediction), weighted and summed as UpliftModel.predict does
+        predictions = [
+            p if p is not None and r.loss == "squared_error" else r.predict(z)
+            for p, r in zip(raw, self.model.regressors)
+        ]
+        uplift = sum(w * p for w, p in zip(self.model.weights, predictions))
+        return UpliftContributions(self.paths.base, values, uplift)
 
 
 @dataclass
