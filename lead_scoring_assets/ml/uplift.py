@@ -136,24 +136,27 @@ def _regressor(seed: int) -> HistGradientBoostingRegressor:
 
 def fit_uplift(name: str, train: pd.DataFrame, seed: int = 42) -> UpliftModel:
     """Fit candidate ``name`` on ``train`` (rows with ``treated`` and ``converted``)."""
+    if name not in CANDIDATES:
+        raise ValueError(f"unknown candidate {name!r}; known: {list(CANDIDATES)}")
     x = features_of(train)
     encoder = feature_encoder().fit(x)
     z = np.asarray(encoder.transform(x), dtype=np.float64)
+    del x  # at 1M contacts each of x and z holds about a gigabyte: keep one at a time
     y = train["converted"].to_numpy(dtype="float64")
     t = train[TREATED].to_numpy(bool)
     if name == "transformed_outcome":
         e = propensity(train)
         return UpliftModel(encoder, (_regressor(seed).fit(z, y * (t - e) / (e * (1 - e))),), (1.0,))
-    treated = _regressor(seed).fit(z[t], y[t])
-    control = _regressor(seed).fit(z[~t], y[~t])
+    z_treated, z_control = z[t], z[~t]
+    del z
+    treated = _regressor(seed).fit(z_treated, y[t])
+    control = _regressor(seed).fit(z_control, y[~t])
     if name == "two_model":
         return UpliftModel(encoder, (treated, control), (1.0, -1.0))
-    if name == "x_learner":
-        tau_treated = _regressor(seed).fit(z[t], y[t] - control.predict(z[t]))
-        tau_control = _regressor(seed).fit(z[~t], treated.predict(z[~t]) - y[~t])
-        g = float(t.mean())
-        return UpliftModel(encoder, (tau_control, tau_treated), (g, 1.0 - g))
-    raise ValueError(f"unknown candidate {name!r}; known: {list(CANDIDATES)}")
+    tau_treated = _regressor(seed).fit(z_treated, y[t] - control.predict(z_treated))
+    tau_control = _regressor(seed).fit(z_control, treated.predict(z_control) - y[~t])
+    g = float(t.mean())
+    return UpliftModel(encoder, (tau_control, tau_treated), (g, 1.0 - g))
 
 
 @dataclass
