@@ -138,13 +138,13 @@ def test_every_sort_walks_every_contact_once_in_order_with_the_total(scored, cli
         )
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("sort", ["conversion", "uplift"])
 def test_the_sorts_by_probability_and_uplift_follow_an_index(scored, client, sort):
-    """PostgreSQL: each statement of a walk by probability or uplift (first page, later
-    pages, the contacts without a value) can be read in order down an index: with sorting
-    disabled, the plan has no Sort (a plan that needs one would still use it)."""
-    if scored.dialect != "postgresql":
-        pytest.skip("PostgreSQL's plans")
+    """PostgreSQL (whose plans these are): each statement of a walk by probability or uplift
+    (first page, later pages, the contacts without a value) can be read in order down an
+    index: with sorting disabled, the plan has no Sort (a plan that needs one would still use
+    it)."""
     _add_uplift(scored)
     statements = []
 
