@@ -552,6 +552,26 @@ def test_uplift_appears_with_its_reasons_and_is_null_without_a_champion(scored):
     assert reasons["rest"]["effect"] == pytest.approx(0.001)
 
 
+def test_a_card_is_read_in_five_statements(scored):
+    """The card's row with its ML, conversion and uplift scores in one statement, then its
+    history, the suppressions in force (snapshot, unprocessed replies) and its reasons: five
+    round trips on PostgreSQL, four on SQLite (no snapshot to take), whatever is stored."""
+    contact = int(_best_multi_platform(scored)["contact_id"])
+    reader = app_for(scored).state.reader
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(reader.engine, "before_cursor_execute", count)
+    try:
+        card = reader.score_card(contact)
+    finally:
+        sa.event.remove(reader.engine, "before_cursor_execute", count)
+    assert card["contact_id"] == contact and card["uplift_score"] is None
+    assert len(statements) == (5 if scored.dialect == "postgresql" else 4), statements
+
+
 def test_no_response_carries_a_full_phone_number(scored, client):
     phones = _all_phones(scored)
     bodies = [

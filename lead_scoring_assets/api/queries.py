@@ -135,9 +135,16 @@ class ScoreReader:
     def __init__(self, database: Database):
         self.database = database
         self.engine = database.engine
-        tables = set(sa.inspect(self.engine).get_table_names())
+        inspector = sa.inspect(self.engine)
+        tables = set(inspector.get_table_names())
         self.has_conversion_scores = "conversion_scores" in tables
         self.has_uplift_scores = "uplift_scores" in tables
+        self._card_joins = {
+            prefix: [c["name"] for c in inspector.get_columns(table) if c["name"] != "contact_id"]
+            for prefix, table in (("conv", "conversion_scores"), ("upl", "uplift_scores"))
+            if table in tables
+        }
+        """Per model-score table read with the card's row (by alias): its columns."""
         self._states: dict[str, list[str]] = {}
         self._states_read_at = float("-inf")
         self._analytics: tuple[int, dict] | None = None
@@ -163,7 +170,21 @@ class ScoreReader:
                 *(f"c.{c}" for c in CARD_PROFILE_FIELDS),
                 "s.contact_id AS scored",
                 *(f"m.{c} AS ml_{c}" for c in ML_FIELDS),
+                *(
+                    f"{alias}.contact_id AS {alias}__found"
+                    for alias, names in self._card_joins.items()
+                ),
+                *(
+                    f"{alias}.{c} AS {alias}__{c}"
+                    for alias, names in self._card_joins.items()
+                    for c in names
+                ),
             ]
+        )
+        joins = "".join(
+            f" LEFT JOIN {table} {alias} ON {alias}.contact_id = c.id"
+            for alias, table in (("conv", "conversion_scores"), ("upl", "uplift_scores"))
+            if alias in self._card_joins
         )
         with self.engine.connect() as connection:
             row = (
@@ -171,7 +192,7 @@ class ScoreReader:
                     sa.text(
                         f"SELECT c.id, {columns} FROM contacts c "
                         "LEFT JOIN lead_scores s ON s.contact_id = c.id "
-                        "LEFT JOIN ml_lead_scores m ON m.contact_id = c.id "
+                        f"LEFT JOIN ml_lead_scores m ON m.contact_id = c.id{joins} "
                         f"WHERE {condition} ORDER BY c.id LIMIT 1"
                     ),
                     {"key": key},
@@ -202,25 +223,12 @@ class ScoreReader:
                 read_in_force(connection, self.database),
                 [row["phone_e164"]],
             )
-            conversion = uplift = None
-            if self.has_uplift_scores:
-                uplift = (
-                    connection.execute(
-                        sa.text("SELECT * FROM uplift_scores WHERE contact_id = :id"),
-                        {"id": contact_id},
-                    )
-                    .mappings()
-                    .first()
-                )
-            if self.has_conversion_scores:
-                conversion = (
-                    connection.execute(
-                        sa.text("SELECT * FROM conversion_scores WHERE contact_id = :id"),
-                        {"id": contact_id},
-                    )
-                    .mappings()
-                    .first()
-                )
+        conversion, uplift = (
+            {c: row[f"{alias}__{c}"] for c in self._card_joins[alias]}
+            if alias in self._card_joins and row[f"{alias}__found"] is not None
+            else None
+            for alias in ("conv", "upl")
+        )
         ml = None
         if row["ml_method"] is not None:
             ml = {c: row[f"ml_{c}"] for c in ML_FIELDS}
