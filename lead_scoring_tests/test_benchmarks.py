@@ -22,6 +22,27 @@ from benchmarks.full_scale import (
 from lead_scoring_assets.db.database import Database
 
 
+def _benchmark(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.<module> args`` in a fresh process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _database_exists(url: str) -> bool:
+    """Whether the PostgreSQL server at ``url`` still has its database."""
+    url = sa.make_url(url)
+    admin = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (url.database,)
+        ).fetchone() != (0,)
+
+
 def failing_step() -> dict:
     raise ValueError("the step broke")
 
@@ -123,25 +144,17 @@ def test_the_reader_latency_command_runs_as_documented(postgres_url):
     """The README's reader-latency command (small: 2,000 contacts, short windows) loads,
     reads quietly, exports and publishes side by side, prints every window and drops its
     database."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.reader_latency",
-            "--contacts",
-            "2000",
-            "--seconds",
-            "1",
-            "--export-seconds",
-            "3",
-            "--url",
-            postgres_url,
-            "--drop",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _benchmark(
+        "benchmarks.reader_latency",
+        "--contacts",
+        "2000",
+        "--seconds",
+        "1",
+        "--export-seconds",
+        "3",
+        "--url",
+        postgres_url,
+        "--drop",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for window in (
@@ -152,33 +165,20 @@ def test_the_reader_latency_command_runs_as_documented(postgres_url):
     ):
         assert window in result.stdout
     assert "export: 2,000 rows" in result.stdout
-    name = sa.make_url(postgres_url).database
-    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone() == (0,)
+    assert not _database_exists(postgres_url)
 
 
 def test_the_forget_benchmark_runs_as_documented(postgres_url):
     """The forget benchmark (small: 2,000 contacts, 2 numbers, one stored in the old form)
     forgets each number, times it, masks it and drops its database."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.forget",
-            "--contacts",
-            "2000",
-            "--samples",
-            "2",
-            "--url",
-            postgres_url,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _benchmark(
+        "benchmarks.forget",
+        "--contacts",
+        "2000",
+        "--samples",
+        "2",
+        "--url",
+        postgres_url,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     forgotten = [line for line in result.stdout.splitlines() if line.startswith("forget +52 ***")]
@@ -187,34 +187,21 @@ def test_the_forget_benchmark_runs_as_documented(postgres_url):
     )
     assert "export scan: median" in result.stdout
     assert not re.search(r"\d{10}", "\n".join(forgotten).replace(" ", ""))
-    name = sa.make_url(postgres_url).database
-    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone() == (0,)
+    assert not _database_exists(postgres_url)
 
 
 def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_url):
     """The suppressed-export benchmark (small: 2,000 contacts, one pair) records its
     suppressions, leaves out the matching contacts, prints the pair's ratio and drops its
     database."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.suppressed_export",
-            "--contacts",
-            "2000",
-            "--pairs",
-            "1",
-            "--url",
-            postgres_url,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _benchmark(
+        "benchmarks.suppressed_export",
+        "--contacts",
+        "2000",
+        "--pairs",
+        "1",
+        "--url",
+        postgres_url,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2,000 suppressions, 1,000 of them contacts' numbers" in result.stdout
@@ -224,33 +211,20 @@ def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_ur
         result.stdout,
     )
     assert "median ratio with / without suppressions" in result.stdout
-    name = sa.make_url(postgres_url).database
-    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone() == (0,)
+    assert not _database_exists(postgres_url)
 
 
 def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
     """The profit-export benchmark (small: 2,000 contacts, one pair): max_profit writes the
     contacts above break-even, the score export as many, and the database is dropped."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.profit_export",
-            "--contacts",
-            "2000",
-            "--pairs",
-            "1",
-            "--url",
-            postgres_url,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _benchmark(
+        "benchmarks.profit_export",
+        "--contacts",
+        "2000",
+        "--pairs",
+        "1",
+        "--url",
+        postgres_url,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2,000 uplift scores" in result.stdout
@@ -262,26 +236,20 @@ def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
     selected, below, same = (int(g.replace(",", "")) for g in rows.groups())
     assert selected == same and selected + below <= 2_000 and 0.4 < selected / 2_000 < 0.7
     assert "median ratio max_profit / total_score" in result.stdout
+    assert not _database_exists(postgres_url)
 
 
 def test_the_uplift_benchmark_runs_as_documented(postgres_url):
     """The uplift benchmark (small: 40,000 contacts, the latest four demo campaigns) trains
     every candidate and both baselines, scores every contact with each, times
     campaign_results, and drops its database."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.uplift",
-            "--contacts",
-            "40000",
-            "--url",
-            postgres_url,
-            "--drop",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
+    result = _benchmark(
+        "benchmarks.uplift",
+        "--contacts",
+        "40000",
+        "--url",
+        postgres_url,
+        "--drop",
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -298,12 +266,7 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
         result.stdout,
         re.MULTILINE,
     ), result.stdout
-    name = sa.make_url(postgres_url).database
-    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone() == (0,)
+    assert not _database_exists(postgres_url)
 
 
 def test_the_rate_search_bisects_to_the_highest_passing_rate():
@@ -341,30 +304,22 @@ def test_the_api_benchmark_runs_lookup_and_card_with_a_rate_search(database_url,
     rates for each and prints its answer, the JSON holds the same, no full phone number is
     printed, and the database is dropped."""
     figures = tmp_path / "api.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.api",
-            "--contacts",
-            "2000",
-            "--url",
-            database_url,
-            "--endpoints",
-            "lookup,card",
-            "--seconds",
-            "1",
-            "--search-seconds",
-            "1",
-            "--search-steps",
-            "2",
-            "--json",
-            str(figures),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _benchmark(
+        "benchmarks.api",
+        "--contacts",
+        "2000",
+        "--url",
+        database_url,
+        "--endpoints",
+        "lookup,card",
+        "--seconds",
+        "1",
+        "--search-seconds",
+        "1",
+        "--search-steps",
+        "2",
+        "--json",
+        str(figures),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(figures.read_text())
@@ -387,32 +342,20 @@ def test_the_api_benchmark_runs_lookup_and_card_with_a_rate_search(database_url,
     if url.get_backend_name() == "sqlite":
         assert not Path(url.database).exists()
     else:
-        admin = url.set(drivername="postgresql", database="postgres")
-        with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-            assert connection.execute(
-                "SELECT count(*) FROM pg_database WHERE datname = %s", (url.database,)
-            ).fetchone() == (0,)
+        assert not _database_exists(database_url)
 
 
 def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
     """The list-sorting benchmark, small (3,000 contacts, one call per case), times every
     sort and filter with its plans and drops its database."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.list_sorting",
-            "--contacts",
-            "3000",
-            "--repeat",
-            "1",
-            "--url",
-            postgres_url,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _benchmark(
+        "benchmarks.list_sorting",
+        "--contacts",
+        "3000",
+        "--repeat",
+        "1",
+        "--url",
+        postgres_url,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for case in (
@@ -426,9 +369,4 @@ def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
             result.stdout
         )
     assert "uplift_scores: 3,000 rows" in result.stdout
-    name = sa.make_url(postgres_url).database
-    admin = sa.make_url(postgres_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        assert connection.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone() == (0,)
+    assert not _database_exists(postgres_url)
