@@ -140,11 +140,14 @@ class ScoreReader:
         self.has_conversion_scores = "conversion_scores" in tables
         self.has_uplift_scores = "uplift_scores" in tables
         self._card_joins = {
-            prefix: [c["name"] for c in inspector.get_columns(table) if c["name"] != "contact_id"]
-            for prefix, table in (("conv", "conversion_scores"), ("upl", "uplift_scores"))
+            alias: (
+                table,
+                [c["name"] for c in inspector.get_columns(table) if c["name"] != "contact_id"],
+            )
+            for alias, table in (("conv", "conversion_scores"), ("upl", "uplift_scores"))
             if table in tables
         }
-        """Per model-score table read with the card's row (by alias): its columns."""
+        """The model-score tables read with the card's row, by alias: (table, its columns)."""
         self._states: dict[str, list[str]] = {}
         self._states_read_at = float("-inf")
         self._analytics: tuple[int, dict] | None = None
@@ -170,21 +173,17 @@ class ScoreReader:
                 *(f"c.{c}" for c in CARD_PROFILE_FIELDS),
                 "s.contact_id AS scored",
                 *(f"m.{c} AS ml_{c}" for c in ML_FIELDS),
-                *(
-                    f"{alias}.contact_id AS {alias}__found"
-                    for alias, names in self._card_joins.items()
-                ),
+                *(f"{alias}.contact_id AS {alias}__found" for alias in self._card_joins),
                 *(
                     f"{alias}.{c} AS {alias}__{c}"
-                    for alias, names in self._card_joins.items()
+                    for alias, (_, names) in self._card_joins.items()
                     for c in names
                 ),
             ]
         )
         joins = "".join(
             f" LEFT JOIN {table} {alias} ON {alias}.contact_id = c.id"
-            for alias, table in (("conv", "conversion_scores"), ("upl", "uplift_scores"))
-            if alias in self._card_joins
+            for alias, (table, _) in self._card_joins.items()
         )
         with self.engine.connect() as connection:
             row = (
@@ -224,7 +223,7 @@ class ScoreReader:
                 [row["phone_e164"]],
             )
         conversion, uplift = (
-            {c: row[f"{alias}__{c}"] for c in self._card_joins[alias]}
+            {c: row[f"{alias}__{c}"] for c in self._card_joins[alias][1]}
             if alias in self._card_joins and row[f"{alias}__found"] is not None
             else None
             for alias in ("conv", "upl")

@@ -248,6 +248,3 @@ class PathAttributions:
             for k in range(self.n_models)
         ]
         return np.concatenate([p[0] for p in parts]), outputs
-
-    def attributions(self, z: np.ndarray) -> np.ndarray:
-        return self.explain(z)[0]
