@@ -40,11 +40,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
 
 from benchmarks.full_rescore import (
     AS_OF,
+    database_exists,
     drop_database,
     load_fresh_database,
 )
@@ -246,20 +246,6 @@ def run_wrk(
     result = json.loads(output.split("RESULT ", 1)[1])
     result["per_second"] = result["requests"] / result["seconds"]
     return result
-
-
-def database_exists(url: str) -> bool:
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return Path(parsed.database).exists()
-    admin = parsed.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as conn:
-        return (
-            conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)
-            ).fetchone()
-            is not None
-        )
 
 
 def passes(result: dict, p95_ms: float) -> bool:

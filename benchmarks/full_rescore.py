@@ -40,6 +40,21 @@ def drop_database(url: sa.URL, create_again: bool = False) -> None:
             conn.execute(f'CREATE DATABASE "{url.database}"')
 
 
+def database_exists(url: str) -> bool:
+    """Whether the benchmark database at ``url`` exists (on SQLite: its file)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return Path(parsed.database).exists()
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as conn:
+        return (
+            conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)
+            ).fetchone()
+            is not None
+        )
+
+
 def recreate_database(url: sa.URL) -> None:
     drop_database(url, create_again=True)
 

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.api import TIERS, database_exists
+from benchmarks.api import TIERS
 from benchmarks.fresh_process import run_in_fresh_process
-from benchmarks.full_rescore import AS_OF, drop_database, load_fresh_database
+from benchmarks.full_rescore import AS_OF, database_exists, drop_database, load_fresh_database
 from lead_scoring_assets.db.database import Database, redact
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench_readers"

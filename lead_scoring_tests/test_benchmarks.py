@@ -6,13 +6,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
 from benchmarks.fresh_process import run_in_fresh_process
+from benchmarks.full_rescore import database_exists
 from benchmarks.full_scale import (
     Server,
     load_in_arrival_order,
@@ -31,16 +31,6 @@ def _benchmark(module: str, *args: str, timeout: int = 600) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
-
-
-def _database_exists(url: str) -> bool:
-    """Whether the PostgreSQL server at ``url`` still has its database."""
-    url = sa.make_url(url)
-    admin = url.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-        return connection.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (url.database,)
-        ).fetchone() != (0,)
 
 
 def failing_step() -> dict:
@@ -165,7 +155,7 @@ def test_the_reader_latency_command_runs_as_documented(postgres_url):
     ):
         assert window in result.stdout
     assert "export: 2,000 rows" in result.stdout
-    assert not _database_exists(postgres_url)
+    assert not database_exists(postgres_url)
 
 
 def test_the_forget_benchmark_runs_as_documented(postgres_url):
@@ -187,7 +177,7 @@ def test_the_forget_benchmark_runs_as_documented(postgres_url):
     )
     assert "export scan: median" in result.stdout
     assert not re.search(r"\d{10}", "\n".join(forgotten).replace(" ", ""))
-    assert not _database_exists(postgres_url)
+    assert not database_exists(postgres_url)
 
 
 def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_url):
@@ -211,7 +201,7 @@ def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_ur
         result.stdout,
     )
     assert "median ratio with / without suppressions" in result.stdout
-    assert not _database_exists(postgres_url)
+    assert not database_exists(postgres_url)
 
 
 def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
@@ -236,7 +226,7 @@ def test_the_profit_export_benchmark_runs_and_drops_its_database(postgres_url):
     selected, below, same = (int(g.replace(",", "")) for g in rows.groups())
     assert selected == same and selected + below <= 2_000 and 0.4 < selected / 2_000 < 0.7
     assert "median ratio max_profit / total_score" in result.stdout
-    assert not _database_exists(postgres_url)
+    assert not database_exists(postgres_url)
 
 
 def test_the_uplift_benchmark_runs_as_documented(postgres_url):
@@ -266,7 +256,7 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
         result.stdout,
         re.MULTILINE,
     ), result.stdout
-    assert not _database_exists(postgres_url)
+    assert not database_exists(postgres_url)
 
 
 def test_the_rate_search_bisects_to_the_highest_passing_rate():
@@ -338,11 +328,7 @@ def test_the_api_benchmark_runs_lookup_and_card_with_a_rate_search(database_url,
         assert search["best"] == (max(passing, key=lambda s: s["per_second"]) if passing else None)
         assert f"HIGHEST RATE {name}: " in result.stdout
     assert not re.search(r"\d{10}", result.stdout.replace(" ", ""))
-    url = sa.make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        assert not Path(url.database).exists()
-    else:
-        assert not _database_exists(database_url)
+    assert not database_exists(database_url)
 
 
 def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
@@ -369,4 +355,4 @@ def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
             result.stdout
         )
     assert "uplift_scores: 3,000 rows" in result.stdout
-    assert not _database_exists(postgres_url)
+    assert not database_exists(postgres_url)

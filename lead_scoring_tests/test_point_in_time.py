@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pandas as pd
-import psycopg
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from benchmarks.full_rescore import database_exists
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.demo.generator import generate_demo_data
 from lead_scoring_assets.demo.loader import load_demo_data
@@ -312,9 +312,4 @@ def test_the_cost_benchmark_runs_as_documented(dialect, request):
     assert f"{dialect} " in result.stdout and "without contact_changes" in result.stdout
     assert "2,000 changes recorded" in result.stdout
     if dialect == "postgresql":
-        url = sa.make_url(where[1])
-        admin = url.set(drivername="postgresql", database="postgres")
-        with psycopg.connect(admin.render_as_string(hide_password=False)) as connection:
-            assert connection.execute(
-                "SELECT count(*) FROM pg_database WHERE datname = %s", (url.database,)
-            ).fetchone() == (0,)
+        assert not database_exists(where[1])
