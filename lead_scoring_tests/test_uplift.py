@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import train_test_split
 
 from lead_scoring_assets.campaigns.results import campaign_results
 from lead_scoring_assets.cli import main
@@ -20,7 +23,14 @@ from lead_scoring_assets.defs.assets.uplift_scores import uplift_scores
 from lead_scoring_assets.defs.resources import DatabaseResource, MlflowResource
 from lead_scoring_assets.demo.loader import load_demo_data
 from lead_scoring_assets.geography.ladas import build_lada_reference
-from lead_scoring_assets.ml.conversion import Split, features_of
+from lead_scoring_assets.ml import conversion, uplift
+from lead_scoring_assets.ml.conversion import (
+    Split,
+    encode_rows,
+    feature_encoder,
+    features_of,
+    fit_encoder,
+)
 from lead_scoring_assets.ml.conversion_features import (
     REASON_FEATURES,
     decoded_reasons,
@@ -144,6 +154,47 @@ def test_contributions_add_up_to_the_uplift(synthetic_split):
         np.testing.assert_allclose(
             contributions.base + contributions.values.sum(axis=1), contributions.uplift, atol=1e-9
         )
+
+
+def test_training_encodes_in_chunks_and_fits_the_models_scikit_learn_would(
+    synthetic_split, monkeypatch
+):
+    """The memory-saving fit (the encoder fitted without encoding every row, each arm encoded
+    a chunk at a time, the early-stopping tenth encoded apart) gives the encoding and the
+    regressor scikit-learn's own fits give on the whole encoded matrix."""
+    train = synthetic_split.train.copy()
+    train.loc[train.index[:5], "carrier"] = "Operador raro"  # infrequent: below min_frequency
+    whole = feature_encoder().fit_transform(features_of(train))
+    encoder = fit_encoder(train)
+    monkeypatch.setattr(conversion, "ENCODE_CHUNK", 777)
+    np.testing.assert_array_equal(encode_rows(encoder, train), whole)
+    control = np.flatnonzero(~train[TREATED].to_numpy(bool))
+    y = train["converted"].to_numpy(dtype="float64")[control]
+    chunked = uplift._fit_regressor(encoder, train, control, y, seed=7)
+    reference = uplift._regressor(7).fit(whole[control], y)
+    assert chunked.n_iter_ == reference.n_iter_
+    np.testing.assert_array_equal(chunked.predict(whole), reference.predict(whole))
+    model = fit_uplift("x_learner", train)
+    x = features_of(synthetic_split.holdout)
+    np.testing.assert_array_equal(model.predict(x), model._predict_encoded(model.encode(x)))
+
+
+@pytest.mark.parametrize("name", ["hist_gradient_boosting", "logistic_regression"])
+def test_a_conversion_candidate_fitted_in_chunks_is_the_pipelines_own_fit(
+    synthetic_split, monkeypatch, name
+):
+    train = synthetic_split.train
+    x, y = features_of(train), train["converted"].astype(int).to_numpy()
+    x_fit, x_cal, y_fit, y_cal = train_test_split(
+        x, y, test_size=conversion.CALIBRATION_SHARE, stratify=y, random_state=42
+    )
+    pipeline = conversion._candidate(name, len(x_fit), 42).fit(x_fit, y_fit)
+    reference = CalibratedClassifierCV(FrozenEstimator(pipeline), method="sigmoid")
+    reference.fit(x_cal, y_cal)
+    monkeypatch.setattr(conversion, "ENCODE_CHUNK", 999)
+    chunked = conversion.fit_candidate(name, train)
+    holdout = features_of(synthetic_split.holdout)
+    np.testing.assert_array_equal(chunked.predict_proba(holdout), reference.predict_proba(holdout))
 
 
 def test_the_gate_promotes_only_a_model_beating_both_baselines_and_the_champion():

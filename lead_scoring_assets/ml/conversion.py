@@ -76,6 +76,34 @@ def feature_encoder() -> ColumnTransformer:
     )
 
 
+ENCODE_CHUNK = 100_000
+"""Rows encoded at a time: an encoded row is 536 bytes (67 float64 columns)."""
+
+
+def fit_encoder(rows: pd.DataFrame) -> ColumnTransformer:
+    """``feature_encoder()`` fitted on ``rows`` without encoding them all (``fit`` would build
+    the whole encoded matrix): the one-hot encoder learns its categories and their counts
+    from the categorical columns alone and is frozen, the rest is fitted on one row."""
+    encoder = feature_encoder()
+    one_hot = {name: step for name, step, _ in encoder.transformers}["categorical"]
+    one_hot.fit(rows[list(CATEGORICAL_COLUMNS)])
+    encoder.set_params(categorical=FrozenEstimator(one_hot))
+    return encoder.fit(features_of(rows.head(1)))
+
+
+def encode_rows(
+    encoder: ColumnTransformer, rows: pd.DataFrame, positions: np.ndarray | None = None
+) -> np.ndarray:
+    """``rows`` (or those at ``positions``) encoded by ``encoder`` into one float64 array, a
+    chunk at a time (``ENCODE_CHUNK``)."""
+    positions = np.arange(len(rows)) if positions is None else positions
+    z = np.empty((len(positions), len(encoder.get_feature_names_out())))
+    for start in range(0, len(positions), ENCODE_CHUNK):
+        part = positions[start : start + ENCODE_CHUNK]
+        z[start : start + len(part)] = encoder.transform(features_of(rows.iloc[part]))
+    return z
+
+
 def _candidate(name: str, rows: int, seed: int) -> Pipeline:
     if name == "logistic_regression":
         return Pipeline(
@@ -173,13 +201,19 @@ def features_of(rows: pd.DataFrame) -> pd.DataFrame:
 
 def fit_candidate(name: str, train: pd.DataFrame, seed: int = 42) -> CalibratedClassifierCV:
     """Fit a candidate on four fifths of the training window and calibrate it (sigmoid) on
-    the other fifth (stratified)."""
-    x, y = features_of(train), train["converted"].astype(int).to_numpy()
-    x_fit, x_cal, y_fit, y_cal = train_test_split(
-        x, y, test_size=CALIBRATION_SHARE, stratify=y, random_state=seed
+    the other fifth (stratified). The pipeline's encoder is fitted by ``fit_encoder`` and the
+    rows encoded a chunk at a time: the model the pipeline's own ``fit`` gives, without every
+    row's features held twice."""
+    y = train["converted"].astype(int).to_numpy()
+    fit, calibration = train_test_split(
+        np.arange(len(train)), test_size=CALIBRATION_SHARE, stratify=y, random_state=seed
     )
-    model = _candidate(name, len(x_fit), seed).fit(x_fit, y_fit)
-    return CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(x_cal, y_cal)
+    model = _candidate(name, len(fit), seed)
+    model.steps[0] = ("prepare", fit_encoder(train.iloc[fit]))
+    model[1:].fit(encode_rows(model[0], train, fit), y[fit])
+    return CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(
+        features_of(train.iloc[calibration]), y[calibration]
+    )
 
 
 def top_share_rate(y: np.ndarray, score: np.ndarray, share: float) -> float:

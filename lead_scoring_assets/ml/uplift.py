@@ -44,12 +44,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
 
 from lead_scoring_assets.ml.conversion import (
+    ENCODE_CHUNK,
     Split,
-    feature_encoder,
+    encode_rows,
     features_of,
     fit_candidate,
+    fit_encoder,
     reason_feature_index,
     source_feature,
 )
@@ -95,12 +99,12 @@ def uplift_split(training: UpliftTrainingSet) -> Split:
         error.training = training
         raise error
     holdout = int(training.campaigns.sort_values(["sent_at", "id"])["id"].iloc[-1])
-    in_holdout = (training.rows["campaign_id"] == holdout).to_numpy()
-    return Split(
-        train=training.rows[~in_holdout],
-        holdout=training.rows[in_holdout],
-        holdout_campaigns=[holdout],
-    )
+    rows = training.rows
+    in_holdout = (rows["campaign_id"] == holdout).to_numpy()
+    start = len(rows) - int(in_holdout.sum())
+    if in_holdout[start:].all():  # built campaign by campaign: slices share the rows' memory
+        return Split(rows.iloc[:start], rows.iloc[start:], [holdout])
+    return Split(rows[~in_holdout], rows[in_holdout], [holdout])
 
 
 class UpliftModel(BaseEstimator):
@@ -117,8 +121,16 @@ class UpliftModel(BaseEstimator):
         return np.asarray(self.encoder.transform(x), dtype=np.float64)
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
-        """The uplift of each row of ``x`` (``features_of`` columns)."""
-        z = self.encode(x)
+        """The uplift of each row of ``x`` (``features_of`` columns), a chunk at a time."""
+        return np.concatenate(
+            [np.zeros(0)]
+            + [
+                self._predict_encoded(self.encode(x.iloc[start : start + ENCODE_CHUNK]))
+                for start in range(0, len(x), ENCODE_CHUNK)
+            ]
+        )
+
+    def _predict_encoded(self, z: np.ndarray) -> np.ndarray:
         return sum(w * r.predict(z) for w, r in zip(self.weights, self.regressors))
 
 
@@ -134,27 +146,67 @@ def _regressor(seed: int) -> HistGradientBoostingRegressor:
     )
 
 
+def _fit_regressor(
+    encoder: ColumnTransformer, rows: pd.DataFrame, positions: np.ndarray, y: np.ndarray, seed: int
+) -> HistGradientBoostingRegressor:
+    """``_regressor(seed)`` fitted on the rows at ``positions`` (targets ``y``).
+
+    Early stopping holds out the tenth that the regressor would draw itself from its seed
+    (the same rows in the same order, so the same model), but each part is encoded on its
+    own: scikit-learn's own split would copy the whole encoded matrix."""
+    regressor = _regressor(seed)
+    split_seed = check_random_state(seed).randint(np.iinfo(np.uint32).max, dtype="u8")
+    fit, validation = train_test_split(
+        np.arange(len(positions)),
+        test_size=regressor.validation_fraction,
+        random_state=split_seed,
+    )
+    return regressor.fit(
+        encode_rows(encoder, rows, positions[fit]),
+        y[fit],
+        X_val=encode_rows(encoder, rows, positions[validation]),
+        y_val=y[validation],
+    )
+
+
+def _predict_rows(
+    regressor: HistGradientBoostingRegressor,
+    encoder: ColumnTransformer,
+    rows: pd.DataFrame,
+    positions: np.ndarray,
+) -> np.ndarray:
+    return np.concatenate(
+        [np.zeros(0)]
+        + [
+            regressor.predict(encode_rows(encoder, rows, positions[start : start + ENCODE_CHUNK]))
+            for start in range(0, len(positions), ENCODE_CHUNK)
+        ]
+    )
+
+
 def fit_uplift(name: str, train: pd.DataFrame, seed: int = 42) -> UpliftModel:
     """Fit candidate ``name`` on ``train`` (rows with ``treated`` and ``converted``)."""
     if name not in CANDIDATES:
         raise ValueError(f"unknown candidate {name!r}; known: {list(CANDIDATES)}")
-    x = features_of(train)
-    encoder = feature_encoder().fit(x)
-    z = np.asarray(encoder.transform(x), dtype=np.float64)
-    del x  # at 1M contacts each of x and z holds about a gigabyte: keep one at a time
+    encoder = fit_encoder(train)
     y = train["converted"].to_numpy(dtype="float64")
     t = train[TREATED].to_numpy(bool)
     if name == "transformed_outcome":
         e = propensity(train)
-        return UpliftModel(encoder, (_regressor(seed).fit(z, y * (t - e) / (e * (1 - e))),), (1.0,))
-    z_treated, z_control = z[t], z[~t]
-    del z
-    treated = _regressor(seed).fit(z_treated, y[t])
-    control = _regressor(seed).fit(z_control, y[~t])
+        y_star = y * (t - e) / (e * (1 - e))
+        everyone = np.arange(len(train))
+        return UpliftModel(
+            encoder, (_fit_regressor(encoder, train, everyone, y_star, seed),), (1.0,)
+        )
+    in_target, in_control = np.flatnonzero(t), np.flatnonzero(~t)
+    treated = _fit_regressor(encoder, train, in_target, y[t], seed)
+    control = _fit_regressor(encoder, train, in_control, y[~t], seed)
     if name == "two_model":
         return UpliftModel(encoder, (treated, control), (1.0, -1.0))
-    tau_treated = _regressor(seed).fit(z_treated, y[t] - control.predict(z_treated))
-    tau_control = _regressor(seed).fit(z_control, treated.predict(z_control) - y[~t])
+    d_treated = y[t] - _predict_rows(control, encoder, train, in_target)
+    d_control = _predict_rows(treated, encoder, train, in_control) - y[~t]
+    tau_treated = _fit_regressor(encoder, train, in_target, d_treated, seed)
+    tau_control = _fit_regressor(encoder, train, in_control, d_control, seed)
     g = float(t.mean())
     return UpliftModel(encoder, (tau_control, tau_treated), (g, 1.0 - g))
 
