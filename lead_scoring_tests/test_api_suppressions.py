@@ -68,7 +68,7 @@ def test_the_list_and_the_card_flag_suppressed_contacts(scored, client):
     with scored.engine.connect() as connection:
         phones = dict(connection.execute(sa.text("SELECT id, phone_e164 FROM contacts")).all())
     ids = [item["contact_id"] for item in top[:6]]
-    both, expired, replied, other_form, unreadable, clear = ids
+    both, expired, replied, other_form, unreadable, _clear = ids
     _suppress(scored, phones[both], "repus")
     _suppress(scored, phones[both], "opt_out")
     _suppress(scored, phones[expired], "hard_bounce", expires=NOW - pd.Timedelta(hours=1))
@@ -100,10 +100,7 @@ def test_the_list_and_the_card_flag_suppressed_contacts(scored, client):
     ]
     assert all(flags[i] == (False, []) for i in flags if i not in ids)
 
-    card = client.get(f"{API}/contacts/{both}", headers=READ).json()
-    assert (card["do_not_contact"], card["suppression_reasons"]) == (True, ["opt_out", "repus"])
-    card = client.get(f"{API}/contacts/{clear}", headers=READ).json()
-    assert (card["do_not_contact"], card["suppression_reasons"]) == (False, [])
+    assert [_card_flags(client, i) for i in ids] == [flags[i] for i in ids]
     found = client.get(f"{API}/lookup", params={"phone": phones[replied]}, headers=READ).json()
     assert found["suppression_reasons"] == ["opt_out"]
 
@@ -115,6 +112,64 @@ def test_the_list_and_the_card_flag_suppressed_contacts(scored, client):
     ]
     assert not any(i["do_not_contact"] for i in contactable)
     assert len(_walk(client, 50, contactable="false")) == len(top)
+
+
+def _card_flags(client, contact_id: int) -> tuple[bool, list[str]]:
+    card = client.get(f"{API}/contacts/{contact_id}", headers=READ).json()
+    return card["do_not_contact"], card["suppression_reasons"]
+
+
+def _reply(database, reply_id: int, phone: str, body: str, minutes_ago: int | None) -> None:
+    _execute(
+        database,
+        "INSERT INTO sms_replies (id, phone_e164, body, received_at) VALUES (:id, :p, :b, :at)",
+        {
+            "id": reply_id,
+            "p": phone,
+            "b": body,
+            "at": None
+            if minutes_ago is None
+            else database.bind_timestamp(NOW - pd.Timedelta(minutes=minutes_ago)),
+        },
+    )
+
+
+def test_the_card_applies_unprocessed_replies_as_the_list_does(scored, client):
+    """An opt-in lifts an opt_out row recorded before it (not one after it, not when its time
+    is unknown, never another reason); the latest keyword reply counts; processed replies and
+    other people's do not: on the card (one statement) as on the list."""
+    with scored.engine.connect() as connection:
+        phones = dict(connection.execute(sa.text("SELECT id, phone_e164 FROM contacts")).all())
+    ids = [item["contact_id"] for item in _walk(client, 200)[:7]]
+    lifted, other_reason, no_time, opt_in_before, latest_out, processed, _clear = ids
+    for contact in (lifted, other_reason, no_time, opt_in_before):
+        _suppress(scored, phones[contact], "opt_out")
+    _suppress(scored, phones[other_reason], "repus")
+    _reply(scored, 1, f"+52 1 {phones[lifted][3:6]} {phones[lifted][6:]}", "Alta", 1)
+    _reply(scored, 2, phones[other_reason], "ALTA", 1)
+    _reply(scored, 3, phones[no_time], "alta", None)
+    _reply(scored, 4, phones[opt_in_before], "ALTA", 2 * 24 * 60)
+    _reply(scored, 5, f"044{phones[latest_out][3:]}", "alta", 3)
+    _reply(scored, 6, phones[latest_out], "no más", 1)
+    _reply(scored, 7, phones[processed], "BAJA", 1)
+    _execute(scored, "UPDATE sms_replies SET processed_at = received_at WHERE id = 7", {})
+    _reply(scored, 8, "+52 1 000", "BAJA", 1)  # no Mexican number: applies to none
+
+    page = client.get(f"{API}/contacts", params={"limit": 10}, headers=READ).json()["items"]
+    flags = {i["contact_id"]: (i["do_not_contact"], i["suppression_reasons"]) for i in page}
+    expected = [
+        (False, []),
+        (True, ["repus"]),
+        (True, ["opt_out"]),
+        (True, ["opt_out"]),
+        (True, ["opt_out"]),
+        (False, []),
+        (False, []),
+    ]
+    assert [flags[i] for i in ids] == expected
+    assert [_card_flags(client, i) for i in ids] == expected
+    found = client.get(f"{API}/lookup", params={"phone": phones[lifted]}, headers=READ).json()
+    assert (found["contact_id"], found["do_not_contact"]) == (lifted, False)
 
 
 def test_the_dashboard_says_no_contactar_in_spanish_and_english(client):

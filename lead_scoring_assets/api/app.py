@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lead_scoring_assets.api.auth import ApiKeys
 from lead_scoring_assets.api.cursor import CURSOR_SECRET_ENV, BadCursor, CursorSigner
@@ -62,6 +64,31 @@ def hide_phones_in_access_log() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, HidePhones) for f in access.filters):
         access.addFilter(HidePhones())
+
+
+class SecurityHeaders:
+    """``SECURITY_HEADERS`` and, but on the static files, ``Cache-Control: no-store`` on every
+    response: plain ASGI, which costs a request less than ``@app.middleware("http")`` (no
+    task group, no response stream)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = not scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.update(SECURITY_HEADERS)
+                if no_store:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -119,13 +146,7 @@ def create_app(
     app.state.dagster = dagster or DagsterRuns()
     app.include_router(router)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(NotFound)
     async def not_found(_request: Request, error: NotFound) -> JSONResponse:

@@ -16,7 +16,10 @@ from lead_scoring_assets.analytics.proof import score_proof
 from lead_scoring_assets.campaigns.results import campaign_results
 from lead_scoring_assets.consent.in_force import (
     InForce,
+    json_rows,
     normalized_or_none,
+    number_reasons,
+    own_rows,
     read_in_force,
     suppression_reasons,
 )
@@ -49,6 +52,14 @@ ML_FIELDS = (
     "calculated_at",
 )
 HISTORY_LIMIT = 10
+HISTORY_FIELDS = (
+    "changed_at",
+    "old_total_score",
+    "new_total_score",
+    "old_quality_tier",
+    "new_quality_tier",
+    "calculation_version",
+)
 TREND_WINDOW = timedelta(days=30)
 ANALYTICS_HISTORY_LIMIT = 90
 STATE_CACHE_SECONDS = 300
@@ -148,9 +159,40 @@ class ScoreReader:
             if table in tables
         }
         """The model-score tables read with the card's row, by alias: (table, its columns)."""
+        self._card_select = self._card_statement(database.dialect)
         self._states: dict[str, list[str]] = {}
         self._states_read_at = float("-inf")
         self._analytics: tuple[int, dict] | None = None
+
+    def _card_statement(self, dialect: str) -> str:
+        """SQL: a card's one statement but its condition: the contact's row with its scores, last
+        changes and what decides its suppression reasons."""
+        columns = ", ".join(
+            [
+                *(f"s.{c}" for c in (*SCORE_FIELDS, *BREAKDOWN_COLUMNS)),
+                "c.phone_e164",
+                *(f"c.{c}" for c in CARD_PROFILE_FIELDS),
+                "s.contact_id AS scored",
+                *(f"m.{c} AS ml_{c}" for c in ML_FIELDS),
+                *(f"{alias}.contact_id AS {alias}__found" for alias in self._card_joins),
+                *(
+                    f"{alias}.{c} AS {alias}__{c}"
+                    for alias, (_, names) in self._card_joins.items()
+                    for c in names
+                ),
+                _history(dialect),
+                own_rows(dialect, "c.phone_e164"),
+            ]
+        )
+        joins = "".join(
+            f" LEFT JOIN {table} {alias} ON {alias}.contact_id = c.id"
+            for alias, (table, _) in self._card_joins.items()
+        )
+        return (
+            f"SELECT c.id, {columns} FROM contacts c "
+            "LEFT JOIN lead_scores s ON s.contact_id = c.id "
+            f"LEFT JOIN ml_lead_scores m ON m.contact_id = c.id{joins}"
+        )
 
     def score_card_by_phone(self, text: str) -> dict:
         """The score card of the contact with this phone (the lowest id if several share it);
@@ -166,35 +208,15 @@ class ScoreReader:
         return self._score_card("c.id = :key", contact_id, "no contact with this id")
 
     def _score_card(self, condition: str, key, unknown: str) -> dict:
-        columns = ", ".join(
-            [
-                *(f"s.{c}" for c in (*SCORE_FIELDS, *BREAKDOWN_COLUMNS)),
-                "c.phone_e164",
-                *(f"c.{c}" for c in CARD_PROFILE_FIELDS),
-                "s.contact_id AS scored",
-                *(f"m.{c} AS ml_{c}" for c in ML_FIELDS),
-                *(f"{alias}.contact_id AS {alias}__found" for alias in self._card_joins),
-                *(
-                    f"{alias}.{c} AS {alias}__{c}"
-                    for alias, (_, names) in self._card_joins.items()
-                    for c in names
-                ),
-            ]
-        )
-        joins = "".join(
-            f" LEFT JOIN {table} {alias} ON {alias}.contact_id = c.id"
-            for alias, (table, _) in self._card_joins.items()
-        )
         with self.engine.connect() as connection:
             row = (
                 connection.execute(
-                    sa.text(
-                        f"SELECT c.id, {columns} FROM contacts c "
-                        "LEFT JOIN lead_scores s ON s.contact_id = c.id "
-                        f"LEFT JOIN ml_lead_scores m ON m.contact_id = c.id{joins} "
-                        f"WHERE {condition} ORDER BY c.id LIMIT 1"
-                    ),
-                    {"key": key},
+                    sa.text(f"{self._card_select} WHERE {condition} ORDER BY c.id LIMIT 1"),
+                    {
+                        "key": key,
+                        "limit": HISTORY_LIMIT,
+                        "in_force_at": self.database.bind_timestamp(datetime.now(UTC)),
+                    },
                 )
                 .mappings()
                 .first()
@@ -204,24 +226,20 @@ class ScoreReader:
             contact_id = int(row["id"])
             if row["scored"] is None:
                 raise NotFound("this contact exists but has not been scored yet")
-            history = [
-                {**h, "changed_at": _utc(h["changed_at"])}
-                for h in connection.execute(
-                    sa.text(
-                        "SELECT changed_at, old_total_score, new_total_score, "
-                        "old_quality_tier, new_quality_tier, calculation_version "
-                        "FROM lead_score_history WHERE contact_id = :id "
-                        "ORDER BY changed_at DESC, id DESC LIMIT :limit"
-                    ),
-                    {"id": contact_id, "limit": HISTORY_LIMIT},
-                ).mappings()
-            ]
-            reasons = do_not_contact(
-                connection,
-                self.database,
-                read_in_force(connection, self.database),
-                [row["phone_e164"]],
-            )
+            phone = row["phone_e164"]
+            if phone is not None and normalized_or_none(phone) == phone:
+                reasons = number_reasons(
+                    phone, _json(row["own_suppressions"]) or [], _json(row["own_replies"]) or []
+                )
+            else:  # stored in another form, or unreadable: read as the list reads it
+                reasons = do_not_contact(
+                    connection, self.database, read_in_force(connection, self.database), [phone]
+                ).get(phone, [])
+        changes = [(_utc(h[1]), h[0], h[1:]) for h in _json(row["history"]) or []]
+        history = [
+            {**dict(zip(HISTORY_FIELDS, values, strict=True)), "changed_at": changed_at}
+            for changed_at, _, values in sorted(changes, reverse=True)
+        ]
         conversion, uplift = (
             {c: row[f"{alias}__{c}"] for c in self._card_joins[alias][1]}
             if alias in self._card_joins and row[f"{alias}__found"] is not None
@@ -241,8 +259,8 @@ class ScoreReader:
             contact_id=contact_id,
             contact_id_str=str(contact_id),
             phone=mask_phone(row["phone_e164"]),
-            do_not_contact=row["phone_e164"] in reasons,
-            suppression_reasons=reasons.get(row["phone_e164"], []),
+            do_not_contact=bool(reasons),
+            suppression_reasons=reasons,
             profile={
                 **{c: row[c] for c in CARD_PROFILE_FIELDS},
                 "state": normalize_state(row["state_name"]),
@@ -582,6 +600,16 @@ class ScoreReader:
             "stalled": waiting_since is not None
             and datetime.now(UTC) - waiting_since > STALLED_AFTER,
         }
+
+
+def _history(dialect: str) -> str:
+    """SQL: the column ``history``, the card's last changes as a JSON list of [id,
+    *``HISTORY_FIELDS``] lists, in no order (the id orders changes made at the same time)."""
+    rows = json_rows(dialect, ", ".join(f"h.{c}" for c in ("id", *HISTORY_FIELDS)))
+    return (
+        f"(SELECT {rows} FROM (SELECT id, {', '.join(HISTORY_FIELDS)} FROM lead_score_history "
+        "WHERE contact_id = c.id ORDER BY changed_at DESC, id DESC LIMIT :limit) h) AS history"
+    )
 
 
 def _after(after: tuple[float, int] | None) -> dict:

@@ -9,6 +9,7 @@ later than the snapshot's time), and by the SMS replies not yet processed
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,6 +38,18 @@ _JSON_TEXTS = {
     "postgresql": "SELECT value FROM json_array_elements_text(CAST(:{name} AS json))",
     "sqlite": "SELECT value FROM json_each(:{name})",
 }
+_JSON_ROWS = {
+    "postgresql": "json_agg(json_build_array({columns}))",
+    "sqlite": "json_group_array(json_array({columns}))",
+}
+_MAY_READ_AS = {
+    "postgresql": r"right(regexp_replace({reply}, '[^0-9]', '', 'g'), 10) = right({phone}, 10)",
+    "sqlite": "({reply} = {phone} OR NOT {canonical})",
+}
+"""SQL: whether the reply's number as written (``reply``) may read as the canonical number
+``phone``: every reading is ``+52`` and the written number's last 10 digits. SQLite has no
+``regexp_replace``: there, those written as it and every one in another form."""
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 def canonical(dialect: str, column: str) -> str:
@@ -48,6 +61,12 @@ def json_texts(dialect: str, name: str) -> str:
     """SQL: the strings of the JSON list bound to ``:name``, as a one-column (``value``) query
     (one parameter whatever the list's length)."""
     return _JSON_TEXTS[dialect].format(name=name)
+
+
+def json_rows(dialect: str, columns: str) -> str:
+    """SQL: an aggregate, the rows' ``columns`` (comma-separated) as a JSON list of lists (NULL
+    for no row on PostgreSQL, ``[]`` on SQLite)."""
+    return _JSON_ROWS[dialect].format(columns=columns)
 
 
 def number_map(dialect: str, name: str) -> str:
@@ -109,23 +128,15 @@ def read_in_force(connection: sa.Connection, database: Database) -> InForce:
         ).one()
     else:
         at, snapshot = datetime.now(UTC), None
-    latest: dict[str, tuple[str, datetime | None]] = {}
-    replies = [
-        (as_utc(r.received_at), r.id, normalized_or_none(r.phone_e164), classify_reply(r.body))
+    latest = latest_replies(
+        (r.id, normalized_or_none(r.phone_e164), r.body, r.received_at)
         for r in connection.execute(
             sa.text(
                 "SELECT id, phone_e164, body, received_at FROM sms_replies "
                 "WHERE processed_at IS NULL"
             )
         )
-    ]
-    # oldest first; an opt-out of unknown time last (no opt-in can be shown to follow it)
-    for received_at, _, phone, kind in sorted(
-        replies, key=lambda r: (r[0] is None, r[0] or at, r[1])
-    ):
-        if phone is None or kind is None or (kind == OPT_IN and received_at is None):
-            continue
-        latest[phone] = (kind, received_at)
+    )
     opt_ins = {phone: at_ for phone, (kind, at_) in latest.items() if kind == OPT_IN}
     lifted = set()
     if opt_ins:
@@ -143,6 +154,64 @@ def read_in_force(connection: sa.Connection, database: Database) -> InForce:
         reply_opt_outs=frozenset(p for p, (k, _) in latest.items() if k == OPT_OUT),
         lifted=frozenset(lifted),
     )
+
+
+def latest_replies(replies: Iterable[tuple]) -> dict[str, tuple[str, datetime | None]]:
+    """Each number's latest keyword reply, ``(kind, received_at)``, of ``replies`` (id,
+    canonical number or None, body, received_at): oldest first, an opt-out of unknown time last
+    (no opt-in can be shown to follow it); a reply from an unreadable number, of no keyword,
+    or an opt-in of unknown time counts for none."""
+    read = [
+        (as_utc(received_at), reply_id, phone, classify_reply(body))
+        for reply_id, phone, body, received_at in replies
+    ]
+    latest = {}
+    for received_at, _, phone, kind in sorted(
+        read, key=lambda r: (r[0] is None, r[0] or _NO_TIME, r[1])
+    ):
+        if phone is None or kind is None or (kind == OPT_IN and received_at is None):
+            continue
+        latest[phone] = (kind, received_at)
+    return latest
+
+
+def own_rows(dialect: str, phone: str) -> str:
+    """SQL: two columns of JSON lists, what decides whether the canonical number ``phone`` (an
+    expression) is suppressed at ``:in_force_at``: ``own_suppressions``, its rows [reason,
+    recorded_at, in force], and ``own_replies``, the unprocessed replies whose number may read
+    as it [id, number as written, body, received_at]. ``number_reasons`` reads them."""
+    rows = json_rows(
+        dialect, "x.reason, x.recorded_at, x.expires_at IS NULL OR x.expires_at > :in_force_at"
+    )
+    replies = json_rows(dialect, "r.id, r.phone_e164, r.body, r.received_at")
+    may_read_as = _MAY_READ_AS[dialect].format(
+        reply="r.phone_e164", phone=phone, canonical=canonical(dialect, "r.phone_e164")
+    )
+    return (
+        f"(SELECT {rows} FROM suppressions x WHERE x.phone_e164 = {phone}) AS own_suppressions, "
+        f"(SELECT {replies} FROM sms_replies r WHERE r.processed_at IS NULL AND {may_read_as}) "
+        "AS own_replies"
+    )
+
+
+def number_reasons(phone: str, suppressions: list, replies: list) -> list[str]:
+    """The reasons in force for the canonical number ``phone``, from ``own_rows``' lists: what
+    ``suppression_reasons`` answers after ``read_in_force``, for this number alone."""
+    kind, received_at = latest_replies(
+        (reply_id, normalized_or_none(number), body, at) for reply_id, number, body, at in replies
+    ).get(phone, (None, None))
+    lifted = kind == OPT_IN and any(
+        reason == OPT_OUT and as_utc(recorded_at) < received_at
+        for reason, recorded_at, _ in suppressions
+    )
+    reasons = {
+        reason
+        for reason, _, in_force in suppressions
+        if in_force and not (lifted and reason == OPT_OUT)
+    }
+    if kind == OPT_OUT:
+        reasons.add(OPT_OUT)
+    return sorted(reasons)
 
 
 def suppression_reasons(
