@@ -552,10 +552,11 @@ def test_uplift_appears_with_its_reasons_and_is_null_without_a_champion(scored):
     assert reasons["rest"]["effect"] == pytest.approx(0.001)
 
 
-def test_a_card_is_read_in_one_statement(scored):
+def test_a_card_is_read_in_one_statement_keyed_by_id(scored):
     """The card's row with its ML, conversion and uplift scores, its last changes and what
     decides its suppression reasons (its suppressions rows, the unprocessed replies that may be
-    from its number) in one round trip on both dialects, by id or by phone."""
+    from its number) in one round trip on both dialects; by phone, the id is looked up first,
+    so that the card's statement is always keyed by id (planned for one partition)."""
     row = _best_multi_platform(scored)
     reader = app_for(scored).state.reader
     statements = []
@@ -571,7 +572,15 @@ def test_a_card_is_read_in_one_statement(scored):
         sa.event.remove(reader.engine, "before_cursor_execute", count)
     assert card["contact_id"] == found["contact_id"] == row["contact_id"]
     assert card["uplift_score"] is None and card["history"]
-    assert len(statements) == 2, statements
+    assert len(statements) == 3, statements
+    card_statements = [s for s in statements if "lead_scores" in s]
+    assert len(card_statements) == 2
+    assert all(
+        s.rstrip().endswith(
+            ("c.id = %(key)s ORDER BY c.id LIMIT 1", "c.id = ? ORDER BY c.id LIMIT 1")
+        )
+        for s in card_statements
+    ), card_statements
 
 
 def test_no_response_carries_a_full_phone_number(scored, client):

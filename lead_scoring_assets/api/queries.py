@@ -196,10 +196,18 @@ class ScoreReader:
 
     def score_card_by_phone(self, text: str) -> dict:
         """The score card of the contact with this phone (the lowest id if several share it);
-        ``BadPhone`` when the text is no Mexican phone number."""
-        return self._score_card(
-            "c.phone_e164 = :key", normalize_phone(text), "no contact has this phone number"
-        )
+        ``BadPhone`` when the text is no Mexican phone number. The id first, then the card by
+        id: keyed by phone, the card's statement is planned over every partition of its five
+        partitioned tables on each call (9 ms at 10M contacts against 0.4 ms by id)."""
+        unknown = "no contact has this phone number"
+        with self.engine.connect() as connection:
+            contact_id = connection.execute(
+                sa.text("SELECT min(id) FROM contacts WHERE phone_e164 = :phone"),
+                {"phone": normalize_phone(text)},
+            ).scalar()
+        if contact_id is None:
+            raise NotFound(unknown)
+        return self._score_card("c.id = :key", contact_id, unknown)
 
     def score_card(self, contact_id: int) -> dict:
         """The stored score with the contact's profile, breakdown, ML (and conversion) scores,
