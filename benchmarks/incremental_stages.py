@@ -3,10 +3,10 @@
     python -m benchmarks.incremental_stages --url URL --batch 50000 --rounds 3
     python -m benchmarks.incremental_stages --contacts 20000 --batch 1000 --drop
 
-On PostgreSQL. With ``--contacts``, a database that does not exist yet is loaded as
-``benchmarks.full_scale`` loads it (validation rows in arrival order) and rescored once, which
-settles the load's queue; an existing one (e.g. ``full_scale --load-only`` and a full
-rescoring) is used as it is, its queue empty. Each round dirties the same ``--batch`` contacts
+On PostgreSQL. With ``--contacts``, the database is created again and loaded as
+``benchmarks.full_scale`` loads it (validation rows in arrival order), then rescored once,
+which settles the load's queue; without, the database is used as it is (e.g. after
+``full_scale --load-only`` and a full rescoring), its queue empty. Each round dirties the same ``--batch`` contacts
 (chosen by a hash of their id, whatever the table's physical order) with one new validation
 row each, dated just before the run's ``as_of`` and alternately valid and not, so that every
 round changes their scores, history and ``last_platform_validation``; then it times
@@ -205,17 +205,17 @@ def code_version() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_URL)
-    parser.add_argument("--contacts", type=int, help="load this many if the database is absent")
+    parser.add_argument("--contacts", type=int, help="load this many contacts first")
     parser.add_argument("--batch", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--first-round", type=int, default=0, help="continues earlier rounds")
     parser.add_argument("--explain", type=Path, help="write every statement's plan here")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args()
-    if not database_exists(args.url):
-        if not args.contacts:
-            parser.error(f"{redact(args.url)} does not exist: give --contacts to load it")
+    if args.contacts:
         load(args.url, args.contacts)
+    elif not database_exists(args.url):
+        parser.error(f"{redact(args.url)} does not exist: give --contacts to load it")
     database = Database(args.url)
     contacts = database.estimated_count("contacts")
     queued = database.count("scoring_queue")
