@@ -888,11 +888,10 @@ def test_the_settlements_lease_check_is_a_join_not_a_lookup_per_entry(demo_datab
         assert "SubPlan" not in plan, f"{statement}\n{plan}"
 
 
-WHOLE_TABLE_SCAN = re.compile(
-    r"Seq Scan on (contacts|platform_validations|lead_scores_p\d+|malformed_validations) "
-)
-"""The tables a batch meets, but the queue: the batch is the queue here (its claim has its own
-test, above)."""
+WHOLE_TABLE_SCAN = re.compile(r"Seq Scan on (contacts|platform_validations|lead_scores_p\d+) ")
+"""The tables a batch meets that are larger than the batch here: not the queue (the batch is
+the queue; its claim has its own test, above), nor ``malformed_validations`` (a few hundred
+rows in a few pages, which the planner rightly reads whole whatever the statement)."""
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

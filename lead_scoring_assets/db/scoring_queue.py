@@ -261,12 +261,8 @@ class ScoringQueue:
 
     def read_batch(self, owner: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The claimed contacts and every validation row that names them, looked up by the
-        claimed ids in the indexes of ``contacts`` and ``platform_validations`` (on
-        PostgreSQL as one array: joined, the planner may read a whole table to hash it)."""
-        claimed = "SELECT contact_id FROM scoring_queue WHERE leased_by = :owner"
-        claimed = (
-            f"= ANY(ARRAY({claimed}))" if self.db.dialect == "postgresql" else f"IN ({claimed})"
-        )
+        claimed ids in the indexes of ``contacts`` and ``platform_validations``."""
+        claimed = self._among("SELECT contact_id FROM scoring_queue WHERE leased_by = :owner")
         contacts = self.db.read_frame(
             f"SELECT {', '.join(CONTACT_COLUMNS)} FROM contacts WHERE id {claimed}",
             {"owner": owner},
@@ -369,8 +365,8 @@ class ScoringQueue:
             )
             connection.execute(
                 sa.text(
-                    "DELETE FROM malformed_validations WHERE contact_id IN "
-                    "(SELECT contact_id FROM settled_batch)"
+                    "DELETE FROM malformed_validations WHERE contact_id "
+                    + self._among("SELECT contact_id FROM settled_batch")
                 )
             )
             if not malformed.empty:
@@ -451,6 +447,12 @@ class ScoringQueue:
         if removed:
             self.reclaim()
         return Settlement(written, removed, history_rows, lost, newer)
+
+    def _among(self, ids: str) -> str:
+        """A condition on a column: among the ids of the query ``ids``. On PostgreSQL as one
+        array, looked up in the column's index: joined, the planner may read the whole table
+        (to hash it, or because it is smaller than the batch)."""
+        return f"= ANY(ARRAY({ids}))" if self.db.dialect == "postgresql" else f"IN ({ids})"
 
     def _fill_temporary(
         self, connection, table: str, columns: str | None, frame: pd.DataFrame
