@@ -356,3 +356,30 @@ def test_the_list_sorting_benchmark_runs_and_drops_its_database(postgres_url):
         )
     assert "uplift_scores: 3,000 rows" in result.stdout
     assert not database_exists(postgres_url)
+
+
+def test_the_incremental_stages_benchmark_runs_and_drops_its_database(postgres_url):
+    """The incremental-stages benchmark (small: 2,000 contacts, batches of 200, two rounds)
+    loads and rescores the contacts, scores the same batch twice, prints each round's stages
+    and drops its database."""
+    result = _benchmark(
+        "benchmarks.incremental_stages",
+        "--contacts",
+        "2000",
+        "--batch",
+        "200",
+        "--rounds",
+        "2",
+        "--url",
+        postgres_url,
+        "--drop",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = re.findall(
+        r"round (\d): 200 claimed, 200 scored, [1-9][\d,]* history rows in [\d.]+ s \(claim [\d.]+, "
+        r"read [\d.]+, score [\d.]+, .*, queue [\d.]+, commit [\d.]+, other -?[\d.]+\); "
+        r"load average [\d.]+",
+        result.stdout,
+    )
+    assert rounds == ["0", "1"], result.stdout
+    assert not database_exists(postgres_url)

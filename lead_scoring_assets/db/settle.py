@@ -34,11 +34,18 @@ def copy_malformed_rows(connection: sa.Connection, ids_table: str) -> None:
     )
 
 
-def update_last_validation(connection: sa.Connection, table: str) -> None:
-    """Set ``contacts.last_platform_validation`` from ``table`` (contact_id, value)."""
+def update_last_validation(connection: sa.Connection, table: str, by_id: bool = False) -> None:
+    """Set ``contacts.last_platform_validation`` from ``table`` (contact_id, value). With
+    ``by_id`` (a batch of contacts, PostgreSQL), the contacts are looked up by primary key for
+    the ids of ``table`` as one array instead of joined, which may read every contact."""
+    by_id = (
+        f" AND contacts.id = ANY(ARRAY(SELECT contact_id FROM {table}))"
+        if by_id and connection.dialect.name == "postgresql"
+        else ""
+    )
     connection.execute(
         sa.text(
             "UPDATE contacts SET last_platform_validation = n.last_platform_validation "
-            f"FROM {table} AS n WHERE contacts.id = n.contact_id"
+            f"FROM {table} AS n WHERE contacts.id = n.contact_id{by_id}"
         )
     )
