@@ -1,12 +1,15 @@
 """Benchmark: the campaign export of N contacts on PostgreSQL, time and peak RSS.
 
     python -m benchmarks.export --contacts 1000000
+    python -m benchmarks.export --contacts 4000000 --reuse --limit 1000000
 
 Creates the scratch database ``lead_scoring_bench_export``, loads N demo contacts and
 rescores them, then exports growing segments (a quarter, half and all of the contacts as CSV,
-all as Parquet), each in a fresh process so its peak RSS is its own, against the baseline
-measured in the same run: PostgreSQL writing the same query as CSV itself (``COPY … TO
-STDOUT``, read and discarded). The database is dropped at the end unless ``--keep``.
+all as Parquet; ``--limit``: the best LIMIT as CSV only), each in a fresh process so its peak
+RSS is its own, against the baseline measured in the same run: PostgreSQL writing the same
+query as CSV itself (``COPY … TO STDOUT``, read and discarded). The database is dropped at
+the end unless ``--keep``; ``--reuse`` takes the database of a past run if there is one, and
+keeps it.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import sqlalchemy as sa
 
 from benchmarks.fresh_process import run_in_fresh_process
 from benchmarks.full_rescore import (
+    database_exists,
     drop_database,
     load_fresh_database,
     timed_rescore,
@@ -47,15 +51,16 @@ def timed_export(url: str, folder: str, name: str, file_format: str, limit: int 
     }
 
 
-def copy_baseline(url: sa.URL) -> float:
-    """Seconds for PostgreSQL to run the export's query and send it as CSV (discarded)."""
+def copy_baseline(url: sa.URL, limit: int | None = None) -> float:
+    """Seconds for PostgreSQL to run the export's query of the best ``limit`` contacts (all if
+    None) and send it as CSV (discarded)."""
     from lead_scoring_assets.campaigns.segment_export import Segment, _segment_query
     from lead_scoring_assets.consent.in_force import InForce
 
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     database = Database(url.render_as_string(hide_password=False))
     query, _, _, params = _segment_query(
-        database, Segment(), None, InForce(at=datetime.now(UTC), snapshot=None), {}
+        database, Segment(limit=limit), None, InForce(at=datetime.now(UTC), snapshot=None), {}
     )
     database.dispose()
     sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", query.text)
@@ -72,16 +77,30 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the loaded database if there is one, and keep it",
+    )
+    parser.add_argument("--limit", type=int, help="export only the best LIMIT contacts, as CSV")
     args = parser.parse_args()
     url = sa.make_url(args.url)
     print(f"database {redact(args.url)}, {args.contacts:,} contacts")
+    exports = (
+        [(args.limit, "csv")]
+        if args.limit
+        else [
+            (args.contacts // f, file_format)
+            for f, file_format in ((4, "csv"), (2, "csv"), (1, "csv"), (1, "parquet"))
+        ]
+    )
     try:
-        load_fresh_database(url, args.contacts)
-        rescored = run_in_fresh_process(timed_rescore, args.url, 100_000)
-        print(f"rescored {rescored['contacts']:,} contacts in {rescored['total']:.1f} s")
+        if not (args.reuse and database_exists(args.url)):
+            load_fresh_database(url, args.contacts)
+            rescored = run_in_fresh_process(timed_rescore, args.url, 100_000)
+            print(f"rescored {rescored['contacts']:,} contacts in {rescored['total']:.1f} s")
         with tempfile.TemporaryDirectory() as folder:
-            for fraction, file_format in ((4, "csv"), (2, "csv"), (1, "csv"), (1, "parquet")):
-                limit = args.contacts // fraction
+            for limit, file_format in exports:
                 run = run_in_fresh_process(
                     timed_export, args.url, folder, f"top_{limit}.{file_format}", file_format, limit
                 )
@@ -92,10 +111,10 @@ def main() -> None:
                     f"{run['bytes'] / 1e6:,.0f} MB, peak RSS {run['peak_rss_mb']:,.0f} MB, "
                     f"{run['duplicates']:,} duplicate phones dropped"
                 )
-        baseline = copy_baseline(url)
+        baseline = copy_baseline(url, args.limit)
         print(f"baseline: the same query as CSV by PostgreSQL (COPY TO STDOUT) {baseline:.2f} s")
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             drop_database(url)
 
 

@@ -142,6 +142,35 @@ def test_each_phone_once_best_score_then_latest_contact(scored, folder):
     assert twin in kept and second not in kept
 
 
+def test_each_phone_once_whatever_its_spelling(scored, folder):
+    """Contacts holding one number in different spellings share it: the best keeps it (written
+    canonical), whichever spelling it holds, in a limited export too; the others count as
+    duplicates."""
+    everyone = select_segment(scored, Segment()).set_index("contact_id")
+    best, second, low, lower = (int(i) for i in everyone.index[[0, 1, -1, -2]])
+    national = everyone.loc[best, "phone_e164"][3:]
+    for contact_id, spelling in (
+        (best, f"044{national}"),
+        (low, f"({national[:3]}) {national[3:6]}.{national[6:]}"),
+        (lower, f"52{everyone.loc[second, 'phone_e164'][3:]}"),
+    ):
+        _execute(
+            scored,
+            "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
+            {"p": spelling, "id": contact_id},
+        )
+    report = export_segment(scored, Segment(), "all.csv")
+    exported = _read(report.path)
+    assert report.duplicates_dropped == 2 and report.rows == len(everyone) - 2
+    assert not {low, lower} & set(exported.contact_id)
+    pd.testing.assert_frame_equal(
+        exported.head(2), everyone.reset_index().head(2), check_dtype=False
+    )
+    top = export_segment(scored, Segment(limit=3), "top.csv")
+    pd.testing.assert_frame_equal(_read(top.path), exported.head(3))
+    assert top.duplicates_dropped == 2
+
+
 def test_export_file_is_complete_private_and_hashed(scored, folder):
     report = export_segment(scored, Segment(min_tier="MEDIUM", limit=25), "sub/segment.csv")
     assert report.path == folder.resolve() / "sub" / "segment.csv"

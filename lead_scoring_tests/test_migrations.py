@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from lead_scoring_assets.cli import main
+from lead_scoring_assets.consent.in_force import canonical
 from lead_scoring_assets.db.database import Database, head_revision
 from lead_scoring_assets.db.scoring_queue import ScoringQueue
 from lead_scoring_assets.db.tables import (
@@ -548,3 +549,31 @@ def test_0018_indexes_the_list_sorts_and_back(database):
     assert indexes() == {}
     database.upgrade()
     assert set(indexes()) == {"ix_conversion_scores_rank", "ix_uplift_scores_rank"}
+
+
+def test_0019_indexes_the_noncanonical_numbers_and_back(database):
+    """0019: a partial index of the contacts' numbers not in canonical form, which the
+    export's look-up of those numbers can read instead of every contact; the downgrade drops
+    it."""
+    query = (
+        "SELECT DISTINCT phone_e164 FROM contacts "
+        f"WHERE NOT ({canonical(database.dialect, 'phone_e164')})"
+    )
+
+    def plan() -> str:
+        with database.engine.connect() as connection:
+            if database.dialect == "postgresql":
+                connection.execute(sa.text("SET enable_seqscan = off"))
+                rows = connection.execute(sa.text(f"EXPLAIN {query}"))
+            else:
+                rows = connection.execute(sa.text(f"EXPLAIN QUERY PLAN {query}"))
+            return " ".join(str(value) for row in rows for value in row)
+
+    def indexes() -> set[str]:
+        return {ix["name"] for ix in sa.inspect(database.engine).get_indexes("contacts")}
+
+    assert "ix_contacts_noncanonical_phone" in plan()
+    database.downgrade("0018")
+    assert "ix_contacts_noncanonical_phone" not in indexes()
+    database.upgrade()
+    assert "ix_contacts_noncanonical_phone" in indexes()

@@ -399,7 +399,7 @@ class SegmentReader:
 
     def _renamed(self, connection: sa.Connection) -> dict[str, str | None]:
         """The non-canonical numbers of ``contacts`` and their canonical form (None when
-        unreadable)."""
+        unreadable), read down their partial index (migration 0019), not from every contact."""
         raw = connection.execute(
             sa.text(
                 "SELECT DISTINCT phone_e164 FROM contacts "
