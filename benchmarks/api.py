@@ -249,8 +249,13 @@ def run_wrk(
 
 
 def passes(result: dict, p95_ms: float) -> bool:
-    """Within the latency target, every request answered with a 2xx."""
-    return result["p95_ms"] <= p95_ms and result["errors"] == 0 and result["non_2xx"] == 0
+    """Within the latency target, some requests answered and every one with a 2xx."""
+    return (
+        result["requests"] > 0
+        and result["p95_ms"] <= p95_ms
+        and result["errors"] == 0
+        and result["non_2xx"] == 0
+    )
 
 
 def search_rate(
@@ -379,18 +384,17 @@ def main() -> None:
             results[f"{name}, paced"] = run_wrk(
                 base, paths, args.connections, args.seconds, args.threads, args.rate
             )
-        for key, name in SEARCHED.items():
-            if key not in chosen or args.search_steps < 1:
-                continue
-            paths = endpoints[name]
-            searches[name] = search_rate(
-                lambda rate, paths=paths: run_wrk(
-                    base, paths, args.connections, args.search_seconds, args.threads, rate
-                ),
-                results[f"{name}, saturated"]["per_second"],
-                args.search_steps,
-                args.p95_ms,
-            )
+            # each search right after its endpoint's runs: a slow endpoint's requests still
+            # queued in the server (the list's, at 10M) would otherwise be measured with it
+            if name in SEARCHED.values() and args.search_steps > 0:
+                searches[name] = search_rate(
+                    lambda rate, paths=paths: run_wrk(
+                        base, paths, args.connections, args.search_seconds, args.threads, rate
+                    ),
+                    results[f"{name}, saturated"]["per_second"],
+                    args.search_steps,
+                    args.p95_ms,
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)

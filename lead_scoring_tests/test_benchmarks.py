@@ -262,12 +262,14 @@ def test_the_uplift_benchmark_runs_as_documented(postgres_url):
 def test_the_rate_search_bisects_to_the_highest_passing_rate():
     """Between 0 and the ceiling, each pass moves up and each miss down: with the p95 crossing
     20 ms at 430 requests/s, five bisections of 0–1,000 end within 1,000 / 32 of it; a run
-    with an error or a non-2xx answer does not pass, however fast."""
+    with an error or a non-2xx answer does not pass, however fast, nor one that answered
+    nothing (its p95 reads 0)."""
     from benchmarks.api import search_rate
 
     def measure(rate: float) -> dict:
         return {
             "per_second": rate * 0.95,
+            "requests": round(rate * 0.95 * 10),
             "p50_ms": 2.0,
             "p95_ms": 5.0 if rate <= 430 else 40.0,
             "p99_ms": 60.0,
@@ -284,6 +286,11 @@ def test_the_rate_search_bisects_to_the_highest_passing_rate():
         return {**measure(rate), "non_2xx": 1}
 
     assert search_rate(erroring, 1_000, 3, 20.0)["best"] is None
+
+    def unanswered(rate: float) -> dict:
+        return {**measure(rate), "requests": 0, "per_second": 0.0, "p95_ms": 0.0}
+
+    assert search_rate(unanswered, 1_000, 3, 20.0)["best"] is None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
