@@ -23,9 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -37,6 +42,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils import check_random_state
 
 from lead_scoring_assets.ml.conversion_features import (
     CATEGORICAL_COLUMNS,
@@ -102,6 +108,35 @@ def encode_rows(
         part = positions[start : start + ENCODE_CHUNK]
         z[start : start + len(part)] = encoder.transform(features_of(rows.iloc[part]))
     return z
+
+
+def fit_on_rows(
+    estimator: BaseEstimator,
+    encoder: ColumnTransformer,
+    rows: pd.DataFrame,
+    positions: np.ndarray,
+    y: np.ndarray,
+) -> BaseEstimator:
+    """``estimator`` fitted on the rows at ``positions``, encoded by ``encoder``. A histogram
+    gradient boosting with early stopping is given the validation tenth it would draw itself
+    from its ``random_state`` (the same rows in the same order: the same model), encoded
+    apart: its own split would copy the whole encoded matrix."""
+    boosting = isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+    if not boosting or estimator.early_stopping is not True:
+        return estimator.fit(encode_rows(encoder, rows, positions), y)
+    seed = check_random_state(estimator.random_state).randint(np.iinfo(np.uint32).max, dtype="u8")
+    fit, validation = train_test_split(
+        np.arange(len(positions)),
+        test_size=estimator.validation_fraction,
+        stratify=y if is_classifier(estimator) else None,
+        random_state=seed,
+    )
+    return estimator.fit(
+        encode_rows(encoder, rows, positions[fit]),
+        y[fit],
+        X_val=encode_rows(encoder, rows, positions[validation]),
+        y_val=y[validation],
+    )
 
 
 def _candidate(name: str, rows: int, seed: int) -> Pipeline:
@@ -210,7 +245,8 @@ def fit_candidate(name: str, train: pd.DataFrame, seed: int = 42) -> CalibratedC
     )
     model = _candidate(name, len(fit), seed)
     model.steps[0] = ("prepare", fit_encoder(train.iloc[fit]))
-    model[1:].fit(encode_rows(model[0], train, fit), y[fit])
+    rest = model[1:]  # the steps after the encoder, fitted in place
+    fit_on_rows(rest[0] if len(rest) == 1 else rest, model[0], train, fit, y[fit])
     return CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(
         features_of(train.iloc[calibration]), y[calibration]
     )

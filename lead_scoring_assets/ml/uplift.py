@@ -44,8 +44,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 
 from lead_scoring_assets.ml.conversion import (
     ENCODE_CHUNK,
@@ -54,6 +52,7 @@ from lead_scoring_assets.ml.conversion import (
     features_of,
     fit_candidate,
     fit_encoder,
+    fit_on_rows,
     reason_feature_index,
     source_feature,
 )
@@ -149,24 +148,8 @@ def _regressor(seed: int) -> HistGradientBoostingRegressor:
 def _fit_regressor(
     encoder: ColumnTransformer, rows: pd.DataFrame, positions: np.ndarray, y: np.ndarray, seed: int
 ) -> HistGradientBoostingRegressor:
-    """``_regressor(seed)`` fitted on the rows at ``positions`` (targets ``y``).
-
-    Early stopping holds out the tenth that the regressor would draw itself from its seed
-    (the same rows in the same order, so the same model), but each part is encoded on its
-    own: scikit-learn's own split would copy the whole encoded matrix."""
-    regressor = _regressor(seed)
-    split_seed = check_random_state(seed).randint(np.iinfo(np.uint32).max, dtype="u8")
-    fit, validation = train_test_split(
-        np.arange(len(positions)),
-        test_size=regressor.validation_fraction,
-        random_state=split_seed,
-    )
-    return regressor.fit(
-        encode_rows(encoder, rows, positions[fit]),
-        y[fit],
-        X_val=encode_rows(encoder, rows, positions[validation]),
-        y_val=y[validation],
-    )
+    """``_regressor(seed)`` fitted on the rows at ``positions`` (targets ``y``)."""
+    return fit_on_rows(_regressor(seed), encoder, rows, positions, y)
 
 
 def _predict_rows(
