@@ -110,6 +110,13 @@ def test_the_hash_covers_order_free_rows_and_every_value(outcomes_database):
     assert training_set_sha256(widened, HASHED_COLUMNS) == training_set_sha256(
         narrowed, HASHED_COLUMNS
     )
+    texts = rows.astype(object)
+    texts.loc[texts.index[0], "carrier"] = None
+    categories = texts.astype({c: "category" for c in ("state", "carrier", "lada_status")})
+    assert categories["carrier"].isna().sum() == 1
+    assert training_set_sha256(categories, HASHED_COLUMNS) == training_set_sha256(
+        texts, HASHED_COLUMNS
+    )
     for column, value in (
         ("carrier", "OTRO"),
         ("converted", True),

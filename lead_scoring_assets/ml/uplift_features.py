@@ -20,6 +20,7 @@ import pandas as pd
 
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.ml.conversion_features import (
+    CATEGORICAL_COLUMNS,
     DEFAULT_ATTRIBUTION_DAYS,
     REASON_FEATURES,
     labelled_rows,
@@ -118,12 +119,12 @@ def build_uplift_training_set(
             counts["control"] += int((~treated).sum())
             counts["target_conversions"] += int((treated & converted).sum())
             counts["control_conversions"] += int((~treated & converted).sum())
-            frames.append(rows)
+            frames.append(rows.astype(dict.fromkeys(CATEGORICAL_COLUMNS, "category")))
         summary.append(
             {"id": campaign.id, "name": campaign.name, "sent_at": campaign.sent_at, **counts}
         )
     rows = (
-        pd.concat(frames, ignore_index=True)
+        pd.concat(_shared_categories(frames), ignore_index=True)
         if frames
         else pd.DataFrame(
             {
@@ -148,6 +149,18 @@ def build_uplift_training_set(
         as_of=as_of,
         seconds=time.perf_counter() - started,
     )
+
+
+def _shared_categories(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The chunks with one category type per categorical column, so that they concatenate as
+    categories (a byte or two a row) and not as Python strings (about 60 bytes a row each,
+    300 MB at 1.7M recipients)."""
+    for column in CATEGORICAL_COLUMNS:
+        every = set().union(*(frame[column].cat.categories for frame in frames))
+        shared = pd.CategoricalDtype(sorted(every))
+        for frame in frames:
+            frame[column] = frame[column].astype(shared)
+    return frames
 
 
 def propensity(rows: pd.DataFrame) -> np.ndarray:
