@@ -33,21 +33,29 @@ BENCH_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_bench"
 AS_OF = pd.Timestamp("2026-11-25T00:00:00Z")
 
 
+def insert_validations(
+    connection: sa.Connection, count: int, order: str, valid: bool, at: pd.Timestamp
+) -> None:
+    """One new Apple validation row (``valid``, dated ``at``) for each of the first ``count``
+    contacts in ``order`` (SQL): the triggers enqueue them."""
+    connection.execute(
+        sa.text(
+            "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
+            "is_business, is_premium, confidence_score, validation_method, "
+            "response_time_ms, validated_at) "
+            "SELECT (SELECT max(id) FROM platform_validations) + row_number() OVER (), id, "
+            "'apple', :valid, false, false, 0.93, 'benchmark', 100, :at FROM "
+            f"(SELECT id FROM contacts ORDER BY {order} LIMIT :count) AS picked"
+        ),
+        {"count": count, "at": at.to_pydatetime(), "valid": valid},
+    )
+
+
 def dirty_random_contacts(database: Database, count: int, seed: int) -> None:
     """One new current validation row for ``count`` random contacts (the triggers enqueue)."""
     with database.engine.begin() as connection:
         connection.execute(sa.text("SELECT setseed(:seed)"), {"seed": seed / 1000})
-        connection.execute(
-            sa.text(
-                "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-                "is_business, is_premium, confidence_score, validation_method, "
-                "response_time_ms, validated_at) "
-                "SELECT (SELECT max(id) FROM platform_validations) + row_number() OVER (), id, "
-                "'apple', true, false, false, 0.93, 'benchmark', 100, :at FROM "
-                "(SELECT id FROM contacts ORDER BY random() LIMIT :count) AS picked"
-            ),
-            {"count": count, "at": AS_OF.to_pydatetime()},
-        )
+        insert_validations(connection, count, "random()", True, AS_OF)
 
 
 def throughput(url: str) -> None:

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from benchmarks.fresh_process import run_in_fresh_process
 from benchmarks.full_rescore import AS_OF, database_exists, drop_database
+from benchmarks.incremental import insert_validations
 from lead_scoring_assets.db.database import Database, redact
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lead_scoring_incremental_stages"
@@ -84,17 +85,7 @@ def dirty(database: Database, count: int, round_number: int) -> None:
     enqueue)."""
     at = pd.Timestamp(AS_OF) - pd.Timedelta(hours=1) + pd.Timedelta(seconds=round_number)
     with database.engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO platform_validations (id, contact_id, platform, is_valid, "
-                "is_business, is_premium, confidence_score, validation_method, "
-                "response_time_ms, validated_at) "
-                "SELECT (SELECT max(id) FROM platform_validations) + row_number() OVER (), id, "
-                "'apple', :valid, false, false, 0.93, 'benchmark', 100, :at FROM "
-                "(SELECT id FROM contacts ORDER BY hashint8(id), id LIMIT :count) AS picked"
-            ),
-            {"count": count, "at": at.to_pydatetime(), "valid": round_number % 2 == 0},
-        )
+        insert_validations(connection, count, "hashint8(id), id", round_number % 2 == 0, at)
 
 
 def _explainer(output):
