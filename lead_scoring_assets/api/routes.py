@@ -69,19 +69,21 @@ _key_header = APIKeyHeader(
 )
 
 
-def _role(request: Request, key: Annotated[str | None, Security(_key_header)]) -> str:
+async def _role(request: Request, key: Annotated[str | None, Security(_key_header)]) -> str:
+    """The caller's role. The dependencies are ``async def``: they never wait, and FastAPI
+    would run a plain ``def`` one in the thread pool, a thread hop per dependency."""
     role = request.app.state.keys.role(key)
     if role is None:
         raise HTTPException(401, "missing or invalid API key (header X-API-Key)")
     return role
 
 
-def _admin(role: Annotated[str, Depends(_role)]) -> None:
+async def _admin(role: Annotated[str, Depends(_role)]) -> None:
     if role != "admin":
         raise HTTPException(403, "this key may read but not rescore; use an admin key")
 
 
-def _known_parameters(request: Request) -> None:
+async def _known_parameters(request: Request) -> None:
     """A misspelt filter (``teir=HIGH``) is an error, not silently a list of everyone; the
     answer names the known parameters, never the names sent."""
     known = {p.alias for p in request.scope["route"].dependant.query_params}
@@ -91,7 +93,7 @@ def _known_parameters(request: Request) -> None:
         )
 
 
-def _reader(request: Request) -> ScoreReader:
+async def _reader(request: Request) -> ScoreReader:
     return request.app.state.reader
 
 
