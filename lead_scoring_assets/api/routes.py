@@ -1,10 +1,16 @@
-"""The read-only JSON API under ``/api/v1/lead-scoring`` (plus the rescore queue)."""
+"""The read-only JSON API under ``/api/v1/lead-scoring`` (plus the rescore queue).
+
+The endpoints that read the database are ``async def`` and hand their blocking work to the
+thread pool in one hop: FastAPI runs a plain ``def`` endpoint in the thread pool and then its
+response validation in a second hop (and each plain ``def`` dependency in another).
+"""
 
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from lead_scoring_assets.api.cursor import BadCursor
 from lead_scoring_assets.api.dagster_runs import (
@@ -70,8 +76,7 @@ _key_header = APIKeyHeader(
 
 
 async def _role(request: Request, key: Annotated[str | None, Security(_key_header)]) -> str:
-    """The caller's role. The dependencies are ``async def``: they never wait, and FastAPI
-    would run a plain ``def`` one in the thread pool, a thread hop per dependency."""
+    """The caller's role."""
     role = request.app.state.keys.role(key)
     if role is None:
         raise HTTPException(401, "missing or invalid API key (header X-API-Key)")
@@ -107,13 +112,13 @@ router = APIRouter(
 
 
 @router.get("/contacts/{contact_id}", response_model=ScoreCard)
-def contact_score_card(contact_id: ContactId, reader: Reader) -> dict:
+async def contact_score_card(contact_id: ContactId, reader: Reader) -> dict:
     """A contact's score card."""
-    return reader.score_card(contact_id)
+    return await run_in_threadpool(reader.score_card, contact_id)
 
 
 @router.get("/lookup", response_model=ScoreCard)
-def lookup_by_phone(
+async def lookup_by_phone(
     reader: Reader,
     phone: Annotated[
         str,
@@ -126,11 +131,11 @@ def lookup_by_phone(
     ],
 ) -> dict:
     """The score card of the contact with this phone number."""
-    return reader.score_card_by_phone(phone)
+    return await run_in_threadpool(reader.score_card_by_phone, phone)
 
 
 @router.get("/contacts", response_model=ContactPage)
-def list_contacts(
+async def list_contacts(
     request: Request,
     reader: Reader,
     tier: Tier | None = None,
@@ -166,8 +171,8 @@ def list_contacts(
         *after, cursor_sort = request.app.state.cursors.decode(cursor)
         if cursor_sort != sort:
             raise BadCursor("this cursor belongs to another sort; begin again without a cursor")
-    page = reader.page(
-        tier.value if tier else None, state, min_score, after, limit, contactable, sort
+    page = await run_in_threadpool(
+        reader.page, tier.value if tier else None, state, min_score, after, limit, contactable, sort
     )
     return {
         "items": page.rows,
@@ -179,49 +184,47 @@ def list_contacts(
 
 
 @router.get("/analytics", response_model=Analytics)
-def analytics(reader: Reader) -> dict:
+async def analytics(reader: Reader) -> dict:
     """The latest analytics run's figures and the history of its headline numbers."""
-    figures = reader.analytics()
+    figures = await run_in_threadpool(reader.analytics)
     if figures is None:
         raise NotFound("no analytics run yet: materialise lead_scoring_analytics")
     return figures
 
 
 @router.get("/campaigns", response_model=CampaignList)
-def list_campaigns(
+async def list_campaigns(
     reader: Reader,
     cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
     value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION,
 ) -> dict:
     """Every campaign with outcome rows, newest first: both arms and, with a control group,
     the incremental conversions, rate and profit with their 95 % intervals."""
-    return {
-        "items": [
-            {k: v for k, v in c.items() if k != "deciles"}
-            for c in reader.campaigns(None, cost_per_message, value_per_conversion)
-        ]
-    }
+    found = await run_in_threadpool(reader.campaigns, None, cost_per_message, value_per_conversion)
+    return {"items": [{k: v for k, v in c.items() if k != "deciles"} for c in found]}
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignDetail)
-def campaign(
+async def campaign(
     campaign_id: CampaignId,
     reader: Reader,
     cost_per_message: CostPerMessage = DEFAULT_COST_PER_MESSAGE,
     value_per_conversion: ValuePerConversion = DEFAULT_VALUE_PER_CONVERSION,
 ) -> dict:
     """One campaign's results, with the same per probability decile."""
-    found = reader.campaigns(campaign_id, cost_per_message, value_per_conversion)
+    found = await run_in_threadpool(
+        reader.campaigns, campaign_id, cost_per_message, value_per_conversion
+    )
     if not found:
         raise NotFound("no campaign with this id and outcome rows")
     return found[0]
 
 
 @router.get("/proof", response_model=ProofList)
-def proof(reader: Reader) -> dict:
+async def proof(reader: Reader) -> dict:
     """Proof the score pays: each campaign with outcome rows, latest first, with its conversion
     rate per quality tier and per probability decile and its results against control."""
-    return {"items": reader.proof()}
+    return {"items": await run_in_threadpool(reader.proof)}
 
 
 @router.post(
@@ -231,20 +234,20 @@ def proof(reader: Reader) -> dict:
     dependencies=[Depends(_admin)],
     responses={403: {"model": Error}},
 )
-def rescore(contact_id: ContactId, reader: Reader) -> dict:
+async def rescore(contact_id: ContactId, reader: Reader) -> dict:
     """Queue the contact for incremental scoring at top priority (10)."""
-    return reader.enqueue(contact_id)
+    return await run_in_threadpool(reader.enqueue, contact_id)
 
 
 @router.get("/contacts/{contact_id}/rescore", response_model=RescoreStatus)
-def rescore_status(contact_id: ContactId, reader: Reader) -> dict:
+async def rescore_status(contact_id: ContactId, reader: Reader) -> dict:
     """Whether the contact still waits in the rescoring queue, and whether the queue is being
     processed (stalled: its next entry has waited more than 5 minutes)."""
-    return reader.rescore_status(contact_id)
+    return await run_in_threadpool(reader.rescore_status, contact_id)
 
 
 @router.get("/key", response_model=KeyRole)
-def key_role(role: Annotated[str, Depends(_role)]) -> dict:
+async def key_role(role: Annotated[str, Depends(_role)]) -> dict:
     """What the key sent may do (the dashboard shows the admin actions to admin keys)."""
     return {"role": role}
 
