@@ -50,9 +50,8 @@ def training_set_sha256(rows: pd.DataFrame, columns: Sequence[str]) -> str:
             values = column.to_numpy(dtype="<f8")
             digest.update(np.where(np.isnan(values), np.nan, values).astype("<f8").tobytes())
         else:
-            if isinstance(
-                column.dtype, pd.CategoricalDtype
-            ):  # as the same text in an object column
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                # hashed as the same text in an object column
                 column = column.astype(object).where(column.notna(), None)
             encoded = [str(value).encode() for value in column]
             digest.update(np.array([len(e) for e in encoded], dtype="<i8").tobytes())
