@@ -643,6 +643,7 @@ def test_dashboard_pages_are_served_offline_in_spanish_and_english(client):
         f"{API}/contacts/{{contact_id}}",
         f"{API}/lookup",
         f"{API}/contacts",
+        f"{API}/contacts/total",
         f"{API}/analytics",
         f"{API}/contacts/{{contact_id}}/rescore",
         f"{API}/forget",

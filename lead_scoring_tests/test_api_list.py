@@ -219,6 +219,31 @@ def test_the_total_follows_every_filter(scored, client):
     assert nowhere == {"items": [], "total": 0, "next_cursor": None}
 
 
+def test_the_total_on_its_own_is_the_first_pages_and_a_page_may_skip_it(scored, client):
+    """The dashboard asks for the page without its total (at once) and for the total on its
+    own (every matching contact read: seconds at 10M): both answer what a first page with its
+    total answers, for every filter, contactable included."""
+    for filters in (
+        {},
+        {"tier": "HIGH"},
+        {"tier": "POOR", "min_score": 5},
+        {"min_score": 40, "contactable": "true"},
+        {"state": "Jalisco", "contactable": "true"},
+        {"state": "Atlantis"},
+    ):
+        counted = client.get(f"{API}/contacts", params=filters, headers=READ).json()
+        alone = client.get(f"{API}/contacts/total", params=filters, headers=READ)
+        assert alone.status_code == 200, alone.text
+        assert alone.json() == {"total": counted["total"]}, filters
+        quick = client.get(
+            f"{API}/contacts", params={**filters, "total": "false"}, headers=READ
+        ).json()
+        assert quick["total"] is None
+        assert quick["items"] == counted["items"] and quick["next_cursor"] == counted["next_cursor"]
+    refused = client.get(f"{API}/contacts/total", params={"limit": 5}, headers=READ)
+    assert refused.status_code == 422
+
+
 def test_a_cursor_of_another_sort_is_refused(client):
     cursor = client.get(f"{API}/contacts", params={"limit": 3}, headers=READ).json()["next_cursor"]
     response = client.get(

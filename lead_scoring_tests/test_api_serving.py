@@ -44,6 +44,7 @@ def test_a_request_crosses_to_the_thread_pool_once(scored, monkeypatch):
         f"{API}/contacts/{contact_id}",
         f"{API}/lookup?phone={phone[3:]}",
         f"{API}/contacts?limit=5",
+        f"{API}/contacts/total?tier=HIGH",
         f"{API}/analytics",
         f"{API}/campaigns",
         f"{API}/proof",

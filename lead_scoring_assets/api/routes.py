@@ -23,6 +23,7 @@ from lead_scoring_assets.api.models import (
     CampaignDetail,
     CampaignList,
     ContactPage,
+    ContactTotal,
     Error,
     ExportRequest,
     ExportRun,
@@ -66,6 +67,15 @@ ValuePerConversion = Annotated[
     ),
 ]
 Sort = Literal["score", "conversion", "uplift"]
+State = Annotated[str | None, Query(min_length=1, max_length=60, description="any spelling")]
+MinScore = Annotated[int | None, Query(ge=0, le=100)]
+Contactable = Annotated[
+    bool,
+    Query(
+        description="true: only contacts that may be messaged (no suppression in force, no "
+        "unprocessed opt-out reply, a readable number)"
+    ),
+]
 ContactId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="contacts.id")]
 ERRORS = {code: {"model": Error} for code in (400, 401, 404, 422)}
 _key_header = APIKeyHeader(
@@ -111,6 +121,23 @@ router = APIRouter(
 )
 
 
+@router.get("/contacts/total", response_model=ContactTotal)
+async def count_contacts(
+    reader: Reader,
+    tier: Tier | None = None,
+    state: State = None,
+    min_score: MinScore = None,
+    contactable: Contactable = False,
+) -> dict:
+    """How many scored contacts match the list's filters: the first page's total on its own.
+    It reads every matching contact (seconds at 10M contacts, where a page takes
+    milliseconds), so the dashboard shows the page first and the total when it comes."""
+    found = await run_in_threadpool(
+        reader.total, tier.value if tier else None, state, min_score, contactable
+    )
+    return {"total": found}
+
+
 @router.get("/contacts/{contact_id}", response_model=ScoreCard)
 async def contact_score_card(contact_id: ContactId, reader: Reader) -> dict:
     """A contact's score card."""
@@ -139,22 +166,14 @@ async def list_contacts(
     request: Request,
     reader: Reader,
     tier: Tier | None = None,
-    state: Annotated[
-        str | None, Query(min_length=1, max_length=60, description="any spelling")
-    ] = None,
-    min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
+    state: State = None,
+    min_score: MinScore = None,
     cursor: Annotated[
         str | None,
         Query(min_length=1, max_length=200, description="next_cursor of the previous page"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    contactable: Annotated[
-        bool,
-        Query(
-            description="true: only contacts that may be messaged (no suppression in force, no "
-            "unprocessed opt-out reply, a readable number)"
-        ),
-    ] = False,
+    contactable: Contactable = False,
     sort: Annotated[
         Sort,
         Query(
@@ -162,6 +181,13 @@ async def list_contacts(
             "without the value come last"
         ),
     ] = "score",
+    total: Annotated[
+        bool,
+        Query(
+            description="false: the first page without its total (null), at once; "
+            "GET /contacts/total counts on its own"
+        ),
+    ] = True,
 ) -> dict:
     """Scored contacts best first by ``sort`` (score, conversion probability or uplift; then
     contact id, both descending), a keyset page at a time, with the total for the filters on
@@ -172,7 +198,9 @@ async def list_contacts(
         if cursor_sort != sort:
             raise BadCursor("this cursor belongs to another sort; begin again without a cursor")
     page = await run_in_threadpool(
-        reader.page, tier.value if tier else None, state, min_score, after, limit, contactable, sort
+        reader.page,
+        tier.value if tier else None,
+        *(state, min_score, after, limit, contactable, sort, total),
     )
     return {
         "items": page.rows,
