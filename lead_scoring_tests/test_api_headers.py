@@ -104,5 +104,5 @@ def test_errors_never_echo_what_was_sent(client):
     unknown = client.get(f"{API}/contacts?4271185601=1", headers=READ).json()["detail"]
     assert unknown == (
         "unknown query parameter name(s); known: contactable, cursor, limit, "
-        "min_score, sort, state, tier"
+        "min_score, sort, state, tier, total"
     )

@@ -200,7 +200,13 @@ async def list_contacts(
     page = await run_in_threadpool(
         reader.page,
         tier.value if tier else None,
-        *(state, min_score, after, limit, contactable, sort, total),
+        state,
+        min_score,
+        after,
+        limit,
+        contactable,
+        sort,
+        total,
     )
     return {
         "items": page.rows,
