@@ -136,8 +136,8 @@ class ContactPage(BaseModel):
     next_cursor: str | None
     total: int | None = Field(
         description="How many contacts match the filters, on the first page (no cursor); "
-        "null on the next pages and with total=false. With contactable=true, a suppressed number stored in "
-        "another form than +52 and 10 digits is still counted."
+        "null on the next pages and with total=false. With contactable=true, a suppressed "
+        "number stored in another form than +52 and 10 digits is still counted."
     )
 
 
