@@ -180,6 +180,21 @@ def test_the_forget_benchmark_runs_as_documented(postgres_url):
     assert not database_exists(postgres_url)
 
 
+def test_the_export_benchmark_times_a_limited_export_against_the_one_pass_ranking(
+    postgres_url,
+):
+    """The export benchmark's documented command (docs/benchmarks.md), small: 3,000
+    contacts, the best 500 as CSV, timed against PostgreSQL's COPY of the one-pass ranking in
+    the same run; the database dropped."""
+    result = _benchmark(
+        "benchmarks.export", "--contacts", "3000", "--limit", "500", "--url", postgres_url
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"export csv +500 rows: +[\d.]+ s .*peak RSS", result.stdout)
+    assert re.search(r"COPY TO STDOUT\) [\d.]+ s; the last export / baseline [\d.]+", result.stdout)
+    assert not database_exists(postgres_url)
+
+
 def test_the_suppressed_export_benchmark_runs_and_drops_its_database(postgres_url):
     """The suppressed-export benchmark (small: 2,000 contacts, one pair) records its
     suppressions, leaves out the matching contacts, prints the pair's ratio and drops its

@@ -2,22 +2,29 @@
 folder, atomic 0600 files, the job's metadata."""
 
 import hashlib
+import itertools
 import os
 import stat
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from lead_scoring_assets.campaigns import segment_export
 from lead_scoring_assets.campaigns.segment_export import (
     EXPORT_DIR_ENV,
+    FLOOR_MARGIN,
     Segment,
+    SegmentReader,
     UnsafeExportPath,
+    _segment_query,
     export_dir,
     export_segment,
     select_segment,
 )
+from lead_scoring_assets.consent.in_force import read_in_force
 from lead_scoring_assets.db.database import Database
 from lead_scoring_assets.defs.campaign_export import CampaignExportConfig, campaign_export_job
 from lead_scoring_assets.defs.resources import DatabaseResource
@@ -321,3 +328,75 @@ def test_campaign_export_job_reports_the_file_not_the_phones(scored, database_ur
             ),
             resources={"database": DatabaseResource(url=database_url)},
         )
+
+
+def _one_pass(database: Database, segment: Segment) -> tuple[pd.DataFrame, int]:
+    """The segment by the one-pass query (every contact ranked within its number), and the
+    contacts it drops as duplicates: the reference a limited export walking down must equal."""
+    reader = SegmentReader(database, segment)
+    with database.snapshot() as connection:
+        queries = _segment_query(
+            database,
+            segment,
+            reader._states(connection),
+            read_in_force(connection, database),
+            reader._renamed(connection),
+        )
+        rows = connection.execute(queries.rows, queries.params).all()
+    names = segment.schema().names
+    frame = pa.Table.from_pylist(
+        [dict(zip(names, row[:-1])) for row in rows], schema=segment.schema()
+    ).to_pandas()
+    return frame, sum(row[-1] for row in rows) - len(rows)
+
+
+def test_a_limited_export_reads_down_the_scores_and_equals_the_one_pass_ranking(
+    scored, database_url, monkeypatch
+):
+    """PostgreSQL ranks only the contacts above a floor of the scores, in passes, instead of
+    every contact of the segment (issue 26): the file and the duplicates dropped are those of
+    the one-pass ranking, also for numbers held by contacts scored below the floor (in other
+    spellings too) and when a first pass falls short (a state filter; a margin cut to 0.02
+    makes every segment take several passes)."""
+    everyone = select_segment(scored, Segment()).set_index("contact_id")
+    top, low = everyone.index[:6], everyone.index[::-1][:6]
+    for i, (best, worst) in enumerate(zip(top, low)):
+        national = everyone.loc[best, "phone_e164"][3:]
+        spelling = f"044{national}" if i % 2 else everyone.loc[best, "phone_e164"]
+        _execute(
+            scored,
+            "UPDATE contacts SET phone_e164 = :p WHERE id = :id",
+            {"p": spelling, "id": int(worst)},
+        )
+    statements = []
+    sa.event.listen(
+        scored.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, params, context, many: statements.append((sql, params)),
+    )
+    state = everyone.loc[top[0], "state_name"]
+    segments = [
+        Segment(limit=1),
+        Segment(limit=5),
+        Segment(limit=40),
+        Segment(limit=len(everyone) // 2, min_score=10),
+        Segment(limit=3, states=(state,)),
+        Segment(limit=int((everyone.state_name == state).sum()) // 2, states=(state,)),
+        Segment(limit=len(everyone)),
+    ]
+    for margin, segment in itertools.product((FLOOR_MARGIN, 0.02), segments):
+        monkeypatch.setattr(segment_export, "FLOOR_MARGIN", margin)
+        statements.clear()
+        reader = SegmentReader(scored, segment, batch_size=7)
+        read = pa.Table.from_batches(list(reader), schema=segment.schema()).to_pandas()
+        expected, duplicates = _one_pass(scored, segment)
+        pd.testing.assert_frame_equal(read, expected)
+        assert (reader.rows, reader.duplicates_dropped) == (len(expected), duplicates), segment
+        floors = [p["floor"] for sql, p in statements if isinstance(p, dict) and "floor" in p]
+        if not database_url.startswith("postgresql"):
+            assert not floors
+        elif margin < 1 or segment.states:
+            assert len(floors) > 1, "a first pass falling short: the walk goes on"
+        elif segment.limit < len(everyone) // 4:
+            assert floors and floors[0] > segment.min_total(), segment
+    assert duplicates == 6

@@ -10,12 +10,14 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -27,12 +29,14 @@ from lead_scoring_assets.consent.in_force import (
     CONSENT_TABLES,
     InForce,
     canonical,
+    json_texts,
     normalized_or_none,
     number_map,
     read_in_force,
 )
 from lead_scoring_assets.consent.suppressions import REASONS
 from lead_scoring_assets.db.database import Database, data_dir
+from lead_scoring_assets.db.scoring_queue import join_by_index
 from lead_scoring_assets.geography.states import normalize_state
 from lead_scoring_assets.scoring.config import DEFAULT_CONFIG, PLATFORMS
 
@@ -80,6 +84,10 @@ SELECT_RULES = ("all", "max_profit")
 FORMATS = ("csv", "parquet")
 UNREADABLE = 2 ** len(REASONS)
 """The count query's mark of contacts whose number is unreadable (left out)."""
+MAX_SCORE = DEFAULT_CONFIG.total_cap
+FLOOR_MARGIN = 1.25
+"""A limited export's first pass reads the contacts scored at or above the score where the
+statistics put this many times the rows it wants (``SegmentReader._walk_down``)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +228,29 @@ def export_dir() -> Path:
     return Path(os.environ.get(EXPORT_DIR_ENV) or data_dir() / "exports")
 
 
+@dataclass(frozen=True)
+class SegmentQueries:
+    """The statements reading one segment, and their parameters."""
+
+    rows: sa.TextClause
+    """The segment without suppressed numbers, one row per number (best score, then latest
+    ``created_at``, then highest contact id), best first, up to ``:limit`` when limited, with
+    ``phone_contacts`` counting the unsuppressed contacts of each number."""
+    floored_rows: sa.TextClause
+    """``rows`` of the numbers whose best score lies in ``[:floor, :ceiling)``, at most
+    ``:limit``, reading only the contacts scored ``:floor`` or more: ``phone_contacts`` counts
+    those, ``number_contacts`` every contact holding the number as written (ranked by score)."""
+    numbers: sa.TextClause
+    """The count of the segment's contacts whose number is written as one of ``:spellings``."""
+    left_out: sa.TextClause
+    """The count of the segment's suppressed contacts per combination of reasons (a bit per
+    reason, in the order of ``REASONS``)."""
+    uplift_left_out: sa.TextClause | None
+    """Ranked by uplift: the count of its contacts without an uplift score and
+    (``max_profit``) below break-even."""
+    params: dict
+
+
 def _segment_query(
     database: Database,
     segment: Segment,
@@ -227,13 +258,8 @@ def _segment_query(
     in_force: InForce,
     renamed: dict[str, str | None],
     control_share: float = 0.0,
-) -> tuple[sa.TextClause, sa.TextClause, sa.TextClause | None, dict]:
-    """The segment without suppressed numbers, one row per number (best score, then latest
-    ``created_at``, then highest contact id), best first, with ``phone_contacts`` counting the
-    unsuppressed contacts of each number; the count of the segment's suppressed contacts
-    per combination of reasons (a bit per reason, in the order of ``REASONS``); and, ranked by
-    uplift, the count of its contacts without an uplift score and (``max_profit``) below
-    break-even.
+) -> SegmentQueries:
+    """The segment's statements (``SegmentQueries``).
 
     ``renamed`` maps the non-canonical numbers of ``contacts`` to their canonical form (None:
     unreadable, left out); the file holds the canonical form. ``control_share``: the share of
@@ -306,36 +332,74 @@ def _segment_query(
     if row_limit is not None:
         limit = " LIMIT :limit"
         params["limit"] = row_limit
-    rows = sa.text(
-        f"SELECT {', '.join(names)}, phone_contacts FROM (SELECT {columns}, "
-        f"row_number() OVER (PARTITION BY {phone} ORDER BY "
+    winners = (
+        f"(SELECT {columns}, row_number() OVER (PARTITION BY {phone} ORDER BY "
         f"{PHONE_RANKINGS[segment.rank_by]}, c.created_at DESC NULLS LAST, s.contact_id DESC) "
         f"AS phone_rank, count(*) OVER (PARTITION BY {phone}) AS phone_contacts {source} "
-        f"AND {phone} IS NOT NULL AND {InForce.contactable(dialect, phone)}) ranked "
-        "WHERE phone_rank = 1 "
-        f"ORDER BY {RANKINGS[segment.rank_by]}, contact_id{limit}"
+        f"AND {phone} IS NOT NULL AND {InForce.contactable(dialect, phone)}{{floor}}) ranked "
+        f"WHERE phone_rank = 1{{ceiling}} ORDER BY {RANKINGS[segment.rank_by]}, contact_id"
+    )
+    rows = sa.text(
+        f"SELECT {', '.join(names)}, phone_contacts FROM "
+        + winners.format(floor="", ceiling="")
+        + limit
+    )
+    floored_rows = sa.text(
+        f"SELECT {', '.join(names)}, phone_contacts, (SELECT count(*) FROM contacts x WHERE "
+        "x.phone_e164 = ranked.phone_e164) AS number_contacts FROM "
+        + winners.format(
+            floor=" AND s.total_score >= :floor", ceiling=" AND total_score < :ceiling"
+        )
+        + " LIMIT :limit"
+    )
+    numbers = sa.text(f"SELECT count(*) {source} AND c.phone_e164 IN :spellings").bindparams(
+        sa.bindparam("spellings", expanding=True)
     )
     bits = " ".join(f"WHEN '{reason}' THEN {2**i}" for i, reason in enumerate(REASONS))
+    scored = (
+        "JOIN lead_scores s ON s.contact_id = c.id LEFT JOIN conversion_scores p ON "
+        "p.contact_id = s.contact_id"
+        + (" JOIN uplift_scores u ON u.contact_id = s.contact_id" if segment.by_uplift else "")
+        + f" WHERE {where}"
+    )
+    pairs = number_map(dialect, "renamed")
+    replied = json_texts(dialect, "reply_opt_outs")
+    suppressed = (
+        f"SELECT s.contact_id, CASE x.reason {bits} END AS bit FROM suppressions x JOIN "
+        f"contacts c ON c.phone_e164 = x.phone_e164 {scored} AND "
+        f"{canonical(dialect, 'c.phone_e164')} AND {InForce.applies(dialect, 'x')}"
+        + (
+            f" UNION ALL SELECT s.contact_id, CASE x.reason {bits} END AS bit FROM ({pairs}) n "
+            "JOIN suppressions x ON x.phone_e164 = n.phone JOIN contacts c ON c.phone_e164 = "
+            f"n.raw {scored} AND {InForce.applies(dialect, 'x')}"
+            if renamed
+            else ""
+        )
+    )
+    replied_raw = f" UNION ALL SELECT n.raw FROM ({pairs}) n WHERE n.phone IN ({replied})"
     left_out = sa.text(
         "SELECT reasons, count(*) FROM (SELECT contact_id, sum(DISTINCT bit) AS reasons FROM ("
-        f"SELECT s.contact_id, CASE x.reason {bits} END AS bit {tables} "
-        f"JOIN suppressions x ON x.phone_e164 = {phone} WHERE {where} "
-        f"AND {InForce.applies(dialect, 'x')} "
-        f"UNION ALL SELECT s.contact_id, {2 ** REASONS.index('opt_out')} AS bit {source} "
-        f"AND {InForce.replied_out(dialect, phone)}) b GROUP BY contact_id) m GROUP BY reasons"
+        f"{suppressed} UNION ALL SELECT s.contact_id, {2 ** REASONS.index('opt_out')} AS bit "
+        f"FROM contacts c {scored} AND c.phone_e164 IN ({replied}"
+        f"{replied_raw if renamed else ''})) b GROUP BY contact_id) m GROUP BY reasons"
         + (
-            f" UNION ALL SELECT {UNREADABLE}, count(*) {source} AND {phone} IS NULL"
+            f" UNION ALL SELECT {UNREADABLE}, count(*) FROM contacts c {scored} AND c.phone_e164 "
+            f"IN (SELECT n.raw FROM ({pairs}) n WHERE n.phone IS NULL)"
             if None in renamed.values()
             else ""
         )
     )
-    if states is not None:
-        rows, left_out = (
-            q.bindparams(sa.bindparam("states", expanding=True)) for q in (rows, left_out)
-        )
-        if uplift_left_out is not None:
-            uplift_left_out = uplift_left_out.bindparams(sa.bindparam("states", expanding=True))
-    return rows, left_out, uplift_left_out, params
+    queries = SegmentQueries(rows, floored_rows, numbers, left_out, uplift_left_out, params)
+    if states is None:
+        return queries
+    return replace(
+        queries,
+        **{
+            name: query.bindparams(sa.bindparam("states", expanding=True))
+            for name, query in vars(queries).items()
+            if isinstance(query, sa.TextClause)
+        },
+    )
 
 
 class SegmentReader:
@@ -385,6 +449,7 @@ class SegmentReader:
         )
         self.in_force: InForce | None = None
         self.uplift_model_version: str | None = None
+        self._spelled: Counter = Counter()
 
     def _states(self, connection: sa.Connection) -> list[str] | None:
         """The stored spellings of the wanted states (state names are normalised in Python, so
@@ -399,14 +464,44 @@ class SegmentReader:
 
     def _renamed(self, connection: sa.Connection) -> dict[str, str | None]:
         """The non-canonical numbers of ``contacts`` and their canonical form (None when
-        unreadable), read down their partial index (migration 0019), not from every contact."""
+        unreadable), read down their partial index (migration 0019), not from every contact;
+        ``self._spelled`` counts the contacts holding each canonical number in other
+        spellings."""
         raw = connection.execute(
             sa.text(
-                "SELECT DISTINCT phone_e164 FROM contacts "
-                f"WHERE NOT ({canonical(self.database.dialect, 'phone_e164')})"
+                "SELECT phone_e164, count(*) FROM contacts "
+                f"WHERE NOT ({canonical(self.database.dialect, 'phone_e164')}) "
+                "GROUP BY phone_e164"
             )
-        ).scalars()
-        return {text: normalized_or_none(text) for text in raw}
+        ).all()
+        renamed = {text: normalized_or_none(text) for text, _ in raw}
+        self._spelled = Counter()
+        for text, contacts in raw:
+            if renamed[text] is not None:
+                self._spelled[renamed[text]] += contacts
+        return renamed
+
+    def _floor(self, connection: sa.Connection, rows: int, min_total: int) -> int | None:
+        """PostgreSQL: the highest score at or above which the planner's statistics put at
+        least ``rows`` scores (a binary search over ``EXPLAIN``'s estimates, no row read);
+        None when only ``min_total`` reaches it."""
+
+        def estimate(floor: int) -> float:
+            plan = connection.execute(
+                sa.text(
+                    "EXPLAIN (FORMAT JSON) SELECT 1 FROM lead_scores "
+                    f"WHERE total_score >= {int(floor)}"
+                )
+            ).scalar_one()
+            return plan[0]["Plan"]["Plan Rows"]
+
+        low, high = min_total + 1, MAX_SCORE
+        if low > high or estimate(low) < rows:
+            return None
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if estimate(middle) >= rows else (low, middle - 1)
+        return low
 
     def _count_left_out(
         self, connection: sa.Connection, query: sa.TextClause, params: dict
@@ -432,6 +527,85 @@ class SegmentReader:
             )
         return version
 
+    def _batches(
+        self,
+        connection: sa.Connection,
+        query: sa.TextClause,
+        params: dict,
+        shared: dict[str, int] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """The query's rows as record batches, counted. Its first columns are the file's, then
+        ``phone_contacts`` and, with ``shared``, ``number_contacts``: the numbers held by
+        more contacts than the query counted go into ``shared`` with its count."""
+        result = connection.execute(
+            query.execution_options(stream_results=True, yield_per=self.batch_size), params
+        )
+        width = len(self.schema)
+        phone = self.schema.get_field_index("phone_e164")
+        for rows in result.partitions(self.batch_size):
+            columns = list(zip(*rows))
+            counted = np.array(columns[width], dtype=np.int64)
+            self.duplicates_dropped += int(counted.sum()) - len(rows)
+            if shared is not None:
+                holders = np.array(columns[width + 1], dtype=np.int64)
+                if self._spelled:
+                    holders += [self._spelled.get(number, 0) for number in columns[phone]]
+                for i in np.flatnonzero(holders > counted):
+                    shared[columns[phone][i]] = int(counted[i])
+            self.rows += len(rows)
+            batch = pa.RecordBatch.from_arrays(
+                [
+                    pa.array(values, type=column.type)
+                    for values, column in zip(columns, self.schema)
+                ],
+                schema=self.schema,
+            )
+            if self.after_batch is not None:
+                self.after_batch(self.rows)
+            yield batch
+
+    def _walk_down(
+        self,
+        connection: sa.Connection,
+        queries: SegmentQueries,
+        limit: int,
+        renamed: dict[str, str | None],
+    ) -> Iterator[pa.RecordBatch]:
+        """A limited segment ranked by score, read down the scores in passes instead of
+        ranking every contact (PostgreSQL): each pass reads only the contacts scored at least
+        its floor, where the statistics put ``FLOOR_MARGIN`` times the rows still wanted
+        (then four times more each pass), joined by index (``join_by_index``: the hash joins
+        would read every contact) and without JIT (seconds of compiling for a query of
+        seconds), and writes the numbers whose best score is below the previous pass's floor
+        (a number's best contact is among those it read); the last pass has no floor and is
+        planned as the planner likes. The numbers written that other contacts hold, possibly
+        scored below the floor, are counted again in the whole segment for
+        ``duplicates_dropped``."""
+        min_total = queries.params["min_total"]
+        ceiling, wanted = MAX_SCORE + 1, limit * FLOOR_MARGIN
+        shared: dict[str, int] = {}
+        while self.rows < limit and ceiling > min_total:
+            floor = self._floor(connection, wanted, min_total)
+            join_by_index(connection, floor is not None)
+            jit = "off" if floor is not None else "DEFAULT"
+            connection.execute(sa.text(f"SET LOCAL jit TO {jit}"))
+            params = {
+                **queries.params,
+                "floor": min_total if floor is None else floor,
+                "ceiling": ceiling,
+                "limit": limit - self.rows,
+            }
+            yield from self._batches(connection, queries.floored_rows, params, shared)
+            if floor is None:
+                break
+            ceiling, wanted = floor, wanted * 4
+        if shared:
+            spellings = [*shared, *(raw for raw, number in renamed.items() if number in shared)]
+            holders = connection.execute(
+                queries.numbers, {**queries.params, "spellings": spellings}
+            ).scalar_one()
+            self.duplicates_dropped += holders - sum(shared.values())
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         tables = (*SEGMENT_TABLES, "uplift_scores") if self.segment.by_uplift else (SEGMENT_TABLES)
         with self.database.snapshot(tables) as connection:
@@ -441,37 +615,26 @@ class SegmentReader:
             states = self._states(connection)
             if states == []:
                 return
-            query, left_out, uplift_left_out, params = _segment_query(
-                self.database,
-                self.segment,
-                states,
-                self.in_force,
-                self._renamed(connection),
-                self.control_share,
+            renamed = self._renamed(connection)
+            queries = _segment_query(
+                self.database, self.segment, states, self.in_force, renamed, self.control_share
             )
-            self._count_left_out(connection, left_out, params)
-            if uplift_left_out is not None:
-                counts = connection.execute(uplift_left_out, params).one()._asdict()
+            params = queries.params
+            self._count_left_out(connection, queries.left_out, params)
+            if queries.uplift_left_out is not None:
+                counts = connection.execute(queries.uplift_left_out, params).one()._asdict()
                 self.left_out.update(
                     {k: int(v or 0) for k, v in counts.items() if k in self.left_out}
                 )
-            result = connection.execution_options(
-                stream_results=True, yield_per=self.batch_size
-            ).execute(query, params)
-            for rows in result.partitions(self.batch_size):
-                columns = list(zip(*rows))
-                self.duplicates_dropped += sum(columns[-1]) - len(rows)
-                self.rows += len(rows)
-                batch = pa.RecordBatch.from_arrays(
-                    [
-                        pa.array(values, type=column.type)
-                        for values, column in zip(columns, self.schema)
-                    ],
-                    schema=self.schema,
-                )
-                if self.after_batch is not None:
-                    self.after_batch(self.rows)
-                yield batch
+            limit = self.segment.row_limit(self.control_share)
+            if (
+                limit is None
+                or self.database.dialect != "postgresql"
+                or self.segment.rank_by != "total_score"
+            ):
+                yield from self._batches(connection, queries.rows, params)
+            else:
+                yield from self._walk_down(connection, queries, limit, renamed)
             if self.segment.select == "max_profit" and not self.rows:
                 raise NothingProfitable(
                     "select max_profit: no contact of the segment is worth a message (uplift "
