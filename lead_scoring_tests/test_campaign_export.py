@@ -399,4 +399,6 @@ def test_a_limited_export_reads_down_the_scores_and_equals_the_one_pass_ranking(
             assert len(floors) > 1, "a first pass falling short: the walk goes on"
         elif segment.limit < len(everyone) // 4:
             assert floors and floors[0] > segment.min_total(), segment
+        elif segment.limit >= len(everyone) // 2:
+            assert floors == [segment.min_total()], "over half the scores: no floor, one pass"
     assert duplicates == 6

@@ -484,7 +484,9 @@ class SegmentReader:
     def _floor(self, connection: sa.Connection, rows: int, min_total: int) -> int | None:
         """PostgreSQL: the highest score at or above which the planner's statistics put at
         least ``rows`` scores (a binary search over ``EXPLAIN``'s estimates, no row read);
-        None when only ``min_total`` reaches it."""
+        None when only ``min_total`` reaches it, or when ``rows`` is more than half of the
+        scores from ``min_total`` up (ranking them all by hash joins is then cheaper than
+        looking each contact up)."""
 
         def estimate(floor: int) -> float:
             plan = connection.execute(
@@ -496,7 +498,7 @@ class SegmentReader:
             return plan[0]["Plan"]["Plan Rows"]
 
         low, high = min_total + 1, MAX_SCORE
-        if low > high or estimate(low) < rows:
+        if low > high or estimate(low) < rows or 2 * rows > estimate(min_total):
             return None
         while low < high:
             middle = (low + high + 1) // 2
