@@ -299,15 +299,12 @@ def _segment_query(
     if states is not None:
         where += " AND c.state_name IN :states"
         params["states"] = states
-    tables = (
-        "FROM lead_scores s JOIN contacts c ON c.id = s.contact_id "
+    pairs = number_map(dialect, "renamed")
+    scores = (
+        "JOIN lead_scores s ON s.contact_id = c.id "
         "LEFT JOIN conversion_scores p ON p.contact_id = s.contact_id"
-        + (
-            f" LEFT JOIN ({number_map(dialect, 'renamed')}) n ON n.raw = c.phone_e164"
-            if renamed
-            else ""
-        )
     )
+    canonical_of = f" LEFT JOIN ({pairs}) n ON n.raw = c.phone_e164" if renamed else ""
     uplift_left_out = None
     if segment.by_uplift:
         profitable = "u.uplift * :value_per_conversion > :cost_per_message"
@@ -318,15 +315,15 @@ def _segment_query(
         )
         uplift_left_out = sa.text(
             f"SELECT count(*) - count(u.contact_id) AS no_uplift_score, {below} AS "
-            f"below_break_even {tables} LEFT JOIN uplift_scores u ON u.contact_id = "
-            f"s.contact_id WHERE {where}"
+            f"below_break_even FROM contacts c {scores}{canonical_of} LEFT JOIN uplift_scores u ON "
+            f"u.contact_id = s.contact_id WHERE {where}"
         )
-        tables += " JOIN uplift_scores u ON u.contact_id = s.contact_id"
+        scores += " JOIN uplift_scores u ON u.contact_id = s.contact_id"
         if segment.select == "max_profit":
             where += f" AND {profitable}"
             params["value_per_conversion"] = segment.value_per_conversion
             params["cost_per_message"] = segment.cost_per_message
-    source = f"{tables} WHERE {where}"
+    source = f"FROM contacts c {scores}{canonical_of} WHERE {where}"
     limit = ""
     row_limit = segment.row_limit(control_share)
     if row_limit is not None:
@@ -356,13 +353,7 @@ def _segment_query(
         sa.bindparam("spellings", expanding=True)
     )
     bits = " ".join(f"WHEN '{reason}' THEN {2**i}" for i, reason in enumerate(REASONS))
-    scored = (
-        "JOIN lead_scores s ON s.contact_id = c.id LEFT JOIN conversion_scores p ON "
-        "p.contact_id = s.contact_id"
-        + (" JOIN uplift_scores u ON u.contact_id = s.contact_id" if segment.by_uplift else "")
-        + f" WHERE {where}"
-    )
-    pairs = number_map(dialect, "renamed")
+    scored = f"{scores} WHERE {where}"
     replied = json_texts(dialect, "reply_opt_outs")
     suppressed = (
         f"SELECT s.contact_id, CASE x.reason {bits} END AS bit FROM suppressions x JOIN "
